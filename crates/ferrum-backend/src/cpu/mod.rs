@@ -1,0 +1,30 @@
+//! CPU ops over row-major f32 slices. Every reduction goes through [`dot`] (fixed lane order), and
+//! work is split by rows and output columns only, never along a reduction, so results are
+//! bit-identical whatever the batch size or thread count.
+
+mod activation;
+mod attention;
+mod dot;
+mod matmul;
+mod norm;
+mod rope;
+
+pub use activation::silu_mul;
+pub use attention::{AttnSeq, AttnShape, paged_attention, write_kv};
+pub use dot::dot;
+pub use matmul::matmul_t;
+pub use norm::{add_inplace, rms_norm, rms_norm_rows};
+pub use rope::{Rope, RopeScaling, RopeStyle};
+
+/// A raw pointer that rayon tasks may share when each task writes a disjoint part of the buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub *mut f32);
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// Through a method, so closures capture the whole `SyncPtr` (Send + Sync), not its field.
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}

@@ -1,0 +1,169 @@
+//! One engine step without any threading: `schedule -> execute -> update`. The engine
+//! thread drives it; tests (and an offline caller that wants no thread) can drive it directly.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::Sender;
+
+use crate::admission::validate_request;
+use crate::config::EngineConfig;
+use crate::executor::{Executor, ReqId};
+use crate::request::{EngineRequest, RequestOutput, Seq};
+use crate::scheduler::{Scheduler, SchedulerOutput};
+
+/// A snapshot of the engine's gauges and counters (vLLM metric names in the comments).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineStats {
+    /// `vllm:num_requests_running` (sequences; `n > 1` children count separately, as in vLLM v1).
+    pub num_running: usize,
+    /// `vllm:num_requests_waiting`.
+    pub num_waiting: usize,
+    /// `vllm:kv_cache_usage_perc`, as a fraction in [0, 1].
+    pub kv_cache_usage: f64,
+    pub num_free_blocks: usize,
+    pub num_total_blocks: usize,
+    /// `vllm:num_preemptions`.
+    pub num_preemptions: u64,
+    /// `vllm:prefix_cache_queries` / `_hits`, in tokens, first admissions only.
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
+    /// `vllm:prompt_tokens` / `vllm:generation_tokens`.
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+    /// Steps run (including failed ones).
+    pub num_steps: u64,
+}
+
+/// What one [`EngineCore::step`] did.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    pub output: SchedulerOutput,
+    /// Set when the step failed (executor error, panic, or malformed answer).
+    pub error: Option<String>,
+}
+
+pub struct EngineCore {
+    sched: Scheduler,
+    executor: Box<dyn Executor>,
+    num_steps: u64,
+}
+
+impl EngineCore {
+    /// Panics on a nonsensical config (zero blocks, zero block size, ...).
+    pub fn new(cfg: EngineConfig, executor: Box<dyn Executor>) -> Self {
+        Self {
+            sched: Scheduler::new(cfg),
+            executor,
+            num_steps: 0,
+        }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.sched.has_work()
+    }
+
+    /// Validates and queues a request whose sequences take ids `id .. id + n`; everything it
+    /// produces goes to `tx`.
+    pub fn add_request(
+        &mut self,
+        id: ReqId,
+        req: EngineRequest,
+        tx: Sender<RequestOutput>,
+    ) -> Result<(), String> {
+        let max_tokens = validate_request(self.sched.config(), &req)?;
+        let arrival = self.sched.next_arrival();
+        self.sched.add(Seq::group(id, req, max_tokens, arrival, tx));
+        Ok(())
+    }
+
+    /// Aborts a request (all its sequences) or one child sequence; frees its blocks.
+    pub fn abort(&mut self, id: ReqId) {
+        self.sched.abort(id, None);
+    }
+
+    /// Aborts everything with `error` set (shutdown).
+    pub fn abort_all(&mut self, error: &str) {
+        self.sched.abort_all(Some(error));
+    }
+
+    pub fn step(&mut self) -> StepReport {
+        let out = self.sched.schedule();
+        if out.is_empty() {
+            self.unstick();
+            return StepReport::default();
+        }
+        self.num_steps += 1;
+        let result = {
+            let batch = self.sched.batch(&out);
+            let executor = &mut self.executor;
+            catch_unwind(AssertUnwindSafe(|| executor.execute(&batch)))
+        };
+        let error = match result {
+            Ok(Ok(res)) => match self.sched.check_outputs(&out, &res) {
+                Ok(()) => {
+                    for parent in self.sched.update(&out, res) {
+                        // Nobody is listening any more: stop spending compute on it.
+                        self.sched.abort(parent, None);
+                    }
+                    None
+                }
+                Err(e) => Some(e),
+            },
+            Ok(Err(e)) => Some(format!("executor failed: {e:#}")),
+            Err(panic) => Some(format!("executor panicked: {}", panic_message(&*panic))),
+        };
+        if let Some(e) = &error {
+            tracing::error!(num_seqs = out.scheduled.len(), "step failed: {e}");
+            self.sched.fail(&out, e);
+        }
+        StepReport { output: out, error }
+    }
+
+    /// Admission guarantees that an idle engine can always schedule the head of the queue;
+    /// should that ever not hold, fail the head rather than spin on it forever.
+    fn unstick(&mut self) {
+        let head = self.sched.waiting().next();
+        if self.sched.running().is_empty()
+            && let Some(head) = head
+        {
+            tracing::error!(seq = head, "request cannot be scheduled on an idle engine");
+            self.sched.abort(
+                head,
+                Some("the request cannot be scheduled with this engine configuration"),
+            );
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let kv = self.sched.kv();
+        let (queries, hits) = kv.prefix_cache_stats();
+        let c = self.sched.counters();
+        EngineStats {
+            num_running: self.sched.running().len(),
+            num_waiting: self.sched.waiting().count(),
+            kv_cache_usage: kv.pool().usage(),
+            num_free_blocks: kv.pool().num_free(),
+            num_total_blocks: kv.pool().num_blocks(),
+            num_preemptions: c.num_preemptions,
+            prefix_cache_queries: queries,
+            prefix_cache_hits: hits,
+            prompt_tokens: c.prompt_tokens,
+            generation_tokens: c.generation_tokens,
+            num_steps: self.num_steps,
+        }
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

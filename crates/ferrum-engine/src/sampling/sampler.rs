@@ -1,0 +1,101 @@
+//! The sampler: one row of logits plus the sequence's state in, one token (and its logprobs)
+//! out. Pure apart from the unseeded thread RNG, so any runner can call it per row.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::logprobs::{log_softmax, token_logprobs_from};
+use super::processors::{
+    apply_logit_bias, apply_min_p, apply_min_tokens, apply_penalties, apply_temperature,
+    apply_top_k, apply_top_p, argmax,
+};
+use crate::executor::{Sampled, StepSeq};
+
+/// Samples the next token of `seq` from `logits` (the row for its last position; the slice
+/// is used as scratch and left processed). Order as vLLM v1: raw logprobs, logit_bias,
+/// min_tokens, penalties, then greedy argmax or temperature, min_p, top_k, top_p and a draw.
+pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
+    let p = seq.params;
+    let raw_logprobs = p.logprobs.map(|k| (k, log_softmax(logits)));
+
+    let (prompt, output) = seq.tokens.split_at(seq.num_prompt_tokens);
+    apply_logit_bias(logits, &p.logit_bias);
+    apply_min_tokens(
+        logits,
+        output.len(),
+        p.min_tokens,
+        &p.stop_token_ids,
+        seq.eos_token_ids,
+        p.ignore_eos,
+    );
+    apply_penalties(
+        logits,
+        prompt,
+        output,
+        p.repetition_penalty,
+        p.frequency_penalty,
+        p.presence_penalty,
+    );
+
+    let id = if p.is_greedy() {
+        argmax(logits)
+    } else {
+        apply_temperature(logits, p.temperature);
+        apply_min_p(logits, p.min_p);
+        apply_top_k(logits, p.top_k);
+        apply_top_p(logits, p.top_p);
+        let u = match p.seed {
+            Some(s) => seeded_uniform(s, seq.seq_index, output.len()),
+            None => rand::rng().random::<f64>(),
+        };
+        draw(logits, u)
+    };
+    Sampled {
+        id,
+        logprobs: raw_logprobs.map(|(k, lp)| token_logprobs_from(&lp, id, k)),
+    }
+}
+
+/// The uniform draw of a seeded request: a ChaCha20 stream keyed only by
+/// (seed, child index, output index). Nothing else in the batch can change it, so a seeded
+/// request reproduces its tokens whatever it is batched with, and after a preemption.
+pub fn seeded_uniform(seed: u64, seq_index: usize, output_index: usize) -> f64 {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(seq_index as u64).to_le_bytes());
+    key[16..24].copy_from_slice(&(output_index as u64).to_le_bytes());
+    key[24..].copy_from_slice(b"ferrumv1");
+    ChaCha20Rng::from_seed(key).random::<f64>()
+}
+
+/// Inverse-CDF draw over softmax(logits) in token-id order with `u` in [0, 1).
+/// Falls back to argmax when nothing has mass (everything masked).
+fn draw(logits: &[f32], u: f64) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY || max.is_nan() {
+        return argmax(logits);
+    }
+    let weight = |l: f32| {
+        if l.is_nan() {
+            0.0
+        } else {
+            ((l - max) as f64).exp()
+        }
+    };
+    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let target = u * total;
+    let mut cum = 0.0;
+    let mut last_with_mass = argmax(logits);
+    for (i, &l) in logits.iter().enumerate() {
+        let w = weight(l);
+        if w > 0.0 {
+            cum += w;
+            last_with_mass = i as u32;
+            if cum > target {
+                return i as u32;
+            }
+        }
+    }
+    // Rounding left `target` just above the sum: take the last token with mass.
+    last_with_mass
+}

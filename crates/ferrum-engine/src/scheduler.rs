@@ -1,0 +1,448 @@
+//! The scheduler (vLLM v1's `Scheduler.schedule` / `update_from_output`): one token budget
+//! per step, running sequences first (decodes and unfinished prefill chunks), then waiting
+//! ones in policy order; preemption by recompute when the cache runs out.
+
+use std::collections::{HashMap, VecDeque};
+use std::mem;
+
+use crate::admission::max_seq_len;
+use crate::config::{EngineConfig, SchedulingPolicy};
+use crate::executor::{ReqId, SeqStepOutput, StepBatch, StepSeq};
+use crate::kv_cache::KvCacheManager;
+use crate::request::{RequestOutput, Seq};
+
+/// One sequence's share of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledSeq {
+    pub id: ReqId,
+    pub num_new: usize,
+}
+
+/// What one `schedule()` decided: plain data, in batch order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerOutput {
+    pub scheduled: Vec<ScheduledSeq>,
+    /// Sequences preempted (freed, sent back to waiting) while scheduling this step.
+    pub preempted: Vec<ReqId>,
+}
+
+impl SchedulerOutput {
+    pub fn num_tokens(&self) -> usize {
+        self.scheduled.iter().map(|s| s.num_new).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scheduled.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerCounters {
+    pub num_preemptions: u64,
+    /// Prompt tokens of sequences that produced their first token (once per sequence).
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+}
+
+pub struct Scheduler {
+    cfg: EngineConfig,
+    max_seq_len: usize,
+    kv: KvCacheManager,
+    seqs: HashMap<ReqId, Seq>,
+    waiting: VecDeque<ReqId>,
+    running: Vec<ReqId>,
+    next_arrival: u64,
+    counters: SchedulerCounters,
+}
+
+impl Scheduler {
+    pub fn new(cfg: EngineConfig) -> Self {
+        cfg.assert_sane();
+        Self {
+            max_seq_len: max_seq_len(&cfg),
+            kv: KvCacheManager::new(cfg.num_blocks, cfg.block_size, cfg.enable_prefix_caching),
+            cfg,
+            seqs: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            next_arrival: 0,
+            counters: SchedulerCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn kv(&self) -> &KvCacheManager {
+        &self.kv
+    }
+
+    pub fn counters(&self) -> SchedulerCounters {
+        self.counters
+    }
+
+    pub fn seq(&self, id: ReqId) -> Option<&Seq> {
+        self.seqs.get(&id)
+    }
+
+    pub fn running(&self) -> &[ReqId] {
+        &self.running
+    }
+
+    pub fn waiting(&self) -> impl Iterator<Item = ReqId> + '_ {
+        self.waiting.iter().copied()
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    pub fn next_arrival(&mut self) -> u64 {
+        self.next_arrival += 1;
+        self.next_arrival - 1
+    }
+
+    /// Queues the sequences of one request (already validated).
+    pub fn add(&mut self, group: Vec<Seq>) {
+        for mut s in group {
+            s.update_block_hashes(self.cfg.block_size);
+            let id = s.id;
+            self.seqs.insert(id, s);
+            self.enqueue(id, false);
+        }
+    }
+
+    /// FCFS: new sequences at the back, preempted ones at the front. Priority: by
+    /// (priority, arrival), which also puts a preempted sequence back where it belongs.
+    fn enqueue(&mut self, id: ReqId, preempted: bool) {
+        match self.cfg.scheduling_policy {
+            SchedulingPolicy::Fcfs if preempted => self.waiting.push_front(id),
+            SchedulingPolicy::Fcfs => self.waiting.push_back(id),
+            SchedulingPolicy::Priority => {
+                let key = self.priority_key(id);
+                let pos = self
+                    .waiting
+                    .iter()
+                    .position(|&w| self.priority_key(w) > key)
+                    .unwrap_or(self.waiting.len());
+                self.waiting.insert(pos, id);
+            }
+        }
+    }
+
+    fn priority_key(&self, id: ReqId) -> (i32, u64, ReqId) {
+        let s = &self.seqs[&id];
+        (s.priority, s.arrival, s.id)
+    }
+
+    /// Decides this step. Running sequences first, in order, each taking
+    /// `min(remaining tokens, budget)`; when one cannot get a block, preempt (the last running
+    /// under FCFS, the worst (priority, arrival) under Priority) until it fits or is itself the
+    /// victim. Waiting sequences are admitted only in steps without preemption (as vLLM).
+    pub fn schedule(&mut self) -> SchedulerOutput {
+        let mut out = SchedulerOutput::default();
+        let mut budget = self.cfg.max_num_batched_tokens;
+
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let id = self.running[i];
+            let s = &self.seqs[&id];
+            let num_new = (s.num_tokens() - s.num_computed).min(budget);
+            if num_new == 0 {
+                i += 1;
+                continue;
+            }
+            let mut scheduled = false;
+            loop {
+                let s = &self.seqs[&id];
+                if self
+                    .kv
+                    .allocate_slots(id, &s.block_hashes, s.num_computed, num_new, &[])
+                {
+                    scheduled = true;
+                    break;
+                }
+                let v = self.pick_victim();
+                let victim = self.running.remove(v);
+                if v < i {
+                    // Already scheduled this step: give its tokens back.
+                    let k = out.scheduled.iter().position(|x| x.id == victim).unwrap();
+                    budget += out.scheduled.remove(k).num_new;
+                    i -= 1;
+                }
+                self.preempt(victim);
+                out.preempted.push(victim);
+                if victim == id {
+                    break;
+                }
+            }
+            if !scheduled {
+                break;
+            }
+            out.scheduled.push(ScheduledSeq { id, num_new });
+            budget -= num_new;
+            i += 1;
+        }
+
+        if out.preempted.is_empty() {
+            self.admit_waiting(&mut out, &mut budget);
+        }
+        out
+    }
+
+    fn pick_victim(&self) -> usize {
+        match self.cfg.scheduling_policy {
+            SchedulingPolicy::Fcfs => self.running.len() - 1,
+            SchedulingPolicy::Priority => (0..self.running.len())
+                .max_by_key(|&k| self.priority_key(self.running[k]))
+                .unwrap(),
+        }
+    }
+
+    /// Frees everything and requeues; the sequence will recompute prompt + outputs later.
+    fn preempt(&mut self, id: ReqId) {
+        let s = self.seqs.get_mut(&id).unwrap();
+        // `num_computed` is still the pre-step value: blocks published this step are withdrawn.
+        self.kv.free(id, s.num_computed);
+        s.num_computed = 0;
+        s.num_preemptions += 1;
+        self.counters.num_preemptions += 1;
+        self.enqueue(id, true);
+    }
+
+    fn admit_waiting(&mut self, out: &mut SchedulerOutput, budget: &mut usize) {
+        while let Some(&id) = self.waiting.front() {
+            if *budget == 0 || self.running.len() >= self.cfg.max_num_seqs {
+                break;
+            }
+            let s = &self.seqs[&id];
+            let (hits, hit_tokens) = if s.skips_prefix_cache() {
+                (Vec::new(), 0)
+            } else {
+                self.kv.computed_blocks(&s.block_hashes, s.num_tokens())
+            };
+            let mut num_new = s.num_tokens() - hit_tokens;
+            // Without chunked prefill a prefill runs whole, so wait for a step with room; only a
+            // sequence longer than any step's budget (a preempted one that grew past it) is
+            // chunked anyway, or it could never run again.
+            if !self.cfg.enable_chunked_prefill
+                && num_new > *budget
+                && num_new <= self.cfg.max_num_batched_tokens
+            {
+                break;
+            }
+            num_new = num_new.min(*budget);
+            if !self
+                .kv
+                .allocate_slots(id, &s.block_hashes, hit_tokens, num_new, &hits)
+            {
+                break;
+            }
+            let first_time = s.num_preemptions == 0;
+            let (num_tokens, records) = (s.num_tokens(), !s.skips_prefix_cache());
+            if first_time && records && self.kv.caching_enabled() {
+                // vLLM's prefix_cache_queries/hits count first admissions only, in tokens.
+                self.kv.record_prefix_query(num_tokens, hit_tokens);
+            }
+            let s = self.seqs.get_mut(&id).unwrap();
+            s.num_computed = hit_tokens;
+            s.num_cached_tokens.get_or_insert(hit_tokens);
+            self.waiting.pop_front();
+            self.running.push(id);
+            out.scheduled.push(ScheduledSeq { id, num_new });
+            *budget -= num_new;
+        }
+    }
+
+    /// Borrowed view of the step for the executor.
+    pub fn batch(&self, out: &SchedulerOutput) -> StepBatch<'_> {
+        let seqs = out
+            .scheduled
+            .iter()
+            .map(|sc| {
+                let s = &self.seqs[&sc.id];
+                StepSeq {
+                    req_id: s.id,
+                    seq_index: s.seq_index,
+                    tokens: &s.tokens,
+                    num_prompt_tokens: s.num_prompt_tokens,
+                    num_computed: s.num_computed,
+                    num_new: sc.num_new,
+                    block_table: self.kv.block_table(s.id),
+                    sample: s.num_computed + sc.num_new == s.num_tokens(),
+                    params: &s.params,
+                    prompt_logprobs_from: s.prompt_logprobs_from(),
+                    eos_token_ids: &s.eos_token_ids,
+                }
+            })
+            .collect();
+        StepBatch { seqs }
+    }
+
+    /// Checks the executor's answer against the batch before anything is applied, so a
+    /// malformed answer fails the step cleanly instead of corrupting state.
+    pub fn check_outputs(&self, out: &SchedulerOutput, res: &[SeqStepOutput]) -> Result<(), String> {
+        if res.len() != out.scheduled.len() {
+            return Err(format!(
+                "executor returned {} outputs for {} sequences",
+                res.len(),
+                out.scheduled.len()
+            ));
+        }
+        for (seq, r) in self.batch(out).seqs.iter().zip(res) {
+            if seq.sample != r.token.is_some() {
+                return Err(format!(
+                    "executor output for sequence {}: sample = {} but token present = {}",
+                    seq.req_id,
+                    seq.sample,
+                    r.token.is_some()
+                ));
+            }
+            if let Some(t) = &r.token
+                && t.id as usize >= self.cfg.vocab_size
+            {
+                return Err(format!("executor sampled token {} >= vocab size", t.id));
+            }
+            let want = seq.prompt_logprob_positions().len();
+            if r.prompt_logprobs.len() != want {
+                return Err(format!(
+                    "executor returned {} prompt logprobs for sequence {}, expected {want}",
+                    r.prompt_logprobs.len(),
+                    seq.req_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a successful step: advances computed counts, appends sampled tokens, checks
+    /// stops, frees finished sequences, and sends each sequence's output on its stream.
+    /// Returns the parents whose stream receiver is gone (the caller aborts them).
+    pub fn update(&mut self, out: &SchedulerOutput, res: Vec<SeqStepOutput>) -> Vec<ReqId> {
+        let bs = self.cfg.block_size;
+        let mut finished = Vec::new();
+        let mut disconnected = Vec::new();
+        for (sc, r) in out.scheduled.iter().zip(res) {
+            let s = self.seqs.get_mut(&sc.id).unwrap();
+            let positions = prompt_positions(s, sc.num_new);
+            s.num_computed += sc.num_new;
+            if let Some(next) = s.prompt_logprobs_next.as_mut() {
+                *next = (*next).max(positions.end);
+                s.pending_prompt_logprobs.extend(r.prompt_logprobs);
+            }
+            let Some(tok) = r.token else { continue };
+            s.tokens.push(tok.id);
+            s.update_block_hashes(bs);
+            if s.num_output_tokens() == 1 {
+                self.counters.prompt_tokens += s.num_prompt_tokens as u64;
+            }
+            self.counters.generation_tokens += 1;
+            let stop = s.check_stop(self.max_seq_len);
+            let msg = RequestOutput {
+                seq_index: s.seq_index,
+                new_token_ids: vec![tok.id],
+                logprobs: tok.logprobs.into_iter().collect(),
+                prompt_logprobs: mem::take(&mut s.pending_prompt_logprobs),
+                finish_reason: stop.map(|(f, _)| f),
+                stop_reason: stop.and_then(|(_, r)| r),
+                num_cached_tokens: s.num_cached_tokens.unwrap_or(0),
+                error: None,
+            };
+            if s.tx.send(msg).is_err() {
+                disconnected.push(s.parent);
+            }
+            if stop.is_some() {
+                finished.push(sc.id);
+            }
+        }
+        for id in finished {
+            self.remove(id);
+        }
+        disconnected.sort_unstable();
+        disconnected.dedup();
+        disconnected
+    }
+
+    /// A failed step: every sequence in it finishes with `error`; the rest carry on.
+    pub fn fail(&mut self, out: &SchedulerOutput, error: &str) {
+        for sc in &out.scheduled {
+            if let Some(s) = self.seqs.get(&sc.id) {
+                let _ = s.tx.send(s.abort_output(Some(error.to_string())));
+                // `num_computed` is pre-step: blocks published for this step are withdrawn.
+                self.remove(sc.id);
+            }
+        }
+    }
+
+    /// Aborts `id` as a parent (all its children) or as a single child sequence.
+    pub fn abort(&mut self, id: ReqId, error: Option<&str>) {
+        let ids: Vec<ReqId> = self
+            .seqs
+            .values()
+            .filter(|s| s.parent == id || s.id == id)
+            .map(|s| s.id)
+            .collect();
+        for sid in ids {
+            let s = &self.seqs[&sid];
+            let _ = s.tx.send(s.abort_output(error.map(str::to_string)));
+            self.remove(sid);
+        }
+    }
+
+    /// Aborts everything (shutdown).
+    pub fn abort_all(&mut self, error: Option<&str>) {
+        let ids: Vec<ReqId> = self.seqs.keys().copied().collect();
+        for id in ids {
+            self.abort(id, error);
+        }
+    }
+
+    fn remove(&mut self, id: ReqId) {
+        if let Some(s) = self.seqs.remove(&id) {
+            self.kv.free(id, s.num_computed);
+            self.running.retain(|&r| r != id);
+            self.waiting.retain(|&w| w != id);
+        }
+    }
+
+    /// Cross-checks scheduler and cache: only running sequences hold blocks, each exactly
+    /// `ceil(num_computed / block_size)` of them (between steps), ref counts match the tables,
+    /// every known sequence is queued exactly once, and the pool's own invariants hold.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.kv.check()?;
+        for (id, table) in self.kv.holders() {
+            if !self.running.contains(&id) {
+                return Err(format!("sequence {id} holds blocks but is not running"));
+            }
+            let s = &self.seqs[&id];
+            let want = s.num_computed.div_ceil(self.cfg.block_size);
+            if table.len() != want {
+                return Err(format!(
+                    "sequence {id}: {} blocks for {} computed tokens",
+                    table.len(),
+                    s.num_computed
+                ));
+            }
+        }
+        let queued = self.running.len() + self.waiting.len();
+        if queued != self.seqs.len() {
+            return Err(format!("{queued} queued but {} sequences", self.seqs.len()));
+        }
+        for id in self.running.iter().chain(&self.waiting) {
+            if !self.seqs.contains_key(id) {
+                return Err(format!("queued sequence {id} is unknown"));
+            }
+        }
+        if self.running.len() > self.cfg.max_num_seqs {
+            return Err("more running sequences than max_num_seqs".into());
+        }
+        Ok(())
+    }
+}
+
+/// Prompt positions this step covered (for advancing the prompt-logprob cursor).
+fn prompt_positions(s: &Seq, num_new: usize) -> std::ops::Range<usize> {
+    let end = (s.num_computed + num_new).min(s.num_prompt_tokens.saturating_sub(1));
+    s.num_computed..end.max(s.num_computed)
+}

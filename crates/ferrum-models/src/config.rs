@@ -1,0 +1,166 @@
+//! The model's shape and hyper-parameters, read from a Hugging Face `config.json` or from GGUF
+//! metadata into one struct that the forward reads.
+
+use anyhow::{Context, Result, anyhow, bail};
+use ferrum_backend::cpu::{RopeScaling, RopeStyle};
+use ferrum_gguf::GgufFile;
+use serde_json::Value;
+
+/// The decoder families ferrum runs today; they share one forward (see `decoder.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+pub const SUPPORTED_HF: &str = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
+pub const SUPPORTED_GGUF: &str = "llama, qwen2, qwen3";
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    pub rope_style: RopeStyle,
+    pub tie_word_embeddings: bool,
+    /// Biases on the q/k/v projections (Qwen2).
+    pub qkv_bias: bool,
+    /// RMSNorm over each head of q and k before rotary (Qwen3).
+    pub qk_norm: bool,
+    pub max_position_embeddings: usize,
+}
+
+impl ModelConfig {
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// From a Hugging Face `config.json` (transformers 4 `rope_theta`/`rope_scaling` or
+    /// transformers 5 `rope_parameters`).
+    pub fn from_hf(v: &Value) -> Result<ModelConfig> {
+        let arch_name = v["architectures"]
+            .get(0)
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("config.json has no `architectures` list"))?;
+        let arch = match arch_name {
+            "LlamaForCausalLM" => Arch::Llama,
+            "Qwen2ForCausalLM" => Arch::Qwen2,
+            "Qwen3ForCausalLM" => Arch::Qwen3,
+            other => bail!("unsupported architecture `{other}`; supported: {SUPPORTED_HF}"),
+        };
+        let req = |k: &str| -> Result<usize> {
+            v[k].as_u64().map(|x| x as usize).with_context(|| format!("config.json: missing integer `{k}`"))
+        };
+        let hidden_size = req("hidden_size")?;
+        let num_heads = req("num_attention_heads")?;
+        let head_dim = v["head_dim"].as_u64().map(|x| x as usize).unwrap_or(hidden_size / num_heads);
+        let rope = v.get("rope_parameters").filter(|r| r.is_object()).or(v.get("rope_scaling").filter(|r| r.is_object()));
+        let rope_theta = v["rope_theta"]
+            .as_f64()
+            .or_else(|| rope.and_then(|r| r["rope_theta"].as_f64()))
+            .unwrap_or(10000.0);
+        let rope_scaling = match rope.and_then(|r| r["rope_type"].as_str().or(r["type"].as_str())) {
+            None | Some("default") => RopeScaling::None,
+            Some("llama3") => {
+                let r = rope.unwrap();
+                let f = |k: &str| r[k].as_f64().with_context(|| format!("config.json: llama3 rope scaling lacks `{k}`"));
+                RopeScaling::Llama3 {
+                    factor: f("factor")?,
+                    low_freq_factor: f("low_freq_factor")?,
+                    high_freq_factor: f("high_freq_factor")?,
+                    original_max_position_embeddings: f("original_max_position_embeddings")?,
+                }
+            }
+            Some(other) => bail!("unsupported rope scaling type `{other}` (supported: default, llama3)"),
+        };
+        if v["use_sliding_window"].as_bool() == Some(true) {
+            bail!("sliding-window attention (`use_sliding_window: true`) is not supported yet");
+        }
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            intermediate_size: req("intermediate_size")?,
+            num_layers: req("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: v["num_key_value_heads"].as_u64().map(|x| x as usize).unwrap_or(num_heads),
+            head_dim,
+            vocab_size: req("vocab_size")?,
+            rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
+            rope_theta,
+            rope_scaling,
+            rope_style: RopeStyle::Neox,
+            tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
+            qkv_bias: arch == Arch::Qwen2 || v["attention_bias"].as_bool() == Some(true),
+            qk_norm: arch == Arch::Qwen3,
+            max_position_embeddings: v["max_position_embeddings"].as_u64().unwrap_or(4096) as usize,
+        })
+    }
+
+    /// From GGUF metadata (`{arch}.block_count`, ...). llama.cpp's converter permutes Llama's q/k
+    /// rows for its adjacent-pair rotary, so GGUF Llama uses [`RopeStyle::Interleaved`].
+    pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
+        let a = g.architecture().ok_or_else(|| anyhow!("GGUF file has no `general.architecture`"))?;
+        let arch = match a {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            other => bail!("unsupported GGUF architecture `{other}`; supported: {SUPPORTED_GGUF}"),
+        };
+        let key = |k: &str| format!("{a}.{k}");
+        let req = |k: &str| -> Result<usize> {
+            g.get_u64(&key(k)).map(|x| x as usize).with_context(|| format!("GGUF metadata lacks `{}`", key(k)))
+        };
+        let hidden_size = req("embedding_length")?;
+        let num_heads = req("attention.head_count")?;
+        let head_dim = g
+            .get_u64(&key("attention.key_length"))
+            .map(|x| x as usize)
+            .unwrap_or(hidden_size / num_heads);
+        let embd = g.tensor("token_embd.weight").ok_or_else(|| anyhow!("GGUF file lacks `token_embd.weight`"))?;
+        let vocab_size = g.get_u64(&key("vocab_size")).map(|x| x as usize).unwrap_or(embd.dims[1] as usize);
+        let rope_scaling = match g.tensor("rope_freqs.weight") {
+            Some(t) => RopeScaling::FreqFactors(g.dequantize(t)?),
+            None => RopeScaling::None,
+        };
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            intermediate_size: req("feed_forward_length")?,
+            num_layers: req("block_count")?,
+            num_heads,
+            num_kv_heads: g.get_u64(&key("attention.head_count_kv")).map(|x| x as usize).unwrap_or(num_heads),
+            head_dim,
+            vocab_size,
+            rms_norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f32,
+            rope_theta: g.get_f64(&key("rope.freq_base")).unwrap_or(10000.0),
+            rope_scaling,
+            rope_style: if arch == Arch::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox },
+            tie_word_embeddings: g.tensor("output.weight").is_none(),
+            qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
+            qk_norm: arch == Arch::Qwen3,
+            max_position_embeddings: g.get_u64(&key("context_length")).unwrap_or(4096) as usize,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! GGUF tensors under Hugging Face names, dequantized to f32 on load.
+
+use super::{WeightSource, check_shape};
+use anyhow::{Context, Result};
+use ferrum_gguf::GgufFile;
+
+pub struct GgufSource<'a> {
+    pub file: &'a GgufFile,
+}
+
+/// `model.layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`, and the global tensors.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    let global = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(g) = global {
+        return Some(g.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let m = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{m}.{kind}"))
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let g = gguf_name(name).with_context(|| format!("no GGUF name for weight `{name}`"))?;
+        let t = self.file.tensor(&g).with_context(|| format!("GGUF file lacks tensor `{g}` (for `{name}`)"))?;
+        // GGUF dims run fastest-first: the reverse of the row-major shape.
+        let got: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+        check_shape(&g, shape, &got)?;
+        Ok(self.file.dequantize(t)?)
+    }
+    fn contains(&self, name: &str) -> bool {
+        gguf_name(name).is_some_and(|g| self.file.tensor(&g).is_some())
+    }
+}

@@ -1,0 +1,25 @@
+//! Where weights come from. The model asks for tensors by their Hugging Face names and shapes
+//! (`[out, in]` row-major for linear layers); each source maps names and converts to f32.
+
+mod dummy;
+mod gguf;
+mod safetensors;
+
+pub use dummy::DummySource;
+pub use gguf::GgufSource;
+pub use safetensors::SafetensorsSource;
+
+use anyhow::Result;
+
+pub trait WeightSource {
+    /// The tensor `name` as f32, checked against `shape`.
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+    fn contains(&self, name: &str) -> bool;
+}
+
+pub(crate) fn check_shape(name: &str, want: &[usize], got: &[usize]) -> Result<()> {
+    if want != got {
+        anyhow::bail!("shape mismatch for `{name}`: the model expects {want:?}, the file has {got:?}");
+    }
+    Ok(())
+}
