@@ -239,7 +239,9 @@ impl BlockPool {
             if let Some(h) = b.hash
                 && self.cached.get(&h) != Some(&(id as u32))
             {
-                return Err(format!("block {id} has a hash the index does not map to it"));
+                return Err(format!(
+                    "block {id} has a hash the index does not map to it"
+                ));
             }
         }
         for (h, &id) in &self.cached {

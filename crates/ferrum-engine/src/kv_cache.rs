@@ -131,7 +131,10 @@ impl KvCacheManager {
         hits: &[u32],
     ) -> bool {
         let have = self.tables.get(&id).map_or(0, |t| t.blocks.len());
-        debug_assert!(hits.is_empty() || have == 0, "prefix hits for a running request");
+        debug_assert!(
+            hits.is_empty() || have == 0,
+            "prefix hits for a running request"
+        );
         let total_tokens = num_computed + num_new;
         let required = total_tokens.div_ceil(self.block_size);
         let need = required.saturating_sub(have + hits.len());

@@ -282,7 +282,11 @@ impl Scheduler {
 
     /// Checks the executor's answer against the batch before anything is applied, so a
     /// malformed answer fails the step cleanly instead of corrupting state.
-    pub fn check_outputs(&self, out: &SchedulerOutput, res: &[SeqStepOutput]) -> Result<(), String> {
+    pub fn check_outputs(
+        &self,
+        out: &SchedulerOutput,
+        res: &[SeqStepOutput],
+    ) -> Result<(), String> {
         if res.len() != out.scheduled.len() {
             return Err(format!(
                 "executor returned {} outputs for {} sequences",

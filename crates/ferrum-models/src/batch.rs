@@ -38,11 +38,16 @@ impl<'a> ForwardBatch<'a> {
         for s in &self.seqs {
             let needed = s.ctx_len.div_ceil(block_size);
             if s.block_table.len() < needed {
-                anyhow::bail!("block table has {} blocks, {} tokens need {needed}", s.block_table.len(), s.ctx_len);
+                anyhow::bail!(
+                    "block table has {} blocks, {} tokens need {needed}",
+                    s.block_table.len(),
+                    s.ctx_len
+                );
             }
             for i in 0..s.q_len {
                 let pos = s.ctx_len - s.q_len + i;
-                slots[s.q_start + i] = s.block_table[pos / block_size] as usize * block_size + pos % block_size;
+                slots[s.q_start + i] =
+                    s.block_table[pos / block_size] as usize * block_size + pos % block_size;
             }
         }
         Ok(slots)

@@ -71,12 +71,20 @@ impl ModelConfig {
             other => bail!("unsupported architecture `{other}`; supported: {SUPPORTED_HF}"),
         };
         let req = |k: &str| -> Result<usize> {
-            v[k].as_u64().map(|x| x as usize).with_context(|| format!("config.json: missing integer `{k}`"))
+            v[k].as_u64()
+                .map(|x| x as usize)
+                .with_context(|| format!("config.json: missing integer `{k}`"))
         };
         let hidden_size = req("hidden_size")?;
         let num_heads = req("num_attention_heads")?;
-        let head_dim = v["head_dim"].as_u64().map(|x| x as usize).unwrap_or(hidden_size / num_heads);
-        let rope = v.get("rope_parameters").filter(|r| r.is_object()).or(v.get("rope_scaling").filter(|r| r.is_object()));
+        let head_dim = v["head_dim"]
+            .as_u64()
+            .map(|x| x as usize)
+            .unwrap_or(hidden_size / num_heads);
+        let rope = v
+            .get("rope_parameters")
+            .filter(|r| r.is_object())
+            .or(v.get("rope_scaling").filter(|r| r.is_object()));
         let rope_theta = v["rope_theta"]
             .as_f64()
             .or_else(|| rope.and_then(|r| r["rope_theta"].as_f64()))
@@ -85,7 +93,10 @@ impl ModelConfig {
             None | Some("default") => RopeScaling::None,
             Some("llama3") => {
                 let r = rope.unwrap();
-                let f = |k: &str| r[k].as_f64().with_context(|| format!("config.json: llama3 rope scaling lacks `{k}`"));
+                let f = |k: &str| {
+                    r[k].as_f64()
+                        .with_context(|| format!("config.json: llama3 rope scaling lacks `{k}`"))
+                };
                 RopeScaling::Llama3 {
                     factor: f("factor")?,
                     low_freq_factor: f("low_freq_factor")?,
@@ -93,7 +104,9 @@ impl ModelConfig {
                     original_max_position_embeddings: f("original_max_position_embeddings")?,
                 }
             }
-            Some(other) => bail!("unsupported rope scaling type `{other}` (supported: default, llama3)"),
+            Some(other) => {
+                bail!("unsupported rope scaling type `{other}` (supported: default, llama3)")
+            }
         };
         if v["use_sliding_window"].as_bool() == Some(true) {
             bail!("sliding-window attention (`use_sliding_window: true`) is not supported yet");
@@ -104,7 +117,10 @@ impl ModelConfig {
             intermediate_size: req("intermediate_size")?,
             num_layers: req("num_hidden_layers")?,
             num_heads,
-            num_kv_heads: v["num_key_value_heads"].as_u64().map(|x| x as usize).unwrap_or(num_heads),
+            num_kv_heads: v["num_key_value_heads"]
+                .as_u64()
+                .map(|x| x as usize)
+                .unwrap_or(num_heads),
             head_dim,
             vocab_size: req("vocab_size")?,
             rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
@@ -121,7 +137,9 @@ impl ModelConfig {
     /// From GGUF metadata (`{arch}.block_count`, ...). llama.cpp's converter permutes Llama's q/k
     /// rows for its adjacent-pair rotary, so GGUF Llama uses [`RopeStyle::Interleaved`].
     pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
-        let a = g.architecture().ok_or_else(|| anyhow!("GGUF file has no `general.architecture`"))?;
+        let a = g
+            .architecture()
+            .ok_or_else(|| anyhow!("GGUF file has no `general.architecture`"))?;
         let arch = match a {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
@@ -130,7 +148,9 @@ impl ModelConfig {
         };
         let key = |k: &str| format!("{a}.{k}");
         let req = |k: &str| -> Result<usize> {
-            g.get_u64(&key(k)).map(|x| x as usize).with_context(|| format!("GGUF metadata lacks `{}`", key(k)))
+            g.get_u64(&key(k))
+                .map(|x| x as usize)
+                .with_context(|| format!("GGUF metadata lacks `{}`", key(k)))
         };
         let hidden_size = req("embedding_length")?;
         let num_heads = req("attention.head_count")?;
@@ -138,8 +158,13 @@ impl ModelConfig {
             .get_u64(&key("attention.key_length"))
             .map(|x| x as usize)
             .unwrap_or(hidden_size / num_heads);
-        let embd = g.tensor("token_embd.weight").ok_or_else(|| anyhow!("GGUF file lacks `token_embd.weight`"))?;
-        let vocab_size = g.get_u64(&key("vocab_size")).map(|x| x as usize).unwrap_or(embd.dims[1] as usize);
+        let embd = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| anyhow!("GGUF file lacks `token_embd.weight`"))?;
+        let vocab_size = g
+            .get_u64(&key("vocab_size"))
+            .map(|x| x as usize)
+            .unwrap_or(embd.dims[1] as usize);
         let rope_scaling = match g.tensor("rope_freqs.weight") {
             Some(t) => RopeScaling::FreqFactors(g.dequantize(t)?),
             None => RopeScaling::None,
@@ -150,13 +175,22 @@ impl ModelConfig {
             intermediate_size: req("feed_forward_length")?,
             num_layers: req("block_count")?,
             num_heads,
-            num_kv_heads: g.get_u64(&key("attention.head_count_kv")).map(|x| x as usize).unwrap_or(num_heads),
+            num_kv_heads: g
+                .get_u64(&key("attention.head_count_kv"))
+                .map(|x| x as usize)
+                .unwrap_or(num_heads),
             head_dim,
             vocab_size,
-            rms_norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6) as f32,
+            rms_norm_eps: g
+                .get_f64(&key("attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-6) as f32,
             rope_theta: g.get_f64(&key("rope.freq_base")).unwrap_or(10000.0),
             rope_scaling,
-            rope_style: if arch == Arch::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox },
+            rope_style: if arch == Arch::Llama {
+                RopeStyle::Interleaved
+            } else {
+                RopeStyle::Neox
+            },
             tie_word_embeddings: g.tensor("output.weight").is_none(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
             qk_norm: arch == Arch::Qwen3,

@@ -8,7 +8,8 @@ use crate::kv_cache::KvCache;
 use crate::weights::WeightSource;
 use anyhow::{Result, bail};
 use ferrum_backend::cpu::{
-    AttnSeq, AttnShape, Rope, add_inplace, matmul_t, paged_attention, rms_norm_rows, silu_mul, write_kv,
+    AttnSeq, AttnShape, Rope, add_inplace, matmul_t, paged_attention, rms_norm_rows, silu_mul,
+    write_kv,
 };
 
 struct Layer {
@@ -42,8 +43,17 @@ pub fn tensor_count(cfg: &ModelConfig) -> usize {
 }
 
 impl Decoder {
-    pub fn load(cfg: ModelConfig, src: &dyn WeightSource, on_tensor: &dyn Fn(&str)) -> Result<Decoder> {
-        let (h, q, kv, i) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim(), cfg.intermediate_size);
+    pub fn load(
+        cfg: ModelConfig,
+        src: &dyn WeightSource,
+        on_tensor: &dyn Fn(&str),
+    ) -> Result<Decoder> {
+        let (h, q, kv, i) = (
+            cfg.hidden_size,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+            cfg.intermediate_size,
+        );
         let get = |name: &str, shape: &[usize]| {
             on_tensor(name);
             src.load(name, shape)
@@ -64,7 +74,10 @@ impl Decoder {
             };
             let (q_norm, k_norm) = if cfg.qk_norm {
                 let d = cfg.head_dim;
-                (Some(get(&format!("{p}.self_attn.q_norm.weight"), &[d])?), Some(get(&format!("{p}.self_attn.k_norm.weight"), &[d])?))
+                (
+                    Some(get(&format!("{p}.self_attn.q_norm.weight"), &[d])?),
+                    Some(get(&format!("{p}.self_attn.k_norm.weight"), &[d])?),
+                )
             } else {
                 (None, None)
             };
@@ -84,9 +97,26 @@ impl Decoder {
         }
         let embed = get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
         let norm = get("model.norm.weight", &[h])?;
-        let lm_head = if cfg.tie_word_embeddings { None } else { Some(get("lm_head.weight", &[cfg.vocab_size, h])?) };
-        let rope = Rope::new(cfg.head_dim, cfg.head_dim, cfg.rope_theta, &cfg.rope_scaling, cfg.rope_style);
-        Ok(Decoder { cfg, rope, embed, layers, norm, lm_head })
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(get("lm_head.weight", &[cfg.vocab_size, h])?)
+        };
+        let rope = Rope::new(
+            cfg.head_dim,
+            cfg.head_dim,
+            cfg.rope_theta,
+            &cfg.rope_scaling,
+            cfg.rope_style,
+        );
+        Ok(Decoder {
+            cfg,
+            rope,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        })
     }
 
     /// Runs the batch, writing its K/V into `kv`, and returns `logits_rows.len() × vocab` logits.
@@ -99,14 +129,22 @@ impl Decoder {
         let mut x = vec![0f32; t * h];
         for (row, &tok) in x.chunks_mut(h).zip(&batch.tokens) {
             if tok as usize >= c.vocab_size {
-                bail!("token id {tok} is out of range for a vocabulary of {}", c.vocab_size);
+                bail!(
+                    "token id {tok} is out of range for a vocabulary of {}",
+                    c.vocab_size
+                );
             }
             row.copy_from_slice(&self.embed[tok as usize * h..][..h]);
         }
         let attn_seqs: Vec<AttnSeq> = batch
             .seqs
             .iter()
-            .map(|s| AttnSeq { q_start: s.q_start, q_len: s.q_len, ctx_len: s.ctx_len, block_table: s.block_table })
+            .map(|s| AttnSeq {
+                q_start: s.q_start,
+                q_len: s.q_len,
+                ctx_len: s.ctx_len,
+                block_table: s.block_table,
+            })
             .collect();
         let shape = AttnShape {
             n_heads: c.num_heads,

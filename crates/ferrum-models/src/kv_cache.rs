@@ -18,8 +18,17 @@ pub struct LayerKv {
 impl KvCache {
     pub fn new(cfg: &ModelConfig, num_blocks: usize, block_size: usize) -> KvCache {
         let n = num_blocks * block_size * cfg.kv_dim();
-        let layers = (0..cfg.num_layers).map(|_| LayerKv { k: vec![0.0; n], v: vec![0.0; n] }).collect();
-        KvCache { block_size, num_blocks, layers }
+        let layers = (0..cfg.num_layers)
+            .map(|_| LayerKv {
+                k: vec![0.0; n],
+                v: vec![0.0; n],
+            })
+            .collect();
+        KvCache {
+            block_size,
+            num_blocks,
+            layers,
+        }
     }
 
     /// Bytes one block takes across all layers (K and V, f32).

@@ -25,7 +25,11 @@ impl std::str::FromStr for LoadFormat {
             "safetensors" => LoadFormat::Safetensors,
             "gguf" => LoadFormat::Gguf,
             "dummy" => LoadFormat::Dummy,
-            other => return Err(format!("unsupported load format `{other}`; supported: auto, safetensors, gguf, dummy")),
+            other => {
+                return Err(format!(
+                    "unsupported load format `{other}`; supported: auto, safetensors, gguf, dummy"
+                ));
+            }
         })
     }
 }
@@ -59,9 +63,13 @@ pub fn load(path: &Path, format: LoadFormat, seed: u64) -> Result<LoadedModel> {
     };
     if let Some(p) = gguf_path {
         if format == LoadFormat::Safetensors {
-            bail!("--load-format safetensors given, but {} is a GGUF file", p.display());
+            bail!(
+                "--load-format safetensors given, but {} is a GGUF file",
+                p.display()
+            );
         }
-        let file = GgufFile::open(&p).with_context(|| format!("cannot read GGUF file {}", p.display()))?;
+        let file =
+            GgufFile::open(&p).with_context(|| format!("cannot read GGUF file {}", p.display()))?;
         let cfg = ModelConfig::from_gguf(&file)?;
         let decoder = if format == LoadFormat::Dummy {
             with_progress(cfg, &DummySource { seed })?
@@ -69,10 +77,18 @@ pub fn load(path: &Path, format: LoadFormat, seed: u64) -> Result<LoadedModel> {
             with_progress(cfg, &GgufSource { file: &file })?
         };
         let weight_dtype = gguf_weight_type(&file);
-        return Ok(LoadedModel { decoder, gguf: Some(file), hf_dir: None, weight_dtype });
+        return Ok(LoadedModel {
+            decoder,
+            gguf: Some(file),
+            hf_dir: None,
+            weight_dtype,
+        });
     }
     if format == LoadFormat::Gguf {
-        bail!("--load-format gguf given, but {} is a folder without a .gguf file", path.display());
+        bail!(
+            "--load-format gguf given, but {} is a folder without a .gguf file",
+            path.display()
+        );
     }
     let cfg_path = path.join("config.json");
     let raw: serde_json::Value = serde_json::from_slice(
@@ -80,13 +96,28 @@ pub fn load(path: &Path, format: LoadFormat, seed: u64) -> Result<LoadedModel> {
     )
     .with_context(|| format!("{} is not valid JSON", cfg_path.display()))?;
     let cfg = ModelConfig::from_hf(&raw).with_context(|| format!("in {}", cfg_path.display()))?;
-    let declared = raw["torch_dtype"].as_str().or(raw["dtype"].as_str()).unwrap_or("unknown").to_string();
+    let declared = raw["torch_dtype"]
+        .as_str()
+        .or(raw["dtype"].as_str())
+        .unwrap_or("unknown")
+        .to_string();
     let (decoder, weight_dtype) = if format == LoadFormat::Dummy {
-        (with_progress(cfg, &DummySource { seed })?, "dummy (random f32)".to_string())
+        (
+            with_progress(cfg, &DummySource { seed })?,
+            "dummy (random f32)".to_string(),
+        )
     } else {
-        (with_progress(cfg, &SafetensorsSource::open(path)?)?, declared)
+        (
+            with_progress(cfg, &SafetensorsSource::open(path)?)?,
+            declared,
+        )
     };
-    Ok(LoadedModel { decoder, gguf: None, hf_dir: Some(path.to_path_buf()), weight_dtype })
+    Ok(LoadedModel {
+        decoder,
+        gguf: None,
+        hf_dir: Some(path.to_path_buf()),
+        weight_dtype,
+    })
 }
 
 fn single_gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
@@ -96,9 +127,15 @@ fn single_gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
         .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
         .collect();
     match ggufs.len() {
-        0 => bail!("{} has no config.json and no .gguf file: not a model folder", dir.display()),
+        0 => bail!(
+            "{} has no config.json and no .gguf file: not a model folder",
+            dir.display()
+        ),
         1 => Ok(Some(ggufs.into_iter().next().unwrap())),
-        n => bail!("{} holds {n} .gguf files and no config.json: pass the file itself", dir.display()),
+        n => bail!(
+            "{} holds {n} .gguf files and no config.json: pass the file itself",
+            dir.display()
+        ),
     }
 }
 
@@ -108,13 +145,18 @@ fn gguf_weight_type(file: &GgufFile) -> String {
     for t in &file.tensors {
         *counts.entry(format!("{:?}", t.ggml_type)).or_insert(0u64) += t.n_elements();
     }
-    counts.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| k).unwrap_or_default()
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(k, _)| k)
+        .unwrap_or_default()
 }
 
 fn with_progress(cfg: ModelConfig, src: &dyn WeightSource) -> Result<Decoder> {
     let bar = ProgressBar::new(tensor_count(&cfg) as u64);
     bar.set_style(
-        ProgressStyle::with_template("loading weights {bar:40} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("loading weights {bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let decoder = Decoder::load(cfg, src, &|name| {
         bar.set_message(name.to_string());

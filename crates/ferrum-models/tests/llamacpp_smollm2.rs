@@ -13,13 +13,20 @@ use ferrum_models::{LoadFormat, load};
 const GAP: f64 = 0.3;
 
 fn fixture() -> serde_json::Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llamacpp_smollm2_logprobs.json");
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/llamacpp_smollm2_logprobs.json"
+    );
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 fn model() -> ferrum_models::LoadedModel {
     let path = ferrum_gguf::default_model_path();
-    assert!(path.exists(), "default model missing at {}: run scripts/setup.sh", path.display());
+    assert!(
+        path.exists(),
+        "default model missing at {}: run scripts/setup.sh",
+        path.display()
+    );
     load(&path, LoadFormat::Auto, 0).unwrap()
 }
 
@@ -69,7 +76,10 @@ fn greedy_continuations_match_llamacpp_until_first_near_tie() {
         let safe = (0..theirs.len()).take_while(|&i| gap(i) >= GAP).count();
         let ours = greedy(&m.decoder, &prompt, safe);
         assert_eq!(ours, theirs[..safe], "prompt {:?}", p["prompt"]);
-        eprintln!("{safe:>3} identical greedy tokens (of {}) before llama.cpp's first near-tie", theirs.len());
+        eprintln!(
+            "{safe:>3} identical greedy tokens (of {}) before llama.cpp's first near-tie",
+            theirs.len()
+        );
         total += safe;
     }
     // a check over too few tokens proves nothing: the fixture has 36 decisive ones

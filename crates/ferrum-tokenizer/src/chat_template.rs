@@ -17,7 +17,8 @@ use crate::strftime::{DateTime, strftime};
 /// templates, e.g. `default` and `tool_use`).
 pub(crate) struct ChatTemplates {
     env: Environment<'static>,
-    names: Vec<String>,
+    /// (name, source), in the order given.
+    templates: Vec<(String, String)>,
     /// `bos_token`, `eos_token`, ... as strings, put in every render's context.
     special_tokens: Vec<(String, String)>,
 }
@@ -25,7 +26,10 @@ pub(crate) struct ChatTemplates {
 impl std::fmt::Debug for ChatTemplates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatTemplates")
-            .field("names", &self.names)
+            .field(
+                "names",
+                &self.templates.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -104,29 +108,36 @@ impl ChatTemplates {
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        let mut names = Vec::new();
-        for (name, source) in templates {
-            env.add_template_owned(name.clone(), source)
+        for (name, source) in &templates {
+            env.add_template_owned(name.clone(), source.clone())
                 .map_err(|e| anyhow!("chat template {name:?} does not compile: {e:#}"))?;
-            names.push(name);
         }
         Ok(Some(ChatTemplates {
             env,
-            names,
+            templates,
             special_tokens,
         }))
+    }
+
+    /// The source of the template `render` uses when no tools are given.
+    pub(crate) fn source(&self) -> Option<&str> {
+        let name = self.pick(false);
+        self.templates
+            .iter()
+            .find(|t| t.0 == name)
+            .map(|t| t.1.as_str())
     }
 
     /// transformers' choice: `tool_use` when tools are given and it exists, else `default`,
     /// else the only (first) one.
     fn pick(&self, has_tools: bool) -> &str {
-        let has = |n: &str| self.names.iter().any(|x| x == n);
+        let has = |n: &str| self.templates.iter().any(|t| t.0 == n);
         if has_tools && has("tool_use") {
             "tool_use"
         } else if has("default") {
             "default"
         } else {
-            &self.names[0]
+            &self.templates[0].0
         }
     }
 
@@ -180,7 +191,9 @@ impl ChatTemplates {
             .map_err(|e| anyhow!("chat template {name:?}: {e}"))?;
         template
             .render(Value::from(Serde(&ctx)))
-            .map_err(|e| anyhow!("rendering chat template {name:?}: {e:#}"))
+            // `{e}`, not `{e:#}`: the alternate form dumps every referenced variable (the whole
+            // conversation) into the message.
+            .map_err(|e| anyhow!("rendering chat template {name:?}: {e}"))
     }
 }
 

@@ -23,6 +23,7 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper};
 
 use crate::pretokenizers::byte_level_spec;
+use crate::spm_decode::SpmDecoder;
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 pub const TOKEN_TYPE_NORMAL: i32 = 1;
@@ -180,6 +181,8 @@ pub(crate) struct BuiltVocab {
     pub eos_token_ids: Vec<u32>,
     pub add_bos: bool,
     pub add_eos: bool,
+    /// Byte-wise decoding for SentencePiece vocabularies (see `spm_decode.rs`).
+    pub spm_decoder: Option<SpmDecoder>,
 }
 
 pub(crate) fn build(v: &GgufVocab) -> Result<BuiltVocab> {
@@ -230,12 +233,14 @@ pub(crate) fn build(v: &GgufVocab) -> Result<BuiltVocab> {
             eos_token_ids.push(id);
         }
     }
+    let spm_decoder = spm.then(|| SpmDecoder::new(&v.tokens, v.add_space_prefix.unwrap_or(true)));
     Ok(BuiltVocab {
         tokenizer,
         bos_token_id: bos,
         eos_token_ids,
         add_bos,
         add_eos,
+        spm_decoder,
     })
 }
 
@@ -257,7 +262,8 @@ fn byte_level_bpe(v: &GgufVocab, vocab: Vocab) -> Result<(tokenizers::Tokenizer,
         .iter()
         .map(|m| {
             // Split at the first space after the first byte, as llama.cpp does (`find(' ', 1)`).
-            let pos = m.get(1..).and_then(|rest| rest.find(' ')).map(|p| p + 1);
+            // (A byte offset: the first char may be multi-byte, e.g. `Ġ`.)
+            let pos = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
             match pos {
                 Some(p) => Ok((m[..p].to_string(), m[p + 1..].to_string())),
                 None => Err(anyhow!("malformed merge {m:?} in tokenizer.ggml.merges")),

@@ -10,6 +10,7 @@ mod gguf_vocab;
 mod hf_config;
 mod pretokenizers;
 mod pyjson;
+mod spm_decode;
 mod stop;
 mod strftime;
 
@@ -26,6 +27,7 @@ pub use gguf_vocab::{
     TOKEN_TYPE_UNUSED, TOKEN_TYPE_USER_DEFINED,
 };
 pub use pretokenizers::supported_pre_tokenizers;
+use spm_decode::SpmDecoder;
 pub use stop::{StopCheck, StopStrings};
 
 /// A model's tokenizer with its special tokens and chat template.
@@ -44,6 +46,8 @@ struct Inner {
     /// Ids `decode(.., skip_special_tokens = true)` drops.
     special_ids: HashSet<u32>,
     chat: Option<ChatTemplates>,
+    /// Set for GGUF SentencePiece vocabularies: decode bytes, not via `tokenizers`.
+    spm_decoder: Option<SpmDecoder>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -111,6 +115,7 @@ impl Tokenizer {
             prepend_bos,
             append_eos,
             chat,
+            None,
         ))
     }
 
@@ -140,6 +145,7 @@ impl Tokenizer {
             built.add_bos,
             built.add_eos,
             chat,
+            built.spm_decoder,
         ))
     }
 
@@ -150,6 +156,7 @@ impl Tokenizer {
         prepend_bos: bool,
         append_eos: bool,
         chat: Option<ChatTemplates>,
+        spm_decoder: Option<SpmDecoder>,
     ) -> Tokenizer {
         let special_ids = tok
             .get_added_tokens_decoder()
@@ -166,6 +173,7 @@ impl Tokenizer {
                 append_eos,
                 special_ids,
                 chat,
+                spm_decoder,
             }),
         }
     }
@@ -194,10 +202,12 @@ impl Tokenizer {
     /// Text for `ids`; ids outside the vocabulary are ignored (models often have padded
     /// embedding rows past the tokenizer's last id).
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .tok
-            .decode(ids, skip_special_tokens)
-            .map_err(tk_err)
+        let inner = &self.inner;
+        if let Some(d) = &inner.spm_decoder {
+            let keep = |id: u32| !(skip_special_tokens && inner.special_ids.contains(&id));
+            return Ok(d.decode(ids, keep));
+        }
+        inner.tok.decode(ids, skip_special_tokens).map_err(tk_err)
     }
 
     /// Number of token ids, added tokens included.
@@ -236,6 +246,11 @@ impl Tokenizer {
 
     pub fn has_chat_template(&self) -> bool {
         self.inner.chat.is_some()
+    }
+
+    /// The chat template's source (the default one when there are several).
+    pub fn chat_template(&self) -> Option<&str> {
+        self.inner.chat.as_ref().and_then(ChatTemplates::source)
     }
 
     /// Renders the chat template as transformers' `apply_chat_template(tokenize=False)` does.

@@ -95,9 +95,8 @@ pub fn paged_attention(
                 }
             }
             // SAFETY: each (token, head) output row is written by exactly one task.
-            let o = unsafe {
-                std::slice::from_raw_parts_mut(out_ptr.at((t * n_heads + h) * hd), hd)
-            };
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.at((t * n_heads + h) * hd), hd) };
             for (o, a) in o.iter_mut().zip(&acc) {
                 *o = a / sum;
             }

@@ -16,7 +16,11 @@ impl WeightSource for DummySource {
             return Ok(vec![1.0; n]);
         }
         // A per-tensor stream so every tensor is the same whatever order they load in.
-        let h = name.bytes().fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let h = name
+            .bytes()
+            .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(h);
         Ok((0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect())
     }

@@ -42,7 +42,10 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 impl WeightSource for GgufSource<'_> {
     fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let g = gguf_name(name).with_context(|| format!("no GGUF name for weight `{name}`"))?;
-        let t = self.file.tensor(&g).with_context(|| format!("GGUF file lacks tensor `{g}` (for `{name}`)"))?;
+        let t = self
+            .file
+            .tensor(&g)
+            .with_context(|| format!("GGUF file lacks tensor `{g}` (for `{name}`)"))?;
         // GGUF dims run fastest-first: the reverse of the row-major shape.
         let got: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         check_shape(&g, shape, &got)?;

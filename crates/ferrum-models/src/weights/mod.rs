@@ -19,7 +19,9 @@ pub trait WeightSource {
 
 pub(crate) fn check_shape(name: &str, want: &[usize], got: &[usize]) -> Result<()> {
     if want != got {
-        anyhow::bail!("shape mismatch for `{name}`: the model expects {want:?}, the file has {got:?}");
+        anyhow::bail!(
+            "shape mismatch for `{name}`: the model expects {want:?}, the file has {got:?}"
+        );
     }
     Ok(())
 }

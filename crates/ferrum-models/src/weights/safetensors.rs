@@ -20,24 +20,35 @@ impl SafetensorsSource {
         let files: Vec<String> = if index_path.exists() {
             let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path)?)
                 .with_context(|| format!("{} is not valid JSON", index_path.display()))?;
-            let map = v["weight_map"].as_object().with_context(|| format!("{} has no `weight_map`", index_path.display()))?;
-            let mut f: Vec<String> = map.values().filter_map(|x| x.as_str().map(String::from)).collect();
+            let map = v["weight_map"]
+                .as_object()
+                .with_context(|| format!("{} has no `weight_map`", index_path.display()))?;
+            let mut f: Vec<String> = map
+                .values()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
             f.sort();
             f.dedup();
             f
         } else if dir.join("model.safetensors").exists() {
             vec!["model.safetensors".into()]
         } else {
-            bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display());
+            bail!(
+                "{} has neither model.safetensors nor model.safetensors.index.json",
+                dir.display()
+            );
         };
         let mut shards = Vec::new();
         let mut index = HashMap::new();
         for (i, f) in files.iter().enumerate() {
             let path = dir.join(f);
-            let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             // SAFETY: the file is only read; a concurrent truncation by another process is outside our control, as for every mmap reader.
-            let mmap = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-            let st = SafeTensors::deserialize(&mmap).with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+            let mmap = unsafe { Mmap::map(&file) }
+                .with_context(|| format!("cannot map {}", path.display()))?;
+            let st = SafeTensors::deserialize(&mmap)
+                .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
             for name in st.names() {
                 index.insert(name.to_string(), i);
             }
@@ -49,15 +60,27 @@ impl SafetensorsSource {
 
 impl WeightSource for SafetensorsSource {
     fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let &i = self.index.get(name).with_context(|| format!("weight `{name}` is missing from the safetensors files"))?;
+        let &i = self
+            .index
+            .get(name)
+            .with_context(|| format!("weight `{name}` is missing from the safetensors files"))?;
         let st = SafeTensors::deserialize(&self.shards[i])?;
         let t = st.tensor(name)?;
         check_shape(name, shape, t.shape())?;
         let b = t.data();
         Ok(match t.dtype() {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => bail!("weight `{name}` has dtype {other:?}; supported: F32, F16, BF16"),
         })
     }

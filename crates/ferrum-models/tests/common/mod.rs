@@ -9,7 +9,11 @@ pub const BLOCK: usize = 16;
 
 pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let z: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+    let z: f64 = logits
+        .iter()
+        .map(|&x| (x as f64 - m).exp())
+        .sum::<f64>()
+        .ln();
     logits.iter().map(|&x| x as f64 - m - z).collect()
 }
 
@@ -23,7 +27,12 @@ pub fn teacher_forced(model: &Decoder, ids: &[u32], chunk: usize) -> Vec<Vec<f64
         let end = (start + chunk).min(ids.len());
         let batch = ForwardBatch {
             tokens: ids[start..end].to_vec(),
-            seqs: vec![SeqSpan { q_start: 0, q_len: end - start, ctx_len: end, block_table: &table }],
+            seqs: vec![SeqSpan {
+                q_start: 0,
+                q_len: end - start,
+                ctx_len: end,
+                block_table: &table,
+            }],
             logits_rows: (0..end - start).collect(),
         };
         let logits = model.forward(&batch, &mut kv).unwrap();
@@ -42,7 +51,12 @@ pub fn greedy(model: &Decoder, prompt: &[u32], n: usize) -> Vec<u32> {
     while out.len() < n {
         let batch = ForwardBatch {
             tokens: seq[done..].to_vec(),
-            seqs: vec![SeqSpan { q_start: 0, q_len: seq.len() - done, ctx_len: seq.len(), block_table: &table }],
+            seqs: vec![SeqSpan {
+                q_start: 0,
+                q_len: seq.len() - done,
+                ctx_len: seq.len(),
+                block_table: &table,
+            }],
             logits_rows: vec![seq.len() - done - 1],
         };
         let logits = model.forward(&batch, &mut kv).unwrap();
@@ -65,14 +79,33 @@ pub fn argmax(x: &[f32]) -> u32 {
 }
 
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// |Δ logprob| over the reference's top ids at one position, and whether top-1 agrees.
 pub fn compare(ours: &[f64], reference: &Value, k: usize) -> (Vec<f64>, bool, f64) {
     let top = ids(&reference["top_ids"]);
-    let lps: Vec<f64> = reference["top_logprobs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let deltas = top.iter().zip(&lps).take(k).map(|(&t, &lp)| (ours[t as usize] - lp).abs()).collect();
-    let our_top = ours.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+    let lps: Vec<f64> = reference["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let deltas = top
+        .iter()
+        .zip(&lps)
+        .take(k)
+        .map(|(&t, &lp)| (ours[t as usize] - lp).abs())
+        .collect();
+    let our_top = ours
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0 as u32;
     (deltas, our_top == top[0], lps[0] - lps[1])
 }

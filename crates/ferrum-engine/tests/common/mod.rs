@@ -1,0 +1,239 @@
+//! Fake executors shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+
+use ferrum_engine::{
+    EngineConfig, EngineCore, EngineRequest, Executor, FinishReason, ReqId, RequestOutput, Sampled,
+    SamplingParams, SeqStepOutput, StepBatch, TokenLogprobs,
+};
+
+/// The fake model: the next token is a hash of every previous token and the child index.
+pub fn next_token(tokens: &[u32], seq_index: usize, vocab: usize) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (seq_index as u64).wrapping_mul(0x9e37_79b9);
+    for &t in tokens {
+        h ^= t as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % vocab as u64) as u32
+}
+
+/// What the fake model generates for `prompt` when nothing stops it early.
+pub fn expected_output(prompt: &[u32], seq_index: usize, n: usize, vocab: usize) -> Vec<u32> {
+    let mut toks = prompt.to_vec();
+    for _ in 0..n {
+        toks.push(next_token(&toks, seq_index, vocab));
+    }
+    toks[prompt.len()..].to_vec()
+}
+
+/// Stand-in for a "K/V" entry: a hash of the whole prefix up to and including the position,
+/// so a slot holding K/V computed under a different prefix is told apart.
+fn prefix_hashes(tokens: &[u32]) -> Vec<u64> {
+    let mut h: u64 = 1469598103934665603;
+    tokens
+        .iter()
+        .map(|&t| {
+            h = (h ^ t as u64).wrapping_mul(1099511628211).rotate_left(7);
+            h
+        })
+        .collect()
+}
+
+/// One sequence of a step as the executor saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub id: ReqId,
+    pub num_computed: usize,
+    pub num_new: usize,
+    pub sample: bool,
+    pub block_table: Vec<u32>,
+}
+
+/// A fake executor that simulates the paged K/V cache: it writes a prefix hash into each new
+/// token's slot and verifies that every slot it is told is computed holds the right one, so
+/// wrong block tables or bogus prefix-cache hits show up as `violations` (not panics, which
+/// the engine would swallow as step failures).
+#[derive(Clone)]
+pub struct FakeExecutor {
+    pub block_size: usize,
+    pub vocab: usize,
+    slots: Arc<Mutex<HashMap<usize, u64>>>,
+    pub violations: Arc<Mutex<Vec<String>>>,
+    pub steps: Arc<Mutex<Vec<Vec<Seen>>>>,
+    /// Panic when a sequence's prompt starts with this token.
+    pub panic_on: Option<u32>,
+    /// Return `Err` when a sequence's prompt starts with this token.
+    pub err_on: Option<u32>,
+    pub sleep_ms: u64,
+}
+
+impl FakeExecutor {
+    pub fn new(block_size: usize, vocab: usize) -> Self {
+        Self {
+            block_size,
+            vocab,
+            slots: Default::default(),
+            violations: Default::default(),
+            steps: Default::default(),
+            panic_on: None,
+            err_on: None,
+            sleep_ms: 0,
+        }
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// (id, num_new) of every step so far.
+    pub fn schedule_log(&self) -> Vec<Vec<(ReqId, usize)>> {
+        let steps = self.steps.lock().unwrap();
+        steps
+            .iter()
+            .map(|s| s.iter().map(|x| (x.id, x.num_new)).collect())
+            .collect()
+    }
+}
+
+impl Executor for FakeExecutor {
+    fn execute(&mut self, batch: &StepBatch<'_>) -> anyhow::Result<Vec<SeqStepOutput>> {
+        if self.sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
+        }
+        let first = |s: &ferrum_engine::StepSeq<'_>| s.tokens.first().copied();
+        if let Some(p) = self.panic_on
+            && batch.seqs.iter().any(|s| first(s) == Some(p))
+        {
+            panic!("injected panic");
+        }
+        if let Some(p) = self.err_on
+            && batch.seqs.iter().any(|s| first(s) == Some(p))
+        {
+            anyhow::bail!("injected error");
+        }
+        let bs = self.block_size;
+        let mut slots = self.slots.lock().unwrap();
+        let mut violations = self.violations.lock().unwrap();
+        let mut outs = Vec::new();
+        let mut seen = Vec::new();
+        for s in &batch.seqs {
+            seen.push(Seen {
+                id: s.req_id,
+                num_computed: s.num_computed,
+                num_new: s.num_new,
+                sample: s.sample,
+                block_table: s.block_table.to_vec(),
+            });
+            let end = s.num_computed + s.num_new;
+            if s.block_table.len() != end.div_ceil(bs) {
+                violations.push(format!(
+                    "seq {}: {} blocks for {end} tokens",
+                    s.req_id,
+                    s.block_table.len()
+                ));
+                outs.push(SeqStepOutput::default());
+                continue;
+            }
+            if s.sample != (end == s.tokens.len()) {
+                violations.push(format!("seq {}: wrong sample flag", s.req_id));
+            }
+            let hashes = prefix_hashes(&s.tokens[..end]);
+            let slot = |p: usize| s.block_table[p / bs] as usize * bs + p % bs;
+            for (p, &h) in hashes.iter().enumerate().take(s.num_computed) {
+                if slots.get(&slot(p)) != Some(&h) {
+                    violations.push(format!(
+                        "seq {}: position {p} (slot {}) does not hold its K/V",
+                        s.req_id,
+                        slot(p)
+                    ));
+                    break;
+                }
+            }
+            for (p, &h) in hashes.iter().enumerate().skip(s.num_computed) {
+                slots.insert(slot(p), h);
+            }
+            let prompt_logprobs = s
+                .prompt_logprob_positions()
+                .map(|j| TokenLogprobs {
+                    token_id: s.tokens[j + 1],
+                    logprob: -(j as f32),
+                    rank: 1,
+                    top: vec![],
+                })
+                .collect();
+            let token = s.sample.then(|| {
+                let id = next_token(s.tokens, s.seq_index, self.vocab);
+                Sampled {
+                    id,
+                    logprobs: s.params.logprobs.map(|_| TokenLogprobs {
+                        token_id: id,
+                        logprob: 0.0,
+                        rank: 1,
+                        top: vec![],
+                    }),
+                }
+            });
+            outs.push(SeqStepOutput {
+                token,
+                prompt_logprobs,
+            });
+        }
+        self.steps.lock().unwrap().push(seen);
+        Ok(outs)
+    }
+}
+
+pub fn cfg(block_size: usize, num_blocks: usize, budget: usize) -> EngineConfig {
+    EngineConfig {
+        block_size,
+        max_num_batched_tokens: budget,
+        ..EngineConfig::new(num_blocks, 64, 1000)
+    }
+}
+
+/// A request that generates exactly `max_tokens` tokens (no EOS).
+pub fn req(prompt: Vec<u32>, max_tokens: usize) -> EngineRequest {
+    EngineRequest::new(
+        prompt,
+        SamplingParams {
+            max_tokens: Some(max_tokens),
+            temperature: 0.0,
+            ..Default::default()
+        },
+    )
+}
+
+/// Adds a request to a synchronous core, returning its receiver (keep it alive: a request
+/// whose receiver is dropped is aborted by the engine).
+pub fn add(core: &mut EngineCore, id: ReqId, r: EngineRequest) -> Receiver<RequestOutput> {
+    let (tx, rx) = channel();
+    core.add_request(id, r, tx).expect("request accepted");
+    rx
+}
+
+/// Steps until idle (bounded), checking invariants after every step.
+pub fn run_to_completion(core: &mut EngineCore) {
+    for _ in 0..10_000 {
+        if !core.has_work() {
+            return;
+        }
+        core.step();
+        core.scheduler().check_invariants().unwrap();
+    }
+    panic!("engine did not finish");
+}
+
+/// Per sequence index: concatenated tokens and the finish reason (from what is queued now).
+pub fn collect(rx: &Receiver<RequestOutput>) -> HashMap<usize, (Vec<u32>, Option<FinishReason>)> {
+    let mut out: HashMap<usize, (Vec<u32>, Option<FinishReason>)> = HashMap::new();
+    for o in rx.try_iter() {
+        let e = out.entry(o.seq_index).or_default();
+        assert!(e.1.is_none(), "message after finish");
+        e.0.extend(o.new_token_ids);
+        e.1 = o.finish_reason;
+    }
+    out
+}

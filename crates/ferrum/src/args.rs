@@ -1,0 +1,173 @@
+//! Command-line arguments shared by the commands, with vLLM's names, defaults and meaning.
+
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF file or a Hugging Face model folder; default: SmolLM2-135M-Instruct (Q4_1 GGUF)
+    /// fetched by scripts/setup.sh.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// auto | safetensors | gguf | dummy (random weights from config.json, as vLLM).
+    #[arg(long, default_value = "auto")]
+    pub load_format: ferrum_models::LoadFormat,
+    /// Model context length (prompt + output); default: the model's own.
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    /// Seed for dummy weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Maximum sequences in one step.
+    #[arg(long, default_value_t = 256)]
+    pub max_num_seqs: usize,
+    /// Token budget of one step (prefill chunks + decodes); default 8192 with chunked prefill,
+    /// else max(max-model-len, 2048).
+    #[arg(long)]
+    pub max_num_batched_tokens: Option<usize>,
+    /// Tokens per KV-cache block.
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
+    #[arg(long, overrides_with = "no_enable_chunked_prefill")]
+    pub enable_chunked_prefill: bool,
+    #[arg(long)]
+    pub no_enable_chunked_prefill: bool,
+    /// fcfs | priority (lower `priority` first).
+    #[arg(long, default_value = "fcfs")]
+    pub scheduling_policy: String,
+    /// KV-cache size in bytes (suffixes K, M, G, Ki, Mi, Gi accepted). CPU default: 4 GiB.
+    #[arg(long, value_parser = parse_bytes)]
+    pub kv_cache_memory_bytes: Option<u64>,
+    /// Number of KV-cache blocks, overriding the memory budget.
+    #[arg(long)]
+    pub num_gpu_blocks_override: Option<usize>,
+    /// Fraction of GPU memory to use (GPU backend; the CPU backend sizes the cache from
+    /// --kv-cache-memory-bytes and refuses this flag rather than ignore it).
+    #[arg(long)]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Largest `logprobs` / `prompt_logprobs` a request may ask for.
+    #[arg(long, default_value_t = 20)]
+    pub max_logprobs: usize,
+}
+
+impl EngineArgs {
+    pub fn prefix_caching(&self) -> bool {
+        !self.no_enable_prefix_caching
+    }
+    pub fn chunked_prefill(&self) -> bool {
+        !self.no_enable_chunked_prefill
+    }
+}
+
+/// "4GiB", "512M", "1000000" → bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 4GiB, 512M, 1000000)"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown byte unit `{other}` (use K, M, G, Ki, Mi, Gi)"
+            ));
+        }
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Tokens to generate at most (`generate`: 16, vLLM's offline default; `chat`: until the
+    /// end of the turn or of the context).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    #[arg(long)]
+    pub min_tokens: Option<usize>,
+    /// 0 = greedy.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// 0 or -1 = off.
+    #[arg(long)]
+    pub top_k: Option<i32>,
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    #[arg(long)]
+    pub presence_penalty: Option<f32>,
+    #[arg(long)]
+    pub frequency_penalty: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop string (repeatable); excluded from the output.
+    #[arg(long)]
+    pub stop: Vec<String>,
+    #[arg(long)]
+    pub ignore_eos: bool,
+}
+
+impl SamplingArgs {
+    pub fn to_params(&self) -> ferrum_engine::SamplingParams {
+        let mut p = ferrum_engine::SamplingParams::default();
+        p.max_tokens = self.max_tokens;
+        if let Some(v) = self.min_tokens {
+            p.min_tokens = v;
+        }
+        if let Some(v) = self.temperature {
+            p.temperature = v;
+        }
+        if let Some(v) = self.top_p {
+            p.top_p = v;
+        }
+        if let Some(v) = self.top_k {
+            p.top_k = v;
+        }
+        if let Some(v) = self.min_p {
+            p.min_p = v;
+        }
+        if let Some(v) = self.repetition_penalty {
+            p.repetition_penalty = v;
+        }
+        if let Some(v) = self.presence_penalty {
+            p.presence_penalty = v;
+        }
+        if let Some(v) = self.frequency_penalty {
+            p.frequency_penalty = v;
+        }
+        p.seed = self.seed;
+        p.stop = self.stop.clone();
+        p.ignore_eos = self.ignore_eos;
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(super::parse_bytes("4GiB"), Ok(4 << 30));
+        assert_eq!(super::parse_bytes("512M"), Ok(512_000_000));
+        assert_eq!(super::parse_bytes("1000"), Ok(1000));
+        assert!(super::parse_bytes("12 parsecs").is_err());
+    }
+}
