@@ -128,36 +128,22 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn to_params(&self) -> ferrum_engine::SamplingParams {
-        let mut p = ferrum_engine::SamplingParams::default();
-        p.max_tokens = self.max_tokens;
-        if let Some(v) = self.min_tokens {
-            p.min_tokens = v;
+        let d = ferrum_engine::SamplingParams::default();
+        ferrum_engine::SamplingParams {
+            max_tokens: self.max_tokens,
+            min_tokens: self.min_tokens.unwrap_or(d.min_tokens),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            seed: self.seed,
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+            ..d
         }
-        if let Some(v) = self.temperature {
-            p.temperature = v;
-        }
-        if let Some(v) = self.top_p {
-            p.top_p = v;
-        }
-        if let Some(v) = self.top_k {
-            p.top_k = v;
-        }
-        if let Some(v) = self.min_p {
-            p.min_p = v;
-        }
-        if let Some(v) = self.repetition_penalty {
-            p.repetition_penalty = v;
-        }
-        if let Some(v) = self.presence_penalty {
-            p.presence_penalty = v;
-        }
-        if let Some(v) = self.frequency_penalty {
-            p.frequency_penalty = v;
-        }
-        p.seed = self.seed;
-        p.stop = self.stop.clone();
-        p.ignore_eos = self.ignore_eos;
-        p
     }
 }
 

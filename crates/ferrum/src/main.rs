@@ -1,6 +1,7 @@
 //! The `ferrum` command line: wiring only; the work lives in the library crates.
 
 mod args;
+mod bench;
 mod chat;
 mod generate;
 mod output;
@@ -57,6 +58,33 @@ enum Command {
         #[arg(long)]
         system: Option<String>,
     },
+    /// Offline benchmarks (vLLM's `bench latency` / `bench throughput`).
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Latency of one batch of fixed input/output lengths, over several iterations.
+    Latency {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        bench: bench::LatencyArgs,
+    },
+    /// Requests/s and tokens/s for N prompts submitted at once.
+    Throughput {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        bench: bench::ThroughputArgs,
+    },
 }
 
 fn main() {
@@ -72,38 +100,27 @@ fn main() {
     }
 }
 
+/// Starts model + engine, runs `f`, and shuts the engine down whatever `f` returned.
+fn with_runtime(model: &ModelArgs, engine: &EngineArgs, f: impl FnOnce(&runtime::Runtime) -> Result<()>) -> Result<()> {
+    let rt = runtime::start(model, engine)?;
+    let result = f(&rt);
+    rt.engine.shutdown();
+    result
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Generate {
-            model,
-            engine,
-            sampling,
-            prompt,
-            prompts_file,
-        } => {
-            let rt = runtime::start(&model, &engine)?;
-            let result = match (prompt, prompts_file) {
-                (Some(p), _) => {
-                    let mut params = sampling.to_params();
-                    params.max_tokens = params.max_tokens.or(Some(generate::DEFAULT_MAX_TOKENS));
-                    generate::single(&rt, &p, params)
-                }
-                (None, Some(f)) => generate::batch(&rt, &f),
-                (None, None) => unreachable!("clap requires one of them"),
-            };
-            rt.engine.shutdown();
-            result
-        }
-        Command::Chat {
-            model,
-            engine,
-            sampling,
-            system,
-        } => {
-            let rt = runtime::start(&model, &engine)?;
-            let result = chat::run(&rt, sampling.to_params(), system);
-            rt.engine.shutdown();
-            result
-        }
+        Command::Generate { model, engine, sampling, prompt, prompts_file } => with_runtime(&model, &engine, |rt| match (prompt, prompts_file) {
+            (Some(p), _) => {
+                let mut params = sampling.to_params();
+                params.max_tokens = params.max_tokens.or(Some(generate::DEFAULT_MAX_TOKENS));
+                generate::single(rt, &p, params)
+            }
+            (None, Some(f)) => generate::batch(rt, &f),
+            (None, None) => unreachable!("clap requires one of them"),
+        }),
+        Command::Chat { model, engine, sampling, system } => with_runtime(&model, &engine, |rt| chat::run(rt, sampling.to_params(), system)),
+        Command::Bench { kind: BenchKind::Latency { model, engine, bench } } => with_runtime(&model, &engine, |rt| bench::latency(rt, &bench)),
+        Command::Bench { kind: BenchKind::Throughput { model, engine, bench } } => with_runtime(&model, &engine, |rt| bench::throughput(rt, &bench)),
     }
 }

@@ -109,16 +109,8 @@ mod tests {
     use super::*;
 
     /// Dense causal attention in f64, the textbook formula.
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        n: usize,
-        heads: usize,
-        kvh: usize,
-        hd: usize,
-        scale: f64,
-    ) -> Vec<f64> {
+    fn reference(q: &[f32], k: &[f32], v: &[f32], n: usize, shape: &AttnShape) -> Vec<f64> {
+        let (heads, kvh, hd, scale) = (shape.n_heads, shape.n_kv_heads, shape.head_dim, shape.scale as f64);
         let mut out = vec![0f64; n * heads * hd];
         for t in 0..n {
             for h in 0..heads {
@@ -180,7 +172,7 @@ mod tests {
             &shape,
             &mut whole,
         );
-        let want = reference(&q, &k, &v, n, heads, kvh, hd, 0.3);
+        let want = reference(&q, &k, &v, n, &shape);
         for (a, b) in whole.iter().zip(&want) {
             assert!((*a as f64 - b).abs() < 1e-5);
         }
