@@ -93,8 +93,13 @@ impl EngineCore {
     pub fn step(&mut self) -> StepReport {
         let out = self.sched.schedule();
         if out.is_empty() {
-            self.unstick();
-            return StepReport::default();
+            if out.preempted.is_empty() {
+                self.unstick();
+            }
+            return StepReport {
+                output: out,
+                error: None,
+            };
         }
         self.num_steps += 1;
         let result = {

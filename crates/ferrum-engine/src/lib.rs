@@ -1,7 +1,30 @@
 //! ferrum-engine: the engine loop, scheduler, paged KV-cache block pool with prefix caching,
 //! and sampling rules. It knows nothing about models or devices: a runner implements
 //! [`Executor`] and the engine drives it one step at a time (`schedule -> execute -> update`)
-//! on its own thread.
+//! on its own thread ([`Engine::start`]), or synchronously through [`EngineCore`].
+//!
+//! Semantics follow vLLM v1 (`scheduler.py`, `kv_cache_manager.py`, `block_pool.py`,
+//! `sampler.py`). Where this crate deliberately differs:
+//! - No null block: all `num_blocks` blocks are usable; block ids start at 0.
+//! - A block hash covers only (parent hash, token ids) — no LoRA / multimodal extra keys yet.
+//!   The index keeps one block per hash (vLLM keeps duplicates).
+//! - Blocks published in a step that then fails, or whose owner is preempted after being
+//!   scheduled in that step, are withdrawn from the prefix index (vLLM leaves them cached
+//!   although their K/V were never written).
+//! - Prefix-cache queries/hits are counted once per sequence, when first admitted; vLLM
+//!   re-counts a request each time it is considered while blocked at the head of the queue.
+//! - Requests that can never finish are refused up front: also those whose prompt + max_tokens
+//!   outgrow the whole KV cache (vLLM checks max_model_len against the cache at startup), and
+//!   without chunked prefill, prompts longer than `max_num_batched_tokens`. If
+//!   `max_model_len` exceeds the cache, requests without `max_tokens` stop at the cache size.
+//! - Without chunked prefill, a preempted sequence that has grown past
+//!   `max_num_batched_tokens` is recomputed in chunks (vLLM would never reschedule it).
+//! - `n > 1` children are independent sequences (as in vLLM v1) that share the prompt's full
+//!   blocks through the prefix cache; with prefix caching off they do not share.
+//! - Only child 0 computes prompt logprobs; they arrive once, in its first message.
+//! - Seeded sampling uses a ChaCha20 stream keyed by (seed, child index, output index), so a
+//!   seeded request reproduces across batches and preemptions, though not torch's numbers.
+//! - A request whose stream receiver is dropped is aborted at the next step.
 
 pub mod admission;
 pub mod block_pool;

@@ -167,8 +167,9 @@ impl Scheduler {
                 let victim = self.running.remove(v);
                 if v < i {
                     // Already scheduled this step: give its tokens back.
-                    let k = out.scheduled.iter().position(|x| x.id == victim).unwrap();
-                    budget += out.scheduled.remove(k).num_new;
+                    if let Some(k) = out.scheduled.iter().position(|x| x.id == victim) {
+                        budget += out.scheduled.remove(k).num_new;
+                    }
                     i -= 1;
                 }
                 self.preempt(victim);

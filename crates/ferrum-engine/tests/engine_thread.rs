@@ -14,6 +14,7 @@ use ferrum_engine::{
 const V: usize = 1000;
 
 fn start(ex: FakeExecutor) -> EngineHandle {
+    quiet_injected_panics();
     Engine::start(cfg(4, 64, 32), Box::new(ex))
 }
 
@@ -126,7 +127,7 @@ fn executor_error_fails_the_step_with_its_message() {
 fn a_panic_mid_generation_fails_the_requests_in_that_step_only() {
     let mut ex = FakeExecutor::new(4, V);
     ex.panic_on = Some(666);
-    ex.sleep_ms = 2;
+    ex.sleep_ms = 10; // `long` needs ~400 ms: ample time for the poison to join it
     let eng = start(ex);
     let long = eng.add_request(req(vec![1, 2, 3], 40)).unwrap();
     // Wait until `long` is decoding, then inject the poison: both share the failing step.
@@ -148,7 +149,7 @@ fn a_panic_mid_generation_fails_the_requests_in_that_step_only() {
 #[test]
 fn abort_frees_blocks_and_ends_the_stream() {
     let mut ex = FakeExecutor::new(4, V);
-    ex.sleep_ms = 2;
+    ex.sleep_ms = 20; // ~1 s of generation left when the abort arrives
     let eng = start(ex);
     let s = eng.add_request(req((1..=9).collect(), 50)).unwrap();
     s.rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -188,7 +189,7 @@ fn refused_requests_never_reach_the_queue() {
 #[test]
 fn shutdown_aborts_pending_requests_and_later_adds_fail() {
     let mut ex = FakeExecutor::new(4, V);
-    ex.sleep_ms = 5;
+    ex.sleep_ms = 10;
     let eng = start(ex);
     let s = eng.add_request(req(vec![1, 2], 60)).unwrap();
     s.rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -271,4 +272,20 @@ fn seeded_requests_reproduce_whatever_they_are_batched_with() {
         tokens(&alone, 1),
         "children draw differently"
     );
+}
+
+#[test]
+fn handle_and_stream_can_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync::<EngineHandle>();
+    send::<RequestStream>();
+    let eng = start(FakeExecutor::new(4, V));
+    let h = eng.clone();
+    let t = std::thread::spawn(move || drain(&h.add_request(req(vec![2, 7], 3)).unwrap()));
+    assert_eq!(
+        tokens(&t.join().unwrap(), 0),
+        expected_output(&[2, 7], 0, 3, V)
+    );
+    eng.shutdown();
 }

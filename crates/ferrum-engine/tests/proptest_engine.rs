@@ -32,6 +32,8 @@ enum Op {
         prompt_logprobs: bool,
     },
     Step,
+    /// A step whose executor panics: its sequences fail, everything else carries on.
+    FailingStep,
     Abort(usize),
 }
 
@@ -44,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         6 => Just(Op::Step),
         1 => (0usize..32).prop_map(Op::Abort),
+        1 => Just(Op::FailingStep),
     ]
 }
 
@@ -97,6 +100,7 @@ fn check(core: &EngineCore, ex: &FakeExecutor) -> Result<(), TestCaseError> {
 }
 
 fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    quiet_injected_panics();
     let ex = FakeExecutor::new(BS, V);
     let mut core = EngineCore::new(cfg.clone(), Box::new(ex.clone()));
     let mut subs: Vec<Submitted> = Vec::new();
@@ -155,6 +159,14 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Step => {
                 core.step();
             }
+            Op::FailingStep => {
+                *ex.panic_steps.lock().unwrap() = 1;
+                let rep = core.step();
+                if !rep.output.is_empty() {
+                    prop_assert!(rep.error.is_some());
+                }
+                *ex.panic_steps.lock().unwrap() = 0;
+            }
             Op::Abort(k) => {
                 if let Some(s) = subs.get_mut(k) {
                     core.abort(s.id);
@@ -175,15 +187,17 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(core.scheduler().kv().pool().num_used(), 0, "blocks leaked");
 
     for s in &subs {
-        let mut per: HashMap<usize, (Vec<u32>, Vec<FinishReason>, usize)> = HashMap::new();
+        type PerSeq = (Vec<u32>, Vec<FinishReason>, usize, bool);
+        let mut per: HashMap<usize, PerSeq> = HashMap::new();
         for o in s.rx.try_iter() {
             let e = per.entry(o.seq_index).or_default();
             e.0.extend(o.new_token_ids);
             e.1.extend(o.finish_reason);
             e.2 += o.prompt_logprobs.len();
+            e.3 |= o.error.is_some();
         }
         for i in 0..s.n {
-            let (toks, fins, plp) = per.remove(&i).unwrap_or_default();
+            let (toks, fins, plp, failed) = per.remove(&i).unwrap_or_default();
             prop_assert_eq!(fins.len(), 1, "exactly one finish for {}:{}", s.id, i);
             let expected = expected_output(&s.prompt, i, s.max_tokens, V);
             match fins[0] {
@@ -194,7 +208,7 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
                 FinishReason::Abort => {
-                    prop_assert!(s.aborted, "aborted without being asked");
+                    prop_assert!(s.aborted || failed, "aborted without being asked");
                     prop_assert_eq!(&toks[..], &expected[..toks.len()]);
                 }
                 FinishReason::Stop => prop_assert!(false, "no stop tokens in this test"),

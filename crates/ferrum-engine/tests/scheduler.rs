@@ -338,3 +338,43 @@ fn greedy_sampling_params_default_max_tokens_reaches_max_model_len() {
     let (toks, fin) = collect(&rx)[&0].clone();
     assert_eq!((toks.len(), fin), (7, Some(FinishReason::Length)));
 }
+
+#[test]
+fn a_failed_step_withdraws_the_blocks_it_published() {
+    quiet_injected_panics();
+    let (mut core, ex) = core_with(cfg(4, 64, 64));
+    let p: Vec<u32> = (1..=9).collect();
+    *ex.panic_steps.lock().unwrap() = 1;
+    let rx = add(&mut core, 0, req(p.clone(), 2));
+    let rep = core.step();
+    assert_eq!(
+        rep.error.as_deref(),
+        Some("executor panicked: injected step panic")
+    );
+    let outs: Vec<_> = rx.try_iter().collect();
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].finish_reason, Some(FinishReason::Abort));
+    assert_eq!(
+        core.scheduler().kv().pool().num_cached(),
+        0,
+        "never computed: not cached"
+    );
+    // The same prompt again must compute everything, not hit garbage.
+    let rx = add(&mut core, 1, req(p.clone(), 2));
+    run_to_completion(&mut core);
+    assert_eq!(
+        collect(&rx)[&0],
+        (expected_output(&p, 0, 2, V), Some(FinishReason::Length))
+    );
+    assert_eq!(core.stats().prefix_cache_hits, 0);
+    assert!(ex.violations().is_empty(), "{:?}", ex.violations());
+}
+
+#[test]
+fn a_dropped_receiver_aborts_the_request() {
+    let (mut core, _ex) = core_with(cfg(4, 64, 64));
+    drop(add(&mut core, 0, req(vec![1, 2, 3], 10)));
+    core.step();
+    assert!(!core.has_work());
+    assert_eq!(core.stats().kv_cache_usage, 0.0);
+}

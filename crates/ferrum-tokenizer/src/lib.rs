@@ -131,7 +131,7 @@ impl Tokenizer {
         let text = |id: Option<u32>| id.and_then(|i| v.tokens.get(i as usize).cloned());
         let special_tokens = [
             ("bos_token", text(built.bos_token_id)),
-            ("eos_token", text(v.eos_token_id)),
+            ("eos_token", text(built.eos_token_ids.first().copied())),
             ("unk_token", text(v.unknown_token_id)),
         ]
         .into_iter()

@@ -104,7 +104,11 @@ pub(crate) fn strftime(fmt: &str, t: &DateTime) -> String {
                 format!("{n:0width$}")
             }
         };
-        let hour12 = if t.hour % 12 == 0 { 12 } else { t.hour % 12 };
+        let hour12 = if t.hour.is_multiple_of(12) {
+            12
+        } else {
+            t.hour % 12
+        };
         let piece = match code {
             Some('Y') => t.year.to_string(),
             Some('y') => num(t.year.rem_euclid(100) as u32, 2),

@@ -48,7 +48,11 @@ fn random_prompt(rng: &mut impl Rng, vocab: usize, len: usize) -> Vec<u32> {
 
 fn params(output_len: usize) -> SamplingParams {
     // vLLM's benchmarks: temperature 1, top_p 1, ignore_eos so every request runs to output_len.
-    SamplingParams { max_tokens: Some(output_len), ignore_eos: true, ..SamplingParams::default() }
+    SamplingParams {
+        max_tokens: Some(output_len),
+        ignore_eos: true,
+        ..SamplingParams::default()
+    }
 }
 
 /// Waits for a stream to finish; returns (first-token time, tokens).
@@ -68,7 +72,10 @@ fn finish(stream: RequestStream, start: Instant) -> Result<(Duration, usize)> {
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let b = ProgressBar::new(len as u64);
-    b.set_style(ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} {{elapsed}}")).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    b.set_style(
+        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} {{elapsed}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     b
 }
 
@@ -83,7 +90,14 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
     let run_once = |rng: &mut rand::rngs::StdRng| -> Result<(f64, f64)> {
         let start = Instant::now();
         let streams: Vec<RequestStream> = (0..a.batch_size)
-            .map(|_| rt.engine.add_request(request(rt, random_prompt(rng, vocab, a.input_len), params(a.output_len), 0)))
+            .map(|_| {
+                rt.engine.add_request(request(
+                    rt,
+                    random_prompt(rng, vocab, a.input_len),
+                    params(a.output_len),
+                    0,
+                ))
+            })
             .collect::<Result<_, _>>()?;
         let mut ttft = Duration::ZERO;
         for s in streams {
@@ -113,12 +127,24 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
     let decode_tps = (a.batch_size * a.output_len.saturating_sub(1)) as f64 / (avg - avg_ttft);
     println!("Avg latency: {avg:.4} seconds");
     for p in [10.0, 25.0, 50.0, 75.0, 90.0, 99.0] {
-        println!("{p:.0}% percentile latency: {:.4} seconds", percentile(&lat, p));
+        println!(
+            "{p:.0}% percentile latency: {:.4} seconds",
+            percentile(&lat, p)
+        );
     }
-    println!("Avg time to first token (prefill of {}×{}): {avg_ttft:.4} seconds = {prefill_tps:.1} prompt tok/s", a.batch_size, a.input_len);
-    println!("Decode after the first token: {decode_tps:.1} tok/s ({:.2} ms per step)", 1000.0 * (avg - avg_ttft) / a.output_len.saturating_sub(1).max(1) as f64);
+    println!(
+        "Avg time to first token (prefill of {}×{}): {avg_ttft:.4} seconds = {prefill_tps:.1} prompt tok/s",
+        a.batch_size, a.input_len
+    );
+    println!(
+        "Decode after the first token: {decode_tps:.1} tok/s ({:.2} ms per step)",
+        1000.0 * (avg - avg_ttft) / a.output_len.saturating_sub(1).max(1) as f64
+    );
     if let Some(path) = &a.output_json {
-        let pct: serde_json::Map<_, _> = [10.0, 25.0, 50.0, 75.0, 90.0, 99.0].iter().map(|&p| (format!("{p:.0}"), json!(percentile(&lat, p)))).collect();
+        let pct: serde_json::Map<_, _> = [10.0, 25.0, 50.0, 75.0, 90.0, 99.0]
+            .iter()
+            .map(|&p| (format!("{p:.0}"), json!(percentile(&lat, p))))
+            .collect();
         let v = json!({"avg_latency": avg, "latencies": lat, "percentiles": pct, "avg_ttft": avg_ttft,
                        "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps});
         std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
@@ -129,12 +155,17 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
 pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
     let vocab = rt.tokenizer.vocab_size();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let prompts: Vec<Vec<u32>> = (0..a.num_prompts).map(|_| random_prompt(&mut rng, vocab, a.input_len)).collect();
+    let prompts: Vec<Vec<u32>> = (0..a.num_prompts)
+        .map(|_| random_prompt(&mut rng, vocab, a.input_len))
+        .collect();
     let b = bar(a.num_prompts, "bench throughput");
     let start = Instant::now();
     let streams: Vec<RequestStream> = prompts
         .into_iter()
-        .map(|p| rt.engine.add_request(request(rt, p, params(a.output_len), 0)))
+        .map(|p| {
+            rt.engine
+                .add_request(request(rt, p, params(a.output_len), 0))
+        })
         .collect::<Result<_, _>>()?;
     let mut out_tokens = 0;
     for s in streams {

@@ -101,7 +101,11 @@ fn main() {
 }
 
 /// Starts model + engine, runs `f`, and shuts the engine down whatever `f` returned.
-fn with_runtime(model: &ModelArgs, engine: &EngineArgs, f: impl FnOnce(&runtime::Runtime) -> Result<()>) -> Result<()> {
+fn with_runtime(
+    model: &ModelArgs,
+    engine: &EngineArgs,
+    f: impl FnOnce(&runtime::Runtime) -> Result<()>,
+) -> Result<()> {
     let rt = runtime::start(model, engine)?;
     let result = f(&rt);
     rt.engine.shutdown();
@@ -110,7 +114,13 @@ fn with_runtime(model: &ModelArgs, engine: &EngineArgs, f: impl FnOnce(&runtime:
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Generate { model, engine, sampling, prompt, prompts_file } => with_runtime(&model, &engine, |rt| match (prompt, prompts_file) {
+        Command::Generate {
+            model,
+            engine,
+            sampling,
+            prompt,
+            prompts_file,
+        } => with_runtime(&model, &engine, |rt| match (prompt, prompts_file) {
             (Some(p), _) => {
                 let mut params = sampling.to_params();
                 params.max_tokens = params.max_tokens.or(Some(generate::DEFAULT_MAX_TOKENS));
@@ -119,8 +129,29 @@ fn run(cli: Cli) -> Result<()> {
             (None, Some(f)) => generate::batch(rt, &f),
             (None, None) => unreachable!("clap requires one of them"),
         }),
-        Command::Chat { model, engine, sampling, system } => with_runtime(&model, &engine, |rt| chat::run(rt, sampling.to_params(), system)),
-        Command::Bench { kind: BenchKind::Latency { model, engine, bench } } => with_runtime(&model, &engine, |rt| bench::latency(rt, &bench)),
-        Command::Bench { kind: BenchKind::Throughput { model, engine, bench } } => with_runtime(&model, &engine, |rt| bench::throughput(rt, &bench)),
+        Command::Chat {
+            model,
+            engine,
+            sampling,
+            system,
+        } => with_runtime(&model, &engine, |rt| {
+            chat::run(rt, sampling.to_params(), system)
+        }),
+        Command::Bench {
+            kind:
+                BenchKind::Latency {
+                    model,
+                    engine,
+                    bench,
+                },
+        } => with_runtime(&model, &engine, |rt| bench::latency(rt, &bench)),
+        Command::Bench {
+            kind:
+                BenchKind::Throughput {
+                    model,
+                    engine,
+                    bench,
+                },
+        } => with_runtime(&model, &engine, |rt| bench::throughput(rt, &bench)),
     }
 }

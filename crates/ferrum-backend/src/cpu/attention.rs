@@ -110,7 +110,12 @@ mod tests {
 
     /// Dense causal attention in f64, the textbook formula.
     fn reference(q: &[f32], k: &[f32], v: &[f32], n: usize, shape: &AttnShape) -> Vec<f64> {
-        let (heads, kvh, hd, scale) = (shape.n_heads, shape.n_kv_heads, shape.head_dim, shape.scale as f64);
+        let (heads, kvh, hd, scale) = (
+            shape.n_heads,
+            shape.n_kv_heads,
+            shape.head_dim,
+            shape.scale as f64,
+        );
         let mut out = vec![0f64; n * heads * hd];
         for t in 0..n {
             for h in 0..heads {

@@ -68,6 +68,8 @@ pub struct FakeExecutor {
     /// Return `Err` when a sequence's prompt starts with this token.
     pub err_on: Option<u32>,
     pub sleep_ms: u64,
+    /// Panic on this many upcoming steps, whatever they contain.
+    pub panic_steps: Arc<Mutex<usize>>,
 }
 
 impl FakeExecutor {
@@ -81,6 +83,7 @@ impl FakeExecutor {
             panic_on: None,
             err_on: None,
             sleep_ms: 0,
+            panic_steps: Default::default(),
         }
     }
 
@@ -102,6 +105,14 @@ impl Executor for FakeExecutor {
     fn execute(&mut self, batch: &StepBatch<'_>) -> anyhow::Result<Vec<SeqStepOutput>> {
         if self.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
+        }
+        {
+            let mut left = self.panic_steps.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                drop(left);
+                panic!("injected step panic");
+            }
         }
         let first = |s: &ferrum_engine::StepSeq<'_>| s.tokens.first().copied();
         if let Some(p) = self.panic_on
@@ -236,4 +247,22 @@ pub fn collect(rx: &Receiver<RequestOutput>) -> HashMap<usize, (Vec<u32>, Option
         e.1 = o.finish_reason;
     }
     out
+}
+
+/// Keeps the deliberate executor panics out of the test output; other panics print as usual.
+pub fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .unwrap_or_default();
+            if !msg.starts_with("injected") {
+                default(info);
+            }
+        }));
+    });
 }

