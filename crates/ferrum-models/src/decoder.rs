@@ -8,32 +8,32 @@ use crate::kv_cache::KvCache;
 use crate::weights::WeightSource;
 use anyhow::{Result, bail};
 use ferrum_backend::cpu::{
-    AttnSeq, AttnShape, Rope, add_inplace, matmul_t, paged_attention, rms_norm_rows, silu_mul,
-    write_kv,
+    AttnSeq, AttnShape, Rope, Weight, add_inplace, matmul_t, paged_attention, rms_norm_rows,
+    silu_mul, write_kv,
 };
 
 struct Layer {
     attn_norm: Vec<f32>,
     /// q, k and v projections stacked: (q_dim + 2·kv_dim) × hidden.
-    wqkv: Vec<f32>,
+    wqkv: Weight,
     bqkv: Option<Vec<f32>>,
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
-    wo: Vec<f32>,
+    wo: Weight,
     ffn_norm: Vec<f32>,
     /// gate and up projections stacked: 2·intermediate × hidden.
-    w_gate_up: Vec<f32>,
-    w_down: Vec<f32>,
+    w_gate_up: Weight,
+    w_down: Weight,
 }
 
 pub struct Decoder {
     pub cfg: ModelConfig,
     rope: Rope,
-    embed: Vec<f32>,
+    embed: Weight,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     /// `None` when tied to the embedding.
-    lm_head: Option<Vec<f32>>,
+    lm_head: Option<Weight>,
 }
 
 /// Tensors the loader reads, for progress reporting.
@@ -58,12 +58,16 @@ impl Decoder {
             on_tensor(name);
             src.load(name, shape)
         };
+        let mat = |name: &str, rows: usize, k: usize| {
+            on_tensor(name);
+            src.load_matrix(name, rows, k)
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = format!("model.layers.{l}");
-            let mut wqkv = get(&format!("{p}.self_attn.q_proj.weight"), &[q, h])?;
-            wqkv.extend(get(&format!("{p}.self_attn.k_proj.weight"), &[kv, h])?);
-            wqkv.extend(get(&format!("{p}.self_attn.v_proj.weight"), &[kv, h])?);
+            let wqkv = mat(&format!("{p}.self_attn.q_proj.weight"), q, h)?
+                .stack(mat(&format!("{p}.self_attn.k_proj.weight"), kv, h)?)
+                .stack(mat(&format!("{p}.self_attn.v_proj.weight"), kv, h)?);
             let bqkv = if cfg.qkv_bias {
                 let mut b = get(&format!("{p}.self_attn.q_proj.bias"), &[q])?;
                 b.extend(get(&format!("{p}.self_attn.k_proj.bias"), &[kv])?);
@@ -81,26 +85,29 @@ impl Decoder {
             } else {
                 (None, None)
             };
-            let mut w_gate_up = get(&format!("{p}.mlp.gate_proj.weight"), &[i, h])?;
-            w_gate_up.extend(get(&format!("{p}.mlp.up_proj.weight"), &[i, h])?);
+            let w_gate_up = mat(&format!("{p}.mlp.gate_proj.weight"), i, h)?.stack(mat(
+                &format!("{p}.mlp.up_proj.weight"),
+                i,
+                h,
+            )?);
             layers.push(Layer {
                 attn_norm: get(&format!("{p}.input_layernorm.weight"), &[h])?,
                 wqkv,
                 bqkv,
                 q_norm,
                 k_norm,
-                wo: get(&format!("{p}.self_attn.o_proj.weight"), &[h, q])?,
+                wo: mat(&format!("{p}.self_attn.o_proj.weight"), h, q)?,
                 ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
                 w_gate_up,
-                w_down: get(&format!("{p}.mlp.down_proj.weight"), &[h, i])?,
+                w_down: mat(&format!("{p}.mlp.down_proj.weight"), h, i)?,
             });
         }
-        let embed = get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let embed = mat("model.embed_tokens.weight", cfg.vocab_size, h)?;
         let norm = get("model.norm.weight", &[h])?;
         let lm_head = if cfg.tie_word_embeddings {
             None
         } else {
-            Some(get("lm_head.weight", &[cfg.vocab_size, h])?)
+            Some(mat("lm_head.weight", cfg.vocab_size, h)?)
         };
         let rope = Rope::new(
             cfg.head_dim,
@@ -127,6 +134,7 @@ impl Decoder {
         let positions = batch.positions();
         let slots = batch.slots(kv.block_size)?;
         let mut x = vec![0f32; t * h];
+        let mut buf = vec![0f32; h];
         for (row, &tok) in x.chunks_mut(h).zip(&batch.tokens) {
             if tok as usize >= c.vocab_size {
                 bail!(
@@ -134,7 +142,7 @@ impl Decoder {
                     c.vocab_size
                 );
             }
-            row.copy_from_slice(&self.embed[tok as usize * h..][..h]);
+            row.copy_from_slice(self.embed.row(tok as usize, &mut buf));
         }
         let attn_seqs: Vec<AttnSeq> = batch
             .seqs
@@ -160,7 +168,7 @@ impl Decoder {
         for (layer, cache) in self.layers.iter().zip(kv.layers.iter_mut()) {
             // attention block
             rms_norm_rows(&x, &layer.attn_norm, c.rms_norm_eps, &mut normed);
-            matmul_t(&normed, t, h, &layer.wqkv, qd + 2 * kvd, &mut qkv);
+            matmul_t(&normed, t, &layer.wqkv, &mut qkv);
             for (r, row) in qkv.chunks(qd + 2 * kvd).enumerate() {
                 let (rq, rest) = row.split_at(qd);
                 let (rk, rv) = rest.split_at(kvd);
@@ -182,13 +190,13 @@ impl Decoder {
             self.rope.apply(&mut k, c.num_kv_heads, &positions);
             write_kv(&mut cache.k, &mut cache.v, &k, &v, &slots, kvd);
             paged_attention(&q, &cache.k, &cache.v, &attn_seqs, &shape, &mut attn);
-            matmul_t(&attn, t, qd, &layer.wo, h, &mut proj);
+            matmul_t(&attn, t, &layer.wo, &mut proj);
             add_inplace(&mut x, &proj);
             // MLP block
             rms_norm_rows(&x, &layer.ffn_norm, c.rms_norm_eps, &mut normed);
-            matmul_t(&normed, t, h, &layer.w_gate_up, 2 * inter, &mut gate_up);
+            matmul_t(&normed, t, &layer.w_gate_up, &mut gate_up);
             silu_mul(&gate_up, inter, &mut act);
-            matmul_t(&act, t, inter, &layer.w_down, h, &mut proj);
+            matmul_t(&act, t, &layer.w_down, &mut proj);
             add_inplace(&mut x, &proj);
         }
         let rows = batch.logits_rows.len();
@@ -198,9 +206,9 @@ impl Decoder {
         }
         let mut last_normed = vec![0f32; rows * h];
         rms_norm_rows(&last, &self.norm, c.rms_norm_eps, &mut last_normed);
-        let head = self.lm_head.as_deref().unwrap_or(&self.embed);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let mut logits = vec![0f32; rows * c.vocab_size];
-        matmul_t(&last_normed, rows, h, head, c.vocab_size, &mut logits);
+        matmul_t(&last_normed, rows, head, &mut logits);
         Ok(logits)
     }
 }

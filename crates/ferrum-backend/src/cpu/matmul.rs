@@ -4,16 +4,18 @@
 
 use super::SyncPtr;
 use super::dot::{LANES, dot_lanes, reduce};
+use super::weight::Weight;
 use rayon::prelude::*;
 
 /// Output columns (weight rows) per parallel task: small enough to spread a decode step's GEMV
 /// over the threads, large enough to amortize the task.
 const COLS_PER_TASK: usize = 32;
 const ROW_TILE: usize = 4;
+const COL_TILE: usize = 4;
 
-pub fn matmul_t(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+pub fn matmul_t(x: &[f32], m: usize, w: &Weight, out: &mut [f32]) {
+    let (k, n) = (w.k, w.rows());
     assert_eq!(x.len(), m * k, "matmul_t: x is not m×k");
-    assert_eq!(w.len(), n * k, "matmul_t: w is not n×k");
     assert_eq!(out.len(), m * n, "matmul_t: out is not m×n");
     let out_ptr = SyncPtr(out.as_mut_ptr());
     let col_tasks = n.div_ceil(COLS_PER_TASK);
@@ -25,66 +27,64 @@ pub fn matmul_t(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f
         let cols = ct * COLS_PER_TASK..((ct + 1) * COLS_PER_TASK).min(n);
         let rows = rt * row_block..((rt + 1) * row_block).min(m);
         // SAFETY: tasks write disjoint (row, col) ranges of `out`, which outlives the loop.
-        unsafe { tile(x, k, w, n, rows, cols, out_ptr) };
+        unsafe { tile(x, w, rows, cols, out_ptr) };
     });
 }
 
-unsafe fn tile(
-    x: &[f32],
-    k: usize,
-    w: &[f32],
-    n: usize,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    out: SyncPtr,
-) {
+type Range = std::ops::Range<usize>;
+
+unsafe fn tile(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        return unsafe { tile_avx2(x, k, w, n, rows, cols, out) };
+        return unsafe { tile_avx2(x, w, rows, cols, out) };
     }
-    unsafe { tile_inline(x, k, w, n, rows, cols, out) }
+    unsafe { tile_inline(x, w, rows, cols, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2(
-    x: &[f32],
-    k: usize,
-    w: &[f32],
-    n: usize,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    out: SyncPtr,
-) {
-    unsafe { tile_inline(x, k, w, n, rows, cols, out) }
+unsafe fn tile_avx2(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+    unsafe { tile_inline(x, w, rows, cols, out) }
 }
 
+/// Weight rows are fetched (decoded, if packed) `COL_TILE` at a time and used for every row of
+/// `x` in the tile: 4 x-rows × 1 w-row per micro-step while 4 rows remain, then 1 × 4. Either
+/// way 8 independent accumulator chains hide the add latency, and each output element keeps
+/// exactly `dot`'s summation order.
 #[inline(always)]
-unsafe fn tile_inline(
-    x: &[f32],
-    k: usize,
-    w: &[f32],
-    n: usize,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    out: SyncPtr,
-) {
-    let mut r = rows.start;
-    while r + ROW_TILE <= rows.end {
-        let xs: [&[f32]; ROW_TILE] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
-        for j in cols.clone() {
-            let acc = dot_rows(&xs, &w[j * k..(j + 1) * k]);
-            for (i, a) in acc.into_iter().enumerate() {
-                unsafe { *out.0.add((r + i) * n + j) = reduce(a) };
+unsafe fn tile_inline(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+    let (k, n) = (w.k, w.rows());
+    let mut bufs = vec![0f32; COL_TILE * k];
+    let mut j = cols.start;
+    while j < cols.end {
+        let nc = COL_TILE.min(cols.end - j);
+        let mut wrs: [&[f32]; COL_TILE] = [&[]; COL_TILE];
+        for (c, buf) in bufs.chunks_mut(k).enumerate().take(nc) {
+            wrs[c] = w.row(j + c, buf);
+        }
+        let mut r = rows.start;
+        while r + ROW_TILE <= rows.end {
+            let xs: [&[f32]; ROW_TILE] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
+            for (c, wr) in wrs.iter().enumerate().take(nc) {
+                for (i, a) in dot_rows(&xs, wr).into_iter().enumerate() {
+                    unsafe { *out.at((r + i) * n + j + c) = reduce(a) };
+                }
+            }
+            r += ROW_TILE;
+        }
+        for r in r..rows.end {
+            let xr = &x[r * k..(r + 1) * k];
+            if nc == COL_TILE {
+                for (c, a) in dot_rows(&wrs, xr).into_iter().enumerate() {
+                    unsafe { *out.at(r * n + j + c) = reduce(a) };
+                }
+            } else {
+                for (c, wr) in wrs.iter().enumerate().take(nc) {
+                    unsafe { *out.at(r * n + j + c) = reduce(dot_lanes(xr, wr)) };
+                }
             }
         }
-        r += ROW_TILE;
-    }
-    for r in r..rows.end {
-        let xr = &x[r * k..(r + 1) * k];
-        for j in cols.clone() {
-            unsafe { *out.0.add(r * n + j) = reduce(dot_lanes(xr, &w[j * k..(j + 1) * k])) };
-        }
+        j += nc;
     }
 }
 
@@ -130,7 +130,17 @@ mod tests {
         let w = data(n * k, 7);
         let x = data(37 * k, 3);
         let mut full = vec![0.0; 37 * n];
-        matmul_t(&x, 37, k, &w, n, &mut full);
+        // two parts, the second packed as raw little-endian f32 bytes: stacking and row
+        // decoding must not change a bit
+        let (top, bottom) = w.split_at(30 * k);
+        let bytes: Vec<u8> = bottom.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let decode: crate::cpu::RowDecoder = std::sync::Arc::new(|b: &[u8], o: &mut [f32]| {
+            for (o, c) in o.iter_mut().zip(b.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        });
+        let wt = Weight::f32(30, k, top.to_vec()).stack(Weight::packed(n - 30, k, bytes, decode));
+        matmul_t(&x, 37, &wt, &mut full);
         for r in 0..37 {
             for j in 0..n {
                 let exact: f64 = (0..k)
@@ -146,7 +156,7 @@ mod tests {
         }
         for m in [1usize, 2, 5, 13] {
             let mut part = vec![0.0; m * n];
-            matmul_t(&x[..m * k], m, k, &w, n, &mut part);
+            matmul_t(&x[..m * k], m, &wt, &mut part);
             assert_eq!(part, full[..m * n], "rows differ at m={m}");
         }
     }

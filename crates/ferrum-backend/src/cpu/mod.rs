@@ -8,6 +8,7 @@ mod dot;
 mod matmul;
 mod norm;
 mod rope;
+mod weight;
 
 pub use activation::silu_mul;
 pub use attention::{AttnSeq, AttnShape, paged_attention, write_kv};
@@ -15,6 +16,7 @@ pub use dot::dot;
 pub use matmul::matmul_t;
 pub use norm::{add_inplace, rms_norm, rms_norm_rows};
 pub use rope::{Rope, RopeScaling, RopeStyle};
+pub use weight::{Part, PartData, RowDecoder, Weight};
 
 /// A raw pointer that rayon tasks may share when each task writes a disjoint part of the buffer.
 #[derive(Clone, Copy)]

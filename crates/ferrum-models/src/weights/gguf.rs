@@ -2,7 +2,9 @@
 
 use super::{WeightSource, check_shape};
 use anyhow::{Context, Result};
-use ferrum_gguf::GgufFile;
+use ferrum_backend::cpu::Weight;
+use ferrum_gguf::{GgmlType, GgufFile, TensorInfo};
+use std::sync::Arc;
 
 pub struct GgufSource<'a> {
     pub file: &'a GgufFile,
@@ -39,8 +41,8 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{m}.{kind}"))
 }
 
-impl WeightSource for GgufSource<'_> {
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+impl GgufSource<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<&TensorInfo> {
         let g = gguf_name(name).with_context(|| format!("no GGUF name for weight `{name}`"))?;
         let t = self
             .file
@@ -49,8 +51,34 @@ impl WeightSource for GgufSource<'_> {
         // GGUF dims run fastest-first: the reverse of the row-major shape.
         let got: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         check_shape(&g, shape, &got)?;
-        Ok(self.file.dequantize(t)?)
+        Ok(t)
     }
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.file.dequantize(self.tensor(name, shape)?)?)
+    }
+
+    /// Block-quantized matrices stay packed and are decoded row by row in the matmul.
+    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
+        let t = self.tensor(name, &[rows, k])?;
+        let ty = t.ggml_type;
+        if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) || !ty.can_dequantize() {
+            return Ok(Weight::f32(rows, k, self.file.dequantize(t)?));
+        }
+        let bytes = self.file.tensor_bytes(t)?.to_vec();
+        match ty {
+            GgmlType::Q4_1 => return Ok(Weight::q4_1(rows, k, bytes)),
+            GgmlType::Q8_0 => return Ok(Weight::q8_0(rows, k, bytes)),
+            _ => {}
+        }
+        let decode = Arc::new(move |src: &[u8], dst: &mut [f32]| {
+            ferrum_gguf::dequantize(ty, src, dst).expect("row sizes were checked at load")
+        });
+        Ok(Weight::packed(rows, k, bytes, decode))
+    }
+
     fn contains(&self, name: &str) -> bool {
         gguf_name(name).is_some_and(|g| self.file.tensor(&g).is_some())
     }

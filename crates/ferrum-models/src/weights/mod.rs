@@ -10,10 +10,16 @@ pub use gguf::GgufSource;
 pub use safetensors::SafetensorsSource;
 
 use anyhow::Result;
+use ferrum_backend::cpu::Weight;
 
 pub trait WeightSource {
     /// The tensor `name` as f32, checked against `shape`.
     fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
+    /// The matrix `name` (`[rows, k]`) in the storage the matmul reads; f32 unless the source
+    /// keeps a packed format.
+    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
+        Ok(Weight::f32(rows, k, self.load(name, &[rows, k])?))
+    }
     fn contains(&self, name: &str) -> bool;
 }
 
