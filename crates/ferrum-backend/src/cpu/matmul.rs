@@ -1,17 +1,23 @@
 //! `out = x · wᵀ` for row-major `x` (m×k) and `w` (n×k), the layout of every linear layer's weight.
-//! Each output element is exactly `dot(x_row, w_row)`; tiles of 4 rows of `x` share each loaded `w`
-//! row (the weights are the bytes that matter) without changing any element's summation order.
+//!
+//! Batch invariance: every output element is [`dot_fma`]`(x_row, w_row)` — 16 lane accumulators
+//! updated with fused multiply-adds in index order, then a fixed pairwise tree — whichever tile
+//! it falls in and however many rows the call has. Tiles only decide which dot products run
+//! side by side: 4 x-rows × 4 weight rows (16 accumulators, one AVX-512 register each) while both
+//! remain, narrower at the edges. The kernel is compiled for AVX-512, AVX2 and plain x86-64 and
+//! picked once per machine; all three compute the same fused operations.
 
 use super::SyncPtr;
-use super::dot::{LANES, dot_lanes, reduce};
+use super::dot::{LANES, reduce};
 use super::weight::Weight;
 use rayon::prelude::*;
 
 /// Output columns (weight rows) per parallel task: small enough to spread a decode step's GEMV
 /// over the threads, large enough to amortize the task.
 const COLS_PER_TASK: usize = 32;
-const ROW_TILE: usize = 4;
-const COL_TILE: usize = 4;
+/// x rows per parallel task in large batches, so prefill keeps every thread busy.
+const ROWS_PER_TASK: usize = 64;
+const TILE: usize = 4;
 
 pub fn matmul_t(x: &[f32], m: usize, w: &Weight, out: &mut [f32]) {
     let (k, n) = (w.k, w.rows());
@@ -19,104 +25,229 @@ pub fn matmul_t(x: &[f32], m: usize, w: &Weight, out: &mut [f32]) {
     assert_eq!(out.len(), m * n, "matmul_t: out is not m×n");
     let out_ptr = SyncPtr(out.as_mut_ptr());
     let col_tasks = n.div_ceil(COLS_PER_TASK);
-    // Large batches also split rows, so prefill keeps every thread busy on narrow layers.
-    let row_block = if m >= 64 { 64 } else { m.max(1) };
+    let row_block = if m >= ROWS_PER_TASK {
+        ROWS_PER_TASK
+    } else {
+        m.max(1)
+    };
     let row_tasks = m.div_ceil(row_block);
+    let kernel = pick_kernel();
     (0..col_tasks * row_tasks).into_par_iter().for_each(|task| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
         let cols = ct * COLS_PER_TASK..((ct + 1) * COLS_PER_TASK).min(n);
         let rows = rt * row_block..((rt + 1) * row_block).min(m);
-        // SAFETY: tasks write disjoint (row, col) ranges of `out`, which outlives the loop.
-        unsafe { tile(x, w, rows, cols, out_ptr) };
+        // SAFETY: tasks write disjoint (row, col) ranges of `out`, which outlives the loop; the
+        // kernel's CPU features were checked by `pick_kernel`.
+        unsafe { kernel(x, w, rows, cols, out_ptr) };
     });
 }
 
 type Range = std::ops::Range<usize>;
+type Kernel = unsafe fn(&[f32], &Weight, Range, Range, SyncPtr);
 
-unsafe fn tile(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+fn pick_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        return unsafe { tile_avx2(x, w, rows, cols, out) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return tile_avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return tile_avx2;
+        }
     }
-    unsafe { tile_inline(x, w, rows, cols, out) }
+    tile_generic
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn tile_avx2(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
-    unsafe { tile_inline(x, w, rows, cols, out) }
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn tile_avx512(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+    unsafe { tile_inline::<Avx512>(x, w, rows, cols, out) }
 }
 
-/// Weight rows are fetched (decoded, if packed) `COL_TILE` at a time and used for every row of
-/// `x` in the tile: 4 x-rows × 1 w-row per micro-step while 4 rows remain, then 1 × 4. Either
-/// way 8 independent accumulator chains hide the add latency, and each output element keeps
-/// exactly `dot`'s summation order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+    unsafe { tile_inline::<Portable>(x, w, rows, cols, out) }
+}
+
+/// Without hardware FMA `mul_add` is a (correct, slow) library call: same results, rare machines.
+unsafe fn tile_generic(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+    unsafe { tile_inline::<Portable>(x, w, rows, cols, out) }
+}
+
+/// R×C dot products side by side, each with exactly [`dot_fma`]'s lane accumulation.
+trait Micro {
+    fn run<const R: usize, const C: usize>(
+        xs: &[&[f32]; R],
+        ws: &[&[f32]; C],
+        put: &mut impl FnMut(usize, usize, [f32; LANES]),
+    );
+}
+
+struct Portable;
+impl Micro for Portable {
+    #[inline(always)]
+    fn run<const R: usize, const C: usize>(
+        xs: &[&[f32]; R],
+        ws: &[&[f32]; C],
+        put: &mut impl FnMut(usize, usize, [f32; LANES]),
+    ) {
+        micro(xs, ws, put)
+    }
+}
+
+/// AVX-512: one 16-lane register per accumulator, so a 4×4 tile keeps all 16 in registers.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+#[cfg(target_arch = "x86_64")]
+impl Micro for Avx512 {
+    #[inline(always)]
+    fn run<const R: usize, const C: usize>(
+        xs: &[&[f32]; R],
+        ws: &[&[f32]; C],
+        put: &mut impl FnMut(usize, usize, [f32; LANES]),
+    ) {
+        use std::arch::x86_64::*;
+        let k = ws[0].len();
+        let full = k / LANES * LANES;
+        // SAFETY: only reached from `tile_avx512` (AVX-512F checked); loads stay below `full`.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); C]; R];
+            let mut t = 0;
+            while t < full {
+                let wv: [__m512; C] =
+                    std::array::from_fn(|c| _mm512_loadu_ps(ws[c].as_ptr().add(t)));
+                for i in 0..R {
+                    let xv = _mm512_loadu_ps(xs[i].as_ptr().add(t));
+                    for c in 0..C {
+                        acc[i][c] = _mm512_fmadd_ps(xv, wv[c], acc[i][c]);
+                    }
+                }
+                t += LANES;
+            }
+            for i in 0..R {
+                for c in 0..C {
+                    let mut a = [0f32; LANES];
+                    _mm512_storeu_ps(a.as_mut_ptr(), acc[i][c]);
+                    for t in full..k {
+                        a[t % LANES] = xs[i][t].mul_add(ws[c][t], a[t % LANES]);
+                    }
+                    put(i, c, a);
+                }
+            }
+        }
+    }
+}
+
+/// Weight rows are fetched (decoded, if packed) 4 at a time and used against every x row of
+/// the task.
 #[inline(always)]
-unsafe fn tile_inline(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
     let (k, n) = (w.k, w.rows());
-    let mut bufs = vec![0f32; COL_TILE * k];
+    let mut bufs = vec![0f32; TILE * k];
     let mut j = cols.start;
     while j < cols.end {
-        let nc = COL_TILE.min(cols.end - j);
-        let mut wrs: [&[f32]; COL_TILE] = [&[]; COL_TILE];
+        let nc = TILE.min(cols.end - j);
+        let mut wrs: [&[f32]; TILE] = [&[]; TILE];
         for (c, buf) in bufs.chunks_mut(k).enumerate().take(nc) {
             wrs[c] = w.row(j + c, buf);
         }
         let mut r = rows.start;
-        while r + ROW_TILE <= rows.end {
-            let xs: [&[f32]; ROW_TILE] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
-            for (c, wr) in wrs.iter().enumerate().take(nc) {
-                for (i, a) in dot_rows(&xs, wr).into_iter().enumerate() {
-                    unsafe { *out.at((r + i) * n + j + c) = reduce(a) };
+        while r < rows.end {
+            let nr = TILE.min(rows.end - r);
+            let xs: [&[f32]; TILE] = std::array::from_fn(|i| {
+                if i < nr {
+                    &x[(r + i) * k..(r + i + 1) * k]
+                } else {
+                    &[]
+                }
+            });
+            let mut put = |i: usize, c: usize, acc: [f32; LANES]| unsafe {
+                *out.at((r + i) * n + j + c) = reduce(acc)
+            };
+            match (nr, nc) {
+                (4, 4) => M::run::<4, 4>(&xs, &wrs, &mut put),
+                (4, _) => {
+                    for (c, wr) in wrs.iter().enumerate().take(nc) {
+                        M::run::<4, 1>(&xs, &[*wr], &mut |i, _, a| put(i, c, a));
+                    }
+                }
+                (_, 4) => {
+                    for (i, xr) in xs.iter().enumerate().take(nr) {
+                        M::run::<1, 4>(&[*xr], &wrs, &mut |_, c, a| put(i, c, a));
+                    }
+                }
+                _ => {
+                    for (i, xr) in xs.iter().enumerate().take(nr) {
+                        for (c, wr) in wrs.iter().enumerate().take(nc) {
+                            M::run::<1, 1>(&[*xr], &[*wr], &mut |_, _, a| put(i, c, a));
+                        }
+                    }
                 }
             }
-            r += ROW_TILE;
-        }
-        for r in r..rows.end {
-            let xr = &x[r * k..(r + 1) * k];
-            if nc == COL_TILE {
-                for (c, a) in dot_rows(&wrs, xr).into_iter().enumerate() {
-                    unsafe { *out.at(r * n + j + c) = reduce(a) };
-                }
-            } else {
-                for (c, wr) in wrs.iter().enumerate().take(nc) {
-                    unsafe { *out.at(r * n + j + c) = reduce(dot_lanes(xr, wr)) };
-                }
-            }
+            r += nr;
         }
         j += nc;
     }
 }
 
-/// `ROW_TILE` dot products against one weight row, each with exactly `dot_lanes`' order.
+/// R×C dot products side by side, each exactly [`dot_fma`]'s lane accumulation. Fixed-size
+/// array views keep the accumulators in vector registers.
 #[inline(always)]
-fn dot_rows(xs: &[&[f32]; ROW_TILE], wr: &[f32]) -> [[f32; LANES]; ROW_TILE] {
-    let mut acc = [[0f32; LANES]; ROW_TILE];
-    let k = wr.len();
+fn micro<const R: usize, const C: usize>(
+    xs: &[&[f32]; R],
+    ws: &[&[f32]; C],
+    put: &mut impl FnMut(usize, usize, [f32; LANES]),
+) {
+    let k = ws[0].len();
     let full = k / LANES * LANES;
-    let mut c = 0;
-    while c < full {
-        let wc = &wr[c..c + LANES];
-        for (i, xr) in xs.iter().enumerate() {
-            let xc = &xr[c..c + LANES];
-            for l in 0..LANES {
-                acc[i][l] += xc[l] * wc[l];
+    let mut acc = [[[0f32; LANES]; C]; R];
+    let mut t = 0;
+    while t < full {
+        let wc: [&[f32; LANES]; C] =
+            std::array::from_fn(|c| ws[c][t..t + LANES].try_into().unwrap());
+        let xc: [&[f32; LANES]; R] =
+            std::array::from_fn(|i| xs[i][t..t + LANES].try_into().unwrap());
+        for i in 0..R {
+            for c in 0..C {
+                for l in 0..LANES {
+                    acc[i][c][l] = xc[i][l].mul_add(wc[c][l], acc[i][c][l]);
+                }
             }
         }
-        c += LANES;
+        t += LANES;
     }
     for t in full..k {
-        for (i, xr) in xs.iter().enumerate() {
-            acc[i][t % LANES] += xr[t] * wr[t];
+        for i in 0..R {
+            for c in 0..C {
+                acc[i][c][t % LANES] = xs[i][t].mul_add(ws[c][t], acc[i][c][t % LANES]);
+            }
         }
     }
-    acc
+    for (i, row) in acc.into_iter().enumerate() {
+        for (c, a) in row.into_iter().enumerate() {
+            put(i, c, a);
+        }
+    }
+}
+
+/// The reference order every matmul output element follows.
+#[cfg(test)]
+pub fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_fma: length mismatch");
+    let mut acc = [0f32; LANES];
+    for (t, (x, y)) in a.iter().zip(b).enumerate() {
+        acc[t % LANES] = x.mul_add(*y, acc[t % LANES]);
+    }
+    reduce(acc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::dot;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
@@ -150,11 +281,31 @@ mod tests {
                 // bit-identical to the plain dot, whatever tile the row fell in
                 assert_eq!(
                     full[r * n + j].to_bits(),
-                    dot(&x[r * k..(r + 1) * k], &w[j * k..(j + 1) * k]).to_bits()
+                    dot_fma(&x[r * k..(r + 1) * k], &w[j * k..(j + 1) * k]).to_bits()
                 );
             }
         }
-        for m in [1usize, 2, 5, 13] {
+        // every compiled variant this CPU can run gives the same bits
+        let mut kernels: Vec<Kernel> = vec![tile_generic];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(tile_avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(tile_avx512);
+            }
+        }
+        for kern in kernels {
+            let mut o = vec![0.0; 37 * n];
+            unsafe { kern(&x, &wt, 0..37, 0..n, SyncPtr(o.as_mut_ptr())) };
+            assert_eq!(o, full);
+        }
+        for m in [1usize, 2, 3, 5, 13] {
             let mut part = vec![0.0; m * n];
             matmul_t(&x[..m * k], m, &wt, &mut part);
             assert_eq!(part, full[..m * n], "rows differ at m={m}");

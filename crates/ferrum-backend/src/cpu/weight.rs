@@ -67,9 +67,10 @@ fn decode_q8_0(row: &[u8], out: &mut [f32]) {
     for (b, y) in row.chunks_exact(Q8_0_BYTES).zip(out.chunks_exact_mut(32)) {
         let d = f16_at(t, b);
         let qs: &[u8; 32] = b[2..34].try_into().unwrap();
+        let q: [i8; 32] = qs.map(|v| v as i8);
         let y: &mut [f32; 32] = y.try_into().unwrap();
         for j in 0..32 {
-            y[j] = (qs[j] as i8) as f32 * d;
+            y[j] = q[j] as f32 * d;
         }
     }
 }
