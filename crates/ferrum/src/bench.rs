@@ -55,19 +55,29 @@ fn params(output_len: usize) -> SamplingParams {
     }
 }
 
-/// Waits for a stream to finish; returns (first-token time, tokens).
-fn finish(stream: RequestStream, start: Instant) -> Result<(Duration, usize)> {
-    let (mut first, mut n) = (None, 0);
+/// Waits for the stream's first tokens; returns when they came (since `start`) and how many.
+fn first_tokens(stream: &RequestStream, start: Instant) -> Result<(Duration, usize)> {
     for msg in stream.iter() {
         if let Some(e) = msg.error {
             bail!("request failed: {e}");
         }
-        if !msg.new_token_ids.is_empty() && first.is_none() {
-            first = Some(start.elapsed());
+        if !msg.new_token_ids.is_empty() || msg.finish_reason.is_some() {
+            return Ok((start.elapsed(), msg.new_token_ids.len()));
+        }
+    }
+    Ok((start.elapsed(), 0))
+}
+
+/// Waits for the rest of a stream; returns the tokens received.
+fn rest(stream: &RequestStream) -> Result<usize> {
+    let mut n = 0;
+    for msg in stream.iter() {
+        if let Some(e) = msg.error {
+            bail!("request failed: {e}");
         }
         n += msg.new_token_ids.len();
     }
-    Ok((first.unwrap_or_default(), n))
+    Ok(n)
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -99,9 +109,14 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
                 ))
             })
             .collect::<Result<_, _>>()?;
+        // first tokens of every request (they are buffered per request, so reading them in
+        // order still times each one), then the rest
         let mut ttft = Duration::ZERO;
-        for s in streams {
-            ttft = ttft.max(finish(s, start)?.0);
+        for s in &streams {
+            ttft = ttft.max(first_tokens(s, start)?.0);
+        }
+        for s in &streams {
+            rest(s)?;
         }
         Ok((start.elapsed().as_secs_f64(), ttft.as_secs_f64()))
     };
@@ -168,8 +183,8 @@ pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
         })
         .collect::<Result<_, _>>()?;
     let mut out_tokens = 0;
-    for s in streams {
-        out_tokens += finish(s, start)?.1;
+    for s in &streams {
+        out_tokens += first_tokens(s, start)?.1 + rest(s)?;
         b.inc(1);
     }
     let secs = start.elapsed().as_secs_f64();
