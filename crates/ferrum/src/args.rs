@@ -18,6 +18,12 @@ pub struct ModelArgs {
     /// Seed for dummy weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Default sampling parameters: `auto` takes temperature, top_p, top_k, min_p,
+    /// repetition_penalty and max_new_tokens from the model folder's generation_config.json (as
+    /// vLLM does), `vllm` uses vLLM's built-in defaults, a folder path reads its
+    /// generation_config.json.
+    #[arg(long, default_value = "auto")]
+    pub generation_config: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,10 +133,11 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    pub fn to_params(&self) -> ferrum_engine::SamplingParams {
-        let d = ferrum_engine::SamplingParams::default();
+    /// These flags over `d` (the model's defaults).
+    pub fn to_params(&self, d: &ferrum_engine::SamplingParams) -> ferrum_engine::SamplingParams {
+        let d = d.clone();
         ferrum_engine::SamplingParams {
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.or(d.max_tokens),
             min_tokens: self.min_tokens.unwrap_or(d.min_tokens),
             temperature: self.temperature.unwrap_or(d.temperature),
             top_p: self.top_p.unwrap_or(d.top_p),

@@ -72,7 +72,11 @@ pub fn batch(rt: &Runtime, file: &std::path::Path) -> Result<()> {
         let obj = v.as_object().with_context(|| {
             format!("{} line {}: expected a JSON object", file.display(), n + 1)
         })?;
-        let r = request_json::parse(obj, Some(DEFAULT_MAX_TOKENS))
+        let defaults = SamplingParams {
+            max_tokens: rt.defaults.max_tokens.or(Some(DEFAULT_MAX_TOKENS)),
+            ..rt.defaults.clone()
+        };
+        let r = request_json::parse(obj, &defaults)
             .with_context(|| format!("{} line {}", file.display(), n + 1))?;
         let ids = encode(rt, &r.prompt)?;
         reqs.push((reqs.len(), r, ids));

@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<()> {
             prompts_file,
         } => with_runtime(&model, &engine, |rt| match (prompt, prompts_file) {
             (Some(p), _) => {
-                let mut params = sampling.to_params();
+                let mut params = sampling.to_params(&rt.defaults);
                 params.max_tokens = params.max_tokens.or(Some(generate::DEFAULT_MAX_TOKENS));
                 generate::single(rt, &p, params)
             }
@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<()> {
             sampling,
             system,
         } => with_runtime(&model, &engine, |rt| {
-            chat::run(rt, sampling.to_params(), system)
+            chat::run(rt, sampling.to_params(&rt.defaults), system)
         }),
         Command::Bench {
             kind:

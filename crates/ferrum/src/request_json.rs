@@ -48,11 +48,9 @@ fn ids_of(k: &str, v: &Value) -> Result<Vec<u32>> {
         .with_context(|| format!("`{k}` must be a list of token ids, got {v}"))
 }
 
-pub fn parse(obj: &Map<String, Value>, default_max_tokens: Option<usize>) -> Result<JsonRequest> {
-    let mut p = SamplingParams {
-        max_tokens: default_max_tokens,
-        ..SamplingParams::default()
-    };
+/// Fields of `obj` over `defaults`.
+pub fn parse(obj: &Map<String, Value>, defaults: &SamplingParams) -> Result<JsonRequest> {
+    let mut p = defaults.clone();
     let mut prompt = None;
     let mut priority = 0;
     for (k, v) in obj {

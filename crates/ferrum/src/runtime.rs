@@ -2,9 +2,10 @@
 
 use crate::args::{EngineArgs, ModelArgs};
 use anyhow::{Context, Result, bail};
-use ferrum_engine::{Engine, EngineConfig, EngineHandle, SchedulingPolicy};
+use ferrum_engine::{Engine, EngineConfig, EngineHandle, SamplingParams, SchedulingPolicy};
 use ferrum_models::{CpuRunner, KvCache, load};
 use ferrum_tokenizer::Tokenizer;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// vLLM's CPU backend default KV-cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB). The cache is
@@ -15,6 +16,53 @@ pub struct Runtime {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
     pub model_name: String,
+    /// Sampling defaults requests start from (`--generation-config`).
+    pub defaults: SamplingParams,
+}
+
+/// vLLM's `--generation-config`: the sampling fields of generation_config.json become defaults.
+fn generation_defaults(mode: &str, model_dir: Option<&Path>) -> Result<SamplingParams> {
+    let mut p = SamplingParams::default();
+    let dir = match mode {
+        "vllm" => return Ok(p),
+        "auto" => match model_dir {
+            Some(d) => d.to_path_buf(),
+            None => return Ok(p), // GGUF files carry no generation config
+        },
+        path => PathBuf::from(path),
+    };
+    let file = dir.join("generation_config.json");
+    if !file.exists() {
+        if mode == "auto" {
+            return Ok(p);
+        }
+        bail!(
+            "--generation-config {mode}: {} does not exist",
+            file.display()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file)?)
+        .with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let f = |k: &str| v[k].as_f64().map(|x| x as f32);
+    if let Some(x) = f("temperature") {
+        p.temperature = x;
+    }
+    if let Some(x) = f("top_p") {
+        p.top_p = x;
+    }
+    if let Some(x) = v["top_k"].as_i64() {
+        p.top_k = x as i32;
+    }
+    if let Some(x) = f("min_p") {
+        p.min_p = x;
+    }
+    if let Some(x) = f("repetition_penalty") {
+        p.repetition_penalty = x;
+    }
+    if let Some(x) = v["max_new_tokens"].as_u64() {
+        p.max_tokens = Some(x as usize);
+    }
+    Ok(p)
 }
 
 pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
@@ -50,6 +98,7 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
             .with_context(|| format!("loading the tokenizer of {}", dir.display()))?,
         (None, None) => unreachable!("a model comes from a GGUF file or a folder"),
     };
+    let defaults = generation_defaults(&m.generation_config, loaded.hf_dir.as_deref())?;
     let cfg = loaded.config().clone();
     let max_model_len = m.max_model_len.unwrap_or(cfg.max_position_embeddings);
     let block_bytes = KvCache::bytes_per_block(&cfg, e.block_size) as u64;
@@ -94,5 +143,38 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
         engine,
         tokenizer: Arc::new(tokenizer),
         model_name,
+        defaults,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generation_defaults;
+    use std::path::Path;
+
+    #[test]
+    fn generation_config_sets_sampling_defaults_like_vllm() {
+        // Qwen3-8B's real generation_config.json
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/qwen3-8b");
+        let p = generation_defaults("auto", Some(&dir)).unwrap();
+        assert_eq!(
+            (p.temperature, p.top_p, p.top_k, p.max_tokens),
+            (0.6, 0.95, 20, None)
+        );
+        let v = generation_defaults("vllm", Some(&dir)).unwrap();
+        assert_eq!((v.temperature, v.top_p, v.top_k), (1.0, 1.0, 0));
+        assert_eq!(generation_defaults("auto", None).unwrap().temperature, 1.0);
+        assert_eq!(
+            generation_defaults(dir.to_str().unwrap(), None)
+                .unwrap()
+                .top_k,
+            20
+        );
+        assert!(
+            generation_defaults("/nonexistent", None)
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
+    }
 }

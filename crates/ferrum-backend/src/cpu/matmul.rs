@@ -9,7 +9,7 @@
 
 use super::SyncPtr;
 use super::dot::{LANES, reduce};
-use super::weight::Weight;
+use super::weight::{PackedKind, Q4_1_BYTES, Q8_0_BYTES, Weight, f16_at, f16_table};
 use rayon::prelude::*;
 
 /// Output columns (weight rows) per parallel task: small enough to spread a decode step's GEMV
@@ -80,6 +80,17 @@ unsafe fn tile_generic(x: &[f32], w: &Weight, rows: Range, cols: Range, out: Syn
 
 /// R×C dot products side by side, each with exactly [`dot_fma`]'s lane accumulation.
 trait Micro {
+    /// Each x row (k wide, `xs` holds several) against 4 packed weight rows, decoding each
+    /// block in registers to exactly the values `Weight::row` gives. `false`: not supported here.
+    fn run_packed(
+        _xs: &[f32],
+        _k: usize,
+        _kind: PackedKind,
+        _ws: &[&[u8]; 4],
+        _put: &mut impl FnMut(usize, usize, [f32; LANES]),
+    ) -> bool {
+        false
+    }
     fn run<const R: usize, const C: usize>(
         xs: &[&[f32]; R],
         ws: &[&[f32]; C],
@@ -104,6 +115,72 @@ impl Micro for Portable {
 struct Avx512;
 #[cfg(target_arch = "x86_64")]
 impl Micro for Avx512 {
+    #[inline(always)]
+    fn run_packed(
+        xs: &[f32],
+        k: usize,
+        kind: PackedKind,
+        ws: &[&[u8]; 4],
+        put: &mut impl FnMut(usize, usize, [f32; LANES]),
+    ) -> bool {
+        use std::arch::x86_64::*;
+        let t16 = f16_table();
+        let bsize = match kind {
+            PackedKind::Q4_1 => Q4_1_BYTES,
+            PackedKind::Q8_0 => Q8_0_BYTES,
+        };
+        // SAFETY: only reached from `tile_avx512` (AVX-512F checked); every block read is
+        // inside its row (k/32 blocks of `bsize` bytes), every x load inside its row.
+        unsafe {
+            let nib = _mm_set1_epi8(0x0F);
+            for (i, x) in xs.chunks_exact(k).enumerate() {
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for blk in 0..k / 32 {
+                    let x0 = _mm512_loadu_ps(x.as_ptr().add(blk * 32));
+                    let x1 = _mm512_loadu_ps(x.as_ptr().add(blk * 32 + 16));
+                    for c in 0..4 {
+                        let b = &ws[c][blk * bsize..(blk + 1) * bsize];
+                        let (y0, y1) = match kind {
+                            PackedKind::Q4_1 => {
+                                // y = q·d + m, rounded twice like the scalar decoder
+                                let d = _mm512_set1_ps(f16_at(t16, b));
+                                let m = _mm512_set1_ps(f16_at(t16, &b[2..]));
+                                let q = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
+                                let lo =
+                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, nib)));
+                                let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                                    _mm_srli_epi16(q, 4),
+                                    nib,
+                                )));
+                                (
+                                    _mm512_add_ps(_mm512_mul_ps(lo, d), m),
+                                    _mm512_add_ps(_mm512_mul_ps(hi, d), m),
+                                )
+                            }
+                            PackedKind::Q8_0 => {
+                                let d = _mm512_set1_ps(f16_at(t16, b));
+                                let q0 = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
+                                let q1 = _mm_loadu_si128(b.as_ptr().add(18) as *const __m128i);
+                                (
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d),
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d),
+                                )
+                            }
+                        };
+                        acc[c] = _mm512_fmadd_ps(x0, y0, acc[c]);
+                        acc[c] = _mm512_fmadd_ps(x1, y1, acc[c]);
+                    }
+                }
+                for (c, v) in acc.into_iter().enumerate() {
+                    let mut a = [0f32; LANES];
+                    _mm512_storeu_ps(a.as_mut_ptr(), v);
+                    put(i, c, a);
+                }
+            }
+        }
+        true
+    }
+
     #[inline(always)]
     fn run<const R: usize, const C: usize>(
         xs: &[&[f32]; R],
@@ -151,6 +228,31 @@ unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range,
     let mut j = cols.start;
     while j < cols.end {
         let nc = TILE.min(cols.end - j);
+        // Few x rows (decode): packed weight rows go straight from their bytes into registers.
+        if rows.len() < TILE && nc == TILE {
+            let packed: [Option<(PackedKind, &[u8])>; TILE] =
+                std::array::from_fn(|c| w.packed_row(j + c));
+            if let [
+                Some((kind, b0)),
+                Some((k1, b1)),
+                Some((k2, b2)),
+                Some((k3, b3)),
+            ] = packed
+                && k1 == kind
+                && k2 == kind
+                && k3 == kind
+                && M::run_packed(
+                    &x[rows.start * k..rows.end * k],
+                    k,
+                    kind,
+                    &[b0, b1, b2, b3],
+                    &mut |i, c, a| unsafe { *out.at((rows.start + i) * n + j + c) = reduce(a) },
+                )
+            {
+                j += nc;
+                continue;
+            }
+        }
         let mut wrs: [&[f32]; TILE] = [&[]; TILE];
         for (c, buf) in bufs.chunks_mut(k).enumerate().take(nc) {
             wrs[c] = w.row(j + c, buf);
@@ -309,6 +411,47 @@ mod tests {
             let mut part = vec![0.0; m * n];
             matmul_t(&x[..m * k], m, &wt, &mut part);
             assert_eq!(part, full[..m * n], "rows differ at m={m}");
+        }
+    }
+
+    /// Packed Q4_1 / Q8_0 weights: rows computed alone (decoded in registers) equal the same rows
+    /// in a 9-row batch (decoded to f32 rows first), bit for bit.
+    #[test]
+    fn packed_rows_alone_equal_batched() {
+        use crate::cpu::weight::{Q4_1_BYTES, Q8_0_BYTES};
+        let mut s = 11u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as u8
+        };
+        let (rows, k, m) = (40usize, 96usize, 9usize);
+        for (size, scales) in [(Q4_1_BYTES, 2), (Q8_0_BYTES, 1)] {
+            let mut bytes: Vec<u8> = (0..rows * k / 32 * size).map(|_| rnd()).collect();
+            for b in bytes.chunks_mut(size) {
+                for sc in 0..scales {
+                    let v = half::f16::from_f32((rnd() as f32 - 128.0) / 300.0).to_le_bytes();
+                    b[2 * sc..2 * sc + 2].copy_from_slice(&v);
+                }
+            }
+            let w = if size == Q4_1_BYTES {
+                Weight::q4_1(rows, k, bytes)
+            } else {
+                Weight::q8_0(rows, k, bytes)
+            };
+            let x: Vec<f32> = (0..m * k).map(|_| rnd() as f32 / 64.0 - 2.0).collect();
+            let mut batched = vec![0f32; m * rows];
+            matmul_t(&x, m, &w, &mut batched);
+            for r in 0..m {
+                let mut one = vec![0f32; rows];
+                matmul_t(&x[r * k..(r + 1) * k], 1, &w, &mut one);
+                assert_eq!(
+                    one,
+                    batched[r * rows..(r + 1) * rows],
+                    "row {r}, block size {size}"
+                );
+            }
         }
     }
 }

@@ -23,11 +23,11 @@ pub enum PartData {
     },
 }
 
-const Q4_1_BYTES: usize = 20;
-const Q8_0_BYTES: usize = 34;
+pub(crate) const Q4_1_BYTES: usize = 20;
+pub(crate) const Q8_0_BYTES: usize = 34;
 
 /// Every f16 as f32: a table lookup beats a per-call conversion on the decode hot path.
-fn f16_table() -> &'static [f32] {
+pub(crate) fn f16_table() -> &'static [f32] {
     static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         (0..=u16::MAX)
@@ -37,7 +37,7 @@ fn f16_table() -> &'static [f32] {
 }
 
 #[inline(always)]
-fn f16_at(t: &[f32], b: &[u8]) -> f32 {
+pub(crate) fn f16_at(t: &[f32], b: &[u8]) -> f32 {
     t[u16::from_le_bytes([b[0], b[1]]) as usize]
 }
 
@@ -73,6 +73,12 @@ fn decode_q8_0(row: &[u8], out: &mut [f32]) {
             y[j] = q[j] as f32 * d;
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackedKind {
+    Q4_1,
+    Q8_0,
 }
 
 /// A run of consecutive rows in one storage format.
@@ -171,6 +177,28 @@ impl Weight {
                 }
             })
             .sum()
+    }
+
+    /// Row `j`'s raw bytes when it is stored in a block format the matmul decodes in registers.
+    #[inline(always)]
+    pub(crate) fn packed_row(&self, mut j: usize) -> Option<(PackedKind, &[u8])> {
+        for p in &self.parts {
+            if j < p.rows {
+                return match &p.data {
+                    PartData::Q4_1(b) => {
+                        let rb = self.k / 32 * Q4_1_BYTES;
+                        Some((PackedKind::Q4_1, &b[j * rb..(j + 1) * rb]))
+                    }
+                    PartData::Q8_0(b) => {
+                        let rb = self.k / 32 * Q8_0_BYTES;
+                        Some((PackedKind::Q8_0, &b[j * rb..(j + 1) * rb]))
+                    }
+                    _ => None,
+                };
+            }
+            j -= p.rows;
+        }
+        None
     }
 
     /// Row `j` as f32: borrowed when stored so, else decoded into `buf` (k floats).
