@@ -65,7 +65,7 @@ fn prompts_file_answers_in_input_order_with_counters() {
     let lines = [
         serde_json::json!({"prompt": format!("{system}<|im_start|>user\nExplain what a hash table is in two sentences.<|im_end|>\n<|im_start|>assistant\n"), "max_tokens": 24, "temperature": 0}),
         serde_json::json!({"prompt": format!("{system}<|im_start|>user\nExplain what a hash table is in two sentences.<|im_end|>\n<|im_start|>assistant\n"), "max_tokens": 40, "temperature": 0, "stop": [" data"]}),
-        serde_json::json!({"prompt_token_ids": [1, 2, 3, 4], "max_tokens": 5, "temperature": 0.7, "seed": 3, "ignore_eos": true, "logprobs": 2}),
+        serde_json::json!({"prompt_token_ids": [1, 2, 3, 4], "max_tokens": 5, "temperature": 0.7, "seed": 3, "ignore_eos": true, "logprobs": 2, "prompt_logprobs": 1}),
     ];
     std::fs::write(
         &file,
@@ -108,6 +108,10 @@ fn prompts_file_answers_in_input_order_with_counters() {
     assert_eq!(rows[2]["completion_tokens"], 5);
     assert_eq!(rows[2]["logprobs"].as_array().unwrap().len(), 5);
     assert_eq!(rows[2]["logprobs"][0]["top"].as_array().unwrap().len(), 2);
+    // prompt logprobs: one per prompt token after the first, each of the token actually there
+    let plp = rows[2]["prompt_logprobs"].as_array().unwrap();
+    assert_eq!(plp.iter().map(|e| e["token_id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert!(plp.iter().all(|e| e["logprob"].as_f64().unwrap() < 0.0 && e["top"].as_array().unwrap().len() == 1));
     // the engine counters, last line of stderr; the second prompt shares the first's blocks
     let stderr = String::from_utf8(out.stderr).unwrap();
     let counters: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
