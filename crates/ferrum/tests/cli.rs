@@ -110,8 +110,17 @@ fn prompts_file_answers_in_input_order_with_counters() {
     assert_eq!(rows[2]["logprobs"][0]["top"].as_array().unwrap().len(), 2);
     // prompt logprobs: one per prompt token after the first, each of the token actually there
     let plp = rows[2]["prompt_logprobs"].as_array().unwrap();
-    assert_eq!(plp.iter().map(|e| e["token_id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3, 4]);
-    assert!(plp.iter().all(|e| e["logprob"].as_f64().unwrap() < 0.0 && e["top"].as_array().unwrap().len() == 1));
+    assert_eq!(
+        plp.iter()
+            .map(|e| e["token_id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    assert!(
+        plp.iter().all(
+            |e| e["logprob"].as_f64().unwrap() < 0.0 && e["top"].as_array().unwrap().len() == 1
+        )
+    );
     // the engine counters, last line of stderr; the second prompt shares the first's blocks
     let stderr = String::from_utf8(out.stderr).unwrap();
     let counters: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();

@@ -418,29 +418,18 @@ mod tests {
     /// in a 9-row batch (decoded to f32 rows first), bit for bit.
     #[test]
     fn packed_rows_alone_equal_batched() {
-        use crate::cpu::weight::{Q4_1_BYTES, Q8_0_BYTES};
-        let mut s = 11u64;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) as u8
-        };
+        use crate::cpu::weight::{Q4_1_BYTES, Q8_0_BYTES, random_blocks};
         let (rows, k, m) = (40usize, 96usize, 9usize);
         for (size, scales) in [(Q4_1_BYTES, 2), (Q8_0_BYTES, 1)] {
-            let mut bytes: Vec<u8> = (0..rows * k / 32 * size).map(|_| rnd()).collect();
-            for b in bytes.chunks_mut(size) {
-                for sc in 0..scales {
-                    let v = half::f16::from_f32((rnd() as f32 - 128.0) / 300.0).to_le_bytes();
-                    b[2 * sc..2 * sc + 2].copy_from_slice(&v);
-                }
-            }
+            let bytes = random_blocks(11, rows * k / 32 * size, size, scales);
             let w = if size == Q4_1_BYTES {
                 Weight::q4_1(rows, k, bytes)
             } else {
                 Weight::q8_0(rows, k, bytes)
             };
-            let x: Vec<f32> = (0..m * k).map(|_| rnd() as f32 / 64.0 - 2.0).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 255) as f32 / 64.0 - 2.0)
+                .collect();
             let mut batched = vec![0f32; m * rows];
             matmul_t(&x, m, &w, &mut batched);
             for r in 0..m {

@@ -234,33 +234,41 @@ impl Weight {
     }
 }
 
+/// Random packed rows with finite f16 scales (block size `size`, `scales` f16 fields at the
+/// front), so every nibble/byte pattern is exercised. For tests here and in the matmul.
+#[cfg(test)]
+pub(crate) fn random_blocks(seed: u64, n_bytes: usize, size: usize, scales: usize) -> Vec<u8> {
+    let mut x = seed;
+    let mut rnd = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as u8
+    };
+    let mut bytes: Vec<u8> = (0..n_bytes).map(|_| rnd()).collect();
+    for b in bytes.chunks_mut(size) {
+        for s in 0..scales {
+            let v = half::f16::from_f32((rnd() as f32 - 128.0) / 500.0).to_le_bytes();
+            b[2 * s..2 * s + 2].copy_from_slice(&v);
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferrum_gguf::{GgmlType, dequantize};
 
-    /// Random blocks with sane f16 scales: the inline decoders equal ggml's formulas (gguf crate).
+    /// The inline decoders equal ggml's formulas (the gguf crate, itself checked against gguf-py).
     #[test]
     fn inline_decoders_equal_gguf_dequantize() {
-        let mut x = 5u64;
-        let mut rnd = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        };
         for (ty, size, scales) in [
             (GgmlType::Q4_1, Q4_1_BYTES, 2),
             (GgmlType::Q8_0, Q8_0_BYTES, 1),
         ] {
             let (rows, k) = (3, 96);
-            let mut bytes: Vec<u8> = (0..rows * k / 32 * size).map(|_| rnd()).collect();
-            for b in bytes.chunks_mut(size) {
-                for s in 0..scales {
-                    let v = half::f16::from_f32((rnd() as f32 - 128.0) / 500.0).to_le_bytes();
-                    b[2 * s..2 * s + 2].copy_from_slice(&v);
-                }
-            }
+            let bytes = random_blocks(5, rows * k / 32 * size, size, scales);
             let mut want = vec![0f32; rows * k];
             dequantize(ty, &bytes, &mut want).unwrap();
             let w = if ty == GgmlType::Q4_1 {
