@@ -50,6 +50,7 @@ enum Msg {
         tx: Sender<RequestOutput>,
     },
     Abort(ReqId),
+    AbortSeq(ReqId),
     Stats(Sender<EngineStats>),
     Shutdown,
 }
@@ -120,6 +121,11 @@ impl EngineHandle {
         let _ = self.inner.tx.send(Msg::Abort(id));
     }
 
+    /// Aborts only sequence `seq_index` of request `id` (the stream's id); its siblings go on.
+    pub fn abort_seq(&self, id: ReqId, seq_index: usize) {
+        let _ = self.inner.tx.send(Msg::AbortSeq(id + seq_index as u64));
+    }
+
     /// Answered between steps, so it reflects every message sent before it.
     /// Returns the default (all zero) if the engine is gone.
     pub fn stats(&self) -> EngineStats {
@@ -187,6 +193,7 @@ fn handle(core: &mut EngineCore, m: Msg) -> bool {
             }
         }
         Msg::Abort(id) => core.abort(id),
+        Msg::AbortSeq(id) => core.abort_seq(id),
         Msg::Stats(tx) => {
             let _ = tx.send(core.stats());
         }

@@ -85,6 +85,11 @@ impl EngineCore {
         self.sched.abort(id, None);
     }
 
+    /// Aborts one sequence of a request, not its siblings.
+    pub fn abort_seq(&mut self, id: ReqId) {
+        self.sched.abort_seq(id);
+    }
+
     /// Aborts everything with `error` set (shutdown).
     pub fn abort_all(&mut self, error: &str) {
         self.sched.abort_all(Some(error));

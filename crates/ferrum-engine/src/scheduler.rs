@@ -382,10 +382,20 @@ impl Scheduler {
 
     /// Aborts `id` as a parent (all its children) or as a single child sequence.
     pub fn abort(&mut self, id: ReqId, error: Option<&str>) {
+        self.abort_where(|s| s.parent == id || s.id == id, error);
+    }
+
+    /// Aborts exactly the sequence `id` (one of a request's `n`), leaving its siblings running:
+    /// what a stop string found in one output needs.
+    pub fn abort_seq(&mut self, id: ReqId) {
+        self.abort_where(|s| s.id == id, None);
+    }
+
+    fn abort_where(&mut self, pick: impl Fn(&Seq) -> bool, error: Option<&str>) {
         let ids: Vec<ReqId> = self
             .seqs
             .values()
-            .filter(|s| s.parent == id || s.id == id)
+            .filter(|s| pick(s))
             .map(|s| s.id)
             .collect();
         for sid in ids {

@@ -167,6 +167,31 @@ fn abort_frees_blocks_and_ends_the_stream() {
     eng.shutdown();
 }
 
+/// A stop string in one of `n` outputs ends that sequence only; its sibling runs to the end.
+#[test]
+fn abort_seq_ends_one_child_and_spares_its_sibling() {
+    let mut ex = FakeExecutor::new(4, V);
+    ex.sleep_ms = 20;
+    let eng = start(ex);
+    let mut r = req((1..=9).collect(), 30);
+    r.params.n = 2;
+    let s = eng.add_request(r).unwrap();
+    s.rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    eng.abort_seq(s.id, 0);
+    let outs = drain(&s);
+    let finish = |i: usize| {
+        outs.iter()
+            .find(|o| o.seq_index == i && o.finish_reason.is_some())
+            .unwrap()
+            .finish_reason
+    };
+    assert_eq!(finish(0), Some(FinishReason::Abort));
+    assert_eq!(finish(1), Some(FinishReason::Length));
+    assert_eq!(tokens(&outs, 1).len(), 30);
+    assert!(tokens(&outs, 0).len() < 30);
+    eng.shutdown();
+}
+
 #[test]
 fn refused_requests_never_reach_the_queue() {
     let eng = start(FakeExecutor::new(4, V));

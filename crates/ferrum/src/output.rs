@@ -66,7 +66,7 @@ pub fn drive(
                 if check.stopped {
                     s.stopped = true;
                     s.out.finish_reason = "stop".into();
-                    engine.abort(stream.id + i as u64);
+                    engine.abort_seq(stream.id, i);
                     break;
                 }
             }
