@@ -54,8 +54,8 @@ pub fn validate_request(cfg: &EngineConfig, req: &EngineRequest) -> Result<usize
     if prompt_len > cap {
         return Err(format!(
             "The prompt (length {prompt_len}) does not fit in the KV cache, which holds \
-             {cap} tokens ({} blocks of {}). Increase gpu_memory_utilization or shorten the \
-             prompt.",
+             {cap} tokens ({} blocks of {}). Grow the cache (--kv-cache-memory-bytes, or \
+             --gpu-memory-utilization on a GPU) or shorten the prompt.",
             cfg.num_blocks, cfg.block_size
         ));
     }
@@ -67,7 +67,7 @@ pub fn validate_request(cfg: &EngineConfig, req: &EngineRequest) -> Result<usize
         return Err(format!(
             "The request can grow to {} tokens ({prompt_len} in the prompt, {m} in the \
              completion) but the KV cache holds only {cap} tokens ({} blocks of {}). Reduce \
-             max_tokens or increase gpu_memory_utilization.",
+             max_tokens or grow the cache (--kv-cache-memory-bytes, or --gpu-memory-utilization on a GPU).",
             prompt_len + m,
             cfg.num_blocks,
             cfg.block_size

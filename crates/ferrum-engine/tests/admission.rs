@@ -139,13 +139,13 @@ fn never_fitting_requests_are_refused_with_precise_messages() {
     assert_eq!(
         refuse(&c, 33, Some(1)),
         "The prompt (length 33) does not fit in the KV cache, which holds 32 tokens (8 blocks \
-         of 4). Increase gpu_memory_utilization or shorten the prompt."
+         of 4). Grow the cache (--kv-cache-memory-bytes, or --gpu-memory-utilization on a GPU) or shorten the prompt."
     );
     assert_eq!(
         refuse(&c, 20, Some(14)),
         "The request can grow to 34 tokens (20 in the prompt, 14 in the completion) but the \
-         KV cache holds only 32 tokens (8 blocks of 4). Reduce max_tokens or increase \
-         gpu_memory_utilization."
+         KV cache holds only 32 tokens (8 blocks of 4). Reduce max_tokens or grow \
+         the cache (--kv-cache-memory-bytes, or --gpu-memory-utilization on a GPU)."
     );
     let mut nc = cfg();
     nc.enable_chunked_prefill = false;
