@@ -61,47 +61,106 @@ pub fn paged_attention(
     } = *shape;
     let kv_dim = n_kv_heads * hd;
     let group = n_heads / n_kv_heads;
-    let mut work = Vec::new(); // (token, seq, position)
+    // One task per (query token, head): a decode step still spreads over every thread.
+    let mut work = Vec::new(); // (token, seq, position, head)
     for (si, s) in seqs.iter().enumerate() {
         for i in 0..s.q_len {
-            work.push((s.q_start + i, si, s.ctx_len - s.q_len + i));
+            for h in 0..n_heads {
+                work.push((s.q_start + i, si, s.ctx_len - s.q_len + i, h));
+            }
         }
     }
+    // Each sequence's cache slots, computed once and shared by all its tokens and heads.
+    let seq_slots: Vec<Vec<usize>> = seqs
+        .iter()
+        .map(|s| {
+            (0..s.ctx_len)
+                .map(|p| slot(s.block_table, block_size, p))
+                .collect()
+        })
+        .collect();
     let out_ptr = SyncPtr(out.as_mut_ptr());
-    work.par_iter().for_each(|&(t, si, pos)| {
-        let s = &seqs[si];
-        let slots: Vec<usize> = (0..=pos)
-            .map(|p| slot(s.block_table, block_size, p))
-            .collect();
-        let mut scores = vec![0f32; pos + 1];
-        let mut acc = vec![0f32; hd];
-        for h in 0..n_heads {
-            let qh = &q[(t * n_heads + h) * hd..][..hd];
-            let off = (h / group) * hd;
-            let mut max = f32::NEG_INFINITY;
-            for (sc, &sl) in scores.iter_mut().zip(&slots) {
-                *sc = reduce(dot_lanes(qh, &k_cache[sl * kv_dim + off..][..hd])) * scale;
-                max = max.max(*sc);
-            }
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            acc.fill(0.0);
-            for (&p, &sl) in scores.iter().zip(&slots) {
-                for (a, &v) in acc.iter_mut().zip(&v_cache[sl * kv_dim + off..][..hd]) {
-                    *a += p * v;
-                }
-            }
-            // SAFETY: each (token, head) output row is written by exactly one task.
-            let o =
-                unsafe { std::slice::from_raw_parts_mut(out_ptr.at((t * n_heads + h) * hd), hd) };
-            for (o, a) in o.iter_mut().zip(&acc) {
-                *o = a / sum;
-            }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    work.par_iter().for_each(|&(t, si, pos, h)| {
+        let qh = &q[(t * n_heads + h) * hd..][..hd];
+        let kv = (&k_cache[(h / group) * hd..], &v_cache[(h / group) * hd..]);
+        // SAFETY: each (token, head) output row is written by exactly one task.
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at((t * n_heads + h) * hd), hd) };
+        let slots = &seq_slots[si][..=pos];
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 checked above.
+            return unsafe { head_avx2(qh, kv, kv_dim, slots, scale, o) };
         }
+        head(qh, kv, kv_dim, slots, scale, o);
     });
+}
+
+#[cfg(test)]
+#[test]
+fn avx2_and_portable_heads_agree_bitwise() {
+    let f = |i: usize| (((i * 2654435761) % 1000) as f32) / 500.0 - 1.0;
+    let (kv_dim, hd) = (24, 8);
+    let kc: Vec<f32> = (0..40 * kv_dim).map(f).collect();
+    let vc: Vec<f32> = (0..40 * kv_dim).map(|i| f(i + 7)).collect();
+    let q: Vec<f32> = (0..hd).map(|i| f(i + 3)).collect();
+    let slots: Vec<usize> = (0..37).rev().collect();
+    let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
+    head(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        unsafe { head_avx2(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
+        assert_eq!(a, b);
+    }
+}
+
+/// Wider registers for the same operations: results are bit-identical to [`head`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn head_avx2(
+    q: &[f32],
+    kv: (&[f32], &[f32]),
+    kv_dim: usize,
+    slots: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) {
+    head(q, kv, kv_dim, slots, scale, out)
+}
+
+/// One query row against one head's K/V at `slots` (`kv` start at the head's column offset).
+#[inline(always)]
+fn head(
+    q: &[f32],
+    (k_cache, v_cache): (&[f32], &[f32]),
+    kv_dim: usize,
+    slots: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let mut scores = Vec::with_capacity(slots.len());
+    let mut max = f32::NEG_INFINITY;
+    for &sl in slots {
+        let sc = reduce(dot_lanes(q, &k_cache[sl * kv_dim..][..hd])) * scale;
+        max = max.max(sc);
+        scores.push(sc);
+    }
+    let mut sum = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let mut acc = vec![0f32; hd];
+    for (&w, &sl) in scores.iter().zip(slots) {
+        for (a, &v) in acc.iter_mut().zip(&v_cache[sl * kv_dim..][..hd]) {
+            *a += w * v;
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = a / sum;
+    }
 }
 
 #[cfg(test)]
