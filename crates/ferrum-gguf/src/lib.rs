@@ -28,17 +28,26 @@ pub use ggml_type::GgmlType;
 pub use tensor::TensorInfo;
 pub use value::Value;
 
-/// Where the default model (SmolLM2-135M-Instruct, GGUF Q4_1) lives once `scripts/setup.sh`
-/// fetched it: `$FERRUM_CACHE/models/...`, `FERRUM_CACHE` defaulting to `~/.cache/ferrum`.
-/// The one place in Rust that knows this path (the setup script is the other side of it).
-pub fn default_model_path() -> PathBuf {
+/// Where `scripts/setup.sh` puts model files: `$FERRUM_CACHE/models/NAME`, `FERRUM_CACHE`
+/// defaulting to `~/.cache/ferrum`. The one place in Rust that knows this layout (the setup
+/// script is the other side of it).
+pub fn cached_model_path(file: &str) -> PathBuf {
     let cache = std::env::var_os("FERRUM_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
             PathBuf::from(home).join(".cache").join("ferrum")
         });
-    cache.join("models").join(DEFAULT_MODEL_FILE)
+    cache.join("models").join(file)
 }
+
+/// The default model: SmolLM2-135M-Instruct, GGUF Q4_1.
+pub fn default_model_path() -> PathBuf {
+    cached_model_path(DEFAULT_MODEL_FILE)
+}
+
+/// A second, real GGUF for the tests (`scripts/setup.sh --test-models`): Qwen2.5-0.5B-Instruct
+/// Q4_K_M — qwen2 architecture, K-quants, the qwen2 pre-tokenizer.
+pub const QWEN25_TEST_MODEL_FILE: &str = "qwen2.5-0.5b-instruct-q4_k_m.gguf";
 
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";

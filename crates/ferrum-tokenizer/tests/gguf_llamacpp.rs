@@ -1,5 +1,6 @@
-//! The SmolLM2 GGUF tokenizer against llama.cpp's own token ids (fixture written with
-//! llama.cpp's tokenizer by scripts/fixtures/llamacpp_reference.py, `parse_special = true`).
+//! GGUF tokenizers against llama.cpp's own token ids (fixtures written with llama.cpp's tokenizer
+//! by scripts/fixtures/llamacpp_reference.py, `parse_special = true`): SmolLM2 (pre `smollm`)
+//! and Qwen2.5-0.5B (pre `qwen2`).
 
 mod common;
 
@@ -8,8 +9,22 @@ use ferrum_tokenizer::Tokenizer;
 
 #[test]
 fn smollm2_ids_equal_llama_cpp() {
-    let tok = smollm2();
-    let cases = fixture("llamacpp_smollm2_tokens.json");
+    assert_ids_equal_llama_cpp(&smollm2(), "llamacpp_smollm2_tokens.json");
+}
+
+#[test]
+fn qwen25_ids_equal_llama_cpp() {
+    let path = ferrum_gguf::cached_model_path(ferrum_gguf::QWEN25_TEST_MODEL_FILE);
+    assert!(
+        path.is_file(),
+        "{path:?} is missing: run scripts/setup.sh --test-models"
+    );
+    let tok = Tokenizer::from_gguf(&ferrum_gguf::GgufFile::open(&path).unwrap()).unwrap();
+    assert_ids_equal_llama_cpp(&tok, "llamacpp_qwen25_tokens.json");
+}
+
+fn assert_ids_equal_llama_cpp(tok: &Tokenizer, fixture_name: &str) {
+    let cases = fixture(fixture_name);
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 40, "fixture has only {} cases", cases.len());
     let mut failures = Vec::new();
