@@ -15,6 +15,8 @@ pub enum PartData {
     Q4_1(Vec<u8>),
     /// ggml's Q8_0 blocks (`f16 d, 32 × i8`): `q·d`.
     Q8_0(Vec<u8>),
+    /// bf16 (most Hugging Face checkpoints): half the bytes of f32, and widening is exact.
+    BF16(Vec<u16>),
     /// Any other block format, through a decoder callback.
     Packed {
         bytes: Vec<u8>,
@@ -152,6 +154,18 @@ impl Weight {
     }
 
     /// ggml Q8_0 (`bytes` = rows × k/32 blocks of 34 bytes).
+    /// bf16 values, row-major rows×k.
+    pub fn bf16(rows: usize, k: usize, values: Vec<u16>) -> Weight {
+        assert_eq!(values.len(), rows * k, "not bf16 rows×k");
+        Weight {
+            k,
+            parts: vec![Part {
+                rows,
+                data: PartData::BF16(values),
+            }],
+        }
+    }
+
     pub fn q8_0(rows: usize, k: usize, bytes: Vec<u8>) -> Weight {
         assert!(
             k.is_multiple_of(32) && bytes.len() == rows * k / 32 * Q8_0_BYTES,
@@ -172,6 +186,7 @@ impl Weight {
             .iter()
             .map(|p| match &p.data {
                 PartData::F32(v) => v.len() * 4,
+                PartData::BF16(v) => v.len() * 2,
                 PartData::Q4_1(bytes) | PartData::Q8_0(bytes) | PartData::Packed { bytes, .. } => {
                     bytes.len()
                 }
@@ -218,6 +233,12 @@ impl Weight {
                         decode_q8_0(&bytes[j * rb..(j + 1) * rb], buf);
                         buf
                     }
+                    PartData::BF16(v) => {
+                        for (o, &b) in buf.iter_mut().zip(&v[j * self.k..(j + 1) * self.k]) {
+                            *o = f32::from_bits((b as u32) << 16);
+                        }
+                        buf
+                    }
                     PartData::Packed {
                         bytes,
                         row_bytes,
@@ -259,6 +280,25 @@ pub(crate) fn random_blocks(seed: u64, n_bytes: usize, size: usize, scales: usiz
 mod tests {
     use super::*;
     use ferrum_gguf::{GgmlType, dequantize};
+
+    #[test]
+    fn bf16_rows_widen_exactly() {
+        let vals: Vec<f32> = (0..24).map(|i| (i as f32 - 11.5) * 0.37).collect();
+        let bits: Vec<u16> = vals
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_bits())
+            .collect();
+        let w = Weight::bf16(2, 12, bits.clone());
+        let mut buf = vec![0f32; 12];
+        for j in 0..2 {
+            let want: Vec<f32> = bits[j * 12..(j + 1) * 12]
+                .iter()
+                .map(|&b| half::bf16::from_bits(b).to_f32())
+                .collect();
+            assert_eq!(w.row(j, &mut buf), &want[..]);
+        }
+        assert_eq!(w.nbytes(), 48);
+    }
 
     /// The inline decoders equal ggml's formulas (the gguf crate, itself checked against gguf-py).
     #[test]

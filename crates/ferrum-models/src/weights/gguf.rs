@@ -64,7 +64,16 @@ impl WeightSource for GgufSource<'_> {
     fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
         let t = self.tensor(name, &[rows, k])?;
         let ty = t.ggml_type;
-        if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) || !ty.can_dequantize() {
+        if ty == GgmlType::BF16 {
+            let v = self
+                .file
+                .tensor_bytes(t)?
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return Ok(Weight::bf16(rows, k, v));
+        }
+        if matches!(ty, GgmlType::F32 | GgmlType::F16) || !ty.can_dequantize() {
             return Ok(Weight::f32(rows, k, self.file.dequantize(t)?));
         }
         let bytes = self.file.tensor_bytes(t)?.to_vec();

@@ -3,6 +3,7 @@
 
 use super::{WeightSource, check_shape};
 use anyhow::{Context, Result, bail};
+use ferrum_backend::cpu::Weight;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -58,14 +59,19 @@ impl SafetensorsSource {
     }
 }
 
-impl WeightSource for SafetensorsSource {
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+impl SafetensorsSource {
+    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'_>> {
         let &i = self
             .index
             .get(name)
             .with_context(|| format!("weight `{name}` is missing from the safetensors files"))?;
-        let st = SafeTensors::deserialize(&self.shards[i])?;
-        let t = st.tensor(name)?;
+        Ok(SafeTensors::deserialize(&self.shards[i])?.tensor(name)?)
+    }
+}
+
+impl WeightSource for SafetensorsSource {
+    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.view(name)?;
         check_shape(name, shape, t.shape())?;
         let b = t.data();
         Ok(match t.dtype() {
@@ -84,6 +90,21 @@ impl WeightSource for SafetensorsSource {
             other => bail!("weight `{name}` has dtype {other:?}; supported: F32, F16, BF16"),
         })
     }
+    /// bf16 matrices stay bf16 (exact widening per row in the matmul): half the memory.
+    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
+        let t = self.view(name)?;
+        check_shape(name, &[rows, k], t.shape())?;
+        if t.dtype() == Dtype::BF16 {
+            let v = t
+                .data()
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return Ok(Weight::bf16(rows, k, v));
+        }
+        Ok(Weight::f32(rows, k, self.load(name, &[rows, k])?))
+    }
+
     fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
     }
