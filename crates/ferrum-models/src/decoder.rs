@@ -9,7 +9,7 @@ use crate::weights::WeightSource;
 use anyhow::{Result, bail};
 use ferrum_backend::cpu::{
     AttnSeq, AttnShape, Rope, Weight, add_inplace, matmul_t, paged_attention, rms_norm_rows,
-    silu_mul, write_kv,
+    rms_norm_rows_inplace, silu_mul, write_kv,
 };
 
 struct Layer {
@@ -182,9 +182,8 @@ impl Decoder {
                 }
             }
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                let (q0, k0) = (q.clone(), k.clone());
-                rms_norm_rows(&q0, qn, c.rms_norm_eps, &mut q);
-                rms_norm_rows(&k0, kn, c.rms_norm_eps, &mut k);
+                rms_norm_rows_inplace(&mut q, qn, c.rms_norm_eps);
+                rms_norm_rows_inplace(&mut k, kn, c.rms_norm_eps);
             }
             self.rope.apply(&mut q, c.num_heads, &positions);
             self.rope.apply(&mut k, c.num_kv_heads, &positions);

@@ -14,7 +14,7 @@ pub use activation::silu_mul;
 pub use attention::{AttnSeq, AttnShape, paged_attention, write_kv};
 pub use dot::dot;
 pub use matmul::matmul_t;
-pub use norm::{add_inplace, rms_norm, rms_norm_rows};
+pub use norm::{add_inplace, rms_norm, rms_norm_rows, rms_norm_rows_inplace};
 pub use rope::{Rope, RopeScaling, RopeStyle};
 pub use weight::{Part, PartData, RowDecoder, Weight};
 

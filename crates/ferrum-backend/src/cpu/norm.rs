@@ -5,11 +5,27 @@ use rayon::prelude::*;
 
 /// `out = x / sqrt(mean(x²) + eps) * weight` for one row.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let mean_sq = reduce(dot_lanes(x, x)) / x.len() as f32;
-    let inv = 1.0 / (mean_sq + eps).sqrt();
+    let inv = inv_rms(x, eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(weight) {
         *o = v * inv * g;
     }
+}
+
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    let mean_sq = reduce(dot_lanes(x, x)) / x.len() as f32;
+    1.0 / (mean_sq + eps).sqrt()
+}
+
+/// [`rms_norm_rows`] in place (Qwen3's per-head q/k norm), same arithmetic.
+pub fn rms_norm_rows_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
+    x.par_chunks_mut(weight.len())
+        .with_min_len(16)
+        .for_each(|r| {
+            let inv = inv_rms(r, eps);
+            for (v, &g) in r.iter_mut().zip(weight) {
+                *v = *v * inv * g;
+            }
+        });
 }
 
 /// RMSNorm of every `weight.len()`-wide row of `x` (also used per head for QK-norm).
