@@ -9,7 +9,7 @@
 
 use super::SyncPtr;
 use super::dot::{LANES, reduce};
-use super::weight::{PackedKind, Q4_1_BYTES, Q8_0_BYTES, Weight, f16_at, f16_table};
+use super::weight::{PackedKind, Q4_1_BYTES, Q8_0_BYTES, Weight, f16_table};
 use rayon::prelude::*;
 
 /// Output columns (weight rows) per parallel task: small enough to spread a decode step's GEMV
@@ -123,59 +123,18 @@ impl Micro for Avx512 {
         ws: &[&[u8]; 4],
         put: &mut impl FnMut(usize, usize, [f32; LANES]),
     ) -> bool {
-        use std::arch::x86_64::*;
         let t16 = f16_table();
-        let bsize = match kind {
-            PackedKind::Q4_1 => Q4_1_BYTES,
-            PackedKind::Q8_0 => Q8_0_BYTES,
-        };
-        // SAFETY: only reached from `tile_avx512` (AVX-512F checked); every block read is
-        // inside its row (k/32 blocks of `bsize` bytes), every x load inside its row.
-        unsafe {
-            let nib = _mm_set1_epi8(0x0F);
-            for (i, x) in xs.chunks_exact(k).enumerate() {
-                let mut acc = [_mm512_setzero_ps(); 4];
-                for blk in 0..k / 32 {
-                    let x0 = _mm512_loadu_ps(x.as_ptr().add(blk * 32));
-                    let x1 = _mm512_loadu_ps(x.as_ptr().add(blk * 32 + 16));
-                    for c in 0..4 {
-                        let b = &ws[c][blk * bsize..(blk + 1) * bsize];
-                        let (y0, y1) = match kind {
-                            PackedKind::Q4_1 => {
-                                // y = q·d + m, rounded twice like the scalar decoder
-                                let d = _mm512_set1_ps(f16_at(t16, b));
-                                let m = _mm512_set1_ps(f16_at(t16, &b[2..]));
-                                let q = _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i);
-                                let lo =
-                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, nib)));
-                                let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
-                                    _mm_srli_epi16(q, 4),
-                                    nib,
-                                )));
-                                (
-                                    _mm512_add_ps(_mm512_mul_ps(lo, d), m),
-                                    _mm512_add_ps(_mm512_mul_ps(hi, d), m),
-                                )
-                            }
-                            PackedKind::Q8_0 => {
-                                let d = _mm512_set1_ps(f16_at(t16, b));
-                                let q0 = _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i);
-                                let q1 = _mm_loadu_si128(b.as_ptr().add(18) as *const __m128i);
-                                (
-                                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d),
-                                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d),
-                                )
-                            }
-                        };
-                        acc[c] = _mm512_fmadd_ps(x0, y0, acc[c]);
-                        acc[c] = _mm512_fmadd_ps(x1, y1, acc[c]);
-                    }
+        for (i, x) in xs.chunks_exact(k).enumerate() {
+            // SAFETY: only reached from `tile_avx512` (AVX-512F checked); every row holds
+            // k/32 whole blocks, so all reads below stay inside `x` and the four weight rows.
+            let acc = unsafe {
+                match kind {
+                    PackedKind::Q4_1 => packed_dot4::<true>(x, k, ws, t16),
+                    PackedKind::Q8_0 => packed_dot4::<false>(x, k, ws, t16),
                 }
-                for (c, v) in acc.into_iter().enumerate() {
-                    let mut a = [0f32; LANES];
-                    _mm512_storeu_ps(a.as_mut_ptr(), v);
-                    put(i, c, a);
-                }
+            };
+            for (c, a) in acc.into_iter().enumerate() {
+                put(i, c, a);
             }
         }
         true
@@ -333,6 +292,64 @@ fn micro<const R: usize, const C: usize>(
         for (c, a) in row.into_iter().enumerate() {
             put(i, c, a);
         }
+    }
+}
+
+/// One x row against 4 packed rows (Q4_1 if `Q41`, else Q8_0), each block decoded in registers
+/// to exactly the scalar decoder's values (`q·d + m` rounded twice; `q·d`) and fed to the FMAs
+/// in index order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn packed_dot4<const Q41: bool>(
+    x: &[f32],
+    k: usize,
+    ws: &[&[u8]; 4],
+    t16: &[f32],
+) -> [[f32; LANES]; 4] {
+    use std::arch::x86_64::*;
+    let bsize = if Q41 { Q4_1_BYTES } else { Q8_0_BYTES };
+    let wp: [*const u8; 4] = ws.map(|w| w.as_ptr());
+    let xp = x.as_ptr();
+    let f16 =
+        |p: *const u8| unsafe { *t16.get_unchecked(u16::from_le_bytes([*p, *p.add(1)]) as usize) };
+    unsafe {
+        let nib = _mm_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for blk in 0..k / 32 {
+            let x0 = _mm512_loadu_ps(xp.add(blk * 32));
+            let x1 = _mm512_loadu_ps(xp.add(blk * 32 + 16));
+            for c in 0..4 {
+                let b = wp[c].add(blk * bsize);
+                let d = _mm512_set1_ps(f16(b));
+                let (y0, y1) = if Q41 {
+                    let m = _mm512_set1_ps(f16(b.add(2)));
+                    let q = _mm_loadu_si128(b.add(4) as *const __m128i);
+                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, nib)));
+                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                        _mm_srli_epi16(q, 4),
+                        nib,
+                    )));
+                    (
+                        _mm512_add_ps(_mm512_mul_ps(lo, d), m),
+                        _mm512_add_ps(_mm512_mul_ps(hi, d), m),
+                    )
+                } else {
+                    let q0 = _mm_loadu_si128(b.add(2) as *const __m128i);
+                    let q1 = _mm_loadu_si128(b.add(18) as *const __m128i);
+                    (
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d),
+                    )
+                };
+                acc[c] = _mm512_fmadd_ps(x0, y0, acc[c]);
+                acc[c] = _mm512_fmadd_ps(x1, y1, acc[c]);
+            }
+        }
+        acc.map(|v| {
+            let mut a = [0f32; LANES];
+            _mm512_storeu_ps(a.as_mut_ptr(), v);
+            a
+        })
     }
 }
 
