@@ -126,6 +126,30 @@ impl Decoder {
         })
     }
 
+    /// Bytes the weights occupy in memory as stored (packed, bf16 or f32).
+    pub fn weight_bytes(&self) -> usize {
+        let vec_bytes = |v: &[f32]| v.len() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.wqkv.nbytes()
+                    + l.wo.nbytes()
+                    + l.w_gate_up.nbytes()
+                    + l.w_down.nbytes()
+                    + vec_bytes(&l.attn_norm)
+                    + vec_bytes(&l.ffn_norm)
+                    + l.bqkv.as_deref().map_or(0, vec_bytes)
+                    + l.q_norm.as_deref().map_or(0, vec_bytes)
+                    + l.k_norm.as_deref().map_or(0, vec_bytes)
+            })
+            .sum();
+        layers
+            + self.embed.nbytes()
+            + vec_bytes(&self.norm)
+            + self.lm_head.as_ref().map_or(0, Weight::nbytes)
+    }
+
     /// Runs the batch, writing its K/V into `kv`, and returns `logits_rows.len() × vocab` logits.
     pub fn forward(&self, batch: &ForwardBatch, kv: &mut KvCache) -> Result<Vec<f32>> {
         let c = &self.cfg;

@@ -143,7 +143,7 @@ fn single_gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
 fn gguf_weight_type(file: &GgufFile) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for t in &file.tensors {
-        *counts.entry(format!("{:?}", t.ggml_type)).or_insert(0u64) += t.n_elements();
+        *counts.entry(t.ggml_type.name().to_string()).or_insert(0u64) += t.n_elements();
     }
     counts
         .into_iter()

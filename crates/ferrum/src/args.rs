@@ -3,6 +3,15 @@
 use clap::Args;
 use std::path::PathBuf;
 
+/// What every command that runs a model takes: the model and the engine's flags.
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// A GGUF file or a Hugging Face model folder; default: SmolLM2-135M-Instruct (Q4_1 GGUF)

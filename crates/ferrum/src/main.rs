@@ -9,7 +9,7 @@ mod request_json;
 mod runtime;
 
 use anyhow::Result;
-use args::{EngineArgs, ModelArgs, SamplingArgs};
+use args::{RuntimeArgs, SamplingArgs};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -29,9 +29,7 @@ enum Command {
     /// Generate text for one prompt (streamed to stdout) or a JSON-lines file of prompts.
     Generate {
         #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        engine: EngineArgs,
+        runtime: RuntimeArgs,
         #[command(flatten)]
         sampling: SamplingArgs,
         /// The prompt; text that spells a special token (e.g. `<|im_start|>`) is that token.
@@ -49,9 +47,7 @@ enum Command {
     /// Chat with the model in the terminal, applying its chat template.
     Chat {
         #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        engine: EngineArgs,
+        runtime: RuntimeArgs,
         #[command(flatten)]
         sampling: SamplingArgs,
         /// A system message to start the conversation with.
@@ -70,18 +66,14 @@ enum BenchKind {
     /// Latency of one batch of fixed input/output lengths, over several iterations.
     Latency {
         #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        engine: EngineArgs,
+        runtime: RuntimeArgs,
         #[command(flatten)]
         bench: bench::LatencyArgs,
     },
     /// Requests/s and tokens/s for N prompts submitted at once.
     Throughput {
         #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        engine: EngineArgs,
+        runtime: RuntimeArgs,
         #[command(flatten)]
         bench: bench::ThroughputArgs,
     },
@@ -101,12 +93,8 @@ fn main() {
 }
 
 /// Starts model + engine, runs `f`, and shuts the engine down whatever `f` returned.
-fn with_runtime(
-    model: &ModelArgs,
-    engine: &EngineArgs,
-    f: impl FnOnce(&runtime::Runtime) -> Result<()>,
-) -> Result<()> {
-    let rt = runtime::start(model, engine)?;
+fn with_runtime(args: &RuntimeArgs, f: impl FnOnce(&runtime::Runtime) -> Result<()>) -> Result<()> {
+    let rt = runtime::start(&args.model, &args.engine)?;
     let result = f(&rt);
     rt.engine.shutdown();
     result
@@ -115,12 +103,11 @@ fn with_runtime(
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate {
-            model,
-            engine,
+            runtime,
             sampling,
             prompt,
             prompts_file,
-        } => with_runtime(&model, &engine, |rt| match (prompt, prompts_file) {
+        } => with_runtime(&runtime, |rt| match (prompt, prompts_file) {
             (Some(p), _) => {
                 let mut params = sampling.to_params(&rt.defaults);
                 params.max_tokens = params.max_tokens.or(Some(generate::DEFAULT_MAX_TOKENS));
@@ -130,28 +117,17 @@ fn run(cli: Cli) -> Result<()> {
             (None, None) => unreachable!("clap requires one of them"),
         }),
         Command::Chat {
-            model,
-            engine,
+            runtime,
             sampling,
             system,
-        } => with_runtime(&model, &engine, |rt| {
+        } => with_runtime(&runtime, |rt| {
             chat::run(rt, sampling.to_params(&rt.defaults), system)
         }),
         Command::Bench {
-            kind:
-                BenchKind::Latency {
-                    model,
-                    engine,
-                    bench,
-                },
-        } => with_runtime(&model, &engine, |rt| bench::latency(rt, &bench)),
+            kind: BenchKind::Latency { runtime, bench },
+        } => with_runtime(&runtime, |rt| bench::latency(rt, &bench)),
         Command::Bench {
-            kind:
-                BenchKind::Throughput {
-                    model,
-                    engine,
-                    bench,
-                },
-        } => with_runtime(&model, &engine, |rt| bench::throughput(rt, &bench)),
+            kind: BenchKind::Throughput { runtime, bench },
+        } => with_runtime(&runtime, |rt| bench::throughput(rt, &bench)),
     }
 }

@@ -128,11 +128,12 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
         .unwrap_or_default();
     let tokens = num_blocks * e.block_size;
     tracing::info!(
-        "model {model_name} ({}, {} layers), weights {} computed in f32, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
+        "model {model_name} ({}, {} layers), weights {} ({:.0} MB in memory) computed in f32, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
          max concurrency {:.2} at max-model-len {max_model_len}, loaded in {:.1}s",
         cfg.arch.name(),
         cfg.num_layers,
         loaded.weight_dtype,
+        loaded.decoder.weight_bytes() as f64 / 1e6,
         e.block_size,
         tokens as f64 / max_model_len as f64,
         t0.elapsed().as_secs_f64()

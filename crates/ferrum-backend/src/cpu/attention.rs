@@ -97,24 +97,6 @@ pub fn paged_attention(
     });
 }
 
-#[cfg(test)]
-#[test]
-fn avx2_and_portable_heads_agree_bitwise() {
-    let f = |i: usize| (((i * 2654435761) % 1000) as f32) / 500.0 - 1.0;
-    let (kv_dim, hd) = (24, 8);
-    let kc: Vec<f32> = (0..40 * kv_dim).map(f).collect();
-    let vc: Vec<f32> = (0..40 * kv_dim).map(|i| f(i + 7)).collect();
-    let q: Vec<f32> = (0..hd).map(|i| f(i + 3)).collect();
-    let slots: Vec<usize> = (0..37).rev().collect();
-    let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
-    head(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        unsafe { head_avx2(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
-        assert_eq!(a, b);
-    }
-}
-
 /// Wider registers for the same operations: results are bit-identical to [`head`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -257,5 +239,22 @@ mod tests {
             &mut part,
         );
         assert_eq!(part, whole[8 * heads * hd..]);
+    }
+
+    #[test]
+    fn avx2_and_portable_heads_agree_bitwise() {
+        let f = |i: usize| (((i * 2654435761) % 1000) as f32) / 500.0 - 1.0;
+        let (kv_dim, hd) = (24, 8);
+        let kc: Vec<f32> = (0..40 * kv_dim).map(f).collect();
+        let vc: Vec<f32> = (0..40 * kv_dim).map(|i| f(i + 7)).collect();
+        let q: Vec<f32> = (0..hd).map(|i| f(i + 3)).collect();
+        let slots: Vec<usize> = (0..37).rev().collect();
+        let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
+        head(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            unsafe { head_avx2(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
+            assert_eq!(a, b);
+        }
     }
 }

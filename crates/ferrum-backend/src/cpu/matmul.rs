@@ -183,7 +183,8 @@ impl Micro for Avx512 {
 #[inline(always)]
 unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
     let (k, n) = (w.k, w.rows());
-    let mut bufs = vec![0f32; TILE * k];
+    // decoded-row scratch, allocated only if some row is not handled in registers
+    let mut bufs = Vec::new();
     let mut j = cols.start;
     while j < cols.end {
         let nc = TILE.min(cols.end - j);
@@ -213,6 +214,7 @@ unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range,
             }
         }
         let mut wrs: [&[f32]; TILE] = [&[]; TILE];
+        bufs.resize(TILE * k, 0f32);
         for (c, buf) in bufs.chunks_mut(k).enumerate().take(nc) {
             wrs[c] = w.row(j + c, buf);
         }

@@ -96,15 +96,16 @@ pub struct Weight {
 }
 
 impl Weight {
-    pub fn f32(rows: usize, k: usize, data: Vec<f32>) -> Weight {
-        assert_eq!(data.len(), rows * k, "weight data is not rows×k");
+    fn one_part(rows: usize, k: usize, data: PartData) -> Weight {
         Weight {
             k,
-            parts: vec![Part {
-                rows,
-                data: PartData::F32(data),
-            }],
+            parts: vec![Part { rows, data }],
         }
+    }
+
+    pub fn f32(rows: usize, k: usize, data: Vec<f32>) -> Weight {
+        assert_eq!(data.len(), rows * k, "weight data is not rows×k");
+        Weight::one_part(rows, k, PartData::F32(data))
     }
 
     pub fn packed(rows: usize, k: usize, bytes: Vec<u8>, decode: RowDecoder) -> Weight {
@@ -114,17 +115,15 @@ impl Weight {
             "packed weight is not whole rows"
         );
         let row_bytes = bytes.len() / rows.max(1);
-        Weight {
+        Weight::one_part(
+            rows,
             k,
-            parts: vec![Part {
-                rows,
-                data: PartData::Packed {
-                    bytes,
-                    row_bytes,
-                    decode,
-                },
-            }],
-        }
+            PartData::Packed {
+                bytes,
+                row_bytes,
+                decode,
+            },
+        )
     }
 
     pub fn rows(&self) -> usize {
@@ -144,40 +143,22 @@ impl Weight {
             k.is_multiple_of(32) && bytes.len() == rows * k / 32 * Q4_1_BYTES,
             "not Q4_1 rows×k"
         );
-        Weight {
-            k,
-            parts: vec![Part {
-                rows,
-                data: PartData::Q4_1(bytes),
-            }],
-        }
+        Weight::one_part(rows, k, PartData::Q4_1(bytes))
     }
 
     /// ggml Q8_0 (`bytes` = rows × k/32 blocks of 34 bytes).
-    /// bf16 values, row-major rows×k.
-    pub fn bf16(rows: usize, k: usize, values: Vec<u16>) -> Weight {
-        assert_eq!(values.len(), rows * k, "not bf16 rows×k");
-        Weight {
-            k,
-            parts: vec![Part {
-                rows,
-                data: PartData::BF16(values),
-            }],
-        }
-    }
-
     pub fn q8_0(rows: usize, k: usize, bytes: Vec<u8>) -> Weight {
         assert!(
             k.is_multiple_of(32) && bytes.len() == rows * k / 32 * Q8_0_BYTES,
             "not Q8_0 rows×k"
         );
-        Weight {
-            k,
-            parts: vec![Part {
-                rows,
-                data: PartData::Q8_0(bytes),
-            }],
-        }
+        Weight::one_part(rows, k, PartData::Q8_0(bytes))
+    }
+
+    /// bf16 values, row-major rows×k.
+    pub fn bf16(rows: usize, k: usize, values: Vec<u16>) -> Weight {
+        assert_eq!(values.len(), rows * k, "not bf16 rows×k");
+        Weight::one_part(rows, k, PartData::BF16(values))
     }
 
     /// Bytes held (for the start-up summary).

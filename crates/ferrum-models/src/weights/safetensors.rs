@@ -1,5 +1,6 @@
-//! Hugging Face safetensors, single file or sharded (`model.safetensors.index.json`), memory-mapped;
-//! f32, f16 and bf16 converted to f32 on load.
+//! Hugging Face safetensors, single file or sharded (`model.safetensors.index.json`), memory-mapped.
+//! Each shard's header is parsed and validated once, at open; tensors are then plain byte ranges.
+//! bf16 matrices stay bf16 (widened exactly per row in the matmul); the rest load as f32.
 
 use super::{WeightSource, check_shape};
 use anyhow::{Context, Result, bail};
@@ -11,8 +12,15 @@ use std::path::Path;
 
 pub struct SafetensorsSource {
     shards: Vec<Mmap>,
-    /// tensor name → shard index
-    index: HashMap<String, usize>,
+    index: HashMap<String, Entry>,
+}
+
+/// Where one tensor's bytes are, as the shard's (validated) header says.
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: std::ops::Range<usize>,
 }
 
 impl SafetensorsSource {
@@ -48,10 +56,20 @@ impl SafetensorsSource {
             // SAFETY: the file is only read; a concurrent truncation by another process is outside our control, as for every mmap reader.
             let mmap = unsafe { Mmap::map(&file) }
                 .with_context(|| format!("cannot map {}", path.display()))?;
-            let st = SafeTensors::deserialize(&mmap)
+            // deserialize validates the header against the file (offsets, sizes, dtypes)
+            SafeTensors::deserialize(&mmap)
                 .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-            for name in st.names() {
-                index.insert(name.to_string(), i);
+            let (header_len, meta) = SafeTensors::read_metadata(&mmap)?;
+            let data_start = 8 + header_len;
+            for (name, info) in meta.tensors() {
+                let (a, b) = info.data_offsets;
+                let entry = Entry {
+                    shard: i,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    bytes: data_start + a..data_start + b,
+                };
+                index.insert(name, entry);
             }
             shards.push(mmap);
         }
@@ -60,21 +78,21 @@ impl SafetensorsSource {
 }
 
 impl SafetensorsSource {
-    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'_>> {
-        let &i = self
+    /// The tensor's dtype and bytes, after checking its shape.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Dtype, &[u8])> {
+        let e = self
             .index
             .get(name)
             .with_context(|| format!("weight `{name}` is missing from the safetensors files"))?;
-        Ok(SafeTensors::deserialize(&self.shards[i])?.tensor(name)?)
+        check_shape(name, shape, &e.shape)?;
+        Ok((e.dtype, &self.shards[e.shard][e.bytes.clone()]))
     }
 }
 
 impl WeightSource for SafetensorsSource {
     fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.view(name)?;
-        check_shape(name, shape, t.shape())?;
-        let b = t.data();
-        Ok(match t.dtype() {
+        let (dtype, b) = self.tensor(name, shape)?;
+        Ok(match dtype {
             Dtype::F32 => b
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -92,11 +110,9 @@ impl WeightSource for SafetensorsSource {
     }
     /// bf16 matrices stay bf16 (exact widening per row in the matmul): half the memory.
     fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
-        let t = self.view(name)?;
-        check_shape(name, &[rows, k], t.shape())?;
-        if t.dtype() == Dtype::BF16 {
-            let v = t
-                .data()
+        let (dtype, b) = self.tensor(name, &[rows, k])?;
+        if dtype == Dtype::BF16 {
+            let v = b
                 .chunks_exact(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect();
