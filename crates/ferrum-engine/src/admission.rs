@@ -41,13 +41,13 @@ pub fn validate_request(cfg: &EngineConfig, req: &EngineRequest) -> Result<usize
         ));
     }
     if let Some(m) = req.params.max_tokens
-        && prompt_len + m > max_model_len
+        && prompt_len.saturating_add(m) > max_model_len
     {
         return Err(format!(
             "This model's maximum context length is {max_model_len} tokens. However, you \
              requested {} tokens ({prompt_len} in the messages, {m} in the completion). Please \
              reduce the length of the messages or completion.",
-            prompt_len + m
+            prompt_len.saturating_add(m)
         ));
     }
     let cap = cfg.cache_capacity_tokens();
@@ -62,13 +62,13 @@ pub fn validate_request(cfg: &EngineConfig, req: &EngineRequest) -> Result<usize
     // Every token but the last sampled one needs a slot; a sequence that outgrows the whole
     // cache would preempt itself forever.
     if let Some(m) = req.params.max_tokens
-        && prompt_len + m - 1 > cap
+        && prompt_len.saturating_add(m) - 1 > cap
     {
         return Err(format!(
             "The request can grow to {} tokens ({prompt_len} in the prompt, {m} in the \
              completion) but the KV cache holds only {cap} tokens ({} blocks of {}). Reduce \
              max_tokens or grow the cache (--kv-cache-memory-bytes, or --gpu-memory-utilization on a GPU).",
-            prompt_len + m,
+            prompt_len.saturating_add(m),
             cfg.num_blocks,
             cfg.block_size
         ));

@@ -2,16 +2,18 @@
 //! blocks on the inbox when idle, and otherwise drains it between steps, so requests can be
 //! added or aborted at any moment and take effect at the next step boundary.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::admission::validate_request;
 use crate::config::EngineConfig;
-use crate::engine_core::{EngineCore, EngineStats};
+use crate::engine_core::{EngineCore, EngineStats, panic_message};
 use crate::executor::{Executor, ReqId};
-use crate::request::{EngineRequest, RequestOutput};
+use crate::request::{EngineRequest, OutputReceiver, RequestOutput, output_channel};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
@@ -24,30 +26,90 @@ pub enum EngineError {
 }
 
 /// The outputs of one request, from every one of its `n` sequences. The channel closes after
-/// the last sequence's final message (or if the engine thread dies).
+/// the last sequence's final message (or if the engine thread dies). Dropping the stream
+/// before that aborts the request in the engine, wherever it is (waiting, prefilling,
+/// decoding): a client that went away costs no more compute.
 #[derive(Debug)]
 pub struct RequestStream {
     pub id: ReqId,
-    pub rx: Receiver<RequestOutput>,
+    pub rx: OutputReceiver,
+    n: usize,
+    finished: usize,
+    inbox: Sender<Msg>,
 }
 
 impl RequestStream {
-    /// Next message; `None` once the stream is closed.
-    pub fn recv(&self) -> Option<RequestOutput> {
-        self.rx.recv().ok()
+    fn note(&mut self, m: Option<RequestOutput>) -> Option<RequestOutput> {
+        if m.as_ref().is_some_and(|m| m.finish_reason.is_some()) {
+            self.finished += 1;
+        }
+        m
     }
 
-    /// All remaining messages until the stream closes.
-    pub fn iter(&self) -> impl Iterator<Item = RequestOutput> + '_ {
-        self.rx.iter()
+    /// Next message, blocking the calling thread; `None` once the stream is closed.
+    /// Not for async code (use [`Self::recv_async`]).
+    pub fn recv(&mut self) -> Option<RequestOutput> {
+        let m = self.rx.blocking_recv();
+        self.note(m)
+    }
+
+    pub async fn recv_async(&mut self) -> Option<RequestOutput> {
+        let m = self.rx.recv().await;
+        self.note(m)
+    }
+
+    /// Like [`Self::recv`] with a deadline (`None` on timeout or close): for tests and
+    /// synchronous callers that must not hang.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<RequestOutput> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => return self.note(Some(m)),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// All remaining messages until the stream closes (blocking).
+    pub fn iter(&mut self) -> impl Iterator<Item = RequestOutput> + '_ {
+        std::iter::from_fn(move || self.recv())
+    }
+
+    /// Every sequence has sent its final message.
+    pub fn is_finished(&self) -> bool {
+        self.finished >= self.n
     }
 }
 
+impl Drop for RequestStream {
+    fn drop(&mut self) {
+        if !self.is_finished() {
+            let _ = self.inbox.send(Msg::Abort(self.id));
+        }
+    }
+}
+
+/// What the engine reports after each step, to a callback on its own thread (metrics).
+#[derive(Debug)]
+pub struct StepInfo<'a> {
+    /// Tokens computed in the step (vLLM's `iteration_tokens_total`).
+    pub num_tokens: usize,
+    pub stats: &'a EngineStats,
+}
+
+pub type StepObserver = Box<dyn FnMut(&StepInfo<'_>) + Send>;
+
+#[derive(Debug)]
 enum Msg {
     Add {
         id: ReqId,
         req: Box<EngineRequest>,
-        tx: Sender<RequestOutput>,
+        tx: crate::request::OutputSender,
     },
     Abort(ReqId),
     AbortSeq(ReqId),
@@ -60,11 +122,25 @@ pub struct Engine;
 impl Engine {
     /// Spawns the engine thread. Panics (here, not on the thread) on a nonsensical config.
     pub fn start(cfg: EngineConfig, executor: Box<dyn Executor>) -> EngineHandle {
+        Self::start_observed(cfg, executor, Box::new(|_| {}))
+    }
+
+    /// [`Self::start`] with a callback run on the engine thread after every step.
+    pub fn start_observed(
+        cfg: EngineConfig,
+        executor: Box<dyn Executor>,
+        observer: StepObserver,
+    ) -> EngineHandle {
         let core = EngineCore::new(cfg.clone(), executor);
         let (tx, rx) = channel();
+        let shared = Arc::new(Shared {
+            snapshot: Mutex::new(core.stats()),
+            death: OnceLock::new(),
+        });
+        let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferrum-engine".into())
-            .spawn(move || run(core, rx))
+            .spawn(move || run(core, rx, observer, &thread_shared))
             .expect("spawning the engine thread");
         EngineHandle {
             inner: Arc::new(Inner {
@@ -72,9 +148,17 @@ impl Engine {
                 cfg,
                 next_id: AtomicU64::new(0),
                 thread: Mutex::new(Some(thread)),
+                shared,
             }),
         }
     }
+}
+
+/// What the engine thread publishes for everyone, read without a round trip to it.
+struct Shared {
+    snapshot: Mutex<EngineStats>,
+    /// Set once if the engine hit an error it cannot recover from; never cleared.
+    death: OnceLock<String>,
 }
 
 struct Inner {
@@ -82,6 +166,7 @@ struct Inner {
     cfg: EngineConfig,
     next_id: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
 }
 
 /// Cheap to clone; every clone talks to the same engine thread.
@@ -97,13 +182,15 @@ impl EngineHandle {
 
     /// Validates on the caller's thread (refusals never reach the queue), then queues.
     /// A request with `n > 1` takes ids `id .. id + n` (one per sequence); `id` names it.
-    pub fn add_request(&self, req: EngineRequest) -> Result<RequestStream, EngineError> {
+    pub fn add_request(&self, mut req: EngineRequest) -> Result<RequestStream, EngineError> {
+        if self.death().is_some() {
+            return Err(EngineError::Dead);
+        }
         validate_request(&self.inner.cfg, &req).map_err(EngineError::InvalidRequest)?;
-        let id = self
-            .inner
-            .next_id
-            .fetch_add(req.params.n as u64, Ordering::Relaxed);
-        let (tx, rx) = channel();
+        req.arrival_time.get_or_insert_with(Instant::now);
+        let n = req.params.n;
+        let id = self.inner.next_id.fetch_add(n as u64, Ordering::Relaxed);
+        let (tx, rx) = output_channel();
         self.inner
             .tx
             .send(Msg::Add {
@@ -112,7 +199,29 @@ impl EngineHandle {
                 tx,
             })
             .map_err(|_| EngineError::Dead)?;
-        Ok(RequestStream { id, rx })
+        Ok(RequestStream {
+            id,
+            rx,
+            n,
+            finished: 0,
+            inbox: self.inner.tx.clone(),
+        })
+    }
+
+    /// The engine's gauges and counters as of its last step or inbox message, without waiting
+    /// for the engine thread (it may be mid-step).
+    pub fn snapshot(&self) -> EngineStats {
+        self.inner
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the engine stopped serving, if it hit an unrecoverable error.
+    pub fn death(&self) -> Option<&str> {
+        self.inner.shared.death.get().map(String::as_str)
     }
 
     /// Frees the request's blocks; each unfinished sequence gets a final `Abort` message.
@@ -126,7 +235,8 @@ impl EngineHandle {
         let _ = self.inner.tx.send(Msg::AbortSeq(id + seq_index as u64));
     }
 
-    /// Answered between steps, so it reflects every message sent before it.
+    /// Answered between steps, so it reflects every message sent before it (a round trip to
+    /// the engine thread: for offline callers and tests; a server reads [`Self::snapshot`]).
     /// Returns the default (all zero) if the engine is gone.
     pub fn stats(&self) -> EngineStats {
         let (tx, rx) = channel();
@@ -152,31 +262,76 @@ impl EngineHandle {
     }
 }
 
-/// The thread's loop. Returns on `Shutdown`, or when every handle is gone and no work is left.
-fn run(mut core: EngineCore, rx: Receiver<Msg>) {
-    'serve: loop {
-        if !core.has_work() {
-            // Idle: sleep until something arrives.
-            match rx.recv() {
-                Ok(m) => {
-                    if !handle(&mut core, m) {
-                        break 'serve;
+/// The thread's loop. Returns on `Shutdown`, or when every handle and stream is gone and no
+/// work is left. A panic in the engine's own code (the executor's are caught per step) kills
+/// the engine cleanly: it is recorded, every request fails with it, and later ones are refused.
+fn run(mut core: EngineCore, rx: Receiver<Msg>, mut observer: StepObserver, shared: &Shared) {
+    let publish = |core: &EngineCore| {
+        *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = core.stats();
+    };
+    let served = catch_unwind(AssertUnwindSafe(|| {
+        loop {
+            if !core.has_work() {
+                // Idle: sleep until something arrives.
+                match rx.recv() {
+                    Ok(m) => {
+                        if !handle(&mut core, m) {
+                            return;
+                        }
                     }
+                    Err(_) => return,
                 }
-                Err(_) => break 'serve,
+            }
+            // Everything that arrived during the last step takes effect before the next one.
+            while let Ok(m) = rx.try_recv() {
+                if !handle(&mut core, m) {
+                    return;
+                }
+            }
+            if core.has_work() {
+                let report = core.step();
+                let stats = core.stats();
+                observer(&StepInfo {
+                    num_tokens: report.output.num_tokens(),
+                    stats: &stats,
+                });
+                *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+            } else {
+                publish(&core);
             }
         }
-        // Everything that arrived during the last step takes effect before the next one.
-        while let Ok(m) = rx.try_recv() {
-            if !handle(&mut core, m) {
-                break 'serve;
+    }));
+    let Err(panic) = served else {
+        core.abort_all("the engine is shutting down");
+        publish(&core);
+        return;
+    };
+    let reason = format!("the engine crashed: {}", panic_message(&*panic));
+    tracing::error!("{reason}; refusing all requests from now on");
+    let _ = shared.death.set(reason.clone());
+    // Its state may be inconsistent: fail what it holds if it can, else drop it (which
+    // closes every stream, and the output side reports the death).
+    if catch_unwind(AssertUnwindSafe(|| core.abort_all(&reason))).is_ok() {
+        publish(&core);
+    }
+    drop(core);
+    // Requests already in the inbox get the same answer instead of silence.
+    for m in rx.iter() {
+        match m {
+            Msg::Add { tx, .. } => {
+                let _ = tx.send(RequestOutput {
+                    finish_reason: Some(crate::FinishReason::Abort),
+                    error: Some(reason.clone()),
+                    ..Default::default()
+                });
             }
-        }
-        if core.has_work() {
-            core.step();
+            Msg::Stats(tx) => {
+                let _ = tx.send(EngineStats::default());
+            }
+            Msg::Shutdown => return,
+            Msg::Abort(_) | Msg::AbortSeq(_) => {}
         }
     }
-    core.abort_all("the engine is shutting down");
 }
 
 /// Applies one inbox message; false means shut down.

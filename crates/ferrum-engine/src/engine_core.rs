@@ -3,12 +3,11 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::Sender;
 
 use crate::admission::validate_request;
 use crate::config::EngineConfig;
 use crate::executor::{Executor, ReqId};
-use crate::request::{EngineRequest, RequestOutput, Seq};
+use crate::request::{EngineRequest, OutputSender, Seq};
 use crate::scheduler::{Scheduler, SchedulerOutput};
 
 /// A snapshot of the engine's gauges and counters (vLLM metric names in the comments).
@@ -72,7 +71,7 @@ impl EngineCore {
         &mut self,
         id: ReqId,
         req: EngineRequest,
-        tx: Sender<RequestOutput>,
+        tx: OutputSender,
     ) -> Result<(), String> {
         let max_tokens = validate_request(self.sched.config(), &req)?;
         let arrival = self.sched.next_arrival();
@@ -154,7 +153,7 @@ impl EngineCore {
         let c = self.sched.counters();
         EngineStats {
             num_running: self.sched.running().len(),
-            num_waiting: self.sched.waiting().count(),
+            num_waiting: self.sched.num_waiting(),
             kv_cache_usage: kv.pool().usage(),
             num_free_blocks: kv.pool().num_free(),
             num_total_blocks: kv.pool().num_blocks(),
@@ -168,7 +167,7 @@ impl EngineCore {
     }
 }
 
-fn panic_message(p: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

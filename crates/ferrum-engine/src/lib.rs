@@ -24,7 +24,7 @@
 //! - Only child 0 computes prompt logprobs; they arrive once, in its first message.
 //! - Seeded sampling uses a ChaCha20 stream keyed by (seed, child index, output index), so a
 //!   seeded request reproduces across batches and preemptions, though not torch's numbers.
-//! - A request whose stream receiver is dropped is aborted at the next step.
+//! - A request whose stream is dropped is aborted at the next step boundary, wherever it is.
 
 pub mod admission;
 pub mod block_pool;
@@ -39,10 +39,13 @@ pub mod scheduler;
 
 pub use block_pool::{BlockHash, BlockPool};
 pub use config::{EngineConfig, SchedulingPolicy};
-pub use engine::{Engine, EngineError, EngineHandle, RequestStream};
+pub use engine::{Engine, EngineError, EngineHandle, RequestStream, StepInfo, StepObserver};
 pub use engine_core::{EngineCore, EngineStats, StepReport};
 pub use executor::{Executor, ReqId, Sampled, SeqStepOutput, StepBatch, StepSeq, TokenLogprobs};
 pub use kv_cache::KvCacheManager;
-pub use request::{EngineRequest, FinishReason, RequestOutput};
+pub use request::{
+    EngineRequest, FinishReason, OutputReceiver, OutputSender, RequestOutput, SeqTimes,
+    output_channel,
+};
 pub use sampling::{SamplingParams, log_softmax, sample, token_logprobs};
 pub use scheduler::{ScheduledSeq, Scheduler, SchedulerOutput};

@@ -1,7 +1,7 @@
 //! Requests as callers submit them, what they get back, and the engine's per-sequence state.
 
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
+use std::time::Instant;
 
 use crate::block_pool::BlockHash;
 use crate::executor::{ReqId, TokenLogprobs};
@@ -17,6 +17,9 @@ pub struct EngineRequest {
     pub priority: i32,
     /// Every id that ends generation as EOS (tokenizer EOS plus generation_config extras).
     pub eos_token_ids: Vec<u32>,
+    /// When the request reached the system (the server sets it on arrival, before
+    /// tokenizing); `None` means "when the engine handle receives it".
+    pub arrival_time: Option<Instant>,
 }
 
 impl EngineRequest {
@@ -26,6 +29,7 @@ impl EngineRequest {
             params,
             priority: 0,
             eos_token_ids: Vec::new(),
+            arrival_time: None,
         }
     }
 }
@@ -68,6 +72,58 @@ pub struct RequestOutput {
     /// Prompt tokens served from the prefix cache when first scheduled.
     pub num_cached_tokens: usize,
     pub error: Option<String>,
+    /// On a sequence's final message: when it arrived, was scheduled, produced tokens, ended.
+    pub times: Option<SeqTimes>,
+}
+
+/// The engine-side timeline of one sequence, the source of vLLM's latency histograms
+/// (queue = first_scheduled - arrival, prefill = first_token - first_scheduled,
+/// decode = last_token - first_token, inference = last_token - first_scheduled).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeqTimes {
+    pub arrival: Instant,
+    /// The first admission (a preempted sequence keeps it: vLLM's `scheduled_ts`).
+    pub first_scheduled: Option<Instant>,
+    pub last_preempted: Option<Instant>,
+    pub first_token: Option<Instant>,
+    pub last_token: Option<Instant>,
+    pub finished: Option<Instant>,
+}
+
+impl SeqTimes {
+    pub fn new(arrival: Instant) -> Self {
+        Self {
+            arrival,
+            first_scheduled: None,
+            last_preempted: None,
+            first_token: None,
+            last_token: None,
+            finished: None,
+        }
+    }
+    pub fn scheduled(&mut self, t: Instant) {
+        self.first_scheduled.get_or_insert(t);
+    }
+    pub fn preempted(&mut self, t: Instant) {
+        self.last_preempted = Some(t);
+    }
+    pub fn token(&mut self, t: Instant) {
+        self.first_token.get_or_insert(t);
+        self.last_token = Some(t);
+    }
+    pub fn finished(&mut self, t: Instant) {
+        self.finished.get_or_insert(t);
+    }
+}
+
+/// The sending half of a request's stream: unbounded and non-blocking, so the engine thread
+/// never waits on a slow client (tokio's, so async receivers need no extra thread).
+pub type OutputSender = tokio::sync::mpsc::UnboundedSender<RequestOutput>;
+pub type OutputReceiver = tokio::sync::mpsc::UnboundedReceiver<RequestOutput>;
+
+/// A new request stream's two ends.
+pub fn output_channel() -> (OutputSender, OutputReceiver) {
+    tokio::sync::mpsc::unbounded_channel()
 }
 
 /// Engine-side state of one sequence (one of a request's `n`).
@@ -94,7 +150,10 @@ pub struct Seq {
     /// Next prompt position whose logprobs are still owed (`None`: not asked for).
     pub prompt_logprobs_next: Option<usize>,
     pub pending_prompt_logprobs: Vec<TokenLogprobs>,
-    pub tx: Sender<RequestOutput>,
+    /// This sequence's key in the waiting queue while it waits.
+    pub wait_key: Option<crate::scheduler::WaitKey>,
+    pub times: SeqTimes,
+    pub tx: OutputSender,
 }
 
 impl Seq {
@@ -106,9 +165,10 @@ impl Seq {
         req: EngineRequest,
         max_tokens: usize,
         arrival: u64,
-        tx: Sender<RequestOutput>,
+        tx: OutputSender,
     ) -> Vec<Seq> {
         let n = req.params.n.max(1);
+        let times = SeqTimes::new(req.arrival_time.unwrap_or_else(Instant::now));
         let params = Arc::new(req.params);
         let eos: Arc<[u32]> = req.eos_token_ids.into();
         (0..n)
@@ -129,6 +189,8 @@ impl Seq {
                 num_preemptions: 0,
                 prompt_logprobs_next: (i == 0 && params.prompt_logprobs.is_some()).then_some(0),
                 pending_prompt_logprobs: Vec::new(),
+                wait_key: None,
+                times,
                 tx: tx.clone(),
             })
             .collect()
@@ -187,6 +249,7 @@ impl Seq {
             finish_reason: Some(FinishReason::Abort),
             num_cached_tokens: self.num_cached_tokens.unwrap_or(0),
             error,
+            times: Some(self.times),
             ..Default::default()
         }
     }

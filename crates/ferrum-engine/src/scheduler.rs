@@ -2,8 +2,9 @@
 //! per step, running sequences first (decodes and unfinished prefill chunks), then waiting
 //! ones in policy order; preemption by recompute when the cache runs out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::mem;
+use std::time::Instant;
 
 use crate::admission::max_seq_len;
 use crate::config::{EngineConfig, SchedulingPolicy};
@@ -44,14 +45,27 @@ pub struct SchedulerCounters {
     pub generation_tokens: u64,
 }
 
+/// A waiting sequence's place: (priority, order, id), smallest first. FCFS uses priority 0 and
+/// an order counter; the priority policy uses (priority, arrival).
+pub type WaitKey = (i64, i64, ReqId);
+
 pub struct Scheduler {
     cfg: EngineConfig,
     max_seq_len: usize,
     kv: KvCacheManager,
     seqs: HashMap<ReqId, Seq>,
-    waiting: VecDeque<ReqId>,
+    /// Ordered by [`WaitKey`]: removal by key is O(log n), so an abort never scans the queue.
+    waiting: BTreeMap<WaitKey, ReqId>,
+    /// At most `max_num_seqs` long, so removing from it is bounded by the config, not the load.
     running: Vec<ReqId>,
+    /// Request (first sequence id) -> (n, sequences still known): aborting a request visits
+    /// exactly its own sequences.
+    groups: HashMap<ReqId, (usize, usize)>,
     next_arrival: u64,
+    /// FCFS queue ends: new sequences take `back` (counting up), preempted ones `front`
+    /// (counting down), so the map's order is the queue's.
+    fcfs_back: i64,
+    fcfs_front: i64,
     counters: SchedulerCounters,
 }
 
@@ -63,9 +77,12 @@ impl Scheduler {
             kv: KvCacheManager::new(cfg.num_blocks, cfg.block_size, cfg.enable_prefix_caching),
             cfg,
             seqs: HashMap::new(),
-            waiting: VecDeque::new(),
+            waiting: BTreeMap::new(),
             running: Vec::new(),
+            groups: HashMap::new(),
             next_arrival: 0,
+            fcfs_back: 0,
+            fcfs_front: -1,
             counters: SchedulerCounters::default(),
         }
     }
@@ -91,7 +108,11 @@ impl Scheduler {
     }
 
     pub fn waiting(&self) -> impl Iterator<Item = ReqId> + '_ {
-        self.waiting.iter().copied()
+        self.waiting.values().copied()
+    }
+
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     pub fn has_work(&self) -> bool {
@@ -105,6 +126,9 @@ impl Scheduler {
 
     /// Queues the sequences of one request (already validated).
     pub fn add(&mut self, group: Vec<Seq>) {
+        if let Some(first) = group.first() {
+            self.groups.insert(first.parent, (group.len(), group.len()));
+        }
         for mut s in group {
             s.update_block_hashes(self.cfg.block_size);
             let id = s.id;
@@ -116,19 +140,22 @@ impl Scheduler {
     /// FCFS: new sequences at the back, preempted ones at the front. Priority: by
     /// (priority, arrival), which also puts a preempted sequence back where it belongs.
     fn enqueue(&mut self, id: ReqId, preempted: bool) {
-        match self.cfg.scheduling_policy {
-            SchedulingPolicy::Fcfs if preempted => self.waiting.push_front(id),
-            SchedulingPolicy::Fcfs => self.waiting.push_back(id),
-            SchedulingPolicy::Priority => {
-                let key = self.priority_key(id);
-                let pos = self
-                    .waiting
-                    .iter()
-                    .position(|&w| self.priority_key(w) > key)
-                    .unwrap_or(self.waiting.len());
-                self.waiting.insert(pos, id);
+        let key = match self.cfg.scheduling_policy {
+            SchedulingPolicy::Fcfs if preempted => {
+                self.fcfs_front -= 1;
+                (0, self.fcfs_front + 1, id)
             }
-        }
+            SchedulingPolicy::Fcfs => {
+                self.fcfs_back += 1;
+                (0, self.fcfs_back - 1, id)
+            }
+            SchedulingPolicy::Priority => {
+                let (p, a, id) = self.priority_key(id);
+                (p as i64, a as i64, id)
+            }
+        };
+        self.seqs.get_mut(&id).unwrap().wait_key = Some(key);
+        self.waiting.insert(key, id);
     }
 
     fn priority_key(&self, id: ReqId) -> (i32, u64, ReqId) {
@@ -208,12 +235,13 @@ impl Scheduler {
         self.kv.free(id, s.num_computed);
         s.num_computed = 0;
         s.num_preemptions += 1;
+        s.times.preempted(Instant::now());
         self.counters.num_preemptions += 1;
         self.enqueue(id, true);
     }
 
     fn admit_waiting(&mut self, out: &mut SchedulerOutput, budget: &mut usize) {
-        while let Some(&id) = self.waiting.front() {
+        while let Some((_, &id)) = self.waiting.first_key_value() {
             if *budget == 0 || self.running.len() >= self.cfg.max_num_seqs {
                 break;
             }
@@ -249,7 +277,9 @@ impl Scheduler {
             let s = self.seqs.get_mut(&id).unwrap();
             s.num_computed = hit_tokens;
             s.num_cached_tokens.get_or_insert(hit_tokens);
-            self.waiting.pop_front();
+            s.wait_key = None;
+            s.times.scheduled(Instant::now());
+            self.waiting.pop_first();
             self.running.push(id);
             out.scheduled.push(ScheduledSeq { id, num_new });
             *budget -= num_new;
@@ -326,6 +356,7 @@ impl Scheduler {
     /// Returns the parents whose stream receiver is gone (the caller aborts them).
     pub fn update(&mut self, out: &SchedulerOutput, res: Vec<SeqStepOutput>) -> Vec<ReqId> {
         let bs = self.cfg.block_size;
+        let now = Instant::now();
         let mut finished = Vec::new();
         let mut disconnected = Vec::new();
         for (sc, r) in out.scheduled.iter().zip(res) {
@@ -344,6 +375,10 @@ impl Scheduler {
             }
             self.counters.generation_tokens += 1;
             let stop = s.check_stop(self.max_seq_len);
+            s.times.token(now);
+            if stop.is_some() {
+                s.times.finished(now);
+            }
             let msg = RequestOutput {
                 seq_index: s.seq_index,
                 new_token_ids: vec![tok.id],
@@ -353,6 +388,7 @@ impl Scheduler {
                 stop_reason: stop.and_then(|(_, r)| r),
                 num_cached_tokens: s.num_cached_tokens.unwrap_or(0),
                 error: None,
+                times: stop.map(|_| s.times),
             };
             if s.tx.send(msg).is_err() {
                 disconnected.push(s.parent);
@@ -372,7 +408,8 @@ impl Scheduler {
     /// A failed step: every sequence in it finishes with `error`; the rest carry on.
     pub fn fail(&mut self, out: &SchedulerOutput, error: &str) {
         for sc in &out.scheduled {
-            if let Some(s) = self.seqs.get(&sc.id) {
+            if let Some(s) = self.seqs.get_mut(&sc.id) {
+                s.times.finished(Instant::now());
                 let _ = s.tx.send(s.abort_output(Some(error.to_string())));
                 // `num_computed` is pre-step: blocks published for this step are withdrawn.
                 self.remove(sc.id);
@@ -380,28 +417,26 @@ impl Scheduler {
         }
     }
 
-    /// Aborts `id` as a parent (all its children) or as a single child sequence.
+    /// Aborts `id` as a request (all its sequences) or, if it names no request, as a single
+    /// child sequence. Visits only the request's own sequences.
     pub fn abort(&mut self, id: ReqId, error: Option<&str>) {
-        self.abort_where(|s| s.parent == id || s.id == id, error);
+        match self.groups.get(&id) {
+            Some(&(n, _)) => (id..id + n as u64).for_each(|sid| self.abort_one(sid, error)),
+            None => self.abort_one(id, error),
+        }
     }
 
     /// Aborts exactly the sequence `id` (one of a request's `n`), leaving its siblings running:
     /// what a stop string found in one output needs.
     pub fn abort_seq(&mut self, id: ReqId) {
-        self.abort_where(|s| s.id == id, None);
+        self.abort_one(id, None);
     }
 
-    fn abort_where(&mut self, pick: impl Fn(&Seq) -> bool, error: Option<&str>) {
-        let ids: Vec<ReqId> = self
-            .seqs
-            .values()
-            .filter(|s| pick(s))
-            .map(|s| s.id)
-            .collect();
-        for sid in ids {
-            let s = &self.seqs[&sid];
+    fn abort_one(&mut self, id: ReqId, error: Option<&str>) {
+        if let Some(s) = self.seqs.get_mut(&id) {
+            s.times.finished(Instant::now());
             let _ = s.tx.send(s.abort_output(error.map(str::to_string)));
-            self.remove(sid);
+            self.remove(id);
         }
     }
 
@@ -409,15 +444,25 @@ impl Scheduler {
     pub fn abort_all(&mut self, error: Option<&str>) {
         let ids: Vec<ReqId> = self.seqs.keys().copied().collect();
         for id in ids {
-            self.abort(id, error);
+            self.abort_one(id, error);
         }
     }
 
     fn remove(&mut self, id: ReqId) {
         if let Some(s) = self.seqs.remove(&id) {
             self.kv.free(id, s.num_computed);
-            self.running.retain(|&r| r != id);
-            self.waiting.retain(|&w| w != id);
+            match s.wait_key {
+                Some(key) => {
+                    self.waiting.remove(&key);
+                }
+                None => self.running.retain(|&r| r != id),
+            }
+            if let Some(g) = self.groups.get_mut(&s.parent) {
+                g.1 -= 1;
+                if g.1 == 0 {
+                    self.groups.remove(&s.parent);
+                }
+            }
         }
     }
 
@@ -444,7 +489,7 @@ impl Scheduler {
         if queued != self.seqs.len() {
             return Err(format!("{queued} queued but {} sequences", self.seqs.len()));
         }
-        for id in self.running.iter().chain(&self.waiting) {
+        for id in self.running.iter().chain(self.waiting.values()) {
             if !self.seqs.contains_key(id) {
                 return Err(format!("queued sequence {id} is unknown"));
             }

@@ -14,6 +14,10 @@ fn params_err(f: impl FnOnce(&mut SamplingParams)) -> String {
 fn sampling_param_messages_match_vllm() {
     assert_eq!(params_err(|p| p.n = 0), "n must be at least 1, got 0.");
     assert_eq!(
+        params_err(|p| p.n = 16385),
+        "n must be at most 16384, got 16385."
+    );
+    assert_eq!(
         params_err(|p| p.presence_penalty = 2.5),
         "presence_penalty must be in [-2, 2], got 2.5."
     );
@@ -189,4 +193,14 @@ fn fitting_requests_resolve_max_tokens() {
     big.num_blocks = 100;
     let r = EngineRequest::new(vec![1; 10], SamplingParams::default());
     assert_eq!(validate_request(&big, &r), Ok(30));
+}
+
+/// A huge `max_tokens` is refused with the usual message, not an overflow.
+#[test]
+fn max_tokens_near_usize_max_does_not_overflow() {
+    let cfg = EngineConfig::new(64, 128, 1000);
+    let mut r = EngineRequest::new(vec![1, 2, 3], SamplingParams::default());
+    r.params.max_tokens = Some(usize::MAX);
+    let e = validate_request(&cfg, &r).unwrap_err();
+    assert!(e.contains("maximum context length is 128 tokens"), "{e}");
 }

@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
 
 use common::*;
 use ferrum_engine::{
-    EngineConfig, EngineCore, EngineRequest, FinishReason, RequestOutput, SamplingParams,
-    SchedulingPolicy,
+    EngineConfig, EngineCore, EngineRequest, FinishReason, OutputReceiver, SamplingParams,
+    SchedulingPolicy, output_channel,
 };
 use proptest::prelude::*;
 
@@ -83,7 +82,7 @@ struct Submitted {
     prompt: Vec<u32>,
     max_tokens: usize,
     n: usize,
-    rx: Receiver<RequestOutput>,
+    rx: OutputReceiver,
     id: u64,
     aborted: bool,
 }
@@ -131,7 +130,7 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     },
                 );
                 r.priority = priority;
-                let (tx, rx) = std::sync::mpsc::channel();
+                let (tx, rx) = output_channel();
                 match core.add_request(next_id, r, tx) {
                     Ok(()) => {
                         subs.push(Submitted {
@@ -186,10 +185,10 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(core.scheduler().kv().pool().num_used(), 0, "blocks leaked");
 
-    for s in &subs {
+    for s in &mut subs {
         type PerSeq = (Vec<u32>, Vec<FinishReason>, usize, bool);
         let mut per: HashMap<usize, PerSeq> = HashMap::new();
-        for o in s.rx.try_iter() {
+        while let Ok(o) = s.rx.try_recv() {
             let e = per.entry(o.seq_index).or_default();
             e.0.extend(o.new_token_ids);
             e.1.extend(o.finish_reason);
@@ -247,7 +246,7 @@ fn small_cache_forces_preemption() {
     let mut core = EngineCore::new(cfg, Box::new(ex.clone()));
     let mut rxs = Vec::new();
     for i in 0..3u32 {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = output_channel();
         let prompt: Vec<u32> = (0..6).map(|k| (i * 10 + k) % V as u32).collect();
         let r = EngineRequest::new(
             prompt.clone(),
@@ -263,7 +262,7 @@ fn small_cache_forces_preemption() {
     run_to_completion(&mut core);
     assert!(core.stats().num_preemptions >= 1);
     assert!(ex.violations().is_empty(), "{:?}", ex.violations());
-    for (prompt, rx) in &rxs {
+    for (prompt, rx) in &mut rxs {
         assert_eq!(
             collect(rx)[&0],
             (expected_output(prompt, 0, 8, V), Some(FinishReason::Length))

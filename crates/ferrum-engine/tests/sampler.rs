@@ -297,3 +297,31 @@ fn everything_masked_falls_back_to_argmax() {
     let mut l = vec![1.0, 2.0];
     assert_eq!(sample(&mut l, &seq(&[4], 1, &p, &[])).id, 0);
 }
+
+#[test]
+fn allowed_token_ids_restrict_the_choice() {
+    let p = SamplingParams {
+        allowed_token_ids: Some(vec![0, 3]),
+        ..SamplingParams::greedy()
+    };
+    assert_eq!(greedy_pick(&[1.0, 3.0, 3.0, 2.0], p, &[9], 1, &[]), 3);
+    let mut l = vec![1.0, 3.0, 3.0, 2.0];
+    apply_allowed_token_ids(&mut l, Some(&[1, 99]));
+    assert_eq!(l, vec![NEG, 3.0, NEG, NEG]);
+    let bad = SamplingParams {
+        allowed_token_ids: Some(vec![]),
+        ..SamplingParams::default()
+    };
+    assert_eq!(
+        bad.validate(4, 20).unwrap_err(),
+        "allowed_token_ids is not allowed to be empty."
+    );
+    let oov = SamplingParams {
+        allowed_token_ids: Some(vec![4]),
+        ..SamplingParams::default()
+    };
+    assert_eq!(
+        oov.validate(4, 20).unwrap_err(),
+        "allowed_token_ids contains out-of-vocab token id!"
+    );
+}

@@ -18,8 +18,8 @@ fn chunked_prefill_splits_the_budget_exactly() {
     let (mut core, ex) = core_with(cfg(4, 64, 8));
     let a: Vec<u32> = (1..=20).collect();
     let b: Vec<u32> = (100..106).collect();
-    let ra = add(&mut core, 0, req(a.clone(), 3));
-    let rb = add(&mut core, 1, req(b.clone(), 2));
+    let mut ra = add(&mut core, 0, req(a.clone(), 3));
+    let mut rb = add(&mut core, 1, req(b.clone(), 2));
     run_to_completion(&mut core);
     assert_eq!(
         ex.schedule_log(),
@@ -47,11 +47,11 @@ fn chunked_prefill_splits_the_budget_exactly() {
         ]
     );
     assert_eq!(
-        collect(&ra)[&0],
+        collect(&mut ra)[&0],
         (expected_output(&a, 0, 3, V), Some(FinishReason::Length))
     );
     assert_eq!(
-        collect(&rb)[&0],
+        collect(&mut rb)[&0],
         (expected_output(&b, 0, 2, V), Some(FinishReason::Length))
     );
     assert!(ex.violations().is_empty(), "{:?}", ex.violations());
@@ -63,8 +63,8 @@ fn without_chunked_prefill_a_prompt_waits_for_room() {
     let mut c = cfg(4, 64, 8);
     c.enable_chunked_prefill = false;
     let (mut core, ex) = core_with(c);
-    let _keep = add(&mut core, 0, req((1..=6).collect(), 2));
-    let _keep = add(&mut core, 1, req((10..15).collect(), 2));
+    let mut _keep = add(&mut core, 0, req((1..=6).collect(), 2));
+    let mut _keep = add(&mut core, 1, req((10..15).collect(), 2));
     run_to_completion(&mut core);
     assert_eq!(
         ex.schedule_log(),
@@ -77,9 +77,9 @@ fn max_num_seqs_caps_running() {
     let mut c = cfg(4, 64, 64);
     c.max_num_seqs = 2;
     let (mut core, ex) = core_with(c);
-    let _keep = add(&mut core, 0, req(vec![1, 2], 1));
-    let _keep = add(&mut core, 1, req(vec![3, 4], 2));
-    let _keep = add(&mut core, 2, req(vec![5, 6], 1));
+    let mut _keep = add(&mut core, 0, req(vec![1, 2], 1));
+    let mut _keep = add(&mut core, 1, req(vec![3, 4], 2));
+    let mut _keep = add(&mut core, 2, req(vec![5, 6], 1));
     run_to_completion(&mut core);
     assert_eq!(
         ex.schedule_log(),
@@ -128,8 +128,8 @@ fn preemption_recomputes_and_keeps_outputs() {
     let (mut core, ex) = core_with(cfg(4, 4, 64));
     let a: Vec<u32> = (1..=7).collect();
     let b: Vec<u32> = (21..=27).collect();
-    let ra = add(&mut core, 0, req(a.clone(), 6));
-    let rb = add(&mut core, 1, req(b.clone(), 6));
+    let mut ra = add(&mut core, 0, req(a.clone(), 6));
+    let mut rb = add(&mut core, 1, req(b.clone(), 6));
     let mut preempted = Vec::new();
     while core.has_work() {
         let rep = core.step();
@@ -147,11 +147,11 @@ fn preemption_recomputes_and_keeps_outputs() {
         "B preempted, no admissions in that step"
     );
     assert_eq!(
-        collect(&ra)[&0],
+        collect(&mut ra)[&0],
         (expected_output(&a, 0, 6, V), Some(FinishReason::Length))
     );
     assert_eq!(
-        collect(&rb)[&0],
+        collect(&mut rb)[&0],
         (expected_output(&b, 0, 6, V), Some(FinishReason::Length))
     );
     assert!(ex.violations().is_empty(), "{:?}", ex.violations());
@@ -175,18 +175,18 @@ fn prefix_cache_hits_for_a_shared_system_prompt() {
         p.extend([u, u + 1, u + 2]);
         p
     };
-    let r0 = add(&mut core, 0, req(prompt(100), 2));
+    let mut r0 = add(&mut core, 0, req(prompt(100), 2));
     run_to_completion(&mut core);
     // Two more in the same step: both hit the 2 full system blocks (8 tokens).
-    let r1 = add(&mut core, 1, req(prompt(200), 2));
-    let r2 = add(&mut core, 2, req(prompt(300), 2));
+    let mut r1 = add(&mut core, 1, req(prompt(200), 2));
+    let mut r2 = add(&mut core, 2, req(prompt(300), 2));
     run_to_completion(&mut core);
     let s = core.stats();
     assert_eq!(s.prefix_cache_queries, 39);
     assert_eq!(s.prefix_cache_hits, 16);
     assert_eq!(ex.schedule_log()[2], vec![(1, 5), (2, 5)]);
-    for (rx, u, cached) in [(&r0, 100, 0), (&r1, 200, 8), (&r2, 300, 8)] {
-        let outs: Vec<_> = rx.try_iter().collect();
+    for (rx, u, cached) in [(&mut r0, 100, 0), (&mut r1, 200, 8), (&mut r2, 300, 8)] {
+        let outs: Vec<_> = drain_now(rx);
         assert!(outs.iter().all(|o| o.num_cached_tokens == cached));
         let toks: Vec<u32> = outs.iter().flat_map(|o| o.new_token_ids.clone()).collect();
         assert_eq!(toks, expected_output(&prompt(u), 0, 2, V));
@@ -198,8 +198,8 @@ fn prefix_cache_hits_for_a_shared_system_prompt() {
 fn identical_prompts_in_one_step_share_blocks_published_that_step() {
     let (mut core, ex) = core_with(cfg(4, 64, 64));
     let p: Vec<u32> = (1..=9).collect();
-    let _keep = add(&mut core, 0, req(p.clone(), 1));
-    let _keep = add(&mut core, 1, req(p.clone(), 1));
+    let mut _keep = add(&mut core, 0, req(p.clone(), 1));
+    let mut _keep = add(&mut core, 1, req(p.clone(), 1));
     core.step();
     let seen = ex.steps.lock().unwrap()[0].clone();
     assert_eq!((seen[0].num_computed, seen[0].num_new), (0, 9));
@@ -216,7 +216,7 @@ fn n_children_share_prompt_blocks_and_differ_by_index() {
     let p: Vec<u32> = (1..=9).collect();
     let mut r = req(p.clone(), 3);
     r.params.n = 3;
-    let rx = add(&mut core, 10, r);
+    let mut rx = add(&mut core, 10, r);
     core.step();
     let seen = ex.steps.lock().unwrap()[0].clone();
     let ids: Vec<u64> = seen.iter().map(|s| s.id).collect();
@@ -225,7 +225,7 @@ fn n_children_share_prompt_blocks_and_differ_by_index() {
     assert_eq!((kv.pool().ref_count(0), kv.pool().ref_count(1)), (3, 3));
     assert_eq!(kv.pool().num_used(), 5, "2 shared blocks + 1 private each");
     run_to_completion(&mut core);
-    let out = collect(&rx);
+    let out = collect(&mut rx);
     for i in 0..3 {
         assert_eq!(
             out[&i],
@@ -240,11 +240,11 @@ fn abort_by_parent_id_ends_every_child() {
     let (mut core, _ex) = core_with(cfg(4, 64, 64));
     let mut r = req((1..=5).collect(), 10);
     r.params.n = 2;
-    let rx = add(&mut core, 4, r);
+    let mut rx = add(&mut core, 4, r);
     core.step();
     core.abort(4);
     assert!(!core.has_work());
-    let out = collect(&rx);
+    let out = collect(&mut rx);
     assert_eq!(out[&0].1, Some(FinishReason::Abort));
     assert_eq!(out[&1].1, Some(FinishReason::Abort));
     assert_eq!(core.stats().kv_cache_usage, 0.0);
@@ -266,25 +266,25 @@ fn stop_tokens_eos_and_min_tokens() {
     let mut r_ign = req(p.clone(), 4);
     r_ign.eos_token_ids = vec![exp[0]];
     r_ign.params.ignore_eos = true;
-    let rx: Vec<_> = [r_eos, r_stop, r_min, r_ign]
+    let mut rx: Vec<_> = [r_eos, r_stop, r_min, r_ign]
         .into_iter()
         .enumerate()
         .map(|(i, r)| add(&mut core, i as u64, r))
         .collect();
     run_to_completion(&mut core);
     assert_eq!(
-        collect(&rx[0])[&0],
+        collect(&mut rx[0])[&0],
         (exp[..3].to_vec(), Some(FinishReason::Stop))
     );
-    let stop_msgs: Vec<_> = rx[1].try_iter().collect();
+    let stop_msgs: Vec<_> = drain_now(&mut rx[1]);
     assert_eq!(stop_msgs.last().unwrap().stop_reason, Some(exp[1]));
     assert_eq!(stop_msgs.len(), 2);
     assert_eq!(
-        collect(&rx[2])[&0],
+        collect(&mut rx[2])[&0],
         (exp.clone(), Some(FinishReason::Length))
     );
     assert_eq!(
-        collect(&rx[3])[&0],
+        collect(&mut rx[3])[&0],
         (exp[..4].to_vec(), Some(FinishReason::Length))
     );
 }
@@ -296,13 +296,13 @@ fn prompt_logprobs_arrive_once_with_the_first_token() {
     let mut r = req(p.clone(), 2);
     r.params.prompt_logprobs = Some(1);
     r.params.logprobs = Some(0);
-    let rx = add(&mut core, 0, r);
+    let mut rx = add(&mut core, 0, r);
     run_to_completion(&mut core);
     assert_eq!(
         ex.schedule_log()[..3],
         [vec![(0, 4)], vec![(0, 4)], vec![(0, 2)]]
     );
-    let outs: Vec<_> = rx.try_iter().collect();
+    let outs: Vec<_> = drain_now(&mut rx);
     assert_eq!(outs.len(), 2);
     let ids: Vec<u32> = outs[0].prompt_logprobs.iter().map(|l| l.token_id).collect();
     assert_eq!(ids, p[1..].to_vec());
@@ -316,11 +316,11 @@ fn prompt_logprobs_arrive_once_with_the_first_token() {
 fn prompt_logprob_requests_do_not_read_the_prefix_cache() {
     let (mut core, ex) = core_with(cfg(4, 64, 64));
     let p: Vec<u32> = (1..=9).collect();
-    let _keep = add(&mut core, 0, req(p.clone(), 1));
+    let mut _keep = add(&mut core, 0, req(p.clone(), 1));
     run_to_completion(&mut core);
     let mut r = req(p.clone(), 1);
     r.params.prompt_logprobs = Some(0);
-    let _keep = add(&mut core, 1, r);
+    let mut _keep = add(&mut core, 1, r);
     run_to_completion(&mut core);
     assert_eq!(ex.schedule_log()[1], vec![(1, 9)]);
     let s = core.stats();
@@ -333,9 +333,9 @@ fn greedy_sampling_params_default_max_tokens_reaches_max_model_len() {
     c.max_model_len = 12;
     let (mut core, _ex) = core_with(c);
     let r = ferrum_engine::EngineRequest::new(vec![1, 2, 3, 4, 5], SamplingParams::greedy());
-    let rx = add(&mut core, 0, r);
+    let mut rx = add(&mut core, 0, r);
     run_to_completion(&mut core);
-    let (toks, fin) = collect(&rx)[&0].clone();
+    let (toks, fin) = collect(&mut rx)[&0].clone();
     assert_eq!((toks.len(), fin), (7, Some(FinishReason::Length)));
 }
 
@@ -345,13 +345,13 @@ fn a_failed_step_withdraws_the_blocks_it_published() {
     let (mut core, ex) = core_with(cfg(4, 64, 64));
     let p: Vec<u32> = (1..=9).collect();
     *ex.panic_steps.lock().unwrap() = 1;
-    let rx = add(&mut core, 0, req(p.clone(), 2));
+    let mut rx = add(&mut core, 0, req(p.clone(), 2));
     let rep = core.step();
     assert_eq!(
         rep.error.as_deref(),
         Some("executor panicked: injected step panic")
     );
-    let outs: Vec<_> = rx.try_iter().collect();
+    let outs: Vec<_> = drain_now(&mut rx);
     assert_eq!(outs.len(), 1);
     assert_eq!(outs[0].finish_reason, Some(FinishReason::Abort));
     assert_eq!(
@@ -360,10 +360,10 @@ fn a_failed_step_withdraws_the_blocks_it_published() {
         "never computed: not cached"
     );
     // The same prompt again must compute everything, not hit garbage.
-    let rx = add(&mut core, 1, req(p.clone(), 2));
+    let mut rx = add(&mut core, 1, req(p.clone(), 2));
     run_to_completion(&mut core);
     assert_eq!(
-        collect(&rx)[&0],
+        collect(&mut rx)[&0],
         (expected_output(&p, 0, 2, V), Some(FinishReason::Length))
     );
     assert_eq!(core.stats().prefix_cache_hits, 0);

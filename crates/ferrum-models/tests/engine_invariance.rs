@@ -57,7 +57,7 @@ fn run(e: &EngineHandle, reqs: &[(Vec<u32>, SamplingParams)]) -> Vec<Vec<u32>> {
         .collect();
     streams
         .into_iter()
-        .map(|s| {
+        .map(|mut s| {
             let mut out = Vec::new();
             for m in s.iter() {
                 assert!(m.error.is_none(), "{:?}", m.error);

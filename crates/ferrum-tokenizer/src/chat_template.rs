@@ -119,6 +119,11 @@ impl ChatTemplates {
         }))
     }
 
+    /// The `bos_token`, `eos_token`, ... strings templates see.
+    pub(crate) fn special_tokens(&self) -> &[(String, String)] {
+        &self.special_tokens
+    }
+
     /// The source of the template `render` uses when no tools are given.
     pub(crate) fn source(&self) -> Option<&str> {
         let name = self.pick(false);

@@ -271,6 +271,34 @@ impl Tokenizer {
         chat.render(messages, add_generation_prompt, extra)
     }
 
+    /// This tokenizer with `source` as its only chat template (vLLM's `--chat-template`).
+    pub fn with_chat_template(&self, source: &str) -> Result<Tokenizer> {
+        let special = match &self.inner.chat {
+            Some(c) => c.special_tokens().to_vec(),
+            None => {
+                let name = |id: Option<u32>| id.and_then(|id| self.id_to_token(id));
+                [
+                    ("bos_token", name(self.inner.bos_token_id)),
+                    ("eos_token", name(self.inner.eos_token_ids.first().copied())),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                .collect()
+            }
+        };
+        let chat = ChatTemplates::new(vec![("default".into(), source.to_string())], special)?;
+        let i = &self.inner;
+        Ok(Tokenizer::assemble(
+            i.tok.clone(),
+            i.bos_token_id,
+            i.eos_token_ids.clone(),
+            i.prepend_bos,
+            i.append_eos,
+            chat,
+            i.spm_decoder.clone(),
+        ))
+    }
+
     /// Fresh incremental detokenizer state for one generated sequence.
     pub fn detokenizer(&self, skip_special_tokens: bool) -> IncrementalDetokenizer {
         IncrementalDetokenizer::new(self.clone(), skip_special_tokens, &[])

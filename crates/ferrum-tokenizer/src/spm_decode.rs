@@ -8,6 +8,7 @@
 //! deltas could not add up to the full decode. On valid text both agree.
 
 /// Per-id bytes, precomputed once.
+#[derive(Clone)]
 pub(crate) struct SpmDecoder {
     pieces: Vec<Box<[u8]>>,
     strip_prefix_space: bool,

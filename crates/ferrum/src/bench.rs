@@ -56,7 +56,7 @@ fn params(output_len: usize) -> SamplingParams {
 }
 
 /// Waits for the stream's first tokens; returns when they came (since `start`) and how many.
-fn first_tokens(stream: &RequestStream, start: Instant) -> Result<(Duration, usize)> {
+fn first_tokens(stream: &mut RequestStream, start: Instant) -> Result<(Duration, usize)> {
     for msg in stream.iter() {
         if let Some(e) = msg.error {
             bail!("request failed: {e}");
@@ -69,7 +69,7 @@ fn first_tokens(stream: &RequestStream, start: Instant) -> Result<(Duration, usi
 }
 
 /// Waits for the rest of a stream; returns the tokens received.
-fn rest(stream: &RequestStream) -> Result<usize> {
+fn rest(stream: &mut RequestStream) -> Result<usize> {
     let mut n = 0;
     for msg in stream.iter() {
         if let Some(e) = msg.error {
@@ -99,7 +99,7 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let run_once = |rng: &mut rand::rngs::StdRng| -> Result<(f64, f64)> {
         let start = Instant::now();
-        let streams: Vec<RequestStream> = (0..a.batch_size)
+        let mut streams: Vec<RequestStream> = (0..a.batch_size)
             .map(|_| {
                 rt.engine.add_request(request(
                     rt,
@@ -112,10 +112,10 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
         // first tokens of every request (they are buffered per request, so reading them in
         // order still times each one), then the rest
         let mut ttft = Duration::ZERO;
-        for s in &streams {
+        for s in &mut streams {
             ttft = ttft.max(first_tokens(s, start)?.0);
         }
-        for s in &streams {
+        for s in &mut streams {
             rest(s)?;
         }
         Ok((start.elapsed().as_secs_f64(), ttft.as_secs_f64()))
@@ -175,7 +175,7 @@ pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
         .collect();
     let b = bar(a.num_prompts, "bench throughput");
     let start = Instant::now();
-    let streams: Vec<RequestStream> = prompts
+    let mut streams: Vec<RequestStream> = prompts
         .into_iter()
         .map(|p| {
             rt.engine
@@ -183,7 +183,7 @@ pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
         })
         .collect::<Result<_, _>>()?;
     let mut out_tokens = 0;
-    for s in &streams {
+    for s in &mut streams {
         out_tokens += first_tokens(s, start)?.1 + rest(s)?;
         b.inc(1);
     }

@@ -2,10 +2,10 @@
 //! template each turn. `/reset` forgets the conversation; `/exit` or end of input quits.
 
 use crate::generate::request;
-use crate::output::drive;
 use crate::runtime::Runtime;
 use anyhow::{Result, bail};
 use ferrum_engine::SamplingParams;
+use ferrum_server::output::drive_blocking;
 use serde_json::json;
 use std::io::{BufRead, Write};
 
@@ -54,13 +54,13 @@ pub fn run(rt: &Runtime, params: SamplingParams, system: Option<String>) -> Resu
         // The template already holds the special tokens (BOS included): add none.
         let ids = rt.tokenizer.encode(&prompt, false)?;
         let stream = rt.engine.add_request(request(rt, ids, params.clone(), 0))?;
-        let res = drive(&rt.engine, &rt.tokenizer, stream, &params, |_, t| {
+        let res = drive_blocking(&rt.engine, &rt.tokenizer, stream, &params, |_, t| {
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
         })?;
         writeln!(out)?;
         let c = &res.completions[0];
-        if let Some(e) = &c.error {
+        if let Some(e) = res.error() {
             eprintln!("error: {e}");
             messages.pop();
             continue;

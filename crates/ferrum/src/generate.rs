@@ -1,11 +1,11 @@
 //! `ferrum generate`: one prompt streamed to stdout, or a JSON-lines file of prompts submitted
 //! to the engine at once (vLLM's `LLM.generate(prompts)`), answered in input order.
 
-use crate::output::{RequestResult, drive};
 use crate::request_json::{self, JsonRequest, Prompt};
 use crate::runtime::Runtime;
 use anyhow::{Context, Result, bail};
 use ferrum_engine::{EngineRequest, SamplingParams, TokenLogprobs};
+use ferrum_server::output::{RequestResult, drive_blocking};
 use serde_json::{Value, json};
 use std::io::Write;
 
@@ -30,6 +30,7 @@ pub fn request(
         params,
         priority,
         eos_token_ids: rt.tokenizer.eos_token_ids().to_vec(),
+        arrival_time: None,
     }
 }
 
@@ -37,12 +38,12 @@ pub fn single(rt: &Runtime, prompt: &str, params: SamplingParams) -> Result<()> 
     let ids = rt.tokenizer.encode(prompt, true)?;
     let stream = rt.engine.add_request(request(rt, ids, params.clone(), 0))?;
     let mut stdout = std::io::stdout().lock();
-    let res = drive(&rt.engine, &rt.tokenizer, stream, &params, |_, text| {
+    let res = drive_blocking(&rt.engine, &rt.tokenizer, stream, &params, |_, text| {
         let _ = stdout.write_all(text.as_bytes());
         let _ = stdout.flush();
     })?;
     let _ = writeln!(stdout);
-    if let Some(e) = res.completions.iter().find_map(|c| c.error.clone()) {
+    if let Some(e) = res.error() {
         bail!("generation failed: {e}");
     }
     Ok(())
@@ -93,7 +94,7 @@ pub fn batch(rt: &Runtime, file: &std::path::Path) -> Result<()> {
                     let stream = submitted?;
                     Ok((
                         ids.len(),
-                        drive(&rt.engine, &rt.tokenizer, stream, &r.params, |_, _| {})?,
+                        drive_blocking(&rt.engine, &rt.tokenizer, stream, &r.params, |_, _| {})?,
                     ))
                 })
             })
@@ -113,7 +114,10 @@ pub fn batch(rt: &Runtime, file: &std::path::Path) -> Result<()> {
             }
             Ok((prompt_tokens, res)) => {
                 let c = &res.completions[0];
-                let mut o = json!({"index": index, "text": c.text, "token_ids": c.token_ids, "finish_reason": c.finish_reason,
+                let reason = |c: &ferrum_server::output::Completion| {
+                    c.finish.as_ref().map_or("abort", |f| f.reason)
+                };
+                let mut o = json!({"index": index, "text": c.text, "token_ids": c.token_ids, "finish_reason": reason(c),
                                    "prompt_tokens": prompt_tokens, "completion_tokens": c.token_ids.len()});
                 if r.params.logprobs.is_some() {
                     o["logprobs"] = logprobs_json(rt, &c.logprobs);
@@ -122,9 +126,9 @@ pub fn batch(rt: &Runtime, file: &std::path::Path) -> Result<()> {
                     o["prompt_logprobs"] = logprobs_json(rt, &res.prompt_logprobs);
                 }
                 if r.params.n > 1 {
-                    o["outputs"] = res.completions.iter().map(|c| json!({"text": c.text, "token_ids": c.token_ids, "finish_reason": c.finish_reason})).collect();
+                    o["outputs"] = res.completions.iter().map(|c| json!({"text": c.text, "token_ids": c.token_ids, "finish_reason": reason(c)})).collect();
                 }
-                if let Some(e) = res.completions.iter().find_map(|c| c.error.clone()) {
+                if let Some(e) = res.error() {
                     failed += 1;
                     o["error"] = e.into();
                 }

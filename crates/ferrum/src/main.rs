@@ -4,9 +4,9 @@ mod args;
 mod bench;
 mod chat;
 mod generate;
-mod output;
 mod request_json;
 mod runtime;
+mod serve;
 
 use anyhow::Result;
 use args::{RuntimeArgs, SamplingArgs};
@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         system: Option<String>,
     },
+    /// The OpenAI-compatible server (vLLM's `serve`).
+    Serve(Box<serve::ServeArgs>),
     /// Offline benchmarks (vLLM's `bench latency` / `bench throughput`).
     Bench {
         #[command(subcommand)]
@@ -123,6 +125,7 @@ fn run(cli: Cli) -> Result<()> {
         } => with_runtime(&runtime, |rt| {
             chat::run(rt, sampling.to_params(&rt.defaults), system)
         }),
+        Command::Serve(args) => serve::run(*args),
         Command::Bench {
             kind: BenchKind::Latency { runtime, bench },
         } => with_runtime(&runtime, |rt| bench::latency(rt, &bench)),

@@ -2,7 +2,9 @@
 
 use crate::args::{EngineArgs, ModelArgs};
 use anyhow::{Context, Result, bail};
-use ferrum_engine::{Engine, EngineConfig, EngineHandle, SamplingParams, SchedulingPolicy};
+use ferrum_engine::{
+    Engine, EngineConfig, EngineHandle, SamplingParams, SchedulingPolicy, StepObserver,
+};
 use ferrum_models::{CpuRunner, KvCache, load};
 use ferrum_tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,12 @@ pub struct Runtime {
     pub model_name: String,
     /// Sampling defaults requests start from (`--generation-config`).
     pub defaults: SamplingParams,
+    pub model_path: PathBuf,
+    pub max_model_len: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    /// The start-up summary (model, architecture, dtype, device, KV cache, concurrency).
+    pub summary: String,
 }
 
 /// vLLM's `--generation-config`: the sampling fields of generation_config.json become defaults.
@@ -66,6 +74,11 @@ fn generation_defaults(mode: &str, model_dir: Option<&Path>) -> Result<SamplingP
 }
 
 pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
+    start_observed(m, e, Box::new(|_| {}))
+}
+
+/// [`start`] with a callback on the engine thread after every step (the server's metrics).
+pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> Result<Runtime> {
     let path = match &m.model {
         Some(p) => p.clone(),
         None => {
@@ -127,8 +140,8 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tokens = num_blocks * e.block_size;
-    tracing::info!(
-        "model {model_name} ({}, {} layers), weights {} ({:.0} MB in memory) computed in f32, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
+    let summary = format!(
+        "model {model_name} ({}, {} layers), weights {} ({:.0} MB in memory) computed in f32 on the CPU, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
          max concurrency {:.2} at max-model-len {max_model_len}, loaded in {:.1}s",
         cfg.arch.name(),
         cfg.num_layers,
@@ -138,13 +151,19 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
         tokens as f64 / max_model_len as f64,
         t0.elapsed().as_secs_f64()
     );
+    tracing::info!("{summary}");
     let runner = CpuRunner::new(loaded.decoder, num_blocks, e.block_size);
-    let engine = Engine::start(ec, Box::new(runner));
+    let engine = Engine::start_observed(ec, Box::new(runner), observer);
     Ok(Runtime {
         engine,
         tokenizer: Arc::new(tokenizer),
         model_name,
         defaults,
+        model_path: path,
+        max_model_len,
+        num_blocks,
+        block_size: e.block_size,
+        summary,
     })
 }
 
@@ -155,8 +174,8 @@ mod tests {
 
     #[test]
     fn generation_config_sets_sampling_defaults_like_vllm() {
-        // Qwen3-8B's real generation_config.json
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/qwen3-8b");
+        // Qwen3-8B's generation_config.json, kept in the repository (see tests/fixtures/README.md)
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-8b");
         let p = generation_defaults("auto", Some(&dir)).unwrap();
         assert_eq!(
             (p.temperature, p.top_p, p.top_k, p.max_tokens),

@@ -2,6 +2,17 @@
 //! (`vllm/sampling_params.py::_verify_args` and the v1 input processor's logprob and
 //! logit-bias checks), so the server can return the same 400 bodies vLLM does.
 
+/// vLLM's cap on `n` (`VLLM_MAX_N_SEQUENCES`, default 16384), read once from the environment.
+pub fn max_n_sequences() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("VLLM_MAX_N_SEQUENCES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16384)
+    })
+}
+
 /// Temperatures below this are greedy (vLLM's `_SAMPLING_EPS`).
 pub const SAMPLING_EPS: f32 = 1e-5;
 
@@ -28,6 +39,8 @@ pub struct SamplingParams {
     pub include_stop_str_in_output: bool,
     pub ignore_eos: bool,
     pub logit_bias: Vec<(u32, f32)>,
+    /// Only these ids may be sampled (vLLM's `allowed_token_ids`).
+    pub allowed_token_ids: Option<Vec<u32>>,
     pub logprobs: Option<usize>,
     pub prompt_logprobs: Option<usize>,
     pub skip_special_tokens: bool,
@@ -52,6 +65,7 @@ impl Default for SamplingParams {
             include_stop_str_in_output: false,
             ignore_eos: false,
             logit_bias: Vec::new(),
+            allowed_token_ids: None,
             logprobs: None,
             prompt_logprobs: None,
             skip_special_tokens: true,
@@ -83,6 +97,10 @@ impl SamplingParams {
         let f = py_float;
         if self.n < 1 {
             return Err(format!("n must be at least 1, got {}.", self.n));
+        }
+        let max_n = max_n_sequences();
+        if self.n > max_n {
+            return Err(format!("n must be at most {max_n}, got {}.", self.n));
         }
         if !(-2.0..=2.0).contains(&self.presence_penalty) {
             return Err(format!(
@@ -161,6 +179,14 @@ impl SamplingParams {
             return Err(format!(
                 "token_id(s) {bad:?} in logit_bias contain out-of-vocab token ids. Vocabulary size: {vocab_size}"
             ));
+        }
+        if let Some(ids) = &self.allowed_token_ids {
+            if ids.is_empty() {
+                return Err("allowed_token_ids is not allowed to be empty.".to_string());
+            }
+            if ids.iter().any(|&id| id as usize >= vocab_size) {
+                return Err("allowed_token_ids contains out-of-vocab token id!".to_string());
+            }
         }
         if self.logit_bias.iter().any(|&(_, b)| !b.is_finite()) {
             return Err("logit_bias values must be finite numbers.".to_string());

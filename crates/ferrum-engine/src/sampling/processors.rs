@@ -3,6 +3,22 @@
 //! temperature, min_p, top_k, top_p. Masked entries become -inf.
 
 /// Adds each bias to its token's logit (out-of-range ids are ignored; validation rejects them).
+/// Everything outside `allowed` becomes impossible (vLLM's `allowed_token_ids`).
+pub fn apply_allowed_token_ids(logits: &mut [f32], allowed: Option<&[u32]>) {
+    let Some(allowed) = allowed else { return };
+    let mut keep = vec![false; logits.len()];
+    for &id in allowed {
+        if let Some(k) = keep.get_mut(id as usize) {
+            *k = true;
+        }
+    }
+    for (l, k) in logits.iter_mut().zip(keep) {
+        if !k {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+}
+
 pub fn apply_logit_bias(logits: &mut [f32], bias: &[(u32, f32)]) {
     for &(id, b) in bias {
         if let Some(l) = logits.get_mut(id as usize) {

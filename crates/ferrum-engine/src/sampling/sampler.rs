@@ -6,19 +6,21 @@ use rand_chacha::ChaCha20Rng;
 
 use super::logprobs::{log_softmax, token_logprobs_from};
 use super::processors::{
-    apply_logit_bias, apply_min_p, apply_min_tokens, apply_penalties, apply_temperature,
-    apply_top_k, apply_top_p, argmax,
+    apply_allowed_token_ids, apply_logit_bias, apply_min_p, apply_min_tokens, apply_penalties,
+    apply_temperature, apply_top_k, apply_top_p, argmax,
 };
 use crate::executor::{Sampled, StepSeq};
 
 /// Samples the next token of `seq` from `logits` (the row for its last position; the slice
-/// is used as scratch and left processed). Order as vLLM v1: raw logprobs, logit_bias,
+/// is used as scratch and left processed). Order as vLLM v1: raw logprobs, allowed_token_ids,
+/// logit_bias,
 /// min_tokens, penalties, then greedy argmax or temperature, min_p, top_k, top_p and a draw.
 pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
     let p = seq.params;
     let raw_logprobs = p.logprobs.map(|k| (k, log_softmax(logits)));
 
     let (prompt, output) = seq.tokens.split_at(seq.num_prompt_tokens);
+    apply_allowed_token_ids(logits, p.allowed_token_ids.as_deref());
     apply_logit_bias(logits, &p.logit_bias);
     apply_min_tokens(
         logits,

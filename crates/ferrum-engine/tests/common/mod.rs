@@ -2,12 +2,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 
 use ferrum_engine::{
-    EngineConfig, EngineCore, EngineRequest, Executor, FinishReason, ReqId, RequestOutput, Sampled,
-    SamplingParams, SeqStepOutput, StepBatch, TokenLogprobs,
+    EngineConfig, EngineCore, EngineRequest, Executor, FinishReason, OutputReceiver, ReqId,
+    Sampled, SamplingParams, SeqStepOutput, StepBatch, TokenLogprobs, output_channel,
 };
 
 /// The fake model: the next token is a hash of every previous token and the child index.
@@ -219,8 +218,8 @@ pub fn req(prompt: Vec<u32>, max_tokens: usize) -> EngineRequest {
 
 /// Adds a request to a synchronous core, returning its receiver (keep it alive: a request
 /// whose receiver is dropped is aborted by the engine).
-pub fn add(core: &mut EngineCore, id: ReqId, r: EngineRequest) -> Receiver<RequestOutput> {
-    let (tx, rx) = channel();
+pub fn add(core: &mut EngineCore, id: ReqId, r: EngineRequest) -> OutputReceiver {
+    let (tx, rx) = output_channel();
     core.add_request(id, r, tx).expect("request accepted");
     rx
 }
@@ -238,9 +237,9 @@ pub fn run_to_completion(core: &mut EngineCore) {
 }
 
 /// Per sequence index: concatenated tokens and the finish reason (from what is queued now).
-pub fn collect(rx: &Receiver<RequestOutput>) -> HashMap<usize, (Vec<u32>, Option<FinishReason>)> {
+pub fn collect(rx: &mut OutputReceiver) -> HashMap<usize, (Vec<u32>, Option<FinishReason>)> {
     let mut out: HashMap<usize, (Vec<u32>, Option<FinishReason>)> = HashMap::new();
-    for o in rx.try_iter() {
+    while let Ok(o) = rx.try_recv() {
         let e = out.entry(o.seq_index).or_default();
         assert!(e.1.is_none(), "message after finish");
         e.0.extend(o.new_token_ids);
@@ -265,4 +264,9 @@ pub fn quiet_injected_panics() {
             }
         }));
     });
+}
+
+/// Every message already sent on `rx`.
+pub fn drain_now(rx: &mut OutputReceiver) -> Vec<ferrum_engine::RequestOutput> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
 }
