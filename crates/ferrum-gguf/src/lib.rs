@@ -28,17 +28,27 @@ pub use ggml_type::GgmlType;
 pub use tensor::TensorInfo;
 pub use value::Value;
 
-/// Where `scripts/setup.sh` puts model files: `$FERRUM_CACHE/models/NAME`, `FERRUM_CACHE`
-/// defaulting to `~/.cache/ferrum`. The one place in Rust that knows this layout (the setup
-/// script is the other side of it).
-pub fn cached_model_path(file: &str) -> PathBuf {
-    let cache = std::env::var_os("FERRUM_CACHE")
+/// Where `scripts/setup.sh` puts what it fetches: `$FERRUM_CACHE`, defaulting to
+/// `~/.cache/ferrum`. This and the two functions below are the one place in Rust that knows this
+/// layout (the setup script is the other side of it).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("FERRUM_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
             PathBuf::from(home).join(".cache").join("ferrum")
-        });
-    cache.join("models").join(file)
+        })
+}
+
+/// A model file: `$FERRUM_CACHE/models/NAME`.
+pub fn cached_model_path(file: &str) -> PathBuf {
+    cache_dir().join("models").join(file)
+}
+
+/// A Hugging Face tokenizer folder (`tokenizer.json`, `tokenizer_config.json`) that
+/// `scripts/setup.sh --test-models` fetches for the tests: `$FERRUM_CACHE/tokenizers/NAME`.
+pub fn cached_tokenizer_dir(name: &str) -> PathBuf {
+    cache_dir().join("tokenizers").join(name)
 }
 
 /// The default model: SmolLM2-135M-Instruct, GGUF Q4_1.

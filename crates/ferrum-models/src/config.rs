@@ -70,17 +70,24 @@ impl ModelConfig {
             "Qwen3ForCausalLM" => Arch::Qwen3,
             other => bail!("unsupported architecture `{other}`; supported: {SUPPORTED_HF}"),
         };
+        // `null` counts as absent (transformers writes `"head_dim": null`); any other non-integer
+        // is an error rather than a silent fallback to the default.
+        let opt = |k: &str| -> Result<Option<usize>> {
+            match &v[k] {
+                Value::Null => Ok(None),
+                x => x.as_u64().map(|x| Some(x as usize)).with_context(|| {
+                    format!("config.json: `{k}` must be a non-negative integer, got {x}")
+                }),
+            }
+        };
         let req = |k: &str| -> Result<usize> {
-            v[k].as_u64()
-                .map(|x| x as usize)
-                .with_context(|| format!("config.json: missing integer `{k}`"))
+            opt(k)?.with_context(|| format!("config.json: missing integer `{k}`"))
         };
         let hidden_size = req("hidden_size")?;
         let num_heads = req("num_attention_heads")?;
-        let head_dim = v["head_dim"]
-            .as_u64()
-            .map(|x| x as usize)
-            .unwrap_or(hidden_size / num_heads);
+        let explicit_head_dim = opt("head_dim")?;
+        // 0 when num_heads is 0: `check` below refuses that before anything divides by it
+        let head_dim = explicit_head_dim.unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let rope = v
             .get("rope_parameters")
             .filter(|r| r.is_object())
@@ -111,16 +118,13 @@ impl ModelConfig {
         if v["use_sliding_window"].as_bool() == Some(true) {
             bail!("sliding-window attention (`use_sliding_window: true`) is not supported yet");
         }
-        Ok(ModelConfig {
+        let cfg = ModelConfig {
             arch,
             hidden_size,
             intermediate_size: req("intermediate_size")?,
             num_layers: req("num_hidden_layers")?,
             num_heads,
-            num_kv_heads: v["num_key_value_heads"]
-                .as_u64()
-                .map(|x| x as usize)
-                .unwrap_or(num_heads),
+            num_kv_heads: opt("num_key_value_heads")?.unwrap_or(num_heads),
             head_dim,
             vocab_size: req("vocab_size")?,
             rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
@@ -131,7 +135,11 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || v["attention_bias"].as_bool() == Some(true),
             qk_norm: arch == Arch::Qwen3,
             max_position_embeddings: v["max_position_embeddings"].as_u64().unwrap_or(4096) as usize,
-        })
+        };
+        cfg.check("config.json", explicit_head_dim.is_some(), &|k| {
+            k.to_string()
+        })?;
+        Ok(cfg)
     }
 
     /// From GGUF metadata (`{arch}.block_count`, ...). llama.cpp's converter permutes Llama's q/k
@@ -154,13 +162,21 @@ impl ModelConfig {
         };
         let hidden_size = req("embedding_length")?;
         let num_heads = req("attention.head_count")?;
-        let head_dim = g
-            .get_u64(&key("attention.key_length"))
-            .map(|x| x as usize)
-            .unwrap_or(hidden_size / num_heads);
+        let explicit_head_dim = g.get_u64(&key("attention.key_length")).map(|x| x as usize);
+        // 0 when num_heads is 0: `check` below refuses that before anything divides by it
+        let head_dim = explicit_head_dim.unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let embd = g
             .tensor("token_embd.weight")
             .ok_or_else(|| anyhow!("GGUF file lacks `token_embd.weight`"))?;
+        // The vocabulary size may come from the embedding's shape, so check its rank first.
+        if embd.dims.len() != 2 {
+            bail!(
+                "GGUF tensor `token_embd.weight` has rank {} (dims {:?}); expected rank 2 \
+                 [hidden, vocab]",
+                embd.dims.len(),
+                embd.dims
+            );
+        }
         let vocab_size = g
             .get_u64(&key("vocab_size"))
             .map(|x| x as usize)
@@ -169,7 +185,7 @@ impl ModelConfig {
             Some(t) => RopeScaling::FreqFactors(g.dequantize(t)?),
             None => RopeScaling::None,
         };
-        Ok(ModelConfig {
+        let cfg = ModelConfig {
             arch,
             hidden_size,
             intermediate_size: req("feed_forward_length")?,
@@ -195,6 +211,120 @@ impl ModelConfig {
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
             qk_norm: arch == Arch::Qwen3,
             max_position_embeddings: g.get_u64(&key("context_length")).unwrap_or(4096) as usize,
-        })
+        };
+        let gguf_key = |hf: &str| {
+            let k = match hf {
+                "hidden_size" => "embedding_length",
+                "num_attention_heads" => "attention.head_count",
+                "num_key_value_heads" => "attention.head_count_kv",
+                "head_dim" => "attention.key_length",
+                "num_hidden_layers" => "block_count",
+                "intermediate_size" => "feed_forward_length",
+                other => other, // vocab_size
+            };
+            key(k)
+        };
+        cfg.check("GGUF metadata", explicit_head_dim.is_some(), &gguf_key)?;
+        // One factor per rotated pair: any other count would leave pairs unscaled or factors unused.
+        if let RopeScaling::FreqFactors(f) = &cfg.rope_scaling
+            && f.len() != cfg.head_dim / 2
+        {
+            bail!(
+                "GGUF tensor `rope_freqs.weight` has {} values; expected head_dim / 2 = {}",
+                f.len(),
+                cfg.head_dim / 2
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// Refuses shapes the forward cannot run (it would divide by zero, index out of bounds or
+    /// overflow), naming the offending keys as `source` spells them (`key` maps the Hugging Face
+    /// name) and their values. `head_dim_given`: the source set head_dim rather than leaving it to
+    /// be hidden_size / num_attention_heads.
+    fn check(
+        &self,
+        source: &str,
+        head_dim_given: bool,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let positive = [
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_heads),
+            ("num_key_value_heads", self.num_kv_heads),
+            ("num_hidden_layers", self.num_layers),
+            ("vocab_size", self.vocab_size),
+            ("intermediate_size", self.intermediate_size),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                bail!("{source}: `{}` is 0; it must be at least 1", key(name));
+            }
+        }
+        let (heads, kv_heads) = (key("num_attention_heads"), key("num_key_value_heads"));
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            bail!(
+                "{source}: `{heads}` ({}) is not a multiple of `{kv_heads}` ({}); grouped-query \
+                 attention shares each kv head among a whole number of query heads",
+                self.num_heads,
+                self.num_kv_heads
+            );
+        }
+        if !head_dim_given && !self.hidden_size.is_multiple_of(self.num_heads) {
+            bail!(
+                "{source}: `{}` ({}) is not a multiple of `{heads}` ({}), and there is no `{}` \
+                 to give the head size",
+                key("hidden_size"),
+                self.hidden_size,
+                self.num_heads,
+                key("head_dim")
+            );
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            let what = if head_dim_given {
+                format!("`{}`", key("head_dim"))
+            } else {
+                format!("the head size `{}` / `{heads}`", key("hidden_size"))
+            };
+            bail!(
+                "{source}: {what} is {}; rotary embeddings need a positive, even head size",
+                self.head_dim
+            );
+        }
+        // Weight matrices are products of these sizes; their byte counts (f32, with q/k/v stacked
+        // 3× at most and gate/up 2×) must not overflow.
+        let matrices: [(&str, &[&str], usize); 3] = [
+            (
+                "q/k/v",
+                &["num_attention_heads", "head_dim", "hidden_size"],
+                3 * 4,
+            ),
+            ("embedding", &["vocab_size", "hidden_size"], 4),
+            ("gate/up", &["intermediate_size", "hidden_size"], 2 * 4),
+        ];
+        for (matrix, dims, bytes) in matrices {
+            let value = |k: &str| match k {
+                "num_attention_heads" => self.num_heads,
+                "head_dim" => self.head_dim,
+                "hidden_size" => self.hidden_size,
+                "vocab_size" => self.vocab_size,
+                _ => self.intermediate_size,
+            };
+            if dims
+                .iter()
+                .try_fold(bytes, |n, k| n.checked_mul(value(k)))
+                .is_none()
+            {
+                let named: Vec<String> = dims
+                    .iter()
+                    .map(|k| format!("`{}` ({})", key(k), value(k)))
+                    .collect();
+                bail!(
+                    "{source}: the {matrix} weights ({}) are too large to address",
+                    named.join(" × ")
+                );
+            }
+        }
+        Ok(())
     }
 }

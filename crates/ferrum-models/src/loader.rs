@@ -70,7 +70,7 @@ pub fn load(path: &Path, format: LoadFormat, seed: u64) -> Result<LoadedModel> {
         }
         let file =
             GgufFile::open(&p).with_context(|| format!("cannot read GGUF file {}", p.display()))?;
-        let cfg = ModelConfig::from_gguf(&file)?;
+        let cfg = ModelConfig::from_gguf(&file).with_context(|| format!("in {}", p.display()))?;
         let decoder = if format == LoadFormat::Dummy {
             with_progress(cfg, &DummySource { seed })?
         } else {

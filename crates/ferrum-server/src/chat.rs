@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::chat_parse::{ChoiceParser, MessageDelta, ParseSetup};
+use crate::chat_parse::{ChoiceParser, ParseSetup};
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{bool_of, usize_of};
 use crate::logprobs;
@@ -205,6 +205,9 @@ fn parse(state: &Shared, obj: &Map<String, Value>) -> ApiResult<ChatRequest> {
     }
     r.common.params.logprobs = r.logprobs.then(|| r.top_logprobs.unwrap_or(0));
     r.setup = ParseSetup::from_request(state, obj)?;
+    if r.setup.keeps_special_tokens() {
+        r.common.params.skip_special_tokens = false;
+    }
     r.common.check()?;
     Ok(r)
 }
@@ -257,7 +260,7 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
         let mut message = json!({
             "role": state.opts.response_role,
             "content": (!m.content.is_empty()).then_some(&m.content),
-            "tool_calls": m.tool_calls_json(),
+            "tool_calls": m.tool_calls_whole().unwrap_or_else(|| json!([])),
         });
         if p.reasoning_enabled() {
             let r = (!m.reasoning.is_empty()).then_some(&m.reasoning);
@@ -330,7 +333,7 @@ fn stream(
             delta.insert("reasoning_content".into(), json!(m.reasoning));
             delta.insert("reasoning".into(), json!(m.reasoning));
         }
-        if let Some(calls) = m.tool_calls_json() {
+        if let Some(calls) = m.tool_call_deltas() {
             delta.insert("tool_calls".into(), calls);
         }
         let lp = want_lp
@@ -354,11 +357,4 @@ fn stream(
         Ok(vec![chunk])
     });
     sse::respond(head.chain(events), env, req.common.include_usage)
-}
-
-impl MessageDelta {
-    /// OpenAI's `tool_calls` list, or `None` when there is none.
-    pub fn tool_calls_json(&self) -> Option<Value> {
-        (!self.tool_calls.is_empty()).then(|| Value::Array(self.tool_calls.clone()))
-    }
 }

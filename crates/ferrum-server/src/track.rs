@@ -1,5 +1,6 @@
 //! Per-request metrics as outputs pass: time to first token, inter-token latency, and the
-//! finished request's histograms (vLLM's definitions, from the engine's timestamps).
+//! finished request's histograms (vLLM's definitions, from the engine's timestamps). As in
+//! vLLM v1, each of a request's `n` sequences counts as a finished request of its own.
 
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ pub struct Tracker {
     max_tokens: usize,
     last_token: Vec<Option<Instant>>,
     generated: Vec<usize>,
+    unfinished: usize,
 }
 
 impl Tracker {
@@ -36,6 +38,7 @@ impl Tracker {
             max_tokens,
             last_token: vec![None; params.n],
             generated: vec![0; params.n],
+            unfinished: params.n,
         }
     }
 
@@ -62,13 +65,15 @@ impl Tracker {
             let last = t.and_then(|t| t.last_token);
             let decode = secs(first, last);
             let generated = self.generated[i];
+            self.unfinished -= 1;
             self.state
                 .metrics
                 .observe_finished(&ferrum_metrics::FinishedRequest {
                     finished_reason: f.reason,
                     prompt_tokens: self.prompt_tokens,
                     generation_tokens: generated,
-                    n: self.n,
+                    // vLLM observes `n` once per request, when its last sequence finishes.
+                    n: if self.unfinished == 0 { self.n } else { 0 },
                     max_tokens: self.max_tokens,
                     e2e_s: (now - self.arrival).as_secs_f64(),
                     queue_s: secs(Some(self.arrival), sched),

@@ -65,6 +65,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// Online serving benchmark against a running OpenAI-compatible server (vLLM's
+    /// `bench serve`: same options, same result block).
+    Serve(Box<ferrum_bench::ServeArgs>),
     /// Latency of one batch of fixed input/output lengths, over several iterations.
     Latency {
         #[command(flatten)]
@@ -126,6 +129,14 @@ fn run(cli: Cli) -> Result<()> {
             chat::run(rt, sampling.to_params(&rt.defaults), system)
         }),
         Command::Serve(args) => serve::run(*args),
+        Command::Bench {
+            kind: BenchKind::Serve(args),
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(ferrum_bench::run_serve(&args)).map(|_| ())
+        }
         Command::Bench {
             kind: BenchKind::Latency { runtime, bench },
         } => with_runtime(&runtime, |rt| bench::latency(rt, &bench)),

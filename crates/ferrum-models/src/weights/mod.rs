@@ -25,8 +25,14 @@ pub trait WeightSource {
 
 pub(crate) fn check_shape(name: &str, want: &[usize], got: &[usize]) -> Result<()> {
     if want != got {
+        // a rank difference usually means a different layout, not just a wrong size: say so
+        let rank = if want.len() == got.len() {
+            String::new()
+        } else {
+            format!(" (rank {} where {} is needed)", got.len(), want.len())
+        };
         anyhow::bail!(
-            "shape mismatch for `{name}`: the model expects {want:?}, the file has {got:?}"
+            "shape mismatch for `{name}`: the model expects {want:?}, the file has {got:?}{rank}"
         );
     }
     Ok(())

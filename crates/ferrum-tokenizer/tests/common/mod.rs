@@ -18,15 +18,13 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The real HF tokenizer folders (qwen3/, llama3.1/) in `../shared/tokenizers`, which sits beside
-/// the repository for developers and CI. Missing inputs fail the test: a skipped oracle proves nothing.
+/// The real HF tokenizer folders (qwen3/, llama3.1/) that `scripts/setup.sh --test-models` fetches
+/// into the cache (too big to commit). Missing inputs fail the test: a skipped oracle proves nothing.
 pub fn hf_dir(model: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/tokenizers")
-        .join(model);
+    let dir = ferrum_gguf::cached_tokenizer_dir(model);
     assert!(
         dir.join("tokenizer.json").is_file(),
-        "{}/tokenizer.json is missing: the shared/ folder must sit beside the repository",
+        "{}/tokenizer.json is missing: run scripts/setup.sh --test-models",
         dir.display()
     );
     dir
