@@ -7,10 +7,11 @@ mod generate;
 mod request_json;
 mod runtime;
 mod serve;
+mod vllm_flags;
 
 use anyhow::Result;
 use args::{RuntimeArgs, SamplingArgs};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -91,10 +92,40 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    let argv = match vllm_serve_argv(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(Cli::parse_from(argv)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `serve` takes `vllm serve`'s command lines: vLLM's flag spellings, `--config FILE.yaml`,
+/// removed flags (a warning each) and flags ferrum lacks (refused by name) are settled here,
+/// before clap sees the rest.
+fn vllm_serve_argv(argv: Vec<String>) -> Result<Vec<String>, String> {
+    if argv.get(1).map(String::as_str) != Some("serve") {
+        return Ok(argv);
+    }
+    let cmd = Cli::command();
+    let ours: Vec<String> = cmd
+        .find_subcommand("serve")
+        .map(|c| {
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = vllm_flags::normalize_serve_argv(argv[2..].to_vec(), &ours)?;
+    for w in &n.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(argv[..2].iter().cloned().chain(n.argv).collect())
 }
 
 /// Starts model + engine, runs `f`, and shuts the engine down whatever `f` returned.
