@@ -42,7 +42,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/completions", post(completions::create))
         .route("/v1/models", get(misc::models))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    let app = Router::new()
+    Router::new()
         .merge(api)
         .route("/tokenize", post(misc::tokenize))
         .route("/detokenize", post(misc::detokenize))
@@ -52,8 +52,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors(state.opts.cors.clone().unwrap_or_default()))
-        .with_state(state);
-    app
+        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
