@@ -28,6 +28,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -51,6 +52,19 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(misc::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A bug in one request's handling answers that request with a 500, nothing else.
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                tracing::error!("a request handler panicked: {what}");
+                ApiError::internal(format!("internal error while handling the request: {what}"))
+                    .into_response()
+            },
+        ))
         .layer(cors(state.opts.cors.clone().unwrap_or_default()))
         .with_state(state)
 }

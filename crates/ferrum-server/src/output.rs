@@ -57,6 +57,8 @@ pub struct OutputStream {
     seqs: Vec<SeqState>,
     /// Deltas made up when the stream closed early (engine died), handed out one by one.
     pending: Vec<SeqDelta>,
+    /// Whether an EOS / stop token that ends a sequence is detokenized into its text.
+    include_stop_str_in_output: bool,
 }
 
 impl OutputStream {
@@ -78,6 +80,7 @@ impl OutputStream {
             stream,
             seqs,
             pending: Vec::new(),
+            include_stop_str_in_output: params.include_stop_str_in_output,
         }
     }
 
@@ -159,10 +162,18 @@ impl OutputStream {
             num_cached_tokens: msg.num_cached_tokens,
             ..Default::default()
         };
+        // vLLM: the EOS or stop token that ended the sequence is not part of its text (it
+        // would show when special tokens are kept, e.g. under a tool parser).
+        let last = msg.new_token_ids.len().wrapping_sub(1);
+        let stop_token =
+            msg.finish_reason == Some(FinishReason::Stop) && !self.include_stop_str_in_output;
         for (k, &tok) in msg.new_token_ids.iter().enumerate() {
             d.token_ids.push(tok);
             if let Some(lp) = msg.logprobs.get(k) {
                 d.logprobs.push(lp.clone());
+            }
+            if stop_token && k == last {
+                break;
             }
             let check = s.stop.push(&s.detok.push(tok)?);
             d.text.push_str(&check.text);
