@@ -4,32 +4,17 @@
 //! `json.dumps(value, ensure_ascii=False)` after `json.loads` (hermes) or after
 //! assembling a dict (GLM). To return byte-identical `arguments` we need what
 //! `serde_json::Value` cannot give: insertion-ordered objects (a Python dict
-//! keeps the model's key order; serde_json's default map sorts keys), integers
-//! of any size, and Python's separators (`", "`, `": "`) and float `repr`.
+//! keeps the model's key order; serde_json's default map sorts keys) and
+//! integers of any size: `ferrum_pyfmt`'s `PyValue`, which also writes it
+//! (Python's separators and float `repr`). What is here is the reading.
+
+pub(crate) use ferrum_pyfmt::dict_insert;
+use ferrum_pyfmt::{DumpOptions, PyValue};
 
 /// A parsed value, as Python would hold it after `json.loads` /
-/// `ast.literal_eval`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum PyVal {
-    Null,
-    Bool(bool),
-    /// Canonical decimal digits (optional leading `-`), any size.
-    Int(String),
-    Float(f64),
-    Str(String),
-    List(Vec<PyVal>),
-    /// Insertion-ordered; a repeated key keeps its first position and takes
-    /// the last value, like a Python dict.
-    Dict(Vec<(String, PyVal)>),
-}
-
-/// `d[key] = value` with Python dict semantics.
-pub(crate) fn dict_insert(d: &mut Vec<(String, PyVal)>, key: String, value: PyVal) {
-    match d.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = value,
-        None => d.push((key, value)),
-    }
-}
+/// `ast.literal_eval`; ints as canonical decimal digits (optional leading
+/// `-`), any size.
+pub(crate) type PyVal = PyValue<String>;
 
 /// Nesting limit; Python raises `RecursionError` on deep input, which vLLM's
 /// `except Exception` turns into "not a tool call" just like a syntax error.
@@ -253,104 +238,11 @@ impl JsonParser<'_> {
 
 /// `json.dumps(v, ensure_ascii=False)` with Python's default separators.
 pub(crate) fn dumps(v: &PyVal) -> String {
-    let mut out = String::new();
-    dump_into(v, &mut out);
-    out
-}
-
-fn dump_into(v: &PyVal, out: &mut String) {
-    match v {
-        PyVal::Null => out.push_str("null"),
-        PyVal::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        PyVal::Int(s) => out.push_str(s),
-        PyVal::Float(f) => out.push_str(&py_float_repr(*f)),
-        PyVal::Str(s) => dump_str(s, out),
-        PyVal::List(items) => {
-            out.push('[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push_str(", ");
-                }
-                dump_into(item, out);
-            }
-            out.push(']');
-        }
-        PyVal::Dict(pairs) => {
-            out.push('{');
-            for (n, (k, item)) in pairs.iter().enumerate() {
-                if n > 0 {
-                    out.push_str(", ");
-                }
-                dump_str(k, out);
-                out.push_str(": ");
-                dump_into(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// A JSON string literal as Python writes it with `ensure_ascii=False`: only
-/// `"`, `\` and control characters are escaped, the latter as `\u00xx` unless
-/// they have a short form.
-pub(crate) fn dump_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Python's `repr(float)`: the shortest round-tripping digits, positional
-/// notation when the decimal exponent is in -4..=15, otherwise scientific with
-/// a signed, at-least-two-digit exponent; non-finite values as `json.dumps`
-/// writes them.
-pub(crate) fn py_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // Rust's `{:e}` also prints the shortest round-tripping digits.
-    let sci = format!("{:e}", f.abs());
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let sign = if f < 0.0 { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let n = digits.len() as i32;
-        let body = if exp < 0 {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        } else if n <= exp + 1 {
-            format!("{digits}{}.0", "0".repeat((exp + 1 - n) as usize))
-        } else {
-            let (a, b) = digits.split_at((exp + 1) as usize);
-            format!("{a}.{b}")
-        };
-        return format!("{sign}{body}");
-    }
-    let (first, rest) = digits.split_at(1);
-    let frac = if rest.is_empty() {
-        String::new()
-    } else {
-        format!(".{rest}")
+    let opts = DumpOptions {
+        ensure_ascii: false,
+        ..DumpOptions::default()
     };
-    let esign = if exp < 0 { '-' } else { '+' };
-    format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
+    ferrum_pyfmt::dumps(v, &opts)
 }
 
 #[cfg(test)]
@@ -390,26 +282,11 @@ mod tests {
 
     #[test]
     fn float_repr_matches_python() {
-        let cases = [
-            (1.0, "1.0"),
-            (1.5, "1.5"),
-            (-2.25, "-2.25"),
-            (100000.0, "100000.0"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (1.5e16, "1.5e+16"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.2345e-7, "1.2345e-07"),
-            (0.1, "0.1"),
-            (123.456, "123.456"),
-            (1e100, "1e+100"),
-            (-0.0, "-0.0"),
-        ];
-        for (f, want) in cases {
-            assert_eq!(py_float_repr(f), want);
-        }
+        // The digits themselves are ferrum_pyfmt's (tested there); these go through json_loads.
         assert_eq!(rt("1e2"), "100.0");
         assert_eq!(rt("2.50"), "2.5");
+        assert_eq!(rt("1E16"), "1e+16");
+        assert_eq!(rt("0.00001"), "1e-05");
+        assert_eq!(rt("-0.0"), "-0.0");
     }
 }

@@ -9,7 +9,9 @@
 //! caller keeps the text as a string — where vLLM would raise from
 //! `json.dumps` for sets/bytes/complex and turn the whole output into content.
 
-use crate::pyjson::{PyVal, dict_insert, py_float_repr};
+use ferrum_pyfmt::json_float;
+
+use crate::pyjson::{PyVal, dict_insert};
 
 const MAX_DEPTH: usize = 256;
 
@@ -324,7 +326,7 @@ impl Lit<'_> {
 fn dict_key(v: PyVal) -> Option<String> {
     Some(match v {
         PyVal::Str(s) | PyVal::Int(s) => s,
-        PyVal::Float(f) => py_float_repr(f),
+        PyVal::Float(f) => json_float(f),
         PyVal::Bool(b) => b.to_string(),
         PyVal::Null => "null".into(),
         PyVal::List(_) | PyVal::Dict(_) => return None,

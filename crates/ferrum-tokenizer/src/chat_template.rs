@@ -5,12 +5,12 @@
 //! and a `tojson` that writes `json.dumps` text (no HTML escaping, key order kept, `indent`).
 
 use anyhow::{Result, anyhow};
+use ferrum_pyfmt::{DumpOptions, dumps};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Serde, Value};
 use minijinja::{Environment, Error, ErrorKind};
 use serde_json::{Map, Value as Json};
 
-use crate::pyjson::{DumpOptions, dumps};
 use crate::strftime::{DateTime, strftime};
 
 /// A model's chat templates, compiled once. Several are possible (transformers' named

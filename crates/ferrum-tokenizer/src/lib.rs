@@ -9,7 +9,6 @@ mod detokenize;
 mod gguf_vocab;
 mod hf_config;
 mod pretokenizers;
-mod pyjson;
 mod spm_decode;
 mod stop;
 mod strftime;
