@@ -52,6 +52,7 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(misc::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(openai_errors))
         // A bug in one request's handling answers that request with a 500, nothing else.
         .layer(CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
@@ -67,6 +68,66 @@ pub fn router(state: Shared) -> Router {
         ))
         .layer(cors(state.opts.cors.clone().unwrap_or_default()))
         .with_state(state)
+}
+
+/// Errors axum answers by itself (405 for a known path with another method, 413 past the body
+/// limit) come with an empty or plain-text body; every error gets OpenAI's body instead (as
+/// vLLM's), keeping its status and `Allow` header. Answers that leave the request body unread
+/// (401, 404, 405, 413: refused before any handler reads it) close the connection, since the
+/// server cannot find where the next request starts: they say so (`Connection: close`, as h11
+/// does for vLLM), or a keep-alive client sends its next request into the closed socket.
+async fn openai_errors(req: Request, next: Next) -> Response {
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .map_or(req.headers().contains_key(header::TRANSFER_ENCODING), |v| {
+            v.as_bytes() != b"0"
+        });
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let mut out = if is_json {
+        res
+    } else {
+        let (parts, body) = res.into_parts();
+        let text = axum::body::to_bytes(body, 64 << 10)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).trim().to_string();
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        };
+        let mut out = ApiError {
+            status,
+            message,
+            param: None,
+        }
+        .into_response();
+        if let Some(allow) = parts.headers.get(header::ALLOW) {
+            out.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+        out
+    };
+    let unread = matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+    );
+    if has_body && unread {
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    out
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -17,6 +17,7 @@ pub struct Tracker {
     max_tokens: usize,
     last_token: Vec<Option<Instant>>,
     generated: Vec<usize>,
+    done: Vec<bool>,
     unfinished: usize,
 }
 
@@ -38,6 +39,7 @@ impl Tracker {
             max_tokens,
             last_token: vec![None; params.n],
             generated: vec![0; params.n],
+            done: vec![false; params.n],
             unfinished: params.n,
         }
     }
@@ -65,6 +67,7 @@ impl Tracker {
             let last = t.and_then(|t| t.last_token);
             let decode = secs(first, last);
             let generated = self.generated[i];
+            self.done[i] = true;
             self.unfinished -= 1;
             self.state
                 .metrics
@@ -82,6 +85,32 @@ impl Tracker {
                     inference_s: secs(sched, last),
                     time_per_output_token_s: (generated > 1)
                         .then(|| decode / (generated - 1) as f64),
+                });
+        }
+    }
+}
+
+/// A request dropped before it finished (its client went away) still counts, as an abort:
+/// vLLM reports client aborts under `finished_reason="abort"`.
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let e2e = self.arrival.elapsed().as_secs_f64();
+        for i in (0..self.done.len()).filter(|&i| !self.done[i]) {
+            self.unfinished -= 1;
+            self.state
+                .metrics
+                .observe_finished(&ferrum_metrics::FinishedRequest {
+                    finished_reason: "abort",
+                    prompt_tokens: self.prompt_tokens,
+                    generation_tokens: self.generated[i],
+                    n: if self.unfinished == 0 { self.n } else { 0 },
+                    max_tokens: self.max_tokens,
+                    e2e_s: e2e,
+                    queue_s: 0.0,
+                    prefill_s: 0.0,
+                    decode_s: 0.0,
+                    inference_s: 0.0,
+                    time_per_output_token_s: None,
                 });
         }
     }
