@@ -45,6 +45,18 @@ def start_server(*extra: str, env: dict | None = None):
     return proc, base
 
 
+def scrape_metrics(base: str) -> dict[str, float]:
+    """`/metrics` as {series with labels: value}."""
+    with urllib.request.urlopen(base + "/metrics") as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 @pytest.fixture(scope="session")
 def server():
     proc, base = start_server("--api-key", API_KEY)

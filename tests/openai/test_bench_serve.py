@@ -4,25 +4,13 @@ in `/metrics` over the same run."""
 import json
 import os
 import subprocess
-import urllib.request
 
-from conftest import API_KEY, ROOT
-
-
-def scrape(server):
-    with urllib.request.urlopen(server + "/metrics") as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+from conftest import API_KEY, ROOT, scrape_metrics
 
 
 def test_bench_serve_totals_match_server_metrics(server, tmp_path):
     labels = '{engine="0",model_name="smol"}'
-    before = scrape(server)
+    before = scrape_metrics(server)
     binary = os.environ.get("FERRUM_BIN", str(ROOT / "target/release/ferrum"))
     out = subprocess.run(
         [binary, "bench", "serve", "--base-url", server, "--model", "smol", "--dataset-name", "random",
@@ -33,7 +21,7 @@ def test_bench_serve_totals_match_server_metrics(server, tmp_path):
     assert out.returncode == 0, out.stderr + out.stdout
     assert "============ Serving Benchmark Result ============" in out.stdout
     (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-    after = scrape(server)
+    after = scrape_metrics(server)
     delta = lambda name: after[name + labels] - before.get(name + labels, 0)
     assert result["completed"] == 6 and result["failed"] == 0
     assert result["total_output_tokens"] == 6 * 6  # ignore_eos: every request runs to its length

@@ -7,6 +7,7 @@ import urllib.request
 
 import openai
 import pytest
+from conftest import scrape_metrics
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 QUESTION = "Explain what a hash table is in two sentences."
@@ -186,19 +187,9 @@ def test_tokenize_detokenize_roundtrip(server):
 
 
 def test_metrics_count_what_was_served(server, client):
-    def scrape():
-        with urllib.request.urlopen(server + "/metrics") as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
-
-    before = scrape()
+    before = scrape_metrics(server)
     client.completions.create(model="smol", prompt="Hi", max_tokens=3, temperature=0, extra_body={"ignore_eos": True})
-    after = scrape()
+    after = scrape_metrics(server)
     key = 'vllm:generation_tokens_total{engine="0",model_name="smol"}'
     assert after[key] - before[key] == 3
     ok = 'vllm:request_success_total{engine="0",finished_reason="length",model_name="smol"}'

@@ -63,6 +63,24 @@ impl fmt::Display for UnknownParser {
 
 impl std::error::Error for UnknownParser {}
 
+/// The kind in `all` whose vLLM name is `s`: `FromStr` for every parser-kind enum.
+pub(crate) fn kind_by_name<K: Copy>(
+    all: &[K],
+    name: fn(K) -> &'static str,
+    what: &'static str,
+    valid: &'static [&'static str],
+    s: &str,
+) -> Result<K, UnknownParser> {
+    all.iter()
+        .copied()
+        .find(|&k| name(k) == s)
+        .ok_or_else(|| UnknownParser {
+            what,
+            name: s.to_string(),
+            valid,
+        })
+}
+
 impl ReasoningParserKind {
     /// Every kind, in the order of [`Self::NAMES`].
     pub const ALL: [Self; 3] = [Self::Qwen3, Self::DeepSeekR1, Self::Glm45];
@@ -124,14 +142,7 @@ impl FromStr for ReasoningParserKind {
     type Err = UnknownParser;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownParser {
-                what: "reasoning",
-                name: s.to_string(),
-                valid: Self::NAMES,
-            })
+        kind_by_name(&Self::ALL, Self::name, "reasoning", Self::NAMES, s)
     }
 }
 

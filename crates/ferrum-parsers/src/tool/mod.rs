@@ -102,14 +102,7 @@ impl FromStr for ToolParserKind {
     type Err = UnknownParser;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownParser {
-                what: "tool-call",
-                name: s.to_string(),
-                valid: Self::NAMES,
-            })
+        crate::reasoning::kind_by_name(&Self::ALL, Self::name, "tool-call", Self::NAMES, s)
     }
 }
 
