@@ -30,10 +30,13 @@ pub struct EngineConfig {
     pub block_size: usize,
     /// Physical blocks in the cache. Every block is usable: block 0 is NOT reserved as a
     /// null block (vLLM reserves it for sliding-window padding, which we do not need here).
+    /// [`crate::Engine::start_with`] ignores the value given and sets it to what the runner
+    /// allocated ([`crate::ExecutorInit::num_blocks`]); the handle's config shows the result.
     pub num_blocks: usize,
     /// Cap on running sequences (vLLM default 256). With `n > 1` each child counts.
     pub max_num_seqs: usize,
-    /// Token budget of one step, shared by decodes (1 token each) and prefill chunks.
+    /// Token budget of one step, shared by decodes (1 token each, more after a step that
+    /// accepted several) and prefill chunks.
     pub max_num_batched_tokens: usize,
     /// Longest sequence (prompt + outputs) a request may reach.
     pub max_model_len: usize,
@@ -81,14 +84,33 @@ impl EngineConfig {
 
     /// Panics on a configuration no request could run under; called by the scheduler's constructor.
     pub(crate) fn assert_sane(&self) {
-        assert!(self.block_size > 0, "block_size must be positive");
-        assert!(self.num_blocks > 0, "num_blocks must be positive");
-        assert!(self.max_num_seqs > 0, "max_num_seqs must be positive");
-        assert!(
-            self.max_num_batched_tokens > 0,
-            "max_num_batched_tokens must be positive"
-        );
-        assert!(self.max_model_len > 0, "max_model_len must be positive");
-        assert!(self.vocab_size > 0, "vocab_size must be positive");
+        if let Err(e) = self.check() {
+            panic!("{e}");
+        }
+    }
+
+    /// Refuses a configuration no request could run under.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.check_except_num_blocks()?;
+        if self.num_blocks == 0 {
+            return Err("num_blocks must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// [`Self::check`] for everything the caller decides (the runner decides `num_blocks`).
+    pub(crate) fn check_except_num_blocks(&self) -> Result<(), String> {
+        for (value, name) in [
+            (self.block_size, "block_size"),
+            (self.max_num_seqs, "max_num_seqs"),
+            (self.max_num_batched_tokens, "max_num_batched_tokens"),
+            (self.max_model_len, "max_model_len"),
+            (self.vocab_size, "vocab_size"),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::admission::validate_request;
 use crate::config::EngineConfig;
 use crate::engine_core::{EngineCore, EngineStats, panic_message};
-use crate::executor::{Executor, ReqId};
+use crate::executor::{Executor, ExecutorFactory, ExecutorInit, ReqId};
 use crate::request::{EngineRequest, OutputReceiver, RequestOutput, output_channel};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -120,29 +120,76 @@ enum Msg {
 pub struct Engine;
 
 impl Engine {
-    /// Spawns the engine thread. Panics (here, not on the thread) on a nonsensical config.
-    pub fn start(cfg: EngineConfig, executor: Box<dyn Executor>) -> EngineHandle {
+    /// Spawns the engine thread around an executor built by the caller. Panics (here, not on
+    /// the thread) on a nonsensical config.
+    pub fn start(cfg: EngineConfig, executor: Box<dyn Executor + Send>) -> EngineHandle {
         Self::start_observed(cfg, executor, Box::new(|_| {}))
     }
 
     /// [`Self::start`] with a callback run on the engine thread after every step.
+    /// The KV cache has `cfg.num_blocks` blocks.
     pub fn start_observed(
         cfg: EngineConfig,
-        executor: Box<dyn Executor>,
+        executor: Box<dyn Executor + Send>,
         observer: StepObserver,
     ) -> EngineHandle {
-        let core = EngineCore::new(cfg.clone(), executor);
+        cfg.assert_sane();
+        let num_blocks = cfg.num_blocks;
+        let factory: ExecutorFactory = Box::new(move || {
+            Ok(ExecutorInit {
+                executor,
+                num_blocks,
+            })
+        });
+        match Self::start_with(cfg, factory, observer) {
+            Ok((handle, _)) => handle,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
+    /// Spawns the engine thread, which first builds the executor with `factory` (so a runner
+    /// tied to one thread, such as one holding a device context, lives on the thread that
+    /// calls it), sizes the KV cache to the [`ExecutorInit::num_blocks`] it reports (ignoring
+    /// `cfg.num_blocks`), builds the scheduler, then serves. Blocks until the engine is ready
+    /// and returns its handle and the number of KV-cache blocks, or the factory's error (a
+    /// panic in the factory becomes an error too), or an error for a nonsensical config.
+    /// The observer runs on the engine thread after every step.
+    pub fn start_with(
+        mut cfg: EngineConfig,
+        factory: ExecutorFactory,
+        observer: StepObserver,
+    ) -> anyhow::Result<(EngineHandle, usize)> {
+        cfg.check_except_num_blocks().map_err(anyhow::Error::msg)?;
         let (tx, rx) = channel();
+        let (ready_tx, ready_rx) = sync_channel(1);
         let shared = Arc::new(Shared {
-            snapshot: Mutex::new(core.stats()),
+            snapshot: Mutex::new(EngineStats::default()),
             death: OnceLock::new(),
         });
         let thread_shared = shared.clone();
+        let thread_cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("ferrum-engine".into())
-            .spawn(move || run(core, rx, observer, &thread_shared))
-            .expect("spawning the engine thread");
-        EngineHandle {
+            .spawn(move || {
+                if let Some(core) = init(thread_cfg, factory, &ready_tx, &thread_shared) {
+                    drop(ready_tx);
+                    run(core, rx, observer, &thread_shared);
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("spawning the engine thread: {e}"))?;
+        let num_blocks = match ready_rx.recv() {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                anyhow::bail!("the engine thread exited before it was ready");
+            }
+        };
+        cfg.num_blocks = num_blocks;
+        let handle = EngineHandle {
             inner: Arc::new(Inner {
                 tx,
                 cfg,
@@ -150,6 +197,45 @@ impl Engine {
                 thread: Mutex::new(Some(thread)),
                 shared,
             }),
+        };
+        Ok((handle, num_blocks))
+    }
+}
+
+/// The engine thread's start: builds the executor and the core, and reports the block count
+/// (or why it could not) to [`Engine::start_with`].
+fn init(
+    mut cfg: EngineConfig,
+    factory: ExecutorFactory,
+    ready: &SyncSender<anyhow::Result<usize>>,
+    shared: &Shared,
+) -> Option<EngineCore> {
+    let built = catch_unwind(AssertUnwindSafe(move || {
+        let init = factory()?;
+        cfg.num_blocks = init.num_blocks;
+        if init.num_blocks == 0 {
+            anyhow::bail!("the executor allocated no KV-cache block");
+        }
+        cfg.check().map_err(anyhow::Error::msg)?;
+        anyhow::Ok(EngineCore::new(cfg, init.executor))
+    }))
+    .unwrap_or_else(|panic| {
+        Err(anyhow::anyhow!(
+            "building the executor panicked: {}",
+            panic_message(&*panic)
+        ))
+    });
+    match built {
+        Ok(core) => {
+            let stats = core.stats();
+            let num_blocks = stats.num_total_blocks;
+            *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+            let _ = ready.send(Ok(num_blocks));
+            Some(core)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            None
         }
     }
 }
@@ -263,12 +349,14 @@ impl EngineHandle {
 }
 
 /// The thread's loop. Returns on `Shutdown`, or when every handle and stream is gone and no
-/// work is left. A panic in the engine's own code (the executor's are caught per step) kills
-/// the engine cleanly: it is recorded, every request fails with it, and later ones are refused.
+/// work is left. A panic in the engine's own code (the executor's are caught per step), or a
+/// [`crate::FatalError`] from the executor, kills the engine cleanly: the reason is recorded,
+/// every request fails with it, and later ones are refused.
 fn run(mut core: EngineCore, rx: Receiver<Msg>, mut observer: StepObserver, shared: &Shared) {
     let publish = |core: &EngineCore| {
         *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = core.stats();
     };
+    // `Ok(None)`: a normal exit; `Ok(Some(reason))`: the executor failed fatally.
     let served = catch_unwind(AssertUnwindSafe(|| {
         loop {
             if !core.has_work() {
@@ -276,20 +364,23 @@ fn run(mut core: EngineCore, rx: Receiver<Msg>, mut observer: StepObserver, shar
                 match rx.recv() {
                     Ok(m) => {
                         if !handle(&mut core, m) {
-                            return;
+                            return None;
                         }
                     }
-                    Err(_) => return,
+                    Err(_) => return None,
                 }
             }
             // Everything that arrived during the last step takes effect before the next one.
             while let Ok(m) = rx.try_recv() {
                 if !handle(&mut core, m) {
-                    return;
+                    return None;
                 }
             }
             if core.has_work() {
                 let report = core.step();
+                if let Some(reason) = core.death() {
+                    return Some(reason.to_string());
+                }
                 let stats = core.stats();
                 observer(&StepInfo {
                     num_tokens: report.output.num_tokens(),
@@ -301,12 +392,15 @@ fn run(mut core: EngineCore, rx: Receiver<Msg>, mut observer: StepObserver, shar
             }
         }
     }));
-    let Err(panic) = served else {
-        core.abort_all("the engine is shutting down");
-        publish(&core);
-        return;
+    let reason = match served {
+        Ok(None) => {
+            core.abort_all("the engine is shutting down");
+            publish(&core);
+            return;
+        }
+        Ok(Some(reason)) => reason,
+        Err(panic) => format!("the engine crashed: {}", panic_message(&*panic)),
     };
-    let reason = format!("the engine crashed: {}", panic_message(&*panic));
     tracing::error!("{reason}; refusing all requests from now on");
     let _ = shared.death.set(reason.clone());
     // Its state may be inconsistent: fail what it holds if it can, else drop it (which

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::admission::validate_request;
 use crate::config::EngineConfig;
-use crate::executor::{Executor, ReqId};
+use crate::executor::{Executor, FatalError, ReqId};
 use crate::request::{EngineRequest, OutputSender, Seq};
 use crate::scheduler::{Scheduler, SchedulerOutput};
 
@@ -37,7 +37,8 @@ pub struct EngineStats {
 #[derive(Debug, Default)]
 pub struct StepReport {
     pub output: SchedulerOutput,
-    /// Set when the step failed (executor error, panic, or malformed answer).
+    /// Set when the step failed (executor error, panic, or malformed answer). After a fatal
+    /// error it is the reason the core stopped ([`EngineCore::death`]).
     pub error: Option<String>,
 }
 
@@ -45,6 +46,9 @@ pub struct EngineCore {
     sched: Scheduler,
     executor: Box<dyn Executor>,
     num_steps: u64,
+    /// Set once the executor reported a [`FatalError`]: the core then refuses requests and
+    /// its next step aborts what it holds.
+    death: Option<String>,
 }
 
 impl EngineCore {
@@ -54,6 +58,7 @@ impl EngineCore {
             sched: Scheduler::new(cfg),
             executor,
             num_steps: 0,
+            death: None,
         }
     }
 
@@ -65,6 +70,13 @@ impl EngineCore {
         self.sched.has_work()
     }
 
+    /// Why the core stopped, once the executor has returned a [`FatalError`]. From then on new
+    /// requests are refused with this reason, and the next [`Self::step`] aborts every request
+    /// still held with it (the engine thread does that itself, after publishing the death).
+    pub fn death(&self) -> Option<&str> {
+        self.death.as_deref()
+    }
+
     /// Validates and queues a request whose sequences take ids `id .. id + n`; everything it
     /// produces goes to `tx`.
     pub fn add_request(
@@ -73,6 +85,9 @@ impl EngineCore {
         req: EngineRequest,
         tx: OutputSender,
     ) -> Result<(), String> {
+        if let Some(reason) = &self.death {
+            return Err(reason.clone());
+        }
         let max_tokens = validate_request(self.sched.config(), &req)?;
         let arrival = self.sched.next_arrival();
         self.sched.add(Seq::group(id, req, max_tokens, arrival, tx));
@@ -94,7 +109,15 @@ impl EngineCore {
         self.sched.abort_all(Some(error));
     }
 
+    /// Schedules and runs one step and applies its outcome. Runner notifications accumulated
+    /// since the last executed step ride on this step's batch (nothing is executed, and they
+    /// stay pending, when nothing is scheduled). A fatal executor error stops the core (see
+    /// [`Self::death`]): the report's `error` is the reason.
     pub fn step(&mut self) -> StepReport {
+        if let Some(reason) = &self.death {
+            self.sched.abort_all(Some(reason));
+            return StepReport::default();
+        }
         let out = self.sched.schedule();
         if out.is_empty() {
             if out.preempted.is_empty() {
@@ -107,7 +130,8 @@ impl EngineCore {
         }
         self.num_steps += 1;
         let result = {
-            let batch = self.sched.batch(&out);
+            let updates = self.sched.take_updates();
+            let batch = self.sched.batch_with(&out, updates);
             let executor = &mut self.executor;
             catch_unwind(AssertUnwindSafe(|| executor.execute(&batch)))
         };
@@ -122,6 +146,15 @@ impl EngineCore {
                 }
                 Err(e) => Some(e),
             },
+            Ok(Err(e)) if FatalError::is_fatal(&e) => {
+                let reason = format!("fatal executor error: {e:#}");
+                tracing::error!(num_seqs = out.scheduled.len(), "{reason}; stopping");
+                self.death = Some(reason.clone());
+                return StepReport {
+                    output: out,
+                    error: Some(reason),
+                };
+            }
             Ok(Err(e)) => Some(format!("executor failed: {e:#}")),
             Err(panic) => Some(format!("executor panicked: {}", panic_message(&*panic))),
         };

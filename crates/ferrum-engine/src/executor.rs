@@ -1,5 +1,18 @@
 //! The boundary between the engine and whatever runs the model: plain borrowed data in,
 //! sampled tokens out. The runner in `ferrum-models` implements [`Executor`]; tests use fakes.
+//!
+//! The step contract, as seen by a runner:
+//! - The engine builds the runner on its own thread ([`crate::Engine::start_with`] calls an
+//!   [`ExecutorFactory`]) and only ever calls it from that thread, so the runner need not be
+//!   `Send` (a device context may belong to one thread). The runner sizes the KV cache: the
+//!   factory returns the number of blocks.
+//! - Each [`StepBatch`] first tells the runner which sequences it must forget
+//!   ([`StepBatch::finished_seqs`], [`StepBatch::aborted_seqs`], [`StepBatch::preempted_seqs`])
+//!   and which ones it sees for the first time ([`StepBatch::new_seqs`]); apply them in that
+//!   order, at the start of `execute`, before anything can fail: they are delivered once.
+//! - Per scheduled sequence it returns the tokens it accepted ([`SeqStepOutput::tokens`]).
+//! - `Err` fails that step's sequences only; an error whose chain holds a [`FatalError`]
+//!   (a sticky device error) stops the engine.
 
 use std::ops::Range;
 
@@ -9,10 +22,32 @@ use crate::sampling::SamplingParams;
 /// (the parent's id plus the child index), so a [`StepSeq::req_id`] is unique in a batch.
 pub type ReqId = u64;
 
-/// One scheduled step: every sequence that advances, in scheduling order.
-#[derive(Debug)]
+/// One scheduled step: every sequence that advances, in scheduling order, plus the changes to
+/// the set of sequences the runner keeps state for (K/V slots aside, which the engine manages
+/// through block tables: e.g. penalty counts, a speculative draft's own cache).
+///
+/// The four id lists report what happened since the previous executed step (like vLLM's
+/// `finished_req_ids`): a sequence that ends or is preempted between steps, or in a step that
+/// schedules nothing, is reported on the next step that runs, so a runner may hold state for
+/// an ended sequence until then (and for good once the engine stops). Every id in `new_seqs`
+/// is later reported exactly once in `finished_seqs`, `aborted_seqs` or `preempted_seqs`
+/// (unless the engine stops first); ids in those three lists were always in an earlier
+/// step's `new_seqs`. One step may name an id both as released and as new (preempted, then
+/// re-admitted before the next step ran): apply the releases first.
+#[derive(Debug, Default)]
 pub struct StepBatch<'a> {
     pub seqs: Vec<StepSeq<'a>>,
+    /// Sequences scheduled for the first time, or again after a preemption: the runner holds
+    /// no state for them. Each is in `seqs`, in scheduling order.
+    pub new_seqs: Vec<ReqId>,
+    /// Sequences that finished normally (EOS, a stop token id, `max_tokens`, the length limit).
+    pub finished_seqs: Vec<ReqId>,
+    /// Sequences ended otherwise: aborted by the caller (a stop string found by the output
+    /// side, a client gone), failed with their step, or cut by shutdown.
+    pub aborted_seqs: Vec<ReqId>,
+    /// Sequences evicted by recompute preemption: drop their state; they come back later in
+    /// `new_seqs` (with `num_computed` from the prefix cache, possibly 0).
+    pub preempted_seqs: Vec<ReqId>,
 }
 
 /// One sequence's work for this step.
@@ -76,17 +111,56 @@ impl<'a> StepSeq<'a> {
     }
 }
 
-/// Runs one step. Called on the engine thread; a panic or `Err` fails only this step's
-/// sequences (they finish with an error) and the engine goes on.
-pub trait Executor: Send {
+/// Runs one step. Built and called on the engine thread only (hence no `Send` bound; see
+/// [`ExecutorFactory`]). A panic or a plain `Err` fails only this step's sequences (they
+/// finish with an error) and the engine goes on; an `Err` whose chain holds a [`FatalError`]
+/// stops the engine for good (see [`FatalError`]).
+pub trait Executor {
     /// One output per `batch.seqs` entry, same order.
     fn execute(&mut self, batch: &StepBatch<'_>) -> anyhow::Result<Vec<SeqStepOutput>>;
 }
 
+/// Builds the executor on the engine thread (see [`crate::Engine::start_with`]).
+pub type ExecutorFactory = Box<dyn FnOnce() -> anyhow::Result<ExecutorInit> + Send>;
+
+/// What an [`ExecutorFactory`] returns: the runner, and how many KV-cache blocks it
+/// allocated (the engine's block count; `EngineConfig::num_blocks` is overwritten with it).
+pub struct ExecutorInit {
+    pub executor: Box<dyn Executor>,
+    pub num_blocks: usize,
+}
+
+/// An executor error after which no step can succeed (a sticky device error, a lost device).
+/// Return it from [`Executor::execute`] (`Err(FatalError(msg).into())`, or anywhere in an
+/// error's chain): the engine then stops as if its own code had panicked: every request in
+/// flight, and every later one, fails with the reason, and `EngineHandle::death` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FatalError(pub String);
+
+impl std::fmt::Display for FatalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FatalError {}
+
+impl FatalError {
+    /// Whether `e` (or anything in its chain of causes) is a [`FatalError`].
+    pub fn is_fatal(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<FatalError>())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SeqStepOutput {
-    /// `Some` iff the sequence's `sample` was true.
-    pub token: Option<Sampled>,
+    /// The tokens this step accepted for the sequence, in order: empty iff its `sample` was
+    /// false, otherwise at least one (one for plain decoding; speculative decoding may accept
+    /// several). The engine appends them one by one, checking stop conditions after each, and
+    /// drops the rest once the sequence finishes. Only the tokens already in
+    /// [`StepSeq::tokens`] have K/V after this step: the accepted ones are fed (and their K/V
+    /// written) in the sequence's next step, which schedules all of them.
+    pub tokens: Vec<Sampled>,
     /// One entry per position of [`StepSeq::prompt_logprob_positions`].
     pub prompt_logprobs: Vec<TokenLogprobs>,
 }

@@ -1,7 +1,8 @@
 //! ferrum-engine: the engine loop, scheduler, paged KV-cache block pool with prefix caching,
 //! and sampling rules. It knows nothing about models or devices: a runner implements
 //! [`Executor`] and the engine drives it one step at a time (`schedule -> execute -> update`)
-//! on its own thread ([`Engine::start`]), or synchronously through [`EngineCore`].
+//! on its own thread ([`Engine::start_with`], which also builds the runner there), or
+//! synchronously through [`EngineCore`]. The step contract is in [`executor`].
 //!
 //! Semantics follow vLLM v1 (`scheduler.py`, `kv_cache_manager.py`, `block_pool.py`,
 //! `sampler.py`). Where this crate deliberately differs:
@@ -41,11 +42,14 @@ pub use block_pool::{BlockHash, BlockPool};
 pub use config::{EngineConfig, SchedulingPolicy};
 pub use engine::{Engine, EngineError, EngineHandle, RequestStream, StepInfo, StepObserver};
 pub use engine_core::{EngineCore, EngineStats, StepReport};
-pub use executor::{Executor, ReqId, Sampled, SeqStepOutput, StepBatch, StepSeq, TokenLogprobs};
+pub use executor::{
+    Executor, ExecutorFactory, ExecutorInit, FatalError, ReqId, Sampled, SeqStepOutput, StepBatch,
+    StepSeq, TokenLogprobs,
+};
 pub use kv_cache::KvCacheManager;
 pub use request::{
     EngineRequest, FinishReason, OutputReceiver, OutputSender, RequestOutput, SeqTimes,
     output_channel,
 };
 pub use sampling::{SamplingParams, log_softmax, sample, token_logprobs};
-pub use scheduler::{ScheduledSeq, Scheduler, SchedulerOutput};
+pub use scheduler::{RunnerUpdates, ScheduledSeq, Scheduler, SchedulerOutput};

@@ -45,6 +45,32 @@ pub struct SchedulerCounters {
     pub generation_tokens: u64,
 }
 
+/// Changes to the set of sequences the runner holds state for, not yet delivered in a
+/// [`StepBatch`] (see there). A sequence is "known to the runner" exactly while it is running.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunnerUpdates {
+    pub new: Vec<ReqId>,
+    pub finished: Vec<ReqId>,
+    pub aborted: Vec<ReqId>,
+    pub preempted: Vec<ReqId>,
+}
+
+impl RunnerUpdates {
+    pub fn is_empty(&self) -> bool {
+        self.new.is_empty()
+            && self.finished.is_empty()
+            && self.aborted.is_empty()
+            && self.preempted.is_empty()
+    }
+}
+
+/// How a sequence leaves the scheduler, for the runner's notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    Finished,
+    Aborted,
+}
+
 /// A waiting sequence's place: (priority, order, id), smallest first. FCFS uses priority 0 and
 /// an order counter; the priority policy uses (priority, arrival).
 pub type WaitKey = (i64, i64, ReqId);
@@ -67,6 +93,8 @@ pub struct Scheduler {
     fcfs_back: i64,
     fcfs_front: i64,
     counters: SchedulerCounters,
+    /// Runner notifications since the last executed step.
+    updates: RunnerUpdates,
 }
 
 impl Scheduler {
@@ -84,6 +112,7 @@ impl Scheduler {
             fcfs_back: 0,
             fcfs_front: -1,
             counters: SchedulerCounters::default(),
+            updates: RunnerUpdates::default(),
         }
     }
 
@@ -117,6 +146,16 @@ impl Scheduler {
 
     pub fn has_work(&self) -> bool {
         !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    /// Runner notifications accumulated since the last [`Self::take_updates`].
+    pub fn pending_updates(&self) -> &RunnerUpdates {
+        &self.updates
+    }
+
+    /// Hands over the accumulated runner notifications (for the step about to execute).
+    pub fn take_updates(&mut self) -> RunnerUpdates {
+        mem::take(&mut self.updates)
     }
 
     pub fn next_arrival(&mut self) -> u64 {
@@ -237,6 +276,7 @@ impl Scheduler {
         s.num_preemptions += 1;
         s.times.preempted(Instant::now());
         self.counters.num_preemptions += 1;
+        self.updates.preempted.push(id);
         self.enqueue(id, true);
     }
 
@@ -281,13 +321,20 @@ impl Scheduler {
             s.times.scheduled(Instant::now());
             self.waiting.pop_first();
             self.running.push(id);
+            self.updates.new.push(id);
             out.scheduled.push(ScheduledSeq { id, num_new });
             *budget -= num_new;
         }
     }
 
-    /// Borrowed view of the step for the executor.
+    /// Borrowed view of the step for the executor, without runner notifications.
     pub fn batch(&self, out: &SchedulerOutput) -> StepBatch<'_> {
+        self.batch_with(out, RunnerUpdates::default())
+    }
+
+    /// Borrowed view of the step for the executor, carrying `updates` (from
+    /// [`Self::take_updates`]).
+    pub fn batch_with(&self, out: &SchedulerOutput, updates: RunnerUpdates) -> StepBatch<'_> {
         let seqs = out
             .scheduled
             .iter()
@@ -308,7 +355,13 @@ impl Scheduler {
                 }
             })
             .collect();
-        StepBatch { seqs }
+        StepBatch {
+            seqs,
+            new_seqs: updates.new,
+            finished_seqs: updates.finished,
+            aborted_seqs: updates.aborted,
+            preempted_seqs: updates.preempted,
+        }
     }
 
     /// Checks the executor's answer against the batch before anything is applied, so a
@@ -326,16 +379,18 @@ impl Scheduler {
             ));
         }
         for (seq, r) in self.batch(out).seqs.iter().zip(res) {
-            if seq.sample != r.token.is_some() {
+            if seq.sample == r.tokens.is_empty() {
                 return Err(format!(
-                    "executor output for sequence {}: sample = {} but token present = {}",
+                    "executor output for sequence {}: sample = {} but {} tokens",
                     seq.req_id,
                     seq.sample,
-                    r.token.is_some()
+                    r.tokens.len()
                 ));
             }
-            if let Some(t) = &r.token
-                && t.id as usize >= self.cfg.vocab_size
+            if let Some(t) = r
+                .tokens
+                .iter()
+                .find(|t| t.id as usize >= self.cfg.vocab_size)
             {
                 return Err(format!("executor sampled token {} >= vocab size", t.id));
             }
@@ -351,8 +406,11 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Applies a successful step: advances computed counts, appends sampled tokens, checks
-    /// stops, frees finished sequences, and sends each sequence's output on its stream.
+    /// Applies a successful step: advances computed counts, appends the accepted tokens one by
+    /// one (checking stops after each and dropping the rest once one hits), frees finished
+    /// sequences, and sends each sequence's output on its stream (one message per sequence
+    /// per step, with all its new tokens). The appended tokens have no K/V yet: the next
+    /// schedule feeds all of them (`num_tokens - num_computed`).
     /// Returns the parents whose stream receiver is gone (the caller aborts them).
     pub fn update(&mut self, out: &SchedulerOutput, res: Vec<SeqStepOutput>) -> Vec<ReqId> {
         let bs = self.cfg.block_size;
@@ -367,22 +425,34 @@ impl Scheduler {
                 *next = (*next).max(positions.end);
                 s.pending_prompt_logprobs.extend(r.prompt_logprobs);
             }
-            let Some(tok) = r.token else { continue };
-            s.tokens.push(tok.id);
-            s.update_block_hashes(bs);
-            if s.num_output_tokens() == 1 {
-                self.counters.prompt_tokens += s.num_prompt_tokens as u64;
+            if r.tokens.is_empty() {
+                continue;
             }
-            self.counters.generation_tokens += 1;
-            let stop = s.check_stop(self.max_seq_len);
+            let mut new_token_ids = Vec::with_capacity(r.tokens.len());
+            let mut logprobs = Vec::new();
+            let mut stop = None;
+            for tok in r.tokens {
+                s.tokens.push(tok.id);
+                new_token_ids.push(tok.id);
+                logprobs.extend(tok.logprobs);
+                if s.num_output_tokens() == 1 {
+                    self.counters.prompt_tokens += s.num_prompt_tokens as u64;
+                }
+                self.counters.generation_tokens += 1;
+                stop = s.check_stop(self.max_seq_len);
+                if stop.is_some() {
+                    break;
+                }
+            }
+            s.update_block_hashes(bs);
             s.times.token(now);
             if stop.is_some() {
                 s.times.finished(now);
             }
             let msg = RequestOutput {
                 seq_index: s.seq_index,
-                new_token_ids: vec![tok.id],
-                logprobs: tok.logprobs.into_iter().collect(),
+                new_token_ids,
+                logprobs,
                 prompt_logprobs: mem::take(&mut s.pending_prompt_logprobs),
                 finish_reason: stop.map(|(f, _)| f),
                 stop_reason: stop.and_then(|(_, r)| r),
@@ -398,7 +468,7 @@ impl Scheduler {
             }
         }
         for id in finished {
-            self.remove(id);
+            self.remove(id, Exit::Finished);
         }
         disconnected.sort_unstable();
         disconnected.dedup();
@@ -412,7 +482,7 @@ impl Scheduler {
                 s.times.finished(Instant::now());
                 let _ = s.tx.send(s.abort_output(Some(error.to_string())));
                 // `num_computed` is pre-step: blocks published for this step are withdrawn.
-                self.remove(sc.id);
+                self.remove(sc.id, Exit::Aborted);
             }
         }
     }
@@ -436,7 +506,7 @@ impl Scheduler {
         if let Some(s) = self.seqs.get_mut(&id) {
             s.times.finished(Instant::now());
             let _ = s.tx.send(s.abort_output(error.map(str::to_string)));
-            self.remove(id);
+            self.remove(id, Exit::Aborted);
         }
     }
 
@@ -448,14 +518,22 @@ impl Scheduler {
         }
     }
 
-    fn remove(&mut self, id: ReqId) {
+    /// Forgets a sequence. A running one is known to the runner, which is told how it ended; a
+    /// waiting one is not (never admitted, or its preemption was reported already).
+    fn remove(&mut self, id: ReqId, exit: Exit) {
         if let Some(s) = self.seqs.remove(&id) {
             self.kv.free(id, s.num_computed);
             match s.wait_key {
                 Some(key) => {
                     self.waiting.remove(&key);
                 }
-                None => self.running.retain(|&r| r != id),
+                None => {
+                    self.running.retain(|&r| r != id);
+                    match exit {
+                        Exit::Finished => self.updates.finished.push(id),
+                        Exit::Aborted => self.updates.aborted.push(id),
+                    }
+                }
             }
             if let Some(g) = self.groups.get_mut(&s.parent) {
                 g.1 -= 1;

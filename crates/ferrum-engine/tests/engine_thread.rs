@@ -242,13 +242,17 @@ impl Executor for SamplingExecutor {
             .seqs
             .iter()
             .map(|s| SeqStepOutput {
-                token: s.sample.then(|| {
-                    let h = next_token(s.tokens, 0, 1 << 30) as u64;
-                    let mut logits: Vec<f32> = (0..64u64)
-                        .map(|i| ((h ^ (i * 0x9e37_79b9)) % 1000) as f32 / 300.0)
-                        .collect();
-                    sample(&mut logits, s)
-                }),
+                tokens: s
+                    .sample
+                    .then(|| {
+                        let h = next_token(s.tokens, 0, 1 << 30) as u64;
+                        let mut logits: Vec<f32> = (0..64u64)
+                            .map(|i| ((h ^ (i * 0x9e37_79b9)) % 1000) as f32 / 300.0)
+                            .collect();
+                        sample(&mut logits, s)
+                    })
+                    .into_iter()
+                    .collect(),
                 prompt_logprobs: vec![],
             })
             .collect())

@@ -1,8 +1,10 @@
 //! Random interleavings of add / step / abort on a small cache (so preemption happens),
 //! with the K/V-simulating fake executor. After every step: no leaked block, ref counts equal
 //! the running sequences' block tables, free + used == total, and every slot the executor is
-//! told is computed really holds that prefix's K/V. At the end every request has finished
-//! with exactly the expected tokens (or was aborted).
+//! told is computed really holds that prefix's K/V, and the runner-state notifications keep
+//! the executor's view of live sequences right. The executor accepts 1 to 3 tokens per step.
+//! At the end every request has finished with exactly the expected tokens (or was aborted),
+//! and what the runner still holds is exactly what the engine has yet to release.
 
 mod common;
 
@@ -98,9 +100,10 @@ fn check(core: &EngineCore, ex: &FakeExecutor) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run_case(cfg: EngineConfig, ops: Vec<Op>, tokens_per_step: usize) -> Result<(), TestCaseError> {
     quiet_injected_panics();
-    let ex = FakeExecutor::new(BS, V);
+    let mut ex = FakeExecutor::new(BS, V);
+    ex.tokens_per_step = tokens_per_step;
     let mut core = EngineCore::new(cfg.clone(), Box::new(ex.clone()));
     let mut subs: Vec<Submitted> = Vec::new();
     let mut next_id = 0u64;
@@ -184,6 +187,15 @@ fn run_case(cfg: EngineConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert!(steps < 2000, "no progress");
     }
     prop_assert_eq!(core.scheduler().kv().pool().num_used(), 0, "blocks leaked");
+    let pending = core.scheduler().pending_updates();
+    prop_assert!(pending.new.is_empty());
+    let mut unreleased: Vec<u64> = [&pending.finished, &pending.aborted, &pending.preempted]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    unreleased.sort_unstable();
+    prop_assert_eq!(ex.known_ids(), unreleased, "runner state out of sync");
 
     for s in &mut subs {
         type PerSeq = (Vec<u32>, Vec<FinishReason>, usize, bool);
@@ -226,8 +238,9 @@ proptest! {
     fn random_add_step_abort_keeps_the_cache_consistent(
         cfg in config(),
         ops in prop::collection::vec(op(), 1..60),
+        tokens_per_step in prop_oneof![3 => Just(1usize), 1 => Just(2usize), 1 => Just(3usize)],
     ) {
-        run_case(cfg, ops)?;
+        run_case(cfg, ops, tokens_per_step)?;
     }
 }
 

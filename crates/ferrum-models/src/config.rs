@@ -2,34 +2,31 @@
 //! metadata into one struct that the forward reads.
 
 use anyhow::{Context, Result, anyhow, bail};
+use ferrum_backend::Routing;
 use ferrum_backend::cpu::{RopeScaling, RopeStyle};
 use ferrum_gguf::GgufFile;
 use serde_json::Value;
 
-/// The decoder families ferrum runs today; they share one forward (see `decoder.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Qwen2,
-    Qwen3,
-}
-
-pub const SUPPORTED_HF: &str = "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM";
-pub const SUPPORTED_GGUF: &str = "llama, qwen2, qwen3";
-
-impl Arch {
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Qwen3 => "qwen3",
-        }
-    }
+/// A mixture-of-experts feed-forward: which layers have it, and how tokens are routed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    pub n_experts: usize,
+    pub top_k: usize,
+    /// Each routed expert's intermediate size.
+    pub inter: usize,
+    pub routing: Routing,
+    /// Always-on experts beside the routed ones, as one MLP of `n_shared × inter` (GLM-4.5).
+    pub n_shared: usize,
+    /// The router has an `e_score_correction_bias` (GLM-4.5).
+    pub correction_bias: bool,
+    /// Per layer: routed experts (true) or the dense MLP of `intermediate_size` (false).
+    pub sparse_layers: Vec<bool>,
 }
 
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
-    pub arch: Arch,
+    /// The architecture's registry name (`llama`, `qwen3_moe`, ...).
+    pub arch: &'static str,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_layers: usize,
@@ -47,6 +44,11 @@ pub struct ModelConfig {
     /// RMSNorm over each head of q and k before rotary (Qwen3).
     pub qk_norm: bool,
     pub max_position_embeddings: usize,
+    /// Dimensions of each head that rotate (GLM-4.5: half); the rest pass through.
+    pub rotary_dim: usize,
+    pub moe: Option<MoeConfig>,
+    /// Block-FP8 checkpoints: the `weight_block_size` of their `quantization_config`.
+    pub fp8_block: Option<(usize, usize)>,
 }
 
 impl ModelConfig {
@@ -57,19 +59,20 @@ impl ModelConfig {
         self.num_kv_heads * self.head_dim
     }
 
-    /// From a Hugging Face `config.json` (transformers 4 `rope_theta`/`rope_scaling` or
-    /// transformers 5 `rope_parameters`).
+    /// From a Hugging Face `config.json`, through the architecture registry.
     pub fn from_hf(v: &Value) -> Result<ModelConfig> {
-        let arch_name = v["architectures"]
-            .get(0)
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("config.json has no `architectures` list"))?;
-        let arch = match arch_name {
-            "LlamaForCausalLM" => Arch::Llama,
-            "Qwen2ForCausalLM" => Arch::Qwen2,
-            "Qwen3ForCausalLM" => Arch::Qwen3,
-            other => bail!("unsupported architecture `{other}`; supported: {SUPPORTED_HF}"),
-        };
+        crate::arch::from_hf(v)
+    }
+
+    /// From GGUF metadata, through the architecture registry.
+    pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
+        crate::arch::from_gguf(g)
+    }
+
+    /// The fields every decoder shares, from a Hugging Face `config.json` (transformers 4
+    /// `rope_theta`/`rope_scaling` or transformers 5 `rope_parameters`), validated. Each
+    /// architecture's file adds its own fields.
+    pub(crate) fn dense_from_hf(v: &Value, arch: &'static str) -> Result<ModelConfig> {
         // `null` counts as absent (transformers writes `"head_dim": null`); any other non-integer
         // is an error rather than a silent fallback to the default.
         let opt = |k: &str| -> Result<Option<usize>> {
@@ -132,9 +135,12 @@ impl ModelConfig {
             rope_scaling,
             rope_style: RopeStyle::Neox,
             tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
-            qkv_bias: arch == Arch::Qwen2 || v["attention_bias"].as_bool() == Some(true),
-            qk_norm: arch == Arch::Qwen3,
+            qkv_bias: v["attention_bias"].as_bool() == Some(true),
+            qk_norm: false,
             max_position_embeddings: v["max_position_embeddings"].as_u64().unwrap_or(4096) as usize,
+            rotary_dim: head_dim,
+            moe: None,
+            fp8_block: None,
         };
         cfg.check("config.json", explicit_head_dim.is_some(), &|k| {
             k.to_string()
@@ -142,18 +148,13 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    /// From GGUF metadata (`{arch}.block_count`, ...). llama.cpp's converter permutes Llama's q/k
-    /// rows for its adjacent-pair rotary, so GGUF Llama uses [`RopeStyle::Interleaved`].
-    pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
-        let a = g
-            .architecture()
-            .ok_or_else(|| anyhow!("GGUF file has no `general.architecture`"))?;
-        let arch = match a {
-            "llama" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            other => bail!("unsupported GGUF architecture `{other}`; supported: {SUPPORTED_GGUF}"),
-        };
+    /// The shared fields from GGUF metadata (`{a}.block_count`, ...), validated; `arch` is the
+    /// registry name, `a` the GGUF architecture the keys are under.
+    pub(crate) fn dense_from_gguf(
+        g: &GgufFile,
+        a: &str,
+        arch: &'static str,
+    ) -> Result<ModelConfig> {
         let key = |k: &str| format!("{a}.{k}");
         let req = |k: &str| -> Result<usize> {
             g.get_u64(&key(k))
@@ -202,15 +203,14 @@ impl ModelConfig {
                 .unwrap_or(1e-6) as f32,
             rope_theta: g.get_f64(&key("rope.freq_base")).unwrap_or(10000.0),
             rope_scaling,
-            rope_style: if arch == Arch::Llama {
-                RopeStyle::Interleaved
-            } else {
-                RopeStyle::Neox
-            },
+            rope_style: RopeStyle::Neox,
             tie_word_embeddings: g.tensor("output.weight").is_none(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_some(),
-            qk_norm: arch == Arch::Qwen3,
+            qk_norm: g.tensor("blk.0.attn_q_norm.weight").is_some(),
             max_position_embeddings: g.get_u64(&key("context_length")).unwrap_or(4096) as usize,
+            rotary_dim: head_dim,
+            moe: None,
+            fp8_block: None,
         };
         let gguf_key = |hf: &str| {
             let k = match hf {

@@ -1,16 +1,19 @@
-//! Models: configs, weight loading (safetensors, GGUF, dummy), the architectures, the runner.
+//! Models: configs, weight sources (safetensors, GGUF, dummy), the architecture registry, the
+//! components models are made of, the one causal-LM forward over the `Backend` trait, the runner.
 
-pub mod batch;
+pub mod arch;
 pub mod config;
-pub mod decoder;
-pub mod kv_cache;
+pub mod layers;
 pub mod loader;
+pub mod model;
+pub mod params;
 pub mod runner;
 pub mod weights;
 
-pub use batch::{ForwardBatch, SeqSpan};
-pub use config::{Arch, ModelConfig};
-pub use decoder::Decoder;
-pub use kv_cache::KvCache;
-pub use loader::{LoadFormat, LoadedModel, load};
-pub use runner::CpuRunner;
+pub use config::{ModelConfig, MoeConfig};
+pub use loader::{
+    LoadFormat, LoadOptions, LoadedModel, ModelFiles, inspect, load, load_files, load_on,
+};
+pub use model::{CausalLm, Workspace};
+pub use params::{ParamLoader, Split};
+pub use runner::{Runner, RunnerLimits, kv_bytes_per_block};

@@ -1,71 +1,214 @@
-//! The CPU runner: the engine's [`Executor`] over a [`Decoder`] and its paged K/V storage. It
-//! flattens a scheduled step into one varlen [`ForwardBatch`], runs the forward once, and samples
-//! each sequence from its own logits row (prompt logprobs from the rows before it).
+//! The runner: the engine's [`Executor`] over a model on a backend. It owns the device side —
+//! weights, the workspace sized for the largest step, the paged KV cache it sized itself — and
+//! per step flattens the scheduled sequences into one varlen batch, runs the forward once, and
+//! samples each sequence from its own logits row (prompt logprobs from the rows before it).
 
-use crate::batch::{ForwardBatch, SeqSpan};
-use crate::decoder::Decoder;
-use crate::kv_cache::KvCache;
-use anyhow::Result;
+use crate::config::ModelConfig;
+use crate::model::{CausalLm, Workspace};
+use anyhow::{Result, bail};
+use ferrum_backend::{Backend, KvDtype, KvSpec, StepMeta, StepSeq as AttnStepSeq};
 use ferrum_engine::{Executor, SeqStepOutput, StepBatch, sample, token_logprobs};
 
-pub struct CpuRunner {
-    decoder: Decoder,
-    kv: KvCache,
+/// What bounds the runner's memory (vLLM's flags).
+#[derive(Clone, Debug)]
+pub struct RunnerLimits {
+    pub block_size: usize,
+    /// The largest step, in tokens (`--max-num-batched-tokens`).
+    pub max_num_batched_tokens: usize,
+    /// The most sequences in a step (`--max-num-seqs`): logits rows computed at a time.
+    pub max_num_seqs: usize,
+    pub kv_dtype: KvDtype,
+    /// `--kv-cache-memory-bytes`.
+    pub kv_cache_memory_bytes: Option<u64>,
+    /// `--num-gpu-blocks-override`.
+    pub num_blocks_override: Option<usize>,
+    /// `--gpu-memory-utilization`.
+    pub gpu_memory_utilization: Option<f64>,
 }
 
-impl CpuRunner {
-    pub fn new(decoder: Decoder, num_blocks: usize, block_size: usize) -> CpuRunner {
-        let kv = KvCache::new(&decoder.cfg, num_blocks, block_size);
-        CpuRunner { decoder, kv }
+pub struct Runner<B: Backend> {
+    be: B,
+    model: CausalLm<B>,
+    ws: Workspace<B>,
+    kv: Vec<B::Kv>,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    meta: StepMeta,
+    host_logits: Vec<f32>,
+}
+
+impl RunnerLimits {
+    /// The engine's own bounds (block size, step size, sequences) with an f32 cache of exactly
+    /// `cfg.num_blocks` blocks (tests, and callers that size the cache themselves).
+    pub fn from_engine(cfg: &ferrum_engine::EngineConfig) -> RunnerLimits {
+        RunnerLimits {
+            block_size: cfg.block_size,
+            max_num_batched_tokens: cfg.max_num_batched_tokens,
+            max_num_seqs: cfg.max_num_seqs,
+            kv_dtype: KvDtype::F32,
+            kv_cache_memory_bytes: None,
+            num_blocks_override: Some(cfg.num_blocks),
+            gpu_memory_utilization: None,
+        }
     }
 }
 
-impl Executor for CpuRunner {
-    fn execute(&mut self, step: &StepBatch<'_>) -> Result<Vec<SeqStepOutput>> {
-        let mut batch = ForwardBatch {
-            tokens: Vec::new(),
-            seqs: Vec::new(),
-            logits_rows: Vec::new(),
+/// Bytes one KV block takes across all layers.
+pub fn kv_bytes_per_block(c: &ModelConfig, block_size: usize, dtype: KvDtype) -> usize {
+    KvSpec {
+        num_blocks: 1,
+        block_size,
+        kv_dim: c.kv_dim(),
+        dtype,
+    }
+    .bytes()
+        * c.num_layers
+}
+
+impl<B: Backend> Runner<B> {
+    /// Preallocates the workspace for the largest step (on the CPU that is the forward's whole
+    /// activation profile: it allocates nothing else), sizes the KV cache from the memory the
+    /// limits allow, and allocates it.
+    pub fn new(be: B, model: CausalLm<B>, lim: &RunnerLimits) -> Result<Runner<B>> {
+        let c = &model.cfg;
+        let ws = Workspace::new(&be, c, lim.max_num_batched_tokens, lim.max_num_seqs)?;
+        let block_bytes = kv_bytes_per_block(c, lim.block_size, lim.kv_dtype) as u64;
+        let num_blocks = match (lim.num_blocks_override, lim.kv_cache_memory_bytes) {
+            (Some(n), _) => n,
+            (None, Some(bytes)) => (bytes / block_bytes) as usize,
+            (None, None) => {
+                (be.kv_cache_budget(lim.gpu_memory_utilization)? / block_bytes) as usize
+            }
         };
+        if num_blocks == 0 {
+            bail!(
+                "the KV cache holds no block: one block of {} tokens takes {block_bytes} bytes; raise --kv-cache-memory-bytes",
+                lim.block_size
+            );
+        }
+        let spec = KvSpec {
+            num_blocks,
+            block_size: lim.block_size,
+            kv_dim: c.kv_dim(),
+            dtype: lim.kv_dtype,
+        };
+        let kv = (0..c.num_layers)
+            .map(|_| be.alloc_kv(&spec))
+            .collect::<Result<Vec<_>>>()?;
+        let host_logits = vec![0f32; ws.max_logits * c.vocab_size];
+        Ok(Runner {
+            be,
+            model,
+            ws,
+            kv,
+            num_blocks,
+            block_size: lim.block_size,
+            meta: StepMeta::default(),
+            host_logits,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.cfg
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.be
+    }
+
+    /// Flattens the step's new tokens (varlen) with positions, cache slots and block tables.
+    fn prepare(&mut self, step: &StepBatch<'_>) -> Result<Vec<usize>> {
+        let bs = self.block_size;
+        let m = &mut self.meta;
+        m.tokens.clear();
+        m.positions.clear();
+        m.slots.clear();
+        m.seqs.clear();
+        m.block_tables.clear();
+        m.block_size = bs;
+        let mut logits_rows = Vec::new();
         for s in &step.seqs {
-            let q_start = batch.tokens.len();
-            batch.tokens.extend_from_slice(s.new_tokens());
-            batch.seqs.push(SeqSpan {
+            let q_start = m.tokens.len();
+            let ctx_len = s.num_computed + s.num_new;
+            if s.block_table.len() < ctx_len.div_ceil(bs) {
+                bail!(
+                    "block table has {} blocks, {ctx_len} tokens need {}",
+                    s.block_table.len(),
+                    ctx_len.div_ceil(bs)
+                );
+            }
+            m.tokens.extend_from_slice(s.new_tokens());
+            for pos in s.new_positions() {
+                m.positions.push(pos);
+                m.slots
+                    .push(s.block_table[pos / bs] as usize * bs + pos % bs);
+            }
+            let table = m.block_tables.len()..m.block_tables.len() + s.block_table.len();
+            m.block_tables.extend_from_slice(s.block_table);
+            m.seqs.push(AttnStepSeq {
                 q_start,
                 q_len: s.num_new,
-                ctx_len: s.num_computed + s.num_new,
-                block_table: s.block_table,
+                ctx_len,
+                table,
             });
             for pos in s.prompt_logprob_positions() {
-                batch.logits_rows.push(q_start + pos - s.num_computed);
+                logits_rows.push(q_start + pos - s.num_computed);
             }
             if s.sample {
-                batch.logits_rows.push(q_start + s.num_new - 1);
+                logits_rows.push(q_start + s.num_new - 1);
             }
         }
-        let mut logits = self.decoder.forward(&batch, &mut self.kv)?;
-        let vocab = self.decoder.cfg.vocab_size;
-        let mut rows = logits.chunks_mut(vocab);
-        let mut outputs = Vec::with_capacity(step.seqs.len());
-        for s in &step.seqs {
-            let k = s.params.prompt_logprobs.unwrap_or(0);
-            let prompt_logprobs = s
-                .prompt_logprob_positions()
-                .map(|pos| {
-                    token_logprobs(
-                        rows.next().expect("one row per prompt position"),
-                        s.tokens[pos + 1],
-                        k,
-                    )
-                })
-                .collect();
-            let token = s
-                .sample
-                .then(|| sample(rows.next().expect("one row per sampled sequence"), s));
-            outputs.push(SeqStepOutput {
-                token,
-                prompt_logprobs,
-            });
+        Ok(logits_rows)
+    }
+}
+
+impl<B: Backend> Executor for Runner<B> {
+    fn execute(&mut self, step: &StepBatch<'_>) -> Result<Vec<SeqStepOutput>> {
+        let rows = self.prepare(step)?;
+        self.be.begin_step(&self.meta)?;
+        let t = self.meta.tokens.len();
+        self.model
+            .forward(&self.be, t, &mut self.kv, &mut self.ws)?;
+        let vocab = self.model.cfg.vocab_size;
+        // logits rows in chunks of the workspace's size, in output order
+        let mut outputs: Vec<SeqStepOutput> = Vec::with_capacity(step.seqs.len());
+        let mut pending = step.seqs.iter().map(|s| {
+            (
+                s,
+                s.prompt_logprob_positions(),
+                s.params.prompt_logprobs.unwrap_or(0),
+            )
+        });
+        let mut current = pending.next();
+        let mut out = SeqStepOutput::default();
+        for chunk in rows.chunks(self.ws.max_logits) {
+            self.model.logits(&self.be, chunk, &mut self.ws)?;
+            let host = &mut self.host_logits[..chunk.len() * vocab];
+            self.be.read(&self.ws.logits, host)?;
+            for row in host.chunks_mut(vocab) {
+                // advance to the sequence this row belongs to
+                loop {
+                    let Some((s, positions, k)) = current.as_mut() else {
+                        bail!("more logits rows than sequences want");
+                    };
+                    if let Some(pos) = positions.next() {
+                        out.prompt_logprobs
+                            .push(token_logprobs(row, s.tokens[pos + 1], *k));
+                        break;
+                    }
+                    if s.sample && out.tokens.is_empty() {
+                        out.tokens.push(sample(row, s));
+                        break;
+                    }
+                    outputs.push(std::mem::take(&mut out));
+                    current = pending.next();
+                }
+            }
+        }
+        // sequences after the last row (or without rows at all)
+        while current.is_some() {
+            outputs.push(std::mem::take(&mut out));
+            current = pending.next();
         }
         Ok(outputs)
     }

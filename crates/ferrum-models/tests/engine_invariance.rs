@@ -2,8 +2,9 @@
 //! alone, in a batch of 32 mixed requests, with chunked prefill at a tiny token budget, and after
 //! being preempted; seeded sampling is the same whatever else is in the batch.
 
+use ferrum_backend::CpuBackend;
 use ferrum_engine::{Engine, EngineConfig, EngineHandle, EngineRequest, SamplingParams};
-use ferrum_models::{CpuRunner, LoadFormat, load};
+use ferrum_models::{LoadFormat, Runner, RunnerLimits, load};
 
 fn engine(tweak: impl FnOnce(&mut EngineConfig)) -> EngineHandle {
     let path = ferrum_gguf::default_model_path();
@@ -15,7 +16,12 @@ fn engine(tweak: impl FnOnce(&mut EngineConfig)) -> EngineHandle {
     let model = load(&path, LoadFormat::Auto, 0).unwrap();
     let mut cfg = EngineConfig::new(2048, 2048, model.config().vocab_size);
     tweak(&mut cfg);
-    let runner = CpuRunner::new(model.decoder, cfg.num_blocks, cfg.block_size);
+    let runner = Runner::new(
+        CpuBackend::new(),
+        model.model,
+        &RunnerLimits::from_engine(&cfg),
+    )
+    .unwrap();
     Engine::start(cfg, Box::new(runner))
 }
 

@@ -22,7 +22,7 @@ fn check(name: &str) -> (f64, f64, f64) {
             .unwrap();
     let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
     for p in reference["prompts"].as_array().unwrap() {
-        let ours = teacher_forced(&model.decoder, &ids(&p["ids"]), 1000);
+        let ours = teacher_forced(&model.model, &ids(&p["ids"]), 1000);
         for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
             let (d, top1, _) = compare(pos, r, 20);
             max = d.iter().cloned().fold(max, f64::max);
@@ -96,12 +96,12 @@ fn sharded_safetensors_load_identically() {
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     let prompt = [5u32, 17, 300, 42, 7, 511, 0, 99];
     let a = teacher_forced(
-        &load(&src, LoadFormat::Auto, 0).unwrap().decoder,
+        &load(&src, LoadFormat::Auto, 0).unwrap().model,
         &prompt,
         100,
     );
     let b = teacher_forced(
-        &load(&dir, LoadFormat::Auto, 0).unwrap().decoder,
+        &load(&dir, LoadFormat::Auto, 0).unwrap().model,
         &prompt,
         100,
     );
@@ -115,7 +115,7 @@ fn chunked_prefill_is_bit_identical() {
     let model = load(&fixture("llama").join("model"), LoadFormat::Auto, 0).unwrap();
     let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 512) as u32).collect();
     assert_eq!(
-        teacher_forced(&model.decoder, &prompt, 1000),
-        teacher_forced(&model.decoder, &prompt, 5)
+        teacher_forced(&model.model, &prompt, 1000),
+        teacher_forced(&model.model, &prompt, 5)
     );
 }

@@ -39,7 +39,7 @@ fn teacher_forced_vs_llamacpp(m: &LoadedModel, name: &str) -> (f64, f64) {
     for p in fixture(name)["prompts"].as_array().unwrap() {
         let mut seq = ids(&p["prompt_ids"]);
         seq.extend(ids(&p["continuation_ids"]));
-        let ours = teacher_forced(&m.decoder, &seq, 64);
+        let ours = teacher_forced(&m.model, &seq, 64);
         for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
             let (d, top1, gap) = compare(pos, r, 5);
             max = d.iter().cloned().fold(max, f64::max);
@@ -74,7 +74,7 @@ fn greedy_vs_llamacpp(m: &LoadedModel, name: &str) -> usize {
             lp[0].as_f64().unwrap() - lp[1].as_f64().unwrap()
         };
         let safe = (0..theirs.len()).take_while(|&i| gap(i) >= GAP).count();
-        let ours = greedy(&m.decoder, &prompt, safe);
+        let ours = greedy(&m.model, &prompt, safe);
         assert_eq!(ours, theirs[..safe], "prompt {:?}", p["prompt"]);
         eprintln!(
             "{name}: {safe:>3} identical greedy tokens (of {}) before llama.cpp's first near-tie",

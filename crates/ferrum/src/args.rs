@@ -24,6 +24,13 @@ pub struct ModelArgs {
     /// Model context length (prompt + output); default: the model's own.
     #[arg(long)]
     pub max_model_len: Option<usize>,
+    /// A tokenizer (Hugging Face folder with tokenizer.json) other than the model's own.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// A JSON object merged into the model's config.json (vLLM's `--hf-overrides`), e.g.
+    /// '{"num_hidden_layers": 2}'.
+    #[arg(long)]
+    pub hf_overrides: Option<String>,
     /// Seed for dummy weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -1,18 +1,19 @@
-//! Wiring: model + tokenizer + KV-cache sizing + engine thread, shared by every command.
+//! Wiring: config + tokenizer on the caller's thread, then the engine thread builds the backend,
+//! loads the model and the runner sizes the KV cache; shared by every command.
 
 use crate::args::{EngineArgs, ModelArgs};
 use anyhow::{Context, Result, bail};
+use ferrum_backend::{Backend, CpuBackend, KvDtype};
 use ferrum_engine::{
-    Engine, EngineConfig, EngineHandle, SamplingParams, SchedulingPolicy, StepObserver,
+    Engine, EngineConfig, EngineHandle, ExecutorFactory, ExecutorInit, SamplingParams,
+    SchedulingPolicy, StepObserver,
 };
-use ferrum_models::{CpuRunner, KvCache, load};
+use ferrum_models::{
+    LoadOptions, Runner, RunnerLimits, Workspace, inspect, kv_bytes_per_block, load_files,
+};
 use ferrum_tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// vLLM's CPU backend default KV-cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB). The cache is
-/// allocated zeroed, so untouched blocks cost no resident memory.
-const CPU_KV_CACHE_BYTES: u64 = 4 << 30;
+use std::sync::{Arc, Mutex};
 
 pub struct Runtime {
     pub engine: EngineHandle,
@@ -77,6 +78,26 @@ pub fn start(m: &ModelArgs, e: &EngineArgs) -> Result<Runtime> {
     start_observed(m, e, Box::new(|_| {}))
 }
 
+/// `--hf-overrides`: a JSON object merged into config.json.
+fn hf_overrides(m: &ModelArgs) -> Result<Option<serde_json::Value>> {
+    let Some(s) = &m.hf_overrides else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(s).with_context(|| {
+        format!("--hf-overrides takes a JSON object, e.g. '{{\"num_hidden_layers\": 2}}'; got {s}")
+    })?;
+    if !v.is_object() {
+        bail!("--hf-overrides takes a JSON object; got {s}");
+    }
+    Ok(Some(v))
+}
+
+/// What the runner reports from the engine thread once it is built.
+struct Built {
+    weight_bytes: usize,
+    device: String,
+}
+
 /// [`start`] with a callback on the engine thread after every step (the server's metrics).
 pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> Result<Runtime> {
     let path = match &m.model {
@@ -92,11 +113,6 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
             p
         }
     };
-    if e.gpu_memory_utilization.is_some() {
-        bail!(
-            "--gpu-memory-utilization sizes the KV cache on a GPU; this build runs on the CPU: use --kv-cache-memory-bytes"
-        );
-    }
     let policy = SchedulingPolicy::parse(&e.scheduling_policy).with_context(|| {
         format!(
             "--scheduling-policy `{}`: expected fcfs or priority",
@@ -104,28 +120,23 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         )
     })?;
     let t0 = std::time::Instant::now();
-    let loaded = load(&path, m.load_format, m.seed)?;
-    let tokenizer = match (&loaded.gguf, &loaded.hf_dir) {
-        (Some(g), _) => Tokenizer::from_gguf(g)?,
-        (None, Some(dir)) => Tokenizer::from_hf_dir(dir)
+    let mut opts = LoadOptions::new(m.load_format, m.seed);
+    opts.hf_overrides = hf_overrides(m)?;
+    let files = inspect(&path, &opts)?;
+    let tokenizer = match (&m.tokenizer, &files.gguf, &files.hf_dir) {
+        (Some(dir), _, _) => Tokenizer::from_hf_dir(dir)
+            .with_context(|| format!("loading the tokenizer of --tokenizer {}", dir.display()))?,
+        (None, Some(g), _) => Tokenizer::from_gguf(g)?,
+        (None, None, Some(dir)) => Tokenizer::from_hf_dir(dir)
             .with_context(|| format!("loading the tokenizer of {}", dir.display()))?,
-        (None, None) => unreachable!("a model comes from a GGUF file or a folder"),
+        (None, None, None) => unreachable!("a model comes from a GGUF file or a folder"),
     };
-    let defaults = generation_defaults(&m.generation_config, loaded.hf_dir.as_deref())?;
-    let cfg = loaded.config().clone();
+    let defaults = generation_defaults(&m.generation_config, files.hf_dir.as_deref())?;
+    let cfg = files.cfg.clone();
+    let weight_dtype = files.weight_dtype.clone();
     let max_model_len = m.max_model_len.unwrap_or(cfg.max_position_embeddings);
-    let block_bytes = KvCache::bytes_per_block(&cfg, e.block_size) as u64;
-    let num_blocks = match e.num_gpu_blocks_override {
-        Some(n) => n,
-        None => (e.kv_cache_memory_bytes.unwrap_or(CPU_KV_CACHE_BYTES) / block_bytes) as usize,
-    };
-    if num_blocks == 0 {
-        bail!(
-            "the KV cache holds no block: one block of {} tokens takes {block_bytes} bytes; raise --kv-cache-memory-bytes",
-            e.block_size
-        );
-    }
-    let mut ec = EngineConfig::new(num_blocks, max_model_len, cfg.vocab_size);
+    // the engine's block count comes from the runner; this one is a placeholder
+    let mut ec = EngineConfig::new(1, max_model_len, cfg.vocab_size);
     ec.block_size = e.block_size;
     ec.max_num_seqs = e.max_num_seqs;
     ec.enable_chunked_prefill = e.chunked_prefill();
@@ -135,25 +146,64 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     });
     ec.scheduling_policy = policy;
     ec.max_logprobs = e.max_logprobs;
+    let limits = RunnerLimits {
+        block_size: e.block_size,
+        max_num_batched_tokens: ec.max_num_batched_tokens,
+        max_num_seqs: e.max_num_seqs,
+        kv_dtype: KvDtype::F32,
+        kv_cache_memory_bytes: e.kv_cache_memory_bytes,
+        num_blocks_override: e.num_gpu_blocks_override,
+        gpu_memory_utilization: e.gpu_memory_utilization,
+    };
+    // Refused before any weight is read if weights + workspace + one max-model-len sequence of
+    // KV cache do not fit.
+    opts.reserve_bytes = (Workspace::<CpuBackend>::bytes_per_token(&cfg)
+        * ec.max_num_batched_tokens
+        + kv_bytes_per_block(&cfg, e.block_size, KvDtype::F32)
+            * max_model_len.div_ceil(e.block_size)) as u64;
+    let built = Arc::new(Mutex::new(None));
+    let report = built.clone();
+    // The runner is built on the engine's thread (a device context belongs to one thread).
+    let factory: ExecutorFactory = Box::new(move || {
+        let be = CpuBackend::new();
+        let loaded = load_files(files, &opts, &be)?;
+        let device = be.device_name();
+        let runner = Runner::new(be, loaded.model, &limits)?;
+        let num_blocks = runner.num_blocks;
+        *report.lock().unwrap() = Some(Built {
+            weight_bytes: loaded.weight_bytes,
+            device,
+        });
+        Ok(ExecutorInit {
+            executor: Box::new(runner),
+            num_blocks,
+        })
+    });
+    let (engine, num_blocks) = Engine::start_with(ec, factory, observer)?;
+    let Built {
+        weight_bytes,
+        device,
+    } = built
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the factory reports before the engine is ready");
     let model_name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tokens = num_blocks * e.block_size;
     let summary = format!(
-        "model {model_name} ({}, {} layers), weights {} ({:.0} MB in memory) computed in f32 on the CPU, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
+        "model {model_name} ({}, {} layers), weights {weight_dtype} ({:.0} MB in memory) computed in f32 on the {device}, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
          max concurrency {:.2} at max-model-len {max_model_len}, loaded in {:.1}s",
-        cfg.arch.name(),
+        cfg.arch,
         cfg.num_layers,
-        loaded.weight_dtype,
-        loaded.decoder.weight_bytes() as f64 / 1e6,
+        weight_bytes as f64 / 1e6,
         e.block_size,
         tokens as f64 / max_model_len as f64,
         t0.elapsed().as_secs_f64()
     );
     tracing::info!("{summary}");
-    let runner = CpuRunner::new(loaded.decoder, num_blocks, e.block_size);
-    let engine = Engine::start_observed(ec, Box::new(runner), observer);
     Ok(Runtime {
         engine,
         tokenizer: Arc::new(tokenizer),

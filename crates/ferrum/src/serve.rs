@@ -75,9 +75,6 @@ pub struct ServeArgs {
     /// The role of generated chat messages.
     #[arg(long, default_value = "assistant")]
     pub response_role: String,
-    /// A tokenizer (HF folder) other than the model's.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
     /// Seconds in-flight requests get to finish after SIGTERM before they are aborted.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -94,9 +91,6 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             bail!("give the model once: as MODEL or as --model, not both");
         }
         a.runtime.model.model = Some(m);
-    }
-    if a.tokenizer.is_some() {
-        bail!("--tokenizer is not supported yet: ferrum uses the model's own tokenizer");
     }
     let level = match a.uvicorn_log_level.as_str() {
         "critical" | "error" => "error",

@@ -4,16 +4,22 @@
 
 mod activation;
 mod attention;
+mod backend;
 mod dot;
+mod fp8;
 mod matmul;
+mod moe;
 mod norm;
 mod rope;
 mod weight;
 
 pub use activation::silu_mul;
 pub use attention::{AttnSeq, AttnShape, paged_attention, write_kv};
+pub use backend::{CpuBackend, CpuKv, CpuMoeScratch};
 pub use dot::dot;
+pub use fp8::{E4M3FN_TO_F32, e4m3fn_to_f32};
 pub use matmul::matmul_t;
+pub use moe::{Expert, MoeScratch, Router, moe_experts, route};
 pub use norm::{add_inplace, rms_norm, rms_norm_rows, rms_norm_rows_inplace};
 pub use rope::{Rope, RopeScaling, RopeStyle};
 pub use weight::{Part, PartData, RowDecoder, Weight};

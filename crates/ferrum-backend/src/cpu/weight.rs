@@ -3,6 +3,7 @@
 //! the values a load-time dequantization gives, so results are bit-identical either way — only
 //! the bytes read per step shrink (Q4_1: 4.5 bits a weight instead of 32).
 
+use super::fp8::decode_fp8_block_row;
 use std::sync::Arc;
 
 /// Decodes one packed row (`row_bytes` in) into `k` floats (out).
@@ -17,6 +18,14 @@ pub enum PartData {
     Q8_0(Vec<u8>),
     /// bf16 (most Hugging Face checkpoints): half the bytes of f32, and widening is exact.
     BF16(Vec<u16>),
+    /// float8_e4m3fn values (rows × k bytes) with one f32 `scale_inv` per `block = (B0, B1)`
+    /// block (`ceil(rows/B0) × ceil(k/B1)`, edge blocks partial): `f32(q) · scale_inv`, as
+    /// transformers dequantizes block-scaled FP8 checkpoints (see [`Weight::fp8_block`]).
+    Fp8Block {
+        bytes: Vec<u8>,
+        scale_inv: Vec<f32>,
+        block: (usize, usize),
+    },
     /// Any other block format, through a decoder callback.
     Packed {
         bytes: Vec<u8>,
@@ -161,6 +170,52 @@ impl Weight {
         Weight::one_part(rows, k, PartData::BF16(values))
     }
 
+    /// Block-scaled FP8 (`weight` float8_e4m3fn rows×k as raw bytes, `weight_scale_inv` f32
+    /// `ceil(rows/block_rows) × ceil(k/block_cols)`, `block` from the checkpoint's
+    /// `quantization_config.weight_block_size`). Rows decode to `f32(q) · scale_inv` of their block,
+    /// exactly the f32 a load-time dequantization gives. Sizes are checked: an error, not a panic.
+    pub fn fp8_block(
+        rows: usize,
+        k: usize,
+        bytes: Vec<u8>,
+        scale_inv: Vec<f32>,
+        block_rows: usize,
+        block_cols: usize,
+    ) -> Result<Weight, String> {
+        if block_rows == 0 || block_cols == 0 {
+            return Err(format!(
+                "fp8 weight: block size {block_rows}×{block_cols} has a zero side"
+            ));
+        }
+        let want = rows
+            .checked_mul(k)
+            .ok_or_else(|| format!("fp8 weight: {rows}×{k} overflows"))?;
+        if bytes.len() != want {
+            return Err(format!(
+                "fp8 weight: {} bytes for a {rows}×{k} matrix (want {want})",
+                bytes.len()
+            ));
+        }
+        let (sr, sc) = (rows.div_ceil(block_rows), k.div_ceil(block_cols));
+        if scale_inv.len() != sr * sc {
+            return Err(format!(
+                "fp8 weight: {} scales for a {rows}×{k} matrix in {block_rows}×{block_cols} blocks \
+                 (want {sr}×{sc} = {})",
+                scale_inv.len(),
+                sr * sc
+            ));
+        }
+        Ok(Weight::one_part(
+            rows,
+            k,
+            PartData::Fp8Block {
+                bytes,
+                scale_inv,
+                block: (block_rows, block_cols),
+            },
+        ))
+    }
+
     /// Bytes held (for the start-up summary).
     pub fn nbytes(&self) -> usize {
         self.parts
@@ -168,6 +223,9 @@ impl Weight {
             .map(|p| match &p.data {
                 PartData::F32(v) => v.len() * 4,
                 PartData::BF16(v) => v.len() * 2,
+                PartData::Fp8Block {
+                    bytes, scale_inv, ..
+                } => bytes.len() + scale_inv.len() * 4,
                 PartData::Q4_1(bytes) | PartData::Q8_0(bytes) | PartData::Packed { bytes, .. } => {
                     bytes.len()
                 }
@@ -218,6 +276,14 @@ impl Weight {
                         for (o, &b) in buf.iter_mut().zip(&v[j * self.k..(j + 1) * self.k]) {
                             *o = f32::from_bits((b as u32) << 16);
                         }
+                        buf
+                    }
+                    PartData::Fp8Block {
+                        bytes,
+                        scale_inv,
+                        block,
+                    } => {
+                        decode_fp8_block_row(bytes, scale_inv, *block, self.k, j, buf);
                         buf
                     }
                     PartData::Packed {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferrum_engine::{
-    EngineConfig, EngineCore, EngineRequest, Executor, FinishReason, OutputReceiver, ReqId,
-    Sampled, SamplingParams, SeqStepOutput, StepBatch, TokenLogprobs, output_channel,
+    EngineConfig, EngineCore, EngineRequest, Executor, FatalError, FinishReason, OutputReceiver,
+    ReqId, Sampled, SamplingParams, SeqStepOutput, StepBatch, TokenLogprobs, output_channel,
 };
 
 /// The fake model: the next token is a hash of every previous token and the child index.
@@ -51,10 +51,24 @@ pub struct Seen {
     pub block_table: Vec<u32>,
 }
 
+/// The runner-state notifications of one executed step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    pub new: Vec<ReqId>,
+    pub finished: Vec<ReqId>,
+    pub aborted: Vec<ReqId>,
+    pub preempted: Vec<ReqId>,
+}
+
 /// A fake executor that simulates the paged K/V cache: it writes a prefix hash into each new
 /// token's slot and verifies that every slot it is told is computed holds the right one, so
 /// wrong block tables or bogus prefix-cache hits show up as `violations` (not panics, which
 /// the engine would swallow as step failures).
+///
+/// It also keeps per-sequence runner state as a real runner would, from the batch's
+/// notifications: a released id must be known, a new id unknown and scheduled, every
+/// scheduled sequence known, and a known sequence's `num_computed` must be what the runner
+/// computed for it so far.
 #[derive(Clone)]
 pub struct FakeExecutor {
     pub block_size: usize,
@@ -66,9 +80,19 @@ pub struct FakeExecutor {
     pub panic_on: Option<u32>,
     /// Return `Err` when a sequence's prompt starts with this token.
     pub err_on: Option<u32>,
+    /// Return a [`FatalError`] (under some context) when a sequence's prompt starts with this
+    /// token.
+    pub fatal_on: Option<u32>,
     pub sleep_ms: u64,
     /// Panic on this many upcoming steps, whatever they contain.
     pub panic_steps: Arc<Mutex<usize>>,
+    /// Tokens accepted per sampling sequence per step (1 = plain decoding), each the fake
+    /// model's next token after the previous ones: the outputs do not depend on it.
+    pub tokens_per_step: usize,
+    /// Sequences the runner holds state for -> tokens whose K/V it has computed.
+    pub known: Arc<Mutex<HashMap<ReqId, usize>>>,
+    /// Every executed step's notifications.
+    pub notes: Arc<Mutex<Vec<Notes>>>,
 }
 
 impl FakeExecutor {
@@ -81,9 +105,66 @@ impl FakeExecutor {
             steps: Default::default(),
             panic_on: None,
             err_on: None,
+            fatal_on: None,
             sleep_ms: 0,
             panic_steps: Default::default(),
+            tokens_per_step: 1,
+            known: Default::default(),
+            notes: Default::default(),
         }
+    }
+
+    /// Ids the runner currently holds state for, sorted.
+    pub fn known_ids(&self) -> Vec<ReqId> {
+        let mut ids: Vec<ReqId> = self.known.lock().unwrap().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Applies the batch's notifications the way a runner must: releases first, then new.
+    fn apply_notes(&self, batch: &StepBatch<'_>) {
+        let mut known = self.known.lock().unwrap();
+        let mut violations = self.violations.lock().unwrap();
+        let released = [
+            ("finished", &batch.finished_seqs),
+            ("aborted", &batch.aborted_seqs),
+            ("preempted", &batch.preempted_seqs),
+        ];
+        for (what, ids) in released {
+            for id in ids {
+                if known.remove(id).is_none() {
+                    violations.push(format!("{what} seq {id} is unknown to the runner"));
+                }
+            }
+        }
+        for &id in &batch.new_seqs {
+            if known.insert(id, 0).is_some() {
+                violations.push(format!("new seq {id} is already known to the runner"));
+            }
+            match batch.seqs.iter().find(|s| s.req_id == id) {
+                // Prefix-cache hits count as computed: their K/V are in the shared blocks.
+                Some(s) => {
+                    known.insert(id, s.num_computed);
+                }
+                None => violations.push(format!("new seq {id} is not scheduled")),
+            }
+        }
+        for s in &batch.seqs {
+            match known.get(&s.req_id) {
+                None => violations.push(format!("scheduled seq {} is unknown", s.req_id)),
+                Some(&c) if c != s.num_computed => violations.push(format!(
+                    "seq {}: the runner computed {c} tokens, the engine says {}",
+                    s.req_id, s.num_computed
+                )),
+                Some(_) => {}
+            }
+        }
+        self.notes.lock().unwrap().push(Notes {
+            new: batch.new_seqs.clone(),
+            finished: batch.finished_seqs.clone(),
+            aborted: batch.aborted_seqs.clone(),
+            preempted: batch.preempted_seqs.clone(),
+        });
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -102,6 +183,7 @@ impl FakeExecutor {
 
 impl Executor for FakeExecutor {
     fn execute(&mut self, batch: &StepBatch<'_>) -> anyhow::Result<Vec<SeqStepOutput>> {
+        self.apply_notes(batch);
         if self.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
         }
@@ -123,6 +205,14 @@ impl Executor for FakeExecutor {
             && batch.seqs.iter().any(|s| first(s) == Some(p))
         {
             anyhow::bail!("injected error");
+        }
+        if let Some(p) = self.fatal_on
+            && batch.seqs.iter().any(|s| first(s) == Some(p))
+        {
+            return Err(
+                anyhow::Error::new(FatalError("injected device loss".into()))
+                    .context("launching the forward"),
+            );
         }
         let bs = self.block_size;
         let mut slots = self.slots.lock().unwrap();
@@ -165,6 +255,9 @@ impl Executor for FakeExecutor {
             for (p, &h) in hashes.iter().enumerate().skip(s.num_computed) {
                 slots.insert(slot(p), h);
             }
+            if let Some(c) = self.known.lock().unwrap().get_mut(&s.req_id) {
+                *c = end;
+            }
             let prompt_logprobs = s
                 .prompt_logprob_positions()
                 .map(|j| TokenLogprobs {
@@ -174,20 +267,25 @@ impl Executor for FakeExecutor {
                     top: vec![],
                 })
                 .collect();
-            let token = s.sample.then(|| {
-                let id = next_token(s.tokens, s.seq_index, self.vocab);
-                Sampled {
-                    id,
-                    logprobs: s.params.logprobs.map(|_| TokenLogprobs {
-                        token_id: id,
-                        logprob: 0.0,
-                        rank: 1,
-                        top: vec![],
-                    }),
+            let mut tokens = Vec::new();
+            if s.sample {
+                let mut toks = s.tokens.to_vec();
+                for _ in 0..self.tokens_per_step {
+                    let id = next_token(&toks, s.seq_index, self.vocab);
+                    toks.push(id);
+                    tokens.push(Sampled {
+                        id,
+                        logprobs: s.params.logprobs.map(|_| TokenLogprobs {
+                            token_id: id,
+                            logprob: 0.0,
+                            rank: 1,
+                            top: vec![],
+                        }),
+                    });
                 }
-            });
+            }
             outs.push(SeqStepOutput {
-                token,
+                tokens,
                 prompt_logprobs,
             });
         }

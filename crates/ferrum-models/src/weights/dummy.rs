@@ -3,28 +3,41 @@
 
 use super::WeightSource;
 use anyhow::Result;
+use ferrum_backend::{HostDtype, HostTensor};
 use rand::{Rng, SeedableRng};
+use std::borrow::Cow;
 
 pub struct DummySource {
     pub seed: u64,
 }
 
 impl WeightSource for DummySource {
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>> {
         let n: usize = shape.iter().product();
-        if name.ends_with("norm.weight") {
-            return Ok(vec![1.0; n]);
-        }
-        // A per-tensor stream so every tensor is the same whatever order they load in.
-        let h = name
-            .bytes()
-            .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            });
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(h);
-        Ok((0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect())
+        let values: Vec<f32> = if dry {
+            Vec::new()
+        } else if name.ends_with("norm.weight") {
+            vec![1.0; n]
+        } else {
+            // A per-tensor stream so every tensor is the same whatever order they load in.
+            let h = name
+                .bytes()
+                .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(h);
+            (0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect()
+        };
+        Ok(HostTensor {
+            name: name.to_string(),
+            dtype: HostDtype::F32,
+            shape: shape.to_vec(),
+            bytes: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        })
     }
-    fn contains(&self, _name: &str) -> bool {
-        true
+
+    /// Everything but the checkpoint-format extras (fp8 scales), so a dummy model is float.
+    fn contains(&self, name: &str) -> bool {
+        !name.ends_with("weight_scale_inv")
     }
 }

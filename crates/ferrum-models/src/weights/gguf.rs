@@ -1,10 +1,11 @@
-//! GGUF tensors under Hugging Face names, dequantized to f32 on load.
+//! GGUF tensors under Hugging Face names, as stored (block-quantized rows stay packed); the
+//! experts of a layer are slices of llama.cpp's 3-D `ffn_*_exps` tensors.
 
 use super::{WeightSource, check_shape};
-use anyhow::{Context, Result};
-use ferrum_backend::cpu::Weight;
-use ferrum_gguf::{GgmlType, GgufFile, TensorInfo};
-use std::sync::Arc;
+use anyhow::{Context, Result, bail};
+use ferrum_backend::{HostDtype, HostTensor};
+use ferrum_gguf::GgufFile;
+use std::borrow::Cow;
 
 pub struct GgufSource<'a> {
     pub file: &'a GgufFile,
@@ -36,59 +37,81 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
+        "mlp.gate" => "ffn_gate_inp",
         _ => return None,
     };
     Some(format!("blk.{layer}.{m}.{kind}"))
 }
 
-impl GgufSource<'_> {
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<&TensorInfo> {
-        let g = gguf_name(name).with_context(|| format!("no GGUF name for weight `{name}`"))?;
+/// `model.layers.3.mlp.experts.7.up_proj.weight` → (`blk.3.ffn_up_exps.weight`, 7): llama.cpp
+/// stacks the experts of a layer into one 3-D tensor.
+fn gguf_expert(hf: &str) -> Option<(String, usize)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once(".mlp.experts.")?;
+    let (expert, proj) = rest.split_once('.')?;
+    let m = match proj {
+        "gate_proj.weight" => "ffn_gate_exps",
+        "up_proj.weight" => "ffn_up_exps",
+        "down_proj.weight" => "ffn_down_exps",
+        _ => return None,
+    };
+    Some((format!("blk.{layer}.{m}.weight"), expert.parse().ok()?))
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>> {
+        let (g, expert) = match gguf_expert(name) {
+            Some((g, e)) => (g, Some(e)),
+            None => (
+                gguf_name(name).with_context(|| format!("no GGUF name for weight `{name}`"))?,
+                None,
+            ),
+        };
         let t = self
             .file
             .tensor(&g)
             .with_context(|| format!("GGUF file lacks tensor `{g}` (for `{name}`)"))?;
         // GGUF dims run fastest-first: the reverse of the row-major shape.
         let got: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
-        check_shape(&g, shape, &got)?;
-        Ok(t)
-    }
-}
-
-impl WeightSource for GgufSource<'_> {
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        Ok(self.file.dequantize(self.tensor(name, shape)?)?)
-    }
-
-    /// Block-quantized matrices stay packed and are decoded row by row in the matmul.
-    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
-        let t = self.tensor(name, &[rows, k])?;
-        let ty = t.ggml_type;
-        if ty == GgmlType::BF16 {
-            let v = self
-                .file
-                .tensor_bytes(t)?
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            return Ok(Weight::bf16(rows, k, v));
-        }
-        if matches!(ty, GgmlType::F32 | GgmlType::F16) || !ty.can_dequantize() {
-            return Ok(Weight::f32(rows, k, self.file.dequantize(t)?));
-        }
-        let bytes = self.file.tensor_bytes(t)?.to_vec();
-        match ty {
-            GgmlType::Q4_1 => return Ok(Weight::q4_1(rows, k, bytes)),
-            GgmlType::Q8_0 => return Ok(Weight::q8_0(rows, k, bytes)),
-            _ => {}
-        }
-        let decode = Arc::new(move |src: &[u8], dst: &mut [f32]| {
-            ferrum_gguf::dequantize(ty, src, dst).expect("row sizes were checked at load")
-        });
-        Ok(Weight::packed(rows, k, bytes, decode))
+        let dtype = HostDtype::Gguf(t.ggml_type);
+        let all = if dry {
+            &[][..]
+        } else {
+            self.file.tensor_bytes(t)?
+        };
+        let bytes = match expert {
+            None => {
+                check_shape(&g, shape, &got)?;
+                all
+            }
+            Some(e) => {
+                let n = got.first().copied().unwrap_or(0);
+                let mut want = vec![n];
+                want.extend_from_slice(shape);
+                check_shape(&g, &want, &got)?;
+                if e >= n {
+                    bail!("`{name}`: expert {e} is beyond the {n} experts of GGUF tensor `{g}`");
+                }
+                if dry {
+                    all
+                } else {
+                    let per = all.len() / n;
+                    &all[e * per..(e + 1) * per]
+                }
+            }
+        };
+        Ok(HostTensor {
+            name: name.to_string(),
+            dtype,
+            shape: shape.to_vec(),
+            bytes: Cow::Borrowed(bytes),
+        })
     }
 
     fn contains(&self, name: &str) -> bool {
-        gguf_name(name).is_some_and(|g| self.file.tensor(&g).is_some())
+        let g = gguf_expert(name)
+            .map(|(g, _)| g)
+            .or_else(|| gguf_name(name));
+        g.is_some_and(|g| self.file.tensor(&g).is_some())
     }
 }

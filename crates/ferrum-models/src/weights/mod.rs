@@ -1,5 +1,6 @@
-//! Where weights come from. The model asks for tensors by their Hugging Face names and shapes
-//! (`[out, in]` row-major for linear layers); each source maps names and converts to f32.
+//! Where weights come from. The model asks for tensors by their Hugging Face names and row-major
+//! shapes (`[out, in]` for linear layers); each source maps names and hands back a host view of
+//! the bytes as stored (memory-mapped where it can). Converting them is the backend's business.
 
 mod dummy;
 mod gguf;
@@ -10,16 +11,12 @@ pub use gguf::GgufSource;
 pub use safetensors::SafetensorsSource;
 
 use anyhow::Result;
-use ferrum_backend::cpu::Weight;
+use ferrum_backend::HostTensor;
 
 pub trait WeightSource {
-    /// The tensor `name` as f32, checked against `shape`.
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>>;
-    /// The matrix `name` (`[rows, k]`) in the storage the matmul reads; f32 unless the source
-    /// keeps a packed format.
-    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
-        Ok(Weight::f32(rows, k, self.load(name, &[rows, k])?))
-    }
+    /// The tensor `name`, checked against `shape`. With `dry`, its type and shape only: no byte
+    /// is read (sizing and format checks before loading).
+    fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>>;
     fn contains(&self, name: &str) -> bool;
 }
 

@@ -1,12 +1,12 @@
 //! Hugging Face safetensors, single file or sharded (`model.safetensors.index.json`), memory-mapped.
 //! Each shard's header is parsed and validated once, at open; tensors are then plain byte ranges.
-//! bf16 matrices stay bf16 (widened exactly per row in the matmul); the rest load as f32.
 
 use super::{WeightSource, check_shape};
 use anyhow::{Context, Result, bail};
-use ferrum_backend::cpu::Weight;
+use ferrum_backend::{HostDtype, HostTensor};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -77,48 +77,33 @@ impl SafetensorsSource {
     }
 }
 
-impl SafetensorsSource {
-    /// The tensor's dtype and bytes, after checking its shape.
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Dtype, &[u8])> {
+impl WeightSource for SafetensorsSource {
+    fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>> {
         let e = self
             .index
             .get(name)
             .with_context(|| format!("weight `{name}` is missing from the safetensors files"))?;
         check_shape(name, shape, &e.shape)?;
-        Ok((e.dtype, &self.shards[e.shard][e.bytes.clone()]))
-    }
-}
-
-impl WeightSource for SafetensorsSource {
-    fn load(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (dtype, b) = self.tensor(name, shape)?;
-        Ok(match dtype {
-            Dtype::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => bail!("weight `{name}` has dtype {other:?}; supported: F32, F16, BF16"),
+        let dtype = match e.dtype {
+            Dtype::F32 => HostDtype::F32,
+            Dtype::F16 => HostDtype::F16,
+            Dtype::BF16 => HostDtype::BF16,
+            Dtype::F8_E4M3 => HostDtype::F8E4M3,
+            other => {
+                bail!("weight `{name}` has dtype {other:?}; supported: F32, F16, BF16, F8_E4M3")
+            }
+        };
+        let bytes = if dry {
+            &[][..]
+        } else {
+            &self.shards[e.shard][e.bytes.clone()]
+        };
+        Ok(HostTensor {
+            name: name.to_string(),
+            dtype,
+            shape: e.shape.clone(),
+            bytes: Cow::Borrowed(bytes),
         })
-    }
-    /// bf16 matrices stay bf16 (exact widening per row in the matmul): half the memory.
-    fn load_matrix(&self, name: &str, rows: usize, k: usize) -> Result<Weight> {
-        let (dtype, b) = self.tensor(name, &[rows, k])?;
-        if dtype == Dtype::BF16 {
-            let v = b
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            return Ok(Weight::bf16(rows, k, v));
-        }
-        Ok(Weight::f32(rows, k, self.load(name, &[rows, k])?))
     }
 
     fn contains(&self, name: &str) -> bool {

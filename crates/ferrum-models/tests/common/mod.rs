@@ -2,7 +2,8 @@
 //! distributions with a reference's top-k log-probabilities.
 #![allow(dead_code)]
 
-use ferrum_models::{Decoder, ForwardBatch, KvCache, SeqSpan};
+use ferrum_backend::{Backend, CpuBackend, KvDtype, KvSpec, StepMeta, StepSeq};
+use ferrum_models::{CausalLm, Workspace};
 use serde_json::Value;
 
 pub const BLOCK: usize = 16;
@@ -17,49 +18,101 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     logits.iter().map(|&x| x as f64 - m - z).collect()
 }
 
+/// One sequence run step by step on the CPU backend: a paged cache of `blocks` blocks with a
+/// scattered block table, and a workspace for `max_step` tokens.
+struct Session<'m> {
+    model: &'m CausalLm<CpuBackend>,
+    be: CpuBackend,
+    kv: Vec<ferrum_backend::cpu::CpuKv>,
+    ws: Workspace<CpuBackend>,
+    table: Vec<u32>,
+}
+
+impl<'m> Session<'m> {
+    fn new(
+        model: &'m CausalLm<CpuBackend>,
+        tokens: usize,
+        max_step: usize,
+        scattered: bool,
+    ) -> Self {
+        let c = &model.cfg;
+        let be = CpuBackend::new();
+        let blocks = tokens.div_ceil(BLOCK);
+        let spec = KvSpec {
+            num_blocks: blocks,
+            block_size: BLOCK,
+            kv_dim: c.kv_dim(),
+            dtype: KvDtype::F32,
+        };
+        let kv = (0..c.num_layers)
+            .map(|_| be.alloc_kv(&spec).unwrap())
+            .collect();
+        let ws = Workspace::new(&be, c, max_step, max_step).unwrap();
+        let mut table: Vec<u32> = (0..blocks as u32).collect();
+        if scattered {
+            table.reverse();
+        }
+        Session {
+            model,
+            be,
+            kv,
+            ws,
+            table,
+        }
+    }
+
+    /// Feeds `seq[done..]` and returns the logits of the given rows of this step.
+    fn step(&mut self, seq: &[u32], done: usize, rows: &[usize]) -> Vec<f32> {
+        let positions: Vec<usize> = (done..seq.len()).collect();
+        let meta = StepMeta {
+            tokens: seq[done..].to_vec(),
+            slots: positions
+                .iter()
+                .map(|&p| self.table[p / BLOCK] as usize * BLOCK + p % BLOCK)
+                .collect(),
+            positions,
+            seqs: vec![StepSeq {
+                q_start: 0,
+                q_len: seq.len() - done,
+                ctx_len: seq.len(),
+                table: 0..self.table.len(),
+            }],
+            block_tables: self.table.clone(),
+            block_size: BLOCK,
+        };
+        self.be.begin_step(&meta).unwrap();
+        let m = self.model;
+        m.forward(&self.be, seq.len() - done, &mut self.kv, &mut self.ws)
+            .unwrap();
+        m.logits(&self.be, rows, &mut self.ws).unwrap();
+        let mut out = vec![0f32; rows.len() * m.cfg.vocab_size];
+        self.be.read(&self.ws.logits, &mut out).unwrap();
+        out
+    }
+}
+
 /// Teacher-forced next-token log-probabilities at every position, prefilled in chunks of `chunk`.
-pub fn teacher_forced(model: &Decoder, ids: &[u32], chunk: usize) -> Vec<Vec<f64>> {
-    let mut kv = KvCache::new(&model.cfg, ids.len().div_ceil(BLOCK), BLOCK);
-    let table: Vec<u32> = (0..kv.num_blocks as u32).rev().collect(); // scattered on purpose
+pub fn teacher_forced(model: &CausalLm<CpuBackend>, ids: &[u32], chunk: usize) -> Vec<Vec<f64>> {
+    let mut s = Session::new(model, ids.len(), chunk.min(ids.len()), true);
     let vocab = model.cfg.vocab_size;
     let mut out = Vec::new();
     for start in (0..ids.len()).step_by(chunk) {
         let end = (start + chunk).min(ids.len());
-        let batch = ForwardBatch {
-            tokens: ids[start..end].to_vec(),
-            seqs: vec![SeqSpan {
-                q_start: 0,
-                q_len: end - start,
-                ctx_len: end,
-                block_table: &table,
-            }],
-            logits_rows: (0..end - start).collect(),
-        };
-        let logits = model.forward(&batch, &mut kv).unwrap();
+        let rows: Vec<usize> = (0..end - start).collect();
+        let logits = s.step(&ids[..end], start, &rows);
         out.extend(logits.chunks(vocab).map(log_softmax));
     }
     out
 }
 
 /// Greedy continuation of `prompt` for `n` tokens (prefill, then one-token decode steps).
-pub fn greedy(model: &Decoder, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut kv = KvCache::new(&model.cfg, (prompt.len() + n).div_ceil(BLOCK), BLOCK);
-    let table: Vec<u32> = (0..kv.num_blocks as u32).collect();
+pub fn greedy(model: &CausalLm<CpuBackend>, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut s = Session::new(model, prompt.len() + n, prompt.len().max(1), false);
     let mut seq = prompt.to_vec();
     let mut done = 0;
     let mut out = Vec::new();
     while out.len() < n {
-        let batch = ForwardBatch {
-            tokens: seq[done..].to_vec(),
-            seqs: vec![SeqSpan {
-                q_start: 0,
-                q_len: seq.len() - done,
-                ctx_len: seq.len(),
-                block_table: &table,
-            }],
-            logits_rows: vec![seq.len() - done - 1],
-        };
-        let logits = model.forward(&batch, &mut kv).unwrap();
+        let logits = s.step(&seq, done, &[seq.len() - done - 1]);
         let next = argmax(&logits);
         done = seq.len();
         seq.push(next);

@@ -59,14 +59,18 @@ impl Executor for ScriptedExecutor {
             .seqs
             .iter()
             .map(|s| SeqStepOutput {
-                token: s.sample.then(|| Sampled {
-                    id: self
-                        .script
-                        .get(s.num_output_tokens())
-                        .copied()
-                        .unwrap_or(self.eos),
-                    logprobs: None,
-                }),
+                tokens: s
+                    .sample
+                    .then(|| Sampled {
+                        id: self
+                            .script
+                            .get(s.num_output_tokens())
+                            .copied()
+                            .unwrap_or(self.eos),
+                        logprobs: None,
+                    })
+                    .into_iter()
+                    .collect(),
                 prompt_logprobs: Vec::new(),
             })
             .collect())

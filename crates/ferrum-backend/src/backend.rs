@@ -1,0 +1,281 @@
+//! The backend layer: what a device must provide for the models to run on it. Models are written
+//! once over these traits; the CPU backend (`cpu::CpuBackend`) is the reference every other is
+//! checked against, op by op.
+//!
+//! Memory belongs to the backend: weights are converted or uploaded from host views
+//! ([`Weights`]), the paged KV cache is allocated by it ([`Backend::alloc_kv`]), and the
+//! activations live in buffers the model allocates once, for the largest step, through
+//! [`Backend::alloc`]. A forward then allocates nothing on the device, so a GPU backend can
+//! capture it as a graph. Per-step metadata (positions, cache slots, block tables) is handed over
+//! once per step by [`Backend::begin_step`]; the ops read it from there.
+
+use crate::cpu::{RopeScaling, RopeStyle};
+use crate::host::{HostLinear, HostTensor};
+use anyhow::Result;
+
+/// Turning host views into the backend's own weights. A format the backend cannot run is refused
+/// here, naming the format and the backend.
+pub trait Weights {
+    /// A linear layer's weight (`[out, in]`), in whatever format the backend keeps it.
+    type Weight;
+    /// A small per-channel parameter (norm weight, bias, router correction bias).
+    type Vector;
+    /// The routed experts of one MoE block.
+    type Experts;
+
+    fn backend_name(&self) -> &'static str;
+    fn upload_linear(&self, w: HostLinear<'_>) -> Result<Self::Weight>;
+    fn upload_vector(&self, t: HostTensor<'_>) -> Result<Self::Vector>;
+    /// Rows of several weights stacked into one (q/k/v, gate/up): one matmul instead of several.
+    fn stack(&self, parts: Vec<Self::Weight>) -> Result<Self::Weight>;
+    /// `(gate_up, down)` per expert, in expert order.
+    fn experts(&self, experts: Vec<(Self::Weight, Self::Weight)>) -> Result<Self::Experts>;
+}
+
+/// Sizes without data: the model is built once over this to count its tensors and the bytes it
+/// will need on the target backend, and to refuse unsupported formats, before anything is read
+/// or allocated.
+pub struct DryRun<'b, B: ?Sized> {
+    pub target: &'b B,
+    /// Bytes the weights uploaded so far take on the target.
+    pub bytes: std::cell::Cell<usize>,
+}
+
+impl<'b, B: ?Sized> DryRun<'b, B> {
+    pub fn new(target: &'b B) -> Self {
+        DryRun {
+            target,
+            bytes: std::cell::Cell::new(0),
+        }
+    }
+}
+
+/// Bytes a backend needs to keep a weight in its format (the dry run's arithmetic); an error for
+/// a format it cannot run.
+pub trait WeightBytes {
+    fn linear_bytes(&self, w: &HostLinear<'_>) -> Result<usize>;
+}
+
+impl<B: Weights + WeightBytes + ?Sized> Weights for DryRun<'_, B> {
+    type Weight = ();
+    type Vector = ();
+    type Experts = ();
+    fn backend_name(&self) -> &'static str {
+        self.target.backend_name()
+    }
+    fn upload_linear(&self, w: HostLinear<'_>) -> Result<()> {
+        self.bytes
+            .set(self.bytes.get() + self.target.linear_bytes(&w)?);
+        Ok(())
+    }
+    fn upload_vector(&self, t: HostTensor<'_>) -> Result<()> {
+        self.bytes.set(self.bytes.get() + 4 * t.numel());
+        Ok(())
+    }
+    fn stack(&self, _parts: Vec<()>) -> Result<()> {
+        Ok(())
+    }
+    fn experts(&self, _experts: Vec<((), ())>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The dtype of the KV cache (`--kv-cache-dtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvDtype {
+    F32,
+    BF16,
+    F16,
+    Fp8E4M3,
+}
+
+impl KvDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::BF16 | KvDtype::F16 => 2,
+            KvDtype::Fp8E4M3 => 1,
+        }
+    }
+}
+
+/// One layer's paged K/V: `num_blocks × block_size` slots of `kv_dim` values for K and for V.
+#[derive(Clone, Copy, Debug)]
+pub struct KvSpec {
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub kv_dim: usize,
+    pub dtype: KvDtype,
+}
+
+impl KvSpec {
+    pub fn bytes(&self) -> usize {
+        2 * self.num_blocks * self.block_size * self.kv_dim * self.dtype.bytes()
+    }
+}
+
+/// One sequence of a step, as attention sees it.
+#[derive(Clone, Debug)]
+pub struct StepSeq {
+    /// Index of its first new token in the flattened batch.
+    pub q_start: usize,
+    pub q_len: usize,
+    /// Tokens in context once this step's are written.
+    pub ctx_len: usize,
+    /// Its blocks: `block_tables[table.clone()]` of the step.
+    pub table: std::ops::Range<usize>,
+}
+
+/// Everything a forward needs besides weights and activations, for one step.
+#[derive(Clone, Debug, Default)]
+pub struct StepMeta {
+    pub tokens: Vec<u32>,
+    /// Rotary position of each token.
+    pub positions: Vec<usize>,
+    /// Cache slot each token's K/V goes to.
+    pub slots: Vec<usize>,
+    pub seqs: Vec<StepSeq>,
+    /// Every sequence's block table, concatenated.
+    pub block_tables: Vec<u32>,
+    pub block_size: usize,
+}
+
+/// Rotary embedding of one model: the first `rotary_dim` of each head's `head_dim` rotate.
+#[derive(Clone, Debug)]
+pub struct RopeConfig {
+    pub head_dim: usize,
+    pub rotary_dim: usize,
+    pub theta: f64,
+    pub scaling: RopeScaling,
+    pub style: RopeStyle,
+}
+
+/// Head layout for attention.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnDims {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+}
+
+/// How an MoE block picks experts for a token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Routing {
+    /// Qwen3-MoE: softmax over all experts, top-k, optionally renormalized.
+    Softmax { norm_topk_prob: bool },
+    /// GLM-4.5 / DeepSeek-V3: sigmoid scores + correction bias for the choice, group-limited
+    /// top-k, the un-biased scores as weights (optionally renormalized), times a scaling factor.
+    SigmoidGroupLimited {
+        n_group: usize,
+        topk_group: usize,
+        norm_topk_prob: bool,
+        routed_scaling_factor: f32,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MoeDims {
+    pub n_experts: usize,
+    pub top_k: usize,
+    pub hidden: usize,
+    /// Each expert's intermediate size.
+    pub inter: usize,
+    pub routing: Routing,
+}
+
+/// Device memory as the backend sees it, for sizing the KV cache and refusing what cannot fit.
+#[derive(Clone, Copy, Debug)]
+pub struct MemInfo {
+    pub total: u64,
+    pub available: u64,
+}
+
+/// The compute side. Buffers are flat; `rows` says how much of one is in use this step.
+pub trait Backend: Weights {
+    /// Activations (f32 on the CPU).
+    type Buf;
+    /// One layer's paged K/V cache.
+    type Kv;
+    /// Precomputed rotary tables.
+    type Rope;
+    /// Preallocated workspace of an MoE block.
+    type MoeScratch;
+
+    fn device_name(&self) -> String;
+    fn memory(&self) -> MemInfo;
+    /// Bytes the KV cache may take when no flag sets its size, after weights and workspace are
+    /// in place (a GPU: `--gpu-memory-utilization` of the total minus what is in use).
+    fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64>;
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    fn alloc_kv(&self, spec: &KvSpec) -> Result<Self::Kv>;
+    fn rope(&self, r: &RopeConfig) -> Result<Self::Rope>;
+    fn moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<Self::MoeScratch>;
+
+    /// Hands over this step's metadata (a GPU backend copies it into preallocated buffers).
+    fn begin_step(&mut self, meta: &StepMeta) -> Result<()>;
+
+    /// `out[t] = table[token t]` for the step's tokens.
+    fn embedding(&self, table: &Self::Weight, out: &mut Self::Buf) -> Result<()>;
+    /// RMSNorm of `rows` rows of `w`'s width.
+    fn rms_norm(&self, x: &Self::Buf, w: &Self::Vector, eps: f32, rows: usize, out: &mut Self::Buf);
+    /// In place (per-head q/k norms: `rows` = tokens × heads).
+    fn rms_norm_inplace(&self, x: &mut Self::Buf, w: &Self::Vector, eps: f32, rows: usize);
+    /// `residual += x; out = rms_norm(residual)`.
+    fn add_rms_norm(
+        &self,
+        residual: &mut Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Vector,
+        eps: f32,
+        rows: usize,
+        out: &mut Self::Buf,
+    );
+    /// `acc[..len] += x[..len]`.
+    fn add(&self, acc: &mut Self::Buf, x: &Self::Buf, len: usize);
+    /// `out = x · wᵀ` for `rows` rows.
+    fn linear(&self, x: &Self::Buf, rows: usize, w: &Self::Weight, out: &mut Self::Buf);
+    /// Splits stacked q|k|v rows (`q_dim + 2·kv_dim` wide) into q, k, v, adding the stacked bias.
+    #[allow(clippy::too_many_arguments)]
+    fn split_qkv(
+        &self,
+        qkv: &Self::Buf,
+        rows: usize,
+        q_dim: usize,
+        kv_dim: usize,
+        bias: Option<&Self::Vector>,
+        q: &mut Self::Buf,
+        k: &mut Self::Buf,
+        v: &mut Self::Buf,
+    );
+    /// Rotates `rows` tokens × `n_heads` heads at the step's positions.
+    fn apply_rope(&self, rope: &Self::Rope, x: &mut Self::Buf, rows: usize, n_heads: usize);
+    /// Writes the step's K and V rows into their cache slots.
+    fn write_kv(&self, kv: &mut Self::Kv, k: &Self::Buf, v: &Self::Buf, kv_dim: usize);
+    /// Causal paged attention over the step's sequences (prefill chunks and decodes together).
+    fn attention(&self, q: &Self::Buf, kv: &Self::Kv, d: &AttnDims, out: &mut Self::Buf);
+    /// `out = silu(gate) * up` for `rows` rows of `[gate | up]` (2·inter wide).
+    fn silu_mul(&self, gate_up: &Self::Buf, rows: usize, inter: usize, out: &mut Self::Buf);
+    /// Routed experts: routing from `router_logits` (`rows × n_experts`), the chosen experts'
+    /// SwiGLU MLPs, and their weighted sum into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn moe(
+        &self,
+        x: &Self::Buf,
+        rows: usize,
+        router_logits: &Self::Buf,
+        correction_bias: Option<&Self::Vector>,
+        experts: &Self::Experts,
+        d: &MoeDims,
+        scratch: &mut Self::MoeScratch,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `out[i] = x[rows[i]]` (`width` wide): the rows whose logits are wanted.
+    fn gather_rows(&self, x: &Self::Buf, width: usize, rows: &[usize], out: &mut Self::Buf);
+    /// Sum over the tensor-parallel group; identity at one rank.
+    fn all_reduce(&self, _x: &mut Self::Buf, _len: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Copies `out.len()` values to the host (logits for sampling).
+    fn read(&self, x: &Self::Buf, out: &mut [f32]) -> Result<()>;
+}

@@ -1,0 +1,94 @@
+//! Self-attention with grouped-query heads: stacked q/k/v projection (optional bias), optional
+//! per-head q/k RMSNorm (Qwen3), rotary on the first `rotary_dim` of each head, paged K/V
+//! write, varlen paged attention, output projection.
+
+use crate::config::ModelConfig;
+use crate::model::Workspace;
+use crate::params::{ParamLoader, Split};
+use anyhow::Result;
+use ferrum_backend::{AttnDims, Backend, Weights};
+
+pub struct Attention<W: Weights> {
+    /// q, k and v projections stacked: (q_dim + 2·kv_dim) × hidden.
+    qkv: W::Weight,
+    qkv_bias: Option<W::Vector>,
+    q_norm: Option<W::Vector>,
+    k_norm: Option<W::Vector>,
+    o: W::Weight,
+}
+
+impl<W: Weights> Attention<W> {
+    pub fn load(l: &ParamLoader<W>, p: &str, c: &ModelConfig) -> Result<Self> {
+        let (h, q, kv) = (c.hidden_size, c.q_dim(), c.kv_dim());
+        let (qn, kn, vn) = (
+            format!("{p}.q_proj"),
+            format!("{p}.k_proj"),
+            format!("{p}.v_proj"),
+        );
+        let qkv = l.stacked(&[(&qn, q), (&kn, kv), (&vn, kv)], h, Split::Rows)?;
+        let qkv_bias = if c.qkv_bias {
+            let names = [(qn, q), (kn, kv), (vn, kv)].map(|(n, d)| (format!("{n}.bias"), d));
+            let refs: Vec<(&str, usize)> = names.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+            Some(l.vectors(&refs, Split::Rows)?)
+        } else {
+            None
+        };
+        let (q_norm, k_norm) = if c.qk_norm {
+            let d = c.head_dim;
+            (
+                Some(l.vector(&format!("{p}.q_norm.weight"), d, Split::Whole)?),
+                Some(l.vector(&format!("{p}.k_norm.weight"), d, Split::Whole)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Attention {
+            qkv,
+            qkv_bias,
+            q_norm,
+            k_norm,
+            o: l.linear(&format!("{p}.o_proj"), h, q, Split::Cols)?,
+        })
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    /// Attends `ws.normed` (t rows) and leaves the output projection in `ws.proj`.
+    pub fn forward(
+        &self,
+        be: &B,
+        c: &ModelConfig,
+        t: usize,
+        kv: &mut B::Kv,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        be.linear(&ws.normed, t, &self.qkv, &mut ws.qkv);
+        be.split_qkv(
+            &ws.qkv,
+            t,
+            qd,
+            kvd,
+            self.qkv_bias.as_ref(),
+            &mut ws.q,
+            &mut ws.k,
+            &mut ws.v,
+        );
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            be.rms_norm_inplace(&mut ws.q, qn, c.rms_norm_eps, t * c.num_heads);
+            be.rms_norm_inplace(&mut ws.k, kn, c.rms_norm_eps, t * c.num_kv_heads);
+        }
+        be.apply_rope(&ws.rope, &mut ws.q, t, c.num_heads);
+        be.apply_rope(&ws.rope, &mut ws.k, t, c.num_kv_heads);
+        be.write_kv(kv, &ws.k, &ws.v, kvd);
+        let dims = AttnDims {
+            n_heads: c.num_heads,
+            n_kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+        };
+        be.attention(&ws.q, kv, &dims, &mut ws.attn);
+        be.linear(&ws.attn, t, &self.o, &mut ws.proj);
+        be.all_reduce(&mut ws.proj, t * c.hidden_size)
+    }
+}

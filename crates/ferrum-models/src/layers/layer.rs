@@ -1,0 +1,81 @@
+//! One pre-norm decoder layer: `x += attn(norm(x))`, then `x += ffn(norm(x))`, the FFN a dense
+//! MLP or an MoE block. The residual add is fused with the next norm.
+
+use super::{Attention, MoeBlock, mlp::Mlp, mlp::Out};
+use crate::config::ModelConfig;
+use crate::model::Workspace;
+use crate::params::{ParamLoader, Split};
+use anyhow::Result;
+use ferrum_backend::{Backend, Weights};
+
+pub enum Ffn<W: Weights> {
+    Dense(Mlp<W>),
+    Moe(MoeBlock<W>),
+}
+
+pub struct DecoderLayer<W: Weights> {
+    input_norm: W::Vector,
+    attn: Attention<W>,
+    post_norm: W::Vector,
+    ffn: Ffn<W>,
+}
+
+impl<W: Weights> DecoderLayer<W> {
+    pub fn load(l: &ParamLoader<W>, layer: usize, c: &ModelConfig) -> Result<Self> {
+        let p = format!("model.layers.{layer}");
+        let h = c.hidden_size;
+        let input_norm = l.vector(&format!("{p}.input_layernorm.weight"), h, Split::Whole)?;
+        let attn = Attention::load(l, &format!("{p}.self_attn"), c)?;
+        let post_norm = l.vector(
+            &format!("{p}.post_attention_layernorm.weight"),
+            h,
+            Split::Whole,
+        )?;
+        let ffn = match &c.moe {
+            Some(m) if m.sparse_layers[layer] => {
+                Ffn::Moe(MoeBlock::load(l, &format!("{p}.mlp"), h, m)?)
+            }
+            _ => Ffn::Dense(Mlp::load(l, &format!("{p}.mlp"), h, c.intermediate_size)?),
+        };
+        Ok(DecoderLayer {
+            input_norm,
+            attn,
+            post_norm,
+            ffn,
+        })
+    }
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// `first`: `ws.x` is fresh from the embedding; otherwise the previous layer's FFN output in
+    /// `ws.proj` is still to be added to it. Leaves this layer's FFN output in `ws.proj`.
+    pub fn forward(
+        &self,
+        be: &B,
+        c: &ModelConfig,
+        t: usize,
+        first: bool,
+        kv: &mut B::Kv,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        let eps = c.rms_norm_eps;
+        if first {
+            be.rms_norm(&ws.x, &self.input_norm, eps, t, &mut ws.normed);
+        } else {
+            be.add_rms_norm(
+                &mut ws.x,
+                &ws.proj,
+                &self.input_norm,
+                eps,
+                t,
+                &mut ws.normed,
+            );
+        }
+        self.attn.forward(be, c, t, kv, ws)?;
+        be.add_rms_norm(&mut ws.x, &ws.proj, &self.post_norm, eps, t, &mut ws.normed);
+        match &self.ffn {
+            Ffn::Dense(mlp) => mlp.forward(be, t, c.hidden_size, ws, Out::Proj),
+            Ffn::Moe(moe) => moe.forward(be, t, ws),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The SwiGLU MLP: `down(silu(gate(x)) * up(x))`, gate and up stacked into one matmul.
+
+use crate::model::Workspace;
+use crate::params::{ParamLoader, Split};
+use anyhow::Result;
+use ferrum_backend::{Backend, Weights};
+
+pub struct Mlp<W: Weights> {
+    /// gate and up projections stacked: 2·inter × hidden.
+    gate_up: W::Weight,
+    down: W::Weight,
+    inter: usize,
+}
+
+impl<W: Weights> Mlp<W> {
+    pub fn load(l: &ParamLoader<W>, p: &str, hidden: usize, inter: usize) -> Result<Self> {
+        let (g, u) = (format!("{p}.gate_proj"), format!("{p}.up_proj"));
+        Ok(Mlp {
+            gate_up: l.stacked(&[(&g, inter), (&u, inter)], hidden, Split::Rows)?,
+            down: l.linear(&format!("{p}.down_proj"), hidden, inter, Split::Cols)?,
+            inter,
+        })
+    }
+
+    /// `(gate_up, down)`, for experts.
+    pub fn into_parts(self) -> (W::Weight, W::Weight) {
+        (self.gate_up, self.down)
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `out = mlp(ws.normed)` for t rows (uses `ws.gate_up` and `ws.act`).
+    pub fn forward(
+        &self,
+        be: &B,
+        t: usize,
+        hidden: usize,
+        ws: &mut Workspace<B>,
+        out: Out,
+    ) -> Result<()> {
+        be.linear(&ws.normed, t, &self.gate_up, &mut ws.gate_up);
+        be.silu_mul(&ws.gate_up, t, self.inter, &mut ws.act);
+        let out = match out {
+            Out::Proj => &mut ws.proj,
+            Out::Shared => &mut ws.shared,
+        };
+        be.linear(&ws.act, t, &self.down, out);
+        be.all_reduce(out, t * hidden)
+    }
+}
+
+/// Which workspace buffer an MLP writes (the shared experts' output sits beside the routed one).
+#[derive(Clone, Copy)]
+pub enum Out {
+    Proj,
+    Shared,
+}

@@ -1,0 +1,84 @@
+//! A mixture-of-experts feed-forward: a router (linear, f32), the backend's routed-experts op,
+//! and optional shared experts added to the routed output (GLM-4.5: `routed + shared`).
+
+use super::mlp::{Mlp, Out};
+use crate::config::MoeConfig;
+use crate::model::Workspace;
+use crate::params::{ParamLoader, Split};
+use anyhow::Result;
+use ferrum_backend::{Backend, MoeDims, Weights};
+
+pub struct MoeBlock<W: Weights> {
+    router: W::Weight,
+    correction_bias: Option<W::Vector>,
+    experts: W::Experts,
+    shared: Option<Mlp<W>>,
+    pub dims: MoeDims,
+}
+
+impl<W: Weights> MoeBlock<W> {
+    pub fn load(l: &ParamLoader<W>, p: &str, hidden: usize, m: &MoeConfig) -> Result<Self> {
+        let router = l.linear(&format!("{p}.gate"), m.n_experts, hidden, Split::Whole)?;
+        let correction_bias = if m.correction_bias {
+            let name = format!("{p}.gate.e_score_correction_bias");
+            Some(l.vector(&name, m.n_experts, Split::Whole)?)
+        } else {
+            None
+        };
+        let experts = (0..m.n_experts)
+            .map(|e| {
+                Mlp::load(l, &format!("{p}.experts.{e}"), hidden, m.inter).map(Mlp::into_parts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let shared = if m.n_shared > 0 {
+            let inter = m.inter * m.n_shared;
+            Some(Mlp::load(l, &format!("{p}.shared_experts"), hidden, inter)?)
+        } else {
+            None
+        };
+        Ok(MoeBlock {
+            router,
+            correction_bias,
+            experts: l.weights.experts(experts)?,
+            shared,
+            dims: MoeDims {
+                n_experts: m.n_experts,
+                top_k: m.top_k,
+                hidden,
+                inter: m.inter,
+                routing: m.routing,
+            },
+        })
+    }
+}
+
+impl<B: Backend> MoeBlock<B> {
+    /// `ws.proj = moe(ws.normed)` for t rows.
+    pub fn forward(&self, be: &B, t: usize, ws: &mut Workspace<B>) -> Result<()> {
+        let Workspace {
+            normed,
+            router_logits,
+            moe,
+            proj,
+            ..
+        } = ws;
+        be.linear(normed, t, &self.router, router_logits);
+        let scratch = moe.as_mut().expect("an MoE model has MoE scratch");
+        be.moe(
+            normed,
+            t,
+            router_logits,
+            self.correction_bias.as_ref(),
+            &self.experts,
+            &self.dims,
+            scratch,
+            proj,
+        )?;
+        be.all_reduce(proj, t * self.dims.hidden)?;
+        if let Some(shared) = &self.shared {
+            shared.forward(be, t, self.dims.hidden, ws, Out::Shared)?;
+            be.add(&mut ws.proj, &ws.shared, t * self.dims.hidden);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! Loading a model's parameters: "the linear layer at this prefix" in whatever form the checkpoint
+//! holds it there (dense, GGUF blocks, block-FP8 weight + `weight_scale_inv`), this process's
+//! tensor-parallel shard of it, handed to the backend's [`Weights`]. Every call is one tick of
+//! the progress count, so a dry run of a model's build counts exactly what the real one loads.
+
+use crate::weights::WeightSource;
+use anyhow::{Context, Result};
+use ferrum_backend::{HostDtype, HostLinear, HostTensor, Shard, Weights};
+use std::borrow::Cow;
+use std::cell::Cell;
+
+/// How a parameter is split across tensor-parallel ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Every rank holds all of it (norms, routers, embeddings today).
+    Whole,
+    /// Output rows split (column-parallel: q/k/v, gate/up).
+    Rows,
+    /// Input columns split (row-parallel: o, down); the outputs are summed by an all-reduce.
+    Cols,
+}
+
+pub struct ParamLoader<'a, W: Weights + ?Sized> {
+    pub weights: &'a W,
+    src: &'a dyn WeightSource,
+    shard: Shard,
+    /// Sizes and formats only: no byte is read.
+    dry: bool,
+    fp8_block: Option<(usize, usize)>,
+    on_param: &'a dyn Fn(&str),
+    count: Cell<usize>,
+}
+
+impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
+    pub fn new(
+        weights: &'a W,
+        src: &'a dyn WeightSource,
+        shard: Shard,
+        dry: bool,
+        fp8_block: Option<(usize, usize)>,
+        on_param: &'a dyn Fn(&str),
+    ) -> Self {
+        ParamLoader {
+            weights,
+            src,
+            shard,
+            dry,
+            fp8_block,
+            on_param,
+            count: Cell::new(0),
+        }
+    }
+
+    /// Parameters loaded so far.
+    pub fn count(&self) -> usize {
+        self.count.get()
+    }
+
+    fn tick(&self, name: &str) {
+        self.count.set(self.count.get() + 1);
+        (self.on_param)(name);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.src.contains(name)
+    }
+
+    /// The linear layer at `prefix` (`{prefix}.weight`, `[rows, k]` before splitting).
+    pub fn linear(&self, prefix: &str, rows: usize, k: usize, split: Split) -> Result<W::Weight> {
+        let name = format!("{prefix}.weight");
+        self.tick(&name);
+        let dim = match split {
+            Split::Whole => None,
+            Split::Rows => Some(0),
+            Split::Cols => Some(1),
+        };
+        let shard = |t: HostTensor<'a>| match dim {
+            Some(d) => t.shard(d, self.shard),
+            None => Ok(t),
+        };
+        let weight = shard(self.src.tensor(&name, &[rows, k], self.dry)?)?;
+        let scale_name = format!("{prefix}.weight_scale_inv");
+        let host = match self.fp8_block {
+            Some(block) if self.src.contains(&scale_name) => {
+                let grid = [rows.div_ceil(block.0), k.div_ceil(block.1)];
+                let scale_inv = self.src.tensor(&scale_name, &grid, self.dry)?;
+                // a shard must cut along whole scale blocks
+                let scale_inv = match dim {
+                    Some(d) => {
+                        let (len, b) = if d == 0 {
+                            (rows, block.0)
+                        } else {
+                            (k, block.1)
+                        };
+                        if !(len / self.shard.world).is_multiple_of(b) {
+                            anyhow::bail!(
+                                "`{name}`: a {}-way split of {len} does not fall on the fp8 blocks of {b}",
+                                self.shard.world
+                            );
+                        }
+                        scale_inv.shard(d, self.shard)?
+                    }
+                    None => scale_inv,
+                };
+                HostLinear::Fp8Block {
+                    weight,
+                    scale_inv,
+                    block,
+                }
+            }
+            _ => HostLinear::Dense(weight),
+        };
+        let format = host.format();
+        self.weights.upload_linear(host).with_context(|| {
+            format!(
+                "`{name}` ({format}) on the {} backend",
+                self.weights.backend_name()
+            )
+        })
+    }
+
+    /// Several linear layers' rows stacked into one weight (q/k/v; gate/up).
+    pub fn stacked(&self, parts: &[(&str, usize)], k: usize, split: Split) -> Result<W::Weight> {
+        let ws = parts
+            .iter()
+            .map(|&(p, rows)| self.linear(p, rows, k, split))
+            .collect::<Result<Vec<_>>>()?;
+        self.weights.stack(ws)
+    }
+
+    /// A 1-D parameter (norm weight, bias) of `len` values.
+    pub fn vector(&self, name: &str, len: usize, split: Split) -> Result<W::Vector> {
+        self.tick(name);
+        let t = self.src.tensor(name, &[len], self.dry)?;
+        let t = if split == Split::Rows {
+            t.shard(0, self.shard)?
+        } else {
+            t
+        };
+        self.weights.upload_vector(t)
+    }
+
+    /// Several 1-D parameters concatenated, as f32 (the q/k/v biases; one tick each).
+    pub fn vectors(&self, names: &[(&str, usize)], split: Split) -> Result<W::Vector> {
+        let mut values = Vec::new();
+        let mut len = 0;
+        for &(n, l) in names {
+            self.tick(n);
+            let t = self.src.tensor(n, &[l], self.dry)?;
+            let t = if split == Split::Rows {
+                t.shard(0, self.shard)?
+            } else {
+                t
+            };
+            len += t.numel();
+            if !self.dry {
+                values.extend(t.to_f32()?);
+            }
+        }
+        self.weights.upload_vector(HostTensor {
+            name: names.first().map_or("", |n| n.0).to_string(),
+            dtype: HostDtype::F32,
+            shape: vec![len],
+            bytes: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        })
+    }
+}
