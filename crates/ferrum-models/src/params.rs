@@ -86,7 +86,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
                 let scale_inv = self.src.tensor(&scale_name, &grid, self.dry)?;
                 // a shard must cut along whole scale blocks
                 let scale_inv = match dim {
-                    Some(d) => {
+                    Some(d) if self.shard.world > 1 => {
                         let (len, b) = if d == 0 {
                             (rows, block.0)
                         } else {
@@ -100,7 +100,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
                         }
                         scale_inv.shard(d, self.shard)?
                     }
-                    None => scale_inv,
+                    _ => scale_inv,
                 };
                 HostLinear::Fp8Block {
                     weight,

@@ -6,38 +6,10 @@
 mod common;
 use common::*;
 use ferrum_models::{LoadFormat, load};
-use std::path::PathBuf;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/hf")
-        .join(name)
-}
-
-/// Returns (max |Δ|, mean |Δ|, top-1 agreement) over every position's top-20.
 fn check(name: &str) -> (f64, f64, f64) {
-    let model = load(&fixture(name).join("model"), LoadFormat::Auto, 0).unwrap();
-    let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture(name).join("reference.json")).unwrap())
-            .unwrap();
-    let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
-    for p in reference["prompts"].as_array().unwrap() {
-        let ours = teacher_forced(&model.model, &ids(&p["ids"]), 1000);
-        for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
-            let (d, top1, _) = compare(pos, r, 20);
-            max = d.iter().cloned().fold(max, f64::max);
-            sum += d.iter().sum::<f64>();
-            n += d.len();
-            agree += top1 as usize;
-            total += 1;
-        }
-    }
-    let stats = (max, sum / n as f64, agree as f64 / total as f64);
-    eprintln!(
-        "{name}: max |Δ logprob| {:.2e}, mean {:.2e}, top-1 agreement {:.3}",
-        stats.0, stats.1, stats.2
-    );
-    stats
+    let dir = hf_fixture(name);
+    check_reference(name, &dir.join("model"), &dir.join("reference.json"))
 }
 
 #[test]
@@ -74,7 +46,7 @@ fn qwen3_bf16_matches_transformers_within_bf16_tolerance() {
 fn sharded_safetensors_load_identically() {
     let dir = std::env::temp_dir().join(format!("ferrum-shard-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let src = fixture("qwen2").join("model");
+    let src = hf_fixture("qwen2").join("model");
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -112,7 +84,7 @@ fn sharded_safetensors_load_identically() {
 /// Prefill in chunks of 5 gives bit-identical distributions to one prefill (batch invariance).
 #[test]
 fn chunked_prefill_is_bit_identical() {
-    let model = load(&fixture("llama").join("model"), LoadFormat::Auto, 0).unwrap();
+    let model = load(&hf_fixture("llama").join("model"), LoadFormat::Auto, 0).unwrap();
     let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 512) as u32).collect();
     assert_eq!(
         teacher_forced(&model.model, &prompt, 1000),

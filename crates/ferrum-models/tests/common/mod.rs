@@ -162,3 +162,39 @@ pub fn compare(ours: &[f64], reference: &Value, k: usize) -> (Vec<f64>, bool, f6
         .0 as u32;
     (deltas, our_top == top[0], lps[0] - lps[1])
 }
+
+pub fn hf_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(name)
+}
+
+/// Loads `model` (a folder or a GGUF file) and compares its teacher-forced distributions with a
+/// transformers `reference.json`: (max |Δ|, mean |Δ|, top-1 agreement) over every position's
+/// top-20.
+pub fn check_reference(
+    name: &str,
+    model: &std::path::Path,
+    reference: &std::path::Path,
+) -> (f64, f64, f64) {
+    let model = ferrum_models::load(model, ferrum_models::LoadFormat::Auto, 0).unwrap();
+    let reference: Value = serde_json::from_slice(&std::fs::read(reference).unwrap()).unwrap();
+    let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
+    for p in reference["prompts"].as_array().unwrap() {
+        let ours = teacher_forced(&model.model, &ids(&p["ids"]), 1000);
+        for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
+            let (d, top1, _) = compare(pos, r, 20);
+            max = d.iter().cloned().fold(max, f64::max);
+            sum += d.iter().sum::<f64>();
+            n += d.len();
+            agree += top1 as usize;
+            total += 1;
+        }
+    }
+    let stats = (max, sum / n as f64, agree as f64 / total as f64);
+    eprintln!(
+        "{name}: max |Δ logprob| {:.2e}, mean {:.2e}, top-1 agreement {:.3}",
+        stats.0, stats.1, stats.2
+    );
+    stats
+}

@@ -186,15 +186,15 @@ const REMOVED_ACTIONS: &[(&str, RemovedAction)] = &[
     (
         "rope-scaling",
         RemovedAction::Refuse(
-            "not supported yet: --rope-scaling (vLLM moved it to --hf-overrides, which ferrum \
-             does not support yet)",
+            "--rope-scaling was removed from vLLM: pass --hf-overrides \
+             '{\"rope_scaling\": {...}}' instead",
         ),
     ),
     (
         "rope-theta",
         RemovedAction::Refuse(
-            "not supported yet: --rope-theta (vLLM moved it to --hf-overrides, which ferrum \
-             does not support yet)",
+            "--rope-theta was removed from vLLM: pass --hf-overrides \
+             '{\"rope_theta\": ...}' instead",
         ),
     ),
     (

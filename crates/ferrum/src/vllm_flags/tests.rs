@@ -25,6 +25,7 @@ const FERRUM: &[&str] = &[
     "reasoning-parser",
     "response-role",
     "tokenizer",
+    "hf-overrides",
     "load-format",
     "max-model-len",
     "seed",
@@ -462,7 +463,7 @@ fn removed_flags_mapped_or_refused() {
     );
     err(
         "m --rope-scaling {\"type\":\"yarn\"}",
-        "not supported yet: --rope-scaling (vLLM moved it to --hf-overrides, which ferrum does not support yet)",
+        "--rope-scaling was removed from vLLM: pass --hf-overrides '{\"rope_scaling\": {...}}' instead",
     );
 }
 
@@ -535,9 +536,9 @@ fn unsupported_and_unknown_flags() {
     );
     // Every refusal is reported.
     err(
-        "m --enable-lora --hf-overrides {} -tp 8",
+        "m --enable-lora --async-scheduling -tp 8",
         "--enable-lora is a vLLM flag that ferrum does not support yet\n\
-         --hf-overrides is a vLLM flag that ferrum does not support yet\n\
+         --async-scheduling is a vLLM flag that ferrum does not support yet\n\
          not supported yet: --tensor-parallel-size 8 (ferrum runs a model on one device)",
     );
     // Misspellings go to clap as they are.
