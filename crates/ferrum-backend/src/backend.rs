@@ -276,6 +276,46 @@ pub trait Backend: Weights {
     fn all_reduce(&self, _x: &mut Self::Buf, _len: usize) -> Result<()> {
         Ok(())
     }
-    /// Copies `out.len()` values to the host (logits for sampling).
+    /// Copies `out.len()` values to the host.
     fn read(&self, x: &Self::Buf, out: &mut [f32]) -> Result<()>;
+
+    /// Samples (or scores, for prompt logprobs) each of `rows.len()` logits rows of `logits`
+    /// (`vocab` wide), in order. The default copies the rows to the host (`host` holds them) and
+    /// runs the engine's reference sampler, which is exact; a GPU backend samples on the device
+    /// and copies only token ids, and logprobs when asked.
+    fn sample(
+        &self,
+        logits: &Self::Buf,
+        vocab: usize,
+        rows: &[LogitsRow<'_, '_>],
+        host: &mut [f32],
+    ) -> Result<Vec<RowOutput>> {
+        let host = &mut host[..rows.len() * vocab];
+        self.read(logits, host)?;
+        Ok(rows
+            .iter()
+            .zip(host.chunks_mut(vocab))
+            .map(|(r, row)| match *r {
+                LogitsRow::Prompt { target, k } => {
+                    RowOutput::Prompt(ferrum_engine::token_logprobs(row, target, k))
+                }
+                LogitsRow::Sample(seq) => RowOutput::Sampled(ferrum_engine::sample(row, seq)),
+            })
+            .collect())
+    }
+}
+
+/// What a logits row is for.
+#[derive(Clone, Copy, Debug)]
+pub enum LogitsRow<'s, 'a> {
+    /// The logprob of prompt token `target` and the `k` most likely.
+    Prompt { target: u32, k: usize },
+    /// The next token of this sequence, under its sampling parameters.
+    Sample(&'s ferrum_engine::StepSeq<'a>),
+}
+
+#[derive(Clone, Debug)]
+pub enum RowOutput {
+    Prompt(ferrum_engine::TokenLogprobs),
+    Sampled(ferrum_engine::Sampled),
 }

@@ -9,8 +9,8 @@ pub mod cpu;
 pub mod host;
 
 pub use backend::{
-    AttnDims, Backend, DryRun, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, Routing, StepMeta,
-    StepSeq, WeightBytes, Weights,
+    AttnDims, Backend, DryRun, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, Routing,
+    RowOutput, StepMeta, StepSeq, WeightBytes, Weights,
 };
 pub use cpu::CpuBackend;
 pub use host::{HostDtype, HostLinear, HostTensor, Shard};

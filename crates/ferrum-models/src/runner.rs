@@ -6,8 +6,10 @@
 use crate::config::ModelConfig;
 use crate::model::{CausalLm, Workspace};
 use anyhow::{Result, bail};
-use ferrum_backend::{Backend, KvDtype, KvSpec, StepMeta, StepSeq as AttnStepSeq};
-use ferrum_engine::{Executor, SeqStepOutput, StepBatch, sample, token_logprobs};
+use ferrum_backend::{
+    Backend, KvDtype, KvSpec, LogitsRow, RowOutput, StepMeta, StepSeq as AttnStepSeq,
+};
+use ferrum_engine::{Executor, SeqStepOutput, StepBatch};
 
 /// What bounds the runner's memory (vLLM's flags).
 #[derive(Clone, Debug)]
@@ -169,46 +171,49 @@ impl<B: Backend> Executor for Runner<B> {
         let t = self.meta.tokens.len();
         self.model
             .forward(&self.be, t, &mut self.kv, &mut self.ws)?;
-        let vocab = self.model.cfg.vocab_size;
-        // logits rows in chunks of the workspace's size, in output order
-        let mut outputs: Vec<SeqStepOutput> = Vec::with_capacity(step.seqs.len());
-        let mut pending = step.seqs.iter().map(|s| {
-            (
-                s,
-                s.prompt_logprob_positions(),
-                s.params.prompt_logprobs.unwrap_or(0),
-            )
-        });
-        let mut current = pending.next();
-        let mut out = SeqStepOutput::default();
-        for chunk in rows.chunks(self.ws.max_logits) {
-            self.model.logits(&self.be, chunk, &mut self.ws)?;
-            let host = &mut self.host_logits[..chunk.len() * vocab];
-            self.be.read(&self.ws.logits, host)?;
-            for row in host.chunks_mut(vocab) {
-                // advance to the sequence this row belongs to
-                loop {
-                    let Some((s, positions, k)) = current.as_mut() else {
-                        bail!("more logits rows than sequences want");
-                    };
-                    if let Some(pos) = positions.next() {
-                        out.prompt_logprobs
-                            .push(token_logprobs(row, s.tokens[pos + 1], *k));
-                        break;
-                    }
-                    if s.sample && out.tokens.is_empty() {
-                        out.tokens.push(sample(row, s));
-                        break;
-                    }
-                    outputs.push(std::mem::take(&mut out));
-                    current = pending.next();
-                }
+        // what each logits row is for, in the order `prepare` listed them
+        let mut wants = Vec::with_capacity(rows.len());
+        for s in &step.seqs {
+            let k = s.params.prompt_logprobs.unwrap_or(0);
+            for pos in s.prompt_logprob_positions() {
+                wants.push(LogitsRow::Prompt {
+                    target: s.tokens[pos + 1],
+                    k,
+                });
+            }
+            if s.sample {
+                wants.push(LogitsRow::Sample(s));
             }
         }
-        // sequences after the last row (or without rows at all)
-        while current.is_some() {
-            outputs.push(std::mem::take(&mut out));
-            current = pending.next();
+        let vocab = self.model.cfg.vocab_size;
+        let mut results = Vec::with_capacity(rows.len());
+        for (chunk, want) in rows
+            .chunks(self.ws.max_logits)
+            .zip(wants.chunks(self.ws.max_logits))
+        {
+            self.model.logits(&self.be, chunk, &mut self.ws)?;
+            results.extend(
+                self.be
+                    .sample(&self.ws.logits, vocab, want, &mut self.host_logits)?,
+            );
+        }
+        let mut results = results.into_iter();
+        let mut outputs = Vec::with_capacity(step.seqs.len());
+        for s in &step.seqs {
+            let mut out = SeqStepOutput::default();
+            for _ in s.prompt_logprob_positions() {
+                match results.next() {
+                    Some(RowOutput::Prompt(lp)) => out.prompt_logprobs.push(lp),
+                    other => bail!("expected a prompt logprob row, got {other:?}"),
+                }
+            }
+            if s.sample {
+                match results.next() {
+                    Some(RowOutput::Sampled(tok)) => out.tokens.push(tok),
+                    other => bail!("expected a sampled row, got {other:?}"),
+                }
+            }
+            outputs.push(out);
         }
         Ok(outputs)
     }

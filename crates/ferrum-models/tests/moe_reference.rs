@@ -44,7 +44,12 @@ fn glm4_moe_f32_matches_transformers() {
 /// matches it as closely as a float model does.
 #[test]
 fn block_fp8_checkpoint_matches_transformers_dequantized() {
-    let model = load(&hf_fixture("qwen3_moe_fp8").join("model"), LoadFormat::Auto, 0).unwrap();
+    let model = load(
+        &hf_fixture("qwen3_moe_fp8").join("model"),
+        LoadFormat::Auto,
+        0,
+    )
+    .unwrap();
     assert_eq!(model.config().fp8_block, Some((32, 32)));
     assert_f32_match(check("qwen3_moe_fp8"));
 }
@@ -93,9 +98,8 @@ fn shards_of_two_concatenate_to_the_whole() {
     let be = CpuBackend::new();
     for (fixture, block) in [("qwen2", None), ("qwen3_moe_fp8", Some((32, 32)))] {
         let src = SafetensorsSource::open(&hf_fixture(fixture).join("model")).unwrap();
-        let loader = |rank, world| {
-            ParamLoader::new(&be, &src, Shard { rank, world }, false, block, &|_| {})
-        };
+        let loader =
+            |rank, world| ParamLoader::new(&be, &src, Shard { rank, world }, false, block, &|_| {});
         let p = "model.layers.0.self_attn";
         let cfg = load(&hf_fixture(fixture).join("model"), LoadFormat::Auto, 0)
             .unwrap()
@@ -133,7 +137,11 @@ fn shards_of_two_concatenate_to_the_whole() {
             part(&on, h, q, Split::Cols, 0),
             part(&on, h, q, Split::Cols, 1),
         );
-        let cols: Vec<Vec<f32>> = a.iter().zip(&b).map(|(x, y)| [&x[..], y].concat()).collect();
+        let cols: Vec<Vec<f32>> = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| [&x[..], y].concat())
+            .collect();
         assert_eq!(cols, whole(&on, h, q), "{fixture}: o_proj columns");
     }
 }
@@ -151,7 +159,10 @@ fn real_moe_configs_read_and_run_shrunk_with_overrides() {
     use ferrum_models::{LoadOptions, inspect, load_on};
     let opts = LoadOptions::new(LoadFormat::Dummy, 0);
     let glm = inspect(&real_config("glm-4.5-air"), &opts).unwrap().cfg;
-    assert_eq!((glm.arch, glm.head_dim, glm.rotary_dim), ("glm4_moe", 128, 64));
+    assert_eq!(
+        (glm.arch, glm.head_dim, glm.rotary_dim),
+        ("glm4_moe", 128, 64)
+    );
     let moe = glm.moe.as_ref().unwrap();
     assert_eq!((moe.n_experts, moe.top_k, moe.n_shared), (128, 8, 1));
     assert_eq!(&moe.sparse_layers[..3], &[false, true, true]);
