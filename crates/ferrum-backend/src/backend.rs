@@ -159,13 +159,14 @@ pub struct AttnDims {
     pub scale: f32,
 }
 
-/// How an MoE block picks experts for a token.
+/// How an MoE block picks experts for a token (the CPU reference: `cpu/moe.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Routing {
-    /// Qwen3-MoE: softmax over all experts, top-k, optionally renormalized.
+    /// Qwen3-MoE / Qwen2-MoE / Mixtral: softmax over all experts, top-k, optionally renormalized.
     Softmax { norm_topk_prob: bool },
-    /// GLM-4.5 / DeepSeek-V3: sigmoid scores + correction bias for the choice, group-limited
-    /// top-k, the un-biased scores as weights (optionally renormalized), times a scaling factor.
+    /// GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores + correction bias for the choice,
+    /// group-limited top-k (`n_group = topk_group = 1`: no limit), the un-biased scores as
+    /// weights (optionally renormalized), times a scaling factor.
     SigmoidGroupLimited {
         n_group: usize,
         topk_group: usize,

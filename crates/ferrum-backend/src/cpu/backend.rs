@@ -7,10 +7,10 @@ use super::{
     rms_norm_rows_inplace, silu_mul,
 };
 use crate::backend::{
-    AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, Routing, StepMeta,
-    WeightBytes, Weights,
+    AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, StepMeta, WeightBytes,
+    Weights,
 };
-use crate::cpu::moe::{Expert, MoeScratch, Router, moe_experts, route};
+use crate::cpu::moe::{Expert, MoeScratch, moe_experts, route};
 use crate::host::{HostDtype, HostLinear, HostTensor};
 use anyhow::{Result, bail};
 use ferrum_gguf::GgmlType;
@@ -386,27 +386,13 @@ impl Backend for CpuBackend {
         scratch: &mut CpuMoeScratch,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let router = match d.routing {
-            Routing::Softmax { norm_topk_prob } => Router::Softmax { norm_topk_prob },
-            Routing::SigmoidGroupLimited {
-                n_group,
-                topk_group,
-                norm_topk_prob,
-                routed_scaling_factor,
-            } => Router::SigmoidGroupLimited {
-                n_group,
-                topk_group,
-                norm_topk_prob,
-                routed_scaling_factor,
-            },
-        };
         let kk = rows * d.top_k;
         route(
             &router_logits[..rows * d.n_experts],
             rows,
             d.n_experts,
             d.top_k,
-            &router,
+            &d.routing,
             correction_bias.map(|b| &b[..]),
             &mut scratch.ids[..kk],
             &mut scratch.weights[..kk],

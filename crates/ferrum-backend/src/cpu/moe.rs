@@ -34,20 +34,9 @@
 use super::{Weight, matmul_t, silu_mul};
 use rayon::prelude::*;
 
-/// How router logits become (expert, weight) pairs. See the module docs for the exact math.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Router {
-    /// Qwen3-MoE / Qwen2-MoE / Mixtral style.
-    Softmax { norm_topk_prob: bool },
-    /// GLM-4.5 / DeepSeek-V3 (`topk_method: noaux_tc`); `n_group = topk_group = 1` for models
-    /// without group limiting (GLM-4.5's config).
-    SigmoidGroupLimited {
-        n_group: usize,
-        topk_group: usize,
-        norm_topk_prob: bool,
-        routed_scaling_factor: f32,
-    },
-}
+/// How router logits become (expert, weight) pairs: the backend layer's [`Routing`] (one
+/// definition for every backend). See the module docs for the exact math.
+pub use crate::backend::Routing as Router;
 
 /// Most expert groups a router may have (DeepSeek-V3 has 8).
 const MAX_GROUPS: usize = 64;

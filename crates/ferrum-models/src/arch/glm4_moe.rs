@@ -3,7 +3,7 @@
 //! a sigmoid router with a score-correction bias and group-limited top-k (DeepSeek-V3's
 //! `noaux_tc`), scaled by `routed_scaling_factor`, plus always-on shared experts.
 
-use super::{ArchEntry, check_moe, fields, no_gguf};
+use super::{ArchEntry, check_moe, fields, no_gguf, one};
 use crate::config::{ModelConfig, MoeConfig};
 use anyhow::{Result, bail};
 use ferrum_backend::Routing;
@@ -41,9 +41,6 @@ struct Glm4MoeFields {
     partial_rotary_factor: Option<f64>,
 }
 
-fn one() -> usize {
-    1
-}
 fn one_f() -> f32 {
     1.0
 }

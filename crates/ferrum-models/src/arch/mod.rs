@@ -116,6 +116,11 @@ fn quantization(v: &Value) -> Result<Option<(usize, usize)>> {
     Ok(Some(b))
 }
 
+/// serde defaults shared by the architectures' own config structs.
+fn one() -> usize {
+    1
+}
+
 /// Routed-expert counts every MoE architecture must satisfy.
 fn check_moe(n_experts: usize, top_k: usize, inter: usize, keys: [&str; 3]) -> Result<()> {
     for (k, v) in keys.iter().zip([n_experts, top_k, inter]) {

@@ -1,7 +1,7 @@
 //! Qwen3-MoE (Qwen3-30B-A3B, Qwen3-235B-A22B): Qwen3's attention (q/k norm), and routed experts
 //! chosen by a softmax router, top-k, renormalized when `norm_topk_prob`.
 
-use super::{ArchEntry, check_moe, fields};
+use super::{ArchEntry, check_moe, fields, one};
 use crate::config::{ModelConfig, MoeConfig};
 use anyhow::{Context, Result};
 use ferrum_backend::Routing;
@@ -29,10 +29,6 @@ struct Qwen3MoeFields {
     decoder_sparse_step: usize,
     #[serde(default)]
     mlp_only_layers: Option<Vec<usize>>,
-}
-
-fn one() -> usize {
-    1
 }
 
 const KEYS: [&str; 3] = [
