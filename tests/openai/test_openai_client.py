@@ -153,10 +153,10 @@ def test_errors_and_status_codes(client, server):
         client.completions.create(model="smol", prompt="hi " * 9000, max_tokens=10)
     assert "longer than the maximum model length of 8192" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
-        chat(client, max_tokens=4, response_format={"type": "json_object"})
+        chat(client, max_tokens=4, response_format={"type": "yaml"})
     assert "response_format" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
-        chat(client, max_tokens=4, extra_body={"guided_json": {"type": "object"}})
+        chat(client, max_tokens=4, extra_body={"guided_json": "{not json"})
     assert e.value.body["param"] == "guided_json"
     bad = openai.OpenAI(base_url=server + "/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

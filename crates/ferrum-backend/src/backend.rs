@@ -280,8 +280,8 @@ pub trait Backend: Weights {
     /// Copies `out.len()` values to the host.
     fn read(&self, x: &Self::Buf, out: &mut [f32]) -> Result<()>;
 
-    /// Samples (or scores, for prompt logprobs) each of `rows.len()` logits rows of `logits`
-    /// (`vocab` wide), in order. The default copies the rows to the host (`host` holds them) and
+    /// Samples (or scores, for prompt logprobs) the logits rows of `logits` (`vocab` wide) that
+    /// `rows` describe, in order (a [`LogitsRow::Verify`] takes several consecutive rows). The default copies the rows to the host (`host` holds them) and
     /// runs the engine's reference sampler, which is exact; a GPU backend samples on the device
     /// and copies only token ids, and logprobs when asked.
     fn sample(
@@ -291,18 +291,28 @@ pub trait Backend: Weights {
         rows: &[LogitsRow<'_, '_>],
         host: &mut [f32],
     ) -> Result<Vec<RowOutput>> {
-        let host = &mut host[..rows.len() * vocab];
+        let n: usize = rows.iter().map(LogitsRow::num_rows).sum();
+        let host = &mut host[..n * vocab];
         self.read(logits, host)?;
-        Ok(rows
-            .iter()
-            .zip(host.chunks_mut(vocab))
-            .map(|(r, row)| match *r {
+        let mut rest = &mut host[..];
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (row, tail) = std::mem::take(&mut rest).split_at_mut(r.num_rows() * vocab);
+            rest = tail;
+            out.push(match *r {
                 LogitsRow::Prompt { target, k } => {
                     RowOutput::Prompt(ferrum_engine::token_logprobs(row, target, k))
                 }
                 LogitsRow::Sample(seq) => RowOutput::Sampled(ferrum_engine::sample(row, seq)),
-            })
-            .collect())
+                LogitsRow::Constrained { seq, mask } => {
+                    RowOutput::Sampled(ferrum_engine::sample_masked(row, seq, Some(mask)))
+                }
+                LogitsRow::Verify { seq, masks } => {
+                    RowOutput::Verified(ferrum_engine::sampling::verify(row, vocab, seq, masks))
+                }
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -313,10 +323,37 @@ pub enum LogitsRow<'s, 'a> {
     Prompt { target: u32, k: usize },
     /// The next token of this sequence, under its sampling parameters.
     Sample(&'s ferrum_engine::StepSeq<'a>),
+    /// [`LogitsRow::Sample`] under structured output's token bitmask (bit `t % 32` of
+    /// `mask[t / 32]`: token `t` allowed; `ceil(vocab / 32)` words), applied before every other
+    /// logits processor ([`ferrum_engine::sample_masked`]). A GPU backend uploads it and
+    /// applies it in its sampling kernel.
+    Constrained {
+        seq: &'s ferrum_engine::StepSeq<'a>,
+        mask: &'s [u32],
+    },
+    /// Speculative decoding: `1 + seq.draft.len()` consecutive rows (the last new token, then
+    /// each draft position) verified together ([`ferrum_engine::sampling::verify`]);
+    /// `masks[j]`: structured output's token bitmask for row `j` (empty: unconstrained).
+    Verify {
+        seq: &'s ferrum_engine::StepSeq<'a>,
+        masks: &'s [Option<&'s [u32]>],
+    },
+}
+
+impl LogitsRow<'_, '_> {
+    /// How many logits rows this entry takes.
+    pub fn num_rows(&self) -> usize {
+        match self {
+            LogitsRow::Verify { seq, .. } => 1 + seq.draft.len(),
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub enum RowOutput {
     Prompt(ferrum_engine::TokenLogprobs),
     Sampled(ferrum_engine::Sampled),
+    /// The accepted drafts plus one token.
+    Verified(Vec<ferrum_engine::Sampled>),
 }

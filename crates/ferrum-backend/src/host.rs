@@ -129,30 +129,6 @@ impl<'a> HostTensor<'a> {
         })
     }
 
-    /// Matrix `i` of a stack `[n, rows, k]` as a `[rows, k]` view (an expert of a GGUF
-    /// `ffn_*_exps` tensor): a contiguous byte range, borrowed.
-    pub fn index0(&self, i: usize) -> Result<HostTensor<'_>> {
-        if self.shape.len() != 3 || i >= self.shape[0] {
-            bail!(
-                "`{}` has shape {:?}; cannot take matrix {i} of it",
-                self.name,
-                self.shape
-            );
-        }
-        let per = self.stored_bytes()? / self.shape[0];
-        let bytes = if self.is_dry() {
-            Cow::Borrowed(&[][..])
-        } else {
-            Cow::Borrowed(&self.bytes[i * per..(i + 1) * per])
-        };
-        Ok(HostTensor {
-            name: format!("{}[{i}]", self.name),
-            dtype: self.dtype,
-            shape: self.shape[1..].to_vec(),
-            bytes,
-        })
-    }
-
     /// This process's part of a 1-D or 2-D tensor split `world` ways along `dim` (0 = rows,
     /// 1 = columns). Splitting block-quantized rows along columns needs whole blocks per part.
     pub fn shard(self, dim: usize, s: Shard) -> Result<HostTensor<'a>> {

@@ -46,6 +46,8 @@ pub struct EngineConfig {
     /// Largest `logprobs` / `prompt_logprobs` a request may ask for (vLLM default 20).
     pub max_logprobs: usize,
     pub vocab_size: usize,
+    /// `--speculative-config` (n-gram drafts); `None`: no speculation.
+    pub speculative: Option<crate::spec::SpeculativeConfig>,
 }
 
 impl EngineConfig {
@@ -64,6 +66,7 @@ impl EngineConfig {
             scheduling_policy: SchedulingPolicy::Fcfs,
             max_logprobs: 20,
             vocab_size,
+            speculative: None,
         }
     }
 

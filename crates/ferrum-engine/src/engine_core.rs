@@ -31,6 +31,8 @@ pub struct EngineStats {
     pub generation_tokens: u64,
     /// Steps run (including failed ones).
     pub num_steps: u64,
+    /// Speculative decoding's counters (`vllm:spec_decode_*`); all zero without it.
+    pub spec_decode: crate::spec::SpecDecodeStats,
 }
 
 /// What one [`EngineCore::step`] did.
@@ -196,6 +198,7 @@ impl EngineCore {
             prompt_tokens: c.prompt_tokens,
             generation_tokens: c.generation_tokens,
             num_steps: self.num_steps,
+            spec_decode: self.sched.spec_stats().clone(),
         }
     }
 }

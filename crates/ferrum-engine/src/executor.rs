@@ -48,6 +48,18 @@ pub struct StepBatch<'a> {
     /// Sequences evicted by recompute preemption: drop their state; they come back later in
     /// `new_seqs` (with `num_computed` from the prefix cache, possibly 0).
     pub preempted_seqs: Vec<ReqId>,
+    /// Structured output: the grammar state of `seqs[i]` at `matchers[i]` (`None` when that
+    /// sequence is unconstrained); empty when no sequence of the step is. A runner computes
+    /// the token mask of each constrained sequence that samples (`fill_mask`), ideally while
+    /// the forward runs, and samples under it. The engine advances the matchers afterwards.
+    pub matchers: Vec<Option<&'a crate::sampling::MatcherCell>>,
+}
+
+impl<'a> StepBatch<'a> {
+    /// The grammar state of `seqs[i]`, if it is constrained.
+    pub fn matcher(&self, i: usize) -> Option<&'a crate::sampling::MatcherCell> {
+        self.matchers.get(i).copied().flatten()
+    }
 }
 
 /// One sequence's work for this step.
@@ -80,6 +92,13 @@ pub struct StepSeq<'a> {
     pub prompt_logprobs_from: Option<usize>,
     /// The request's EOS ids (masked while `min_tokens` is unmet unless `ignore_eos`).
     pub eos_token_ids: &'a [u32],
+    /// Speculative decoding: draft tokens proposed to follow `tokens` (empty without). Only
+    /// when `sample` is set. The runner feeds them after the new tokens, at positions
+    /// `num_computed + num_new ..` (the block table covers them), computes logits at the last
+    /// new token and at every draft position, and verifies them
+    /// ([`crate::sampling::verify`]): the output is the accepted drafts plus one token. The
+    /// engine counts the accepted drafts' K/V as computed and drops the rest.
+    pub draft: &'a [u32],
 }
 
 impl<'a> StepSeq<'a> {
@@ -91,6 +110,11 @@ impl<'a> StepSeq<'a> {
     /// Positions `num_computed .. num_computed + num_new` (RoPE positions of the new tokens).
     pub fn new_positions(&self) -> Range<usize> {
         self.num_computed..self.num_computed + self.num_new
+    }
+
+    /// Tokens fed this step: the new tokens, then the draft.
+    pub fn num_fed(&self) -> usize {
+        self.num_new + self.draft.len()
     }
 
     /// Output tokens generated so far (the index of the token about to be sampled).
@@ -159,7 +183,9 @@ pub struct SeqStepOutput {
     /// several). The engine appends them one by one, checking stop conditions after each, and
     /// drops the rest once the sequence finishes. Only the tokens already in
     /// [`StepSeq::tokens`] have K/V after this step: the accepted ones are fed (and their K/V
-    /// written) in the sequence's next step, which schedules all of them.
+    /// written) in the sequence's next step, which schedules all of them. With a draft
+    /// ([`StepSeq::draft`]) the tokens are the accepted drafts plus one more (checked): the
+    /// accepted drafts' K/V, written this step, count as computed; the last token is fed next.
     pub tokens: Vec<Sampled>,
     /// One entry per position of [`StepSeq::prompt_logprob_positions`].
     pub prompt_logprobs: Vec<TokenLogprobs>,

@@ -166,6 +166,25 @@ impl KvCacheManager {
         true
     }
 
+    /// Keeps only the blocks holding the first `num_tokens` tokens (speculative decoding's
+    /// rollback of rejected drafts); the rest go back to the pool, last first. A returned block
+    /// that was published is withdrawn (the scheduler never publishes draft blocks).
+    pub fn truncate(&mut self, id: ReqId, num_tokens: usize) {
+        let keep = num_tokens.div_ceil(self.block_size);
+        let Some(t) = self.tables.get_mut(&id) else {
+            return;
+        };
+        if t.blocks.len() <= keep {
+            return;
+        }
+        let tail = t.blocks.split_off(keep);
+        for &b in tail.iter().take(t.num_cached.saturating_sub(keep)) {
+            self.pool.uncache(b);
+        }
+        t.num_cached = t.num_cached.min(keep);
+        self.pool.free(tail.iter().rev().copied());
+    }
+
     /// Releases the request's blocks, last block first so its tail is evicted before its
     /// (more shareable) head. `num_valid_tokens` is how many tokens' K/V really were
     /// computed; blocks from `num_valid_tokens / block_size` on that this request published

@@ -26,6 +26,10 @@
 //! - Seeded sampling uses a ChaCha20 stream keyed by (seed, child index, output index), so a
 //!   seeded request reproduces across batches and preemptions, though not torch's numbers.
 //! - A request whose stream is dropped is aborted at the next step boundary, wherever it is.
+//! - N-gram speculation ([`spec`]): a draft never reaches past what `max_tokens` leaves, and
+//!   when the cache cannot hold a sequence's draft the draft is dropped before anyone is
+//!   preempted for it. The blocks of rejected drafts are freed at once (vLLM keeps them
+//!   allocated for the request's later tokens).
 
 pub mod admission;
 pub mod block_pool;
@@ -37,6 +41,7 @@ pub mod kv_cache;
 pub mod request;
 pub mod sampling;
 pub mod scheduler;
+pub mod spec;
 
 pub use block_pool::{BlockHash, BlockPool};
 pub use config::{EngineConfig, SchedulingPolicy};
@@ -51,5 +56,6 @@ pub use request::{
     EngineRequest, FinishReason, OutputReceiver, OutputSender, RequestOutput, SeqTimes,
     output_channel,
 };
-pub use sampling::{SamplingParams, log_softmax, sample, token_logprobs};
+pub use sampling::{SamplingParams, log_softmax, sample, sample_masked, token_logprobs};
 pub use scheduler::{RunnerUpdates, ScheduledSeq, Scheduler, SchedulerOutput};
+pub use spec::{SpecDecodeStats, SpeculativeConfig};

@@ -154,6 +154,12 @@ pub struct Seq {
     pub wait_key: Option<crate::scheduler::WaitKey>,
     pub times: SeqTimes,
     pub tx: OutputSender,
+    /// Speculative decoding: the draft scheduled with this step (fed after the new tokens);
+    /// empty between steps.
+    pub draft: Vec<u32>,
+    /// Structured output: this sequence's grammar state, advanced with every appended token
+    /// (it survives preemption: the tokens it has seen stay in `tokens`).
+    pub matcher: Option<crate::sampling::MatcherCell>,
 }
 
 impl Seq {
@@ -192,6 +198,8 @@ impl Seq {
                 wait_key: None,
                 times,
                 tx: tx.clone(),
+                draft: Vec::new(),
+                matcher: params.constraint.as_ref().map(|c| c.new_matcher()),
             })
             .collect()
     }

@@ -95,11 +95,14 @@ pub struct Scheduler {
     counters: SchedulerCounters,
     /// Runner notifications since the last executed step.
     updates: RunnerUpdates,
+    /// Speculative decoding's counters (all zero without it).
+    spec: crate::spec::SpecDecodeStats,
 }
 
 impl Scheduler {
     pub fn new(cfg: EngineConfig) -> Self {
         cfg.assert_sane();
+        let num_spec = cfg.speculative.map_or(0, |c| c.num_speculative_tokens);
         Self {
             max_seq_len: max_seq_len(&cfg),
             kv: KvCacheManager::new(cfg.num_blocks, cfg.block_size, cfg.enable_prefix_caching),
@@ -113,6 +116,7 @@ impl Scheduler {
             fcfs_front: -1,
             counters: SchedulerCounters::default(),
             updates: RunnerUpdates::default(),
+            spec: crate::spec::SpecDecodeStats::new(num_spec),
         }
     }
 
@@ -126,6 +130,11 @@ impl Scheduler {
 
     pub fn counters(&self) -> SchedulerCounters {
         self.counters
+    }
+
+    /// Speculative decoding's acceptance counters.
+    pub fn spec_stats(&self) -> &crate::spec::SpecDecodeStats {
+        &self.spec
     }
 
     pub fn seq(&self, id: ReqId) -> Option<&Seq> {
@@ -214,11 +223,14 @@ impl Scheduler {
         while i < self.running.len() && budget > 0 {
             let id = self.running[i];
             let s = &self.seqs[&id];
-            let num_new = (s.num_tokens() - s.num_computed).min(budget);
+            let mut num_new = (s.num_tokens() - s.num_computed).min(budget);
             if num_new == 0 {
                 i += 1;
                 continue;
             }
+            // speculative decoding: a decode gets its draft on top, within the budget
+            let num_draft = self.propose(id, budget - num_new);
+            num_new += num_draft;
             let mut scheduled = false;
             loop {
                 let s = &self.seqs[&id];
@@ -228,6 +240,13 @@ impl Scheduler {
                 {
                     scheduled = true;
                     break;
+                }
+                let s = self.seqs.get_mut(&id).unwrap();
+                if !s.draft.is_empty() {
+                    // no room for the draft: try without it before preempting anyone
+                    num_new -= s.draft.len();
+                    s.draft.clear();
+                    continue;
                 }
                 let v = self.pick_victim();
                 let victim = self.running.remove(v);
@@ -258,6 +277,27 @@ impl Scheduler {
         out
     }
 
+    /// Sets the draft of running sequence `id` (cleared when none) if it is a decode (exactly
+    /// its last token lacks K/V) and speculation is on; at most `room` tokens, and never more
+    /// than the sequence could still emit after this step. Returns the draft's length.
+    fn propose(&mut self, id: ReqId, room: usize) -> usize {
+        let max_seq_len = self.max_seq_len;
+        let s = self.seqs.get_mut(&id).unwrap();
+        s.draft.clear();
+        let Some(spec) = self.cfg.speculative else {
+            return 0;
+        };
+        if s.num_tokens() - s.num_computed != 1 || s.prompt_logprobs_from().is_some() {
+            return 0;
+        }
+        // this step emits up to 1 + k tokens: stay within max_tokens
+        let left = s.max_tokens.saturating_sub(s.num_output_tokens());
+        let k = room.min(left.saturating_sub(1));
+        let draft = spec.propose(&s.tokens, max_seq_len, k);
+        s.draft.extend_from_slice(draft);
+        s.draft.len()
+    }
+
     fn pick_victim(&self) -> usize {
         match self.cfg.scheduling_policy {
             SchedulingPolicy::Fcfs => self.running.len() - 1,
@@ -270,6 +310,7 @@ impl Scheduler {
     /// Frees everything and requeues; the sequence will recompute prompt + outputs later.
     fn preempt(&mut self, id: ReqId) {
         let s = self.seqs.get_mut(&id).unwrap();
+        s.draft.clear();
         // `num_computed` is still the pre-step value: blocks published this step are withdrawn.
         self.kv.free(id, s.num_computed);
         s.num_computed = 0;
@@ -340,23 +381,35 @@ impl Scheduler {
             .iter()
             .map(|sc| {
                 let s = &self.seqs[&sc.id];
+                // `sc.num_new` counts the draft too; the step contract separates them
+                let num_new = sc.num_new - s.draft.len();
                 StepSeq {
                     req_id: s.id,
                     seq_index: s.seq_index,
                     tokens: &s.tokens,
                     num_prompt_tokens: s.num_prompt_tokens,
                     num_computed: s.num_computed,
-                    num_new: sc.num_new,
+                    num_new,
                     block_table: self.kv.block_table(s.id),
-                    sample: s.num_computed + sc.num_new == s.num_tokens(),
+                    sample: s.num_computed + num_new == s.num_tokens(),
                     params: &s.params,
                     prompt_logprobs_from: s.prompt_logprobs_from(),
                     eos_token_ids: &s.eos_token_ids,
+                    draft: &s.draft,
                 }
             })
             .collect();
+        let mut matchers: Vec<_> = out
+            .scheduled
+            .iter()
+            .map(|sc| self.seqs[&sc.id].matcher.as_ref())
+            .collect();
+        if matchers.iter().all(Option::is_none) {
+            matchers.clear();
+        }
         StepBatch {
             seqs,
+            matchers,
             new_seqs: updates.new,
             finished_seqs: updates.finished,
             aborted_seqs: updates.aborted,
@@ -394,6 +447,19 @@ impl Scheduler {
             {
                 return Err(format!("executor sampled token {} >= vocab size", t.id));
             }
+            let n = r.tokens.len();
+            if !seq.draft.is_empty()
+                && (n > seq.draft.len() + 1
+                    || r.tokens[..n - 1]
+                        .iter()
+                        .zip(seq.draft)
+                        .any(|(t, &d)| t.id != d))
+            {
+                return Err(format!(
+                    "executor output for sequence {}: {n} tokens are not accepted drafts plus one",
+                    seq.req_id
+                ));
+            }
             let want = seq.prompt_logprob_positions().len();
             if r.prompt_logprobs.len() != want {
                 return Err(format!(
@@ -417,10 +483,22 @@ impl Scheduler {
         let now = Instant::now();
         let mut finished = Vec::new();
         let mut disconnected = Vec::new();
+        let mut failed = Vec::new();
         for (sc, r) in out.scheduled.iter().zip(res) {
             let s = self.seqs.get_mut(&sc.id).unwrap();
-            let positions = prompt_positions(s, sc.num_new);
-            s.num_computed += sc.num_new;
+            let num_draft = mem::take(&mut s.draft).len();
+            let num_real = sc.num_new - num_draft;
+            let positions = prompt_positions(s, num_real);
+            s.num_computed += num_real;
+            if num_draft > 0 {
+                // speculative decoding: the accepted drafts' K/V were written this step and
+                // count; the rejected ones' blocks are given back (they were never published:
+                // block hashes cover only the sequence's own tokens)
+                let accepted = r.tokens.len().saturating_sub(1);
+                s.num_computed += accepted;
+                self.kv.truncate(sc.id, s.num_computed);
+                self.spec.observe(num_draft, accepted);
+            }
             if let Some(next) = s.prompt_logprobs_next.as_mut() {
                 *next = (*next).max(positions.end);
                 s.pending_prompt_logprobs.extend(r.prompt_logprobs);
@@ -431,6 +509,7 @@ impl Scheduler {
             let mut new_token_ids = Vec::with_capacity(r.tokens.len());
             let mut logprobs = Vec::new();
             let mut stop = None;
+            let mut grammar_error = None;
             for tok in r.tokens {
                 s.tokens.push(tok.id);
                 new_token_ids.push(tok.id);
@@ -443,6 +522,28 @@ impl Scheduler {
                 if stop.is_some() {
                     break;
                 }
+                // structured output: advance the grammar; a refused token fails this request
+                // only. Once the grammar is finished its mask allows only EOS, so the next
+                // token ends the request (vLLM's behaviour); under `ignore_eos` (or before
+                // `min_tokens`) those EOS tokens are not fed to the finished grammar.
+                if let Some(m) = &s.matcher {
+                    let mut m = m.lock();
+                    if !m.is_finished()
+                        && let Err(e) = m.accept(tok.id)
+                    {
+                        grammar_error = Some(format!("structured output: {e}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = grammar_error {
+                tracing::warn!(seq = sc.id, "{e}");
+                s.times.finished(now);
+                if s.tx.send(s.abort_output(Some(e))).is_err() {
+                    disconnected.push(s.parent);
+                }
+                failed.push(sc.id);
+                continue;
             }
             s.update_block_hashes(bs);
             s.times.token(now);
@@ -469,6 +570,9 @@ impl Scheduler {
         }
         for id in finished {
             self.remove(id, Exit::Finished);
+        }
+        for id in failed {
+            self.remove(id, Exit::Aborted);
         }
         disconnected.sort_unstable();
         disconnected.dedup();

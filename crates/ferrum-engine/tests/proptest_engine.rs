@@ -76,6 +76,7 @@ fn config() -> impl Strategy<Value = EngineConfig> {
                 },
                 max_logprobs: 20,
                 vocab_size: V,
+                speculative: None,
             },
         )
 }

@@ -25,6 +25,7 @@ fn seq<'a>(
         params: p,
         prompt_logprobs_from: None,
         eos_token_ids: eos,
+        draft: &[],
     }
 }
 

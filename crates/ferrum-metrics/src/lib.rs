@@ -23,6 +23,9 @@
 //!   [`EngineSnapshot`] at scrape time.
 //! - `prefix_cache_queries/hits` (tokens), `num_preemptions`, `prompt_tokens`,
 //!   `generation_tokens`: counters, cumulative values read from the snapshot.
+//! - `spec_decode_num_drafts`, `_num_draft_tokens`, `_num_accepted_tokens` and
+//!   `_num_accepted_tokens_per_pos{position}` (counters; only with `--speculative-config`,
+//!   as vLLM's `SpecDecodingProm`), from [`SpecDecodeSnapshot`].
 //! - `request_success{finished_reason}`: one per finished *sequence*; children for stop,
 //!   length, abort, error and repetition exist from the start at 0.
 //! - Per finished sequence: `e2e_request_latency`, `request_queue_time`,
@@ -60,7 +63,7 @@ mod metrics;
 mod text;
 
 pub use cache_info::CacheConfigInfo;
-pub use metrics::{EngineSnapshot, FINISHED_REASONS, FinishedRequest, Metrics};
+pub use metrics::{EngineSnapshot, FINISHED_REASONS, FinishedRequest, Metrics, SpecDecodeSnapshot};
 
 /// The content type vLLM 0.34.0 sends with `/metrics` (prometheus_client 0.26's
 /// `CONTENT_TYPE_LATEST`). The body is also valid as `version=0.0.4`: every name here is

@@ -35,6 +35,17 @@ pub struct EngineSnapshot {
     pub generation_tokens: u64,
 }
 
+/// Speculative decoding's cumulative counters (vLLM's `SpecDecodingProm`, exposed only when
+/// `--speculative-config` is set).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpecDecodeSnapshot {
+    pub num_drafts: u64,
+    pub num_draft_tokens: u64,
+    pub num_accepted_tokens: u64,
+    /// One per draft position `0 .. num_speculative_tokens` (the `position` label).
+    pub num_accepted_tokens_per_pos: Vec<u64>,
+}
+
 /// One finished sequence (vLLM's per-child `FinishedRequestStats`): with `n > 1` each of a
 /// request's `n` sequences finishes, and is reported, on its own.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,6 +180,16 @@ impl Metrics {
     /// Prometheus text exposition: gauges and cumulative counters read from `snap` at
     /// scrape time, histograms from what was observed.
     pub fn render(&self, snap: &EngineSnapshot) -> String {
+        self.render_with_spec(snap, None)
+    }
+
+    /// [`Self::render`] plus vLLM's `vllm:spec_decode_*` counters when speculative decoding
+    /// is on (`spec` is `Some`), after `request_success` as vLLM registers them.
+    pub fn render_with_spec(
+        &self,
+        snap: &EngineSnapshot,
+        spec: Option<&SpecDecodeSnapshot>,
+    ) -> String {
         let base: Labels = vec![("model_name", &self.model_name), ("engine", "0")];
         let one = |v: f64| [(base.clone(), v)];
         let mut w = Writer::default();
@@ -234,6 +255,45 @@ impl Metrics {
             &success,
             c,
         );
+        if let Some(sp) = spec {
+            for (name, help, v) in [
+                (
+                    "vllm:spec_decode_num_drafts",
+                    "Number of spec decoding drafts.",
+                    sp.num_drafts,
+                ),
+                (
+                    "vllm:spec_decode_num_draft_tokens",
+                    "Number of draft tokens.",
+                    sp.num_draft_tokens,
+                ),
+                (
+                    "vllm:spec_decode_num_accepted_tokens",
+                    "Number of accepted tokens.",
+                    sp.num_accepted_tokens,
+                ),
+            ] {
+                w.counter(name, help, &one(v as f64), c);
+            }
+            let positions: Vec<String> = (0..sp.num_accepted_tokens_per_pos.len())
+                .map(|p| p.to_string())
+                .collect();
+            let per_pos: Vec<(Labels, f64)> = positions
+                .iter()
+                .zip(&sp.num_accepted_tokens_per_pos)
+                .map(|(pos, &n)| {
+                    let mut l = base.clone();
+                    l.push(("position", pos));
+                    (l, n as f64)
+                })
+                .collect();
+            w.counter(
+                "vllm:spec_decode_num_accepted_tokens_per_pos",
+                "Accepted tokens per draft position.",
+                &per_pos,
+                c,
+            );
+        }
 
         let hists: [(&str, &str, &Histogram); 13] = [
             (

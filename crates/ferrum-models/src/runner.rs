@@ -26,6 +26,9 @@ pub struct RunnerLimits {
     pub num_blocks_override: Option<usize>,
     /// `--gpu-memory-utilization`.
     pub gpu_memory_utilization: Option<f64>,
+    /// Speculative decoding's draft length K (0 without): a sequence may need `1 + K` logits
+    /// rows in one step.
+    pub num_speculative_tokens: usize,
 }
 
 pub struct Runner<B: Backend> {
@@ -37,6 +40,46 @@ pub struct Runner<B: Backend> {
     pub block_size: usize,
     meta: StepMeta,
     host_logits: Vec<f32>,
+    /// Structured output's per-step mask cost.
+    pub mask_stats: MaskStats,
+}
+
+/// The cost of structured output's token masks, over the steps that had a constrained sequence:
+/// the time computing them (on a thread beside the forward) and the time the sampler still
+/// waited for them after the forward finished (the part not hidden by the forward).
+#[derive(Clone, Debug, Default)]
+pub struct MaskStats {
+    pub steps: u64,
+    pub masks: u64,
+    pub compute: std::time::Duration,
+    pub waited: std::time::Duration,
+}
+
+impl MaskStats {
+    fn record(&mut self, m: &ferrum_engine::sampling::StepMasks, waited: std::time::Duration) {
+        let n = m.masks.iter().flatten().map(Vec::len).sum::<usize>() as u64;
+        self.steps += 1;
+        self.masks += n;
+        self.compute += m.elapsed;
+        self.waited += waited;
+        tracing::debug!(
+            masks = n,
+            compute_us = m.elapsed.as_micros() as u64,
+            waited_us = waited.as_micros() as u64,
+            "structured output: step masks"
+        );
+        if self.steps.is_multiple_of(256) {
+            tracing::info!(
+                steps = self.steps,
+                mean_compute_us = (self.compute.as_micros() as u64) / self.steps,
+                mean_waited_us = (self.waited.as_micros() as u64) / self.steps,
+                "structured output: mask cost per step"
+            );
+        }
+        for (i, e) in &m.errors {
+            tracing::warn!(seq = i, "structured output: mask failed: {e}");
+        }
+    }
 }
 
 impl RunnerLimits {
@@ -51,6 +94,7 @@ impl RunnerLimits {
             kv_cache_memory_bytes: None,
             num_blocks_override: Some(cfg.num_blocks),
             gpu_memory_utilization: None,
+            num_speculative_tokens: cfg.speculative.map_or(0, |c| c.num_speculative_tokens),
         }
     }
 }
@@ -73,7 +117,9 @@ impl<B: Backend> Runner<B> {
     /// limits allow, and allocates it.
     pub fn new(be: B, model: CausalLm<B>, lim: &RunnerLimits) -> Result<Runner<B>> {
         let c = &model.cfg;
-        let ws = Workspace::new(&be, c, lim.max_num_batched_tokens, lim.max_num_seqs)?;
+        // room for one sequence's verification rows on top of one row per sequence
+        let max_logits = lim.max_num_seqs + lim.num_speculative_tokens;
+        let ws = Workspace::new(&be, c, lim.max_num_batched_tokens, max_logits)?;
         let block_bytes = kv_bytes_per_block(c, lim.block_size, lim.kv_dtype) as u64;
         let num_blocks = match (lim.num_blocks_override, lim.kv_cache_memory_bytes) {
             (Some(n), _) => n,
@@ -107,6 +153,7 @@ impl<B: Backend> Runner<B> {
             block_size: lim.block_size,
             meta: StepMeta::default(),
             host_logits,
+            mask_stats: MaskStats::default(),
         })
     }
 
@@ -131,7 +178,7 @@ impl<B: Backend> Runner<B> {
         let mut logits_rows = Vec::new();
         for s in &step.seqs {
             let q_start = m.tokens.len();
-            let ctx_len = s.num_computed + s.num_new;
+            let ctx_len = s.num_computed + s.num_fed();
             if s.block_table.len() < ctx_len.div_ceil(bs) {
                 bail!(
                     "block table has {} blocks, {ctx_len} tokens need {}",
@@ -140,7 +187,8 @@ impl<B: Backend> Runner<B> {
                 );
             }
             m.tokens.extend_from_slice(s.new_tokens());
-            for pos in s.new_positions() {
+            m.tokens.extend_from_slice(s.draft);
+            for pos in s.num_computed..ctx_len {
                 m.positions.push(pos);
                 m.slots
                     .push(s.block_table[pos / bs] as usize * bs + pos % bs);
@@ -149,7 +197,7 @@ impl<B: Backend> Runner<B> {
             m.block_tables.extend_from_slice(s.block_table);
             m.seqs.push(AttnStepSeq {
                 q_start,
-                q_len: s.num_new,
+                q_len: s.num_fed(),
                 ctx_len,
                 table,
             });
@@ -157,7 +205,9 @@ impl<B: Backend> Runner<B> {
                 logits_rows.push(q_start + pos - s.num_computed);
             }
             if s.sample {
-                logits_rows.push(q_start + s.num_new - 1);
+                // the last new token, then every draft position (speculative decoding)
+                let last = q_start + s.num_new - 1;
+                logits_rows.extend(last..=last + s.draft.len());
             }
         }
         Ok(logits_rows)
@@ -169,11 +219,31 @@ impl<B: Backend> Executor for Runner<B> {
         let rows = self.prepare(step)?;
         self.be.begin_step(&self.meta)?;
         let t = self.meta.tokens.len();
-        self.model
-            .forward(&self.be, t, &mut self.kv, &mut self.ws)?;
+        let vocab = self.model.cfg.vocab_size;
+        // structured output: the grammar masks are computed on their own thread while the
+        // forward runs, and joined before sampling
+        let (fwd, masks, waited) = std::thread::scope(|sc| {
+            let masks = (!step.matchers.is_empty())
+                .then(|| sc.spawn(|| ferrum_engine::sampling::compute_masks(step, vocab)));
+            let fwd = self.model.forward(&self.be, t, &mut self.kv, &mut self.ws);
+            let t_join = std::time::Instant::now();
+            let masks = masks.map(|h| h.join().unwrap_or_default());
+            (fwd, masks.unwrap_or_default(), t_join.elapsed())
+        });
+        fwd?;
+        if !step.matchers.is_empty() {
+            self.mask_stats.record(&masks, waited);
+        }
+        let mask_rows: Vec<Option<Vec<&[u32]>>> = (0..step.seqs.len())
+            .map(|i| masks.of(i).map(|m| m.iter().map(Vec::as_slice).collect()))
+            .collect();
+        let verify_masks: Vec<Vec<Option<&[u32]>>> = mask_rows
+            .iter()
+            .map(|m| m.iter().flatten().map(|&r| Some(r)).collect())
+            .collect();
         // what each logits row is for, in the order `prepare` listed them
         let mut wants = Vec::with_capacity(rows.len());
-        for s in &step.seqs {
+        for (i, s) in step.seqs.iter().enumerate() {
             let k = s.params.prompt_logprobs.unwrap_or(0);
             for pos in s.prompt_logprob_positions() {
                 wants.push(LogitsRow::Prompt {
@@ -181,21 +251,41 @@ impl<B: Backend> Executor for Runner<B> {
                     k,
                 });
             }
-            if s.sample {
-                wants.push(LogitsRow::Sample(s));
+            let mask = mask_rows[i].as_ref().and_then(|m| m.first().copied());
+            if s.draft.is_empty() && s.sample {
+                wants.push(match mask {
+                    Some(mask) => LogitsRow::Constrained { seq: s, mask },
+                    None => LogitsRow::Sample(s),
+                });
+            } else if s.sample {
+                wants.push(LogitsRow::Verify {
+                    seq: s,
+                    masks: &verify_masks[i],
+                });
             }
         }
-        let vocab = self.model.cfg.vocab_size;
-        let mut results = Vec::with_capacity(rows.len());
-        for (chunk, want) in rows
-            .chunks(self.ws.max_logits)
-            .zip(wants.chunks(self.ws.max_logits))
-        {
+        let mut results = Vec::with_capacity(wants.len());
+        // chunks of at most `max_logits` rows that never split a verification's rows
+        let (mut row0, mut want0) = (0, 0);
+        while want0 < wants.len() {
+            let (mut n_rows, mut n_wants) = (0, 0);
+            while want0 + n_wants < wants.len() {
+                let r = wants[want0 + n_wants].num_rows();
+                if n_wants > 0 && n_rows + r > self.ws.max_logits {
+                    break;
+                }
+                n_rows += r;
+                n_wants += 1;
+            }
+            let chunk = &rows[row0..row0 + n_rows];
+            let want = &wants[want0..want0 + n_wants];
             self.model.logits(&self.be, chunk, &mut self.ws)?;
             results.extend(
                 self.be
                     .sample(&self.ws.logits, vocab, want, &mut self.host_logits)?,
             );
+            row0 += n_rows;
+            want0 += n_wants;
         }
         let mut results = results.into_iter();
         let mut outputs = Vec::with_capacity(step.seqs.len());
@@ -210,6 +300,7 @@ impl<B: Backend> Executor for Runner<B> {
             if s.sample {
                 match results.next() {
                     Some(RowOutput::Sampled(tok)) => out.tokens.push(tok),
+                    Some(RowOutput::Verified(toks)) => out.tokens = toks,
                     other => bail!("expected a sampled row, got {other:?}"),
                 }
             }

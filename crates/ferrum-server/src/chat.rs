@@ -216,8 +216,27 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
     let arrival = Instant::now();
     state.check_serving()?;
     let obj = json_object(&body)?;
-    let req = parse(&state, &obj)?;
+    let mut req = parse(&state, &obj)?;
     let model = state.check_model(req.common.model.as_deref())?;
+    // a forced tool call (`tool_choice` "required" or named) constrains the output to the
+    // tools' schema, over any other structured-output field (as vLLM)
+    if let Some((_, schema)) = &req.setup.forced {
+        if req.common.stream {
+            return Err(ApiError::field(
+                "tool_choice",
+                "streaming with `tool_choice` \"required\" or a named function is not supported yet",
+            ));
+        }
+        req.common.structured = Some((
+            "tool_choice".into(),
+            ferrum_structured::ConstraintSpec::JsonSchema {
+                schema: schema.clone(),
+                strict: true,
+            },
+        ));
+    }
+    let spec = req.common.structured.take();
+    crate::structured::attach(&state, &mut req.common.params, spec).await?;
     let prompt = render_messages(&state, &obj).await?;
     // The template holds the special tokens already (vLLM's default for chat).
     let ids = tokenize(&state, prompt, false).await?;
@@ -262,6 +281,16 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
             "content": (!m.content.is_empty()).then_some(&m.content),
             "tool_calls": m.tool_calls_whole().unwrap_or_else(|| json!([])),
         });
+        let mut finish_reason = f.map(|f| p.finish_reason(f.reason));
+        if let Some((forced, _)) = &req.setup.forced
+            && let Some(calls) = forced.tool_calls(&m.content)
+        {
+            message["content"] = json!("");
+            message["tool_calls"] = calls;
+            if *forced == crate::chat_parse::ForcedTool::Required && finish_reason == Some("stop") {
+                finish_reason = Some("tool_calls");
+            }
+        }
         if p.reasoning_enabled() {
             let r = (!m.reasoning.is_empty()).then_some(&m.reasoning);
             message["reasoning_content"] = json!(r);
@@ -271,7 +300,7 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
             "index": i,
             "message": message,
             "logprobs": req.logprobs.then(|| json!({"content": logprobs::chat_content(&state.tokenizer, &c.logprobs)})),
-            "finish_reason": f.map(|f| p.finish_reason(f.reason)),
+            "finish_reason": finish_reason,
             "stop_reason": f.and_then(|f| sse::stop_reason_json(&f.stop_reason)),
         }));
     }

@@ -57,6 +57,50 @@ impl MessageDelta {
 pub struct ParseSetup {
     reasoning: Option<ReasoningParser>,
     tools: Option<(ToolParserKind, Vec<Value>)>,
+    /// `tool_choice: "required"` or a named function: the output is constrained to this JSON
+    /// schema (vLLM's) and returned as tool calls.
+    pub forced: Option<(ForcedTool, Value)>,
+}
+
+/// A tool call the request forces (structured output does the forcing).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ForcedTool {
+    /// The output is a JSON array of `{name, parameters}` objects.
+    Required,
+    /// The output is the named function's arguments.
+    Named(String),
+}
+
+impl ForcedTool {
+    /// The message's tool calls for `text` (vLLM's), or `None` when `text` is not what the
+    /// schema promised (cut by `max_tokens`).
+    pub fn tool_calls(&self, text: &str) -> Option<Value> {
+        let id = || format!("chatcmpl-tool-{}", uuid::Uuid::new_v4().simple());
+        match self {
+            ForcedTool::Named(name) => Some(json!([{
+                "id": id(),
+                "type": "function",
+                "function": {"name": name, "arguments": text},
+            }])),
+            ForcedTool::Required => {
+                let calls: Vec<Value> = serde_json::from_str(text).ok()?;
+                let mut out = Vec::new();
+                for c in calls {
+                    let name = c.get("name")?.as_str()?;
+                    let params = c.get("parameters")?;
+                    out.push(json!({
+                        "id": id(),
+                        "type": "function",
+                        "function": {
+                            "name": name,
+                            "arguments": serde_json::to_string(params).ok()?,
+                        },
+                    }));
+                }
+                Some(Value::Array(out))
+            }
+        }
+    }
 }
 
 /// Refuses parser flags ferrum does not know, at start-up (vLLM's rules).
@@ -165,13 +209,29 @@ impl ParseSetup {
                     .map_err(|e| ApiError::internal(format!("{e}")))?;
                 setup.tools = Some((kind, tools));
             }
-            other => {
+            _ if tools.is_empty() => {
                 return Err(ApiError::field(
                     "tool_choice",
-                    format!(
-                        "`tool_choice: {other}` is not supported yet (it needs structured output)"
-                    ),
+                    "When using `tool_choice`, `tools` must be set.",
                 ));
+            }
+            "required" => {
+                let schema = crate::structured::required_tools_schema(&tools)?;
+                setup.forced = Some((ForcedTool::Required, schema));
+            }
+            _ => {
+                let name = obj
+                    .get("tool_choice")
+                    .and_then(|v| v.pointer("/function/name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            "tool_choice",
+                            "a named `tool_choice` needs `function.name`",
+                        )
+                    })?;
+                let schema = crate::structured::named_tool_schema(&tools, name)?;
+                setup.forced = Some((ForcedTool::Named(name.to_string()), schema));
             }
         }
         Ok(setup)

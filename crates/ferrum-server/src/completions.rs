@@ -103,8 +103,10 @@ fn parse(state: &Shared, body: &Bytes) -> ApiResult<CompletionRequest> {
 pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Response> {
     let arrival = Instant::now();
     state.check_serving()?;
-    let req = parse(&state, &body)?;
+    let mut req = parse(&state, &body)?;
     let model = state.check_model(req.common.model.as_deref())?;
+    let spec = req.common.structured.take();
+    crate::structured::attach(&state, &mut req.common.params, spec).await?;
     let mut prompt_ids = Vec::with_capacity(req.prompts.len());
     for p in &req.prompts {
         prompt_ids.push(match p {

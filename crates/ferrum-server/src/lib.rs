@@ -16,6 +16,7 @@ pub mod request;
 pub mod sse;
 pub mod state;
 pub mod stats_log;
+pub mod structured;
 pub mod submit;
 pub mod track;
 

@@ -110,7 +110,18 @@ pub async fn version() -> Response {
 
 pub async fn metrics(State(state): State<Shared>) -> Response {
     let s = state.engine.snapshot();
-    let text = state.metrics.render(&ferrum_metrics::EngineSnapshot {
+    // vLLM exposes the spec-decode counters only when speculative decoding is configured
+    let spec = state
+        .engine
+        .config()
+        .speculative
+        .map(|_| ferrum_metrics::SpecDecodeSnapshot {
+            num_drafts: s.spec_decode.num_drafts,
+            num_draft_tokens: s.spec_decode.num_draft_tokens,
+            num_accepted_tokens: s.spec_decode.num_accepted_tokens,
+            num_accepted_tokens_per_pos: s.spec_decode.num_accepted_tokens_per_pos.clone(),
+        });
+    let snap = ferrum_metrics::EngineSnapshot {
         num_running: s.num_running,
         num_waiting: s.num_waiting,
         kv_cache_usage: s.kv_cache_usage,
@@ -119,6 +130,7 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
         num_preemptions: s.num_preemptions,
         prompt_tokens: s.prompt_tokens,
         generation_tokens: s.generation_tokens,
-    });
+    };
+    let text = state.metrics.render_with_spec(&snap, spec.as_ref());
     ([(header::CONTENT_TYPE, ferrum_metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -42,18 +42,15 @@ pub struct Common {
     pub stream: bool,
     pub include_usage: bool,
     pub continuous_usage_stats: bool,
+    /// Structured output asked for, with the field that asked (compiled by
+    /// [`crate::structured::attach`] before submission).
+    pub structured: Option<(String, ferrum_structured::ConstraintSpec)>,
 }
 
 /// Fields ferrum does not implement yet: refused by name (a 200 with unconstrained output
 /// would be worse than an error).
 const NOT_YET: &[&str] = &[
-    "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "guided_grammar",
-    "guided_decoding_backend",
     "guided_whitespace_pattern",
-    "structured_outputs",
     "bad_words",
     "best_of",
     "use_beam_search",
@@ -116,21 +113,8 @@ pub fn common_field(c: &mut Common, k: &str, v: &Value) -> ApiResult<bool> {
             }
         }
         "priority" => c.priority = i32_of(k, v)?,
-        "response_format" => match v.get("type").and_then(Value::as_str) {
-            None if v.is_null() => {}
-            Some("text") => {}
-            Some(t) => {
-                return Err(ApiError::field(
-                    k,
-                    format!(
-                        "`response_format` of type `{t}` is not supported yet (structured output is not implemented)"
-                    ),
-                ));
-            }
-            None => {
-                return Err(ApiError::field(k, "`response_format` needs a `type`"));
-            }
-        },
+        "response_format" => crate::structured::response_format(&mut c.structured, v)?,
+        _ if crate::structured::guided_field(&mut c.structured, k, v)? => {}
         "cache_salt" if v.is_null() => {}
         "cache_salt" => {
             return Err(ApiError::field(k, "`cache_salt` is not supported yet"));
@@ -156,6 +140,7 @@ impl Common {
             stream: false,
             include_usage: false,
             continuous_usage_stats: false,
+            structured: None,
         }
     }
 

@@ -78,6 +78,11 @@ pub struct EngineArgs {
     /// Largest `logprobs` / `prompt_logprobs` a request may ask for.
     #[arg(long, default_value_t = 20)]
     pub max_logprobs: usize,
+    /// Speculative decoding, as vLLM's JSON: `{"method": "ngram", "num_speculative_tokens": K,
+    /// "prompt_lookup_max": N, "prompt_lookup_min": M}` (n-gram drafts from the sequence's own
+    /// tokens; the only method ferrum implements).
+    #[arg(long, value_parser = crate::speculative::parse_speculative_config)]
+    pub speculative_config: Option<ferrum_engine::SpeculativeConfig>,
 }
 
 impl EngineArgs {

@@ -127,6 +127,7 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
     }
     warm.finish_and_clear();
     let b = bar(a.num_iters, "bench latency");
+    let (spec0, t0) = (rt.engine.stats().spec_decode, Instant::now());
     let (mut lat, mut ttfts) = (Vec::new(), Vec::new());
     for _ in 0..a.num_iters {
         let (l, t) = run_once(&mut rng)?;
@@ -155,6 +156,7 @@ pub fn latency(rt: &Runtime, a: &LatencyArgs) -> Result<()> {
         "Decode after the first token: {decode_tps:.1} tok/s ({:.2} ms per step)",
         1000.0 * (avg - avg_ttft) / a.output_len.saturating_sub(1).max(1) as f64
     );
+    print_spec_decode(rt, &spec0, t0.elapsed().as_secs_f64());
     if let Some(path) = &a.output_json {
         let pct: serde_json::Map<_, _> = [10.0, 25.0, 50.0, 75.0, 90.0, 99.0]
             .iter()
@@ -200,6 +202,7 @@ pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
     println!("Total num prompt tokens:  {in_tokens}");
     println!("Total num output tokens:  {out_tokens}");
     println!("Preemptions: {}", s.num_preemptions);
+    print_spec_decode(rt, &Default::default(), secs);
     if let Some(path) = &a.output_json {
         let v = json!({"elapsed_time": secs, "num_requests": a.num_prompts, "total_num_tokens": in_tokens + out_tokens,
                        "requests_per_second": a.num_prompts as f64 / secs, "tokens_per_second": (in_tokens + out_tokens) as f64 / secs,
@@ -207,4 +210,16 @@ pub fn throughput(rt: &Runtime, a: &ThroughputArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
+}
+
+/// vLLM's "SpecDecoding metrics: ..." line over the measured run, when speculation is on.
+fn print_spec_decode(rt: &Runtime, before: &ferrum_engine::SpecDecodeStats, secs: f64) {
+    if rt.engine.config().speculative.is_none() {
+        return;
+    }
+    let now = rt.engine.stats().spec_decode;
+    match ferrum_server::stats_log::spec_decode_line(before, &now, secs) {
+        Some(line) => println!("{line}"),
+        None => println!("SpecDecoding metrics: no drafts proposed"),
+    }
 }

@@ -141,7 +141,10 @@ pub fn batch(rt: &Runtime, file: &std::path::Path) -> Result<()> {
     eprintln!(
         "{}",
         json!({"preemptions": s.num_preemptions, "prefix_cache_queries": s.prefix_cache_queries, "prefix_cache_hits": s.prefix_cache_hits,
-               "prompt_tokens": s.prompt_tokens, "generation_tokens": s.generation_tokens})
+               "prompt_tokens": s.prompt_tokens, "generation_tokens": s.generation_tokens,
+               "spec_decode_num_drafts": s.spec_decode.num_drafts, "spec_decode_num_draft_tokens": s.spec_decode.num_draft_tokens,
+               "spec_decode_num_accepted_tokens": s.spec_decode.num_accepted_tokens,
+               "spec_decode_num_accepted_tokens_per_pos": s.spec_decode.num_accepted_tokens_per_pos})
     );
     if failed > 0 {
         bail!(

@@ -7,6 +7,7 @@ mod generate;
 mod request_json;
 mod runtime;
 mod serve;
+mod speculative;
 mod vllm_flags;
 
 use anyhow::Result;

@@ -146,6 +146,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     });
     ec.scheduling_policy = policy;
     ec.max_logprobs = e.max_logprobs;
+    ec.speculative = e.speculative_config;
     let limits = RunnerLimits {
         block_size: e.block_size,
         max_num_batched_tokens: ec.max_num_batched_tokens,
@@ -154,6 +155,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         kv_cache_memory_bytes: e.kv_cache_memory_bytes,
         num_blocks_override: e.num_gpu_blocks_override,
         gpu_memory_utilization: e.gpu_memory_utilization,
+        num_speculative_tokens: e.speculative_config.map_or(0, |c| c.num_speculative_tokens),
     };
     // Refused before any weight is read if weights + workspace + one max-model-len sequence of
     // KV cache do not fit.

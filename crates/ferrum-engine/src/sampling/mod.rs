@@ -2,11 +2,18 @@
 //! logprobs, and the final draw. The runner computes logits; these rules live here so every
 //! backend samples the same way.
 
+pub mod constraint;
 pub mod logprobs;
 pub mod params;
 pub mod processors;
 pub mod sampler;
+pub mod spec;
 
+pub use constraint::{
+    Constraint, ConstraintFactory, ConstraintMatcher, MatcherCell, StepMasks, apply_token_mask,
+    compute_masks, mask_words,
+};
 pub use logprobs::{log_softmax, token_logprobs, token_logprobs_from};
 pub use params::{SAMPLING_EPS, SamplingParams, py_float};
-pub use sampler::{sample, seeded_uniform};
+pub use sampler::{sample, sample_masked, seeded_uniform};
+pub use spec::verify;

@@ -44,6 +44,9 @@ pub struct SamplingParams {
     pub logprobs: Option<usize>,
     pub prompt_logprobs: Option<usize>,
     pub skip_special_tokens: bool,
+    /// Structured output: a compiled grammar whose matchers restrict every sampled token
+    /// (see [`super::constraint`]).
+    pub constraint: Option<super::constraint::Constraint>,
 }
 
 impl Default for SamplingParams {
@@ -69,6 +72,7 @@ impl Default for SamplingParams {
             logprobs: None,
             prompt_logprobs: None,
             skip_special_tokens: true,
+            constraint: None,
         }
     }
 }

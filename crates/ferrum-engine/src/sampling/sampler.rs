@@ -16,6 +16,43 @@ use crate::executor::{Sampled, StepSeq};
 /// logit_bias,
 /// min_tokens, penalties, then greedy argmax or temperature, min_p, top_k, top_p and a draw.
 pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
+    sample_masked(logits, seq, None)
+}
+
+/// [`sample`] under a structured-output token mask (`bits`, see
+/// [`super::constraint::ConstraintMatcher::fill_mask`]). As in vLLM v1, the grammar bitmask
+/// is applied to the logits before the sampler sees them, so before the raw logprobs and every
+/// other processor.
+pub fn sample_masked(logits: &mut [f32], seq: &StepSeq<'_>, mask: Option<&[u32]>) -> Sampled {
+    let raw_logprobs = process(logits, seq, mask);
+    let p = seq.params;
+    let id = if p.is_greedy() {
+        argmax(logits)
+    } else {
+        let u = match p.seed {
+            Some(s) => seeded_uniform(s, seq.seq_index, seq.num_output_tokens()),
+            None => rand::rng().random::<f64>(),
+        };
+        draw(logits, u)
+    };
+    Sampled {
+        id,
+        logprobs: raw_logprobs.map(|(k, lp)| token_logprobs_from(&lp, id, k)),
+    }
+}
+
+/// Every processor of [`sample_masked`] in its order, leaving `logits` ready for the final
+/// choice (greedy: argmax; otherwise the filtered, temperature-scaled logits to draw from).
+/// Returns the raw logprobs (with `k`) when the request asked for logprobs. Shared with the
+/// speculative verifier ([`super::spec`]).
+pub(crate) fn process(
+    logits: &mut [f32],
+    seq: &StepSeq<'_>,
+    mask: Option<&[u32]>,
+) -> Option<(usize, Vec<f32>)> {
+    if let Some(bits) = mask {
+        super::constraint::apply_token_mask(logits, bits);
+    }
     let p = seq.params;
     let raw_logprobs = p.logprobs.map(|k| (k, log_softmax(logits)));
 
@@ -39,23 +76,13 @@ pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
         p.presence_penalty,
     );
 
-    let id = if p.is_greedy() {
-        argmax(logits)
-    } else {
+    if !p.is_greedy() {
         apply_temperature(logits, p.temperature);
         apply_min_p(logits, p.min_p);
         apply_top_k(logits, p.top_k);
         apply_top_p(logits, p.top_p);
-        let u = match p.seed {
-            Some(s) => seeded_uniform(s, seq.seq_index, output.len()),
-            None => rand::rng().random::<f64>(),
-        };
-        draw(logits, u)
-    };
-    Sampled {
-        id,
-        logprobs: raw_logprobs.map(|(k, lp)| token_logprobs_from(&lp, id, k)),
     }
+    raw_logprobs
 }
 
 /// The uniform draw of a seeded request: a ChaCha20 stream keyed only by
@@ -72,7 +99,7 @@ pub fn seeded_uniform(seed: u64, seq_index: usize, output_index: usize) -> f64 {
 
 /// Inverse-CDF draw over softmax(logits) in token-id order with `u` in [0, 1).
 /// Falls back to argmax when nothing has mass (everything masked).
-fn draw(logits: &[f32], u: f64) -> u32 {
+pub(crate) fn draw(logits: &[f32], u: f64) -> u32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY || max.is_nan() {
         return argmax(logits);

@@ -3,7 +3,7 @@
 //! a sigmoid router with a score-correction bias and group-limited top-k (DeepSeek-V3's
 //! `noaux_tc`), scaled by `routed_scaling_factor`, plus always-on shared experts.
 
-use super::{ArchEntry, check_moe, fields, no_gguf, one};
+use super::{ArchEntry, check_moe, fields, one};
 use crate::config::{ModelConfig, MoeConfig};
 use anyhow::{Result, bail};
 use ferrum_backend::Routing;
@@ -15,7 +15,6 @@ pub const ENTRY: ArchEntry = ArchEntry {
     hf: "Glm4MoeForCausalLM",
     gguf: None,
     from_hf,
-    from_gguf: no_gguf,
 };
 
 /// The fields GLM-4.5 adds to the shared ones (transformers' defaults).

@@ -7,12 +7,11 @@ use ferrum_backend::cpu::RopeStyle;
 pub const ENTRY: ArchEntry = ArchEntry {
     name: "llama",
     hf: "LlamaForCausalLM",
-    gguf: Some("llama"),
     from_hf: |v| ModelConfig::dense_from_hf(v, "llama"),
     // llama.cpp's converter permutes Llama's q/k rows for its adjacent-pair rotary
-    from_gguf: |g| {
+    gguf: Some(("llama", |g| {
         let mut c = ModelConfig::dense_from_gguf(g, "llama", "llama")?;
         c.rope_style = RopeStyle::Interleaved;
         Ok(c)
-    },
+    })),
 };

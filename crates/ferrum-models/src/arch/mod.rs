@@ -15,15 +15,18 @@ use ferrum_gguf::GgufFile;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// Reads an architecture's GGUF metadata.
+pub type FromGguf = fn(&GgufFile) -> Result<ModelConfig>;
+
 pub struct ArchEntry {
     /// The name ferrum reports (`ModelConfig::arch`).
     pub name: &'static str,
     /// `architectures[0]` in a Hugging Face config.json.
     pub hf: &'static str,
-    /// `general.architecture` in GGUF files, where llama.cpp has one.
-    pub gguf: Option<&'static str>,
+    /// `general.architecture` in GGUF files and how to read its metadata, where llama.cpp has
+    /// the architecture.
+    pub gguf: Option<(&'static str, FromGguf)>,
     pub from_hf: fn(&Value) -> Result<ModelConfig>,
-    pub from_gguf: fn(&GgufFile) -> Result<ModelConfig>,
 }
 
 pub const REGISTRY: &[ArchEntry] = &[
@@ -41,7 +44,7 @@ pub fn supported_hf() -> String {
 pub fn supported_gguf() -> String {
     REGISTRY
         .iter()
-        .filter_map(|a| a.gguf)
+        .filter_map(|a| a.gguf.map(|g| g.0))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -66,18 +69,13 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
     let a = g
         .architecture()
         .ok_or_else(|| anyhow!("GGUF file has no `general.architecture`"))?;
-    match REGISTRY.iter().find(|e| e.gguf == Some(a)) {
-        Some(e) => (e.from_gguf)(g),
+    match REGISTRY.iter().filter_map(|e| e.gguf).find(|e| e.0 == a) {
+        Some((_, from_gguf)) => from_gguf(g),
         None => bail!(
             "unsupported GGUF architecture `{a}`; supported: {}",
             supported_gguf()
         ),
     }
-}
-
-/// For architectures llama.cpp has no GGUF name for.
-fn no_gguf(_: &GgufFile) -> Result<ModelConfig> {
-    unreachable!("the registry only looks up GGUF names an entry declares")
 }
 
 /// An architecture's own config.json fields (serde: a missing or mistyped field is named).

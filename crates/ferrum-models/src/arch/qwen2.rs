@@ -6,11 +6,12 @@ use crate::config::ModelConfig;
 pub const ENTRY: ArchEntry = ArchEntry {
     name: "qwen2",
     hf: "Qwen2ForCausalLM",
-    gguf: Some("qwen2"),
     from_hf: |v| {
         let mut c = ModelConfig::dense_from_hf(v, "qwen2")?;
         c.qkv_bias = true;
         Ok(c)
     },
-    from_gguf: |g| ModelConfig::dense_from_gguf(g, "qwen2", "qwen2"),
+    gguf: Some(("qwen2", |g| {
+        ModelConfig::dense_from_gguf(g, "qwen2", "qwen2")
+    })),
 };

@@ -6,15 +6,14 @@ use crate::config::ModelConfig;
 pub const ENTRY: ArchEntry = ArchEntry {
     name: "qwen3",
     hf: "Qwen3ForCausalLM",
-    gguf: Some("qwen3"),
     from_hf: |v| {
         let mut c = ModelConfig::dense_from_hf(v, "qwen3")?;
         c.qk_norm = true;
         Ok(c)
     },
-    from_gguf: |g| {
+    gguf: Some(("qwen3", |g| {
         let mut c = ModelConfig::dense_from_gguf(g, "qwen3", "qwen3")?;
         c.qk_norm = true;
         Ok(c)
-    },
+    })),
 };

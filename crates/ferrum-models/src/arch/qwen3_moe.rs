@@ -12,9 +12,8 @@ use serde_json::Value;
 pub const ENTRY: ArchEntry = ArchEntry {
     name: "qwen3_moe",
     hf: "Qwen3MoeForCausalLM",
-    gguf: Some("qwen3moe"),
+    gguf: Some(("qwen3moe", from_gguf)),
     from_hf,
-    from_gguf,
 };
 
 /// The fields Qwen3-MoE adds to the shared ones (transformers' defaults).

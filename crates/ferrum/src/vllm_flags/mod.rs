@@ -13,6 +13,7 @@
 //!   other value is refused ("not supported yet: --dtype bfloat16 (...)");
 //! * vLLM removed it: accepted with a one-line warning and ignored, mapped to its replacement,
 //!   or refused where ignoring it would change what the server does ([`REMOVED_ACTIONS`]);
+//!   vLLM 0.6's n-gram speculation flags become one `--speculative-config` (`speculative.rs`);
 //! * vLLM has it and ferrum does not: refused ("--foo is a vLLM flag that ferrum does not
 //!   support yet");
 //! * neither knows it: left in place, so that clap reports it with its "a similar argument
@@ -23,6 +24,7 @@ mod classify;
 mod config_file;
 mod human_int;
 mod lexer;
+mod speculative;
 
 use catalog::{Entry, Which, catalog};
 use classify::{Outcome, classify, rule_for};
@@ -163,9 +165,6 @@ enum RemovedAction {
     Refuse(&'static str),
 }
 
-const SPECULATIVE: &str = "not supported yet: --speculative-config (ferrum has no speculative \
-    decoding; --speculative-model and --num-speculative-tokens were vLLM's earlier spelling of it)";
-
 /// Removed flags that are not simply ignored, or whose warning says more. Every other flag of
 /// the JSON's `removed` list is ignored with "`--x` was removed from vLLM; ignored".
 const REMOVED_ACTIONS: &[(&str, RemovedAction)] = &[
@@ -181,8 +180,6 @@ const REMOVED_ACTIONS: &[(&str, RemovedAction)] = &[
         "worker-use-ray",
         RemovedAction::MapTo("distributed-executor-backend", "ray"),
     ),
-    ("speculative-model", RemovedAction::Refuse(SPECULATIVE)),
-    ("num-speculative-tokens", RemovedAction::Refuse(SPECULATIVE)),
     (
         "rope-scaling",
         RemovedAction::Refuse(
@@ -230,6 +227,7 @@ pub fn normalize_serve_argv(
         warnings: Vec::new(),
     }
     .run()?;
+    let items = speculative::map_legacy_speculative(items, &mut warnings)?;
 
     // The last use of a flag wins, as with argparse (clap would refuse the repetition).
     let cat = catalog();

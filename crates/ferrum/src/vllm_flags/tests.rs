@@ -42,6 +42,7 @@ const FERRUM: &[&str] = &[
     "num-gpu-blocks-override",
     "gpu-memory-utilization",
     "max-logprobs",
+    "speculative-config",
     "config",
 ];
 
@@ -298,10 +299,7 @@ fn short_options_and_optimization_level() {
         "m -q awq",
         "not supported yet: --quantization awq (ferrum runs the weights as the checkpoint stores them, GGUF quantizations included)",
     );
-    err(
-        "m -sc {}",
-        "-sc (--speculative-config) is a vLLM flag that ferrum does not support yet",
-    );
+    ok("m -sc {}", "m --speculative-config {}", &[]);
     err(
         "m -O3",
         "-O (--optimization-level) is a vLLM flag that ferrum does not support yet",
@@ -354,9 +352,10 @@ fn dotted_json_keys_become_one_json_value() {
         r#"m --default-chat-template-kwargs {"x":1}"#,
         &["`--default-chat-template-kwargs` given more than once; the last one wins, as in vLLM"],
     );
-    err(
+    ok(
         "m --speculative-config.method ngram --speculative-config.num_speculative_tokens 3",
-        "--speculative-config is a vLLM flag that ferrum does not support yet",
+        r#"m --speculative-config {"method":"ngram","num_speculative_tokens":3}"#,
+        &[],
     );
     err(
         "m --compilation-config.level",
@@ -457,9 +456,33 @@ fn removed_flags_mapped_or_refused() {
         "not supported yet: --worker-use-ray (vLLM's earlier spelling of \
          --distributed-executor-backend ray; ferrum runs a model in one process)",
     );
-    err(
+    ok(
         "m --speculative-model [ngram] --num-speculative-tokens 5",
-        SPECULATIVE,
+        r#"m --speculative-config {"method":"ngram","num_speculative_tokens":5}"#,
+        &[
+            "`--speculative-model`, `--num-speculative-tokens` were removed from vLLM; mapped to \
+             --speculative-config {\"method\":\"ngram\",\"num_speculative_tokens\":5}",
+        ],
+    );
+    ok(
+        "m --ngram-prompt-lookup-min 2 --speculative-model ngram --num-speculative-tokens 3 \
+         --ngram-prompt-lookup-max 4",
+        r#"m --speculative-config {"method":"ngram","num_speculative_tokens":3,"prompt_lookup_max":4,"prompt_lookup_min":2}"#,
+        &[
+            "`--ngram-prompt-lookup-min`, `--speculative-model`, `--num-speculative-tokens`, \
+             `--ngram-prompt-lookup-max` were removed from vLLM; mapped to --speculative-config \
+             {\"method\":\"ngram\",\"num_speculative_tokens\":3,\"prompt_lookup_max\":4,\"prompt_lookup_min\":2}",
+        ],
+    );
+    err(
+        "m --speculative-model facebook/opt-125m --num-speculative-tokens 5",
+        "not supported yet: --speculative-model facebook/opt-125m (vLLM's earlier spelling of \
+         --speculative-config with a draft model; ferrum implements the \"ngram\" method only)",
+    );
+    err(
+        "m --num-speculative-tokens 5",
+        "--num-speculative-tokens without --speculative-model [ngram] (vLLM's earlier spelling of \
+         --speculative-config '{\"method\": \"ngram\", ...}')",
     );
     err(
         "m --rope-scaling {\"type\":\"yarn\"}",
@@ -884,12 +907,17 @@ fn guide_older_vllm_lines() {
         ],
     );
     // n-gram speculation, 0.6 spelling.
-    err(
+    ok(
         &guide(
             "vllm serve facebook/opt-6.7b --speculative-model [ngram] --num-speculative-tokens 5 \
              --ngram-prompt-lookup-max 4",
         ),
-        SPECULATIVE,
+        r#"facebook/opt-6.7b --speculative-config {"method":"ngram","num_speculative_tokens":5,"prompt_lookup_max":4}"#,
+        &[
+            "`--speculative-model`, `--num-speculative-tokens`, `--ngram-prompt-lookup-max` were \
+             removed from vLLM; mapped to --speculative-config \
+             {\"method\":\"ngram\",\"num_speculative_tokens\":5,\"prompt_lookup_max\":4}",
+        ],
     );
     // Llama with an API key and explicit dtype.
     ok(
