@@ -1,20 +1,31 @@
 //! `out = x · wᵀ` for row-major `x` (m×k) and `w` (n×k), the layout of every linear layer's weight.
 //!
-//! Batch invariance: every output element is [`dot_fma`]`(x_row, w_row)` — 16 lane accumulators
-//! updated with fused multiply-adds in index order, then a fixed pairwise tree — whichever tile
-//! it falls in and however many rows the call has. Tiles only decide which dot products run
-//! side by side: 4 x-rows × 4 weight rows (16 accumulators, one AVX-512 register each) while both
-//! remain, narrower at the edges. The kernel is compiled for AVX-512, AVX2 and plain x86-64 and
-//! picked once per machine; all three compute the same fused operations.
+//! Batch invariance: every output element is computed by one fixed sequence of operations that
+//! depends only on its x row and weight row, whichever tile it falls in, however many rows the
+//! call has, whatever the thread split:
+//! - f32-path weights (f32, bf16, fp8, other block formats decoded to f32 rows):
+//!   [`dot_fma`]`(x_row, w_row)` — 16 lane accumulators updated with fused multiply-adds in index
+//!   order, then a fixed pairwise tree. Tiles only decide which dot products run side by side:
+//!   4 x-rows × 4 weight rows (16 accumulators, one AVX-512 register each) while both remain,
+//!   narrower at the edges. Compiled for AVX-512, AVX2 and plain x86-64, picked once per machine;
+//!   all three compute the same fused operations.
+//! - ggml Q4_1 / Q8_0 weights: each x row is quantized to 8 bits in blocks of 32 (per row, as
+//!   llama.cpp does) and multiplied with integer dot products, in the order fixed in
+//!   [`super::q8_dot`]; the same path for one row (decode) and many (prefill), AVX2 or portable.
 
 use super::SyncPtr;
 use super::dot::{LANES, reduce};
-use super::weight::{PackedKind, Q4_1_BYTES, Q8_0_BYTES, Weight, f16_table};
-use rayon::prelude::*;
+use super::par::for_each_task;
+use super::q8_dot::{Int8Kernel, QuantRows, pick_int8};
+use super::weight::{PackedKind, PartData, Q4_1_BYTES, Q8_0_BYTES, Weight};
 
-/// Output columns (weight rows) per parallel task: small enough to spread a decode step's GEMV
-/// over the threads, large enough to amortize the task.
+/// Output columns (weight rows) per parallel task in large batches (prefill), and the least per
+/// task in a decode step.
 const COLS_PER_TASK: usize = 32;
+/// Column tasks per thread when the call has one row block (decode; at least [`COLS_PER_TASK`]
+/// columns each): few enough that each task streams a long run of contiguous weight rows, enough
+/// to even out the threads when one is slowed down.
+const TASKS_PER_THREAD: usize = 8;
 /// x rows per parallel task in large batches, so prefill keeps every thread busy.
 const ROWS_PER_TASK: usize = 64;
 const TILE: usize = 4;
@@ -23,27 +34,43 @@ pub fn matmul_t(x: &[f32], m: usize, w: &Weight, out: &mut [f32]) {
     let (k, n) = (w.k, w.rows());
     assert_eq!(x.len(), m * k, "matmul_t: x is not m×k");
     assert_eq!(out.len(), m * n, "matmul_t: out is not m×n");
+    // x rows quantized once per call (each row on its own) when some weight rows take the int8 path
+    let int8 = w
+        .parts
+        .iter()
+        .any(|p| matches!(p.data, PartData::Q4_1(_) | PartData::Q8_0(_)));
+    let quant = int8.then(|| QuantRows::new(x, m, k));
     let out_ptr = SyncPtr(out.as_mut_ptr());
-    let col_tasks = n.div_ceil(COLS_PER_TASK);
     let row_block = if m >= ROWS_PER_TASK {
         ROWS_PER_TASK
     } else {
         m.max(1)
     };
     let row_tasks = m.div_ceil(row_block);
-    let kernel = pick_kernel();
-    (0..col_tasks * row_tasks).into_par_iter().for_each(|task| {
+    // One row block (decode): about TASKS_PER_THREAD long column runs per thread, so each
+    // task streams (and prefetches) a long stretch of contiguous weight rows.
+    let cols_per_task = if row_tasks == 1 {
+        let threads = rayon::current_num_threads();
+        n.div_ceil(threads * TASKS_PER_THREAD)
+            .next_multiple_of(8)
+            .max(COLS_PER_TASK)
+    } else {
+        COLS_PER_TASK
+    };
+    let col_tasks = n.div_ceil(cols_per_task);
+    let (kernel, i8k) = (pick_kernel(), pick_int8());
+    for_each_task(col_tasks * row_tasks, &|task| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let cols = ct * COLS_PER_TASK..((ct + 1) * COLS_PER_TASK).min(n);
+        let cols = ct * cols_per_task..((ct + 1) * cols_per_task).min(n);
         let rows = rt * row_block..((rt + 1) * row_block).min(m);
         // SAFETY: tasks write disjoint (row, col) ranges of `out`, which outlives the loop; the
-        // kernel's CPU features were checked by `pick_kernel`.
-        unsafe { kernel(x, w, rows, cols, out_ptr) };
+        // kernels' CPU features were checked by `pick_kernel` / `pick_int8`.
+        unsafe { kernel(x, quant.as_ref(), i8k, w, rows, cols, out_ptr) };
     });
 }
 
 type Range = std::ops::Range<usize>;
-type Kernel = unsafe fn(&[f32], &Weight, Range, Range, SyncPtr);
+type Kernel = unsafe fn(&[f32], Option<&QuantRows>, Int8Kernel, &Weight, Range, Range, SyncPtr);
 
 fn pick_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
@@ -63,34 +90,47 @@ fn pick_kernel() -> Kernel {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn tile_avx512(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
-    unsafe { tile_inline::<Avx512>(x, w, rows, cols, out) }
+unsafe fn tile_avx512(
+    x: &[f32],
+    q: Option<&QuantRows>,
+    i8k: Int8Kernel,
+    w: &Weight,
+    rows: Range,
+    cols: Range,
+    out: SyncPtr,
+) {
+    unsafe { tile_inline::<Avx512>(x, q, i8k, w, rows, cols, out) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
-    unsafe { tile_inline::<Portable>(x, w, rows, cols, out) }
+unsafe fn tile_avx2(
+    x: &[f32],
+    q: Option<&QuantRows>,
+    i8k: Int8Kernel,
+    w: &Weight,
+    rows: Range,
+    cols: Range,
+    out: SyncPtr,
+) {
+    unsafe { tile_inline::<Portable>(x, q, i8k, w, rows, cols, out) }
 }
 
 /// Without hardware FMA `mul_add` is a (correct, slow) library call: same results, rare machines.
-unsafe fn tile_generic(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
-    unsafe { tile_inline::<Portable>(x, w, rows, cols, out) }
+unsafe fn tile_generic(
+    x: &[f32],
+    q: Option<&QuantRows>,
+    i8k: Int8Kernel,
+    w: &Weight,
+    rows: Range,
+    cols: Range,
+    out: SyncPtr,
+) {
+    unsafe { tile_inline::<Portable>(x, q, i8k, w, rows, cols, out) }
 }
 
 /// R×C dot products side by side, each with exactly [`dot_fma`]'s lane accumulation.
 trait Micro {
-    /// Each x row (k wide, `xs` holds several) against 4 packed weight rows, decoding each
-    /// block in registers to exactly the values `Weight::row` gives. `false`: not supported here.
-    fn run_packed(
-        _xs: &[f32],
-        _k: usize,
-        _kind: PackedKind,
-        _ws: &[&[u8]; 4],
-        _put: &mut impl FnMut(usize, usize, [f32; LANES]),
-    ) -> bool {
-        false
-    }
     fn run<const R: usize, const C: usize>(
         xs: &[&[f32]; R],
         ws: &[&[f32]; C],
@@ -115,31 +155,6 @@ impl Micro for Portable {
 struct Avx512;
 #[cfg(target_arch = "x86_64")]
 impl Micro for Avx512 {
-    #[inline(always)]
-    fn run_packed(
-        xs: &[f32],
-        k: usize,
-        kind: PackedKind,
-        ws: &[&[u8]; 4],
-        put: &mut impl FnMut(usize, usize, [f32; LANES]),
-    ) -> bool {
-        let t16 = f16_table();
-        for (i, x) in xs.chunks_exact(k).enumerate() {
-            // SAFETY: only reached from `tile_avx512` (AVX-512F checked); every row holds
-            // k/32 whole blocks, so all reads below stay inside `x` and the four weight rows.
-            let acc = unsafe {
-                match kind {
-                    PackedKind::Q4_1 => packed_dot4::<true>(x, k, ws, t16),
-                    PackedKind::Q8_0 => packed_dot4::<false>(x, k, ws, t16),
-                }
-            };
-            for (c, a) in acc.into_iter().enumerate() {
-                put(i, c, a);
-            }
-        }
-        true
-    }
-
     #[inline(always)]
     fn run<const R: usize, const C: usize>(
         xs: &[&[f32]; R],
@@ -178,40 +193,38 @@ impl Micro for Avx512 {
     }
 }
 
-/// Weight rows are fetched (decoded, if packed) 4 at a time and used against every x row of
-/// the task.
+/// Weight rows in ggml Q4_1/Q8_0 go to the int8 kernel a run (up to the end of their part) at a
+/// time; the others are fetched (decoded, if packed) [`TILE`] at a time and used against every x
+/// row of the task.
 #[inline(always)]
-unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range, out: SyncPtr) {
+unsafe fn tile_inline<M: Micro>(
+    x: &[f32],
+    quant: Option<&QuantRows>,
+    i8k: Int8Kernel,
+    w: &Weight,
+    rows: Range,
+    cols: Range,
+    out: SyncPtr,
+) {
     let (k, n) = (w.k, w.rows());
-    // decoded-row scratch, allocated only if some row is not handled in registers
+    // decoded-row scratch, allocated only if some row takes the f32 path
     let mut bufs = Vec::new();
     let mut j = cols.start;
     while j < cols.end {
-        let nc = TILE.min(cols.end - j);
-        // Few x rows (decode): packed weight rows go straight from their bytes into registers.
-        if rows.len() < TILE && nc == TILE {
-            let packed: [Option<(PackedKind, &[u8])>; TILE] =
-                std::array::from_fn(|c| w.packed_row(j + c));
-            if let [
-                Some((kind, b0)),
-                Some((k1, b1)),
-                Some((k2, b2)),
-                Some((k3, b3)),
-            ] = packed
-                && k1 == kind
-                && k2 == kind
-                && k3 == kind
-                && M::run_packed(
-                    &x[rows.start * k..rows.end * k],
-                    k,
-                    kind,
-                    &[b0, b1, b2, b3],
-                    &mut |i, c, a| unsafe { *out.at((rows.start + i) * n + j + c) = reduce(a) },
-                )
-            {
-                j += nc;
-                continue;
-            }
+        if let Some(q) = quant
+            && let Some((kind, bytes, left)) = int8_run(w, j)
+        {
+            let nc = left.min(cols.end - j);
+            let rb = bytes.len() / left;
+            // SAFETY: the caller's contract (disjoint, in-bounds output; features checked).
+            unsafe { i8k(kind, q, &bytes[..nc * rb], rows.clone(), out, n, j) };
+            j += nc;
+            continue;
+        }
+        let int8 = |j: usize| quant.is_some() && w.packed_row(j).is_some();
+        let mut nc = 1;
+        while nc < TILE && j + nc < cols.end && !int8(j + nc) {
+            nc += 1;
         }
         let mut wrs: [&[f32]; TILE] = [&[]; TILE];
         bufs.resize(TILE * k, 0f32);
@@ -257,6 +270,23 @@ unsafe fn tile_inline<M: Micro>(x: &[f32], w: &Weight, rows: Range, cols: Range,
     }
 }
 
+/// The ggml Q4_1/Q8_0 part row `j` lies in: its format, the bytes of rows `j..` to the part's end,
+/// and how many rows that is.
+fn int8_run(w: &Weight, mut j: usize) -> Option<(PackedKind, &[u8], usize)> {
+    for p in &w.parts {
+        if j < p.rows {
+            let (kind, bytes, size) = match &p.data {
+                PartData::Q4_1(b) => (PackedKind::Q4_1, b, Q4_1_BYTES),
+                PartData::Q8_0(b) => (PackedKind::Q8_0, b, Q8_0_BYTES),
+                _ => return None,
+            };
+            return Some((kind, &bytes[j * (w.k / 32 * size)..], p.rows - j));
+        }
+        j -= p.rows;
+    }
+    None
+}
+
 /// R×C dot products side by side, each exactly [`dot_fma`]'s lane accumulation. Fixed-size
 /// array views keep the accumulators in vector registers.
 #[inline(always)]
@@ -294,64 +324,6 @@ fn micro<const R: usize, const C: usize>(
         for (c, a) in row.into_iter().enumerate() {
             put(i, c, a);
         }
-    }
-}
-
-/// One x row against 4 packed rows (Q4_1 if `Q41`, else Q8_0), each block decoded in registers
-/// to exactly the scalar decoder's values (`q·d + m` rounded twice; `q·d`) and fed to the FMAs
-/// in index order.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn packed_dot4<const Q41: bool>(
-    x: &[f32],
-    k: usize,
-    ws: &[&[u8]; 4],
-    t16: &[f32],
-) -> [[f32; LANES]; 4] {
-    use std::arch::x86_64::*;
-    let bsize = if Q41 { Q4_1_BYTES } else { Q8_0_BYTES };
-    let wp: [*const u8; 4] = ws.map(|w| w.as_ptr());
-    let xp = x.as_ptr();
-    let f16 =
-        |p: *const u8| unsafe { *t16.get_unchecked(u16::from_le_bytes([*p, *p.add(1)]) as usize) };
-    unsafe {
-        let nib = _mm_set1_epi8(0x0F);
-        let mut acc = [_mm512_setzero_ps(); 4];
-        for blk in 0..k / 32 {
-            let x0 = _mm512_loadu_ps(xp.add(blk * 32));
-            let x1 = _mm512_loadu_ps(xp.add(blk * 32 + 16));
-            for c in 0..4 {
-                let b = wp[c].add(blk * bsize);
-                let d = _mm512_set1_ps(f16(b));
-                let (y0, y1) = if Q41 {
-                    let m = _mm512_set1_ps(f16(b.add(2)));
-                    let q = _mm_loadu_si128(b.add(4) as *const __m128i);
-                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, nib)));
-                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
-                        _mm_srli_epi16(q, 4),
-                        nib,
-                    )));
-                    (
-                        _mm512_add_ps(_mm512_mul_ps(lo, d), m),
-                        _mm512_add_ps(_mm512_mul_ps(hi, d), m),
-                    )
-                } else {
-                    let q0 = _mm_loadu_si128(b.add(2) as *const __m128i);
-                    let q1 = _mm_loadu_si128(b.add(18) as *const __m128i);
-                    (
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), d),
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), d),
-                    )
-                };
-                acc[c] = _mm512_fmadd_ps(x0, y0, acc[c]);
-                acc[c] = _mm512_fmadd_ps(x1, y1, acc[c]);
-            }
-        }
-        acc.map(|v| {
-            let mut a = [0f32; LANES];
-            _mm512_storeu_ps(a.as_mut_ptr(), v);
-            a
-        })
     }
 }
 
@@ -423,7 +395,17 @@ mod tests {
         }
         for kern in kernels {
             let mut o = vec![0.0; 37 * n];
-            unsafe { kern(&x, &wt, 0..37, 0..n, SyncPtr(o.as_mut_ptr())) };
+            unsafe {
+                kern(
+                    &x,
+                    None,
+                    pick_int8(),
+                    &wt,
+                    0..37,
+                    0..n,
+                    SyncPtr(o.as_mut_ptr()),
+                )
+            };
             assert_eq!(o, full);
         }
         for m in [1usize, 2, 3, 5, 13] {
@@ -433,32 +415,68 @@ mod tests {
         }
     }
 
-    /// Packed Q4_1 / Q8_0 weights: rows computed alone (decoded in registers) equal the same rows
-    /// in a 9-row batch (decoded to f32 rows first), bit for bit.
+    /// Packed Q4_1 / Q8_0 weights stacked with an f32 part (format changes mid-group, ragged
+    /// groups, several tasks): every element is the canonical int8 dot of its row (or the f32 dot),
+    /// for every kernel pair this CPU runs, and a row alone equals the same row in a batch of 7.
     #[test]
-    fn packed_rows_alone_equal_batched() {
+    fn packed_rows_take_the_int8_path_and_are_batch_invariant() {
+        use crate::cpu::q8_dot::{cols_portable, dot_q4_1, dot_q8_0};
         use crate::cpu::weight::{Q4_1_BYTES, Q8_0_BYTES, random_blocks};
-        let (rows, k, m) = (40usize, 96usize, 9usize);
-        for (size, scales) in [(Q4_1_BYTES, 2), (Q8_0_BYTES, 1)] {
-            let bytes = random_blocks(11, rows * k / 32 * size, size, scales);
-            let w = if size == Q4_1_BYTES {
-                Weight::q4_1(rows, k, bytes)
-            } else {
-                Weight::q8_0(rows, k, bytes)
-            };
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7919) % 255) as f32 / 64.0 - 2.0)
-                .collect();
-            let mut batched = vec![0f32; m * rows];
-            matmul_t(&x, m, &w, &mut batched);
-            for r in 0..m {
-                let mut one = vec![0f32; rows];
-                matmul_t(&x[r * k..(r + 1) * k], 1, &w, &mut one);
-                assert_eq!(
-                    one,
-                    batched[r * rows..(r + 1) * rows],
-                    "row {r}, block size {size}"
-                );
+        let (k, m) = (96usize, 7usize);
+        let (n41, n80, nf) = (45usize, 27usize, 6usize);
+        let b41 = random_blocks(11, n41 * k / 32 * Q4_1_BYTES, Q4_1_BYTES, 2);
+        let b80 = random_blocks(12, n80 * k / 32 * Q8_0_BYTES, Q8_0_BYTES, 1);
+        let wf = data(nf * k, 5);
+        let w = Weight::q4_1(n41, k, b41.clone())
+            .stack(Weight::f32(nf, k, wf.clone()))
+            .stack(Weight::q8_0(n80, k, b80.clone()));
+        let n = w.rows();
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 255) as f32 / 64.0 - 2.0)
+            .collect();
+        let mut batched = vec![0f32; m * n];
+        matmul_t(&x, m, &w, &mut batched);
+        for r in 0..m {
+            let xr = &x[r * k..(r + 1) * k];
+            let q = QuantRows::new(xr, 1, k);
+            for j in 0..n {
+                let want = if j < n41 {
+                    let wr = &b41[j * k / 32 * Q4_1_BYTES..(j + 1) * k / 32 * Q4_1_BYTES];
+                    dot_q4_1(wr, &q.q, &q.d, &q.s)
+                } else if j < n41 + nf {
+                    dot_fma(xr, &wf[(j - n41) * k..(j - n41 + 1) * k])
+                } else {
+                    let jj = j - n41 - nf;
+                    let wr = &b80[jj * k / 32 * Q8_0_BYTES..(jj + 1) * k / 32 * Q8_0_BYTES];
+                    dot_q8_0(wr, &q.q, &q.d)
+                };
+                assert_eq!(batched[r * n + j].to_bits(), want.to_bits(), "({r},{j})");
+            }
+            let mut one = vec![0f32; n];
+            matmul_t(xr, 1, &w, &mut one);
+            assert_eq!(one, batched[r * n..(r + 1) * n], "row {r}");
+        }
+        // every f32 kernel × int8 kernel this CPU runs, in one task or split at odd places
+        let mut kernels: Vec<Kernel> = vec![tile_generic];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            kernels.push(tile_avx2);
+        }
+        let q = QuantRows::new(&x, m, k);
+        for kern in kernels {
+            for i8k in [cols_portable as Int8Kernel, pick_int8()] {
+                for split in [n, 5, 13] {
+                    let mut o = vec![0f32; m * n];
+                    for c0 in (0..n).step_by(split) {
+                        for rows in [0..3, 3..m] {
+                            let cols = c0..(c0 + split).min(n);
+                            let p = SyncPtr(o.as_mut_ptr());
+                            unsafe { kern(&x, Some(&q), i8k, &w, rows, cols, p) };
+                        }
+                    }
+                    assert_eq!(o, batched, "split {split}");
+                }
             }
         }
     }

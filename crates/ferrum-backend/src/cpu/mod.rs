@@ -10,6 +10,8 @@ mod fp8;
 mod matmul;
 mod moe;
 mod norm;
+mod par;
+mod q8_dot;
 mod rope;
 mod weight;
 
