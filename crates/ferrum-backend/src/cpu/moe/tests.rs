@@ -361,8 +361,7 @@ fn naive(
     experts: &[Expert],
 ) -> Vec<f32> {
     let mut out = vec![0f32; t * hidden];
-    let (mut gu, mut act, mut y) =
-        (vec![0f32; 2 * inter], vec![0f32; inter], vec![0f32; hidden]);
+    let (mut gu, mut act, mut y) = (vec![0f32; 2 * inter], vec![0f32; inter], vec![0f32; hidden]);
     for tok in 0..t {
         for r in 0..top_k {
             let ex = &experts[ids[tok * top_k + r] as usize];
