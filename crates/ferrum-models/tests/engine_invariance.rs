@@ -2,27 +2,12 @@
 //! alone, in a batch of 32 mixed requests, with chunked prefill at a tiny token budget, and after
 //! being preempted; seeded sampling is the same whatever else is in the batch.
 
-use ferrum_backend::CpuBackend;
-use ferrum_engine::{Engine, EngineConfig, EngineHandle, EngineRequest, SamplingParams};
-use ferrum_models::{LoadFormat, Runner, RunnerLimits, load};
+mod common;
+use common::default_model_engine;
+use ferrum_engine::{EngineConfig, EngineHandle, EngineRequest, SamplingParams};
 
 fn engine(tweak: impl FnOnce(&mut EngineConfig)) -> EngineHandle {
-    let path = ferrum_gguf::default_model_path();
-    assert!(
-        path.exists(),
-        "default model missing at {}: run scripts/setup.sh",
-        path.display()
-    );
-    let model = load(&path, LoadFormat::Auto, 0).unwrap();
-    let mut cfg = EngineConfig::new(2048, 2048, model.config().vocab_size);
-    tweak(&mut cfg);
-    let runner = Runner::new(
-        CpuBackend::new(),
-        model.model,
-        &RunnerLimits::from_engine(&cfg),
-    )
-    .unwrap();
-    Engine::start(cfg, Box::new(runner))
+    default_model_engine(2048, tweak)
 }
 
 /// 32 prompts of mixed lengths (3..~200 tokens) built from a fixed pseudo-random stream.

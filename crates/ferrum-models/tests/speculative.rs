@@ -2,29 +2,12 @@
 //! with and without speculation across 50 repetitive prompts batched through one engine, and
 //! drafts do get accepted.
 
-use ferrum_backend::CpuBackend;
-use ferrum_engine::{
-    Engine, EngineConfig, EngineHandle, EngineRequest, SamplingParams, SpeculativeConfig,
-};
-use ferrum_models::{LoadFormat, Runner, RunnerLimits, load};
+mod common;
+use common::default_model_engine;
+use ferrum_engine::{EngineHandle, EngineRequest, SamplingParams, SpeculativeConfig};
 
 fn engine(spec: Option<SpeculativeConfig>) -> EngineHandle {
-    let path = ferrum_gguf::default_model_path();
-    assert!(
-        path.exists(),
-        "default model missing at {}: run scripts/setup.sh",
-        path.display()
-    );
-    let model = load(&path, LoadFormat::Auto, 0).unwrap();
-    let mut cfg = EngineConfig::new(1024, 2048, model.config().vocab_size);
-    cfg.speculative = spec;
-    let runner = Runner::new(
-        CpuBackend::new(),
-        model.model,
-        &RunnerLimits::from_engine(&cfg),
-    )
-    .unwrap();
-    Engine::start(cfg, Box::new(runner))
+    default_model_engine(1024, |c| c.speculative = spec)
 }
 
 /// 50 prompts: a short pseudo-random unit of 3..8 tokens repeated 3 or 4 times, so the model

@@ -198,3 +198,23 @@ pub fn check_reference(
     );
     stats
 }
+
+/// The default model (SmolLM2 GGUF) behind a real engine of `num_blocks` blocks, the config
+/// tweaked before it starts.
+pub fn default_model_engine(
+    num_blocks: usize,
+    tweak: impl FnOnce(&mut ferrum_engine::EngineConfig),
+) -> ferrum_engine::EngineHandle {
+    let path = ferrum_gguf::default_model_path();
+    assert!(
+        path.exists(),
+        "default model missing at {}: run scripts/setup.sh",
+        path.display()
+    );
+    let model = ferrum_models::load(&path, ferrum_models::LoadFormat::Auto, 0).unwrap();
+    let mut cfg = ferrum_engine::EngineConfig::new(num_blocks, 2048, model.config().vocab_size);
+    tweak(&mut cfg);
+    let limits = ferrum_models::RunnerLimits::from_engine(&cfg);
+    let runner = ferrum_models::Runner::new(CpuBackend::new(), model.model, &limits).unwrap();
+    ferrum_engine::Engine::start(cfg, Box::new(runner))
+}
