@@ -53,8 +53,8 @@ fn u16s(b: &[u8]) -> Vec<u16> {
 }
 
 /// How the CPU keeps a dense tensor of this type: bf16 stays bf16 (exact widening per row), ggml
-/// Q4_1/Q8_0 and other block types stay packed (decoded per row, bit-identical to dequantizing
-/// at load), f32/f16 become f32.
+/// Q4_1/Q8_0 stay packed for the 8-bit-activation matmul, other block types stay packed and are
+/// decoded per row (bit-identical to dequantizing at load), f32/f16 become f32.
 enum Keep {
     F32,
     BF16,

@@ -11,8 +11,8 @@ pub type RowDecoder = Arc<dyn Fn(&[u8], &mut [f32]) + Send + Sync>;
 
 pub enum PartData {
     F32(Vec<f32>),
-    /// ggml's Q4_1 blocks (`f16 d, f16 m, 16 nibble bytes` per 32 weights), decoded inline
-    /// (vectorized in the matmul's AVX2 path) to exactly ggml's `q·d + m`.
+    /// ggml's Q4_1 blocks (`f16 d, f16 m, 16 nibble bytes` per 32 weights): the matmul takes
+    /// integer dots against 8-bit activations (`q8_dot.rs`); `row()` decodes ggml's `q·d + m`.
     Q4_1(Vec<u8>),
     /// ggml's Q8_0 blocks (`f16 d, 32 × i8`): `q·d`.
     Q8_0(Vec<u8>),
