@@ -39,9 +39,10 @@ MAX_TOKENS = tuple(int(x) for x in os.environ.get("FAULT_LOAD_MAX_TOKENS", "2,4"
 # kernel commits its pages as blocks are first written; the free-block queue hands out
 # never-used blocks before reused ones (vLLM's LRU order), so under load VmRSS climbs by however
 # much of the cache gets touched (bounded by its size; ~+90% in this test): first touch, not a
-# leak. Everything else (weights, allocator slack, per-request buffers, the HTTP layer's state
-# for 500 sockets) is ~140 MiB and may grow by tens of MiB; state never freed per request
-# (token lists, detokenizers, SSE buffers, sequences) over 500 requests shows well past 50%.
+# leak. Everything else (weights, the step workspace and logits buffers, which are committed at
+# start-up, allocator slack, per-request buffers, the HTTP layer's state for 500 sockets) is
+# ~170 MiB and may grow by tens of MiB (~+10% here); state never freed per request (token lists,
+# detokenizers, SSE buffers, sequences) over 500 requests shows well past 50%.
 RSS_GROWTH_LIMIT = 0.50
 # No stream may take longer than this (the whole load takes 1.5-2 minutes on the slow CPU).
 STREAM_TIMEOUT = 240.0

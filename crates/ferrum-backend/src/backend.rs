@@ -99,9 +99,11 @@ impl KvDtype {
     }
 }
 
-/// One layer's paged K/V: `num_blocks × block_size` slots of `kv_dim` values for K and for V.
+/// The paged K/V cache of every layer: per layer, `num_blocks × block_size` slots of `kv_dim`
+/// values for K and for V.
 #[derive(Clone, Copy, Debug)]
 pub struct KvSpec {
+    pub num_layers: usize,
     pub num_blocks: usize,
     pub block_size: usize,
     pub kv_dim: usize,
@@ -109,8 +111,9 @@ pub struct KvSpec {
 }
 
 impl KvSpec {
+    /// Bytes of the whole cache (all layers).
     pub fn bytes(&self) -> usize {
-        2 * self.num_blocks * self.block_size * self.kv_dim * self.dtype.bytes()
+        2 * self.num_layers * self.num_blocks * self.block_size * self.kv_dim * self.dtype.bytes()
     }
 }
 
@@ -208,7 +211,11 @@ pub trait Backend: Weights {
     /// Bytes the KV cache may take when no flag sets its size, after weights and workspace are
     /// in place (a GPU: `--gpu-memory-utilization` of the total minus what is in use).
     fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64>;
+    /// A buffer of `len` values, committed now (the workspace for the largest step is in place
+    /// before the server says ready, not grown under load).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// The whole KV cache, every layer's, as one allocation (one device pool; on the CPU one
+    /// mapping whose pages the kernel commits as blocks are first written).
     fn alloc_kv(&self, spec: &KvSpec) -> Result<Self::Kv>;
     fn rope(&self, r: &RopeConfig) -> Result<Self::Rope>;
     fn moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<Self::MoeScratch>;
@@ -251,10 +258,18 @@ pub trait Backend: Weights {
     );
     /// Rotates `rows` tokens × `n_heads` heads at the step's positions.
     fn apply_rope(&self, rope: &Self::Rope, x: &mut Self::Buf, rows: usize, n_heads: usize);
-    /// Writes the step's K and V rows into their cache slots.
-    fn write_kv(&self, kv: &mut Self::Kv, k: &Self::Buf, v: &Self::Buf, kv_dim: usize);
-    /// Causal paged attention over the step's sequences (prefill chunks and decodes together).
-    fn attention(&self, q: &Self::Buf, kv: &Self::Kv, d: &AttnDims, out: &mut Self::Buf);
+    /// Writes the step's K and V rows into their cache slots of `layer`.
+    fn write_kv(&self, kv: &mut Self::Kv, layer: usize, k: &Self::Buf, v: &Self::Buf);
+    /// Causal paged attention over the step's sequences (prefill chunks and decodes together)
+    /// against `layer`'s cache.
+    fn attention(
+        &self,
+        q: &Self::Buf,
+        kv: &Self::Kv,
+        layer: usize,
+        d: &AttnDims,
+        out: &mut Self::Buf,
+    );
     /// `out = silu(gate) * up` for `rows` rows of `[gate | up]` (2·inter wide).
     fn silu_mul(&self, gate_up: &Self::Buf, rows: usize, inter: usize, out: &mut Self::Buf);
     /// Routed experts: routing from `router_logits` (`rows × n_experts`), the chosen experts'

@@ -235,6 +235,16 @@ impl HostLinear<'_> {
     }
 }
 
+/// `len` zeros in memory the process has written, so that its resident size counts them now:
+/// a zeroed allocation is otherwise committed page by page on first write, and a buffer sized
+/// for the largest step would make resident memory climb under load long after start-up.
+pub fn committed_zeros(len: usize) -> Vec<f32> {
+    let mut v = vec![0.0; len];
+    // black_box: the optimizer must not drop the writes because the pages are known zero
+    std::hint::black_box(&mut v[..]).fill(0.0);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

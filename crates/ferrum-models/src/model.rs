@@ -126,7 +126,7 @@ impl<B: Backend> Workspace<B> {
 impl<B: Backend> CausalLm<B> {
     /// Runs the step handed to `be.begin_step` (`t` tokens), writing each layer's K/V into
     /// `kv`, and leaves the final hidden states in `ws.x`; [`Self::logits`] then gives logits.
-    pub fn forward(&self, be: &B, t: usize, kv: &mut [B::Kv], ws: &mut Workspace<B>) -> Result<()> {
+    pub fn forward(&self, be: &B, t: usize, kv: &mut B::Kv, ws: &mut Workspace<B>) -> Result<()> {
         if t > ws.max_tokens {
             bail!(
                 "a step of {t} tokens exceeds the workspace of {} (--max-num-batched-tokens)",
@@ -134,8 +134,8 @@ impl<B: Backend> CausalLm<B> {
             );
         }
         be.embedding(&self.embed, &mut ws.x)?;
-        for (i, (layer, cache)) in self.layers.iter().zip(kv.iter_mut()).enumerate() {
-            layer.forward(be, &self.cfg, t, i == 0, cache, ws)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.forward(be, &self.cfg, t, i, kv, ws)?;
         }
         be.add(&mut ws.x, &ws.proj, t * self.cfg.hidden_size);
         Ok(())

@@ -35,7 +35,7 @@ pub struct Runner<B: Backend> {
     be: B,
     model: CausalLm<B>,
     ws: Workspace<B>,
-    kv: Vec<B::Kv>,
+    kv: B::Kv,
     pub num_blocks: usize,
     pub block_size: usize,
     meta: StepMeta,
@@ -102,13 +102,13 @@ impl RunnerLimits {
 /// Bytes one KV block takes across all layers.
 pub fn kv_bytes_per_block(c: &ModelConfig, block_size: usize, dtype: KvDtype) -> usize {
     KvSpec {
+        num_layers: c.num_layers,
         num_blocks: 1,
         block_size,
         kv_dim: c.kv_dim(),
         dtype,
     }
     .bytes()
-        * c.num_layers
 }
 
 impl<B: Backend> Runner<B> {
@@ -135,15 +135,14 @@ impl<B: Backend> Runner<B> {
             );
         }
         let spec = KvSpec {
+            num_layers: c.num_layers,
             num_blocks,
             block_size: lim.block_size,
             kv_dim: c.kv_dim(),
             dtype: lim.kv_dtype,
         };
-        let kv = (0..c.num_layers)
-            .map(|_| be.alloc_kv(&spec))
-            .collect::<Result<Vec<_>>>()?;
-        let host_logits = vec![0f32; ws.max_logits * c.vocab_size];
+        let kv = be.alloc_kv(&spec)?;
+        let host_logits = ferrum_backend::host::committed_zeros(ws.max_logits * c.vocab_size);
         Ok(Runner {
             be,
             model,

@@ -21,11 +21,28 @@ pub struct CpuBackend {
     step: StepMeta,
 }
 
-/// One layer's K and V, f32.
+/// Every layer's K and V in one f32 allocation, laid out `[layer][K | V][slot][kv_dim]`: one
+/// zeroed allocation is one anonymous mapping, so the cache's resident size is one number.
 pub struct CpuKv {
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    data: Vec<f32>,
+    /// Values of one layer's K (and of its V).
+    half: usize,
     pub block_size: usize,
+    pub kv_dim: usize,
+}
+
+impl CpuKv {
+    /// `layer`'s K and V caches.
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        let (k, v) =
+            self.data[2 * layer * self.half..2 * (layer + 1) * self.half].split_at(self.half);
+        (k, v)
+    }
+
+    pub fn layer_mut(&mut self, layer: usize) -> (&mut [f32], &mut [f32]) {
+        let h = self.half;
+        self.data[2 * layer * h..2 * (layer + 1) * h].split_at_mut(h)
+    }
 }
 
 pub struct CpuMoeScratch {
@@ -209,7 +226,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+        Ok(crate::host::committed_zeros(len))
     }
 
     fn alloc_kv(&self, spec: &KvSpec) -> Result<CpuKv> {
@@ -220,11 +237,12 @@ impl Backend for CpuBackend {
             );
         }
         // zeroed allocation: pages are committed only as blocks get used
-        let n = spec.num_blocks * spec.block_size * spec.kv_dim;
+        let half = spec.num_blocks * spec.block_size * spec.kv_dim;
         Ok(CpuKv {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            data: vec![0.0; 2 * spec.num_layers * half],
+            half,
             block_size: spec.block_size,
+            kv_dim: spec.kv_dim,
         })
     }
 
@@ -340,11 +358,13 @@ impl Backend for CpuBackend {
         rope.apply(&mut x[..n], n_heads, &self.step.positions[..rows]);
     }
 
-    fn write_kv(&self, kv: &mut CpuKv, k: &Vec<f32>, v: &Vec<f32>, kv_dim: usize) {
-        super::write_kv(&mut kv.k, &mut kv.v, k, v, &self.step.slots, kv_dim);
+    fn write_kv(&self, kv: &mut CpuKv, layer: usize, k: &Vec<f32>, v: &Vec<f32>) {
+        let kv_dim = kv.kv_dim;
+        let (kc, vc) = kv.layer_mut(layer);
+        super::write_kv(kc, vc, k, v, &self.step.slots, kv_dim);
     }
 
-    fn attention(&self, q: &Vec<f32>, kv: &CpuKv, d: &AttnDims, out: &mut Vec<f32>) {
+    fn attention(&self, q: &Vec<f32>, kv: &CpuKv, layer: usize, d: &AttnDims, out: &mut Vec<f32>) {
         let seqs: Vec<AttnSeq> = self
             .step
             .seqs
@@ -364,7 +384,8 @@ impl Backend for CpuBackend {
             scale: d.scale,
         };
         let n = self.step.tokens.len() * d.n_heads * d.head_dim;
-        paged_attention(&q[..n], &kv.k, &kv.v, &seqs, &shape, &mut out[..n]);
+        let (kc, vc) = kv.layer(layer);
+        paged_attention(&q[..n], kc, vc, &seqs, &shape, &mut out[..n]);
     }
 
     fn silu_mul(&self, gate_up: &Vec<f32>, rows: usize, inter: usize, out: &mut Vec<f32>) {

@@ -59,6 +59,7 @@ impl<B: Backend> Attention<B> {
         be: &B,
         c: &ModelConfig,
         t: usize,
+        layer: usize,
         kv: &mut B::Kv,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
@@ -80,14 +81,14 @@ impl<B: Backend> Attention<B> {
         }
         be.apply_rope(&ws.rope, &mut ws.q, t, c.num_heads);
         be.apply_rope(&ws.rope, &mut ws.k, t, c.num_kv_heads);
-        be.write_kv(kv, &ws.k, &ws.v, kvd);
+        be.write_kv(kv, layer, &ws.k, &ws.v);
         let dims = AttnDims {
             n_heads: c.num_heads,
             n_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
-        be.attention(&ws.q, kv, &dims, &mut ws.attn);
+        be.attention(&ws.q, kv, layer, &dims, &mut ws.attn);
         be.linear(&ws.attn, t, &self.o, &mut ws.proj);
         be.all_reduce(&mut ws.proj, t * c.hidden_size)
     }

@@ -47,19 +47,20 @@ impl<W: Weights> DecoderLayer<W> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
-    /// `first`: `ws.x` is fresh from the embedding; otherwise the previous layer's FFN output in
+    /// Layer `index` (its slice of the KV cache). The first layer's `ws.x` is fresh from the
+    /// embedding; otherwise the previous layer's FFN output in
     /// `ws.proj` is still to be added to it. Leaves this layer's FFN output in `ws.proj`.
     pub fn forward(
         &self,
         be: &B,
         c: &ModelConfig,
         t: usize,
-        first: bool,
+        index: usize,
         kv: &mut B::Kv,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         let eps = c.rms_norm_eps;
-        if first {
+        if index == 0 {
             be.rms_norm(&ws.x, &self.input_norm, eps, t, &mut ws.normed);
         } else {
             be.add_rms_norm(
@@ -71,7 +72,7 @@ impl<B: Backend> DecoderLayer<B> {
                 &mut ws.normed,
             );
         }
-        self.attn.forward(be, c, t, kv, ws)?;
+        self.attn.forward(be, c, t, index, kv, ws)?;
         be.add_rms_norm(&mut ws.x, &ws.proj, &self.post_norm, eps, t, &mut ws.normed);
         match &self.ffn {
             Ffn::Dense(mlp) => mlp.forward(be, t, c.hidden_size, ws, Out::Proj),

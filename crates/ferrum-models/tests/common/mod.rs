@@ -23,7 +23,7 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
 struct Session<'m> {
     model: &'m CausalLm<CpuBackend>,
     be: CpuBackend,
-    kv: Vec<ferrum_backend::cpu::CpuKv>,
+    kv: ferrum_backend::cpu::CpuKv,
     ws: Workspace<CpuBackend>,
     table: Vec<u32>,
 }
@@ -39,14 +39,13 @@ impl<'m> Session<'m> {
         let be = CpuBackend::new();
         let blocks = tokens.div_ceil(BLOCK);
         let spec = KvSpec {
+            num_layers: c.num_layers,
             num_blocks: blocks,
             block_size: BLOCK,
             kv_dim: c.kv_dim(),
             dtype: KvDtype::F32,
         };
-        let kv = (0..c.num_layers)
-            .map(|_| be.alloc_kv(&spec).unwrap())
-            .collect();
+        let kv = be.alloc_kv(&spec).unwrap();
         let ws = Workspace::new(&be, c, max_step, max_step).unwrap();
         let mut table: Vec<u32> = (0..blocks as u32).collect();
         if scattered {
