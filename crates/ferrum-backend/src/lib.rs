@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod host;
 
 pub use backend::{

@@ -1,0 +1,110 @@
+// The paged KV cache and attention over it. One layer's K (and V) cache is `[slot][kv_dim]`,
+// slot = block * block_size + offset, as on the CPU backend.
+
+// Writes the step's K and V rows to their slots; a negative slot (a padding row of a captured
+// graph) is skipped.
+template <typename T>
+__device__ void write_kv(const T* k, const T* v, T* kc, T* vc, const i64* slots, int kv_dim) {
+    const i64 t = blockIdx.x, slot = slots[t];
+    if (slot < 0) return;
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+        kc[slot * kv_dim + i] = k[t * kv_dim + i];
+        vc[slot * kv_dim + i] = v[t * kv_dim + i];
+    }
+}
+
+#define ATTN_WARPS 4
+#define ATTN_MAX_HEAD_DIM 256
+#define ATTN_PER_LANE (ATTN_MAX_HEAD_DIM / 32)
+
+// Causal paged attention, varlen: every row of the step (prefill chunks and decodes alike) is one
+// query token that sees the first `tok_keys[t]` keys of its sequence (its position + 1), found
+// through the block table at `block_tables[tok_table[t]..]`. Block (t, h): four warps take every
+// fourth key, each keeping an online softmax (running max, sum and weighted V) in f32 registers,
+// and the warps merge at the end. GQA: query head h reads kv head h / (n_heads / n_kv_heads).
+template <typename T>
+__device__ void paged_attention(const T* q, const T* kc, const T* vc, const u32* block_tables,
+                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
+                                int n_kv_heads, int head_dim, int block_size, float scale) {
+    const i64 t = blockIdx.x;
+    const int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kv_dim = n_kv_heads * head_dim;
+    const u32* table = block_tables + tok_table[t];
+    const int keys = tok_keys[t];
+
+    float qv[ATTN_PER_LANE], acc[ATTN_PER_LANE];
+    const T* qrow = q + (t * n_heads + h) * head_dim;
+#pragma unroll
+    for (int r = 0; r < ATTN_PER_LANE; r++) {
+        const int d = lane + 32 * r;
+        qv[r] = d < head_dim ? to_f32(qrow[d]) * scale : 0.f;
+        acc[r] = 0.f;
+    }
+    float m = NEG_INF, l = 0.f;
+    for (int j = warp; j < keys; j += ATTN_WARPS) {
+        const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
+        const T* krow = kc + slot * kv_dim + kvh * head_dim;
+        const T* vrow = vc + slot * kv_dim + kvh * head_dim;
+        float s = 0.f;
+#pragma unroll
+        for (int r = 0; r < ATTN_PER_LANE; r++) {
+            const int d = lane + 32 * r;
+            if (d < head_dim) s += qv[r] * to_f32(krow[d]);
+        }
+        s = warp_sum(s);
+        const float m_new = fmaxf(m, s);
+        const float corr = __expf(m - m_new), p = __expf(s - m_new);
+        l = l * corr + p;
+#pragma unroll
+        for (int r = 0; r < ATTN_PER_LANE; r++) {
+            const int d = lane + 32 * r;
+            if (d < head_dim) acc[r] = acc[r] * corr + p * to_f32(vrow[d]);
+        }
+        m = m_new;
+    }
+
+    __shared__ float w_m[ATTN_WARPS], w_l[ATTN_WARPS];
+    __shared__ float w_acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
+    if (lane == 0) {
+        w_m[warp] = m;
+        w_l[warp] = l;
+    }
+#pragma unroll
+    for (int r = 0; r < ATTN_PER_LANE; r++) {
+        const int d = lane + 32 * r;
+        if (d < head_dim) w_acc[warp][d] = acc[r];
+    }
+    __syncthreads();
+    float big = NEG_INF;
+#pragma unroll
+    for (int w = 0; w < ATTN_WARPS; w++) big = fmaxf(big, w_m[w]);
+    float total = 0.f, f[ATTN_WARPS];
+#pragma unroll
+    for (int w = 0; w < ATTN_WARPS; w++) {
+        // a warp that saw no key has m = -inf and l = 0: weight 0
+        f[w] = w_l[w] > 0.f ? __expf(w_m[w] - big) : 0.f;
+        total += w_l[w] * f[w];
+    }
+    T* orow = out + (t * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float o = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) o += w_acc[w][d] * f[w];
+        orow[d] = from_f32<T>(o / total);
+    }
+}
+
+#define ATTENTION(T, S)                                                                                    \
+    extern "C" __global__ void write_kv_##S(const T* k, const T* v, T* kc, T* vc, const i64* slots,       \
+                                            int kv_dim) {                                                  \
+        write_kv<T>(k, v, kc, vc, slots, kv_dim);                                                          \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
+        paged_attention_##S(const T* q, const T* kc, const T* vc, const u32* block_tables,                \
+                            const u32* tok_table, const u32* tok_keys, T* out, int n_heads,                \
+                            int n_kv_heads, int head_dim, int block_size, float scale) {                   \
+        paged_attention<T>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,         \
+                           head_dim, block_size, scale);                                                   \
+    }
+FOR_HALF_TYPES(ATTENTION)

@@ -1,0 +1,78 @@
+// Row gathers and element-wise ops of the decoder layer.
+
+// out[t] = table[ids[t]] (hidden wide).
+template <typename T>
+__device__ void embedding(const T* table, const u32* ids, T* out, int hidden) {
+    const i64 t = blockIdx.x;
+    const T* row = table + (i64)ids[t] * hidden;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[t * hidden + i] = row[i];
+}
+
+// x += y, rounded to T.
+template <typename T>
+__device__ void add(T* x, const T* y, i64 n) {
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        x[i] = from_f32<T>(to_f32(x[i]) + to_f32(y[i]));
+}
+
+// out = silu(gate) * up for rows of [gate | up] (2·inter wide); silu is rounded to T before the
+// product, as transformers' `act_fn(gate) * up` is.
+template <typename T>
+__device__ void silu_mul(const T* gate_up, T* out, int inter) {
+    const i64 r = blockIdx.x;
+    const T* g = gate_up + r * 2 * inter;
+    const T* u = g + inter;
+    for (int i = threadIdx.x; i < inter; i += blockDim.x) {
+        const float a = to_f32(g[i]);
+        const float s = round_to<T>(a / (1.f + __expf(-a)));
+        out[r * inter + i] = from_f32<T>(s * to_f32(u[i]));
+    }
+}
+
+// Splits rows of [q | k | v] (qd + 2·kvd wide), adding the bias row when given.
+template <typename T>
+__device__ void split_qkv(const T* qkv, const T* bias, T* q, T* k, T* v, int qd, int kvd) {
+    const i64 t = blockIdx.x;
+    const int w = qd + 2 * kvd;
+    for (int i = threadIdx.x; i < w; i += blockDim.x) {
+        float x = to_f32(qkv[t * w + i]);
+        if (bias) x += to_f32(bias[i]);
+        const T y = from_f32<T>(x);
+        if (i < qd) q[t * qd + i] = y;
+        else if (i < qd + kvd) k[t * kvd + i - qd] = y;
+        else v[t * kvd + i - qd - kvd] = y;
+    }
+}
+
+// out[j] = x[rows[j]] (width wide).
+template <typename T>
+__device__ void gather_rows(const T* x, const u32* rows, T* out, int width) {
+    const i64 j = blockIdx.x;
+    const T* src = x + (i64)rows[j] * width;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) out[j * width + i] = src[i];
+}
+
+// f32 copy of a T tensor (logits to the host sampler).
+template <typename T>
+__device__ void to_float(const T* x, float* out, i64 n) {
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        out[i] = to_f32(x[i]);
+}
+
+#define ELEMENTWISE(T, S)                                                                                  \
+    extern "C" __global__ void embedding_##S(const T* table, const u32* ids, T* out, int hidden) {        \
+        embedding<T>(table, ids, out, hidden);                                                             \
+    }                                                                                                      \
+    extern "C" __global__ void add_##S(T* x, const T* y, i64 n) { add<T>(x, y, n); }                       \
+    extern "C" __global__ void silu_mul_##S(const T* gate_up, T* out, int inter) {                        \
+        silu_mul<T>(gate_up, out, inter);                                                                  \
+    }                                                                                                      \
+    extern "C" __global__ void split_qkv_##S(const T* qkv, const T* bias, T* q, T* k, T* v, int qd,       \
+                                             int kvd) {                                                    \
+        split_qkv<T>(qkv, bias, q, k, v, qd, kvd);                                                         \
+    }                                                                                                      \
+    extern "C" __global__ void gather_rows_##S(const T* x, const u32* rows, T* out, int width) {          \
+        gather_rows<T>(x, rows, out, width);                                                               \
+    }                                                                                                      \
+    extern "C" __global__ void to_float_##S(const T* x, float* out, i64 n) { to_float<T>(x, out, n); }
+FOR_HALF_TYPES(ELEMENTWISE)

@@ -1,0 +1,61 @@
+//! The kernel sources, embedded in the binary, and the entry points each one defines (the one
+//! list the backend loads from and the compile test checks).
+
+/// Prepended to every file: type helpers and reductions.
+pub const PRELUDE: &str = include_str!("../../kernels/prelude.cuh");
+
+/// One `.cu` file: its entry points are `{function}_{dtype}` for each function and each of
+/// [`DTYPES`].
+pub struct KernelFile {
+    pub name: &'static str,
+    src: &'static str,
+    pub functions: &'static [&'static str],
+}
+
+/// The activation dtypes every kernel is instantiated for.
+pub const DTYPES: [&str; 2] = ["bf16", "f16"];
+
+pub const FILES: &[KernelFile] = &[
+    KernelFile {
+        name: "elementwise",
+        src: include_str!("../../kernels/elementwise.cu"),
+        functions: &[
+            "embedding",
+            "add",
+            "silu_mul",
+            "split_qkv",
+            "gather_rows",
+            "to_float",
+        ],
+    },
+    KernelFile {
+        name: "norm",
+        src: include_str!("../../kernels/norm.cu"),
+        functions: &["rms_norm", "add_rms_norm"],
+    },
+    KernelFile {
+        name: "rope",
+        src: include_str!("../../kernels/rope.cu"),
+        functions: &["rope"],
+    },
+    KernelFile {
+        name: "attention",
+        src: include_str!("../../kernels/attention.cu"),
+        functions: &["write_kv", "paged_attention"],
+    },
+];
+
+impl KernelFile {
+    /// The source NVRTC compiles: the prelude, then the file (a `#line` keeps error lines
+    /// pointing into the file).
+    pub fn source(&self) -> String {
+        format!("{PRELUDE}\n#line 1 \"{}.cu\"\n{}", self.name, self.src)
+    }
+
+    /// Every entry point's name.
+    pub fn entry_points(&self) -> impl Iterator<Item = String> + '_ {
+        self.functions
+            .iter()
+            .flat_map(|f| DTYPES.iter().map(move |d| format!("{f}_{d}")))
+    }
+}

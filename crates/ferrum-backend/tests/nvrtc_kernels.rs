@@ -1,0 +1,53 @@
+//! Every CUDA kernel compiles with NVRTC for Ampere (`sm_80`) and Hopper (`sm_90a`), and each
+//! CUBIN defines every entry point the backend loads. Needs no GPU: NVRTC and the CUDA headers
+//! come from the pinned PyPI wheels that `scripts/test.sh` installs (it sets
+//! `FERRUM_REQUIRE_NVRTC=1`, so there this test cannot pass by skipping).
+
+use ferrum_backend::cuda::{kernels, nvrtc};
+
+const ARCHS: [&str; 2] = ["sm_80", "sm_90a"];
+
+#[test]
+fn every_kernel_compiles_for_ampere_and_hopper() {
+    if !nvrtc::available() {
+        assert!(
+            std::env::var_os("FERRUM_REQUIRE_NVRTC").is_none(),
+            "FERRUM_REQUIRE_NVRTC is set but libnvrtc was not found on LD_LIBRARY_PATH"
+        );
+        eprintln!(
+            "SKIPPED: libnvrtc not found; scripts/test.sh installs it (nvidia-cuda-nvrtc==13.0.88) and runs this test"
+        );
+        return;
+    }
+    // compile for real every time: a cache hit would not show that the source compiles
+    let cache = std::env::temp_dir().join(format!("ferrum-nvrtc-test-{}", std::process::id()));
+    // SAFETY: set before any other thread of this test binary reads the environment.
+    unsafe { std::env::set_var("FERRUM_KERNEL_CACHE", &cache) };
+    let (major, minor) = nvrtc::version().unwrap();
+    for arch in ARCHS {
+        for f in kernels::FILES {
+            let t = std::time::Instant::now();
+            let c = nvrtc::compile(f.name, &f.source(), arch)
+                .unwrap_or_else(|e| panic!("{} for {arch}: {e:#}", f.name));
+            assert!(c.cubin && !c.cached && c.image.starts_with(b"\x7fELF"));
+            for e in f.entry_points() {
+                assert!(
+                    c.image.windows(e.len()).any(|w| w == e.as_bytes()),
+                    "{}.cu for {arch} defines no `{e}`",
+                    f.name
+                );
+            }
+            eprintln!(
+                "nvrtc {major}.{minor}: {}.cu for {arch}: {} bytes in {:.2?}",
+                f.name,
+                c.image.len(),
+                t.elapsed()
+            );
+        }
+    }
+    // the second time comes from the cache, byte for byte
+    let f = &kernels::FILES[0];
+    let again = nvrtc::compile(f.name, &f.source(), "sm_90a").unwrap();
+    assert!(again.cached);
+    let _ = std::fs::remove_dir_all(&cache);
+}
