@@ -18,6 +18,7 @@ use crate::request::{Common, common_field, json_object, warn_unknown};
 use crate::sse::{self, Envelope, now_secs};
 use crate::state::Shared;
 use crate::submit::{self, merged, tokenize};
+use crate::tool_stream::ForcedStream;
 
 struct ChatRequest {
     common: Common,
@@ -221,12 +222,6 @@ pub async fn create(State(state): State<Shared>, body: Bytes) -> ApiResult<Respo
     // a forced tool call (`tool_choice` "required" or named) constrains the output to the
     // tools' schema, over any other structured-output field (as vLLM)
     if let Some((_, schema)) = &req.setup.forced {
-        if req.common.stream {
-            return Err(ApiError::field(
-                "tool_choice",
-                "streaming with `tool_choice` \"required\" or a named function is not supported yet",
-            ));
-        }
         req.common.structured = Some((
             "tool_choice".into(),
             ferrum_structured::ConstraintSpec::JsonSchema {
@@ -331,6 +326,10 @@ fn stream(
     let role = state.opts.response_role.clone();
     let want_plp = req.common.params.prompt_logprobs.is_some();
     let want_lp = req.logprobs;
+    // A forced tool call turns each choice's content into `tool_calls` deltas as it arrives.
+    let mut forced: Vec<Option<ForcedStream>> = (0..n)
+        .map(|_| req.setup.forced.as_ref().map(|(f, _)| ForcedStream::new(f)))
+        .collect();
     let e = env.clone();
     // OpenAI's first chunk per choice carries the role and empty content.
     let first: Vec<Value> = (0..n)
@@ -354,6 +353,18 @@ fn stream(
         if f.is_some() {
             m.append(p.finish());
         }
+        let fs = &mut forced[d.seq_index];
+        // (a named call's header goes out with its first text, or at the end if none came)
+        if let Some(fs) = fs.as_mut()
+            && (!m.content.is_empty() || f.is_some())
+        {
+            m.tool_calls
+                .extend(fs.push(&std::mem::take(&mut m.content)));
+        }
+        let finish_reason = f.map(|f| match fs {
+            Some(fs) => fs.finish_reason(f.reason),
+            None => p.finish_reason(f.reason),
+        });
         let mut delta = Map::new();
         if !m.content.is_empty() {
             delta.insert("content".into(), json!(m.content));
@@ -375,7 +386,7 @@ fn stream(
                 "index": d.seq_index,
                 "delta": delta,
                 "logprobs": lp,
-                "finish_reason": f.map(|f| p.finish_reason(f.reason)),
+                "finish_reason": finish_reason,
                 "stop_reason": f.and_then(|f| sse::stop_reason_json(&f.stop_reason)),
             }]),
             continuous,

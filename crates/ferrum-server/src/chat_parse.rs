@@ -75,7 +75,7 @@ impl ForcedTool {
     /// The message's tool calls for `text` (vLLM's), or `None` when `text` is not what the
     /// schema promised (cut by `max_tokens`).
     pub fn tool_calls(&self, text: &str) -> Option<Value> {
-        let id = || format!("chatcmpl-tool-{}", uuid::Uuid::new_v4().simple());
+        let id = crate::tool_stream::tool_call_id;
         match self {
             ForcedTool::Named(name) => Some(json!([{
                 "id": id(),

@@ -18,6 +18,7 @@ pub mod state;
 pub mod stats_log;
 pub mod structured;
 pub mod submit;
+pub mod tool_stream;
 pub mod track;
 
 use std::sync::atomic::Ordering;
