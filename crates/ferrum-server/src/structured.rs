@@ -3,11 +3,14 @@
 //! calls) become a [`ConstraintSpec`], compiled off the runtime (tokio's blocking pool, with a
 //! time limit and a cache) and attached to the request's sampling parameters. A schema or
 //! grammar that cannot be compiled is a 400 naming what is unsupported.
+//!
+//! `structural_tag` (in `response_format` or `structured_outputs`) is vLLM's legacy form,
+//! `structures` + `triggers`; xgrammar's newer `format` form is a 400.
 
 use std::sync::{Arc, Mutex};
 
 use ferrum_engine::SamplingParams;
-use ferrum_structured::{ConstraintSpec, StructuredOutputs};
+use ferrum_structured::{ConstraintSpec, StructuralTag, StructuredOutputs};
 use ferrum_tokenizer::Tokenizer;
 use serde_json::{Map, Value, json};
 
@@ -92,14 +95,14 @@ pub fn response_format(slot: &mut Option<(String, ConstraintSpec)>, v: &Value) -
             let strict = js.get("strict").and_then(Value::as_bool).unwrap_or(false);
             set(slot, k, ConstraintSpec::JsonSchema { schema, strict })
         }
-        Some("structural_tag") => Err(ApiError::field(
-            k,
-            "`response_format` of type `structural_tag` is not supported (llguidance has no structural tags in ferrum yet)",
-        )),
+        Some("structural_tag") => {
+            let tag = StructuralTag::from_json(v, k).map_err(|e| ApiError::field(k, e.0))?;
+            set(slot, k, ConstraintSpec::StructuralTag(tag))
+        }
         Some(t) => Err(ApiError::field(
             k,
             format!(
-                "`response_format` of type `{t}` is not supported: use text, json_object or json_schema"
+                "`response_format` of type `{t}` is not supported: use text, json_object, json_schema or structural_tag"
             ),
         )),
         None => Err(ApiError::field(k, "`response_format` needs a `type`")),
@@ -171,12 +174,13 @@ fn structured_outputs(slot: &mut Option<(String, ConstraintSpec)>, v: &Value) ->
                     set(slot, &name, ConstraintSpec::JsonObject)?
                 }
             }
-            "structural_tag" => {
-                return Err(ApiError::field(
-                    k,
-                    "`structured_outputs.structural_tag` is not supported (llguidance has no structural tags in ferrum yet)",
-                ));
-            }
+            // malformed tags name `structured_outputs` as the param (as the other refusals of
+            // this object do), the message gives the full path
+            "structural_tag" => set(
+                slot,
+                &name,
+                ConstraintSpec::StructuralTag(structural_tag_of(&name, sv)?),
+            )?,
             "whitespace_pattern" => {
                 return Err(ApiError::field(
                     k,
@@ -199,6 +203,22 @@ fn structured_outputs(slot: &mut Option<(String, ConstraintSpec)>, v: &Value) ->
         }
     }
     Ok(())
+}
+
+/// `structured_outputs.structural_tag`: vLLM takes a string holding the tag's JSON; an object is
+/// taken too.
+fn structural_tag_of(name: &str, v: &Value) -> ApiResult<StructuralTag> {
+    let k = "structured_outputs";
+    let parsed;
+    let v = match v {
+        Value::String(s) => {
+            parsed = serde_json::from_str::<Value>(s)
+                .map_err(|e| ApiError::field(k, format!("`{name}` is not valid JSON: {e}")))?;
+            &parsed
+        }
+        _ => v,
+    };
+    StructuralTag::from_json(v, name).map_err(|e| ApiError::field(k, e.0))
 }
 
 /// The compiler for the served tokenizer, built once on first use (on the blocking pool).

@@ -1,5 +1,5 @@
-//! ferrum-structured: structured output (JSON schema, JSON object, regex, choice, Lark grammar)
-//! through llguidance.
+//! ferrum-structured: structured output (JSON schema, JSON object, regex, choice, Lark grammar,
+//! vLLM's structural tags) through llguidance.
 //!
 //! - [`StructuredOutputs`] holds the token trie built from our own tokenizer (a small
 //!   [`toktrie::TokenizerEnv`] over `ferrum_tokenizer::Tokenizer`, for HF tokenizer.json and
@@ -11,6 +11,7 @@
 //!   (the server answers 400 with it).
 
 mod spec;
+mod struct_tag;
 mod tokenizer_env;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory, TokenParser};
 
 pub use spec::ConstraintSpec;
+pub use struct_tag::{StructuralTag, TagStructure};
 pub use tokenizer_env::{FerrumTokEnv, token_bytes};
 
 /// Why a constraint could not be compiled (the server's 400 message).

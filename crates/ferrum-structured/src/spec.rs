@@ -4,6 +4,7 @@ use llguidance::api::{GrammarWithLexer, TopLevelGrammar};
 use serde_json::{Value, json};
 
 use crate::CompileError;
+use crate::struct_tag::StructuralTag;
 
 /// A request's structured-output constraint, whichever field it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +21,9 @@ pub enum ConstraintSpec {
     Choice(Vec<String>),
     /// `structured_outputs.grammar`, `guided_grammar`: a Lark grammar as llguidance takes it.
     Grammar(String),
+    /// `response_format: {"type": "structural_tag"}`, `structured_outputs.structural_tag`: free
+    /// text, with a tag (begin, JSON, end) wherever a trigger appears.
+    StructuralTag(StructuralTag),
 }
 
 impl ConstraintSpec {
@@ -31,6 +35,7 @@ impl ConstraintSpec {
             Self::Regex(_) => "regex",
             Self::Choice(_) => "choice",
             Self::Grammar(_) => "grammar",
+            Self::StructuralTag(_) => "structural_tag",
         }
     }
 
@@ -42,6 +47,7 @@ impl ConstraintSpec {
             Self::Regex(r) => r.clone(),
             Self::Choice(c) => serde_json::to_string(c).unwrap_or_default(),
             Self::Grammar(g) => g.clone(),
+            Self::StructuralTag(t) => t.key(),
         };
         Ok((self.kind(), text))
     }
@@ -83,11 +89,22 @@ impl ConstraintSpec {
                 }
                 TopLevelGrammar::from_lark(g.clone())
             }
+            Self::StructuralTag(t) => {
+                let mut g = GrammarWithLexer::from_lark(t.to_lark()?);
+                g.name = Some("structural_tag".into());
+                TopLevelGrammar::from_grammar(g)
+            }
         })
     }
 }
 
 fn json_grammar(schema: &Value) -> Result<TopLevelGrammar, CompileError> {
+    Ok(TopLevelGrammar::from_json_schema(compact_schema(schema)?))
+}
+
+/// `schema` as llguidance compiles it: an object (a boolean is wrapped), generating compact JSON
+/// unless the schema sets its own `x-guidance` options.
+pub(crate) fn compact_schema(schema: &Value) -> Result<Value, CompileError> {
     let mut schema = match schema {
         Value::Object(_) => schema.clone(),
         Value::Bool(_) => json!({"allOf": [schema]}),
@@ -104,5 +121,5 @@ fn json_grammar(schema: &Value) -> Result<TopLevelGrammar, CompileError> {
             "whitespace_flexible": false,
         });
     }
-    Ok(TopLevelGrammar::from_json_schema(schema))
+    Ok(schema)
 }
