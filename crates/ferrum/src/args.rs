@@ -40,6 +40,17 @@ pub struct ModelArgs {
     /// generation_config.json.
     #[arg(long, default_value = "auto")]
     pub generation_config: String,
+    /// auto | cuda | cpu. `cuda` runs on the first visible GPU; `auto` stays on the CPU until the
+    /// CUDA backend has passed its GPU checks (it says so when it sees a GPU).
+    #[arg(long, default_value = "auto")]
+    pub device: Device,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cuda,
+    Cpu,
 }
 
 #[derive(Args, Debug, Clone)]

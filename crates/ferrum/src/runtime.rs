@@ -1,15 +1,17 @@
 //! Wiring: config + tokenizer on the caller's thread, then the engine thread builds the backend,
 //! loads the model and the runner sizes the KV cache; shared by every command.
 
-use crate::args::{EngineArgs, ModelArgs};
+use crate::args::{Device, EngineArgs, ModelArgs};
 use anyhow::{Context, Result, bail};
-use ferrum_backend::{Backend, CpuBackend, KvDtype};
+use ferrum_backend::cuda::{self, CudaBackend, Half};
+use ferrum_backend::{Backend, CpuBackend, KvDtype, WeightBytes};
 use ferrum_engine::{
     Engine, EngineConfig, EngineHandle, ExecutorFactory, ExecutorInit, SamplingParams,
     SchedulingPolicy, StepObserver,
 };
 use ferrum_models::{
-    LoadOptions, Runner, RunnerLimits, Workspace, inspect, kv_bytes_per_block, load_files,
+    LoadOptions, ModelFiles, Runner, RunnerLimits, Workspace, inspect, kv_bytes_per_block,
+    load_files,
 };
 use ferrum_tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -98,6 +100,62 @@ struct Built {
     device: String,
 }
 
+/// Where the model runs: `--device cpu`, `--device cuda` (the first GPU, or an error saying why
+/// there is none), or `auto`, which stays on the CPU while the CUDA backend is unverified on a
+/// device and says so when a GPU is visible.
+enum Target {
+    Cpu,
+    Cuda { ordinal: usize, dtype: Half },
+}
+
+fn target(device: Device, weight_dtype: &str) -> Result<Target> {
+    let dtype = if weight_dtype.contains("f16") && !weight_dtype.contains("bf16") {
+        Half::F16
+    } else {
+        Half::Bf16
+    };
+    match device {
+        Device::Cpu => Ok(Target::Cpu),
+        Device::Cuda => Ok(Target::Cuda {
+            ordinal: cuda::require_gpu()?.ordinal,
+            dtype,
+        }),
+        Device::Auto => {
+            if let Ok(gpus) = cuda::probe()
+                && let Some(g) = gpus.first()
+            {
+                tracing::warn!(
+                    "{} is visible, but the CUDA backend has not passed its GPU checks yet: running on the CPU (pass --device cuda to use the GPU)",
+                    g.name
+                );
+            }
+            Ok(Target::Cpu)
+        }
+    }
+}
+
+/// Loads the model onto `be` and builds its runner (on the engine thread).
+fn build_runner<B: Backend + WeightBytes + 'static>(
+    be: B,
+    files: ModelFiles,
+    opts: &LoadOptions,
+    limits: &RunnerLimits,
+    report: &Mutex<Option<Built>>,
+) -> Result<ExecutorInit> {
+    let loaded = load_files(files, opts, &be)?;
+    let device = be.device_name();
+    let runner = Runner::new(be, loaded.model, limits)?;
+    let num_blocks = runner.num_blocks;
+    *report.lock().unwrap() = Some(Built {
+        weight_bytes: loaded.weight_bytes,
+        device,
+    });
+    Ok(ExecutorInit {
+        executor: Box::new(runner),
+        num_blocks,
+    })
+}
+
 /// [`start`] with a callback on the engine thread after every step (the server's metrics).
 pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> Result<Runtime> {
     let path = match &m.model {
@@ -134,6 +192,16 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     let defaults = generation_defaults(&m.generation_config, files.hf_dir.as_deref())?;
     let cfg = files.cfg.clone();
     let weight_dtype = files.weight_dtype.clone();
+    let target = target(m.device, &weight_dtype)?;
+    let (kv_dtype, compute) = match &target {
+        Target::Cpu => (KvDtype::F32, "f32"),
+        Target::Cuda {
+            dtype: Half::Bf16, ..
+        } => (KvDtype::BF16, "bf16"),
+        Target::Cuda {
+            dtype: Half::F16, ..
+        } => (KvDtype::F16, "f16"),
+    };
     let max_model_len = m.max_model_len.unwrap_or(cfg.max_position_embeddings);
     // the engine's block count comes from the runner; this one is a placeholder
     let mut ec = EngineConfig::new(1, max_model_len, cfg.vocab_size);
@@ -151,7 +219,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         block_size: e.block_size,
         max_num_batched_tokens: ec.max_num_batched_tokens,
         max_num_seqs: e.max_num_seqs,
-        kv_dtype: KvDtype::F32,
+        kv_dtype,
         kv_cache_memory_bytes: e.kv_cache_memory_bytes,
         num_blocks_override: e.num_gpu_blocks_override,
         gpu_memory_utilization: e.gpu_memory_utilization,
@@ -161,25 +229,17 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     // KV cache do not fit.
     opts.reserve_bytes = (Workspace::<CpuBackend>::bytes_per_token(&cfg)
         * ec.max_num_batched_tokens
-        + kv_bytes_per_block(&cfg, e.block_size, KvDtype::F32)
-            * max_model_len.div_ceil(e.block_size)) as u64;
+        + kv_bytes_per_block(&cfg, e.block_size, kv_dtype) * max_model_len.div_ceil(e.block_size))
+        as u64;
     let built = Arc::new(Mutex::new(None));
     let report = built.clone();
     // The runner is built on the engine's thread (a device context belongs to one thread).
-    let factory: ExecutorFactory = Box::new(move || {
-        let be = CpuBackend::new();
-        let loaded = load_files(files, &opts, &be)?;
-        let device = be.device_name();
-        let runner = Runner::new(be, loaded.model, &limits)?;
-        let num_blocks = runner.num_blocks;
-        *report.lock().unwrap() = Some(Built {
-            weight_bytes: loaded.weight_bytes,
-            device,
-        });
-        Ok(ExecutorInit {
-            executor: Box::new(runner),
-            num_blocks,
-        })
+    let factory: ExecutorFactory = Box::new(move || match target {
+        Target::Cpu => build_runner(CpuBackend::new(), files, &opts, &limits, &report),
+        Target::Cuda { ordinal, dtype } => {
+            let be = CudaBackend::new(ordinal, dtype)?;
+            build_runner(be, files, &opts, &limits, &report)
+        }
     });
     let (engine, num_blocks) = Engine::start_with(ec, factory, observer)?;
     let Built {
@@ -196,7 +256,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         .unwrap_or_default();
     let tokens = num_blocks * e.block_size;
     let summary = format!(
-        "model {model_name} ({}, {} layers), weights {weight_dtype} ({:.0} MB in memory) computed in f32 on the {device}, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
+        "model {model_name} ({}, {} layers), weights {weight_dtype} ({:.0} MB in memory) computed in {compute} on the {device}, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
          max concurrency {:.2} at max-model-len {max_model_len}, loaded in {:.1}s",
         cfg.arch,
         cfg.num_layers,

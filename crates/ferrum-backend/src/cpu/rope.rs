@@ -77,6 +77,12 @@ impl Rope {
         }
     }
 
+    /// The inverse frequency of each rotated pair, scaling applied (a GPU computes its angles
+    /// from these).
+    pub fn inv_freq(&self) -> &[f64] {
+        &self.inv_freq
+    }
+
     /// Rotates `x` (tokens × n_heads × head_dim) in place, token `t` at `positions[t]`.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, positions: &[usize]) {
         let hd = self.head_dim;

@@ -1,9 +1,14 @@
-//! The CUDA backend's pieces: kernels compiled by NVRTC ([`nvrtc`], [`kernels`]) and device
-//! discovery ([`probe`]). Everything loads libcuda and libnvrtc at run time (cudarc's dynamic
+//! The CUDA backend ([`CudaBackend`]): kernels compiled by NVRTC ([`nvrtc`], [`kernels`]),
+//! cuBLAS GEMMs, and device discovery ([`probe`]). Everything loads libcuda and libnvrtc at run time (cudarc's dynamic
 //! loading), so the crate builds and its tests run on machines with no CUDA at all.
 
+mod backend;
 pub mod kernels;
 pub mod nvrtc;
+mod weights;
+
+pub use backend::{CudaBackend, CudaBuf, CudaKv, CudaRope, Half};
+pub use weights::{CudaVector, CudaWeight};
 
 use anyhow::{Context, Result, bail};
 

@@ -73,7 +73,8 @@ fn options(arch: &str, include: &Path) -> Vec<String> {
     vec![
         format!("--gpu-architecture={arch}"),
         "--std=c++17".into(),
-        "--use_fast_math".into(),
+        // no --use_fast_math: it would turn sincosf (rotary angles reach 1e5) and divisions into
+        // approximations; kernels call the fast intrinsics (__expf) where they are wanted
         "--extra-device-vectorization".into(),
         format!("--include-path={}", include.display()),
     ]

@@ -142,9 +142,9 @@ const VALUE_RULES: &[ValueRule] = &[
     // Removed from vLLM, but their values still say something.
     ValueRule {
         flag: "device",
-        accept: Accept::Values(&["auto", "cpu"]),
+        accept: Accept::Values(&["auto", "cuda", "cpu"]),
         warn: None,
-        why: "ferrum runs on the CPU",
+        why: "ferrum runs on CUDA GPUs or the CPU",
     },
     ValueRule {
         flag: "task",

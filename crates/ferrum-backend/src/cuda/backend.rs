@@ -1,0 +1,655 @@
+//! The CUDA backend: the ops of [`Backend`] as NVRTC-compiled kernels and cuBLAS GEMMs on one
+//! stream of one GPU, activations in the model's half dtype (bf16 or f16) with f32 arithmetic
+//! inside every kernel.
+//!
+//! Ops that cannot return an error (the trait's element-wise ops) record the first failure; the
+//! next `read`, `sample` or `begin_step` returns it, and a failed launch leaves the stream's
+//! sticky error for those too. Kernel arguments are raw device pointers: one stream orders every
+//! use, so cudarc's per-buffer event tracking is switched off.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use cudarc::cublas::{CudaBlas, sys as blas};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::weights::{CudaVector, CudaWeight};
+use super::{GpuInfo, kernels, nvrtc};
+use crate::backend::{AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, StepMeta};
+use crate::cpu::{Rope, RopeStyle};
+
+/// The activation and weight dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Half {
+    Bf16,
+    F16,
+}
+
+impl Half {
+    fn suffix(self) -> &'static str {
+        match self {
+            Half::Bf16 => "bf16",
+            Half::F16 => "f16",
+        }
+    }
+
+    fn blas(self) -> blas::cudaDataType {
+        match self {
+            Half::Bf16 => blas::cudaDataType::CUDA_R_16BF,
+            Half::F16 => blas::cudaDataType::CUDA_R_16F,
+        }
+    }
+
+    fn to_f32(self, w: u16) -> f32 {
+        match self {
+            Half::Bf16 => half::bf16::from_bits(w).to_f32(),
+            Half::F16 => half::f16::from_bits(w).to_f32(),
+        }
+    }
+}
+
+/// An activation buffer (raw 16-bit words of the backend's dtype).
+pub struct CudaBuf {
+    pub(crate) mem: CudaSlice<u16>,
+}
+
+/// Every layer's K and V in one allocation, `[layer][K | V][slot][kv_dim]` as on the CPU.
+pub struct CudaKv {
+    mem: CudaSlice<u16>,
+    half: usize,
+    kv_dim: usize,
+    block_size: usize,
+}
+
+pub struct CudaRope {
+    inv_freq: CudaSlice<f32>,
+    head_dim: usize,
+    rotary_dim: usize,
+    neox: bool,
+}
+
+/// The step's metadata on the device, in buffers that grow to the largest step seen.
+#[derive(Default)]
+struct DeviceStep {
+    tokens: Option<CudaSlice<u32>>,
+    positions: Option<CudaSlice<u32>>,
+    slots: Option<CudaSlice<i64>>,
+    block_tables: Option<CudaSlice<u32>>,
+    /// Per token: offset of its sequence's block table, and keys it sees (position + 1).
+    tok_table: Option<CudaSlice<u32>>,
+    tok_keys: Option<CudaSlice<u32>>,
+    n_tokens: usize,
+}
+
+pub struct CudaBackend {
+    pub gpu: GpuInfo,
+    ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    pub(crate) dtype: Half,
+    functions: HashMap<String, CudaFunction>,
+    step: DeviceStep,
+    /// Row indices for `gather_rows` (given per call on the host).
+    rows: RefCell<Option<CudaSlice<u32>>>,
+    error: RefCell<Option<anyhow::Error>>,
+}
+
+/// Copies `data` into `slot`, growing it first when it is too small.
+fn upload<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy>(
+    stream: &Arc<CudaStream>,
+    slot: &mut Option<CudaSlice<T>>,
+    data: &[T],
+) -> Result<()> {
+    let n = data.len().max(1);
+    if slot.as_ref().is_none_or(|s| s.len() < n) {
+        *slot = Some(stream.alloc_zeros::<T>(n.next_power_of_two())?);
+    }
+    if !data.is_empty() {
+        let s = slot.as_mut().unwrap();
+        stream.memcpy_htod(data, &mut s.slice_mut(..data.len()))?;
+    }
+    Ok(())
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`, compiles (or takes from the disk cache) every kernel for its
+    /// architecture and loads them.
+    pub fn new(ordinal: usize, dtype: Half) -> Result<CudaBackend> {
+        let ctx = CudaContext::new(ordinal).with_context(|| format!("opening GPU {ordinal}"))?;
+        // SAFETY: one stream orders every use of every buffer this backend allocates.
+        unsafe { ctx.disable_event_tracking() };
+        let gpu = GpuInfo {
+            ordinal,
+            name: ctx.name()?,
+            total_bytes: ctx.total_mem()? as u64,
+            capability: ctx.compute_capability()?,
+        };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
+        let arch = gpu.arch();
+        let mut functions = HashMap::new();
+        for f in kernels::FILES {
+            let c = nvrtc::compile(f.name, &f.source(), &arch)?;
+            let module = ctx
+                .load_module(Ptx::from_binary(c.image))
+                .with_context(|| format!("loading kernels {}.cu for {arch}", f.name))?;
+            for e in f.entry_points() {
+                let func = module
+                    .load_function(&e)
+                    .with_context(|| format!("kernel {e} in {}.cu", f.name))?;
+                functions.insert(e, func);
+            }
+        }
+        Ok(CudaBackend {
+            gpu,
+            ctx,
+            stream,
+            blas,
+            dtype,
+            functions,
+            step: DeviceStep::default(),
+            rows: RefCell::new(None),
+            error: RefCell::new(None),
+        })
+    }
+
+    /// The kernel `name` for this backend's dtype.
+    fn f(&self, name: &str) -> &CudaFunction {
+        let key = format!("{name}_{}", self.dtype.suffix());
+        self.functions
+            .get(&key)
+            .unwrap_or_else(|| panic!("kernel {key} is not in kernels::FILES"))
+    }
+
+    fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
+        s.device_ptr(&self.stream).0
+    }
+
+    /// Keeps the first error of an op that cannot return one.
+    fn record(&self, r: Result<()>) {
+        if let Err(e) = r {
+            let mut slot = self.error.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+    }
+
+    fn take_error(&self) -> Result<()> {
+        match self.error.borrow_mut().take() {
+            Some(e) => Err(e.context("a CUDA op failed earlier in this step")),
+            None => Ok(()),
+        }
+    }
+
+    fn step_ptrs(&self) -> Result<(u64, u64, u64, u64, u64, u64)> {
+        let s = &self.step;
+        let p = |x: &Option<CudaSlice<u32>>| x.as_ref().map(|b| self.ptr(b));
+        match (
+            p(&s.tokens),
+            p(&s.positions),
+            s.slots.as_ref().map(|b| self.ptr(b)),
+            p(&s.block_tables),
+            p(&s.tok_table),
+            p(&s.tok_keys),
+        ) {
+            (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)) => Ok((a, b, c, d, e, f)),
+            _ => Err(anyhow!("an op ran before begin_step")),
+        }
+    }
+
+    /// Uploads host f32 values as an activation buffer (tests and the op checks).
+    pub fn upload_f32(&self, x: &[f32]) -> Result<CudaBuf> {
+        let words: Vec<u16> = match self.dtype {
+            Half::Bf16 => x
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect(),
+            Half::F16 => x
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect(),
+        };
+        Ok(CudaBuf {
+            mem: self.stream.clone_htod(&words)?,
+        })
+    }
+
+    /// One block per row for `rows` rows.
+    fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    fn flat_cfg(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 4096) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buf = CudaBuf;
+    type Kv = CudaKv;
+    type Rope = CudaRope;
+    type MoeScratch = ();
+
+    fn device_name(&self) -> String {
+        format!(
+            "GPU {} ({}, {:.0} GB, {})",
+            self.gpu.ordinal,
+            self.gpu.name,
+            self.gpu.total_bytes as f64 / 1e9,
+            self.gpu.arch()
+        )
+    }
+
+    fn memory(&self) -> MemInfo {
+        let (free, total) = self.ctx.mem_get_info().unwrap_or((0, 0));
+        MemInfo {
+            total: total as u64,
+            available: free as u64,
+        }
+    }
+
+    fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64> {
+        let util = gpu_memory_utilization.unwrap_or(0.9);
+        let m = self.memory();
+        let used = m.total - m.available;
+        let allowed = (m.total as f64 * util) as u64;
+        if allowed <= used {
+            bail!(
+                "--gpu-memory-utilization {util} allows {:.1} GiB but weights and workspace already take {:.1} GiB of {:.1} GiB: raise it or lower --max-num-batched-tokens",
+                allowed as f64 / (1u64 << 30) as f64,
+                used as f64 / (1u64 << 30) as f64,
+                m.total as f64 / (1u64 << 30) as f64
+            );
+        }
+        Ok(allowed - used)
+    }
+
+    fn alloc(&self, len: usize) -> Result<CudaBuf> {
+        Ok(CudaBuf {
+            mem: self.stream.alloc_zeros::<u16>(len.max(1))?,
+        })
+    }
+
+    fn alloc_kv(&self, spec: &KvSpec) -> Result<CudaKv> {
+        let ok = matches!(
+            (spec.dtype, self.dtype),
+            (KvDtype::BF16, Half::Bf16) | (KvDtype::F16, Half::F16)
+        );
+        if !ok {
+            bail!(
+                "the CUDA backend keeps the KV cache in the model's dtype ({:?}); --kv-cache-dtype {:?} is not supported yet",
+                self.dtype,
+                spec.dtype
+            );
+        }
+        let half = spec.num_blocks * spec.block_size * spec.kv_dim;
+        Ok(CudaKv {
+            mem: self.stream.alloc_zeros::<u16>(2 * spec.num_layers * half)?,
+            half,
+            kv_dim: spec.kv_dim,
+            block_size: spec.block_size,
+        })
+    }
+
+    fn rope(&self, r: &RopeConfig) -> Result<CudaRope> {
+        if r.rotary_dim == 0 || !r.rotary_dim.is_multiple_of(2) || r.rotary_dim > r.head_dim {
+            bail!(
+                "rotary dimension {} must be even, positive and at most the head size {}",
+                r.rotary_dim,
+                r.head_dim
+            );
+        }
+        let host = Rope::new(r.head_dim, r.rotary_dim, r.theta, &r.scaling, r.style);
+        let inv: Vec<f32> = host.inv_freq().iter().map(|&f| f as f32).collect();
+        Ok(CudaRope {
+            inv_freq: self.stream.clone_htod(&inv)?,
+            head_dim: r.head_dim,
+            rotary_dim: r.rotary_dim,
+            neox: r.style == RopeStyle::Neox,
+        })
+    }
+
+    fn moe_scratch(&self, _max_tokens: usize, _d: &MoeDims) -> Result<()> {
+        bail!(
+            "mixture-of-experts layers are not implemented on the CUDA backend yet; run the model on --device cpu"
+        )
+    }
+
+    fn begin_step(&mut self, meta: &StepMeta) -> Result<()> {
+        self.take_error()?;
+        let n = meta.tokens.len();
+        let mut tok_table = Vec::with_capacity(n);
+        let mut tok_keys = Vec::with_capacity(n);
+        for s in &meta.seqs {
+            for i in 0..s.q_len {
+                tok_table.push(s.table.start as u32);
+                tok_keys.push((s.ctx_len - s.q_len + i + 1) as u32);
+            }
+        }
+        if tok_table.len() != n {
+            bail!(
+                "step metadata: {} tokens but the sequences hold {}",
+                n,
+                tok_table.len()
+            );
+        }
+        let positions: Vec<u32> = meta.positions.iter().map(|&p| p as u32).collect();
+        let slots: Vec<i64> = meta.slots.iter().map(|&s| s as i64).collect();
+        let st = &self.stream;
+        let d = &mut self.step;
+        upload(st, &mut d.tokens, &meta.tokens)?;
+        upload(st, &mut d.positions, &positions)?;
+        upload(st, &mut d.slots, &slots)?;
+        upload(st, &mut d.block_tables, &meta.block_tables)?;
+        upload(st, &mut d.tok_table, &tok_table)?;
+        upload(st, &mut d.tok_keys, &tok_keys)?;
+        d.n_tokens = n;
+        Ok(())
+    }
+
+    fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {
+        let (tokens, ..) = self.step_ptrs()?;
+        let (t, o, h) = (self.ptr(&table.mem), self.ptr(&out.mem), table.k as i32);
+        let mut b = self.stream.launch_builder(self.f("embedding"));
+        b.arg(&t).arg(&tokens).arg(&o).arg(&h);
+        unsafe { b.launch(Self::rows_cfg(self.step.n_tokens, 256)) }?;
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &CudaBuf, w: &CudaVector, eps: f32, rows: usize, out: &mut CudaBuf) {
+        let (xp, wp, op, width) = (
+            self.ptr(&x.mem),
+            self.ptr(&w.mem),
+            self.ptr(&out.mem),
+            w.len as i32,
+        );
+        let mut b = self.stream.launch_builder(self.f("rms_norm"));
+        b.arg(&xp).arg(&wp).arg(&op).arg(&width).arg(&eps);
+        self.record(
+            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn rms_norm_inplace(&self, x: &mut CudaBuf, w: &CudaVector, eps: f32, rows: usize) {
+        let (xp, wp, width) = (self.ptr(&x.mem), self.ptr(&w.mem), w.len as i32);
+        let mut b = self.stream.launch_builder(self.f("rms_norm"));
+        b.arg(&xp).arg(&wp).arg(&xp).arg(&width).arg(&eps);
+        self.record(
+            unsafe { b.launch(Self::rows_cfg(rows, 128)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn add_rms_norm(
+        &self,
+        residual: &mut CudaBuf,
+        x: &CudaBuf,
+        w: &CudaVector,
+        eps: f32,
+        rows: usize,
+        out: &mut CudaBuf,
+    ) {
+        let (rp, xp, wp, op, width) = (
+            self.ptr(&residual.mem),
+            self.ptr(&x.mem),
+            self.ptr(&w.mem),
+            self.ptr(&out.mem),
+            w.len as i32,
+        );
+        let mut b = self.stream.launch_builder(self.f("add_rms_norm"));
+        b.arg(&rp).arg(&xp).arg(&wp).arg(&op).arg(&width).arg(&eps);
+        self.record(
+            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {
+        let (ap, xp, n) = (self.ptr(&acc.mem), self.ptr(&x.mem), len as i64);
+        let mut b = self.stream.launch_builder(self.f("add"));
+        b.arg(&ap).arg(&xp).arg(&n);
+        self.record(
+            unsafe { b.launch(Self::flat_cfg(len)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn linear(&self, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) {
+        // row-major out[rows][n] = x[rows][k] · w[n][k]ᵀ is column-major outᵀ = w · xᵀ with w
+        // read transposed: m = n, n = rows, k = k
+        let (alpha, beta) = (1f32, 0f32);
+        let dt = self.dtype.blas();
+        let r = unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.blas.handle(),
+                blas::cublasOperation_t::CUBLAS_OP_T,
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                w.rows as i32,
+                rows as i32,
+                w.k as i32,
+                &alpha as *const f32 as *const _,
+                self.ptr(&w.mem) as *const _,
+                dt,
+                w.k as i32,
+                self.ptr(&x.mem) as *const _,
+                dt,
+                w.k as i32,
+                &beta as *const f32 as *const _,
+                self.ptr(&out.mem) as *mut _,
+                dt,
+                w.rows as i32,
+                blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        };
+        self.record(r.map_err(|e| anyhow!("cuBLAS GEMM {rows}×{}×{}: {e:?}", w.k, w.rows)));
+    }
+
+    fn split_qkv(
+        &self,
+        qkv: &CudaBuf,
+        rows: usize,
+        q_dim: usize,
+        kv_dim: usize,
+        bias: Option<&CudaVector>,
+        q: &mut CudaBuf,
+        k: &mut CudaBuf,
+        v: &mut CudaBuf,
+    ) {
+        let p = (
+            self.ptr(&qkv.mem),
+            bias.map_or(0u64, |b| self.ptr(&b.mem)),
+            self.ptr(&q.mem),
+            self.ptr(&k.mem),
+            self.ptr(&v.mem),
+            q_dim as i32,
+            kv_dim as i32,
+        );
+        let mut b = self.stream.launch_builder(self.f("split_qkv"));
+        b.arg(&p.0)
+            .arg(&p.1)
+            .arg(&p.2)
+            .arg(&p.3)
+            .arg(&p.4)
+            .arg(&p.5)
+            .arg(&p.6);
+        self.record(
+            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn apply_rope(&self, rope: &CudaRope, x: &mut CudaBuf, rows: usize, n_heads: usize) {
+        let r = self.step_ptrs().and_then(|(_, positions, ..)| {
+            let p = (
+                self.ptr(&x.mem),
+                positions,
+                self.ptr(&rope.inv_freq),
+                n_heads as i32,
+                rope.head_dim as i32,
+                rope.rotary_dim as i32,
+                rope.neox as i32,
+            );
+            let mut b = self.stream.launch_builder(self.f("rope"));
+            b.arg(&p.0)
+                .arg(&p.1)
+                .arg(&p.2)
+                .arg(&p.3)
+                .arg(&p.4)
+                .arg(&p.5)
+                .arg(&p.6);
+            unsafe { b.launch(Self::rows_cfg(rows, 128)) }?;
+            Ok(())
+        });
+        self.record(r);
+    }
+
+    fn write_kv(&self, kv: &mut CudaKv, layer: usize, k: &CudaBuf, v: &CudaBuf) {
+        let r = self.step_ptrs().and_then(|(_, _, slots, ..)| {
+            let base = self.ptr(&kv.mem) + (2 * layer * kv.half * 2) as u64;
+            let p = (
+                self.ptr(&k.mem),
+                self.ptr(&v.mem),
+                base,
+                base + (kv.half * 2) as u64,
+                slots,
+                kv.kv_dim as i32,
+            );
+            let mut b = self.stream.launch_builder(self.f("write_kv"));
+            b.arg(&p.0)
+                .arg(&p.1)
+                .arg(&p.2)
+                .arg(&p.3)
+                .arg(&p.4)
+                .arg(&p.5);
+            unsafe { b.launch(Self::rows_cfg(self.step.n_tokens, 128)) }?;
+            Ok(())
+        });
+        self.record(r);
+    }
+
+    fn attention(&self, q: &CudaBuf, kv: &CudaKv, layer: usize, d: &AttnDims, out: &mut CudaBuf) {
+        let r = self
+            .step_ptrs()
+            .and_then(|(_, _, _, tables, tok_table, tok_keys)| {
+                if d.head_dim > 256 {
+                    bail!(
+                        "attention on the CUDA backend takes head sizes up to 256, not {}",
+                        d.head_dim
+                    );
+                }
+                let base = self.ptr(&kv.mem) + (2 * layer * kv.half * 2) as u64;
+                let p = (
+                    self.ptr(&q.mem),
+                    base,
+                    base + (kv.half * 2) as u64,
+                    tables,
+                    tok_table,
+                    tok_keys,
+                    self.ptr(&out.mem),
+                );
+                let dims = (
+                    d.n_heads as i32,
+                    d.n_kv_heads as i32,
+                    d.head_dim as i32,
+                    kv.block_size as i32,
+                    d.scale,
+                );
+                let mut b = self.stream.launch_builder(self.f("paged_attention"));
+                b.arg(&p.0)
+                    .arg(&p.1)
+                    .arg(&p.2)
+                    .arg(&p.3)
+                    .arg(&p.4)
+                    .arg(&p.5)
+                    .arg(&p.6);
+                b.arg(&dims.0)
+                    .arg(&dims.1)
+                    .arg(&dims.2)
+                    .arg(&dims.3)
+                    .arg(&dims.4);
+                let cfg = LaunchConfig {
+                    grid_dim: (self.step.n_tokens as u32, d.n_heads as u32, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                unsafe { b.launch(cfg) }?;
+                Ok(())
+            });
+        self.record(r);
+    }
+
+    fn silu_mul(&self, gate_up: &CudaBuf, rows: usize, inter: usize, out: &mut CudaBuf) {
+        let (g, o, i) = (self.ptr(&gate_up.mem), self.ptr(&out.mem), inter as i32);
+        let mut b = self.stream.launch_builder(self.f("silu_mul"));
+        b.arg(&g).arg(&o).arg(&i);
+        self.record(
+            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
+                .map(drop)
+                .map_err(Into::into),
+        );
+    }
+
+    fn moe(
+        &self,
+        _x: &CudaBuf,
+        _rows: usize,
+        _router_logits: &CudaBuf,
+        _correction_bias: Option<&CudaVector>,
+        _experts: &(),
+        _d: &MoeDims,
+        _scratch: &mut (),
+        _out: &mut CudaBuf,
+    ) -> Result<()> {
+        bail!("mixture-of-experts layers are not implemented on the CUDA backend yet")
+    }
+
+    fn gather_rows(&self, x: &CudaBuf, width: usize, rows: &[usize], out: &mut CudaBuf) {
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let r = (|| {
+            let mut slot = self.rows.borrow_mut();
+            upload(&self.stream, &mut slot, &idx)?;
+            let p = (
+                self.ptr(&x.mem),
+                self.ptr(slot.as_ref().unwrap()),
+                self.ptr(&out.mem),
+                width as i32,
+            );
+            let mut b = self.stream.launch_builder(self.f("gather_rows"));
+            b.arg(&p.0).arg(&p.1).arg(&p.2).arg(&p.3);
+            unsafe { b.launch(Self::rows_cfg(rows.len(), 256)) }?;
+            Ok(())
+        })();
+        self.record(r);
+    }
+
+    fn read(&self, x: &CudaBuf, out: &mut [f32]) -> Result<()> {
+        self.take_error()?;
+        let words = self.stream.clone_dtoh(&x.mem.slice(..out.len()))?;
+        self.stream.synchronize().context("CUDA stream")?;
+        for (o, w) in out.iter_mut().zip(words) {
+            *o = self.dtype.to_f32(w);
+        }
+        Ok(())
+    }
+}

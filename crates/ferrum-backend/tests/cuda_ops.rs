@@ -1,0 +1,404 @@
+//! Every op of the CUDA backend against the CPU backend (the reference) on random inputs of many
+//! shapes, odd sizes included, in the manner of llama.cpp's `test-backend-ops`: the same op runs
+//! on both through the `Backend` trait and the largest error, relative to the output's scale, is
+//! reported and bounded. Inputs are rounded to bf16 first, so both backends see the same values
+//! and the difference is the GPU's bf16 outputs and f32 accumulation order.
+//!
+//! Needs a GPU: where none is visible the test says so and returns, unless
+//! `FERRUM_REQUIRE_GPU=1` (set by `scripts/gpu-check.sh`), where that is a failure.
+
+use ferrum_backend::cpu::{RopeScaling, RopeStyle};
+use ferrum_backend::cuda::{self, CudaBackend, Half};
+use ferrum_backend::host::{HostDtype, HostLinear, HostTensor};
+use ferrum_backend::{
+    AttnDims, Backend, CpuBackend, KvDtype, KvSpec, RopeConfig, StepMeta, StepSeq, Weights,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
+
+/// Uploading host values as an activation buffer, per backend (not part of the trait: models
+/// never upload activations).
+trait Up: Backend {
+    fn up(&self, x: &[f32]) -> Self::Buf;
+    fn kv_dtype(&self) -> KvDtype;
+}
+
+impl Up for CpuBackend {
+    fn up(&self, x: &[f32]) -> Vec<f32> {
+        x.to_vec()
+    }
+    fn kv_dtype(&self) -> KvDtype {
+        KvDtype::F32
+    }
+}
+
+impl Up for CudaBackend {
+    fn up(&self, x: &[f32]) -> Self::Buf {
+        self.upload_f32(x).unwrap()
+    }
+    fn kv_dtype(&self) -> KvDtype {
+        KvDtype::BF16
+    }
+}
+
+fn gpu() -> Option<CudaBackend> {
+    let found = cuda::probe().map(|g| !g.is_empty()).unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("FERRUM_REQUIRE_GPU").is_none(),
+            "FERRUM_REQUIRE_GPU is set but no CUDA device is visible"
+        );
+        eprintln!("SKIPPED: no CUDA device (scripts/gpu-check.sh runs this on the GPU machine)");
+        return None;
+    }
+    Some(CudaBackend::new(0, Half::Bf16).expect("CUDA backend"))
+}
+
+fn bf16(x: f32) -> f32 {
+    half::bf16::from_f32(x).to_f32()
+}
+
+fn rand_vec(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| bf16(rng.random_range(-1.0..1.0f32) * scale))
+        .collect()
+}
+
+fn tensor(name: &str, shape: Vec<usize>, data: &[f32]) -> HostTensor<'static> {
+    HostTensor {
+        name: name.into(),
+        dtype: HostDtype::F32,
+        shape,
+        bytes: Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+    }
+}
+
+fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    be.read(x, &mut out).unwrap();
+    out
+}
+
+/// Max |a - b| over max |a| (a the reference), and the check.
+fn compare(op: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
+    assert_eq!(cpu.len(), gpu.len());
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let (mut worst, mut at) = (0f32, 0);
+    for (i, (a, b)) in cpu.iter().zip(gpu).enumerate() {
+        // a NaN on either side counts as infinitely wrong
+        let d = if a.is_nan() || b.is_nan() {
+            f32::INFINITY
+        } else {
+            (a - b).abs()
+        };
+        if d > worst {
+            (worst, at) = (d, i);
+        }
+    }
+    let rel = worst / scale;
+    eprintln!(
+        "{op:<48} max |Δ| {worst:.3e} (scale {scale:.3e}, relative {rel:.2e}) at {at}: cpu {} gpu {}",
+        cpu[at], gpu[at]
+    );
+    assert!(rel <= tol, "{op}: relative error {rel:.2e} > {tol:.0e}");
+}
+
+/// A step of `seqs` (new tokens, tokens already cached) over scattered blocks of 16.
+fn step(seqs: &[(usize, usize)], rng: &mut ChaCha8Rng) -> (StepMeta, usize) {
+    const BS: usize = 16;
+    let total_blocks: usize = seqs.iter().map(|&(n, c)| (n + c).div_ceil(BS)).sum();
+    let mut free: Vec<u32> = (0..total_blocks as u32).collect();
+    for i in (1..free.len()).rev() {
+        free.swap(i, rng.random_range(0..=i));
+    }
+    let mut m = StepMeta {
+        block_size: BS,
+        ..StepMeta::default()
+    };
+    for &(n, cached) in seqs {
+        let ctx = n + cached;
+        let start = m.block_tables.len();
+        let table: Vec<u32> = free.drain(..ctx.div_ceil(BS)).collect();
+        for p in cached..ctx {
+            m.tokens.push(rng.random_range(0..1000));
+            m.positions.push(p);
+            m.slots.push(table[p / BS] as usize * BS + p % BS);
+        }
+        m.block_tables.extend(&table);
+        m.seqs.push(StepSeq {
+            q_start: m.tokens.len() - n,
+            q_len: n,
+            ctx_len: ctx,
+            table: start..m.block_tables.len(),
+        });
+    }
+    (m, total_blocks)
+}
+
+#[test]
+fn cuda_ops_match_the_cpu_backend() {
+    let Some(mut g) = gpu() else { return };
+    let mut c = CpuBackend::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    eprintln!("device: {}", g.device_name());
+
+    // row-wise ops over a step of odd size
+    for &(rows, width) in &[(1usize, 64usize), (7, 1031), (33, 4096)] {
+        let (meta, _) = step(&[(rows, 0)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(&mut rng, rows * width, 3.0);
+        let y = rand_vec(&mut rng, rows * width, 3.0);
+        let w = rand_vec(&mut rng, width, 1.5);
+        let (cw, gw) = (
+            c.upload_vector(tensor("w", vec![width], &w)).unwrap(),
+            g.upload_vector(tensor("w", vec![width], &w)).unwrap(),
+        );
+        fn norms<B: Up>(be: &B, x: &[f32], y: &[f32], w: &B::Vector, rows: usize) -> [Vec<f32>; 3] {
+            let n = x.len();
+            let (bx, by) = (be.up(x), be.up(y));
+            let mut out = be.up(&vec![0.0; n]);
+            be.rms_norm(&bx, w, 1e-6, rows, &mut out);
+            let plain = read(be, &out, n);
+            let mut res = be.up(x);
+            be.add_rms_norm(&mut res, &by, w, 1e-6, rows, &mut out);
+            let fused = read(be, &out, n);
+            let mut acc = be.up(x);
+            be.add(&mut acc, &by, n);
+            [plain, fused, read(be, &acc, n)]
+        }
+        let [a, b, s] = norms(&c, &x, &y, &cw, rows);
+        let [ga, gb, gs] = norms(&g, &x, &y, &gw, rows);
+        compare(&format!("rms_norm {rows}×{width}"), &a, &ga, 2e-2);
+        compare(&format!("add_rms_norm {rows}×{width}"), &b, &gb, 2e-2);
+        compare(&format!("add {rows}×{width}"), &s, &gs, 1e-2);
+    }
+
+    // per-head norm in place, SiLU-and-mul, QKV split with bias, row gather
+    {
+        let (t, heads, hd, inter) = (5usize, 6usize, 128usize, 1377usize);
+        let (meta, _) = step(&[(t, 0)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(&mut rng, t * heads * hd, 2.0);
+        let w = rand_vec(&mut rng, hd, 1.0);
+        let gu = rand_vec(&mut rng, t * 2 * inter, 4.0);
+        let (qd, kvd) = (heads * hd, 2 * hd);
+        let qkv = rand_vec(&mut rng, t * (qd + 2 * kvd), 2.0);
+        let bias = rand_vec(&mut rng, qd + 2 * kvd, 0.5);
+        fn misc<B: Up>(
+            be: &B,
+            x: &[f32],
+            w: &[f32],
+            gu: &[f32],
+            qkv: &[f32],
+            bias: &[f32],
+            d: (usize, usize, usize, usize, usize),
+        ) -> Vec<Vec<f32>> {
+            let (t, heads, inter, qd, kvd) = d;
+            let wv = be.upload_vector(tensor("w", vec![w.len()], w)).unwrap();
+            let bv = be
+                .upload_vector(tensor("b", vec![bias.len()], bias))
+                .unwrap();
+            let mut bx = be.up(x);
+            be.rms_norm_inplace(&mut bx, &wv, 1e-6, t * heads);
+            let mut out = be.up(&vec![0.0; t * inter]);
+            be.silu_mul(&be.up(gu), t, inter, &mut out);
+            let (mut q, mut k, mut v) = (
+                be.up(&vec![0.0; t * qd]),
+                be.up(&vec![0.0; t * kvd]),
+                be.up(&vec![0.0; t * kvd]),
+            );
+            be.split_qkv(&be.up(qkv), t, qd, kvd, Some(&bv), &mut q, &mut k, &mut v);
+            let mut picked = be.up(&vec![0.0; 3 * qd]);
+            be.gather_rows(&q, qd, &[4, 0, 2], &mut picked);
+            vec![
+                read(be, &bx, x.len()),
+                read(be, &out, t * inter),
+                read(be, &q, t * qd),
+                read(be, &k, t * kvd),
+                read(be, &v, t * kvd),
+                read(be, &picked, 3 * qd),
+            ]
+        }
+        let d = (t, heads, inter, qd, kvd);
+        let cr = misc(&c, &x, &w, &gu, &qkv, &bias, d);
+        let gr = misc(&g, &x, &w, &gu, &qkv, &bias, d);
+        let names = [
+            "rms_norm_inplace per head",
+            "silu_mul",
+            "split_qkv q",
+            "split_qkv k",
+            "split_qkv v",
+            "gather_rows",
+        ];
+        for ((n, a), b) in names.iter().zip(&cr).zip(&gr) {
+            compare(n, a, b, 2e-2);
+        }
+    }
+
+    // embedding and linear layers (cuBLAS) at decode and prefill sizes
+    for &(rows, k, n) in &[
+        (1usize, 577usize, 1000usize),
+        (3, 1024, 1003),
+        (17, 640, 1536),
+        (64, 4096, 1024),
+    ] {
+        let (meta, _) = step(&[(rows, 0)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(&mut rng, rows * k, 1.0);
+        let w = rand_vec(&mut rng, n * k, 0.05);
+        fn lin<B: Up>(
+            be: &B,
+            x: &[f32],
+            w: &[f32],
+            rows: usize,
+            k: usize,
+            n: usize,
+        ) -> (Vec<f32>, Vec<f32>) {
+            let wt = be
+                .upload_linear(HostLinear::Dense(tensor("w", vec![n, k], w)))
+                .unwrap();
+            let mut out = be.up(&vec![0.0; rows * n]);
+            be.linear(&be.up(x), rows, &wt, &mut out);
+            // the same matrix as an embedding table (n rows of k; the step's tokens are < 1000)
+            let mut emb = be.up(&vec![0.0; rows * k]);
+            be.embedding(&wt, &mut emb).unwrap();
+            (read(be, &out, rows * n), read(be, &emb, rows * k))
+        }
+        let (a, ea) = lin(&c, &x, &w, rows, k, n);
+        let (b, eb) = lin(&g, &x, &w, rows, k, n);
+        compare(&format!("linear {rows}×{k} · {n}×{k}ᵀ"), &a, &b, 2e-2);
+        compare(&format!("embedding {rows} of {k}"), &ea, &eb, 1e-2);
+    }
+
+    // rotary: neox full, interleaved partial, llama3 scaling, positions up to ~5000
+    for (style, rot, scaling) in [
+        (RopeStyle::Neox, 128usize, RopeScaling::None),
+        (RopeStyle::Interleaved, 64, RopeScaling::None),
+        (
+            RopeStyle::Neox,
+            128,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0,
+            },
+        ),
+    ] {
+        let (meta, _) = step(&[(3, 4990), (2, 0), (1, 37)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let (t, heads, hd) = (6usize, 4usize, 128usize);
+        let x = rand_vec(&mut rng, t * heads * hd, 2.0);
+        let cfg = RopeConfig {
+            head_dim: hd,
+            rotary_dim: rot,
+            theta: 500000.0,
+            scaling,
+            style,
+        };
+        fn rope<B: Up>(be: &B, cfg: &RopeConfig, x: &[f32], t: usize, heads: usize) -> Vec<f32> {
+            let r = be.rope(cfg).unwrap();
+            let mut bx = be.up(x);
+            be.apply_rope(&r, &mut bx, t, heads);
+            read(be, &bx, x.len())
+        }
+        compare(
+            &format!("rope {style:?} rot {rot}/{hd} {:?}", cfg.scaling)
+                .chars()
+                .take(48)
+                .collect::<String>(),
+            &rope(&c, &cfg, &x, t, heads),
+            &rope(&g, &cfg, &x, t, heads),
+            2e-2,
+        );
+    }
+
+    // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
+    // decodes with short and long contexts; GQA
+    for &(heads, kv_heads, hd) in &[(8usize, 2usize, 64usize), (14, 2, 128), (4, 4, 256)] {
+        let seqs = [(37usize, 50usize), (20, 0), (1, 3), (1, 700), (1, 0)];
+        let (meta, blocks) = step(&seqs, &mut rng);
+        let t = meta.tokens.len();
+        let kvd = kv_heads * hd;
+        // first a step that writes every position's K/V (the cached context and this step's
+        // tokens, as the step's own write would), then the step's attention reads them
+        let mut fill = meta.clone();
+        fill.tokens.clear();
+        fill.positions.clear();
+        fill.slots.clear();
+        for (s, &(n, cached)) in fill.seqs.iter_mut().zip(&seqs) {
+            let table = &meta.block_tables[s.table.clone()];
+            s.q_start = fill.tokens.len();
+            s.q_len = cached + n;
+            for p in 0..cached + n {
+                fill.tokens.push(0);
+                fill.positions.push(p);
+                fill.slots.push(table[p / 16] as usize * 16 + p % 16);
+            }
+        }
+        let all = fill.tokens.len();
+        let k_all = rand_vec(&mut rng, all * kvd, 2.0);
+        let v_all = rand_vec(&mut rng, all * kvd, 2.0);
+        let q = rand_vec(&mut rng, t * heads * hd, 2.0);
+        let dims = AttnDims {
+            n_heads: heads,
+            n_kv_heads: kv_heads,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
+        fn attn<B: Up>(
+            be: &mut B,
+            fill: &StepMeta,
+            meta: &StepMeta,
+            blocks: usize,
+            kv: (&[f32], &[f32], usize),
+            q: &[f32],
+            dims: &AttnDims,
+        ) -> Vec<f32> {
+            let spec = KvSpec {
+                num_layers: 2,
+                num_blocks: blocks,
+                block_size: 16,
+                kv_dim: kv.2,
+                dtype: be.kv_dtype(),
+            };
+            let mut cache = be.alloc_kv(&spec).unwrap();
+            be.begin_step(fill).unwrap();
+            be.write_kv(&mut cache, 1, &be.up(kv.0), &be.up(kv.1));
+            be.begin_step(meta).unwrap();
+            let n = q.len();
+            let mut out = be.up(&vec![0.0; n]);
+            be.attention(&be.up(q), &cache, 1, dims, &mut out);
+            read(be, &out, n)
+        }
+        let a = attn(
+            &mut c,
+            &fill,
+            &meta,
+            blocks,
+            (&k_all, &v_all, kvd),
+            &q,
+            &dims,
+        );
+        let b = attn(
+            &mut g,
+            &fill,
+            &meta,
+            blocks,
+            (&k_all, &v_all, kvd),
+            &q,
+            &dims,
+        );
+        compare(
+            &format!("write_kv + attention {heads}/{kv_heads} heads of {hd}, {t} rows"),
+            &a,
+            &b,
+            2e-2,
+        );
+    }
+}
