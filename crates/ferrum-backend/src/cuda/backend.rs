@@ -120,6 +120,9 @@ impl CudaBackend {
     /// Opens GPU `ordinal`, compiles (or takes from the disk cache) every kernel for its
     /// architecture and loads them.
     pub fn new(ordinal: usize, dtype: Half) -> Result<CudaBackend> {
+        if !super::driver_available() {
+            bail!("the CUDA driver (libcuda.so) was not found");
+        }
         let ctx = CudaContext::new(ordinal).with_context(|| format!("opening GPU {ordinal}"))?;
         // SAFETY: one stream orders every use of every buffer this backend allocates.
         unsafe { ctx.disable_event_tracking() };

@@ -18,35 +18,36 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     logits.iter().map(|&x| x as f64 - m - z).collect()
 }
 
-/// One sequence run step by step on the CPU backend: a paged cache of `blocks` blocks with a
+/// One sequence run step by step on a backend: a paged cache of `blocks` blocks with a
 /// scattered block table, and a workspace for `max_step` tokens.
-struct Session<'m> {
-    model: &'m CausalLm<CpuBackend>,
-    be: CpuBackend,
-    kv: ferrum_backend::cpu::CpuKv,
-    ws: Workspace<CpuBackend>,
+struct Session<'m, 'b, B: Backend> {
+    model: &'m CausalLm<B>,
+    be: &'b mut B,
+    kv: B::Kv,
+    ws: Workspace<B>,
     table: Vec<u32>,
 }
 
-impl<'m> Session<'m> {
+impl<'m, 'b, B: Backend> Session<'m, 'b, B> {
     fn new(
-        model: &'m CausalLm<CpuBackend>,
+        be: &'b mut B,
+        kv_dtype: KvDtype,
+        model: &'m CausalLm<B>,
         tokens: usize,
         max_step: usize,
         scattered: bool,
     ) -> Self {
         let c = &model.cfg;
-        let be = CpuBackend::new();
         let blocks = tokens.div_ceil(BLOCK);
         let spec = KvSpec {
             num_layers: c.num_layers,
             num_blocks: blocks,
             block_size: BLOCK,
             kv_dim: c.kv_dim(),
-            dtype: KvDtype::F32,
+            dtype: kv_dtype,
         };
         let kv = be.alloc_kv(&spec).unwrap();
-        let ws = Workspace::new(&be, c, max_step, max_step).unwrap();
+        let ws = Workspace::new(&*be, c, max_step, max_step).unwrap();
         let mut table: Vec<u32> = (0..blocks as u32).collect();
         if scattered {
             table.reverse();
@@ -81,9 +82,9 @@ impl<'m> Session<'m> {
         };
         self.be.begin_step(&meta).unwrap();
         let m = self.model;
-        m.forward(&self.be, seq.len() - done, &mut self.kv, &mut self.ws)
+        m.forward(&*self.be, seq.len() - done, &mut self.kv, &mut self.ws)
             .unwrap();
-        m.logits(&self.be, rows, &mut self.ws).unwrap();
+        m.logits(&*self.be, rows, &mut self.ws).unwrap();
         let mut out = vec![0f32; rows.len() * m.cfg.vocab_size];
         self.be.read(&self.ws.logits, &mut out).unwrap();
         out
@@ -92,7 +93,18 @@ impl<'m> Session<'m> {
 
 /// Teacher-forced next-token log-probabilities at every position, prefilled in chunks of `chunk`.
 pub fn teacher_forced(model: &CausalLm<CpuBackend>, ids: &[u32], chunk: usize) -> Vec<Vec<f64>> {
-    let mut s = Session::new(model, ids.len(), chunk.min(ids.len()), true);
+    teacher_forced_on(&mut CpuBackend::new(), KvDtype::F32, model, ids, chunk)
+}
+
+/// [`teacher_forced`] on any backend (its KV cache in `kv_dtype`).
+pub fn teacher_forced_on<B: Backend>(
+    be: &mut B,
+    kv_dtype: KvDtype,
+    model: &CausalLm<B>,
+    ids: &[u32],
+    chunk: usize,
+) -> Vec<Vec<f64>> {
+    let mut s = Session::new(be, kv_dtype, model, ids.len(), chunk.min(ids.len()), true);
     let vocab = model.cfg.vocab_size;
     let mut out = Vec::new();
     for start in (0..ids.len()).step_by(chunk) {
@@ -106,7 +118,25 @@ pub fn teacher_forced(model: &CausalLm<CpuBackend>, ids: &[u32], chunk: usize) -
 
 /// Greedy continuation of `prompt` for `n` tokens (prefill, then one-token decode steps).
 pub fn greedy(model: &CausalLm<CpuBackend>, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut s = Session::new(model, prompt.len() + n, prompt.len().max(1), false);
+    greedy_on(&mut CpuBackend::new(), KvDtype::F32, model, prompt, n)
+}
+
+/// [`greedy`] on any backend.
+pub fn greedy_on<B: Backend>(
+    be: &mut B,
+    kv_dtype: KvDtype,
+    model: &CausalLm<B>,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<u32> {
+    let mut s = Session::new(
+        be,
+        kv_dtype,
+        model,
+        prompt.len() + n,
+        prompt.len().max(1),
+        false,
+    );
     let mut seq = prompt.to_vec();
     let mut done = 0;
     let mut out = Vec::new();
@@ -163,7 +193,11 @@ pub fn compare(ours: &[f64], reference: &Value, k: usize) -> (Vec<f64>, bool, f6
 }
 
 pub fn hf_fixture(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // at run time first: a test binary built here and run on the GPU machine finds the
+    // fixtures in that machine's checkout (scripts/gpu-check.sh sets it)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .join("tests/fixtures/hf")
         .join(name)
 }
@@ -176,11 +210,23 @@ pub fn check_reference(
     model: &std::path::Path,
     reference: &std::path::Path,
 ) -> (f64, f64, f64) {
-    let model = ferrum_models::load(model, ferrum_models::LoadFormat::Auto, 0).unwrap();
+    check_reference_on(&mut CpuBackend::new(), KvDtype::F32, name, model, reference)
+}
+
+/// [`check_reference`] with the model loaded onto and run on `be`.
+pub fn check_reference_on<B: Backend + ferrum_backend::WeightBytes>(
+    be: &mut B,
+    kv_dtype: KvDtype,
+    name: &str,
+    model: &std::path::Path,
+    reference: &std::path::Path,
+) -> (f64, f64, f64) {
+    let opts = ferrum_models::LoadOptions::new(ferrum_models::LoadFormat::Auto, 0);
+    let model = ferrum_models::load_on(model, &opts, &*be).unwrap();
     let reference: Value = serde_json::from_slice(&std::fs::read(reference).unwrap()).unwrap();
     let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
     for p in reference["prompts"].as_array().unwrap() {
-        let ours = teacher_forced(&model.model, &ids(&p["ids"]), 1000);
+        let ours = teacher_forced_on(&mut *be, kv_dtype, &model.model, &ids(&p["ids"]), 1000);
         for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
             let (d, top1, _) = compare(pos, r, 20);
             max = d.iter().cloned().fold(max, f64::max);

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every CUDA check in one go, for one lease of the GPU machine (which has no Rust):
+#
+#   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/
+#   scripts/gpu-check.sh run     there (the `device` tool's `run`, carrying .device): NVRTC compile
+#                                of every kernel for the GPU's architecture, every op against the
+#                                CPU backend (tests/cuda_ops.rs), the transformers fixtures on the
+#                                GPU (tests/cuda_reference.rs), then `ferrum generate --device cuda`;
+#                                logs under $OUT (or .device/out), a summary table last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=.device/bin
+
+build() {
+    cargo build --release -p ferrum
+    mkdir -p "$dev"
+    cp target/release/ferrum "$dev/"
+    # the test binaries that need a GPU (or NVRTC), by name from cargo's JSON messages
+    cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json \
+        | python3 -c '
+import json, shutil, sys
+want = {"nvrtc_kernels", "cuda_ops", "cuda_reference"}
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
+        shutil.copy(m["executable"], sys.argv[1] + "/" + m["target"]["name"])
+        print("copied", m["target"]["name"])
+' "$dev"
+    strip "$dev"/* 2>/dev/null || true
+    # the GPU machine cannot fetch: the Qwen3 and Llama-3 tokenizers travel too
+    ./scripts/setup.sh --test-models >/dev/null
+    mkdir -p .device/tokenizers
+    cp -r "${FERRUM_CACHE:-$HOME/.cache/ferrum}"/tokenizers/{qwen3,llama3.1} .device/tokenizers/
+    du -sh .device
+}
+
+run() {
+    out="${OUT:-.device/out}"
+    mkdir -p "$out"
+    export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export FERRUM_CUDA_INCLUDE="${FERRUM_CUDA_INCLUDE:-/usr/local/cuda/include}" FERRUM_REQUIRE_NVRTC=1
+    export FERRUM_KERNEL_CACHE="$out/kernel-cache"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt" || true
+    status=()
+    step() { # name, command...
+        local name=$1; shift
+        local t0=$SECONDS
+        if "$@" > "$out/$name.log" 2>&1; then status+=("$name: ok ($((SECONDS - t0)) s)")
+        else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
+        tail -n 40 "$out/$name.log"
+    }
+    step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
+    step cuda_ops "$dev/cuda_ops" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
+    step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
+        --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
+        --prompt "Hello" --max-tokens 16
+    # Llama-3.1-8B shape, random bf16 weights: batch-1 decode and prefill (docs/BENCHMARKS.md)
+    local llama=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
+        --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
+    step bench_decode_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 1 \
+        --output-len 128 --num-iters 3 --num-iters-warmup 1
+    step bench_prefill_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 2048 \
+        --output-len 1 --num-iters 3 --num-iters-warmup 1
+    echo "== summary"
+    printf '%s\n' "${status[@]}" | tee "$out/summary.txt"
+}
+
+case "${1:-}" in
+    build) build ;;
+    run) run ;;
+    *) echo "usage: $0 build|run" >&2; exit 2 ;;
+esac
