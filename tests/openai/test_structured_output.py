@@ -14,6 +14,8 @@ import openai
 import pydantic
 import pytest
 
+from conftest import TIME, WEATHER
+
 SUITE = json.loads((Path(__file__).parent / "json_schema_suite" / "schemas.json").read_text())
 ACCEPTED = [s for s in SUITE["schemas"] if s["expect"] == "accepted"]
 REFUSED = [s for s in SUITE["schemas"] if s["expect"] == "refused"]
@@ -159,16 +161,6 @@ def test_pydantic_parse(client):
     assert isinstance(p, Person), r.choices[0].message.content
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
-                       "required": ["city"], "additionalProperties": False},
-    },
-}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]}}}
 
 
 def test_tool_choice_required_and_named(client):

@@ -5,16 +5,8 @@ give the same tool calls as the same greedy request without streaming."""
 import json
 import re
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
-                       "required": ["city"], "additionalProperties": False},
-    },
-}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]}}}
+from conftest import TIME, WEATHER
+
 TOOLS = [WEATHER, TIME]
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 # One worked turn makes the 135M model answer with two calls, so index 1 streams too.

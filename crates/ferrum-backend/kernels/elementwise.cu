@@ -1,13 +1,5 @@
 // Row gathers and element-wise ops of the decoder layer.
 
-// out[t] = table[ids[t]] (hidden wide).
-template <typename T>
-__device__ void embedding(const T* table, const u32* ids, T* out, int hidden) {
-    const i64 t = blockIdx.x;
-    const T* row = table + (i64)ids[t] * hidden;
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[t * hidden + i] = row[i];
-}
-
 // x += y, rounded to T.
 template <typename T>
 __device__ void add(T* x, const T* y, i64 n) {
@@ -44,7 +36,7 @@ __device__ void split_qkv(const T* qkv, const T* bias, T* q, T* k, T* v, int qd,
     }
 }
 
-// out[j] = x[rows[j]] (width wide).
+// out[j] = x[rows[j]] (width wide): the embedding (rows = token ids) and the logits rows.
 template <typename T>
 __device__ void gather_rows(const T* x, const u32* rows, T* out, int width) {
     const i64 j = blockIdx.x;
@@ -60,9 +52,6 @@ __device__ void to_float(const T* x, float* out, i64 n) {
 }
 
 #define ELEMENTWISE(T, S)                                                                                  \
-    extern "C" __global__ void embedding_##S(const T* table, const u32* ids, T* out, int hidden) {        \
-        embedding<T>(table, ids, out, hidden);                                                             \
-    }                                                                                                      \
     extern "C" __global__ void add_##S(T* x, const T* y, i64 n) { add<T>(x, y, n); }                       \
     extern "C" __global__ void silu_mul_##S(const T* gate_up, T* out, int inter) {                        \
         silu_mul<T>(gate_up, out, inter);                                                                  \

@@ -153,6 +153,23 @@ pub struct RopeConfig {
     pub style: RopeStyle,
 }
 
+impl RopeConfig {
+    /// The rotary dimension must be even, positive and at most the head size.
+    pub fn validate(&self) -> Result<()> {
+        if self.rotary_dim == 0
+            || !self.rotary_dim.is_multiple_of(2)
+            || self.rotary_dim > self.head_dim
+        {
+            anyhow::bail!(
+                "rotary dimension {} must be even, positive and at most the head size {}",
+                self.rotary_dim,
+                self.head_dim
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Head layout for attention.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnDims {

@@ -247,13 +247,7 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&self, r: &RopeConfig) -> Result<Rope> {
-        if r.rotary_dim == 0 || !r.rotary_dim.is_multiple_of(2) || r.rotary_dim > r.head_dim {
-            bail!(
-                "rotary dimension {} must be even, positive and at most the head size {}",
-                r.rotary_dim,
-                r.head_dim
-            );
-        }
+        r.validate()?;
         Ok(Rope::new(
             r.head_dim,
             r.rotary_dim,

@@ -45,6 +45,20 @@ impl Half {
         }
     }
 
+    /// f32 values as this type's 16-bit words (round to nearest even).
+    pub(crate) fn encode(self, x: &[f32]) -> Vec<u16> {
+        match self {
+            Half::Bf16 => x
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect(),
+            Half::F16 => x
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect(),
+        }
+    }
+
     fn to_f32(self, w: u16) -> f32 {
         match self {
             Half::Bf16 => half::bf16::from_bits(w).to_f32(),
@@ -52,6 +66,15 @@ impl Half {
         }
     }
 }
+
+/// A kernel argument: a device pointer, an `int`, a `long long` or a `float`.
+enum Arg {
+    P(u64),
+    I(i32),
+    L(i64),
+    F(f32),
+}
+use Arg::{F, I, L, P};
 
 /// An activation buffer (raw 16-bit words of the backend's dtype).
 pub struct CudaBuf {
@@ -64,6 +87,15 @@ pub struct CudaKv {
     half: usize,
     kv_dim: usize,
     block_size: usize,
+}
+
+impl CudaKv {
+    /// Device pointers of `layer`'s K and V caches.
+    fn layer_ptrs(&self, be: &CudaBackend, layer: usize) -> (u64, u64) {
+        let bytes = (self.half * 2) as u64;
+        let k = be.ptr(&self.mem) + 2 * layer as u64 * bytes;
+        (k, k + bytes)
+    }
 }
 
 pub struct CudaRope {
@@ -208,19 +240,26 @@ impl CudaBackend {
 
     /// Uploads host f32 values as an activation buffer (tests and the op checks).
     pub fn upload_f32(&self, x: &[f32]) -> Result<CudaBuf> {
-        let words: Vec<u16> = match self.dtype {
-            Half::Bf16 => x
-                .iter()
-                .map(|&v| half::bf16::from_f32(v).to_bits())
-                .collect(),
-            Half::F16 => x
-                .iter()
-                .map(|&v| half::f16::from_f32(v).to_bits())
-                .collect(),
-        };
         Ok(CudaBuf {
-            mem: self.stream.clone_htod(&words)?,
+            mem: self.stream.clone_htod(&self.dtype.encode(x))?,
         })
+    }
+
+    /// Launches kernel `name` (this backend's dtype) with `args` in the kernel's order.
+    fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+        let mut b = self.stream.launch_builder(self.f(name));
+        for a in args {
+            match a {
+                P(p) => b.arg(p),
+                I(i) => b.arg(i),
+                L(l) => b.arg(l),
+                F(f) => b.arg(f),
+            };
+        }
+        // SAFETY: the arguments match the kernel's parameters (pointer, int, long long, float),
+        // every pointer is a live allocation of this context, and one stream orders the uses.
+        unsafe { b.launch(cfg) }.with_context(|| format!("launching {name}"))?;
+        Ok(())
     }
 
     /// One block per row for `rows` rows.
@@ -309,13 +348,7 @@ impl Backend for CudaBackend {
     }
 
     fn rope(&self, r: &RopeConfig) -> Result<CudaRope> {
-        if r.rotary_dim == 0 || !r.rotary_dim.is_multiple_of(2) || r.rotary_dim > r.head_dim {
-            bail!(
-                "rotary dimension {} must be even, positive and at most the head size {}",
-                r.rotary_dim,
-                r.head_dim
-            );
-        }
+        r.validate()?;
         let host = Rope::new(r.head_dim, r.rotary_dim, r.theta, &r.scaling, r.style);
         let inv: Vec<f32> = host.inv_freq().iter().map(|&f| f as f32).collect();
         Ok(CudaRope {
@@ -365,39 +398,36 @@ impl Backend for CudaBackend {
     }
 
     fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {
+        // a gather of the table's rows at the step's token ids
         let (tokens, ..) = self.step_ptrs()?;
-        let (t, o, h) = (self.ptr(&table.mem), self.ptr(&out.mem), table.k as i32);
-        let mut b = self.stream.launch_builder(self.f("embedding"));
-        b.arg(&t).arg(&tokens).arg(&o).arg(&h);
-        unsafe { b.launch(Self::rows_cfg(self.step.n_tokens, 256)) }?;
-        Ok(())
+        let args = [
+            P(self.ptr(&table.mem)),
+            P(tokens),
+            P(self.ptr(&out.mem)),
+            I(table.k as i32),
+        ];
+        self.launch(
+            "gather_rows",
+            Self::rows_cfg(self.step.n_tokens, 256),
+            &args,
+        )
     }
 
     fn rms_norm(&self, x: &CudaBuf, w: &CudaVector, eps: f32, rows: usize, out: &mut CudaBuf) {
-        let (xp, wp, op, width) = (
-            self.ptr(&x.mem),
-            self.ptr(&w.mem),
-            self.ptr(&out.mem),
-            w.len as i32,
-        );
-        let mut b = self.stream.launch_builder(self.f("rms_norm"));
-        b.arg(&xp).arg(&wp).arg(&op).arg(&width).arg(&eps);
-        self.record(
-            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let args = [
+            P(self.ptr(&x.mem)),
+            P(self.ptr(&w.mem)),
+            P(self.ptr(&out.mem)),
+            I(w.len as i32),
+            F(eps),
+        ];
+        self.record(self.launch("rms_norm", Self::rows_cfg(rows, 256), &args));
     }
 
     fn rms_norm_inplace(&self, x: &mut CudaBuf, w: &CudaVector, eps: f32, rows: usize) {
-        let (xp, wp, width) = (self.ptr(&x.mem), self.ptr(&w.mem), w.len as i32);
-        let mut b = self.stream.launch_builder(self.f("rms_norm"));
-        b.arg(&xp).arg(&wp).arg(&xp).arg(&width).arg(&eps);
-        self.record(
-            unsafe { b.launch(Self::rows_cfg(rows, 128)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let xp = self.ptr(&x.mem);
+        let args = [P(xp), P(self.ptr(&w.mem)), P(xp), I(w.len as i32), F(eps)];
+        self.record(self.launch("rms_norm", Self::rows_cfg(rows, 128), &args));
     }
 
     fn add_rms_norm(
@@ -409,31 +439,20 @@ impl Backend for CudaBackend {
         rows: usize,
         out: &mut CudaBuf,
     ) {
-        let (rp, xp, wp, op, width) = (
-            self.ptr(&residual.mem),
-            self.ptr(&x.mem),
-            self.ptr(&w.mem),
-            self.ptr(&out.mem),
-            w.len as i32,
-        );
-        let mut b = self.stream.launch_builder(self.f("add_rms_norm"));
-        b.arg(&rp).arg(&xp).arg(&wp).arg(&op).arg(&width).arg(&eps);
-        self.record(
-            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let args = [
+            P(self.ptr(&residual.mem)),
+            P(self.ptr(&x.mem)),
+            P(self.ptr(&w.mem)),
+            P(self.ptr(&out.mem)),
+            I(w.len as i32),
+            F(eps),
+        ];
+        self.record(self.launch("add_rms_norm", Self::rows_cfg(rows, 256), &args));
     }
 
     fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {
-        let (ap, xp, n) = (self.ptr(&acc.mem), self.ptr(&x.mem), len as i64);
-        let mut b = self.stream.launch_builder(self.f("add"));
-        b.arg(&ap).arg(&xp).arg(&n);
-        self.record(
-            unsafe { b.launch(Self::flat_cfg(len)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let args = [P(self.ptr(&acc.mem)), P(self.ptr(&x.mem)), L(len as i64)];
+        self.record(self.launch("add", Self::flat_cfg(len), &args));
     }
 
     fn linear(&self, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) {
@@ -478,75 +497,47 @@ impl Backend for CudaBackend {
         k: &mut CudaBuf,
         v: &mut CudaBuf,
     ) {
-        let p = (
-            self.ptr(&qkv.mem),
-            bias.map_or(0u64, |b| self.ptr(&b.mem)),
-            self.ptr(&q.mem),
-            self.ptr(&k.mem),
-            self.ptr(&v.mem),
-            q_dim as i32,
-            kv_dim as i32,
-        );
-        let mut b = self.stream.launch_builder(self.f("split_qkv"));
-        b.arg(&p.0)
-            .arg(&p.1)
-            .arg(&p.2)
-            .arg(&p.3)
-            .arg(&p.4)
-            .arg(&p.5)
-            .arg(&p.6);
-        self.record(
-            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let args = [
+            P(self.ptr(&qkv.mem)),
+            // a null bias pointer: none
+            P(bias.map_or(0, |b| self.ptr(&b.mem))),
+            P(self.ptr(&q.mem)),
+            P(self.ptr(&k.mem)),
+            P(self.ptr(&v.mem)),
+            I(q_dim as i32),
+            I(kv_dim as i32),
+        ];
+        self.record(self.launch("split_qkv", Self::rows_cfg(rows, 256), &args));
     }
 
     fn apply_rope(&self, rope: &CudaRope, x: &mut CudaBuf, rows: usize, n_heads: usize) {
         let r = self.step_ptrs().and_then(|(_, positions, ..)| {
-            let p = (
-                self.ptr(&x.mem),
-                positions,
-                self.ptr(&rope.inv_freq),
-                n_heads as i32,
-                rope.head_dim as i32,
-                rope.rotary_dim as i32,
-                rope.neox as i32,
-            );
-            let mut b = self.stream.launch_builder(self.f("rope"));
-            b.arg(&p.0)
-                .arg(&p.1)
-                .arg(&p.2)
-                .arg(&p.3)
-                .arg(&p.4)
-                .arg(&p.5)
-                .arg(&p.6);
-            unsafe { b.launch(Self::rows_cfg(rows, 128)) }?;
-            Ok(())
+            let args = [
+                P(self.ptr(&x.mem)),
+                P(positions),
+                P(self.ptr(&rope.inv_freq)),
+                I(n_heads as i32),
+                I(rope.head_dim as i32),
+                I(rope.rotary_dim as i32),
+                I(rope.neox as i32),
+            ];
+            self.launch("rope", Self::rows_cfg(rows, 128), &args)
         });
         self.record(r);
     }
 
     fn write_kv(&self, kv: &mut CudaKv, layer: usize, k: &CudaBuf, v: &CudaBuf) {
         let r = self.step_ptrs().and_then(|(_, _, slots, ..)| {
-            let base = self.ptr(&kv.mem) + (2 * layer * kv.half * 2) as u64;
-            let p = (
-                self.ptr(&k.mem),
-                self.ptr(&v.mem),
-                base,
-                base + (kv.half * 2) as u64,
-                slots,
-                kv.kv_dim as i32,
-            );
-            let mut b = self.stream.launch_builder(self.f("write_kv"));
-            b.arg(&p.0)
-                .arg(&p.1)
-                .arg(&p.2)
-                .arg(&p.3)
-                .arg(&p.4)
-                .arg(&p.5);
-            unsafe { b.launch(Self::rows_cfg(self.step.n_tokens, 128)) }?;
-            Ok(())
+            let (kc, vc) = kv.layer_ptrs(self, layer);
+            let args = [
+                P(self.ptr(&k.mem)),
+                P(self.ptr(&v.mem)),
+                P(kc),
+                P(vc),
+                P(slots),
+                I(kv.kv_dim as i32),
+            ];
+            self.launch("write_kv", Self::rows_cfg(self.step.n_tokens, 128), &args)
         });
         self.record(r);
     }
@@ -561,56 +552,39 @@ impl Backend for CudaBackend {
                         d.head_dim
                     );
                 }
-                let base = self.ptr(&kv.mem) + (2 * layer * kv.half * 2) as u64;
-                let p = (
-                    self.ptr(&q.mem),
-                    base,
-                    base + (kv.half * 2) as u64,
-                    tables,
-                    tok_table,
-                    tok_keys,
-                    self.ptr(&out.mem),
-                );
-                let dims = (
-                    d.n_heads as i32,
-                    d.n_kv_heads as i32,
-                    d.head_dim as i32,
-                    kv.block_size as i32,
-                    d.scale,
-                );
-                let mut b = self.stream.launch_builder(self.f("paged_attention"));
-                b.arg(&p.0)
-                    .arg(&p.1)
-                    .arg(&p.2)
-                    .arg(&p.3)
-                    .arg(&p.4)
-                    .arg(&p.5)
-                    .arg(&p.6);
-                b.arg(&dims.0)
-                    .arg(&dims.1)
-                    .arg(&dims.2)
-                    .arg(&dims.3)
-                    .arg(&dims.4);
+                let (kc, vc) = kv.layer_ptrs(self, layer);
+                let args = [
+                    P(self.ptr(&q.mem)),
+                    P(kc),
+                    P(vc),
+                    P(tables),
+                    P(tok_table),
+                    P(tok_keys),
+                    P(self.ptr(&out.mem)),
+                    I(d.n_heads as i32),
+                    I(d.n_kv_heads as i32),
+                    I(d.head_dim as i32),
+                    I(kv.block_size as i32),
+                    F(d.scale),
+                ];
+                // one block of four warps per (token, query head)
                 let cfg = LaunchConfig {
                     grid_dim: (self.step.n_tokens as u32, d.n_heads as u32, 1),
                     block_dim: (128, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                unsafe { b.launch(cfg) }?;
-                Ok(())
+                self.launch("paged_attention", cfg, &args)
             });
         self.record(r);
     }
 
     fn silu_mul(&self, gate_up: &CudaBuf, rows: usize, inter: usize, out: &mut CudaBuf) {
-        let (g, o, i) = (self.ptr(&gate_up.mem), self.ptr(&out.mem), inter as i32);
-        let mut b = self.stream.launch_builder(self.f("silu_mul"));
-        b.arg(&g).arg(&o).arg(&i);
-        self.record(
-            unsafe { b.launch(Self::rows_cfg(rows, 256)) }
-                .map(drop)
-                .map_err(Into::into),
-        );
+        let args = [
+            P(self.ptr(&gate_up.mem)),
+            P(self.ptr(&out.mem)),
+            I(inter as i32),
+        ];
+        self.record(self.launch("silu_mul", Self::rows_cfg(rows, 256), &args));
     }
 
     fn moe(
@@ -632,16 +606,13 @@ impl Backend for CudaBackend {
         let r = (|| {
             let mut slot = self.rows.borrow_mut();
             upload(&self.stream, &mut slot, &idx)?;
-            let p = (
-                self.ptr(&x.mem),
-                self.ptr(slot.as_ref().unwrap()),
-                self.ptr(&out.mem),
-                width as i32,
-            );
-            let mut b = self.stream.launch_builder(self.f("gather_rows"));
-            b.arg(&p.0).arg(&p.1).arg(&p.2).arg(&p.3);
-            unsafe { b.launch(Self::rows_cfg(rows.len(), 256)) }?;
-            Ok(())
+            let args = [
+                P(self.ptr(&x.mem)),
+                P(self.ptr(slot.as_ref().unwrap())),
+                P(self.ptr(&out.mem)),
+                I(width as i32),
+            ];
+            self.launch("gather_rows", Self::rows_cfg(rows.len(), 256), &args)
         })();
         self.record(r);
     }

@@ -19,14 +19,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "elementwise",
         src: include_str!("../../kernels/elementwise.cu"),
-        functions: &[
-            "embedding",
-            "add",
-            "silu_mul",
-            "split_qkv",
-            "gather_rows",
-            "to_float",
-        ],
+        functions: &["add", "silu_mul", "split_qkv", "gather_rows", "to_float"],
     },
     KernelFile {
         name: "norm",

@@ -37,17 +37,7 @@ impl CudaBackend {
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect());
         }
-        let f = t.to_f32()?;
-        Ok(match self.dtype {
-            Half::Bf16 => f
-                .iter()
-                .map(|&x| half::bf16::from_f32(x).to_bits())
-                .collect(),
-            Half::F16 => f
-                .iter()
-                .map(|&x| half::f16::from_f32(x).to_bits())
-                .collect(),
-        })
+        Ok(self.dtype.encode(&t.to_f32()?))
     }
 
     fn upload_words(&self, words: &[u16]) -> Result<CudaSlice<u16>> {
