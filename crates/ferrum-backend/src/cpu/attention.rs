@@ -4,6 +4,7 @@
 
 use super::SyncPtr;
 use super::dot::{dot_lanes, reduce};
+use super::exp::exp;
 use rayon::prelude::*;
 
 /// One sequence's part of the batch.
@@ -61,12 +62,13 @@ pub fn paged_attention(
     } = *shape;
     let kv_dim = n_kv_heads * hd;
     let group = n_heads / n_kv_heads;
-    // One task per (query token, head): a decode step still spreads over every thread.
-    let mut work = Vec::new(); // (token, seq, position, head)
+    // One task per (query token, kv head): the query heads that share a kv head read each K and
+    // V row once between them; a decode step still spreads over every thread.
+    let mut work = Vec::new(); // (token, seq, position, kv head)
     for (si, s) in seqs.iter().enumerate() {
         for i in 0..s.q_len {
-            for h in 0..n_heads {
-                work.push((s.q_start + i, si, s.ctx_len - s.q_len + i, h));
+            for g in 0..n_kv_heads {
+                work.push((s.q_start + i, si, s.ctx_len - s.q_len + i, g));
             }
         }
     }
@@ -82,66 +84,83 @@ pub fn paged_attention(
     let out_ptr = SyncPtr(out.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    work.par_iter().for_each(|&(t, si, pos, h)| {
-        let qh = &q[(t * n_heads + h) * hd..][..hd];
-        let kv = (&k_cache[(h / group) * hd..], &v_cache[(h / group) * hd..]);
-        // SAFETY: each (token, head) output row is written by exactly one task.
-        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at((t * n_heads + h) * hd), hd) };
+    work.par_iter().for_each(|&(t, si, pos, g)| {
+        let rows = (t * n_heads + g * group) * hd;
+        let qg = &q[rows..][..group * hd];
+        let kv = (&k_cache[g * hd..], &v_cache[g * hd..]);
+        // SAFETY: each (token, kv head) owns its group's output rows: one task writes them.
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(rows), group * hd) };
         let slots = &seq_slots[si][..=pos];
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: AVX2 checked above.
-            return unsafe { head_avx2(qh, kv, kv_dim, slots, scale, o) };
+            return unsafe { heads_avx2(qg, hd, kv, kv_dim, slots, scale, o) };
         }
-        head(qh, kv, kv_dim, slots, scale, o);
+        heads(qg, hd, kv, kv_dim, slots, scale, o);
     });
 }
 
-/// Wider registers for the same operations: results are bit-identical to [`head`].
+/// Wider registers for the same operations: results are bit-identical to [`heads`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn head_avx2(
+unsafe fn heads_avx2(
     q: &[f32],
+    hd: usize,
     kv: (&[f32], &[f32]),
     kv_dim: usize,
     slots: &[usize],
     scale: f32,
     out: &mut [f32],
 ) {
-    head(q, kv, kv_dim, slots, scale, out)
+    heads(q, hd, kv, kv_dim, slots, scale, out)
 }
 
-/// One query row against one head's K/V at `slots` (`kv` start at the head's column offset).
+/// The query rows of one GQA group (`q`: heads × `hd`) against their shared K/V head at `slots`
+/// (`kv` start at that head's column offset). Each head's arithmetic is the same sequence of
+/// operations whatever the group size or batch: dot, max, exp and sums in slot order.
 #[inline(always)]
-fn head(
+fn heads(
     q: &[f32],
+    hd: usize,
     (k_cache, v_cache): (&[f32], &[f32]),
     kv_dim: usize,
     slots: &[usize],
     scale: f32,
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    let mut scores = Vec::with_capacity(slots.len());
-    let mut max = f32::NEG_INFINITY;
-    for &sl in slots {
-        let sc = reduce(dot_lanes(q, &k_cache[sl * kv_dim..][..hd])) * scale;
-        max = max.max(sc);
-        scores.push(sc);
-    }
-    let mut sum = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
-    let mut acc = vec![0f32; hd];
-    for (&w, &sl) in scores.iter().zip(slots) {
-        for (a, &v) in acc.iter_mut().zip(&v_cache[sl * kv_dim..][..hd]) {
-            *a += w * v;
+    let (g, n) = (q.len() / hd, slots.len());
+    let mut scores = vec![0f32; g * n]; // head-major
+    let mut max = vec![f32::NEG_INFINITY; g];
+    for (j, &sl) in slots.iter().enumerate() {
+        let k = &k_cache[sl * kv_dim..][..hd];
+        for (h, qh) in q.chunks_exact(hd).enumerate() {
+            let sc = reduce(dot_lanes(qh, k)) * scale;
+            max[h] = max[h].max(sc);
+            scores[h * n + j] = sc;
         }
     }
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = a / sum;
+    let mut sum = vec![0f32; g];
+    for (h, row) in scores.chunks_exact_mut(n).enumerate() {
+        // the exponentials vectorize; the sum stays in slot order
+        for sc in row.iter_mut() {
+            *sc = exp(*sc - max[h]);
+        }
+        sum[h] = row.iter().fold(0.0, |s, &e| s + e);
+    }
+    let mut acc = vec![0f32; g * hd];
+    for (j, &sl) in slots.iter().enumerate() {
+        let v = &v_cache[sl * kv_dim..][..hd];
+        for (h, a) in acc.chunks_exact_mut(hd).enumerate() {
+            let w = scores[h * n + j];
+            for (a, &v) in a.iter_mut().zip(v) {
+                *a += w * v;
+            }
+        }
+    }
+    for ((o, a), s) in out.chunks_exact_mut(hd).zip(acc.chunks_exact(hd)).zip(&sum) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = a / s;
+        }
     }
 }
 
@@ -250,10 +269,10 @@ mod tests {
         let q: Vec<f32> = (0..hd).map(|i| f(i + 3)).collect();
         let slots: Vec<usize> = (0..37).rev().collect();
         let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
-        head(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
+        heads(&q, hd, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            unsafe { head_avx2(&q, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
+            unsafe { heads_avx2(&q, hd, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
             assert_eq!(a, b);
         }
     }

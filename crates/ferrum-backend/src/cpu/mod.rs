@@ -6,6 +6,7 @@ mod activation;
 mod attention;
 mod backend;
 mod dot;
+mod exp;
 mod fp8;
 mod matmul;
 mod moe;
