@@ -234,6 +234,15 @@ pub trait Backend: Weights {
     /// The whole KV cache, every layer's, as one allocation (one device pool; on the CPU one
     /// mapping whose pages the kernel commits as blocks are first written).
     fn alloc_kv(&self, spec: &KvSpec) -> Result<Self::Kv>;
+    /// `layer`'s scales of an FP8 KV cache (stored = value / scale; 1.0 until set): from the
+    /// checkpoint's `k_scale` / `v_scale`, as vLLM takes them.
+    fn set_kv_scales(
+        &self,
+        kv: &mut Self::Kv,
+        layer: usize,
+        k_scale: f32,
+        v_scale: f32,
+    ) -> Result<()>;
     fn rope(&self, r: &RopeConfig) -> Result<Self::Rope>;
     fn moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<Self::MoeScratch>;
 

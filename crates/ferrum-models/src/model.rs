@@ -123,6 +123,13 @@ impl<B: Backend> Workspace<B> {
     }
 }
 
+impl<W: Weights> CausalLm<W> {
+    /// Per layer, the checkpoint's FP8 KV-cache scales `(k_scale, v_scale)`, if it has them.
+    pub fn kv_scales(&self) -> Vec<Option<(f32, f32)>> {
+        self.layers.iter().map(DecoderLayer::kv_scales).collect()
+    }
+}
+
 impl<B: Backend> CausalLm<B> {
     /// Runs the step handed to `be.begin_step` (`t` tokens), writing each layer's K/V into
     /// `kv`, and leaves the final hidden states in `ws.x`; [`Self::logits`] then gives logits.

@@ -128,6 +128,23 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
         self.weights.stack(ws)
     }
 
+    /// An optional scalar (an FP8 KV-cache `k_scale` / `v_scale`): the first of `names` the
+    /// checkpoint holds, stored as a 0-d or a one-element tensor. A dry run gives 1.0.
+    pub fn scalar(&self, names: &[String]) -> Result<Option<f32>> {
+        let Some(name) = names.iter().find(|n| self.src.contains(n)) else {
+            return Ok(None);
+        };
+        self.tick(name);
+        let t = self
+            .src
+            .tensor(name, &[], self.dry)
+            .or_else(|_| self.src.tensor(name, &[1], self.dry))?;
+        if self.dry {
+            return Ok(Some(1.0));
+        }
+        Ok(Some(t.to_f32()?[0]))
+    }
+
     /// A 1-D parameter (norm weight, bias) of `len` values.
     pub fn vector(&self, name: &str, len: usize, split: Split) -> Result<W::Vector> {
         self.tick(name);

@@ -141,7 +141,19 @@ impl<B: Backend> Runner<B> {
             kv_dim: c.kv_dim(),
             dtype: lim.kv_dtype,
         };
-        let kv = be.alloc_kv(&spec)?;
+        let mut kv = be.alloc_kv(&spec)?;
+        if lim.kv_dtype == KvDtype::Fp8E4M3 {
+            let scales = model.kv_scales();
+            let from_checkpoint = scales.iter().filter(|s| s.is_some()).count();
+            for (layer, s) in scales.into_iter().enumerate() {
+                let (k, v) = s.unwrap_or((1.0, 1.0));
+                be.set_kv_scales(&mut kv, layer, k, v)?;
+            }
+            tracing::info!(
+                "fp8 KV cache: k/v scales from the checkpoint for {from_checkpoint} of {} layers, 1.0 elsewhere",
+                c.num_layers
+            );
+        }
         let host_logits = ferrum_backend::host::committed_zeros(ws.max_logits * c.vocab_size);
         Ok(Runner {
             be,

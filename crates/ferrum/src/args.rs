@@ -47,6 +47,14 @@ pub struct ModelArgs {
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCacheDtype {
+    Auto,
+    Fp8,
+    #[value(name = "fp8_e4m3")]
+    Fp8E4m3,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     Auto,
     Cuda,
@@ -79,6 +87,11 @@ pub struct EngineArgs {
     /// KV-cache size in bytes (suffixes K, M, G, Ki, Mi, Gi accepted). CPU default: 4 GiB.
     #[arg(long, value_parser = parse_bytes)]
     pub kv_cache_memory_bytes: Option<u64>,
+    /// auto | fp8 | fp8_e4m3. auto: the compute dtype (f32 on the CPU, the model's bf16/f16 on a
+    /// GPU); fp8 (= fp8_e4m3): e4m3 with per-layer scales, the checkpoint's `k_scale`/`v_scale`
+    /// where it has them and 1.0 elsewhere, as vLLM.
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: KvCacheDtype,
     /// Number of KV-cache blocks, overriding the memory budget.
     #[arg(long)]
     pub num_gpu_blocks_override: Option<usize>,

@@ -1,7 +1,7 @@
 //! Wiring: config + tokenizer on the caller's thread, then the engine thread builds the backend,
 //! loads the model and the runner sizes the KV cache; shared by every command.
 
-use crate::args::{Device, EngineArgs, ModelArgs};
+use crate::args::{Device, EngineArgs, KvCacheDtype, ModelArgs};
 use anyhow::{Context, Result, bail};
 use ferrum_backend::cuda::{self, CudaBackend, Half};
 use ferrum_backend::{Backend, CpuBackend, KvDtype, WeightBytes};
@@ -193,7 +193,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     let cfg = files.cfg.clone();
     let weight_dtype = files.weight_dtype.clone();
     let target = target(m.device, &weight_dtype)?;
-    let (kv_dtype, compute) = match &target {
+    let (compute_kv, compute) = match &target {
         Target::Cpu => (KvDtype::F32, "f32"),
         Target::Cuda {
             dtype: Half::Bf16, ..
@@ -201,6 +201,10 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         Target::Cuda {
             dtype: Half::F16, ..
         } => (KvDtype::F16, "f16"),
+    };
+    let (kv_dtype, kv_name) = match e.kv_cache_dtype {
+        KvCacheDtype::Auto => (compute_kv, compute),
+        KvCacheDtype::Fp8 | KvCacheDtype::Fp8E4m3 => (KvDtype::Fp8E4M3, "fp8 e4m3"),
     };
     let max_model_len = m.max_model_len.unwrap_or(cfg.max_position_embeddings);
     // the engine's block count comes from the runner; this one is a placeholder
@@ -256,7 +260,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         .unwrap_or_default();
     let tokens = num_blocks * e.block_size;
     let summary = format!(
-        "model {model_name} ({}, {} layers), weights {weight_dtype} ({:.0} MB in memory) computed in {compute} on the {device}, KV cache {tokens} tokens ({num_blocks} blocks of {}), \
+        "model {model_name} ({}, {} layers), weights {weight_dtype} ({:.0} MB in memory) computed in {compute} on the {device}, KV cache {tokens} tokens in {kv_name} ({num_blocks} blocks of {}), \
          max concurrency {:.2} at max-model-len {max_model_len}, loaded in {:.1}s",
         cfg.arch,
         cfg.num_layers,

@@ -36,6 +36,27 @@ pub fn write_kv(
     }
 }
 
+/// [`write_kv`] into an FP8 cache: each value divided by its scale, rounded to the nearest
+/// e4m3fn (ties to even), saturating at ±448, as vLLM's cache writes do.
+pub fn write_kv_fp8(
+    (k_cache, v_cache): (&mut [u8], &mut [u8]),
+    (k, v): (&[f32], &[f32]),
+    slots: &[usize],
+    kv_dim: usize,
+    (k_scale, v_scale): (f32, f32),
+) {
+    use super::fp8::f32_to_e4m3fn;
+    for (t, &s) in slots.iter().enumerate() {
+        let rows = (&k[t * kv_dim..][..kv_dim], &v[t * kv_dim..][..kv_dim]);
+        for (o, &x) in k_cache[s * kv_dim..][..kv_dim].iter_mut().zip(rows.0) {
+            *o = f32_to_e4m3fn(x / k_scale);
+        }
+        for (o, &x) in v_cache[s * kv_dim..][..kv_dim].iter_mut().zip(rows.1) {
+            *o = f32_to_e4m3fn(x / v_scale);
+        }
+    }
+}
+
 pub struct AttnShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
@@ -44,11 +65,63 @@ pub struct AttnShape {
     pub scale: f32,
 }
 
+/// Where attention reads one head's K or V row of a cache slot: f32 rows in place, or FP8 rows
+/// widened (and scaled) into a buffer.
+pub trait KvRows: Sync {
+    /// The `hd` values of K (`v = false`) or V at flat offset `at` (slot · kv_dim + head · hd).
+    fn row<'a>(&'a self, v: bool, at: usize, buf: &'a mut [f32]) -> &'a [f32];
+}
+
+/// An f32 cache: K and V, `[slot][kv_dim]`.
+pub struct F32Rows<'a>(pub &'a [f32], pub &'a [f32]);
+
+impl KvRows for F32Rows<'_> {
+    #[inline(always)]
+    fn row<'a>(&'a self, v: bool, at: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        &(if v { self.1 } else { self.0 })[at..][..buf.len()]
+    }
+}
+
+/// An FP8 (e4m3fn) cache with one scale for K and one for V: value = fp8 · scale, one f32
+/// product (vLLM's `scaled_convert`).
+pub struct Fp8Rows<'a> {
+    pub k: &'a [u8],
+    pub v: &'a [u8],
+    pub k_scale: f32,
+    pub v_scale: f32,
+}
+
+impl KvRows for Fp8Rows<'_> {
+    #[inline(always)]
+    fn row<'a>(&'a self, v: bool, at: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let (bytes, scale) = if v {
+            (self.v, self.v_scale)
+        } else {
+            (self.k, self.k_scale)
+        };
+        for (o, &b) in buf.iter_mut().zip(&bytes[at..]) {
+            *o = super::fp8::e4m3fn_to_f32(b) * scale;
+        }
+        buf
+    }
+}
+
 /// `q`: tokens × n_heads·head_dim; writes the same shape into `out`.
 pub fn paged_attention(
     q: &[f32],
     k_cache: &[f32],
     v_cache: &[f32],
+    seqs: &[AttnSeq],
+    shape: &AttnShape,
+    out: &mut [f32],
+) {
+    paged_attention_rows(q, &F32Rows(k_cache, v_cache), seqs, shape, out)
+}
+
+/// [`paged_attention`] over any cache layout ([`KvRows`]).
+pub fn paged_attention_rows<R: KvRows>(
+    q: &[f32],
+    kv: &R,
     seqs: &[AttnSeq],
     shape: &AttnShape,
     out: &mut [f32],
@@ -87,42 +160,45 @@ pub fn paged_attention(
     work.par_iter().for_each(|&(t, si, pos, g)| {
         let rows = (t * n_heads + g * group) * hd;
         let qg = &q[rows..][..group * hd];
-        let kv = (&k_cache[g * hd..], &v_cache[g * hd..]);
         // SAFETY: each (token, kv head) owns its group's output rows: one task writes them.
         let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(rows), group * hd) };
         let slots = &seq_slots[si][..=pos];
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: AVX2 checked above.
-            return unsafe { heads_avx2(qg, hd, kv, kv_dim, slots, scale, o) };
+            return unsafe { heads_avx2(qg, hd, kv, g * hd, kv_dim, slots, scale, o) };
         }
-        heads(qg, hd, kv, kv_dim, slots, scale, o);
+        heads(qg, hd, kv, g * hd, kv_dim, slots, scale, o);
     });
 }
 
 /// Wider registers for the same operations: results are bit-identical to [`heads`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn heads_avx2(
+#[allow(clippy::too_many_arguments)]
+unsafe fn heads_avx2<R: KvRows>(
     q: &[f32],
     hd: usize,
-    kv: (&[f32], &[f32]),
+    kv: &R,
+    col: usize,
     kv_dim: usize,
     slots: &[usize],
     scale: f32,
     out: &mut [f32],
 ) {
-    heads(q, hd, kv, kv_dim, slots, scale, out)
+    heads(q, hd, kv, col, kv_dim, slots, scale, out)
 }
 
-/// The query rows of one GQA group (`q`: heads × `hd`) against their shared K/V head at `slots`
-/// (`kv` start at that head's column offset). Each head's arithmetic is the same sequence of
+/// The query rows of one GQA group (`q`: heads × `hd`) against their shared K/V head (columns
+/// `col..col + hd` of each slot) at `slots`. Each head's arithmetic is the same sequence of
 /// operations whatever the group size or batch: dot, max, exp and sums in slot order.
 #[inline(always)]
-fn heads(
+#[allow(clippy::too_many_arguments)]
+fn heads<R: KvRows>(
     q: &[f32],
     hd: usize,
-    (k_cache, v_cache): (&[f32], &[f32]),
+    kv: &R,
+    col: usize,
     kv_dim: usize,
     slots: &[usize],
     scale: f32,
@@ -131,8 +207,9 @@ fn heads(
     let (g, n) = (q.len() / hd, slots.len());
     let mut scores = vec![0f32; g * n]; // head-major
     let mut max = vec![f32::NEG_INFINITY; g];
+    let mut buf = vec![0f32; hd];
     for (j, &sl) in slots.iter().enumerate() {
-        let k = &k_cache[sl * kv_dim..][..hd];
+        let k = kv.row(false, sl * kv_dim + col, &mut buf);
         for (h, qh) in q.chunks_exact(hd).enumerate() {
             let sc = reduce(dot_lanes(qh, k)) * scale;
             max[h] = max[h].max(sc);
@@ -149,7 +226,7 @@ fn heads(
     }
     let mut acc = vec![0f32; g * hd];
     for (j, &sl) in slots.iter().enumerate() {
-        let v = &v_cache[sl * kv_dim..][..hd];
+        let v = kv.row(true, sl * kv_dim + col, &mut buf);
         for (h, a) in acc.chunks_exact_mut(hd).enumerate() {
             let w = scores[h * n + j];
             for (a, &v) in a.iter_mut().zip(v) {
@@ -269,10 +346,11 @@ mod tests {
         let q: Vec<f32> = (0..hd).map(|i| f(i + 3)).collect();
         let slots: Vec<usize> = (0..37).rev().collect();
         let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
-        heads(&q, hd, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut a);
+        let rows = F32Rows(&kc, &vc);
+        heads(&q, hd, &rows, 8, kv_dim, &slots, 0.35, &mut a);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            unsafe { heads_avx2(&q, hd, (&kc[8..], &vc[8..]), kv_dim, &slots, 0.35, &mut b) };
+            unsafe { heads_avx2(&q, hd, &rows, 8, kv_dim, &slots, 0.35, &mut b) };
             assert_eq!(a, b);
         }
     }

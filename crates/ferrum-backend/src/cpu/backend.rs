@@ -3,8 +3,8 @@
 //! measured against.
 
 use super::{
-    AttnSeq, AttnShape, Rope, Weight, add_inplace, matmul_t, paged_attention, rms_norm_rows,
-    rms_norm_rows_inplace, silu_mul,
+    AttnSeq, AttnShape, Fp8Rows, Rope, Weight, add_inplace, matmul_t, paged_attention,
+    paged_attention_rows, rms_norm_rows, rms_norm_rows_inplace, silu_mul,
 };
 use crate::backend::{
     AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, StepMeta, WeightBytes,
@@ -21,28 +21,31 @@ pub struct CpuBackend {
     step: StepMeta,
 }
 
-/// Every layer's K and V in one f32 allocation, laid out `[layer][K | V][slot][kv_dim]`: one
+/// Every layer's K and V in one allocation, laid out `[layer][K | V][slot][kv_dim]`: one
 /// zeroed allocation is one anonymous mapping, so the cache's resident size is one number.
+/// f32 (exact), or FP8 e4m3fn with one K and one V scale per layer (`--kv-cache-dtype fp8`).
 pub struct CpuKv {
-    data: Vec<f32>,
+    data: KvData,
     /// Values of one layer's K (and of its V).
     half: usize,
     pub block_size: usize,
     pub kv_dim: usize,
+    /// Per layer `(k_scale, v_scale)` of an FP8 cache: stored = value / scale.
+    scales: Vec<(f32, f32)>,
 }
 
-impl CpuKv {
-    /// `layer`'s K and V caches.
-    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
-        let (k, v) =
-            self.data[2 * layer * self.half..2 * (layer + 1) * self.half].split_at(self.half);
-        (k, v)
-    }
+enum KvData {
+    F32(Vec<f32>),
+    Fp8(Vec<u8>),
+}
 
-    pub fn layer_mut(&mut self, layer: usize) -> (&mut [f32], &mut [f32]) {
-        let h = self.half;
-        self.data[2 * layer * h..2 * (layer + 1) * h].split_at_mut(h)
-    }
+/// `layer`'s K and V halves of a `[layer][K | V]` buffer.
+fn halves<T>(data: &[T], half: usize, layer: usize) -> (&[T], &[T]) {
+    data[2 * layer * half..2 * (layer + 1) * half].split_at(half)
+}
+
+fn halves_mut<T>(data: &mut [T], half: usize, layer: usize) -> (&mut [T], &mut [T]) {
+    data[2 * layer * half..2 * (layer + 1) * half].split_at_mut(half)
 }
 
 pub struct CpuMoeScratch {
@@ -230,20 +233,42 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_kv(&self, spec: &KvSpec) -> Result<CpuKv> {
-        if spec.dtype != KvDtype::F32 {
-            bail!(
-                "the CPU backend keeps the KV cache in f32; --kv-cache-dtype {:?} is not supported on it",
-                spec.dtype
-            );
-        }
         // zeroed allocation: pages are committed only as blocks get used
         let half = spec.num_blocks * spec.block_size * spec.kv_dim;
+        let n = 2 * spec.num_layers * half;
+        let data = match spec.dtype {
+            KvDtype::F32 => KvData::F32(vec![0.0; n]),
+            KvDtype::Fp8E4M3 => KvData::Fp8(vec![0; n]),
+            other => bail!(
+                "the CPU backend keeps the KV cache in f32 or fp8 (e4m3); --kv-cache-dtype {other:?} is not supported on it"
+            ),
+        };
         Ok(CpuKv {
-            data: vec![0.0; 2 * spec.num_layers * half],
+            data,
             half,
             block_size: spec.block_size,
             kv_dim: spec.kv_dim,
+            scales: vec![(1.0, 1.0); spec.num_layers],
         })
+    }
+
+    fn set_kv_scales(
+        &self,
+        kv: &mut CpuKv,
+        layer: usize,
+        k_scale: f32,
+        v_scale: f32,
+    ) -> Result<()> {
+        if !matches!(kv.data, KvData::Fp8(_)) {
+            bail!("KV-cache scales apply to an fp8 cache only");
+        }
+        if !(k_scale.is_finite() && k_scale > 0.0 && v_scale.is_finite() && v_scale > 0.0) {
+            bail!(
+                "layer {layer}: KV-cache scales must be positive and finite, got k {k_scale}, v {v_scale}"
+            );
+        }
+        kv.scales[layer] = (k_scale, v_scale);
+        Ok(())
     }
 
     fn rope(&self, r: &RopeConfig) -> Result<Rope> {
@@ -353,9 +378,18 @@ impl Backend for CpuBackend {
     }
 
     fn write_kv(&self, kv: &mut CpuKv, layer: usize, k: &Vec<f32>, v: &Vec<f32>) {
-        let kv_dim = kv.kv_dim;
-        let (kc, vc) = kv.layer_mut(layer);
-        super::write_kv(kc, vc, k, v, &self.step.slots, kv_dim);
+        let (kv_dim, half, slots) = (kv.kv_dim, kv.half, &self.step.slots);
+        match &mut kv.data {
+            KvData::F32(d) => {
+                let (kc, vc) = halves_mut(d, half, layer);
+                super::write_kv(kc, vc, k, v, slots, kv_dim);
+            }
+            KvData::Fp8(d) => {
+                let caches = halves_mut(d, half, layer);
+                let n = slots.len() * kv_dim;
+                super::write_kv_fp8(caches, (&k[..n], &v[..n]), slots, kv_dim, kv.scales[layer]);
+            }
+        }
     }
 
     fn attention(&self, q: &Vec<f32>, kv: &CpuKv, layer: usize, d: &AttnDims, out: &mut Vec<f32>) {
@@ -378,8 +412,24 @@ impl Backend for CpuBackend {
             scale: d.scale,
         };
         let n = self.step.tokens.len() * d.n_heads * d.head_dim;
-        let (kc, vc) = kv.layer(layer);
-        paged_attention(&q[..n], kc, vc, &seqs, &shape, &mut out[..n]);
+        let (q, out) = (&q[..n], &mut out[..n]);
+        match &kv.data {
+            KvData::F32(d) => {
+                let (kc, vc) = halves(d, kv.half, layer);
+                paged_attention(q, kc, vc, &seqs, &shape, out);
+            }
+            KvData::Fp8(d) => {
+                let (k, v) = halves(d, kv.half, layer);
+                let (k_scale, v_scale) = kv.scales[layer];
+                let rows = Fp8Rows {
+                    k,
+                    v,
+                    k_scale,
+                    v_scale,
+                };
+                paged_attention_rows(q, &rows, &seqs, &shape, out);
+            }
+        }
     }
 
     fn silu_mul(&self, gate_up: &Vec<f32>, rows: usize, inter: usize, out: &mut Vec<f32>) {

@@ -53,6 +53,35 @@ pub fn e4m3fn_to_f32(b: u8) -> f32 {
     E4M3FN_TO_F32[b as usize]
 }
 
+/// The nearest e4m3fn byte to `x` (ties to even, as torch's and CUDA's conversions round),
+/// saturating at ±448 (CUDA's `__NV_SATFINITE`, what vLLM's FP8 KV-cache writes use); NaN stays
+/// NaN. Used for the FP8 KV cache, where a value is divided by its scale first.
+pub fn f32_to_e4m3fn(x: f32) -> u8 {
+    let sign = if x.is_sign_negative() { 0x80u8 } else { 0 };
+    if x.is_nan() {
+        return sign | 0x7F;
+    }
+    let a = x.abs();
+    if a >= 448.0 {
+        return sign | 0x7E;
+    }
+    // codes 0x00..=0x7E are the non-negative finite values in increasing order: the first code
+    // whose value is >= a, then the nearer of it and the one below (ties: the even code)
+    let table = &E4M3FN_TO_F32[..0x7F];
+    let hi = table.partition_point(|&v| v < a);
+    if hi == 0 || table[hi] == a {
+        return sign | hi as u8;
+    }
+    let lo = hi - 1;
+    let (dl, dh) = (a - table[lo], table[hi] - a);
+    let code = if dl < dh || (dl == dh && lo % 2 == 0) {
+        lo
+    } else {
+        hi
+    };
+    sign | code as u8
+}
+
 /// Decodes row `j` of an fp8 block-scaled tensor (`k` columns, `block = (B0, B1)`, scales laid
 /// out `ceil(rows/B0) × ceil(k/B1)`) into `out`: `f32(fp8) · scale_inv[j/B0][c/B1]`.
 #[inline(always)]
@@ -117,6 +146,33 @@ mod tests {
                 "byte {b:#04x}"
             );
         }
+    }
+
+    #[test]
+    fn encoding_rounds_to_nearest_even_and_saturates() {
+        // every finite code round-trips
+        for b in (0u8..=0xFF).filter(|b| b & 0x7F != 0x7F) {
+            assert_eq!(f32_to_e4m3fn(e4m3fn_to_f32(b)), b, "{b:#x}");
+        }
+        // between two neighbours: below the midpoint down, above up, at it the even code
+        for b in 0u8..0x7E {
+            let (lo, hi) = (e4m3fn_to_f32(b), e4m3fn_to_f32(b + 1));
+            let mid = (lo + hi) / 2.0;
+            let even = if b % 2 == 0 { b } else { b + 1 };
+            assert_eq!(
+                f32_to_e4m3fn(mid),
+                even,
+                "tie between {b:#x} and {:#x}",
+                b + 1
+            );
+            assert_eq!(f32_to_e4m3fn(mid - (hi - lo) / 8.0), b);
+            assert_eq!(f32_to_e4m3fn(mid + (hi - lo) / 8.0), b + 1);
+            assert_eq!(f32_to_e4m3fn(-mid), 0x80 | even);
+        }
+        assert_eq!(f32_to_e4m3fn(1000.0), 0x7E);
+        assert_eq!(f32_to_e4m3fn(f32::NEG_INFINITY), 0xFE);
+        assert_eq!(f32_to_e4m3fn(1e-9), 0);
+        assert_eq!(f32_to_e4m3fn(f32::NAN) & 0x7F, 0x7F);
     }
 
     #[test]

@@ -17,10 +17,13 @@ mod rope;
 mod weight;
 
 pub use activation::silu_mul;
-pub use attention::{AttnSeq, AttnShape, paged_attention, write_kv};
+pub use attention::{
+    AttnSeq, AttnShape, F32Rows, Fp8Rows, KvRows, paged_attention, paged_attention_rows, write_kv,
+    write_kv_fp8,
+};
 pub use backend::{CpuBackend, CpuKv, CpuMoeScratch};
 pub use dot::dot;
-pub use fp8::{E4M3FN_TO_F32, e4m3fn_to_f32};
+pub use fp8::{E4M3FN_TO_F32, e4m3fn_to_f32, f32_to_e4m3fn};
 pub use matmul::matmul_t;
 pub use moe::{Expert, MoeScratch, Router, moe_experts, route};
 pub use norm::{add_inplace, rms_norm, rms_norm_rows, rms_norm_rows_inplace};

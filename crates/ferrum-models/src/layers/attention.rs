@@ -15,6 +15,8 @@ pub struct Attention<W: Weights> {
     q_norm: Option<W::Vector>,
     k_norm: Option<W::Vector>,
     o: W::Weight,
+    /// The checkpoint's FP8 KV-cache scales (`k_scale`, `v_scale`), when it has them.
+    pub kv_scales: Option<(f32, f32)>,
 }
 
 impl<W: Weights> Attention<W> {
@@ -42,12 +44,18 @@ impl<W: Weights> Attention<W> {
         } else {
             (None, None)
         };
+        // vLLM's names: `self_attn.{k,v}_scale`, or the projections' `output_scale`
+        let k_scale = l.scalar(&[format!("{p}.k_scale"), format!("{p}.k_proj.output_scale")])?;
+        let v_scale = l.scalar(&[format!("{p}.v_scale"), format!("{p}.v_proj.output_scale")])?;
+        let kv_scales = (k_scale.is_some() || v_scale.is_some())
+            .then(|| (k_scale.unwrap_or(1.0), v_scale.unwrap_or(1.0)));
         Ok(Attention {
             qkv,
             qkv_bias,
             q_norm,
             k_norm,
             o: l.linear(&format!("{p}.o_proj"), h, q, Split::Cols)?,
+            kv_scales,
         })
     }
 }

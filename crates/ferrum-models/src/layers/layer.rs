@@ -21,6 +21,11 @@ pub struct DecoderLayer<W: Weights> {
 }
 
 impl<W: Weights> DecoderLayer<W> {
+    /// The checkpoint's FP8 KV-cache scales of this layer, if any.
+    pub fn kv_scales(&self) -> Option<(f32, f32)> {
+        self.attn.kv_scales
+    }
+
     pub fn load(l: &ParamLoader<W>, layer: usize, c: &ModelConfig) -> Result<Self> {
         let p = format!("model.layers.{layer}");
         let h = c.hidden_size;

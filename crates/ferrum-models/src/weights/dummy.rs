@@ -36,8 +36,12 @@ impl WeightSource for DummySource {
         })
     }
 
-    /// Everything but the checkpoint-format extras (fp8 scales), so a dummy model is float.
+    /// Everything but the checkpoint-format extras (fp8 weight scales, KV-cache scales), so a
+    /// dummy model is float and its FP8 KV cache, if asked for, has scales of 1.0.
     fn contains(&self, name: &str) -> bool {
-        !name.ends_with("weight_scale_inv")
+        !(name.ends_with("weight_scale_inv")
+            || name.ends_with("k_scale")
+            || name.ends_with("v_scale")
+            || name.ends_with("output_scale"))
     }
 }

@@ -89,6 +89,11 @@ pub(super) fn classify(u: &FlagUse, ferrum: &HashSet<String>) -> Outcome {
                         rule.why
                     ))
                 }
+                // vLLM dropped it, ferrum has it (`--device`): passed on
+                _ if !u.entry.negative && ferrum_name(spec, &u.typed, ferrum).is_some() => {
+                    let name = ferrum_name(spec, &u.typed, ferrum).unwrap_or(&spec.name);
+                    Outcome::Keep(emit(name, &u.values, spec.arity))
+                }
                 _ => Outcome::Drop(Some(removed(""))),
             },
         };

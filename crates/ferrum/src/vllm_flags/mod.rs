@@ -100,9 +100,9 @@ const VALUE_RULES: &[ValueRule] = &[
     },
     ValueRule {
         flag: "kv-cache-dtype",
-        accept: Accept::Values(&["auto"]),
+        accept: Accept::Values(&["auto", "fp8", "fp8_e4m3"]),
         warn: None,
-        why: "ferrum keeps the KV cache in its compute dtype, f32",
+        why: "ferrum keeps the KV cache in its compute dtype or in fp8 e4m3",
     },
     ValueRule {
         flag: "quantization",

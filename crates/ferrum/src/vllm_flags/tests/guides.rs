@@ -47,13 +47,9 @@ fn guide_long_context_fp8_kv_cache() {
     let cmd = guide(
         "vllm serve Qwen/Qwen3-8B --max-model-len 16k --kv-cache-dtype fp8 --gpu-memory-utilization 0.9",
     );
-    err(
-        &cmd,
-        "not supported yet: --kv-cache-dtype fp8 (ferrum keeps the KV cache in its compute dtype, f32)",
-    );
     ok(
-        &cmd.replace("--kv-cache-dtype fp8", "--kv-cache-dtype auto"),
-        "Qwen/Qwen3-8B --max-model-len 16000 --gpu-memory-utilization 0.9",
+        &cmd,
+        "Qwen/Qwen3-8B --max-model-len 16000 --kv-cache-dtype fp8 --gpu-memory-utilization 0.9",
         &[],
     );
 }

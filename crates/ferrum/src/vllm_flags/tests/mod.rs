@@ -31,6 +31,8 @@ const FERRUM: &[&str] = &[
     "tokenizer",
     "hf-overrides",
     "load-format",
+    "device",
+    "kv-cache-dtype",
     "max-model-len",
     "seed",
     "generation-config",
@@ -396,10 +398,11 @@ fn value_table() {
         "m --dtype bfloat16",
         "not supported yet: --dtype bfloat16 (ferrum computes in f32 on the CPU)",
     );
-    ok("m --kv-cache-dtype auto", "m", &[]);
+    ok("m --kv-cache-dtype auto", "m --kv-cache-dtype auto", &[]);
+    ok("m --kv-cache-dtype fp8", "m --kv-cache-dtype fp8", &[]);
     err(
-        "m --kv-cache-dtype fp8",
-        "not supported yet: --kv-cache-dtype fp8 (ferrum keeps the KV cache in its compute dtype, f32)",
+        "m --kv-cache-dtype fp8_e5m2",
+        "not supported yet: --kv-cache-dtype fp8_e5m2 (ferrum keeps the KV cache in its compute dtype or in fp8 e4m3)",
     );
     err(
         "m --quantization fp8",

@@ -38,14 +38,12 @@ fn removed_flags_warn_and_consume_their_values() {
             "`--enable-reasoning` was removed from vLLM; ignored (vLLM parses reasoning whenever --reasoning-parser is given)",
         ],
     );
-    ok(
-        "m --device cpu",
-        "m",
-        &["`--device` was removed from vLLM; ignored"],
-    );
+    // vLLM dropped `--device`; ferrum has it, so it is passed on
+    ok("m --device cpu", "m --device cpu", &[]);
+    ok("m --device cuda", "m --device cuda", &[]);
     err(
-        "m --device cuda",
-        "not supported yet: --device cuda (ferrum runs on the CPU)",
+        "m --device tpu",
+        "not supported yet: --device tpu (ferrum runs on CUDA GPUs or the CPU)",
     );
     ok(
         "m --task generate",
