@@ -1,15 +1,33 @@
 // The paged KV cache and attention over it. One layer's K (and V) cache is `[slot][kv_dim]`,
-// slot = block * block_size + offset, as on the CPU backend.
+// slot = block * block_size + offset, as on the CPU backend. The cache holds the activations'
+// type T, or FP8 e4m3 (`--kv-cache-dtype fp8`) with one scale for K and one for V per layer:
+// stored = value / scale rounded to nearest even and saturated at ±448, read = fp8 · scale (the
+// CPU backend's `write_kv_fp8` / `Fp8Rows`, vLLM's `scaled_convert`).
+
+typedef __nv_fp8_e4m3 fp8;
+
+template <typename C> __device__ __forceinline__ float kv_load(C x, float scale);
+template <> __device__ __forceinline__ float kv_load<__nv_bfloat16>(__nv_bfloat16 x, float) { return to_f32(x); }
+template <> __device__ __forceinline__ float kv_load<__half>(__half x, float) { return to_f32(x); }
+template <> __device__ __forceinline__ float kv_load<fp8>(fp8 x, float scale) { return float(x) * scale; }
+
+template <typename T, typename C> __device__ __forceinline__ C kv_store(T x, float scale);
+template <> __device__ __forceinline__ __nv_bfloat16 kv_store<__nv_bfloat16, __nv_bfloat16>(__nv_bfloat16 x, float) { return x; }
+template <> __device__ __forceinline__ __half kv_store<__half, __half>(__half x, float) { return x; }
+// the constructor converts with __NV_SATFINITE, round to nearest even
+template <> __device__ __forceinline__ fp8 kv_store<__nv_bfloat16, fp8>(__nv_bfloat16 x, float scale) { return fp8(to_f32(x) / scale); }
+template <> __device__ __forceinline__ fp8 kv_store<__half, fp8>(__half x, float scale) { return fp8(to_f32(x) / scale); }
 
 // Writes the step's K and V rows to their slots; a negative slot (a padding row of a captured
 // graph) is skipped.
-template <typename T>
-__device__ void write_kv(const T* k, const T* v, T* kc, T* vc, const i64* slots, int kv_dim) {
+template <typename T, typename C>
+__device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots, int kv_dim,
+                         float k_scale, float v_scale) {
     const i64 t = blockIdx.x, slot = slots[t];
     if (slot < 0) return;
     for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        kc[slot * kv_dim + i] = k[t * kv_dim + i];
-        vc[slot * kv_dim + i] = v[t * kv_dim + i];
+        kc[slot * kv_dim + i] = kv_store<T, C>(k[t * kv_dim + i], k_scale);
+        vc[slot * kv_dim + i] = kv_store<T, C>(v[t * kv_dim + i], v_scale);
     }
 }
 
@@ -22,10 +40,11 @@ __device__ void write_kv(const T* k, const T* v, T* kc, T* vc, const i64* slots,
 // through the block table at `block_tables[tok_table[t]..]`. Block (t, h): four warps take every
 // fourth key, each keeping an online softmax (running max, sum and weighted V) in f32 registers,
 // and the warps merge at the end. GQA: query head h reads kv head h / (n_heads / n_kv_heads).
-template <typename T>
-__device__ void paged_attention(const T* q, const T* kc, const T* vc, const u32* block_tables,
+template <typename T, typename C>
+__device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                 const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
-                                int n_kv_heads, int head_dim, int block_size, float scale) {
+                                int n_kv_heads, int head_dim, int block_size, float scale,
+                                float k_scale, float v_scale) {
     const i64 t = blockIdx.x;
     const int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -44,13 +63,13 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const u32*
     float m = NEG_INF, l = 0.f;
     for (int j = warp; j < keys; j += ATTN_WARPS) {
         const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
-        const T* krow = kc + slot * kv_dim + kvh * head_dim;
-        const T* vrow = vc + slot * kv_dim + kvh * head_dim;
+        const C* krow = kc + slot * kv_dim + kvh * head_dim;
+        const C* vrow = vc + slot * kv_dim + kvh * head_dim;
         float s = 0.f;
 #pragma unroll
         for (int r = 0; r < ATTN_PER_LANE; r++) {
             const int d = lane + 32 * r;
-            if (d < head_dim) s += qv[r] * to_f32(krow[d]);
+            if (d < head_dim) s += qv[r] * kv_load<C>(krow[d], k_scale);
         }
         s = warp_sum(s);
         const float m_new = fmaxf(m, s);
@@ -59,7 +78,7 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const u32*
 #pragma unroll
         for (int r = 0; r < ATTN_PER_LANE; r++) {
             const int d = lane + 32 * r;
-            if (d < head_dim) acc[r] = acc[r] * corr + p * to_f32(vrow[d]);
+            if (d < head_dim) acc[r] = acc[r] * corr + p * kv_load<C>(vrow[d], v_scale);
         }
         m = m_new;
     }
@@ -95,16 +114,19 @@ __device__ void paged_attention(const T* q, const T* kc, const T* vc, const u32*
     }
 }
 
-#define ATTENTION(T, S)                                                                                    \
-    extern "C" __global__ void write_kv_##S(const T* k, const T* v, T* kc, T* vc, const i64* slots,       \
-                                            int kv_dim) {                                                  \
-        write_kv<T>(k, v, kc, vc, slots, kv_dim);                                                          \
+#define ATTENTION_CACHE(T, C, NAME)                                                                        \
+    extern "C" __global__ void write_kv_##NAME(const T* k, const T* v, C* kc, C* vc, const i64* slots,    \
+                                               int kv_dim, float k_scale, float v_scale) {                 \
+        write_kv<T, C>(k, v, kc, vc, slots, kv_dim, k_scale, v_scale);                                     \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
-        paged_attention_##S(const T* q, const T* kc, const T* vc, const u32* block_tables,                \
-                            const u32* tok_table, const u32* tok_keys, T* out, int n_heads,                \
-                            int n_kv_heads, int head_dim, int block_size, float scale) {                   \
-        paged_attention<T>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,         \
-                           head_dim, block_size, scale);                                                   \
+        paged_attention_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,             \
+                               const u32* tok_table, const u32* tok_keys, T* out, int n_heads,             \
+                               int n_kv_heads, int head_dim, int block_size, float scale, float k_scale,   \
+                               float v_scale) {                                                            \
+        paged_attention<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,      \
+                              head_dim, block_size, scale, k_scale, v_scale);                              \
     }
+// `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)
+#define ATTENTION(T, S) ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)
 FOR_HALF_TYPES(ATTENTION)

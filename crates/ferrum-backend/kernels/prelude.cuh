@@ -3,6 +3,7 @@
 // stores, as transformers' bf16 ops do per op.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 typedef unsigned int u32;
 typedef long long i64;

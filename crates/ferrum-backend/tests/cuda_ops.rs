@@ -343,6 +343,7 @@ fn cuda_ops_match_the_cpu_backend() {
             head_dim: hd,
             scale: 1.0 / (hd as f32).sqrt(),
         };
+        #[allow(clippy::too_many_arguments)]
         fn attn<B: Up>(
             be: &mut B,
             fill: &StepMeta,
@@ -351,15 +352,19 @@ fn cuda_ops_match_the_cpu_backend() {
             kv: (&[f32], &[f32], usize),
             q: &[f32],
             dims: &AttnDims,
+            fp8: bool,
         ) -> Vec<f32> {
             let spec = KvSpec {
                 num_layers: 2,
                 num_blocks: blocks,
                 block_size: 16,
                 kv_dim: kv.2,
-                dtype: be.kv_dtype(),
+                dtype: if fp8 { KvDtype::Fp8E4M3 } else { be.kv_dtype() },
             };
             let mut cache = be.alloc_kv(&spec).unwrap();
+            if fp8 {
+                be.set_kv_scales(&mut cache, 1, 0.5, 0.25).unwrap();
+            }
             be.begin_step(fill).unwrap();
             be.write_kv(&mut cache, 1, &be.up(kv.0), &be.up(kv.1));
             be.begin_step(meta).unwrap();
@@ -368,29 +373,18 @@ fn cuda_ops_match_the_cpu_backend() {
             be.attention(&be.up(q), &cache, 1, dims, &mut out);
             read(be, &out, n)
         }
-        let a = attn(
-            &mut c,
-            &fill,
-            &meta,
-            blocks,
-            (&k_all, &v_all, kvd),
-            &q,
-            &dims,
-        );
-        let b = attn(
-            &mut g,
-            &fill,
-            &meta,
-            blocks,
-            (&k_all, &v_all, kvd),
-            &q,
-            &dims,
-        );
-        compare(
-            &format!("write_kv + attention {heads}/{kv_heads} heads of {hd}, {t} rows"),
-            &a,
-            &b,
-            2e-2,
-        );
+        // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
+        for fp8 in [false, true] {
+            let kv = (&k_all[..], &v_all[..], kvd);
+            let a = attn(&mut c, &fill, &meta, blocks, kv, &q, &dims, fp8);
+            let b = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
+            let cache = if fp8 { "fp8" } else { "half" };
+            compare(
+                &format!("write_kv + attention {heads}/{kv_heads}×{hd}, {t} rows, {cache}"),
+                &a,
+                &b,
+                2e-2,
+            );
+        }
     }
 }

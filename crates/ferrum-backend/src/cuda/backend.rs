@@ -82,19 +82,32 @@ pub struct CudaBuf {
 }
 
 /// Every layer's K and V in one allocation, `[layer][K | V][slot][kv_dim]` as on the CPU.
+/// In the activations' half type, or FP8 e4m3 with per-layer `(k_scale, v_scale)`.
 pub struct CudaKv {
-    mem: CudaSlice<u16>,
+    mem: CudaSlice<u8>,
+    /// Values of one layer's K (and of its V).
     half: usize,
     kv_dim: usize,
     block_size: usize,
+    fp8: bool,
+    scales: Vec<(f32, f32)>,
 }
 
 impl CudaKv {
     /// Device pointers of `layer`'s K and V caches.
     fn layer_ptrs(&self, be: &CudaBackend, layer: usize) -> (u64, u64) {
-        let bytes = (self.half * 2) as u64;
+        let bytes = (self.half * if self.fp8 { 1 } else { 2 }) as u64;
         let k = be.ptr(&self.mem) + 2 * layer as u64 * bytes;
         (k, k + bytes)
+    }
+
+    /// The kernel for this cache's type (`write_kv` or `write_kv_fp8`, ...).
+    fn kernel(&self, base: &str) -> String {
+        if self.fp8 {
+            format!("{base}_fp8")
+        } else {
+            base.to_string()
+        }
     }
 }
 
@@ -327,28 +340,39 @@ impl Backend for CudaBackend {
     }
 
     fn alloc_kv(&self, spec: &KvSpec) -> Result<CudaKv> {
-        let ok = matches!(
-            (spec.dtype, self.dtype),
-            (KvDtype::BF16, Half::Bf16) | (KvDtype::F16, Half::F16)
-        );
-        if !ok {
-            bail!(
-                "the CUDA backend keeps the KV cache in the model's dtype ({:?}); --kv-cache-dtype {:?} is not supported yet",
+        let fp8 = match (spec.dtype, self.dtype) {
+            (KvDtype::BF16, Half::Bf16) | (KvDtype::F16, Half::F16) => false,
+            (KvDtype::Fp8E4M3, _) => true,
+            _ => bail!(
+                "the CUDA backend keeps the KV cache in the model's dtype ({:?}) or fp8 e4m3, not {:?}",
                 self.dtype,
                 spec.dtype
-            );
-        }
+            ),
+        };
         let half = spec.num_blocks * spec.block_size * spec.kv_dim;
+        let bytes = 2 * spec.num_layers * half * spec.dtype.bytes();
         Ok(CudaKv {
-            mem: self.stream.alloc_zeros::<u16>(2 * spec.num_layers * half)?,
+            mem: self.stream.alloc_zeros::<u8>(bytes)?,
             half,
             kv_dim: spec.kv_dim,
             block_size: spec.block_size,
+            fp8,
+            scales: vec![(1.0, 1.0); spec.num_layers],
         })
     }
 
-    fn set_kv_scales(&self, _kv: &mut CudaKv, _layer: usize, _k: f32, _v: f32) -> Result<()> {
-        bail!("an fp8 KV cache is not implemented on the CUDA backend yet")
+    fn set_kv_scales(
+        &self,
+        kv: &mut CudaKv,
+        layer: usize,
+        k_scale: f32,
+        v_scale: f32,
+    ) -> Result<()> {
+        if !kv.fp8 {
+            bail!("KV-cache scales apply to an fp8 cache only");
+        }
+        kv.scales[layer] = (k_scale, v_scale);
+        Ok(())
     }
 
     fn rope(&self, r: &RopeConfig) -> Result<CudaRope> {
@@ -540,8 +564,11 @@ impl Backend for CudaBackend {
                 P(vc),
                 P(slots),
                 I(kv.kv_dim as i32),
+                F(kv.scales[layer].0),
+                F(kv.scales[layer].1),
             ];
-            self.launch("write_kv", Self::rows_cfg(self.step.n_tokens, 128), &args)
+            let name = kv.kernel("write_kv");
+            self.launch(&name, Self::rows_cfg(self.step.n_tokens, 128), &args)
         });
         self.record(r);
     }
@@ -577,7 +604,7 @@ impl Backend for CudaBackend {
                     block_dim: (128, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                self.launch("paged_attention", cfg, &args)
+                self.launch(&kv.kernel("paged_attention"), cfg, &args)
             });
         self.record(r);
     }

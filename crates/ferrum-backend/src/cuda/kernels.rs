@@ -34,7 +34,12 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "attention",
         src: include_str!("../../kernels/attention.cu"),
-        functions: &["write_kv", "paged_attention"],
+        functions: &[
+            "write_kv",
+            "paged_attention",
+            "write_kv_fp8",
+            "paged_attention_fp8",
+        ],
     },
 ];
 
