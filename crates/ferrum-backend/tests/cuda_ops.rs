@@ -11,7 +11,8 @@ use ferrum_backend::cpu::{RopeScaling, RopeStyle};
 use ferrum_backend::cuda::{CudaBackend, Half};
 use ferrum_backend::host::{HostDtype, HostLinear, HostTensor};
 use ferrum_backend::{
-    AttnDims, Backend, CpuBackend, KvDtype, KvSpec, RopeConfig, StepMeta, StepSeq, Weights,
+    AttnDims, Backend, CpuBackend, KvDtype, KvSpec, MoeDims, RopeConfig, Routing, StepMeta,
+    StepSeq, Weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -384,6 +385,96 @@ fn cuda_ops_match_the_cpu_backend() {
                 &a,
                 &b,
                 2e-2,
+            );
+        }
+    }
+
+    // routed experts: both routers, odd token counts, most experts idle at one token
+    let (hidden, inter, n_experts, top_k) = (256usize, 96usize, 16usize, 4usize);
+    let gates: Vec<[Vec<f32>; 3]> = (0..n_experts)
+        .map(|_| {
+            [
+                rand_vec(&mut rng, inter * hidden, 0.1),
+                rand_vec(&mut rng, inter * hidden, 0.1),
+                rand_vec(&mut rng, hidden * inter, 0.1),
+            ]
+        })
+        .collect();
+    let bias = rand_vec(&mut rng, n_experts, 0.5);
+    fn moe<B: Up>(
+        be: &mut B,
+        gates: &[[Vec<f32>; 3]],
+        bias: Option<&[f32]>,
+        d: &MoeDims,
+        x: &[f32],
+        logits: &[f32],
+        rows: usize,
+    ) -> Vec<f32> {
+        let (h, i) = (d.hidden, d.inter);
+        let experts = gates
+            .iter()
+            .map(|[g, u, dn]| {
+                let lin = |name: &str, r: usize, k: usize, v: &[f32]| {
+                    be.upload_linear(HostLinear::Dense(tensor(name, vec![r, k], v)))
+                        .unwrap()
+                };
+                let gu = be
+                    .stack(vec![lin("gate", i, h, g), lin("up", i, h, u)])
+                    .unwrap();
+                (gu, lin("down", h, i, dn))
+            })
+            .collect();
+        let experts = be.experts(experts).unwrap();
+        let bias = bias.map(|b| be.upload_vector(tensor("bias", vec![b.len()], b)).unwrap());
+        let mut scratch = be.moe_scratch(64, d).unwrap();
+        let mut out = be.up(&vec![0.0; rows * h]);
+        be.moe(
+            &be.up(x),
+            rows,
+            &be.up(logits),
+            bias.as_ref(),
+            &experts,
+            d,
+            &mut scratch,
+            &mut out,
+        )
+        .unwrap();
+        read(be, &out, rows * h)
+    }
+    let routings = [
+        Routing::Softmax {
+            norm_topk_prob: true,
+        },
+        Routing::SigmoidGroupLimited {
+            n_group: 4,
+            topk_group: 2,
+            norm_topk_prob: true,
+            routed_scaling_factor: 2.5,
+        },
+    ];
+    for routing in routings {
+        for rows in [1usize, 3, 37] {
+            let d = MoeDims {
+                n_experts,
+                top_k,
+                hidden,
+                inter,
+                routing,
+            };
+            let x = rand_vec(&mut rng, rows * hidden, 1.0);
+            let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
+            let b = matches!(routing, Routing::SigmoidGroupLimited { .. }).then_some(&bias[..]);
+            let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
+            let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
+            let name = match routing {
+                Routing::Softmax { .. } => "softmax",
+                Routing::SigmoidGroupLimited { .. } => "sigmoid group-limited",
+            };
+            compare(
+                &format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}"),
+                &a,
+                &g2,
+                3e-2,
             );
         }
     }

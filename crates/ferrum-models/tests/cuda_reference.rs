@@ -1,5 +1,7 @@
 //! The transformers fixtures of `hf_reference.rs` (Llama-3.1 f32, Qwen2 f32 with QKV bias, Qwen3
-//! bf16 with QK-norm) on the CUDA backend, which computes in bf16: teacher-forced
+//! bf16 with QK-norm) and of `moe_reference.rs` (Qwen3-MoE, GLM-4.5 MoE with sigmoid
+//! group-limited routing and shared experts, a block-FP8 Qwen3-MoE checkpoint) on the CUDA
+//! backend, which computes in bf16: teacher-forced
 //! log-probabilities against transformers, max and mean |Δ| and top-1 agreement reported and
 //! bounded. The bounds are those of a bf16 forward (transformers' own bf16 run of the Qwen3
 //! fixture is the yardstick: the CPU's f32 forward is within 0.1 max / 0.02 mean of it).
@@ -18,10 +20,17 @@ fn gpu() -> CudaBackend {
 
 #[test]
 #[ignore = "needs a GPU: scripts/gpu-check.sh runs it"]
-fn dense_models_on_cuda_match_transformers_within_bf16_tolerance() {
+fn models_on_cuda_match_transformers_within_bf16_tolerance() {
     let mut be = gpu();
     let device = ferrum_backend::Backend::device_name(&be);
-    for name in ["llama", "qwen2", "qwen3"] {
+    for name in [
+        "llama",
+        "qwen2",
+        "qwen3",
+        "qwen3_moe",
+        "glm4_moe",
+        "qwen3_moe_fp8",
+    ] {
         let dir = hf_fixture(name);
         let (max, mean, agree) = check_reference_on(
             &mut be,

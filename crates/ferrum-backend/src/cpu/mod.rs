@@ -7,7 +7,7 @@ mod attention;
 mod backend;
 mod dot;
 mod exp;
-mod fp8;
+pub(crate) mod fp8;
 mod matmul;
 mod moe;
 mod norm;

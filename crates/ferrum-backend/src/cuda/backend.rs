@@ -18,6 +18,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use super::moe::{CudaExperts, CudaMoeScratch};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, StepMeta};
@@ -68,7 +69,7 @@ impl Half {
 }
 
 /// A kernel argument: a device pointer, an `int`, a `long long` or a `float`.
-enum Arg {
+pub(super) enum Arg {
     P(u64),
     I(i32),
     L(i64),
@@ -214,7 +215,7 @@ impl CudaBackend {
             .unwrap_or_else(|| panic!("kernel {key} is not in kernels::FILES"))
     }
 
-    fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
+    pub(super) fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
         s.device_ptr(&self.stream).0
     }
 
@@ -259,7 +260,7 @@ impl CudaBackend {
     }
 
     /// Launches kernel `name` (this backend's dtype) with `args` in the kernel's order.
-    fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+    pub(super) fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
         let mut b = self.stream.launch_builder(self.f(name));
         for a in args {
             match a {
@@ -276,7 +277,7 @@ impl CudaBackend {
     }
 
     /// One block per row for `rows` rows.
-    fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
+    pub(super) fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
             block_dim: (threads, 1, 1),
@@ -297,7 +298,7 @@ impl Backend for CudaBackend {
     type Buf = CudaBuf;
     type Kv = CudaKv;
     type Rope = CudaRope;
-    type MoeScratch = ();
+    type MoeScratch = CudaMoeScratch;
 
     fn device_name(&self) -> String {
         format!(
@@ -387,10 +388,8 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn moe_scratch(&self, _max_tokens: usize, _d: &MoeDims) -> Result<()> {
-        bail!(
-            "mixture-of-experts layers are not implemented on the CUDA backend yet; run the model on --device cpu"
-        )
+    fn moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
+        self.new_moe_scratch(max_tokens, d)
     }
 
     fn begin_step(&mut self, meta: &StepMeta) -> Result<()> {
@@ -620,16 +619,25 @@ impl Backend for CudaBackend {
 
     fn moe(
         &self,
-        _x: &CudaBuf,
-        _rows: usize,
-        _router_logits: &CudaBuf,
-        _correction_bias: Option<&CudaVector>,
-        _experts: &(),
-        _d: &MoeDims,
-        _scratch: &mut (),
-        _out: &mut CudaBuf,
+        x: &CudaBuf,
+        rows: usize,
+        router_logits: &CudaBuf,
+        correction_bias: Option<&CudaVector>,
+        experts: &CudaExperts,
+        d: &MoeDims,
+        scratch: &mut CudaMoeScratch,
+        out: &mut CudaBuf,
     ) -> Result<()> {
-        bail!("mixture-of-experts layers are not implemented on the CUDA backend yet")
+        self.moe_forward(
+            x,
+            rows,
+            router_logits,
+            correction_bias,
+            experts,
+            d,
+            scratch,
+            out,
+        )
     }
 
     fn gather_rows(&self, x: &CudaBuf, width: usize, rows: &[usize], out: &mut CudaBuf) {

@@ -41,6 +41,16 @@ pub const FILES: &[KernelFile] = &[
             "paged_attention_fp8",
         ],
     },
+    KernelFile {
+        name: "moe",
+        src: include_str!("../../kernels/moe.cu"),
+        functions: &[
+            "moe_route_softmax",
+            "moe_route_sigmoid",
+            "moe_gemv",
+            "moe_combine",
+        ],
+    },
 ];
 
 impl KernelFile {

@@ -4,10 +4,12 @@
 
 mod backend;
 pub mod kernels;
+mod moe;
 pub mod nvrtc;
 mod weights;
 
 pub use backend::{CudaBackend, CudaBuf, CudaKv, CudaRope, Half};
+pub use moe::{CudaExperts, CudaMoeScratch};
 pub use weights::{CudaVector, CudaWeight};
 
 use anyhow::{Context, Result, bail};

@@ -1,12 +1,13 @@
 //! Host views to device weights: dense layers in the model's half dtype (bf16 or f16). A
-//! checkpoint already in that dtype is copied as is; f32, the other half type and GGUF blocks are
-//! converted on the host first. Block-FP8 and MoE experts are the MoE/FP8 issue's work and are
-//! refused at load, naming what is missing.
+//! checkpoint already in that dtype is copied as is; f32, the other half type, GGUF blocks and
+//! block-FP8 weights (for now: weight-only, dequantized at load) are converted on the host
+//! first. MoE experts are stacked per block (`moe.rs`).
 
 use anyhow::{Result, bail};
 use cudarc::driver::CudaSlice;
 
 use super::backend::{CudaBackend, Half};
+use super::moe::CudaExperts;
 use crate::backend::{WeightBytes, Weights};
 use crate::host::{HostDtype, HostLinear, HostTensor};
 
@@ -43,6 +44,40 @@ impl CudaBackend {
     fn upload_words(&self, words: &[u16]) -> Result<CudaSlice<u16>> {
         Ok(self.stream.clone_htod(words)?)
     }
+
+    /// Device buffers one after another in a new allocation.
+    pub(super) fn concat(&self, parts: &[&CudaSlice<u16>]) -> Result<CudaSlice<u16>> {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        let mut mem = self.stream.alloc_zeros::<u16>(n.max(1))?;
+        let mut at = 0;
+        for p in parts {
+            self.stream
+                .memcpy_dtod(*p, &mut mem.slice_mut(at..at + p.len()))?;
+            at += p.len();
+        }
+        Ok(mem)
+    }
+
+    /// A block-FP8 weight dequantized on the host (`fp8 · scale_inv` per block, as the CPU
+    /// does) into the half type: weight-only, twice the bytes of the checkpoint; the W8A8 path
+    /// on Hopper's FP8 tensor cores is not built yet.
+    fn fp8_block_words(&self, w: &HostLinear<'_>) -> Result<Vec<u16>> {
+        let HostLinear::Fp8Block {
+            weight,
+            scale_inv,
+            block,
+        } = w
+        else {
+            unreachable!("called for block-FP8 weights only")
+        };
+        let (rows, k) = w.dims();
+        let scales = scale_inv.to_f32()?;
+        let mut f = vec![0f32; rows * k];
+        for (j, row) in f.chunks_mut(k).enumerate() {
+            crate::cpu::fp8::decode_fp8_block_row(&weight.bytes, &scales, *block, k, j, row);
+        }
+        Ok(self.dtype.encode(&f))
+    }
 }
 
 impl WeightBytes for CudaBackend {
@@ -55,11 +90,8 @@ impl WeightBytes for CudaBackend {
                 ),
                 _ => Ok(2 * t.numel()),
             },
-            HostLinear::Fp8Block { weight, .. } => bail!(
-                "`{}`: block-FP8 linear layers ({}) are not implemented on the CUDA backend yet; run the model on --device cpu",
-                weight.name,
-                w.format()
-            ),
+            // dequantized at load (see fp8_block_words)
+            HostLinear::Fp8Block { weight, .. } => Ok(2 * weight.numel()),
         }
     }
 }
@@ -67,7 +99,7 @@ impl WeightBytes for CudaBackend {
 impl Weights for CudaBackend {
     type Weight = CudaWeight;
     type Vector = CudaVector;
-    type Experts = ();
+    type Experts = CudaExperts;
 
     fn backend_name(&self) -> &'static str {
         "CUDA"
@@ -76,7 +108,10 @@ impl Weights for CudaBackend {
     fn upload_linear(&self, w: HostLinear<'_>) -> Result<CudaWeight> {
         self.linear_bytes(&w)?;
         let (rows, k) = w.dims();
-        let words = self.half_words(w.weight())?;
+        let words = match &w {
+            HostLinear::Dense(t) => self.half_words(t)?,
+            HostLinear::Fp8Block { .. } => self.fp8_block_words(&w)?,
+        };
         Ok(CudaWeight {
             mem: self.upload_words(&words)?,
             rows,
@@ -100,20 +135,11 @@ impl Weights for CudaBackend {
             bail!("stacked weights need the same row length");
         }
         let rows: usize = parts.iter().map(|p| p.rows).sum();
-        let mut mem = self.stream.alloc_zeros::<u16>(rows * k)?;
-        let mut at = 0;
-        for p in &parts {
-            let n = p.rows * k;
-            self.stream
-                .memcpy_dtod(&p.mem, &mut mem.slice_mut(at..at + n))?;
-            at += n;
-        }
+        let mem = self.concat(&parts.iter().map(|p| &p.mem).collect::<Vec<_>>())?;
         Ok(CudaWeight { mem, rows, k })
     }
 
-    fn experts(&self, _experts: Vec<(CudaWeight, CudaWeight)>) -> Result<()> {
-        bail!(
-            "mixture-of-experts layers are not implemented on the CUDA backend yet; run the model on --device cpu"
-        )
+    fn experts(&self, experts: Vec<(CudaWeight, CudaWeight)>) -> Result<CudaExperts> {
+        self.stack_experts(experts)
     }
 }

@@ -1,0 +1,151 @@
+// Mixture-of-experts: routing, the chosen experts' SwiGLU as GEMVs that read only those experts'
+// weights, and the weighted combine. This is the decode path (a handful of tokens: each
+// (token, expert) pair reads its expert's rows once); a grouped-GEMM prefill path comes later.
+// Routing mirrors the CPU reference (`cpu/moe.rs`) step by step, ties to the lower expert id.
+
+#define MOE_MAX_TOP_K 32
+#define MOE_MAX_GROUPS 64
+
+// a > b, NaN above everything (as the CPU's `above`)
+__device__ __forceinline__ bool above(float a, float b) { return isnan(a) ? !isnan(b) : a > b; }
+
+// Inserts (id, v) into a best-first list of *len entries (capacity cap); an equal value stays
+// behind the entries already there, so ascending ids put lower ids first.
+__device__ __forceinline__ void insert_top(u32* ids, float* vals, int* len, int cap, u32 id, float v) {
+    int pos = *len;
+    while (pos > 0 && above(v, vals[pos - 1])) pos--;
+    if (pos >= cap) return;
+    const int end = min(*len, cap - 1);
+    for (int i = end - 1; i >= pos; i--) {
+        ids[i + 1] = ids[i];
+        vals[i + 1] = vals[i];
+    }
+    ids[pos] = id;
+    vals[pos] = v;
+    if (*len < cap) (*len)++;
+}
+
+__device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+// Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One thread per
+// token.
+template <typename T>
+__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
+                                  int top_k, int norm) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= tokens) return;
+    const T* l = logits + (i64)t * n_experts;
+    float max = NEG_INF;
+    for (int e = 0; e < n_experts; e++) {
+        const float x = to_f32(l[e]);
+        if (above(x, max)) max = x;
+    }
+    float sum = 0.f;
+    for (int e = 0; e < n_experts; e++) sum += expf(to_f32(l[e]) - max);
+    const float inv = 1.f / sum;
+    u32 id[MOE_MAX_TOP_K];
+    float v[MOE_MAX_TOP_K];
+    int len = 0;
+    for (int e = 0; e < n_experts; e++) insert_top(id, v, &len, top_k, e, expf(to_f32(l[e]) - max) * inv);
+    float s = 0.f;
+    for (int j = 0; j < top_k; j++) s += v[j];
+    for (int j = 0; j < top_k; j++) {
+        ids[(i64)t * top_k + j] = id[j];
+        w[(i64)t * top_k + j] = norm ? v[j] / s : v[j];
+    }
+}
+
+// GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
+// `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
+// scores, optionally renormalized, times `scaling`. One thread per token.
+template <typename T>
+__device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
+                                  int n_experts, int top_k, int n_group, int topk_group, int norm,
+                                  float scaling) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= tokens) return;
+    const T* l = logits + (i64)t * n_experts;
+    const int per = n_experts / n_group;
+#define CHOICE(e) (sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f))
+    unsigned long long groups = ~0ull;
+    if (n_group > 1) {
+        float score[MOE_MAX_GROUPS];
+        for (int g = 0; g < n_group; g++) {
+            u32 id2[2];
+            float v2[2];
+            int len = 0;
+            for (int e = g * per; e < (g + 1) * per; e++) insert_top(id2, v2, &len, 2, e, CHOICE(e));
+            score[g] = v2[0] + v2[1];
+        }
+        groups = 0;
+        for (int r = 0; r < topk_group; r++) {
+            int best = -1;
+            for (int g = 0; g < n_group; g++)
+                if (!(groups & (1ull << g)) && (best < 0 || above(score[g], score[best]))) best = g;
+            groups |= 1ull << best;
+        }
+    }
+    u32 id[MOE_MAX_TOP_K];
+    float v[MOE_MAX_TOP_K];
+    int len = 0;
+    for (int e = 0; e < n_experts; e++)
+        if (groups & (1ull << (e / per))) insert_top(id, v, &len, top_k, e, CHOICE(e));
+#undef CHOICE
+    float s = 0.f;
+    for (int j = 0; j < top_k; j++) {
+        v[j] = sigmoidf(to_f32(l[id[j]]));
+        s += v[j];
+    }
+    const float denom = s + 1e-20f;
+    for (int j = 0; j < top_k; j++) {
+        ids[(i64)t * top_k + j] = id[j];
+        w[(i64)t * top_k + j] = (norm ? v[j] / denom : v[j]) * scaling;
+    }
+}
+
+// out[p][r] = W[ids[p]][r] · x[p / x_div] for every (token, expert) pair p and row r < rows of
+// the expert's [rows][k] matrix: one warp per output row, eight rows per block, f32 sums.
+template <typename T>
+__device__ void moe_gemv(const T* x, int x_div, const T* w, int rows, int k, const u32* ids, T* out) {
+    const i64 p = blockIdx.x;
+    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const T* xr = x + (p / x_div) * k;
+    const T* wr = w + ((i64)ids[p] * rows + r) * k;
+    float s = 0.f;
+    for (int i = lane; i < k; i += 32) s += to_f32(xr[i]) * to_f32(wr[i]);
+    s = warp_sum(s);
+    if (lane == 0) out[p * rows + r] = from_f32<T>(s);
+}
+
+// out[t] = Σ_j weight[t, j] · y[t·top_k + j] in rank order, one f32 sum rounded once.
+template <typename T>
+__device__ void moe_combine(const T* y, const float* weights, T* out, int hidden, int top_k) {
+    const i64 t = blockIdx.x;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * to_f32(y[(t * top_k + j) * hidden + i]);
+        out[t * hidden + i] = from_f32<T>(s);
+    }
+}
+
+#define MOE(T, S)                                                                                          \
+    extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
+                                                     int n_experts, int top_k, int norm) {                 \
+        moe_route_softmax<T>(logits, ids, w, tokens, n_experts, top_k, norm);                              \
+    }                                                                                                      \
+    extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
+                                                     int tokens, int n_experts, int top_k, int n_group,    \
+                                                     int topk_group, int norm, float scaling) {            \
+        moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
+                             scaling);                                                                     \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,           \
+                                            const u32* ids, T* out) {                                      \
+        moe_gemv<T>(x, x_div, w, rows, k, ids, out);                                                       \
+    }                                                                                                      \
+    extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
+                                               int top_k) {                                                \
+        moe_combine<T>(y, weights, out, hidden, top_k);                                                    \
+    }
+FOR_HALF_TYPES(MOE)
