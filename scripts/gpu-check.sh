@@ -4,8 +4,10 @@
 #   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/
 #   scripts/gpu-check.sh run     there (the `device` tool's `run`, carrying .device): NVRTC compile
 #                                of every kernel for the GPU's architecture, every op against the
-#                                CPU backend (tests/cuda_ops.rs), the transformers fixtures on the
-#                                GPU (tests/cuda_reference.rs), then `ferrum generate --device cuda`;
+#                                CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE), the
+#                                transformers fixtures on the GPU (tests/cuda_reference.rs: dense,
+#                                MoE, block-FP8), `ferrum generate --device cuda` (bf16 and fp8 KV,
+#                                MoE), Llama-3.1-8B-shape benchmarks;
 #                                logs under $OUT (or .device/out), a summary table last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +56,12 @@ run() {
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
+        --prompt "Hello" --max-tokens 16
+    step generate_qwen3_fp8_kv "$dev/ferrum" generate --device cuda --kv-cache-dtype fp8 \
+        --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
+        --prompt "Hello" --max-tokens 16
+    step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
+        --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "Hello" --max-tokens 16
     # Llama-3.1-8B shape, random bf16 weights: batch-1 decode and prefill (docs/BENCHMARKS.md)
     local llama=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
