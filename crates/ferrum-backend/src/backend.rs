@@ -332,29 +332,41 @@ pub trait Backend: Weights {
         rows: &[LogitsRow<'_, '_>],
         host: &mut [f32],
     ) -> Result<Vec<RowOutput>> {
-        let n: usize = rows.iter().map(LogitsRow::num_rows).sum();
-        let host = &mut host[..n * vocab];
-        self.read(logits, host)?;
-        let mut rest = &mut host[..];
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let (row, tail) = std::mem::take(&mut rest).split_at_mut(r.num_rows() * vocab);
-            rest = tail;
-            out.push(match *r {
-                LogitsRow::Prompt { target, k } => {
-                    RowOutput::Prompt(ferrum_engine::token_logprobs(row, target, k))
-                }
-                LogitsRow::Sample(seq) => RowOutput::Sampled(ferrum_engine::sample(row, seq)),
-                LogitsRow::Constrained { seq, mask } => {
-                    RowOutput::Sampled(ferrum_engine::sample_masked(row, seq, Some(mask)))
-                }
-                LogitsRow::Verify { seq, masks } => {
-                    RowOutput::Verified(ferrum_engine::sampling::verify(row, vocab, seq, masks))
-                }
-            });
-        }
-        Ok(out)
+        host_sample(self, logits, vocab, rows, host)
     }
+}
+
+/// The reference sampler on the host: copies the rows to `host` and runs the engine's exact
+/// sampler on each ([`Backend::sample`]'s default, and a GPU backend's fallback).
+pub fn host_sample<B: Backend + ?Sized>(
+    be: &B,
+    logits: &B::Buf,
+    vocab: usize,
+    rows: &[LogitsRow<'_, '_>],
+    host: &mut [f32],
+) -> Result<Vec<RowOutput>> {
+    let n: usize = rows.iter().map(LogitsRow::num_rows).sum();
+    let host = &mut host[..n * vocab];
+    be.read(logits, host)?;
+    let mut rest = &mut host[..];
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (row, tail) = std::mem::take(&mut rest).split_at_mut(r.num_rows() * vocab);
+        rest = tail;
+        out.push(match *r {
+            LogitsRow::Prompt { target, k } => {
+                RowOutput::Prompt(ferrum_engine::token_logprobs(row, target, k))
+            }
+            LogitsRow::Sample(seq) => RowOutput::Sampled(ferrum_engine::sample(row, seq)),
+            LogitsRow::Constrained { seq, mask } => {
+                RowOutput::Sampled(ferrum_engine::sample_masked(row, seq, Some(mask)))
+            }
+            LogitsRow::Verify { seq, masks } => {
+                RowOutput::Verified(ferrum_engine::sampling::verify(row, vocab, seq, masks))
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// What a logits row is for.

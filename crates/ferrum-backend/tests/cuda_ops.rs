@@ -478,4 +478,55 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
     }
+
+    // greedy sampling on the device against the host sampler: rows with ties, NaN and -inf
+    {
+        let vocab = 49_157usize;
+        let n = 5usize;
+        let mut logits = rand_vec(&mut rng, n * vocab, 4.0);
+        logits[vocab + 7] = 9.0; // a tie: the first one wins
+        logits[vocab + 9000] = 9.0;
+        logits[2 * vocab + 3] = f32::NAN; // NaN never wins
+        for v in &mut logits[3 * vocab..4 * vocab] {
+            *v = f32::NEG_INFINITY; // nothing finite: token 0
+        }
+        let params = ferrum_engine::SamplingParams::greedy();
+        let tokens = [1u32, 2, 3];
+        let seq = ferrum_engine::StepSeq {
+            req_id: 0,
+            seq_index: 0,
+            tokens: &tokens,
+            num_prompt_tokens: 3,
+            num_computed: 2,
+            num_new: 1,
+            block_table: &[],
+            sample: true,
+            params: &params,
+            prompt_logprobs_from: None,
+            eos_token_ids: &[],
+            draft: &[],
+        };
+        let rows = vec![ferrum_backend::LogitsRow::Sample(&seq); n];
+        let ids = |be: &dyn Fn() -> Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
+            be().into_iter()
+                .map(|o| match o {
+                    ferrum_backend::RowOutput::Sampled(s) => s.id,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut host = vec![0f32; n * vocab];
+        let cpu_logits = c.up(&logits);
+        let a = ids(&|| {
+            c.sample(&cpu_logits, vocab, &rows, &mut host.clone())
+                .unwrap()
+        });
+        let gpu_logits = g.up(&logits);
+        let b = ids(&|| {
+            g.sample(&gpu_logits, vocab, &rows, &mut host.clone())
+                .unwrap()
+        });
+        eprintln!("greedy sample on the device: {b:?} (host: {a:?})");
+        assert_eq!(a, b);
+    }
 }

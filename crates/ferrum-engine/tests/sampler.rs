@@ -326,3 +326,63 @@ fn allowed_token_ids_restrict_the_choice() {
         "allowed_token_ids contains out-of-vocab token id!"
     );
 }
+
+/// `is_plain_argmax` holds exactly where greedy sampling is the raw logits' argmax: it is true
+/// for plain greedy requests (and then `sample` returns the argmax), false as soon as any
+/// processor could move the maximum or logprobs are wanted.
+#[test]
+fn plain_argmax_predicate_matches_the_sampler() {
+    use ferrum_engine::sampling::{is_plain_argmax, processors::argmax};
+    let tokens = [5u32, 6, 7, 2, 9];
+    let eos = [2u32];
+    let logits: Vec<f32> = (0..32)
+        .map(|i| ((i * 7919) % 31) as f32 * 0.1 - 1.0)
+        .collect();
+    let plain = SamplingParams::greedy();
+    let s = seq(&tokens, 3, &plain, &eos);
+    assert!(is_plain_argmax(&s));
+    assert_eq!(sample(&mut logits.clone(), &s).id, argmax(&logits));
+    let variants: Vec<SamplingParams> = vec![
+        SamplingParams {
+            temperature: 0.7,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            logprobs: Some(2),
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            allowed_token_ids: Some(vec![1, 2]),
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            logit_bias: vec![(3, 5.0)],
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            min_tokens: 5,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            repetition_penalty: 1.2,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            frequency_penalty: 0.5,
+            ..SamplingParams::greedy()
+        },
+        SamplingParams {
+            presence_penalty: 0.5,
+            ..SamplingParams::greedy()
+        },
+    ];
+    for p in &variants {
+        assert!(!is_plain_argmax(&seq(&tokens, 3, p, &eos)), "{p:?}");
+    }
+    // min_tokens already met: plain again
+    let met = SamplingParams {
+        min_tokens: 2,
+        ..SamplingParams::greedy()
+    };
+    assert!(is_plain_argmax(&seq(&tokens, 3, &met, &eos)));
+}

@@ -21,8 +21,13 @@ use cudarc::nvrtc::Ptx;
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
-use crate::backend::{AttnDims, Backend, KvDtype, KvSpec, MemInfo, MoeDims, RopeConfig, StepMeta};
+use crate::backend::{
+    AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
+    StepMeta, host_sample,
+};
 use crate::cpu::{Rope, RopeStyle};
+use ferrum_engine::executor::Sampled;
+use ferrum_engine::sampling::is_plain_argmax;
 
 /// The activation and weight dtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +147,8 @@ pub struct CudaBackend {
     step: DeviceStep,
     /// Row indices for `gather_rows` (given per call on the host).
     rows: RefCell<Option<CudaSlice<u32>>>,
+    /// Token ids the greedy fast path of `sample` writes.
+    sampled: RefCell<Option<CudaSlice<u32>>>,
     error: RefCell<Option<anyhow::Error>>,
 }
 
@@ -203,6 +210,7 @@ impl CudaBackend {
             functions,
             step: DeviceStep::default(),
             rows: RefCell::new(None),
+            sampled: RefCell::new(None),
             error: RefCell::new(None),
         })
     }
@@ -664,5 +672,41 @@ impl Backend for CudaBackend {
             *o = self.dtype.to_f32(w);
         }
         Ok(())
+    }
+
+    /// Greedy rows without processors (`is_plain_argmax`, what benchmarks and most API calls
+    /// send) take their argmax on the device and copy back only the ids; any other step runs
+    /// the exact host sampler.
+    fn sample(
+        &self,
+        logits: &CudaBuf,
+        vocab: usize,
+        rows: &[LogitsRow<'_, '_>],
+        host: &mut [f32],
+    ) -> Result<Vec<RowOutput>> {
+        let plain = !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| matches!(r, LogitsRow::Sample(s) if is_plain_argmax(s)));
+        if !plain {
+            return host_sample(self, logits, vocab, rows, host);
+        }
+        self.take_error()?;
+        let mut slot = self.sampled.borrow_mut();
+        if slot.as_ref().is_none_or(|s| s.len() < rows.len()) {
+            *slot = Some(
+                self.stream
+                    .alloc_zeros::<u32>(rows.len().next_power_of_two())?,
+            );
+        }
+        let ids = slot.as_ref().unwrap();
+        let args = [P(self.ptr(&logits.mem)), I(vocab as i32), P(self.ptr(ids))];
+        self.launch("argmax_rows", Self::rows_cfg(rows.len(), 1024), &args)?;
+        let ids = self.stream.clone_dtoh(&ids.slice(..rows.len()))?;
+        self.stream.synchronize().context("CUDA stream")?;
+        Ok(ids
+            .into_iter()
+            .map(|id| RowOutput::Sampled(Sampled { id, logprobs: None }))
+            .collect())
     }
 }

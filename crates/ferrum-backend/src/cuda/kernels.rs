@@ -51,6 +51,11 @@ pub const FILES: &[KernelFile] = &[
             "moe_combine",
         ],
     },
+    KernelFile {
+        name: "sample",
+        src: include_str!("../../kernels/sample.cu"),
+        functions: &["argmax_rows"],
+    },
 ];
 
 impl KernelFile {

@@ -19,6 +19,21 @@ pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
     sample_masked(logits, seq, None)
 }
 
+/// Whether [`sample`] of this sequence is the argmax of its raw logits: greedy, and no processor
+/// that could move the maximum (allowed ids, logit bias, an unmet `min_tokens`, penalties) nor
+/// logprobs to report. A GPU backend then needs only the argmax on the device, not the row.
+pub fn is_plain_argmax(seq: &StepSeq<'_>) -> bool {
+    let p = seq.params;
+    p.is_greedy()
+        && p.logprobs.is_none()
+        && p.allowed_token_ids.is_none()
+        && p.logit_bias.is_empty()
+        && seq.num_output_tokens() >= p.min_tokens
+        && p.repetition_penalty == 1.0
+        && p.frequency_penalty == 0.0
+        && p.presence_penalty == 0.0
+}
+
 /// [`sample`] under a structured-output token mask (`bits`, see
 /// [`super::constraint::ConstraintMatcher::fill_mask`]). As in vLLM v1, the grammar bitmask
 /// is applied to the logits before the sampler sees them, so before the raw logprobs and every
