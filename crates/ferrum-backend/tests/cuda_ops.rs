@@ -515,7 +515,7 @@ fn cuda_ops_match_the_cpu_backend() {
                 })
                 .collect()
         };
-        let mut host = vec![0f32; n * vocab];
+        let host = vec![0f32; n * vocab];
         let cpu_logits = c.up(&logits);
         let a = ids(&|| {
             c.sample(&cpu_logits, vocab, &rows, &mut host.clone())
