@@ -122,7 +122,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<ModelFiles> {
             GgufFile::open(&p).with_context(|| format!("cannot read GGUF file {}", p.display()))?;
         let cfg = ModelConfig::from_gguf(&file).with_context(|| format!("in {}", p.display()))?;
         let weight_dtype = if format == LoadFormat::Dummy {
-            "dummy (random f32)".to_string()
+            "dummy (random bf16)".to_string()
         } else {
             gguf_weight_type(&file)
         };
@@ -153,7 +153,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<ModelFiles> {
         .or(raw["dtype"].as_str())
         .unwrap_or("unknown");
     let weight_dtype = match (format, cfg.fp8_block) {
-        (LoadFormat::Dummy, _) => "dummy (random f32)".to_string(),
+        (LoadFormat::Dummy, _) => "dummy (random bf16)".to_string(),
         (_, Some((r, c))) => format!("fp8 e4m3 ({r}×{c} block scales), {declared} elsewhere"),
         _ => declared.to_string(),
     };

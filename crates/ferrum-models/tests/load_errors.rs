@@ -108,5 +108,5 @@ fn dummy_weights_need_only_the_config() {
     std::fs::copy(fixture_dir().join("config.json"), d.join("config.json")).unwrap();
     let m = load(&d, LoadFormat::Dummy, 0).unwrap();
     assert_eq!(m.config().num_layers, 2);
-    assert_eq!(m.weight_dtype, "dummy (random f32)");
+    assert_eq!(m.weight_dtype, "dummy (random bf16)");
 }

@@ -4,8 +4,23 @@
 use super::WeightSource;
 use anyhow::Result;
 use ferrum_backend::{HostDtype, HostTensor};
-use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use std::borrow::Cow;
+
+const CHUNK: usize = 1 << 16;
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's finalizer: a well-mixed 64-bit value per counter.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(GOLDEN);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn one_bf16(n: usize) -> Vec<u8> {
+    half::bf16::ONE.to_le_bytes().repeat(n)
+}
 
 pub struct DummySource {
     pub seed: u64,
@@ -14,25 +29,37 @@ pub struct DummySource {
 impl WeightSource for DummySource {
     fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>> {
         let n: usize = shape.iter().product();
-        let values: Vec<f32> = if dry {
+        let bytes: Vec<u8> = if dry {
             Vec::new()
         } else if name.ends_with("norm.weight") {
-            vec![1.0; n]
+            one_bf16(n)
         } else {
-            // A per-tensor stream so every tensor is the same whatever order they load in.
-            let h = name
+            // a counter-based stream per tensor: the same values whatever the load order or the
+            // number of threads, and fast enough for an 8B model (bf16, as the models run)
+            let key = name
                 .bytes()
                 .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
                     (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
                 });
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(h);
-            (0..n).map(|_| rng.random_range(-0.02f32..0.02)).collect()
+            let mut bytes = vec![0u8; 2 * n];
+            bytes
+                .par_chunks_mut(2 * CHUNK)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    for (i, o) in out.chunks_exact_mut(2).enumerate() {
+                        let u = splitmix64(key ^ ((c * CHUNK + i) as u64).wrapping_mul(GOLDEN));
+                        // top 24 bits → uniform in [-0.02, 0.02)
+                        let x = ((u >> 40) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * 0.02;
+                        o.copy_from_slice(&half::bf16::from_f32(x).to_le_bytes());
+                    }
+                });
+            bytes
         };
         Ok(HostTensor {
             name: name.to_string(),
-            dtype: HostDtype::F32,
+            dtype: HostDtype::BF16,
             shape: shape.to_vec(),
-            bytes: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            bytes: Cow::Owned(bytes),
         })
     }
 
