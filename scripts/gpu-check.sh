@@ -51,6 +51,16 @@ run() {
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
         tail -n 40 "$out/$name.log"
     }
+    # the floor's denominator, measured in the same lease: device-to-device copy (read + write)
+    step copy_bandwidth python3 -c '
+import torch
+a = torch.empty(1 << 31, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+torch.cuda.synchronize(); s.record()
+for _ in range(20): b.copy_(a)
+e.record(); torch.cuda.synchronize()
+print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.2f} TB/s (read + write)")'
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
