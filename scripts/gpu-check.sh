@@ -21,7 +21,7 @@ build() {
     cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json \
         | python3 -c '
 import json, shutil, sys
-want = {"nvrtc_kernels", "cuda_ops", "cuda_reference"}
+want = {"nvrtc_kernels", "cuda_ops", "cuda_reference", "cuda_engine"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
@@ -63,7 +63,13 @@ e.record(); torch.cuda.synchronize()
 print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.2f} TB/s (read + write)")'
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
+    # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here
+    step make_llama4 python3 scripts/fixtures/hf_reference.py \
+        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 --seed 0 \
+        --dtype bfloat16 --init-std 0.1 --prompts scripts/fixtures/prompts_v512.json --out /tmp/llama4
+    export FERRUM_GPU_MODEL=/tmp/llama4  # outside $OUT: 4 GB of weights need not come back
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "Hello" --max-tokens 16

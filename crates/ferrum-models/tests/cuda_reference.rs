@@ -44,4 +44,19 @@ fn models_on_cuda_match_transformers_within_bf16_tolerance() {
             "{name}: max {max} mean {mean} top-1 {agree}"
         );
     }
+    // a model made on the GPU machine by hf_reference.py (scripts/gpu-check.sh: Llama-3.1-8B's
+    // real widths and vocabulary, 4 layers, bf16, std 0.1 so the argmax means something)
+    if let Some(dir) = std::env::var_os("FERRUM_GPU_MODEL").map(std::path::PathBuf::from) {
+        let (max, mean, agree) = check_reference_on(
+            &mut be,
+            KvDtype::BF16,
+            &format!("{} on {device}", dir.display()),
+            &dir.join("model"),
+            &dir.join("reference.json"),
+        );
+        assert!(
+            mean < 0.05 && agree >= 0.9,
+            "max {max} mean {mean} top-1 {agree}"
+        );
+    }
 }
