@@ -12,9 +12,7 @@
 mod common;
 use ferrum_backend::KvDtype;
 use ferrum_backend::cuda::{CudaBackend, Half};
-use ferrum_engine::{
-    Engine, EngineConfig, EngineHandle, EngineRequest, ExecutorInit, SamplingParams,
-};
+use ferrum_engine::{Engine, EngineConfig, EngineHandle, ExecutorInit, SamplingParams};
 use ferrum_models::{LoadFormat, LoadOptions, Runner, RunnerLimits, inspect, load_files};
 
 fn model_dir() -> std::path::PathBuf {
@@ -73,24 +71,7 @@ fn requests() -> Vec<(Vec<u32>, SamplingParams)> {
 }
 
 fn run(e: &EngineHandle, reqs: &[(Vec<u32>, SamplingParams)]) -> Vec<Vec<u32>> {
-    let streams: Vec<_> = reqs
-        .iter()
-        .map(|(p, sp)| {
-            e.add_request(EngineRequest::new(p.clone(), sp.clone()))
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<Vec<u32>> = streams
-        .into_iter()
-        .map(|mut s| {
-            let mut out = Vec::new();
-            for m in s.iter() {
-                assert!(m.error.is_none(), "{:?}", m.error);
-                out.extend(m.new_token_ids);
-            }
-            out
-        })
-        .collect();
+    let outs = common::run_all(e, reqs);
     for ((_, sp), o) in reqs.iter().zip(&outs) {
         assert_eq!(
             Some(o.len()),

@@ -4,7 +4,7 @@
 
 mod common;
 use common::default_model_engine;
-use ferrum_engine::{EngineConfig, EngineHandle, EngineRequest, SamplingParams};
+use ferrum_engine::{EngineConfig, EngineHandle, SamplingParams};
 
 fn engine(tweak: impl FnOnce(&mut EngineConfig)) -> EngineHandle {
     default_model_engine(2048, tweak)
@@ -39,24 +39,7 @@ fn params(max_tokens: usize) -> SamplingParams {
 
 /// Submits all at once; returns each request's output tokens.
 fn run(e: &EngineHandle, reqs: &[(Vec<u32>, SamplingParams)]) -> Vec<Vec<u32>> {
-    let streams: Vec<_> = reqs
-        .iter()
-        .map(|(p, sp)| {
-            e.add_request(EngineRequest::new(p.clone(), sp.clone()))
-                .unwrap()
-        })
-        .collect();
-    streams
-        .into_iter()
-        .map(|mut s| {
-            let mut out = Vec::new();
-            for m in s.iter() {
-                assert!(m.error.is_none(), "{:?}", m.error);
-                out.extend(m.new_token_ids);
-            }
-            out
-        })
-        .collect()
+    common::run_all(e, reqs)
 }
 
 /// The first 6 prompts, each run alone: the reference.

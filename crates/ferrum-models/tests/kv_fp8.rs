@@ -8,60 +8,64 @@ use common::*;
 use ferrum_backend::{CpuBackend, KvDtype};
 use serde_json::Value;
 
-/// (max, mean) |Δ logprob| between the fp8-cache and the f32-cache runs over transformers'
-/// top-20 ids at every position, and top-1 agreement between the two.
-fn fp8_vs_f32(name: &str) -> (f64, f64, f64) {
-    let dir = hf_fixture(name);
-    let model =
-        ferrum_models::load(&dir.join("model"), ferrum_models::LoadFormat::Auto, 0).unwrap();
-    let reference: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+/// (max, mean |Δ logprob|, top-1 agreement) between the fp8-cache and the f32-cache runs of
+/// `model` over `prompts` (token ids, and per position the reference's entry whose first `k`
+/// `top_ids` are compared), prefilled in chunks of `chunk`.
+fn fp8_vs_f32(
+    label: &str,
+    model: &ferrum_models::CausalLm<CpuBackend>,
+    prompts: &[(Vec<u32>, Vec<Value>)],
+    k: usize,
+    chunk: usize,
+) -> (f64, f64, f64) {
     let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
-    for p in reference["prompts"].as_array().unwrap() {
-        let ids = ids(&p["ids"]);
-        let exact = teacher_forced_on(&mut CpuBackend::new(), KvDtype::F32, &model.model, &ids, 7);
-        let fp8 = teacher_forced_on(
-            &mut CpuBackend::new(),
-            KvDtype::Fp8E4M3,
-            &model.model,
-            &ids,
-            7,
-        );
-        for ((a, b), r) in exact
-            .iter()
-            .zip(&fp8)
-            .zip(p["positions"].as_array().unwrap())
-        {
-            for t in common::ids(&r["top_ids"]).iter().take(20) {
+    let top = |x: &Vec<f64>| {
+        x.iter()
+            .enumerate()
+            .max_by(|p, q| p.1.total_cmp(q.1))
+            .unwrap()
+            .0
+    };
+    for (seq, positions) in prompts {
+        let run = |dtype| teacher_forced_on(&mut CpuBackend::new(), dtype, model, seq, chunk);
+        let (exact, fp8) = (run(KvDtype::F32), run(KvDtype::Fp8E4M3));
+        for ((a, b), r) in exact.iter().zip(&fp8).zip(positions) {
+            for t in ids(&r["top_ids"]).iter().take(k) {
                 let d = (a[*t as usize] - b[*t as usize]).abs();
                 max = max.max(d);
                 sum += d;
                 n += 1;
             }
-            let top = |x: &Vec<f64>| {
-                x.iter()
-                    .enumerate()
-                    .max_by(|p, q| p.1.total_cmp(q.1))
-                    .unwrap()
-                    .0
-            };
             agree += (top(a) == top(b)) as usize;
             total += 1;
         }
     }
     let stats = (max, sum / n as f64, agree as f64 / total as f64);
     eprintln!(
-        "{name}: fp8 vs f32 KV cache: max |Δ logprob| {:.2e}, mean {:.2e}, top-1 agreement {:.3}",
+        "{label}: fp8 vs f32 KV cache over {total} positions: max |Δ logprob| {:.3}, mean {:.4}, top-1 agreement {:.3}",
         stats.0, stats.1, stats.2
     );
     stats
 }
 
+fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 #[test]
 fn fp8_kv_cache_stays_close_to_the_f32_cache_and_to_transformers() {
     for name in ["llama", "qwen2", "qwen3"] {
-        let (max, mean, agree) = fp8_vs_f32(name);
         let dir = hf_fixture(name);
+        let model =
+            ferrum_models::load(&dir.join("model"), ferrum_models::LoadFormat::Auto, 0).unwrap();
+        let prompts: Vec<(Vec<u32>, Vec<Value>)> =
+            read_json(&dir.join("reference.json"))["prompts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (ids(&p["ids"]), p["positions"].as_array().unwrap().clone()))
+                .collect();
+        let (max, mean, agree) = fp8_vs_f32(name, &model.model, &prompts, 20, 7);
         let (tmax, tmean, tagree) = check_reference_on(
             &mut CpuBackend::new(),
             KvDtype::Fp8E4M3,
@@ -89,46 +93,21 @@ fn fp8_kv_cache_on_the_default_model() {
     let path = ferrum_gguf::default_model_path();
     assert!(path.exists(), "default model missing: run scripts/setup.sh");
     let m = ferrum_models::load(&path, ferrum_models::LoadFormat::Auto, 0).unwrap();
-    let fixture: Value = serde_json::from_slice(
-        &std::fs::read(format!(
-            "{}/tests/fixtures/llamacpp_smollm2_logprobs.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
-    for p in fixture["prompts"].as_array().unwrap() {
-        let mut seq = ids(&p["prompt_ids"]);
-        seq.extend(ids(&p["continuation_ids"]));
-        let exact = teacher_forced_on(&mut CpuBackend::new(), KvDtype::F32, &m.model, &seq, 64);
-        let fp8 = teacher_forced_on(&mut CpuBackend::new(), KvDtype::Fp8E4M3, &m.model, &seq, 64);
-        for ((a, b), r) in exact
-            .iter()
-            .zip(&fp8)
-            .zip(p["positions"].as_array().unwrap())
-        {
-            for t in ids(&r["top_ids"]).iter().take(5) {
-                let d = (a[*t as usize] - b[*t as usize]).abs();
-                max = max.max(d);
-                sum += d;
-                n += 1;
-            }
-            let top = |x: &Vec<f64>| {
-                x.iter()
-                    .enumerate()
-                    .max_by(|p, q| p.1.total_cmp(q.1))
-                    .unwrap()
-                    .0
-            };
-            agree += (top(a) == top(b)) as usize;
-            total += 1;
-        }
-    }
-    let (mean, rate) = (sum / n as f64, agree as f64 / total as f64);
-    eprintln!(
-        "smollm2: fp8 vs f32 KV cache over {total} positions: max |Δ logprob| {max:.3}, mean {mean:.4}, top-1 agreement {rate:.3}"
+    let fixture = read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/llamacpp_smollm2_logprobs.json"),
     );
+    let prompts: Vec<(Vec<u32>, Vec<Value>)> = fixture["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut seq = ids(&p["prompt_ids"]);
+            seq.extend(ids(&p["continuation_ids"]));
+            (seq, p["positions"].as_array().unwrap().clone())
+        })
+        .collect();
+    let (_, mean, rate) = fp8_vs_f32("smollm2", &m.model, &prompts, 5, 64);
     assert!(mean < 0.3 && rate >= 0.9, "mean {mean} top-1 {rate}");
 }
 

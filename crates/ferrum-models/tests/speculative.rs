@@ -4,7 +4,7 @@
 
 mod common;
 use common::default_model_engine;
-use ferrum_engine::{EngineHandle, EngineRequest, SamplingParams, SpeculativeConfig};
+use ferrum_engine::{EngineHandle, SamplingParams, SpeculativeConfig};
 
 fn engine(spec: Option<SpeculativeConfig>) -> EngineHandle {
     default_model_engine(1024, |c| c.speculative = spec)
@@ -40,24 +40,8 @@ fn run(e: &EngineHandle) -> Vec<Vec<u32>> {
         ignore_eos: true,
         ..SamplingParams::default()
     };
-    let streams: Vec<_> = prompts()
-        .into_iter()
-        .map(|p| {
-            e.add_request(EngineRequest::new(p, params.clone()))
-                .unwrap()
-        })
-        .collect();
-    streams
-        .into_iter()
-        .map(|mut s| {
-            let mut out = Vec::new();
-            for m in s.iter() {
-                assert!(m.error.is_none(), "{:?}", m.error);
-                out.extend(m.new_token_ids);
-            }
-            out
-        })
-        .collect()
+    let reqs: Vec<_> = prompts().into_iter().map(|p| (p, params.clone())).collect();
+    common::run_all(e, &reqs)
 }
 
 #[test]

@@ -263,3 +263,28 @@ pub fn default_model_engine(
     let runner = ferrum_models::Runner::new(CpuBackend::new(), model.model, &limits).unwrap();
     ferrum_engine::Engine::start(cfg, Box::new(runner))
 }
+
+/// Submits every request at once and returns each one's output tokens (no request may fail).
+pub fn run_all(
+    e: &ferrum_engine::EngineHandle,
+    reqs: &[(Vec<u32>, ferrum_engine::SamplingParams)],
+) -> Vec<Vec<u32>> {
+    let streams: Vec<_> = reqs
+        .iter()
+        .map(|(p, sp)| {
+            e.add_request(ferrum_engine::EngineRequest::new(p.clone(), sp.clone()))
+                .unwrap()
+        })
+        .collect();
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let mut out = Vec::new();
+            for m in s.iter() {
+                assert!(m.error.is_none(), "{:?}", m.error);
+                out.extend(m.new_token_ids);
+            }
+            out
+        })
+        .collect()
+}
