@@ -1,23 +1,21 @@
 //! SwiGLU's gate: `silu(gate) * up`, over rows laid out as `[gate | up]` (the fused projection).
 
 use super::exp::exp;
-use rayon::prelude::*;
+use super::par::for_each_row;
 
 /// `gate_up` is tokens × 2·inter (`[gate | up]` per row); writes tokens × inter into `out`.
 pub fn silu_mul(gate_up: &[f32], inter: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    out.par_chunks_mut(inter)
-        .zip(gate_up.par_chunks(2 * inter))
-        .for_each(|(o, gu)| {
-            let (g, u) = gu.split_at(inter);
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: AVX2 checked above.
-                return unsafe { row_avx2(o, g, u) };
-            }
-            row(o, g, u)
-        });
+    for_each_row(out, inter, 1, &|i, o| {
+        let (g, u) = gate_up[i * 2 * inter..][..2 * inter].split_at(inter);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 checked above.
+            return unsafe { row_avx2(o, g, u) };
+        }
+        row(o, g, u)
+    });
 }
 
 /// Wider registers for the same operations: bit-identical to [`row`].

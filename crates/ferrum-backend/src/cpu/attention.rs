@@ -5,7 +5,7 @@
 use super::SyncPtr;
 use super::dot::{dot_lanes, reduce};
 use super::exp::exp;
-use rayon::prelude::*;
+use super::par::for_each_task;
 
 /// One sequence's part of the batch.
 pub struct AttnSeq<'a> {
@@ -157,7 +157,8 @@ pub fn paged_attention_rows<R: KvRows>(
     let out_ptr = SyncPtr(out.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    work.par_iter().for_each(|&(t, si, pos, g)| {
+    for_each_task(work.len(), &|i| {
+        let (t, si, pos, g) = work[i];
         let rows = (t * n_heads + g * group) * hd;
         let qg = &q[rows..][..group * hd];
         // SAFETY: each (token, kv head) owns its group's output rows: one task writes them.

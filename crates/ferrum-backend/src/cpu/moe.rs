@@ -431,7 +431,7 @@ pub fn moe_experts(
     }
 
     let (slot, y) = (&*slot, &*y);
-    out.par_chunks_mut(hidden).enumerate().for_each(|(tok, o)| {
+    super::par::for_each_row(out, hidden, 1, &|tok, o| {
         o.fill(0.0);
         for &s in &slot[tok * top_k..(tok + 1) * top_k] {
             let s = s as usize;

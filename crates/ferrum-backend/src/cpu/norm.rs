@@ -1,7 +1,7 @@
 //! RMSNorm and the residual add.
 
 use super::dot::{dot_lanes, reduce};
-use rayon::prelude::*;
+use super::par::for_each_row;
 
 /// `out = x / sqrt(mean(x²) + eps) * weight` for one row.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -18,23 +18,20 @@ fn inv_rms(x: &[f32], eps: f32) -> f32 {
 
 /// [`rms_norm_rows`] in place (Qwen3's per-head q/k norm), same arithmetic.
 pub fn rms_norm_rows_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
-    x.par_chunks_mut(weight.len())
-        .with_min_len(16)
-        .for_each(|r| {
-            let inv = inv_rms(r, eps);
-            for (v, &g) in r.iter_mut().zip(weight) {
-                *v = *v * inv * g;
-            }
-        });
+    for_each_row(x, weight.len(), 16, &|_, r| {
+        let inv = inv_rms(r, eps);
+        for (v, &g) in r.iter_mut().zip(weight) {
+            *v = *v * inv * g;
+        }
+    });
 }
 
 /// RMSNorm of every `weight.len()`-wide row of `x` (also used per head for QK-norm).
 pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    out.par_chunks_mut(d)
-        .zip(x.par_chunks(d))
-        .with_min_len(16)
-        .for_each(|(o, r)| rms_norm(r, weight, eps, o));
+    for_each_row(out, d, 16, &|i, o| {
+        rms_norm(&x[i * d..][..d], weight, eps, o)
+    });
 }
 
 pub fn add_inplace(acc: &mut [f32], x: &[f32]) {

@@ -59,6 +59,26 @@ pub(crate) fn for_each_task(total: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// `f(i, row)` for every `width`-wide row of `out`, `group` rows per task, through
+/// [`for_each_task`]: the calling thread works too, so a one-row call (a decode step's norm or
+/// activation) runs inline instead of sleeping while a worker wakes for it.
+pub(crate) fn for_each_row(
+    out: &mut [f32],
+    width: usize,
+    group: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    let rows = out.len() / width.max(1);
+    let ptr = super::SyncPtr(out.as_mut_ptr());
+    for_each_task(rows.div_ceil(group.max(1)), &|t| {
+        for i in t * group..((t + 1) * group).min(rows) {
+            // SAFETY: row i lies inside `out` and only the task owning it touches it.
+            let row = unsafe { std::slice::from_raw_parts_mut(ptr.at(i * width), width) };
+            f(i, row);
+        }
+    });
+}
+
 struct Shared {
     next: AtomicUsize,
     done: AtomicUsize,
