@@ -159,7 +159,9 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
         rt.block_size,
         rt.num_blocks,
         e.prefix_caching(),
-        "auto",
+        // as vLLM: the flag's value as given ("auto", "fp8", "fp8_e4m3")
+        clap::ValueEnum::to_possible_value(&e.kv_cache_dtype)
+            .map_or("auto".to_string(), |v| v.get_name().to_string()),
         e.gpu_memory_utilization.unwrap_or(0.9),
     );
     let metrics = Arc::new(ferrum_metrics::Metrics::new(
