@@ -19,6 +19,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
+use super::step::{DeviceStep, StepPtrs};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{
@@ -124,19 +125,6 @@ pub struct CudaRope {
     neox: bool,
 }
 
-/// The step's metadata on the device, in buffers that grow to the largest step seen.
-#[derive(Default)]
-struct DeviceStep {
-    tokens: Option<CudaSlice<u32>>,
-    positions: Option<CudaSlice<u32>>,
-    slots: Option<CudaSlice<i64>>,
-    block_tables: Option<CudaSlice<u32>>,
-    /// Per token: offset of its sequence's block table, and keys it sees (position + 1).
-    tok_table: Option<CudaSlice<u32>>,
-    tok_keys: Option<CudaSlice<u32>>,
-    n_tokens: usize,
-}
-
 pub struct CudaBackend {
     pub gpu: GpuInfo,
     ctx: Arc<CudaContext>,
@@ -150,23 +138,6 @@ pub struct CudaBackend {
     /// Token ids the greedy fast path of `sample` writes.
     sampled: RefCell<Option<CudaSlice<u32>>>,
     error: RefCell<Option<anyhow::Error>>,
-}
-
-/// Copies `data` into `slot`, growing it first when it is too small.
-fn upload<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy>(
-    stream: &Arc<CudaStream>,
-    slot: &mut Option<CudaSlice<T>>,
-    data: &[T],
-) -> Result<()> {
-    let n = data.len().max(1);
-    if slot.as_ref().is_none_or(|s| s.len() < n) {
-        *slot = Some(stream.alloc_zeros::<T>(n.next_power_of_two())?);
-    }
-    if !data.is_empty() {
-        let s = slot.as_mut().unwrap();
-        stream.memcpy_htod(data, &mut s.slice_mut(..data.len()))?;
-    }
-    Ok(())
 }
 
 impl CudaBackend {
@@ -244,20 +215,8 @@ impl CudaBackend {
         }
     }
 
-    fn step_ptrs(&self) -> Result<(u64, u64, u64, u64, u64, u64)> {
-        let s = &self.step;
-        let p = |x: &Option<CudaSlice<u32>>| x.as_ref().map(|b| self.ptr(b));
-        match (
-            p(&s.tokens),
-            p(&s.positions),
-            s.slots.as_ref().map(|b| self.ptr(b)),
-            p(&s.block_tables),
-            p(&s.tok_table),
-            p(&s.tok_keys),
-        ) {
-            (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)) => Ok((a, b, c, d, e, f)),
-            _ => Err(anyhow!("an op ran before begin_step")),
-        }
+    fn step_ptrs(&self) -> Result<StepPtrs> {
+        self.step.ptrs(&self.stream)
     }
 
     /// Uploads host f32 values as an activation buffer (tests and the op checks).
@@ -402,39 +361,12 @@ impl Backend for CudaBackend {
 
     fn begin_step(&mut self, meta: &StepMeta) -> Result<()> {
         self.take_error()?;
-        let n = meta.tokens.len();
-        let mut tok_table = Vec::with_capacity(n);
-        let mut tok_keys = Vec::with_capacity(n);
-        for s in &meta.seqs {
-            for i in 0..s.q_len {
-                tok_table.push(s.table.start as u32);
-                tok_keys.push((s.ctx_len - s.q_len + i + 1) as u32);
-            }
-        }
-        if tok_table.len() != n {
-            bail!(
-                "step metadata: {} tokens but the sequences hold {}",
-                n,
-                tok_table.len()
-            );
-        }
-        let positions: Vec<u32> = meta.positions.iter().map(|&p| p as u32).collect();
-        let slots: Vec<i64> = meta.slots.iter().map(|&s| s as i64).collect();
-        let st = &self.stream;
-        let d = &mut self.step;
-        upload(st, &mut d.tokens, &meta.tokens)?;
-        upload(st, &mut d.positions, &positions)?;
-        upload(st, &mut d.slots, &slots)?;
-        upload(st, &mut d.block_tables, &meta.block_tables)?;
-        upload(st, &mut d.tok_table, &tok_table)?;
-        upload(st, &mut d.tok_keys, &tok_keys)?;
-        d.n_tokens = n;
-        Ok(())
+        self.step.upload(&self.stream, meta)
     }
 
     fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {
         // a gather of the table's rows at the step's token ids
-        let (tokens, ..) = self.step_ptrs()?;
+        let tokens = self.step_ptrs()?.tokens;
         let args = [
             P(self.ptr(&table.mem)),
             P(tokens),
@@ -546,10 +478,10 @@ impl Backend for CudaBackend {
     }
 
     fn apply_rope(&self, rope: &CudaRope, x: &mut CudaBuf, rows: usize, n_heads: usize) {
-        let r = self.step_ptrs().and_then(|(_, positions, ..)| {
+        let r = self.step_ptrs().and_then(|st| {
             let args = [
                 P(self.ptr(&x.mem)),
-                P(positions),
+                P(st.positions),
                 P(self.ptr(&rope.inv_freq)),
                 I(n_heads as i32),
                 I(rope.head_dim as i32),
@@ -562,14 +494,14 @@ impl Backend for CudaBackend {
     }
 
     fn write_kv(&self, kv: &mut CudaKv, layer: usize, k: &CudaBuf, v: &CudaBuf) {
-        let r = self.step_ptrs().and_then(|(_, _, slots, ..)| {
+        let r = self.step_ptrs().and_then(|st| {
             let (kc, vc) = kv.layer_ptrs(self, layer);
             let args = [
                 P(self.ptr(&k.mem)),
                 P(self.ptr(&v.mem)),
                 P(kc),
                 P(vc),
-                P(slots),
+                P(st.slots),
                 I(kv.kv_dim as i32),
                 F(kv.scales[layer].0),
                 F(kv.scales[layer].1),
@@ -581,38 +513,36 @@ impl Backend for CudaBackend {
     }
 
     fn attention(&self, q: &CudaBuf, kv: &CudaKv, layer: usize, d: &AttnDims, out: &mut CudaBuf) {
-        let r = self
-            .step_ptrs()
-            .and_then(|(_, _, _, tables, tok_table, tok_keys)| {
-                if d.head_dim > 256 {
-                    bail!(
-                        "attention on the CUDA backend takes head sizes up to 256, not {}",
-                        d.head_dim
-                    );
-                }
-                let (kc, vc) = kv.layer_ptrs(self, layer);
-                let args = [
-                    P(self.ptr(&q.mem)),
-                    P(kc),
-                    P(vc),
-                    P(tables),
-                    P(tok_table),
-                    P(tok_keys),
-                    P(self.ptr(&out.mem)),
-                    I(d.n_heads as i32),
-                    I(d.n_kv_heads as i32),
-                    I(d.head_dim as i32),
-                    I(kv.block_size as i32),
-                    F(d.scale),
-                ];
-                // one block of four warps per (token, query head)
-                let cfg = LaunchConfig {
-                    grid_dim: (self.step.n_tokens as u32, d.n_heads as u32, 1),
-                    block_dim: (128, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                self.launch(&kv.kernel("paged_attention"), cfg, &args)
-            });
+        let r = self.step_ptrs().and_then(|st| {
+            if d.head_dim > 256 {
+                bail!(
+                    "attention on the CUDA backend takes head sizes up to 256, not {}",
+                    d.head_dim
+                );
+            }
+            let (kc, vc) = kv.layer_ptrs(self, layer);
+            let args = [
+                P(self.ptr(&q.mem)),
+                P(kc),
+                P(vc),
+                P(st.block_tables),
+                P(st.tok_table),
+                P(st.tok_keys),
+                P(self.ptr(&out.mem)),
+                I(d.n_heads as i32),
+                I(d.n_kv_heads as i32),
+                I(d.head_dim as i32),
+                I(kv.block_size as i32),
+                F(d.scale),
+            ];
+            // one block of four warps per (token, query head)
+            let cfg = LaunchConfig {
+                grid_dim: (self.step.n_tokens as u32, d.n_heads as u32, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch(&kv.kernel("paged_attention"), cfg, &args)
+        });
         self.record(r);
     }
 
@@ -652,7 +582,7 @@ impl Backend for CudaBackend {
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let r = (|| {
             let mut slot = self.rows.borrow_mut();
-            upload(&self.stream, &mut slot, &idx)?;
+            super::step::upload(&self.stream, &mut slot, &idx)?;
             let args = [
                 P(self.ptr(&x.mem)),
                 P(self.ptr(slot.as_ref().unwrap())),

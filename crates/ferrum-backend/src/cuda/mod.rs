@@ -6,6 +6,7 @@ mod backend;
 pub mod kernels;
 mod moe;
 pub mod nvrtc;
+mod step;
 mod weights;
 
 pub use backend::{CudaBackend, CudaBuf, CudaKv, CudaRope, Half};

@@ -1,0 +1,94 @@
+//! A step's metadata on the device: token ids, positions, cache slots, block tables, and per
+//! token the offset of its sequence's block table and the number of keys it sees. Copied once per
+//! step by `begin_step` into buffers that grow to the largest step seen; the ops read them.
+
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, ValidAsZeroBits};
+
+use crate::backend::StepMeta;
+
+#[derive(Default)]
+pub(super) struct DeviceStep {
+    tokens: Option<CudaSlice<u32>>,
+    positions: Option<CudaSlice<u32>>,
+    slots: Option<CudaSlice<i64>>,
+    block_tables: Option<CudaSlice<u32>>,
+    tok_table: Option<CudaSlice<u32>>,
+    tok_keys: Option<CudaSlice<u32>>,
+    pub(super) n_tokens: usize,
+}
+
+/// Device addresses of the step's buffers, for kernel arguments.
+pub(super) struct StepPtrs {
+    pub tokens: u64,
+    pub positions: u64,
+    pub slots: u64,
+    pub block_tables: u64,
+    pub tok_table: u64,
+    pub tok_keys: u64,
+}
+
+/// Copies `data` into `slot`, growing it first (to a power of two) when it is too small.
+pub(super) fn upload<T: DeviceRepr + ValidAsZeroBits + Copy>(
+    stream: &Arc<CudaStream>,
+    slot: &mut Option<CudaSlice<T>>,
+    data: &[T],
+) -> Result<()> {
+    let n = data.len().max(1);
+    if slot.as_ref().is_none_or(|s| s.len() < n) {
+        *slot = Some(stream.alloc_zeros::<T>(n.next_power_of_two())?);
+    }
+    if !data.is_empty() {
+        let s = slot.as_mut().unwrap();
+        stream.memcpy_htod(data, &mut s.slice_mut(..data.len()))?;
+    }
+    Ok(())
+}
+
+impl DeviceStep {
+    pub(super) fn upload(&mut self, stream: &Arc<CudaStream>, meta: &StepMeta) -> Result<()> {
+        let n = meta.tokens.len();
+        let mut tok_table = Vec::with_capacity(n);
+        let mut tok_keys = Vec::with_capacity(n);
+        for s in &meta.seqs {
+            for i in 0..s.q_len {
+                tok_table.push(s.table.start as u32);
+                tok_keys.push((s.ctx_len - s.q_len + i + 1) as u32);
+            }
+        }
+        if tok_table.len() != n {
+            bail!(
+                "step metadata: {n} tokens but the sequences hold {}",
+                tok_table.len()
+            );
+        }
+        let positions: Vec<u32> = meta.positions.iter().map(|&p| p as u32).collect();
+        let slots: Vec<i64> = meta.slots.iter().map(|&s| s as i64).collect();
+        upload(stream, &mut self.tokens, &meta.tokens)?;
+        upload(stream, &mut self.positions, &positions)?;
+        upload(stream, &mut self.slots, &slots)?;
+        upload(stream, &mut self.block_tables, &meta.block_tables)?;
+        upload(stream, &mut self.tok_table, &tok_table)?;
+        upload(stream, &mut self.tok_keys, &tok_keys)?;
+        self.n_tokens = n;
+        Ok(())
+    }
+
+    pub(super) fn ptrs(&self, stream: &CudaStream) -> Result<StepPtrs> {
+        fn p<T>(b: &Option<CudaSlice<T>>, stream: &CudaStream) -> Result<u64> {
+            b.as_ref()
+                .map(|b| b.device_ptr(stream).0)
+                .ok_or_else(|| anyhow!("an op ran before begin_step"))
+        }
+        Ok(StepPtrs {
+            tokens: p(&self.tokens, stream)?,
+            positions: p(&self.positions, stream)?,
+            slots: p(&self.slots, stream)?,
+            block_tables: p(&self.block_tables, stream)?,
+            tok_table: p(&self.tok_table, stream)?,
+            tok_keys: p(&self.tok_keys, stream)?,
+        })
+    }
+}
