@@ -181,3 +181,17 @@ def test_tool_choice_required_and_named(client):
     (call,) = c.message.tool_calls
     assert call.function.name == "get_weather"
     jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
+
+
+def test_disable_additional_properties_closes_objects(client):
+    # vLLM's structured_outputs option: only the listed properties may appear
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}},
+              "required": ["name"]}
+    r = ask(client, "Describe a cat as JSON with its name, age and color.", max_tokens=48,
+            extra_body={"structured_outputs": {"json": schema, "disable_additional_properties": True}})
+    c = r.choices[0]
+    assert c.finish_reason == "stop", c.message.content
+    assert set(json.loads(c.message.content)) == {"name"}, c.message.content
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(client, "hi", extra_body={"structured_outputs": {"json": schema, "disable_additional_properties": "yes"}})
+    assert e.value.body["param"] == "structured_outputs"

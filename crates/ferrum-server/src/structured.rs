@@ -152,20 +152,38 @@ fn structured_outputs(slot: &mut Option<(String, ConstraintSpec)>, v: &Value) ->
     let o: &Map<String, Value> = v
         .as_object()
         .ok_or_else(|| ApiError::field(k, format!("`{k}` must be an object, got {v}")))?;
+    let close = match o.get("disable_additional_properties") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ApiError::field(
+                k,
+                format!(
+                    "`structured_outputs.disable_additional_properties` must be a boolean, got {other}"
+                ),
+            ));
+        }
+    };
     for (sk, sv) in o {
         let name = format!("structured_outputs.{sk}");
         if sv.is_null() {
             continue;
         }
         match sk.as_str() {
-            "json" => set(
-                slot,
-                &name,
-                ConstraintSpec::JsonSchema {
-                    schema: schema_of(&name, sv)?,
-                    strict: false,
-                },
-            )?,
+            "json" => {
+                let mut schema = schema_of(&name, sv)?;
+                if close {
+                    close_objects(&mut schema);
+                }
+                set(
+                    slot,
+                    &name,
+                    ConstraintSpec::JsonSchema {
+                        schema,
+                        strict: false,
+                    },
+                )?
+            }
             "regex" => set(slot, &name, ConstraintSpec::Regex(string_of(&name, sv)?))?,
             "choice" => set(slot, &name, ConstraintSpec::Choice(choices_of(&name, sv)?))?,
             "grammar" => set(slot, &name, ConstraintSpec::Grammar(string_of(&name, sv)?))?,
@@ -187,10 +205,11 @@ fn structured_outputs(slot: &mut Option<(String, ConstraintSpec)>, v: &Value) ->
                     "`structured_outputs.whitespace_pattern` is not supported",
                 ));
             }
+            // read above, for `json`
+            "disable_additional_properties" => {}
             // options without effect here: one backend, JSON always compact, no fallback
             "disable_fallback"
             | "disable_any_whitespace"
-            | "disable_additional_properties"
             | "_backend"
             | "backend"
             | "_backend_was_auto" => {}
@@ -219,6 +238,23 @@ fn structural_tag_of(name: &str, v: &Value) -> ApiResult<StructuralTag> {
         _ => v,
     };
     StructuralTag::from_json(v, name).map_err(|e| ApiError::field(k, e.0))
+}
+
+/// vLLM's `disable_additional_properties`: every object schema that does not say otherwise
+/// gets `"additionalProperties": false`, at any depth, so only the listed properties appear.
+fn close_objects(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("type").and_then(Value::as_str) == Some("object")
+                && !m.contains_key("additionalProperties")
+            {
+                m.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            m.values_mut().for_each(close_objects);
+        }
+        Value::Array(a) => a.iter_mut().for_each(close_objects),
+        _ => {}
+    }
 }
 
 /// The compiler for the served tokenizer, built once on first use (on the blocking pool).
@@ -316,4 +352,31 @@ pub fn named_tool_schema(tools: &[Value], name: &str) -> ApiResult<Value> {
         .filter(|p| !p.is_null())
         .cloned()
         .unwrap_or_else(|| json!({"type": "object", "properties": {}})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_objects;
+    use serde_json::json;
+
+    #[test]
+    fn close_objects_sets_false_where_unsaid_at_any_depth() {
+        let mut s = json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "object", "properties": {"x": {"type": "integer"}}},
+                "b": {"type": "object", "additionalProperties": true},
+                "c": {"type": "array", "items": [{"type": "object"}]}
+            }
+        });
+        close_objects(&mut s);
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["properties"]["a"]["additionalProperties"], false);
+        assert_eq!(s["properties"]["b"]["additionalProperties"], true);
+        assert_eq!(
+            s["properties"]["c"]["items"][0]["additionalProperties"],
+            false
+        );
+        assert!(s["properties"]["c"].get("additionalProperties").is_none());
+    }
 }
