@@ -18,7 +18,7 @@ fn fp8_vs_f32(
     k: usize,
     chunk: usize,
 ) -> (f64, f64, f64) {
-    let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
+    let mut stats = DeltaStats::default();
     let top = |x: &Vec<f64>| {
         x.iter()
             .enumerate()
@@ -30,22 +30,15 @@ fn fp8_vs_f32(
         let run = |dtype| teacher_forced_on(&mut CpuBackend::new(), dtype, model, seq, chunk);
         let (exact, fp8) = (run(KvDtype::F32), run(KvDtype::Fp8E4M3));
         for ((a, b), r) in exact.iter().zip(&fp8).zip(positions) {
-            for t in ids(&r["top_ids"]).iter().take(k) {
-                let d = (a[*t as usize] - b[*t as usize]).abs();
-                max = max.max(d);
-                sum += d;
-                n += 1;
-            }
-            agree += (top(a) == top(b)) as usize;
-            total += 1;
+            let d: Vec<f64> = ids(&r["top_ids"])
+                .iter()
+                .take(k)
+                .map(|&t| (a[t as usize] - b[t as usize]).abs())
+                .collect();
+            stats.add(&d, top(a) == top(b));
         }
     }
-    let stats = (max, sum / n as f64, agree as f64 / total as f64);
-    eprintln!(
-        "{label}: fp8 vs f32 KV cache over {total} positions: max |Δ logprob| {:.3}, mean {:.4}, top-1 agreement {:.3}",
-        stats.0, stats.1, stats.2
-    );
-    stats
+    stats.report(&format!("{label}: fp8 vs f32 KV cache"))
 }
 
 fn read_json(path: &std::path::Path) -> Value {

@@ -112,14 +112,15 @@ pub fn seeded_uniform(seed: u64, seq_index: usize, output_index: usize) -> f64 {
     ChaCha20Rng::from_seed(key).random::<f64>()
 }
 
-/// Inverse-CDF draw over softmax(logits) in token-id order with `u` in [0, 1).
-/// Falls back to argmax when nothing has mass (everything masked).
-pub(crate) fn draw(logits: &[f32], u: f64) -> u32 {
+/// The softmax's unnormalized weight of a logit, `exp(l - max)` in f64 (NaN: no mass), and the
+/// total over `logits`; `None` when nothing has mass (all masked). The one rule behind the draw
+/// and the speculative verifier's acceptance probability.
+pub(crate) fn softmax_weights(logits: &[f32]) -> Option<(impl Fn(f32) -> f64, f64)> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY || max.is_nan() {
-        return argmax(logits);
+        return None;
     }
-    let weight = |l: f32| {
+    let weight = move |l: f32| {
         if l.is_nan() {
             0.0
         } else {
@@ -127,6 +128,15 @@ pub(crate) fn draw(logits: &[f32], u: f64) -> u32 {
         }
     };
     let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    Some((weight, total))
+}
+
+/// Inverse-CDF draw over softmax(logits) in token-id order with `u` in [0, 1).
+/// Falls back to argmax when nothing has mass (everything masked).
+pub(crate) fn draw(logits: &[f32], u: f64) -> u32 {
+    let Some((weight, total)) = softmax_weights(logits) else {
+        return argmax(logits);
+    };
     let target = u * total;
     let mut cum = 0.0;
     let mut last_with_mass = argmax(logits);

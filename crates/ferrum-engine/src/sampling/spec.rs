@@ -24,7 +24,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::logprobs::token_logprobs_from;
 use super::processors::argmax;
-use super::sampler::{draw, process, seeded_uniform};
+use super::sampler::{draw, process, seeded_uniform, softmax_weights};
 use crate::executor::{Sampled, StepSeq};
 
 /// Verifies `seq.draft` against `rows` (`1 + seq.draft.len()` rows of `vocab` logits, used as
@@ -96,19 +96,7 @@ pub fn reject_or_accept(logits: &mut [f32], d: u32, u_accept: f64, u_recover: f6
 
 /// `softmax(logits)[d]` in f64, NaN counting as no mass (as the draw does).
 fn prob_of(logits: &[f32], d: u32) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY || max.is_nan() {
-        return 0.0;
-    }
-    let weight = |l: f32| {
-        if l.is_nan() {
-            0.0
-        } else {
-            ((l - max) as f64).exp()
-        }
-    };
-    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
-    weight(logits[d as usize]) / total
+    softmax_weights(logits).map_or(0.0, |(weight, total)| weight(logits[d as usize]) / total)
 }
 
 #[derive(Clone, Copy)]

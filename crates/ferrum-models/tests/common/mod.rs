@@ -224,24 +224,50 @@ pub fn check_reference_on<B: Backend + ferrum_backend::WeightBytes>(
     let opts = ferrum_models::LoadOptions::new(ferrum_models::LoadFormat::Auto, 0);
     let model = ferrum_models::load_on(model, &opts, &*be).unwrap();
     let reference: Value = serde_json::from_slice(&std::fs::read(reference).unwrap()).unwrap();
-    let (mut max, mut sum, mut n, mut agree, mut total) = (0f64, 0f64, 0usize, 0usize, 0usize);
+    let mut stats = DeltaStats::default();
     for p in reference["prompts"].as_array().unwrap() {
         let ours = teacher_forced_on(&mut *be, kv_dtype, &model.model, &ids(&p["ids"]), 1000);
         for (pos, r) in ours.iter().zip(p["positions"].as_array().unwrap()) {
             let (d, top1, _) = compare(pos, r, 20);
-            max = d.iter().cloned().fold(max, f64::max);
-            sum += d.iter().sum::<f64>();
-            n += d.len();
-            agree += top1 as usize;
-            total += 1;
+            stats.add(&d, top1);
         }
     }
-    let stats = (max, sum / n as f64, agree as f64 / total as f64);
-    eprintln!(
-        "{name}: max |Δ logprob| {:.2e}, mean {:.2e}, top-1 agreement {:.3}",
-        stats.0, stats.1, stats.2
-    );
-    stats
+    stats.report(name)
+}
+
+/// Max and mean |Δ logprob| over compared entries, and top-1 agreement over positions.
+#[derive(Default)]
+pub struct DeltaStats {
+    max: f64,
+    sum: f64,
+    n: usize,
+    agree: usize,
+    positions: usize,
+}
+
+impl DeltaStats {
+    /// One position: its entries' |Δ| and whether the top-1 tokens agree.
+    pub fn add(&mut self, deltas: &[f64], top1_agrees: bool) {
+        self.max = deltas.iter().cloned().fold(self.max, f64::max);
+        self.sum += deltas.iter().sum::<f64>();
+        self.n += deltas.len();
+        self.agree += top1_agrees as usize;
+        self.positions += 1;
+    }
+
+    /// Prints and returns (max, mean, top-1 agreement).
+    pub fn report(&self, label: &str) -> (f64, f64, f64) {
+        let stats = (
+            self.max,
+            self.sum / self.n as f64,
+            self.agree as f64 / self.positions as f64,
+        );
+        eprintln!(
+            "{label}: over {} positions max |Δ logprob| {:.2e}, mean {:.2e}, top-1 agreement {:.3}",
+            self.positions, stats.0, stats.1, stats.2
+        );
+        stats
+    }
 }
 
 /// The default model (SmolLM2 GGUF) behind a real engine of `num_blocks` blocks, the config
