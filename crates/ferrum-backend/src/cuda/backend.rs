@@ -109,12 +109,8 @@ impl CudaKv {
     }
 
     /// The kernel for this cache's type (`write_kv` or `write_kv_fp8`, ...).
-    fn kernel(&self, base: &str) -> String {
-        if self.fp8 {
-            format!("{base}_fp8")
-        } else {
-            base.to_string()
-        }
+    fn kernel(&self, half: &'static str, fp8: &'static str) -> &'static str {
+        if self.fp8 { fp8 } else { half }
     }
 }
 
@@ -131,7 +127,7 @@ pub struct CudaBackend {
     pub(crate) stream: Arc<CudaStream>,
     blas: CudaBlas,
     pub(crate) dtype: Half,
-    functions: HashMap<String, CudaFunction>,
+    functions: HashMap<&'static str, CudaFunction>,
     step: DeviceStep,
     /// Row indices for `gather_rows` (given per call on the host).
     rows: RefCell<Option<CudaSlice<u32>>>,
@@ -165,11 +161,14 @@ impl CudaBackend {
             let module = ctx
                 .load_module(Ptx::from_binary(c.image))
                 .with_context(|| format!("loading kernels {}.cu for {arch}", f.name))?;
-            for e in f.entry_points() {
+            // this backend's dtype only, keyed by the function's own name: a launch looks up
+            // without building a string
+            for &name in f.functions {
+                let e = format!("{name}_{}", dtype.suffix());
                 let func = module
                     .load_function(&e)
                     .with_context(|| format!("kernel {e} in {}.cu", f.name))?;
-                functions.insert(e, func);
+                functions.insert(name, func);
             }
         }
         Ok(CudaBackend {
@@ -188,10 +187,9 @@ impl CudaBackend {
 
     /// The kernel `name` for this backend's dtype.
     fn f(&self, name: &str) -> &CudaFunction {
-        let key = format!("{name}_{}", self.dtype.suffix());
         self.functions
-            .get(&key)
-            .unwrap_or_else(|| panic!("kernel {key} is not in kernels::FILES"))
+            .get(name)
+            .unwrap_or_else(|| panic!("kernel {name} is not in kernels::FILES"))
     }
 
     pub(super) fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
@@ -506,8 +504,8 @@ impl Backend for CudaBackend {
                 F(kv.scales[layer].0),
                 F(kv.scales[layer].1),
             ];
-            let name = kv.kernel("write_kv");
-            self.launch(&name, Self::rows_cfg(self.step.n_tokens, 128), &args)
+            let name = kv.kernel("write_kv", "write_kv_fp8");
+            self.launch(name, Self::rows_cfg(self.step.n_tokens, 128), &args)
         });
         self.record(r);
     }
@@ -541,7 +539,11 @@ impl Backend for CudaBackend {
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             };
-            self.launch(&kv.kernel("paged_attention"), cfg, &args)
+            self.launch(
+                kv.kernel("paged_attention", "paged_attention_fp8"),
+                cfg,
+                &args,
+            )
         });
         self.record(r);
     }
