@@ -4,8 +4,6 @@
 // stored = value / scale rounded to nearest even and saturated at ±448, read = fp8 · scale (the
 // CPU backend's `write_kv_fp8` / `Fp8Rows`, vLLM's `scaled_convert`).
 
-typedef __nv_fp8_e4m3 fp8;
-
 template <typename C> __device__ __forceinline__ float kv_load(C x, float scale);
 template <> __device__ __forceinline__ float kv_load<__nv_bfloat16>(__nv_bfloat16 x, float) { return to_f32(x); }
 template <> __device__ __forceinline__ float kv_load<__half>(__half x, float) { return to_f32(x); }

@@ -118,6 +118,30 @@ __device__ void moe_gemv(const T* x, int x_div, const T* w, int rows, int k, con
     if (lane == 0) out[p * rows + r] = from_f32<T>(s);
 }
 
+// moe_gemv over block-FP8 experts: codes `[expert][rows][k]`, per-row scales
+// `[expert][rows][ceil(k / bk)]` (see linear.cu), value = fp8 · scale.
+template <typename T>
+__device__ void moe_gemv_fp8(const T* x, int x_div, const fp8* w, const float* s, int rows, int k, int bk,
+                             const u32* ids, T* out) {
+    const i64 p = blockIdx.x;
+    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const int sc = (k + bk - 1) / bk;
+    const i64 row = (i64)ids[p] * rows + r;
+    const T* xr = x + (p / x_div) * k;
+    const fp8* wr = w + row * k;
+    const float* sr = s + row * sc;
+    float acc = 0.f;
+    for (int b = 0; b < sc; b++) {
+        const int hi = min(k, (b + 1) * bk);
+        float part = 0.f;
+        for (int i = b * bk + lane; i < hi; i += 32) part += to_f32(xr[i]) * float(wr[i]);
+        acc += part * sr[b];
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[p * rows + r] = from_f32<T>(acc);
+}
+
 // out[t] = Σ_j weight[t, j] · y[t·top_k + j] in rank order, one f32 sum rounded once.
 template <typename T>
 __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden, int top_k) {
@@ -143,6 +167,10 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     extern "C" __global__ void moe_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,           \
                                             const u32* ids, T* out) {                                      \
         moe_gemv<T>(x, x_div, w, rows, k, ids, out);                                                       \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,     \
+                                                int rows, int k, int bk, const u32* ids, T* out) {         \
+        moe_gemv_fp8<T>(x, x_div, w, s, rows, k, bk, ids, out);                                            \
     }                                                                                                      \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \

@@ -7,6 +7,7 @@
 
 typedef unsigned int u32;
 typedef long long i64;
+typedef __nv_fp8_e4m3 fp8;
 
 // NVRTC has no <cmath>: -inf by its bits.
 #define NEG_INF __int_as_float(0xff800000)

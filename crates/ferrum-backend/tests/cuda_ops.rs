@@ -66,6 +66,46 @@ fn tensor(name: &str, shape: Vec<usize>, data: &[f32]) -> HostTensor<'static> {
     }
 }
 
+/// A weight as a test gives it to both backends: f32 values, or block-FP8 (e4m3 codes and one
+/// scale per 128×128 tile, partial tiles at the edges).
+enum W {
+    Dense(Vec<f32>),
+    Fp8(Vec<u8>, Vec<f32>),
+}
+
+impl W {
+    fn fp8(rng: &mut ChaCha8Rng, n: usize, k: usize) -> W {
+        // any code but the NaNs (0x7f, 0xff)
+        let codes = (0..n * k)
+            .map(|_| rng.random_range(0..0x7fu8) | if rng.random() { 0x80 } else { 0 })
+            .collect();
+        let scales = (0..n.div_ceil(128) * k.div_ceil(128))
+            .map(|_| rng.random_range(0.0005..0.004f32))
+            .collect();
+        W::Fp8(codes, scales)
+    }
+
+    fn host(&self, name: &str, n: usize, k: usize) -> HostLinear<'static> {
+        match self {
+            W::Dense(v) => HostLinear::Dense(tensor(name, vec![n, k], v)),
+            W::Fp8(codes, scales) => HostLinear::Fp8Block {
+                weight: HostTensor {
+                    name: name.into(),
+                    dtype: HostDtype::F8E4M3,
+                    shape: vec![n, k],
+                    bytes: Cow::Owned(codes.clone()),
+                },
+                scale_inv: tensor(
+                    &format!("{name}_scale_inv"),
+                    vec![n.div_ceil(128), k.div_ceil(128)],
+                    scales,
+                ),
+                block: (128, 128),
+            },
+        }
+    }
+}
+
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
     be.read(x, &mut out).unwrap();
@@ -267,6 +307,41 @@ fn cuda_ops_match_the_cpu_backend() {
         compare(&format!("embedding {rows} of {k}"), &ea, &eb, 1e-2);
     }
 
+    // block-FP8 linear layers (e4m3 weights, one f32 scale per 128×128 tile, partial tiles at
+    // the edges) against the CPU's own decode: up to 8 rows the GEMV (k = 130: its scalar
+    // loads), 9 rows the dequantize + cuBLAS path
+    for &(rows, k, n) in &[
+        (1usize, 320usize, 200usize),
+        (3, 130, 77),
+        (8, 512, 300),
+        (9, 256, 389),
+    ] {
+        let (meta, _) = step(&[(rows, 0)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(&mut rng, rows * k, 1.0);
+        let w = W::fp8(&mut rng, n, k);
+        fn fp8_lin<B: Up>(
+            be: &B,
+            x: &[f32],
+            w: &W,
+            (rows, k, n): (usize, usize, usize),
+        ) -> Vec<f32> {
+            let wt = be.upload_linear(w.host("w", n, k)).unwrap();
+            let mut out = be.up(&vec![0.0; rows * n]);
+            be.linear(&be.up(x), rows, &wt, &mut out);
+            read(be, &out, rows * n)
+        }
+        let a = fp8_lin(&c, &x, &w, (rows, k, n));
+        let b = fp8_lin(&g, &x, &w, (rows, k, n));
+        compare(
+            &format!("linear fp8 blocks {rows}×{k} · {n}×{k}ᵀ"),
+            &a,
+            &b,
+            2e-2,
+        );
+    }
+
     // rotary: neox full, interleaved partial, llama3 scaling, positions up to ~5000
     for (style, rot, scaling) in [
         (RopeStyle::Neox, 128usize, RopeScaling::None),
@@ -391,19 +466,29 @@ fn cuda_ops_match_the_cpu_backend() {
 
     // routed experts: both routers, odd token counts, most experts idle at one token
     let (hidden, inter, n_experts, top_k) = (256usize, 96usize, 16usize, 4usize);
-    let gates: Vec<[Vec<f32>; 3]> = (0..n_experts)
+    let gates: Vec<[W; 3]> = (0..n_experts)
         .map(|_| {
             [
-                rand_vec(&mut rng, inter * hidden, 0.1),
-                rand_vec(&mut rng, inter * hidden, 0.1),
-                rand_vec(&mut rng, hidden * inter, 0.1),
+                W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
+                W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
+                W::Dense(rand_vec(&mut rng, hidden * inter, 0.1)),
+            ]
+        })
+        .collect();
+    // the same shapes in block-FP8 (as Qwen3-30B-A3B-FP8's experts)
+    let fp8_gates: Vec<[W; 3]> = (0..n_experts)
+        .map(|_| {
+            [
+                W::fp8(&mut rng, inter, hidden),
+                W::fp8(&mut rng, inter, hidden),
+                W::fp8(&mut rng, hidden, inter),
             ]
         })
         .collect();
     let bias = rand_vec(&mut rng, n_experts, 0.5);
     fn moe<B: Up>(
         be: &mut B,
-        gates: &[[Vec<f32>; 3]],
+        gates: &[[W; 3]],
         bias: Option<&[f32]>,
         d: &MoeDims,
         x: &[f32],
@@ -414,9 +499,8 @@ fn cuda_ops_match_the_cpu_backend() {
         let experts = gates
             .iter()
             .map(|[g, u, dn]| {
-                let lin = |name: &str, r: usize, k: usize, v: &[f32]| {
-                    be.upload_linear(HostLinear::Dense(tensor(name, vec![r, k], v)))
-                        .unwrap()
+                let lin = |name: &str, r: usize, k: usize, w: &W| {
+                    be.upload_linear(w.host(name, r, k)).unwrap()
                 };
                 let gu = be
                     .stack(vec![lin("gate", i, h, g), lin("up", i, h, u)])
@@ -472,6 +556,14 @@ fn cuda_ops_match_the_cpu_backend() {
             };
             compare(
                 &format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}"),
+                &a,
+                &g2,
+                3e-2,
+            );
+            let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
+            let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
+            compare(
+                &format!("moe {name}, fp8 experts, {rows} tokens"),
                 &a,
                 &g2,
                 3e-2,

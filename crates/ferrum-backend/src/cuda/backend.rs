@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
@@ -45,7 +45,7 @@ impl Half {
         }
     }
 
-    fn blas(self) -> blas::cudaDataType {
+    pub(super) fn blas(self) -> blas::cudaDataType {
         match self {
             Half::Bf16 => blas::cudaDataType::CUDA_R_16BF,
             Half::F16 => blas::cudaDataType::CUDA_R_16F,
@@ -125,12 +125,14 @@ pub struct CudaBackend {
     pub gpu: GpuInfo,
     ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
-    blas: CudaBlas,
+    pub(super) blas: CudaBlas,
     pub(crate) dtype: Half,
     functions: HashMap<&'static str, CudaFunction>,
     step: DeviceStep,
     /// Row indices for `gather_rows` (given per call on the host).
     rows: RefCell<Option<CudaSlice<u32>>>,
+    /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
+    pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
     /// Token ids the greedy fast path of `sample` writes.
     sampled: RefCell<Option<CudaSlice<u32>>>,
     error: RefCell<Option<anyhow::Error>>,
@@ -180,6 +182,7 @@ impl CudaBackend {
             functions,
             step: DeviceStep::default(),
             rows: RefCell::new(None),
+            dequant: RefCell::new(None),
             sampled: RefCell::new(None),
             error: RefCell::new(None),
         })
@@ -250,7 +253,7 @@ impl CudaBackend {
         }
     }
 
-    fn flat_cfg(n: usize) -> LaunchConfig {
+    pub(super) fn flat_cfg(n: usize) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (n.div_ceil(256).clamp(1, 4096) as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -366,7 +369,7 @@ impl Backend for CudaBackend {
         // a gather of the table's rows at the step's token ids
         let tokens = self.step_ptrs()?.tokens;
         let args = [
-            P(self.ptr(&table.mem)),
+            P(self.ptr(table.half()?)),
             P(tokens),
             P(self.ptr(&out.mem)),
             I(table.k as i32),
@@ -421,34 +424,7 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) {
-        // row-major out[rows][n] = x[rows][k] · w[n][k]ᵀ is column-major outᵀ = w · xᵀ with w
-        // read transposed: m = n, n = rows, k = k
-        let (alpha, beta) = (1f32, 0f32);
-        let dt = self.dtype.blas();
-        let r = unsafe {
-            cudarc::cublas::result::gemm_ex(
-                *self.blas.handle(),
-                blas::cublasOperation_t::CUBLAS_OP_T,
-                blas::cublasOperation_t::CUBLAS_OP_N,
-                w.rows as i32,
-                rows as i32,
-                w.k as i32,
-                &alpha as *const f32 as *const _,
-                self.ptr(&w.mem) as *const _,
-                dt,
-                w.k as i32,
-                self.ptr(&x.mem) as *const _,
-                dt,
-                w.k as i32,
-                &beta as *const f32 as *const _,
-                self.ptr(&out.mem) as *mut _,
-                dt,
-                w.rows as i32,
-                blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        };
-        self.record(r.map_err(|e| anyhow!("cuBLAS GEMM {rows}×{}×{}: {e:?}", w.k, w.rows)));
+        self.record(self.linear_into(x, rows, w, out));
     }
 
     fn split_qkv(
@@ -532,6 +508,8 @@ impl Backend for CudaBackend {
                 I(d.head_dim as i32),
                 I(kv.block_size as i32),
                 F(d.scale),
+                F(kv.scales[layer].0),
+                F(kv.scales[layer].1),
             ];
             // one block of four warps per (token, query head)
             let cfg = LaunchConfig {

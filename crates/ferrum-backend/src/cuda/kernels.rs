@@ -48,8 +48,14 @@ pub const FILES: &[KernelFile] = &[
             "moe_route_softmax",
             "moe_route_sigmoid",
             "moe_gemv",
+            "moe_gemv_fp8",
             "moe_combine",
         ],
+    },
+    KernelFile {
+        name: "linear",
+        src: include_str!("../../kernels/linear.cu"),
+        functions: &["gemv_fp8", "dequant_fp8"],
     },
     KernelFile {
         name: "sample",

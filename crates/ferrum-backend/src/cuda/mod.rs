@@ -4,6 +4,7 @@
 
 mod backend;
 pub mod kernels;
+mod linear;
 mod moe;
 pub mod nvrtc;
 mod step;

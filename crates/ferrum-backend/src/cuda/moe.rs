@@ -1,19 +1,20 @@
 //! Routed experts on the GPU (`kernels/moe.cu`): routing on the device, then the chosen experts'
 //! SwiGLU as GEMVs over each (token, expert) pair, reading only those experts' rows, and the
-//! weighted combine in rank order. Every expert's weights sit in two stacked buffers.
+//! weighted combine in rank order. Every expert's weights sit in two stacked buffers, in the
+//! half dtype or block-FP8 (`moe_gemv_fp8` reads the codes and scales directly).
 
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
-use super::weights::{CudaVector, CudaWeight};
+use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 use crate::backend::{MoeDims, Routing};
 
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
-/// `[expert][hidden][inter]`, in the activations' half type.
+/// `[expert][hidden][inter]`, in the activations' half type or block-FP8.
 pub struct CudaExperts {
-    gate_up: CudaSlice<u16>,
-    down: CudaSlice<u16>,
+    gate_up: WeightData,
+    down: WeightData,
     n: usize,
     hidden: usize,
     inter: usize,
@@ -51,8 +52,8 @@ impl CudaBackend {
         let n = experts.len();
         let (gu, dn): (Vec<CudaWeight>, Vec<CudaWeight>) = experts.into_iter().unzip();
         Ok(CudaExperts {
-            gate_up: self.concat(&gu.iter().map(|w| &w.mem).collect::<Vec<_>>())?,
-            down: self.concat(&dn.iter().map(|w| &w.mem).collect::<Vec<_>>())?,
+            gate_up: concat_rows(self, &gu.iter().map(|w| &w.data).collect::<Vec<_>>())?,
+            down: concat_rows(self, &dn.iter().map(|w| &w.data).collect::<Vec<_>>())?,
             n,
             hidden,
             inter,
@@ -150,31 +151,46 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let (gu, act, y) = (self.ptr(&s.gate_up), self.ptr(&s.act), self.ptr(&s.y));
-        let args = [
-            P(self.ptr(&x.mem)),
-            I(k as i32),
-            P(self.ptr(&ex.gate_up)),
-            I(2 * inter as i32),
-            I(h as i32),
-            P(ids),
-            P(gu),
-        ];
-        self.launch("moe_gemv", gemv(2 * inter), &args)?;
+        // out[p][r] = expert(ids[p])[r] · x[p / x_div] for rows_out rows of k
+        let expert_gemv =
+            |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
+                let (x_div, rows_out, k_in) = (x_div as i32, rows_out as i32, k_in as i32);
+                match data {
+                    WeightData::Half(m) => {
+                        let args = [
+                            P(x),
+                            I(x_div),
+                            P(self.ptr(m)),
+                            I(rows_out),
+                            I(k_in),
+                            P(ids),
+                            P(out),
+                        ];
+                        self.launch("moe_gemv", gemv(rows_out as usize), &args)
+                    }
+                    WeightData::Fp8 { codes, scales, bk } => {
+                        let args = [
+                            P(x),
+                            I(x_div),
+                            P(self.ptr(codes)),
+                            P(self.ptr(scales)),
+                            I(rows_out),
+                            I(k_in),
+                            I(*bk as i32),
+                            P(ids),
+                            P(out),
+                        ];
+                        self.launch("moe_gemv_fp8", gemv(rows_out as usize), &args)
+                    }
+                }
+            };
+        expert_gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
         self.launch(
             "silu_mul",
             Self::rows_cfg(pairs, 256),
             &[P(gu), P(act), I(inter as i32)],
         )?;
-        let args = [
-            P(act),
-            I(1),
-            P(self.ptr(&ex.down)),
-            I(h as i32),
-            I(inter as i32),
-            P(ids),
-            P(y),
-        ];
-        self.launch("moe_gemv", gemv(h), &args)?;
+        expert_gemv(&ex.down, act, 1, h, inter, y)?;
         let args = [P(y), P(w), P(self.ptr(&out.mem)), I(h as i32), I(k as i32)];
         self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
     }

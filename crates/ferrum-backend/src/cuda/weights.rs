@@ -1,27 +1,93 @@
-//! Host views to device weights: dense layers in the model's half dtype (bf16 or f16). A
-//! checkpoint already in that dtype is copied as is; f32, the other half type, GGUF blocks and
-//! block-FP8 weights (for now: weight-only, dequantized at load) are converted on the host
-//! first. MoE experts are stacked per block (`moe.rs`).
+//! Host views to device weights. Dense layers are in the model's half dtype (bf16 or f16): a
+//! checkpoint already in that dtype is copied as is; f32, the other half type and GGUF blocks are
+//! converted on the host first. Block-FP8 layers stay e4m3 on the device (half the bytes: what
+//! lets GLM-4.5-Air-FP8 fit one H200) with their scales expanded to one per row and column
+//! block, so that stacking parts (q/k/v, gate/up, experts) is a concatenation of rows whatever
+//! the checkpoint's row blocks. MoE experts are stacked per block (`moe.rs`).
 
-use anyhow::{Result, bail};
-use cudarc::driver::CudaSlice;
+use anyhow::{Result, anyhow, bail};
+use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 
 use super::backend::{CudaBackend, Half};
 use super::moe::CudaExperts;
 use crate::backend::{WeightBytes, Weights};
 use crate::host::{HostDtype, HostLinear, HostTensor};
 
-/// A linear layer `[rows, k]`, row-major, in the backend's half dtype.
+/// A linear layer `[rows, k]`, row-major.
 pub struct CudaWeight {
-    pub(crate) mem: CudaSlice<u16>,
+    pub(crate) data: WeightData,
     pub rows: usize,
     pub k: usize,
+}
+
+/// A weight's storage on the device.
+pub(crate) enum WeightData {
+    /// The backend's half dtype.
+    Half(CudaSlice<u16>),
+    /// e4m3 codes `[rows][k]` and f32 scales `[rows][ceil(k / bk)]`: value = fp8 · scale.
+    Fp8 {
+        codes: CudaSlice<u8>,
+        scales: CudaSlice<f32>,
+        bk: usize,
+    },
+}
+
+impl CudaWeight {
+    /// The half-dtype values, for the ops that read no other format (the embedding gather).
+    pub(crate) fn half(&self) -> Result<&CudaSlice<u16>> {
+        match &self.data {
+            WeightData::Half(m) => Ok(m),
+            WeightData::Fp8 { .. } => Err(anyhow!(
+                "a {}×{} block-FP8 weight where the CUDA backend needs bf16/f16 (an embedding table)",
+                self.rows,
+                self.k
+            )),
+        }
+    }
 }
 
 /// Norm weights and biases, in the backend's half dtype.
 pub struct CudaVector {
     pub(crate) mem: CudaSlice<u16>,
     pub len: usize,
+}
+
+/// Rows of `[rows][k]` weights one after another, all in one format.
+pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData]) -> Result<WeightData> {
+    if parts.iter().all(|p| matches!(p, WeightData::Half(_))) {
+        let mems: Vec<_> = parts
+            .iter()
+            .map(|p| match p {
+                WeightData::Half(m) => m,
+                WeightData::Fp8 { .. } => unreachable!(),
+            })
+            .collect();
+        return Ok(WeightData::Half(be.concat(&mems)?));
+    }
+    let mut codes = Vec::new();
+    let mut scales = Vec::new();
+    let mut block = None;
+    for p in parts {
+        match p {
+            WeightData::Fp8 {
+                codes: c,
+                scales: s,
+                bk,
+            } if block.is_none_or(|b| b == *bk) => {
+                block = Some(*bk);
+                codes.push(c);
+                scales.push(s);
+            }
+            _ => bail!(
+                "stacked weights (q/k/v, gate/up or experts) mix block-FP8 and bf16/f16 parts, or FP8 column blocks of different sizes"
+            ),
+        }
+    }
+    Ok(WeightData::Fp8 {
+        codes: be.concat(&codes)?,
+        scales: be.concat(&scales)?,
+        bk: block.unwrap_or(128),
+    })
 }
 
 impl CudaBackend {
@@ -46,9 +112,12 @@ impl CudaBackend {
     }
 
     /// Device buffers one after another in a new allocation.
-    pub(super) fn concat(&self, parts: &[&CudaSlice<u16>]) -> Result<CudaSlice<u16>> {
+    pub(super) fn concat<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        parts: &[&CudaSlice<T>],
+    ) -> Result<CudaSlice<T>> {
         let n: usize = parts.iter().map(|p| p.len()).sum();
-        let mut mem = self.stream.alloc_zeros::<u16>(n.max(1))?;
+        let mut mem = self.stream.alloc_zeros::<T>(n.max(1))?;
         let mut at = 0;
         for p in parts {
             self.stream
@@ -58,25 +127,36 @@ impl CudaBackend {
         Ok(mem)
     }
 
-    /// A block-FP8 weight dequantized on the host (`fp8 · scale_inv` per block, as the CPU
-    /// does) into the half type: weight-only, twice the bytes of the checkpoint; the W8A8 path
-    /// on Hopper's FP8 tensor cores is not built yet.
-    fn fp8_block_words(&self, w: &HostLinear<'_>) -> Result<Vec<u16>> {
+    /// A block-FP8 weight as it goes to the device: its e4m3 bytes and its `weight_scale_inv`
+    /// tiles `[ceil(rows / B0)][ceil(k / B1)]` expanded to `[rows][ceil(k / B1)]`.
+    fn upload_fp8(&self, w: &HostLinear<'_>) -> Result<WeightData> {
         let HostLinear::Fp8Block {
             weight,
             scale_inv,
-            block,
+            block: (b0, b1),
         } = w
         else {
             unreachable!("called for block-FP8 weights only")
         };
         let (rows, k) = w.dims();
-        let scales = scale_inv.to_f32()?;
-        let mut f = vec![0f32; rows * k];
-        for (j, row) in f.chunks_mut(k).enumerate() {
-            crate::cpu::fp8::decode_fp8_block_row(&weight.bytes, &scales, *block, k, j, row);
+        let sc = k.div_ceil(*b1);
+        let tiles = scale_inv.to_f32()?;
+        if tiles.len() != rows.div_ceil(*b0) * sc {
+            bail!(
+                "`{}`: {} scales for a {rows}×{k} weight in {b0}×{b1} blocks",
+                scale_inv.name,
+                tiles.len()
+            );
         }
-        Ok(self.dtype.encode(&f))
+        let per_row: Vec<f32> = (0..rows)
+            .flat_map(|j| tiles[j / b0 * sc..(j / b0 + 1) * sc].iter().copied())
+            .collect();
+        self.reserve_dequant(rows * k)?;
+        Ok(WeightData::Fp8 {
+            codes: self.stream.clone_htod(&weight.bytes[..])?,
+            scales: self.stream.clone_htod(&per_row)?,
+            bk: *b1,
+        })
     }
 }
 
@@ -90,8 +170,15 @@ impl WeightBytes for CudaBackend {
                 ),
                 _ => Ok(2 * t.numel()),
             },
-            // dequantized at load (see fp8_block_words)
-            HostLinear::Fp8Block { weight, .. } => Ok(2 * weight.numel()),
+            // e4m3 codes and one f32 scale per row and column block
+            HostLinear::Fp8Block {
+                weight,
+                block: (_, b1),
+                ..
+            } => {
+                let (rows, k) = w.dims();
+                Ok(weight.numel() + 4 * rows * k.div_ceil(*b1))
+            }
         }
     }
 }
@@ -108,15 +195,11 @@ impl Weights for CudaBackend {
     fn upload_linear(&self, w: HostLinear<'_>) -> Result<CudaWeight> {
         self.linear_bytes(&w)?;
         let (rows, k) = w.dims();
-        let words = match &w {
-            HostLinear::Dense(t) => self.half_words(t)?,
-            HostLinear::Fp8Block { .. } => self.fp8_block_words(&w)?,
+        let data = match &w {
+            HostLinear::Dense(t) => WeightData::Half(self.upload_words(&self.half_words(t)?)?),
+            HostLinear::Fp8Block { .. } => self.upload_fp8(&w)?,
         };
-        Ok(CudaWeight {
-            mem: self.upload_words(&words)?,
-            rows,
-            k,
-        })
+        Ok(CudaWeight { data, rows, k })
     }
 
     fn upload_vector(&self, t: HostTensor<'_>) -> Result<CudaVector> {
@@ -135,8 +218,11 @@ impl Weights for CudaBackend {
             bail!("stacked weights need the same row length");
         }
         let rows: usize = parts.iter().map(|p| p.rows).sum();
-        let mem = self.concat(&parts.iter().map(|p| &p.mem).collect::<Vec<_>>())?;
-        Ok(CudaWeight { mem, rows, k })
+        let data = concat_rows(self, &parts.iter().map(|p| &p.data).collect::<Vec<_>>())?;
+        if matches!(data, WeightData::Fp8 { .. }) {
+            self.reserve_dequant(rows * k)?;
+        }
+        Ok(CudaWeight { data, rows, k })
     }
 
     fn experts(&self, experts: Vec<(CudaWeight, CudaWeight)>) -> Result<CudaExperts> {

@@ -1,0 +1,86 @@
+// Linear layers whose weights stay block-FP8 on the device: e4m3 codes `[n][k]` with one f32
+// scale per row and block of `bk` columns (the checkpoint's `weight_scale_inv` tiles expanded to
+// rows at load, so that stacked q/k/v or gate/up parts keep theirs): w[j][i] = fp8 · s[j][i / bk].
+
+#define GEMV_MAX_ROWS 8
+
+// out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most GEMV_MAX_ROWS): the decode path, which
+// reads each weight byte once for all rows. One warp per output column j, eight per block; per
+// scale block the lanes sum unscaled products (four codes per lane and load when k and bk are
+// multiples of 4), then the block's scale multiplies the partial sum.
+template <typename T>
+__device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk) {
+    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (j >= n) return;
+    const fp8* wr = w + (i64)j * k;
+    const int sc = (k + bk - 1) / bk;
+    const float* sr = s + (i64)j * sc;
+    const bool vec = (k % 4 == 0) && (bk % 4 == 0);
+    float acc[GEMV_MAX_ROWS];
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.f;
+    for (int b = 0; b < sc; b++) {
+        const int lo = b * bk, hi = min(k, lo + bk);
+        float part[GEMV_MAX_ROWS];
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_ROWS; r++) part[r] = 0.f;
+        if (vec) {
+            for (int i = lo + 4 * lane; i < hi; i += 128) {
+                const u32 q = *reinterpret_cast<const u32*>(wr + i);
+                float wv[4];
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    fp8 code;
+                    code.__x = (q >> (8 * c)) & 0xff;
+                    wv[c] = float(code);
+                }
+#pragma unroll
+                for (int r = 0; r < GEMV_MAX_ROWS; r++)
+                    if (r < rows) {
+                        const T* xr = x + (i64)r * k + i;
+#pragma unroll
+                        for (int c = 0; c < 4; c++) part[r] += wv[c] * to_f32(xr[c]);
+                    }
+            }
+        } else {
+            for (int i = lo + lane; i < hi; i += 32) {
+                const float wv = float(wr[i]);
+#pragma unroll
+                for (int r = 0; r < GEMV_MAX_ROWS; r++)
+                    if (r < rows) part[r] += wv * to_f32(x[(i64)r * k + i]);
+            }
+        }
+        const float scale = sr[b];
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] += part[r] * scale;
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++)
+        if (r < rows) {
+            const float v = warp_sum(acc[r]);
+            if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
+        }
+}
+
+// out = the weight in T (n·k values): the prefill path dequantizes into a scratch buffer for a
+// cuBLAS GEMM, which at many rows is bound by compute, not by reading the weight twice.
+template <typename T>
+__device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, int bk) {
+    const int sc = (k + bk - 1) / bk;
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n * k; i += (i64)gridDim.x * blockDim.x) {
+        const i64 j = i / k;
+        const int c = (int)(i - j * k);
+        out[i] = from_f32<T>(float(w[i]) * s[j * sc + c / bk]);
+    }
+}
+
+#define LINEAR(T, S)                                                                                       \
+    extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
+                                            int n, int k, int bk) {                                        \
+        gemv_fp8<T>(x, w, s, out, rows, n, k, bk);                                                         \
+    }                                                                                                      \
+    extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
+                                               int bk) {                                                   \
+        dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
+    }
+FOR_HALF_TYPES(LINEAR)

@@ -1,0 +1,116 @@
+//! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`: cuBLAS GEMMs over half weights; block-FP8
+//! weights through our GEMV (`kernels/linear.cu`) at up to eight rows, which reads each e4m3
+//! byte once, and at more rows dequantized into a scratch buffer for a cuBLAS GEMM (compute-bound
+//! there, so reading the weight twice costs little). The scratch is sized at load, by the largest
+//! FP8 weight, so a forward allocates nothing.
+
+use anyhow::{Result, anyhow};
+use cudarc::cublas::sys as blas;
+use cudarc::driver::LaunchConfig;
+
+use super::backend::{Arg, CudaBackend, CudaBuf};
+use super::weights::{CudaWeight, WeightData};
+
+/// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
+pub(super) const GEMV_MAX_ROWS: usize = 8;
+
+impl CudaBackend {
+    /// Grows the FP8 dequantization scratch to `n` values (at load, before any forward).
+    pub(super) fn reserve_dequant(&self, n: usize) -> Result<()> {
+        let mut slot = self.dequant.borrow_mut();
+        if slot.as_ref().is_none_or(|s| s.len() < n) {
+            *slot = Some(self.stream.alloc_zeros::<u16>(n.max(1))?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn linear_into(
+        &self,
+        x: &CudaBuf,
+        rows: usize,
+        w: &CudaWeight,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
+        use Arg::{I, L, P};
+        let (xp, op) = (self.ptr(&x.mem), self.ptr(&out.mem));
+        match &w.data {
+            WeightData::Half(m) => self.gemm(xp, rows, self.ptr(m), w.rows, w.k, op),
+            WeightData::Fp8 { codes, scales, bk } if rows <= GEMV_MAX_ROWS => {
+                let args = [
+                    P(xp),
+                    P(self.ptr(codes)),
+                    P(self.ptr(scales)),
+                    P(op),
+                    I(rows as i32),
+                    I(w.rows as i32),
+                    I(w.k as i32),
+                    I(*bk as i32),
+                ];
+                // eight output columns (warps) per block
+                let cfg = LaunchConfig {
+                    grid_dim: (w.rows.div_ceil(8) as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                self.launch("gemv_fp8", cfg, &args)
+            }
+            WeightData::Fp8 { codes, scales, bk } => {
+                let scratch = self.dequant.borrow();
+                let d = scratch
+                    .as_ref()
+                    .filter(|s| s.len() >= w.rows * w.k)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no FP8 dequantization scratch for a {}×{} weight",
+                            w.rows,
+                            w.k
+                        )
+                    })?;
+                let dp = self.ptr(d);
+                let args = [
+                    P(self.ptr(codes)),
+                    P(self.ptr(scales)),
+                    P(dp),
+                    L(w.rows as i64),
+                    I(w.k as i32),
+                    I(*bk as i32),
+                ];
+                self.launch("dequant_fp8", Self::flat_cfg(w.rows * w.k), &args)?;
+                self.gemm(xp, rows, dp, w.rows, w.k, op)
+            }
+        }
+    }
+
+    /// cuBLAS: row-major `out[rows][n] = x[rows][k] · w[n][k]ᵀ` is column-major `outᵀ = w · xᵀ`
+    /// with `w` read transposed (m = n, n = rows).
+    fn gemm(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
+        let (alpha, beta) = (1f32, 0f32);
+        let dt = self.dtype.blas();
+        // SAFETY: x, w and out are live device allocations of at least rows·k, n·k and rows·n
+        // values of the backend's dtype, ordered by the one stream cuBLAS is bound to.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.blas.handle(),
+                blas::cublasOperation_t::CUBLAS_OP_T,
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                n as i32,
+                rows as i32,
+                k as i32,
+                &alpha as *const f32 as *const _,
+                w as *const _,
+                dt,
+                k as i32,
+                x as *const _,
+                dt,
+                k as i32,
+                &beta as *const f32 as *const _,
+                out as *mut _,
+                dt,
+                n as i32,
+                blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| anyhow!("cuBLAS GEMM {rows}×{k}×{n}: {e:?}"))
+    }
+}

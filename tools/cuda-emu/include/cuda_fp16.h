@@ -1,0 +1,1 @@
+// emulator: the types come from emu.h (included first)

@@ -1,0 +1,175 @@
+// ferrum's CUDA emulator, host side: the subset of the CUDA driver API that cudarc and ferrum's
+// CUDA backend call (built as a `libcuda.so.1` that goes first on LD_LIBRARY_PATH), over host
+// memory, and the kernel scheduler: a launch runs its blocks one after another, each block's
+// threads as fibers (ucontext) switched at `__syncthreads` and warp shuffles.
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "emu.h"
+#include "registry.h"
+
+namespace emu {
+thread_local ThreadState* cur = nullptr;
+
+namespace {
+constexpr size_t STACK = 256 * 1024;
+
+enum class St { Ready, WaitBlock, WaitWarp, Done };
+
+struct Fiber {
+    ThreadState ts;
+    ucontext_t ctx;
+    St st = St::Ready;
+    unsigned wait_gen = 0;
+};
+
+struct Warp {
+    int live = 0, arrived = 0;
+    unsigned gen = 0;
+    uint64_t slot[32];
+};
+
+struct Block {
+    std::vector<Fiber> fibers;
+    std::vector<Warp> warps;
+    int live = 0, arrived = 0;
+    unsigned gen = 0;
+    ucontext_t sched;
+    Fiber* running = nullptr;
+    const Kernel* kernel = nullptr;
+    void** params = nullptr;
+};
+
+thread_local Block* blk = nullptr;
+thread_local std::vector<std::unique_ptr<char[]>> stacks;
+
+// Releases a barrier whose every live participant has arrived.
+void settle(int& arrived, int live, unsigned& gen) {
+    if (arrived > 0 && arrived >= live) {
+        arrived = 0;
+        gen++;
+    }
+}
+
+void park(St st, unsigned gen) {
+    Fiber* f = blk->running;
+    f->st = st;
+    f->wait_gen = gen;
+    swapcontext(&f->ctx, &blk->sched);
+}
+
+void fiber_main() {
+    Block* b = blk;
+    b->kernel->call(b->params);
+    Fiber* f = b->running;
+    f->st = St::Done;
+    b->live--;
+    Warp& w = b->warps[f->ts.warp];
+    w.live--;
+    settle(b->arrived, b->live, b->gen);
+    settle(w.arrived, w.live, w.gen);
+    // returns to uc_link: the scheduler
+}
+
+void run_block(Block& b) {
+    const size_t n = b.fibers.size();
+    while (stacks.size() < n) stacks.emplace_back(new char[STACK]);
+    for (size_t i = 0; i < n; i++) {
+        Fiber& f = b.fibers[i];
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = stacks[i].get();
+        f.ctx.uc_stack.ss_size = STACK;
+        f.ctx.uc_link = &b.sched;
+        makecontext(&f.ctx, fiber_main, 0);
+        f.st = St::Ready;
+    }
+    size_t done = 0;
+    while (done < n) {
+        bool progress = false;
+        done = 0;
+        for (auto& f : b.fibers) {
+            if (f.st == St::Done) {
+                done++;
+                continue;
+            }
+            if (f.st == St::WaitBlock && b.gen == f.wait_gen) continue;
+            if (f.st == St::WaitWarp && b.warps[f.ts.warp].gen == f.wait_gen) continue;
+            f.st = St::Ready;
+            b.running = &f;
+            cur = &f.ts;
+            swapcontext(&b.sched, &f.ctx);
+            progress = true;
+            if (f.st == St::Done) done++;
+        }
+        if (!progress && done < n) {
+            std::fprintf(stderr,
+                         "cuda-emu: deadlock in kernel %s: %zu of %zu threads wait at a barrier "
+                         "the others never reach\n",
+                         b.kernel->name, n - done, n);
+            std::abort();
+        }
+    }
+    cur = nullptr;
+}
+}  // namespace
+
+void sync_block() {
+    Block* b = blk;
+    b->arrived++;
+    const unsigned g = b->gen;
+    settle(b->arrived, b->live, b->gen);
+    if (b->gen == g) park(St::WaitBlock, g);
+}
+
+void sync_warp() {
+    Block* b = blk;
+    Warp& w = b->warps[cur->warp];
+    w.arrived++;
+    const unsigned g = w.gen;
+    settle(w.arrived, w.live, w.gen);
+    if (w.gen == g) park(St::WaitWarp, g);
+}
+
+uint64_t* warp_slots() { return blk->warps[cur->warp].slot; }
+
+void launch(const Kernel& k, dim3v grid, dim3v block, void** params) {
+    const unsigned nt = block.x * block.y * block.z;
+    Block b;
+    b.kernel = &k;
+    b.params = params;
+    b.fibers.resize(nt);
+    b.warps.resize((nt + 31) / 32);
+    Block* saved = blk;
+    blk = &b;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                b.live = (int)nt;
+                b.arrived = 0;
+                for (auto& w : b.warps) w = Warp{};
+                for (unsigned i = 0; i < nt; i++) {
+                    ThreadState& t = b.fibers[i].ts;
+                    t.thread_idx = {i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+                    t.block_idx = {bx, by, bz};
+                    t.block_dim = block;
+                    t.grid_dim = grid;
+                    t.lane = (int)(i % 32);
+                    t.warp = (int)(i / 32);
+                    b.warps[i / 32].live++;
+                }
+                run_block(b);
+            }
+    blk = saved;
+}
+
+std::map<std::string, const Kernel*>& registry() {
+    static std::map<std::string, const Kernel*> r;
+    return r;
+}
+}  // namespace emu
