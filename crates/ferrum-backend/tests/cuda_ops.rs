@@ -537,7 +537,8 @@ fn cuda_ops_match_the_cpu_backend() {
         },
     ];
     for routing in routings {
-        for rows in [1usize, 3, 37] {
+        // up to 8 tokens the per-pair GEMVs, from 9 the grouped GEMMs
+        for rows in [1usize, 3, 8, 9, 37] {
             let d = MoeDims {
                 n_experts,
                 top_k,

@@ -31,10 +31,9 @@ impl CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::{I, L, P};
+        use Arg::{I, P};
         let (xp, op) = (self.ptr(&x.mem), self.ptr(&out.mem));
         match &w.data {
-            WeightData::Half(m) => self.gemm(xp, rows, self.ptr(m), w.rows, w.k, op),
             WeightData::Fp8 { codes, scales, bk } if rows <= GEMV_MAX_ROWS => {
                 let args = [
                     P(xp),
@@ -54,29 +53,47 @@ impl CudaBackend {
                 };
                 self.launch("gemv_fp8", cfg, &args)
             }
+            _ => self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op),
+        }
+    }
+
+    /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked
+    /// weight of row length `k` (one expert of a stack, or the whole layer), through cuBLAS;
+    /// block-FP8 rows are dequantized into the scratch first.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_rows(
+        &self,
+        x: u64,
+        rows: usize,
+        w: &WeightData,
+        first: usize,
+        n: usize,
+        k: usize,
+        out: u64,
+    ) -> Result<()> {
+        use Arg::{I, L, P};
+        match w {
+            WeightData::Half(m) => {
+                self.gemm(x, rows, self.ptr(m) + (2 * first * k) as u64, n, k, out)
+            }
             WeightData::Fp8 { codes, scales, bk } => {
                 let scratch = self.dequant.borrow();
                 let d = scratch
                     .as_ref()
-                    .filter(|s| s.len() >= w.rows * w.k)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "no FP8 dequantization scratch for a {}×{} weight",
-                            w.rows,
-                            w.k
-                        )
-                    })?;
+                    .filter(|s| s.len() >= n * k)
+                    .ok_or_else(|| anyhow!("no FP8 dequantization scratch for a {n}×{k} weight"))?;
                 let dp = self.ptr(d);
+                let sc = k.div_ceil(*bk);
                 let args = [
-                    P(self.ptr(codes)),
-                    P(self.ptr(scales)),
+                    P(self.ptr(codes) + (first * k) as u64),
+                    P(self.ptr(scales) + (4 * first * sc) as u64),
                     P(dp),
-                    L(w.rows as i64),
-                    I(w.k as i32),
+                    L(n as i64),
+                    I(k as i32),
                     I(*bk as i32),
                 ];
-                self.launch("dequant_fp8", Self::flat_cfg(w.rows * w.k), &args)?;
-                self.gemm(xp, rows, dp, w.rows, w.k, op)
+                self.launch("dequant_fp8", Self::flat_cfg(n * k), &args)?;
+                self.gemm(x, rows, dp, n, k, out)
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Routed experts on the GPU (`kernels/moe.cu`): routing on the device, then the chosen experts'
-//! SwiGLU as GEMVs over each (token, expert) pair, reading only those experts' rows, and the
-//! weighted combine in rank order. Every expert's weights sit in two stacked buffers, in the
+//! SwiGLU, then the weighted combine in rank order. Up to [`MOE_GEMV_MAX_TOKENS`] tokens (decode)
+//! each (token, expert) pair is a GEMV reading only its expert's rows; above, the pairs are
+//! grouped by expert (the routing comes to the host once per layer, as vLLM's fused MoE sorts and
+//! pads them on the device) and each expert with tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers, in the
 //! half dtype or block-FP8 (`moe_gemv_fp8` reads the codes and scales directly).
 
 use anyhow::{Result, bail};
@@ -8,6 +10,9 @@ use cudarc::driver::{CudaSlice, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
+
+/// Tokens up to which the experts run as per-pair GEMVs; above, as grouped GEMMs.
+pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
 use crate::backend::{MoeDims, Routing};
 
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
@@ -28,6 +33,12 @@ pub struct CudaMoeScratch {
     gate_up: CudaSlice<u16>,
     act: CudaSlice<u16>,
     y: CudaSlice<u16>,
+    /// The grouped path: per sorted pair its token, per pair its sorted index, the tokens'
+    /// inputs and the experts' outputs in sorted order.
+    tok: CudaSlice<u32>,
+    pos: CudaSlice<u32>,
+    xs: CudaSlice<u16>,
+    ys: CudaSlice<u16>,
     max_tokens: usize,
 }
 
@@ -50,6 +61,10 @@ impl CudaBackend {
             );
         }
         let n = experts.len();
+        if matches!(g0.data, WeightData::Fp8 { .. }) {
+            // the grouped path dequantizes one expert's gate/up at a time
+            self.reserve_dequant(2 * inter * hidden)?;
+        }
         let (gu, dn): (Vec<CudaWeight>, Vec<CudaWeight>) = experts.into_iter().unzip();
         Ok(CudaExperts {
             gate_up: concat_rows(self, &gu.iter().map(|w| &w.data).collect::<Vec<_>>())?,
@@ -68,6 +83,10 @@ impl CudaBackend {
             gate_up: self.stream.alloc_zeros(pairs * 2 * d.inter)?,
             act: self.stream.alloc_zeros(pairs * d.inter)?,
             y: self.stream.alloc_zeros(pairs * d.hidden)?,
+            tok: self.stream.alloc_zeros(pairs)?,
+            pos: self.stream.alloc_zeros(pairs)?,
+            xs: self.stream.alloc_zeros(pairs * d.hidden)?,
+            ys: self.stream.alloc_zeros(pairs * d.hidden)?,
             max_tokens,
         })
     }
@@ -94,7 +113,7 @@ impl CudaBackend {
                 ex.n
             );
         }
-        let (k, h, inter) = (d.top_k, ex.hidden, ex.inter);
+        let (k, h) = (d.top_k, ex.hidden);
         let pairs = rows * k;
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
         let per_thread = LaunchConfig {
@@ -144,6 +163,28 @@ impl CudaBackend {
                 self.launch("moe_route_sigmoid", per_thread, &args)?;
             }
         }
+        let y = self.ptr(&s.y);
+        if rows <= MOE_GEMV_MAX_TOKENS {
+            self.experts_per_pair(x, ex, k, pairs, s)?;
+        } else {
+            self.experts_grouped(x, ex, k, pairs, s)?;
+        }
+        let args = [P(y), P(w), P(self.ptr(&out.mem)), I(h as i32), I(k as i32)];
+        self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
+    }
+
+    /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows, into `s.y`
+    /// in pair order.
+    fn experts_per_pair(
+        &self,
+        x: &CudaBuf,
+        ex: &CudaExperts,
+        k: usize,
+        pairs: usize,
+        s: &mut CudaMoeScratch,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let (h, inter, ids) = (ex.hidden, ex.inter, self.ptr(&s.ids));
         // eight output rows (warps) per block
         let gemv = |rows_out: usize| LaunchConfig {
             grid_dim: (pairs as u32, rows_out.div_ceil(8) as u32, 1),
@@ -191,7 +232,84 @@ impl CudaBackend {
             &[P(gu), P(act), I(inter as i32)],
         )?;
         expert_gemv(&ex.down, act, 1, h, inter, y)?;
-        let args = [P(y), P(w), P(self.ptr(&out.mem)), I(h as i32), I(k as i32)];
-        self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
+        Ok(())
+    }
+
+    /// The pairs grouped by expert: the tokens' inputs gathered in expert order, one GEMM per
+    /// expert with tokens for gate/up and one for down, then the outputs back in pair order in
+    /// `s.y`. Experts no token chose cost nothing.
+    fn experts_grouped(
+        &self,
+        x: &CudaBuf,
+        ex: &CudaExperts,
+        k: usize,
+        pairs: usize,
+        s: &mut CudaMoeScratch,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let (h, inter) = (ex.hidden, ex.inter);
+        let ids = self.stream.clone_dtoh(&s.ids.slice(..pairs))?;
+        self.stream.synchronize()?;
+        let mut start = vec![0usize; ex.n + 1];
+        for &e in &ids {
+            if e as usize >= ex.n {
+                bail!("moe: routing chose expert {e} of {}", ex.n);
+            }
+            start[e as usize + 1] += 1;
+        }
+        for e in 0..ex.n {
+            start[e + 1] += start[e];
+        }
+        // stable within an expert: pairs keep their order
+        let mut next = start.clone();
+        let (mut tok, mut pos) = (vec![0u32; pairs], vec![0u32; pairs]);
+        for (p, &e) in ids.iter().enumerate() {
+            let j = next[e as usize];
+            next[e as usize] += 1;
+            tok[j] = (p / k) as u32;
+            pos[p] = j as u32;
+        }
+        self.stream
+            .memcpy_htod(&tok, &mut s.tok.slice_mut(..pairs))?;
+        self.stream
+            .memcpy_htod(&pos, &mut s.pos.slice_mut(..pairs))?;
+        let (xs, ys, gu, act) = (
+            self.ptr(&s.xs),
+            self.ptr(&s.ys),
+            self.ptr(&s.gate_up),
+            self.ptr(&s.act),
+        );
+        let gather = |src: u64, rows: u64, dst: u64| {
+            let args = [P(src), P(rows), P(dst), I(h as i32)];
+            self.launch("gather_rows", Self::rows_cfg(pairs, 256), &args)
+        };
+        gather(self.ptr(&x.mem), self.ptr(&s.tok), xs)?;
+        let half = 2u64; // bytes per activation value
+        for e in 0..ex.n {
+            let (first, n) = (start[e], start[e + 1] - start[e]);
+            if n > 0 {
+                let (xe, oe) = (
+                    xs + half * (first * h) as u64,
+                    gu + half * (first * 2 * inter) as u64,
+                );
+                self.gemm_rows(xe, n, &ex.gate_up, e * 2 * inter, 2 * inter, h, oe)?;
+            }
+        }
+        self.launch(
+            "silu_mul",
+            Self::rows_cfg(pairs, 256),
+            &[P(gu), P(act), I(inter as i32)],
+        )?;
+        for e in 0..ex.n {
+            let (first, n) = (start[e], start[e + 1] - start[e]);
+            if n > 0 {
+                let (ae, oe) = (
+                    act + half * (first * inter) as u64,
+                    ys + half * (first * h) as u64,
+                );
+                self.gemm_rows(ae, n, &ex.down, e * h, h, inter, oe)?;
+            }
+        }
+        gather(ys, self.ptr(&s.pos), self.ptr(&s.y))
     }
 }
