@@ -17,5 +17,7 @@ cu13="$(.venv-test/bin/python -c 'import nvidia, os; print(os.path.join(list(nvi
 export LD_LIBRARY_PATH="$cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export FERRUM_CUDA_INCLUDE="$cu13/include" FERRUM_REQUIRE_NVRTC=1
 cargo test --workspace --release
+# the GPU tests (ignored above) on the CUDA emulator: the CUDA backend's logic, not its speed
+./scripts/cuda-emu.sh
 cargo build --release -p ferrum
 FERRUM_BIN="$PWD/target/release/ferrum" .venv-test/bin/pytest -q tests

@@ -17,11 +17,13 @@ struct dim3v {
 struct ThreadState {
     dim3v thread_idx, block_idx, block_dim, grid_dim;
     int lane, warp;
+    // which of the warp's two exchange buffers this thread's next shuffle uses
+    int shfl_parity;
 };
 extern thread_local ThreadState* cur;
 void sync_block();
 void sync_warp();
-uint64_t* warp_slots();
+uint64_t* warp_slots(int parity);
 }  // namespace emu
 
 #define threadIdx (emu::cur->thread_idx)
@@ -40,17 +42,21 @@ uint64_t* warp_slots();
 inline void __syncthreads() { emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::sync_warp(); }
 
+// Every lane writes, one barrier, every lane reads. Shuffles alternate between two buffers: a lane
+// can write the next shuffle's buffer while another still reads this one, and cannot come back to
+// this buffer before every lane has passed the next barrier, i.e. finished reading it.
 template <typename T>
 inline T emu_shfl(T v, int src) {
     static_assert(sizeof(T) <= 8, "shuffle of at most 8 bytes");
-    uint64_t* slot = emu::warp_slots();
-    const int lane = emu::cur->lane;
+    emu::ThreadState* t = emu::cur;
+    uint64_t* slot = emu::warp_slots(t->shfl_parity);
+    t->shfl_parity ^= 1;
+    const int lane = t->lane;
     uint64_t u = 0;
     std::memcpy(&u, &v, sizeof(T));
     slot[lane] = u;
     emu::sync_warp();
     const uint64_t r = slot[(src >= 0 && src < 32) ? src : lane];
-    emu::sync_warp();
     T out;
     std::memcpy(&out, &r, sizeof(T));
     return out;

@@ -5,7 +5,8 @@
 //! and the difference is the GPU's bf16 outputs and f32 accumulation order.
 //!
 //! Needs a GPU, so `#[ignore]`d in the plain test run (which lists it as ignored);
-//! `scripts/gpu-check.sh` runs it on the GPU machine with `--ignored`.
+//! `scripts/gpu-check.sh` runs it on the GPU machine with `--ignored`, and `scripts/cuda-emu.sh`
+//! (in CI) on the CPU through the CUDA emulator (`tools/cuda-emu`).
 
 use ferrum_backend::cpu::{RopeScaling, RopeStyle};
 use ferrum_backend::cuda::{CudaBackend, Half};

@@ -7,7 +7,8 @@
 //!
 //! The model: `$FERRUM_GPU_MODEL` (a folder made on the GPU machine by
 //! `scripts/fixtures/hf_reference.py --init-std 0.1`, whose argmax is meaningful), else the
-//! Qwen3 fixture. Needs a GPU: `#[ignore]`d in the plain run; `scripts/gpu-check.sh` runs it.
+//! Qwen3 fixture. Needs a GPU: `#[ignore]`d in the plain run; `scripts/gpu-check.sh` runs it, and
+//! `scripts/cuda-emu.sh` (in CI) on the CPU through the CUDA emulator (`tools/cuda-emu`).
 
 mod common;
 use ferrum_backend::KvDtype;

@@ -7,7 +7,8 @@
 //! fixture is the yardstick: the CPU's f32 forward is within 0.1 max / 0.02 mean of it).
 //!
 //! Needs a GPU, so `#[ignore]`d in the plain test run (which lists it as ignored);
-//! `scripts/gpu-check.sh` runs it on the GPU machine with `--ignored`.
+//! `scripts/gpu-check.sh` runs it on the GPU machine with `--ignored`, and `scripts/cuda-emu.sh`
+//! (in CI) on the CPU through the CUDA emulator (`tools/cuda-emu`).
 
 mod common;
 use common::*;
