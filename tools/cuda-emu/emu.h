@@ -66,6 +66,11 @@ inline T __shfl_xor_sync(unsigned, T v, int mask, int = 32) { return emu_shfl(v,
 template <typename T>
 inline T __shfl_sync(unsigned, T v, int src, int = 32) { return emu_shfl(v, src & 31); }
 template <typename T>
+inline T __shfl_up_sync(unsigned, T v, unsigned d, int = 32) {
+    const int s = emu::cur->lane - (int)d;
+    return emu_shfl(v, s >= 0 ? s : emu::cur->lane);
+}
+template <typename T>
 inline T __shfl_down_sync(unsigned, T v, unsigned d, int = 32) {
     const int s = emu::cur->lane + (int)d;
     return emu_shfl(v, s < 32 ? s : emu::cur->lane);

@@ -1,6 +1,8 @@
-// Sampling on the device. So far the greedy fast path: the argmax of each logits row, so that a
-// step copies token ids to the host instead of whole rows. Matches the host sampler's `argmax`:
-// the first maximum wins, NaN never does, and a row of NaN / -inf gives token 0.
+// Sampling on the device, so that a step copies token ids to the host instead of whole rows of
+// logits. `argmax_rows`: the greedy fast path, matching the host sampler's `argmax` (the first
+// maximum wins, NaN never does, a row of NaN / -inf gives token 0). `sample_rows`: temperature,
+// min-p, top-k and top-p, then the draw, in the host sampler's order and by its rules
+// (`ferrum_engine::sampling`).
 
 template <typename T>
 __device__ void argmax_rows(const T* logits, int vocab, u32* out) {
@@ -43,8 +45,197 @@ __device__ void argmax_rows(const T* logits, int vocab, u32* out) {
     }
 }
 
+// The block's maximum; every thread gets it.
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < warps ? partial[lane] : NEG_INF;
+    return warp_max(v);
+}
+
+// The sum of `v` over the threads before this one (exclusive scan in thread order); `total` gets
+// the block's sum.
+__device__ __forceinline__ float block_exclusive_sum(float v, float* total) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    float inc = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += y;
+    }
+    __syncthreads();
+    if (lane == 31) partial[warp] = inc;
+    __syncthreads();
+    float before = 0.f, all = 0.f;
+    for (int w = 0; w < warps; w++) {
+        if (w < warp) before += partial[w];
+        all += partial[w];
+    }
+    *total = all;
+    return before + inc - v;
+}
+
+// A float's order as an unsigned key (larger float, larger key; -inf lowest of the numbers).
+__device__ __forceinline__ u32 order_key(float x) {
+    const u32 b = __float_as_uint(x);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// One row per block (blockDim.x = 1024, a multiple of 32). Logits are divided by the temperature
+// (0: argmax); min-p drops tokens with exp(x - max) < min_p; top-k keeps every token at or above
+// the k-th largest value (ties kept); top-p keeps a token when the mass of the tokens more likely
+// than it (higher value, or equal value and lower id) is below top_p of the whole; then the
+// token is the inverse CDF of what is left at `u[r] · mass`, in token-id order. NaN has no mass;
+// a row with no mass left takes the argmax. Sums are f32 here (f64 on the host): a token right at
+// a filter's boundary may fall the other way.
+template <typename T>
+__device__ void sample_rows(const T* logits, int vocab, const float* temperature, const int* top_k,
+                            const float* top_p, const float* min_p, const float* u, u32* out) {
+    const i64 r = blockIdx.x;
+    const T* l = logits + r * vocab;
+    const float temp = temperature[r];
+    if (temp == 0.f) {
+        argmax_rows<T>(logits, vocab, out);
+        return;
+    }
+    const int tid = threadIdx.x, nt = blockDim.x;
+#define X(i) (to_f32(l[i]) / temp)
+    float m = NEG_INF;
+    for (int i = tid; i < vocab; i += nt) {
+        const float x = X(i);
+        if (!isnan(x)) m = fmaxf(m, x);
+    }
+    m = block_max(m);
+    if (m == NEG_INF) {
+        argmax_rows<T>(logits, vocab, out);
+        return;
+    }
+    const float mp = min_p[r];
+    // kept so far: a number, not dropped by min-p, at or above the top-k key
+    u32 kkey = 0;
+#define KEPT(x) (!isnan(x) && (x) != NEG_INF && !(mp > 0.f && __expf((x) - m) < mp) && order_key(x) >= kkey)
+    const int k = top_k[r];
+    if (k >= 1 && k < vocab) {
+        // the k-th largest key, bit by bit: the largest c with #{key >= c} >= k (dropped tokens
+        // count as -inf, as on the host)
+        u32 c = 0;
+        for (int bit = 31; bit >= 0; bit--) {
+            const u32 cand = c | (1u << bit);
+            float n = 0.f;
+            for (int i = tid; i < vocab; i += nt) {
+                float x = X(i);
+                if (isnan(x) || (mp > 0.f && __expf(x - m) < mp)) x = NEG_INF;
+                n += order_key(x) >= cand ? 1.f : 0.f;
+            }
+            if (block_sum(n) >= (float)k) c = cand;
+        }
+        kkey = c;
+    }
+    float mass = 0.f;
+    for (int i = tid; i < vocab; i += nt) {
+        const float x = X(i);
+        if (KEPT(x)) mass += __expf(x - m);
+    }
+    mass = block_sum(mass);
+    // top-p: the value v* of the last token kept is the largest key c whose mass at or above it
+    // reaches top_p · mass; tokens above v* stay, tokens below go, and of the tokens equal to v*
+    // the lowest ids stay while the mass before them is below the bound
+    const float tp = top_p[r];
+    u32 pkey = 0;
+    int tie_keep = 0x7fffffff;
+    if (tp < 1.f) {
+        const float bound = tp * mass;
+        u32 c = 0;
+        for (int bit = 31; bit >= 0; bit--) {
+            const u32 cand = c | (1u << bit);
+            float s = 0.f;
+            for (int i = tid; i < vocab; i += nt) {
+                const float x = X(i);
+                if (KEPT(x) && order_key(x) >= cand) s += __expf(x - m);
+            }
+            if (block_sum(s) >= bound) c = cand;
+        }
+        pkey = c;
+        float above = 0.f, tie_w = 0.f;
+        for (int i = tid; i < vocab; i += nt) {
+            const float x = X(i);
+            if (!KEPT(x)) continue;
+            const u32 key = order_key(x);
+            if (key > pkey) above += __expf(x - m);
+            else if (key == pkey) tie_w = __expf(x - m);
+        }
+        above = block_sum(above);
+        tie_w = block_max(tie_w);
+        tie_keep = tie_w > 0.f ? max(1, (int)ceilf((bound - above) / tie_w)) : 0x7fffffff;
+    }
+    // the draw, in token-id order: each thread a contiguous chunk of ids
+    const int chunk = (vocab + nt - 1) / nt, lo = min(vocab, tid * chunk), hi = min(vocab, lo + chunk);
+#define KEEP_FINAL(x, tie_rank) (KEPT(x) && (order_key(x) > pkey || (order_key(x) == pkey && (tie_rank) < tie_keep)))
+    float ties = 0.f;
+    for (int i = lo; i < hi; i++) {
+        const float x = X(i);
+        if (KEPT(x) && order_key(x) == pkey) ties += 1.f;
+    }
+    float n_ties;
+    int rank = (int)block_exclusive_sum(ties, &n_ties);
+    float w = 0.f;
+    int last = -1;
+    {
+        int rk = rank;
+        for (int i = lo; i < hi; i++) {
+            const float x = X(i);
+            const bool tie = KEPT(x) && order_key(x) == pkey;
+            if (KEEP_FINAL(x, rk)) {
+                w += __expf(x - m);
+                last = i;
+            }
+            if (tie) rk++;
+        }
+    }
+    float total;
+    const float before = block_exclusive_sum(w, &total);
+    const float target = u[r] * total;
+    __shared__ int found;
+    if (tid == 0) found = -1;
+    __syncthreads();
+    if (w > 0.f && before <= target && target < before + w) {
+        float cum = before;
+        int rk = rank;
+        for (int i = lo; i < hi; i++) {
+            const float x = X(i);
+            const bool tie = KEPT(x) && order_key(x) == pkey;
+            if (KEEP_FINAL(x, rk)) {
+                cum += __expf(x - m);
+                if (cum > target) {
+                    found = i;
+                    break;
+                }
+            }
+            if (tie) rk++;
+        }
+        if (found < 0) found = last;  // rounding: the chunk's last token with mass
+    }
+    __syncthreads();
+    // rounding past the end: the last token with mass
+    const int last_all = (int)block_max((float)last);
+    if (tid == 0) out[r] = found >= 0 ? found : (last_all >= 0 ? last_all : 0);
+#undef KEEP_FINAL
+#undef KEPT
+#undef X
+}
+
 #define SAMPLE(T, S)                                                                                       \
     extern "C" __global__ void argmax_rows_##S(const T* logits, int vocab, u32* out) {                    \
         argmax_rows<T>(logits, vocab, out);                                                                \
+    }                                                                                                      \
+    extern "C" __global__ void sample_rows_##S(const T* logits, int vocab, const float* temperature,      \
+                                               const int* top_k, const float* top_p, const float* min_p,  \
+                                               const float* u, u32* out) {                                 \
+        sample_rows<T>(logits, vocab, temperature, top_k, top_p, min_p, u, out);                           \
     }
 FOR_HALF_TYPES(SAMPLE)

@@ -623,4 +623,117 @@ fn cuda_ops_match_the_cpu_backend() {
         eprintln!("greedy sample on the device: {b:?} (host: {a:?})");
         assert_eq!(a, b);
     }
+
+    // temperature, min-p, top-k, top-p and the seeded draw on the device against the host
+    // sampler: the same uniform per row (seeded), so the same token unless a token sits right at
+    // a filter's boundary (f32 sums on the device, f64 on the host)
+    {
+        let vocab = 3001usize;
+        type Cfg = (f32, i32, f32, f32); // temperature, top_k, top_p, min_p
+        let configs: [(&str, Cfg); 9] = [
+            ("plain", (1.0, -1, 1.0, 0.0)),
+            ("top_k 1", (0.7, 1, 1.0, 0.0)),
+            ("top_p tiny", (1.0, -1, 1e-6, 0.0)),
+            ("min_p 1", (1.0, -1, 1.0, 1.0)),
+            ("top_k 50", (0.8, 50, 1.0, 0.0)),
+            ("top_p 0.9", (1.2, -1, 0.9, 0.0)),
+            ("min_p 0.05", (1.0, -1, 1.0, 0.05)),
+            ("all", (0.9, 40, 0.8, 0.02)),
+            ("ties, top_p 0.3", (1.0, -1, 0.3, 0.0)),
+        ];
+        let seeds = 6usize;
+        let n = configs.len() * seeds + 1; // and one greedy row
+        let mut logits = rand_vec(&mut rng, n * vocab, 3.0);
+        // row block 8: five tokens tied far above the rest, each ~0.2 of the mass: top-p 0.3
+        // keeps the two lowest ids
+        for seed in 0..seeds {
+            let row = &mut logits[(8 * seeds + seed) * vocab..][..vocab];
+            for id in [10, 20, 30, 40, 50] {
+                row[id] = 14.0;
+            }
+        }
+        let mut params = Vec::new();
+        for (_, (t, k, p, mp)) in configs {
+            for seed in 0..seeds {
+                params.push(ferrum_engine::SamplingParams {
+                    temperature: t,
+                    top_k: k,
+                    top_p: p,
+                    min_p: mp,
+                    seed: Some(1000 + seed as u64),
+                    ..Default::default()
+                });
+            }
+        }
+        params.push(ferrum_engine::SamplingParams::greedy());
+        let tokens = [1u32, 2, 3, 4];
+        let seqs: Vec<_> = params
+            .iter()
+            .enumerate()
+            .map(|(i, sp)| ferrum_engine::StepSeq {
+                req_id: i as u64,
+                seq_index: 0,
+                tokens: &tokens,
+                num_prompt_tokens: 3,
+                num_computed: 3,
+                num_new: 1,
+                block_table: &[],
+                sample: true,
+                params: sp,
+                prompt_logprobs_from: None,
+                eos_token_ids: &[],
+                draft: &[],
+            })
+            .collect();
+        let rows: Vec<_> = seqs.iter().map(ferrum_backend::LogitsRow::Sample).collect();
+        let ids = |out: Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
+            out.into_iter()
+                .map(|o| match o {
+                    ferrum_backend::RowOutput::Sampled(s) => s.id,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut host = vec![0f32; n * vocab];
+        let a = ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
+        let b = ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
+        // the largest logit of row r (bf16 inputs: several tokens may share it)
+        let top = |r: usize| {
+            logits[r * vocab..][..vocab]
+                .iter()
+                .copied()
+                .fold(f32::MIN, f32::max)
+        };
+        let mut differ = 0;
+        for (ci, (name, _)) in configs.iter().enumerate() {
+            let (ha, da) = (&a[ci * seeds..][..seeds], &b[ci * seeds..][..seeds]);
+            eprintln!("sample {name:<16} host {ha:?} device {da:?}");
+            differ += ha.iter().zip(da).filter(|(x, y)| x != y).count();
+            if ["top_k 1", "top_p tiny", "min_p 1"].contains(name) {
+                for (s, &t) in da.iter().enumerate() {
+                    let r = ci * seeds + s;
+                    assert_eq!(
+                        logits[r * vocab + t as usize],
+                        top(r),
+                        "{name}: only the most likely tokens may be drawn"
+                    );
+                }
+            }
+            if *name == "ties, top_p 0.3" {
+                assert!(da.iter().all(|&t| t == 10 || t == 20), "{name}: {da:?}");
+            }
+        }
+        assert_eq!(a[n - 1], b[n - 1], "the greedy row");
+        // the draws really sample: the plain rows do not all land on one token
+        let plain = &b[..seeds];
+        assert!(
+            plain.iter().any(|&t| t != plain[0]),
+            "plain rows: {plain:?}"
+        );
+        eprintln!(
+            "sample on the device: {differ} of {} seeded draws differ from the host's",
+            n - 1
+        );
+        assert!(differ <= 2, "{differ} draws differ");
+    }
 }

@@ -19,6 +19,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
+use super::sample::DeviceSampling;
 use super::step::{DeviceStep, StepPtrs};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
@@ -27,8 +28,6 @@ use crate::backend::{
     StepMeta, host_sample,
 };
 use crate::cpu::{Rope, RopeStyle};
-use ferrum_engine::executor::Sampled;
-use ferrum_engine::sampling::is_plain_argmax;
 
 /// The activation and weight dtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,8 +132,8 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
-    /// Token ids the greedy fast path of `sample` writes.
-    sampled: RefCell<Option<CudaSlice<u32>>>,
+    /// Sampling parameters and chosen ids of `sample`'s device path (`sample.rs`).
+    pub(super) sampling: DeviceSampling,
     error: RefCell<Option<anyhow::Error>>,
 }
 
@@ -183,7 +182,7 @@ impl CudaBackend {
             step: DeviceStep::default(),
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
-            sampled: RefCell::new(None),
+            sampling: DeviceSampling::default(),
             error: RefCell::new(None),
         })
     }
@@ -594,29 +593,12 @@ impl Backend for CudaBackend {
         rows: &[LogitsRow<'_, '_>],
         host: &mut [f32],
     ) -> Result<Vec<RowOutput>> {
-        let plain = !rows.is_empty()
-            && rows
-                .iter()
-                .all(|r| matches!(r, LogitsRow::Sample(s) if is_plain_argmax(s)));
-        if !plain {
-            return host_sample(self, logits, vocab, rows, host);
+        match Self::device_rows(rows) {
+            Some(seqs) => {
+                self.take_error()?;
+                self.sample_on_device(logits, vocab, &seqs)
+            }
+            None => host_sample(self, logits, vocab, rows, host),
         }
-        self.take_error()?;
-        let mut slot = self.sampled.borrow_mut();
-        if slot.as_ref().is_none_or(|s| s.len() < rows.len()) {
-            *slot = Some(
-                self.stream
-                    .alloc_zeros::<u32>(rows.len().next_power_of_two())?,
-            );
-        }
-        let ids = slot.as_ref().unwrap();
-        let args = [P(self.ptr(&logits.mem)), I(vocab as i32), P(self.ptr(ids))];
-        self.launch("argmax_rows", Self::rows_cfg(rows.len(), 1024), &args)?;
-        let ids = self.stream.clone_dtoh(&ids.slice(..rows.len()))?;
-        self.stream.synchronize().context("CUDA stream")?;
-        Ok(ids
-            .into_iter()
-            .map(|id| RowOutput::Sampled(Sampled { id, logprobs: None }))
-            .collect())
     }
 }

@@ -60,7 +60,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "sample",
         src: include_str!("../../kernels/sample.cu"),
-        functions: &["argmax_rows"],
+        functions: &["argmax_rows", "sample_rows"],
     },
 ];
 

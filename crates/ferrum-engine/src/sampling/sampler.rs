@@ -23,9 +23,15 @@ pub fn sample(logits: &mut [f32], seq: &StepSeq<'_>) -> Sampled {
 /// that could move the maximum (allowed ids, logit bias, an unmet `min_tokens`, penalties) nor
 /// logprobs to report. A GPU backend then needs only the argmax on the device, not the row.
 pub fn is_plain_argmax(seq: &StepSeq<'_>) -> bool {
+    seq.params.is_greedy() && needs_only_filters(seq)
+}
+
+/// Whether this step's choice needs nothing but temperature, min-p, top-k, top-p and the draw
+/// (no logprobs, allowed ids, logit bias, pending `min_tokens` or penalties): what a device
+/// sampler implements, with the uniform from [`draw_uniform`].
+pub fn needs_only_filters(seq: &StepSeq<'_>) -> bool {
     let p = seq.params;
-    p.is_greedy()
-        && p.logprobs.is_none()
+    p.logprobs.is_none()
         && p.allowed_token_ids.is_none()
         && p.logit_bias.is_empty()
         && seq.num_output_tokens() >= p.min_tokens
@@ -44,11 +50,7 @@ pub fn sample_masked(logits: &mut [f32], seq: &StepSeq<'_>, mask: Option<&[u32]>
     let id = if p.is_greedy() {
         argmax(logits)
     } else {
-        let u = match p.seed {
-            Some(s) => seeded_uniform(s, seq.seq_index, seq.num_output_tokens()),
-            None => rand::rng().random::<f64>(),
-        };
-        draw(logits, u)
+        draw(logits, draw_uniform(seq))
     };
     Sampled {
         id,
@@ -98,6 +100,15 @@ pub(crate) fn process(
         apply_top_p(logits, p.top_p);
     }
     raw_logprobs
+}
+
+/// The uniform in [0, 1) that this step's draw inverts: the seeded stream of a request with a
+/// seed, else the thread's generator.
+pub fn draw_uniform(seq: &StepSeq<'_>) -> f64 {
+    match seq.params.seed {
+        Some(s) => seeded_uniform(s, seq.seq_index, seq.num_output_tokens()),
+        None => rand::rng().random::<f64>(),
+    }
 }
 
 /// The uniform draw of a seeded request: a ChaCha20 stream keyed only by
