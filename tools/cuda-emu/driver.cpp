@@ -151,6 +151,8 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                         unsigned bz, unsigned shared, CUstream, void** params, void** extra) {
     if (!f || extra || shared > 0 || bx * by * bz == 0 || bx * by * bz > 1024 || gx * gy * gz == 0)
         return INVALID_VALUE;
+    static const bool trace = std::getenv("FERRUM_EMU_TRACE") != nullptr;
+    if (trace) std::fprintf(stderr, "cuda-emu: %s <<<(%u, %u, %u), (%u, %u, %u)>>>\n", f->name, gx, gy, gz, bx, by, bz);
     emu::launch(*f, {gx, gy, gz}, {bx, by, bz}, params);
     return OK;
 }

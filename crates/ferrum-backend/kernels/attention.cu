@@ -35,20 +35,21 @@ __device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots,
 
 // Causal paged attention, varlen: every row of the step (prefill chunks and decodes alike) is one
 // query token that sees the first `tok_keys[t]` keys of its sequence (its position + 1), found
-// through the block table at `block_tables[tok_table[t]..]`. Block (t, h): four warps take every
-// fourth key, each keeping an online softmax (running max, sum and weighted V) in f32 registers,
-// and the warps merge at the end. GQA: query head h reads kv head h / (n_heads / n_kv_heads).
+// through the block table at `block_tables[tok_table[t]..]`. Block (t, h) takes keys [lo, hi):
+// four warps take every fourth key, each keeping an online softmax (running max, sum and
+// weighted V) in f32 registers, and the warps merge at the end into the block's max `m`, sum `l`
+// and unnormalized output `o[d]` (in shared memory). GQA: query head h reads kv head
+// h / (n_heads / n_kv_heads).
 template <typename T, typename C>
-__device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32* block_tables,
-                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
-                                int n_kv_heads, int head_dim, int block_size, float scale,
-                                float k_scale, float v_scale) {
+__device__ void attend_keys(const T* q, const C* kc, const C* vc, const u32* block_tables, const u32* tok_table,
+                            int n_heads, int n_kv_heads, int head_dim, int block_size, float scale,
+                            float k_scale, float v_scale, int lo, int hi, float* m_out, float* l_out,
+                            float* o /* [head_dim], shared */) {
     const i64 t = blockIdx.x;
     const int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int kv_dim = n_kv_heads * head_dim;
     const u32* table = block_tables + tok_table[t];
-    const int keys = tok_keys[t];
 
     float qv[ATTN_PER_LANE], acc[ATTN_PER_LANE];
     const T* qrow = q + (t * n_heads + h) * head_dim;
@@ -59,7 +60,7 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
         acc[r] = 0.f;
     }
     float m = NEG_INF, l = 0.f;
-    for (int j = warp; j < keys; j += ATTN_WARPS) {
+    for (int j = lo + warp; j < hi; j += ATTN_WARPS) {
         const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
         const C* krow = kc + slot * kv_dim + kvh * head_dim;
         const C* vrow = vc + slot * kv_dim + kvh * head_dim;
@@ -103,12 +104,79 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
         f[w] = w_l[w] > 0.f ? __expf(w_m[w] - big) : 0.f;
         total += w_l[w] * f[w];
     }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float v = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) v += w_acc[w][d] * f[w];
+        o[d] = v;
+    }
+    *m_out = big;
+    *l_out = total;
+}
+
+template <typename T, typename C>
+__device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32* block_tables,
+                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
+                                int n_kv_heads, int head_dim, int block_size, float scale,
+                                float k_scale, float v_scale) {
+    __shared__ float o[ATTN_MAX_HEAD_DIM];
+    const i64 t = blockIdx.x;
+    const int h = blockIdx.y;
+    float m, l;
+    attend_keys<T, C>(q, kc, vc, block_tables, tok_table, n_heads, n_kv_heads, head_dim, block_size, scale,
+                      k_scale, v_scale, 0, tok_keys[t], &m, &l, o);
+    T* orow = out + (t * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) orow[d] = from_f32<T>(o[d] / l);
+}
+
+// Split-KV decode: block (t, h, s) takes the s-th of `gridDim.z` equal slices of the token's keys
+// and writes its unnormalized partial (max, sum, output) to `part` ([t][h][s][2 + head_dim], f32);
+// `attention_merge` then combines the slices. For steps of a few tokens over long contexts, where
+// one block per (token, head) would leave most of the GPU idle.
+template <typename T, typename C>
+__device__ void paged_attention_split(const T* q, const C* kc, const C* vc, const u32* block_tables,
+                                      const u32* tok_table, const u32* tok_keys, float* part, int n_heads,
+                                      int n_kv_heads, int head_dim, int block_size, float scale,
+                                      float k_scale, float v_scale) {
+    __shared__ float o[ATTN_MAX_HEAD_DIM];
+    const i64 t = blockIdx.x;
+    const int h = blockIdx.y, s = blockIdx.z, splits = gridDim.z;
+    const int keys = tok_keys[t], per = (keys + splits - 1) / splits;
+    const int lo = min(keys, s * per), hi = min(keys, lo + per);
+    float m, l;
+    attend_keys<T, C>(q, kc, vc, block_tables, tok_table, n_heads, n_kv_heads, head_dim, block_size, scale,
+                      k_scale, v_scale, lo, hi, &m, &l, o);
+    float* p = part + ((t * n_heads + h) * splits + s) * (i64)(2 + head_dim);
+    if (threadIdx.x == 0) {
+        p[0] = m;
+        p[1] = l;
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) p[2 + d] = o[d];
+}
+
+// out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part`; a slice
+// that saw no key (l = 0) weighs nothing. Block (t, h).
+template <typename T>
+__device__ void attention_merge(const float* part, T* out, int n_heads, int head_dim, int splits) {
+    const i64 t = blockIdx.x;
+    const int h = blockIdx.y;
+    const float* p = part + (t * n_heads + h) * splits * (i64)(2 + head_dim);
+    float big = NEG_INF;
+    for (int s = 0; s < splits; s++)
+        if (p[s * (2 + head_dim) + 1] > 0.f) big = fmaxf(big, p[s * (2 + head_dim)]);
+    float total = 0.f;
+    for (int s = 0; s < splits; s++) {
+        const float* ps = p + s * (2 + head_dim);
+        if (ps[1] > 0.f) total += ps[1] * __expf(ps[0] - big);
+    }
     T* orow = out + (t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float o = 0.f;
-#pragma unroll
-        for (int w = 0; w < ATTN_WARPS; w++) o += w_acc[w][d] * f[w];
-        orow[d] = from_f32<T>(o / total);
+        float v = 0.f;
+        for (int s = 0; s < splits; s++) {
+            const float* ps = p + s * (2 + head_dim);
+            if (ps[1] > 0.f) v += ps[2 + d] * __expf(ps[0] - big);
+        }
+        orow[d] = from_f32<T>(v / total);
     }
 }
 
@@ -124,7 +192,20 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
                                float v_scale) {                                                            \
         paged_attention<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,      \
                               head_dim, block_size, scale, k_scale, v_scale);                              \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
+        paged_attention_split_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
+                                     const u32* tok_table, const u32* tok_keys, float* part, int n_heads,  \
+                                     int n_kv_heads, int head_dim, int block_size, float scale,            \
+                                     float k_scale, float v_scale) {                                       \
+        paged_attention_split<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, part, n_heads,           \
+                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }
 // `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)
-#define ATTENTION(T, S) ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)
+#define ATTENTION(T, S)                                                                                    \
+    ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
+    extern "C" __global__ void attention_merge_##S(const float* part, T* out, int n_heads, int head_dim,   \
+                                                   int splits) {                                           \
+        attention_merge<T>(part, out, n_heads, head_dim, splits);                                          \
+    }
 FOR_HALF_TYPES(ATTENTION)

@@ -389,9 +389,17 @@ fn cuda_ops_match_the_cpu_backend() {
 
     // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
     // decodes with short and long contexts; GQA
-    for &(heads, kv_heads, hd) in &[(8usize, 2usize, 64usize), (14, 2, 128), (4, 4, 256)] {
-        let seqs = [(37usize, 50usize), (20, 0), (1, 3), (1, 700), (1, 0)];
-        let (meta, blocks) = step(&seqs, &mut rng);
+    // (a decode-only step over long contexts takes the split-KV kernels: 3 rows × 8 heads)
+    let mixed: &[(usize, usize)] = &[(37, 50), (20, 0), (1, 3), (1, 700), (1, 0)];
+    let long_decode: &[(usize, usize)] = &[(1, 1500), (1, 3000), (1, 5)];
+    for &(heads, kv_heads, hd, seqs) in &[
+        (8usize, 2usize, 64usize, mixed),
+        (14, 2, 128, mixed),
+        (4, 4, 256, mixed),
+        (8, 2, 64, long_decode),
+        (4, 4, 256, long_decode),
+    ] {
+        let (meta, blocks) = step(seqs, &mut rng);
         let t = meta.tokens.len();
         let kvd = kv_heads * hd;
         // first a step that writes every position's K/V (the cached context and this step's
@@ -400,7 +408,7 @@ fn cuda_ops_match_the_cpu_backend() {
         fill.tokens.clear();
         fill.positions.clear();
         fill.slots.clear();
-        for (s, &(n, cached)) in fill.seqs.iter_mut().zip(&seqs) {
+        for (s, &(n, cached)) in fill.seqs.iter_mut().zip(seqs) {
             let table = &meta.block_tables[s.table.clone()];
             s.q_start = fill.tokens.len();
             s.q_len = cached + n;

@@ -132,6 +132,10 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
+    /// Split-KV attention's partial results (grown to the largest split step).
+    attn_part: RefCell<Option<CudaSlice<f32>>>,
+    /// Streaming multiprocessors (split-KV decode fills two waves of them).
+    sm_count: usize,
     /// Sampling parameters and chosen ids of `sample`'s device path (`sample.rs`).
     pub(super) sampling: DeviceSampling,
     error: RefCell<Option<anyhow::Error>>,
@@ -153,6 +157,11 @@ impl CudaBackend {
             total_bytes: ctx.total_mem()? as u64,
             capability: ctx.compute_capability()?,
         };
+        let sm_count = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .context("the GPU's multiprocessor count")? as usize;
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
@@ -183,6 +192,8 @@ impl CudaBackend {
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
             sampling: DeviceSampling::default(),
+            attn_part: RefCell::new(None),
+            sm_count,
             error: RefCell::new(None),
         })
     }
@@ -241,6 +252,94 @@ impl CudaBackend {
         // every pointer is a live allocation of this context, and one stream orders the uses.
         unsafe { b.launch(cfg) }.with_context(|| format!("launching {name}"))?;
         Ok(())
+    }
+
+    /// Paged attention over `layer`'s cache: one block of four warps per (token, query head), or
+    /// for a few tokens over long contexts the keys split into slices across more blocks
+    /// ([`Self::kv_splits`]) and merged.
+    fn attention_into(
+        &self,
+        q: &CudaBuf,
+        kv: &CudaKv,
+        layer: usize,
+        d: &AttnDims,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
+        let st = self.step_ptrs()?;
+        if d.head_dim > 256 {
+            bail!(
+                "attention on the CUDA backend takes head sizes up to 256, not {}",
+                d.head_dim
+            );
+        }
+        let (kc, vc) = kv.layer_ptrs(self, layer);
+        let (tokens, heads) = (self.step.n_tokens, d.n_heads);
+        let splits = self.kv_splits(tokens * heads);
+        let mut args = vec![
+            P(self.ptr(&q.mem)),
+            P(kc),
+            P(vc),
+            P(st.block_tables),
+            P(st.tok_table),
+            P(st.tok_keys),
+            P(0), // the output (or the partials), below
+            I(heads as i32),
+            I(d.n_kv_heads as i32),
+            I(d.head_dim as i32),
+            I(kv.block_size as i32),
+            F(d.scale),
+            F(kv.scales[layer].0),
+            F(kv.scales[layer].1),
+        ];
+        let cfg = |z: usize| LaunchConfig {
+            grid_dim: (tokens as u32, heads as u32, z as u32),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if splits <= 1 {
+            args[6] = P(self.ptr(&out.mem));
+            return self.launch(
+                kv.kernel("paged_attention", "paged_attention_fp8"),
+                cfg(1),
+                &args,
+            );
+        }
+        let need = tokens * heads * splits * (2 + d.head_dim);
+        let mut part = self.attn_part.borrow_mut();
+        if part.as_ref().is_none_or(|p| p.len() < need) {
+            // grows to the largest split step seen; warm-up reaches it before serving
+            *part = Some(self.stream.alloc_zeros::<f32>(need.next_power_of_two())?);
+        }
+        let pp = self.ptr(part.as_ref().unwrap());
+        args[6] = P(pp);
+        self.launch(
+            kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
+            cfg(splits),
+            &args,
+        )?;
+        let merge = [
+            P(pp),
+            P(self.ptr(&out.mem)),
+            I(heads as i32),
+            I(d.head_dim as i32),
+            I(splits as i32),
+        ];
+        self.launch("attention_merge", cfg(1), &merge)
+    }
+
+    /// How many slices to split each token's keys into: 1 (no split) unless the step's
+    /// (token, head) blocks fill fewer than two waves of the GPU's multiprocessors and some token
+    /// sees at least 1024 keys; then enough slices for two waves, at least 512 keys each, at most
+    /// 16.
+    fn kv_splits(&self, blocks: usize) -> usize {
+        let waves = 2 * self.sm_count;
+        if blocks == 0 || blocks >= waves || self.step.max_keys < 1024 {
+            return 1;
+        }
+        waves
+            .div_ceil(blocks)
+            .min(self.step.max_keys.div_ceil(512))
+            .min(16)
     }
 
     /// One block per row for `rows` rows.
@@ -486,43 +585,7 @@ impl Backend for CudaBackend {
     }
 
     fn attention(&self, q: &CudaBuf, kv: &CudaKv, layer: usize, d: &AttnDims, out: &mut CudaBuf) {
-        let r = self.step_ptrs().and_then(|st| {
-            if d.head_dim > 256 {
-                bail!(
-                    "attention on the CUDA backend takes head sizes up to 256, not {}",
-                    d.head_dim
-                );
-            }
-            let (kc, vc) = kv.layer_ptrs(self, layer);
-            let args = [
-                P(self.ptr(&q.mem)),
-                P(kc),
-                P(vc),
-                P(st.block_tables),
-                P(st.tok_table),
-                P(st.tok_keys),
-                P(self.ptr(&out.mem)),
-                I(d.n_heads as i32),
-                I(d.n_kv_heads as i32),
-                I(d.head_dim as i32),
-                I(kv.block_size as i32),
-                F(d.scale),
-                F(kv.scales[layer].0),
-                F(kv.scales[layer].1),
-            ];
-            // one block of four warps per (token, query head)
-            let cfg = LaunchConfig {
-                grid_dim: (self.step.n_tokens as u32, d.n_heads as u32, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            self.launch(
-                kv.kernel("paged_attention", "paged_attention_fp8"),
-                cfg,
-                &args,
-            )
-        });
-        self.record(r);
+        self.record(self.attention_into(q, kv, layer, d, out));
     }
 
     fn silu_mul(&self, gate_up: &CudaBuf, rows: usize, inter: usize, out: &mut CudaBuf) {

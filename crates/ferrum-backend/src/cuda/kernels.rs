@@ -37,8 +37,11 @@ pub const FILES: &[KernelFile] = &[
         functions: &[
             "write_kv",
             "paged_attention",
+            "paged_attention_split",
             "write_kv_fp8",
             "paged_attention_fp8",
+            "paged_attention_split_fp8",
+            "attention_merge",
         ],
     },
     KernelFile {

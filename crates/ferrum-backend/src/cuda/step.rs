@@ -18,6 +18,8 @@ pub(super) struct DeviceStep {
     tok_table: Option<CudaSlice<u32>>,
     tok_keys: Option<CudaSlice<u32>>,
     pub(super) n_tokens: usize,
+    /// The most keys any token of the step sees (split-KV decode's choice).
+    pub(super) max_keys: usize,
 }
 
 /// Device addresses of the step's buffers, for kernel arguments.
@@ -73,6 +75,7 @@ impl DeviceStep {
         upload(stream, &mut self.tok_table, &tok_table)?;
         upload(stream, &mut self.tok_keys, &tok_keys)?;
         self.n_tokens = n;
+        self.max_keys = tok_keys.iter().copied().max().unwrap_or(0) as usize;
         Ok(())
     }
 
