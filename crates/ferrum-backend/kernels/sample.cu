@@ -2,17 +2,19 @@
 // logits. `argmax_rows`: the greedy fast path, matching the host sampler's `argmax` (the first
 // maximum wins, NaN never does, a row of NaN / -inf gives token 0). `sample_rows`: temperature,
 // min-p, top-k and top-p, then the draw, in the host sampler's order and by its rules
-// (`ferrum_engine::sampling`).
+// (`ferrum_engine::sampling`), after structured output's token bitmask when a row has one.
 
+// Token `i` allowed by a structured-output bitmask (bit i % 32 of word i / 32; none: all).
+__device__ __forceinline__ bool allowed(const u32* mask, int i) { return !mask || ((mask[i >> 5] >> (i & 31)) & 1u); }
+
+// The argmax of one row (tokens the mask forbids count as -inf); thread 0 writes it to `out`.
 template <typename T>
-__device__ void argmax_rows(const T* logits, int vocab, u32* out) {
-    const i64 r = blockIdx.x;
-    const T* l = logits + r * vocab;
+__device__ void argmax_row(const T* l, const u32* mask, int vocab, u32* out) {
     float best = NEG_INF;
     int idx = 0x7fffffff;
     // within a thread indices only grow, so strict > keeps the first of equal values
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = to_f32(l[i]);
+        const float v = allowed(mask, i) ? to_f32(l[i]) : NEG_INF;
         if (v > best) {
             best = v;
             idx = i;
@@ -30,6 +32,7 @@ __device__ void argmax_rows(const T* logits, int vocab, u32* out) {
             idx = oi;
         }
     }
+    __syncthreads();  // sv / si may still be read by a previous call
     if (lane == 0) {
         sv[warp] = best;
         si[warp] = idx;
@@ -41,8 +44,14 @@ __device__ void argmax_rows(const T* logits, int vocab, u32* out) {
                 best = sv[w];
                 idx = si[w];
             }
-        out[r] = idx == 0x7fffffff ? 0 : idx;
+        *out = idx == 0x7fffffff ? 0 : idx;
     }
+}
+
+template <typename T>
+__device__ void argmax_rows(const T* logits, int vocab, u32* out) {
+    const i64 r = blockIdx.x;
+    argmax_row<T>(logits + r * vocab, nullptr, vocab, out + r);
 }
 
 // The block's maximum; every thread gets it.
@@ -95,16 +104,18 @@ __device__ __forceinline__ u32 order_key(float x) {
 // a filter's boundary may fall the other way.
 template <typename T>
 __device__ void sample_rows(const T* logits, int vocab, const float* temperature, const int* top_k,
-                            const float* top_p, const float* min_p, const float* u, u32* out) {
+                            const float* top_p, const float* min_p, const float* u, const u32* masks,
+                            int mask_words, u32* out) {
     const i64 r = blockIdx.x;
     const T* l = logits + r * vocab;
+    const u32* mask = masks ? masks + r * mask_words : nullptr;
     const float temp = temperature[r];
     if (temp == 0.f) {
-        argmax_rows<T>(logits, vocab, out);
+        argmax_row<T>(l, mask, vocab, out + r);
         return;
     }
     const int tid = threadIdx.x, nt = blockDim.x;
-#define X(i) (to_f32(l[i]) / temp)
+#define X(i) (allowed(mask, i) ? to_f32(l[i]) / temp : NEG_INF)
     float m = NEG_INF;
     for (int i = tid; i < vocab; i += nt) {
         const float x = X(i);
@@ -112,7 +123,7 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     }
     m = block_max(m);
     if (m == NEG_INF) {
-        argmax_rows<T>(logits, vocab, out);
+        argmax_row<T>(l, mask, vocab, out + r);
         return;
     }
     const float mp = min_p[r];
@@ -235,7 +246,8 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     }                                                                                                      \
     extern "C" __global__ void sample_rows_##S(const T* logits, int vocab, const float* temperature,      \
                                                const int* top_k, const float* top_p, const float* min_p,  \
-                                               const float* u, u32* out) {                                 \
-        sample_rows<T>(logits, vocab, temperature, top_k, top_p, min_p, u, out);                           \
+                                               const float* u, const u32* masks, int mask_words,          \
+                                               u32* out) {                                                 \
+        sample_rows<T>(logits, vocab, temperature, top_k, top_p, min_p, u, masks, mask_words, out);        \
     }
 FOR_HALF_TYPES(SAMPLE)

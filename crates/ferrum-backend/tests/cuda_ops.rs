@@ -743,5 +743,34 @@ fn cuda_ops_match_the_cpu_backend() {
             n - 1
         );
         assert!(differ <= 2, "{differ} draws differ");
+
+        // the same rows under structured output's token bitmasks, 40 random tokens allowed each
+        let words = vocab.div_ceil(32);
+        let masks: Vec<Vec<u32>> = (0..n)
+            .map(|_| {
+                let mut m = vec![0u32; words];
+                for _ in 0..40 {
+                    let t = rng.random_range(0..vocab);
+                    m[t / 32] |= 1 << (t % 32);
+                }
+                m
+            })
+            .collect();
+        let rows: Vec<_> = seqs
+            .iter()
+            .zip(&masks)
+            .map(|(seq, mask)| ferrum_backend::LogitsRow::Constrained { seq, mask })
+            .collect();
+        let a = ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
+        let b = ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
+        for (r, &t) in b.iter().enumerate() {
+            assert!(
+                masks[r][t as usize / 32] >> (t % 32) & 1 == 1,
+                "row {r}: token {t} is masked"
+            );
+        }
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        eprintln!("masked sample on the device: {differ} of {n} rows differ from the host's");
+        assert!(differ <= 2, "{differ} masked rows differ");
     }
 }

@@ -657,9 +657,9 @@ impl Backend for CudaBackend {
         host: &mut [f32],
     ) -> Result<Vec<RowOutput>> {
         match Self::device_rows(rows) {
-            Some(seqs) => {
+            Some(dev) => {
                 self.take_error()?;
-                self.sample_on_device(logits, vocab, &seqs)
+                self.sample_on_device(logits, vocab, &dev)
             }
             None => host_sample(self, logits, vocab, rows, host),
         }

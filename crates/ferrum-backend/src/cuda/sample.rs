@@ -1,13 +1,13 @@
 //! Sampling on the device (`kernels/sample.cu`): a step whose rows all need nothing but
-//! temperature, min-p, top-k, top-p and the draw ([`needs_only_filters`]) copies back one token
-//! id per row; every other step (logprobs, penalties, logit bias, allowed ids, pending
-//! `min_tokens`, structured-output masks, speculative verification, prompt logprobs) goes to the
-//! host reference sampler. The draw's uniform comes from the host ([`draw_uniform`]), so a seeded
+//! structured output's token bitmask, temperature, min-p, top-k, top-p and the draw
+//! ([`needs_only_filters`]) uploads the bitmasks and copies back one token id per row; every other
+//! step (logprobs, penalties, logit bias, allowed ids, pending `min_tokens`, speculative
+//! verification, prompt logprobs) goes to the host reference sampler. The draw's uniform comes from the host ([`draw_uniform`]), so a seeded
 //! request draws the same `u` on either backend.
 
 use std::cell::RefCell;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 use ferrum_engine::StepSeq;
 use ferrum_engine::executor::Sampled;
@@ -25,8 +25,12 @@ pub(super) struct DeviceSampling {
     top_p: RefCell<Option<CudaSlice<f32>>>,
     min_p: RefCell<Option<CudaSlice<f32>>>,
     u: RefCell<Option<CudaSlice<f32>>>,
+    masks: RefCell<Option<CudaSlice<u32>>>,
     ids: RefCell<Option<CudaSlice<u32>>>,
 }
+
+/// A row the device can sample: its sequence and its token bitmask, if constrained.
+pub(super) type DeviceRow<'s, 'a> = (&'s StepSeq<'a>, Option<&'s [u32]>);
 
 impl CudaBackend {
     /// Copies `data` into the buffer in `slot` (grown when too small); its device address.
@@ -40,16 +44,19 @@ impl CudaBackend {
         Ok(self.ptr(s.as_ref().unwrap()))
     }
 
-    /// The rows' sequences when every row can be sampled on the device.
+    /// The rows when every one can be sampled on the device.
     pub(super) fn device_rows<'a, 's>(
         rows: &'a [LogitsRow<'s, 'a>],
-    ) -> Option<Vec<&'s StepSeq<'a>>> {
+    ) -> Option<Vec<DeviceRow<'s, 'a>>> {
         if rows.is_empty() {
             return None;
         }
         rows.iter()
-            .map(|r| match r {
-                LogitsRow::Sample(s) if needs_only_filters(s) => Some(*s),
+            .map(|r| match *r {
+                LogitsRow::Sample(s) if needs_only_filters(s) => Some((s, None)),
+                LogitsRow::Constrained { seq, mask } if needs_only_filters(seq) => {
+                    Some((seq, Some(mask)))
+                }
                 _ => None,
             })
             .collect()
@@ -60,10 +67,12 @@ impl CudaBackend {
         &self,
         logits: &CudaBuf,
         vocab: usize,
-        seqs: &[&StepSeq<'_>],
+        rows: &[DeviceRow<'_, '_>],
     ) -> Result<Vec<RowOutput>> {
         use Arg::{I, P};
-        let n = seqs.len();
+        let n = rows.len();
+        let seqs: Vec<&StepSeq<'_>> = rows.iter().map(|r| r.0).collect();
+        let constrained = rows.iter().any(|r| r.1.is_some());
         let ds = &self.sampling;
         let ids = {
             let mut s = ds.ids.borrow_mut();
@@ -73,7 +82,7 @@ impl CudaBackend {
             self.ptr(s.as_ref().unwrap())
         };
         let lp = P(self.ptr(&logits.mem));
-        if seqs.iter().all(|s| s.params.is_greedy()) {
+        if !constrained && seqs.iter().all(|s| s.params.is_greedy()) {
             let args = [lp, I(vocab as i32), P(ids)];
             self.launch("argmax_rows", Self::rows_cfg(n, 1024), &args)?;
         } else {
@@ -87,6 +96,21 @@ impl CudaBackend {
                 }
             });
             let top_k: Vec<i32> = seqs.iter().map(|s| s.params.top_k).collect();
+            // every row's bitmask (all ones where a row has none), or none at all
+            let words = vocab.div_ceil(32);
+            let masks = if constrained {
+                let mut all = Vec::with_capacity(n * words);
+                for (_, m) in rows {
+                    match m {
+                        Some(m) if m.len() == words => all.extend_from_slice(m),
+                        Some(m) => bail!("a token bitmask of {} words for {vocab} logits", m.len()),
+                        None => all.extend(std::iter::repeat_n(u32::MAX, words)),
+                    }
+                }
+                self.put(&ds.masks, &all)?
+            } else {
+                0
+            };
             let args = [
                 lp,
                 I(vocab as i32),
@@ -95,6 +119,8 @@ impl CudaBackend {
                 P(self.put(&ds.top_p, &p(|s| s.params.top_p))?),
                 P(self.put(&ds.min_p, &p(|s| s.params.min_p))?),
                 P(self.put(&ds.u, &p(|s| draw_uniform(s) as f32))?),
+                P(masks),
+                I(words as i32),
                 P(ids),
             ];
             self.launch("sample_rows", Self::rows_cfg(n, 1024), &args)?;
