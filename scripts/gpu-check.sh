@@ -21,7 +21,7 @@ build() {
     cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json \
         | python3 -c '
 import json, shutil, sys
-want = {"nvrtc_kernels", "cuda_ops", "cuda_reference", "cuda_engine"}
+want = {"nvrtc_kernels", "cuda_ops", "cuda_reference", "cuda_engine", "cuda_memory"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
@@ -70,6 +70,7 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
     export FERRUM_GPU_MODEL=/tmp/llama4  # outside $OUT: 4 GB of weights need not come back
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "Hello" --max-tokens 16

@@ -70,6 +70,20 @@ def scrape_metrics(base: str) -> dict[str, float]:
     return out
 
 
+def scrape_metrics_settled(base: str, key: str, at_least: float, timeout: float = 5.0) -> dict[str, float]:
+    """`/metrics` once `key` has reached `at_least`. The engine publishes its counters right
+    after the step whose outputs a client has just received (as vLLM's output processor records
+    its stats after handing the outputs on), so a scrape the instant a response ends may miss
+    that last step; waiting for the expected count, then comparing every series, keeps the test
+    exact without racing it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = scrape_metrics(base)
+        if m.get(key, 0) >= at_least or time.monotonic() > deadline:
+            return m
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="session")
 def server():
     proc, base = start_server("--api-key", API_KEY)

@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 
-from conftest import API_KEY, ROOT, scrape_metrics
+from conftest import API_KEY, ROOT, scrape_metrics, scrape_metrics_settled
 
 
 def test_bench_serve_totals_match_server_metrics(server, tmp_path):
@@ -21,7 +21,8 @@ def test_bench_serve_totals_match_server_metrics(server, tmp_path):
     assert out.returncode == 0, out.stderr + out.stdout
     assert "============ Serving Benchmark Result ============" in out.stdout
     (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-    after = scrape_metrics(server)
+    gen = "vllm:generation_tokens_total" + labels
+    after = scrape_metrics_settled(server, gen, before.get(gen, 0) + result["total_output_tokens"])
     delta = lambda name: after[name + labels] - before.get(name + labels, 0)
     assert result["completed"] == 6 and result["failed"] == 0
     assert result["total_output_tokens"] == 6 * 6  # ignore_eos: every request runs to its length

@@ -7,7 +7,7 @@ import urllib.request
 
 import openai
 import pytest
-from conftest import scrape_metrics
+from conftest import scrape_metrics, scrape_metrics_settled
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 QUESTION = "Explain what a hash table is in two sentences."
@@ -189,8 +189,8 @@ def test_tokenize_detokenize_roundtrip(server):
 def test_metrics_count_what_was_served(server, client):
     before = scrape_metrics(server)
     client.completions.create(model="smol", prompt="Hi", max_tokens=3, temperature=0, extra_body={"ignore_eos": True})
-    after = scrape_metrics(server)
     key = 'vllm:generation_tokens_total{engine="0",model_name="smol"}'
+    after = scrape_metrics_settled(server, key, before[key] + 3)
     assert after[key] - before[key] == 3
     ok = 'vllm:request_success_total{engine="0",finished_reason="length",model_name="smol"}'
     assert after[ok] - before[ok] == 1

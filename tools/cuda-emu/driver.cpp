@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "emu.h"
 #include "registry.h"
@@ -22,21 +24,38 @@ constexpr CUresult OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_FOUND = 500
                    INVALID_DEVICE = 101;
 int dummy_ctx, dummy_module;
 
-// The emulated device: what `probe` and the start-up line report. Memory is the host's; the size
-// reported is FERRUM_EMU_MEM_GIB (default 16) so that `--gpu-memory-utilization` sizes a cache.
+// The emulated device: what `probe` and the start-up line report. Memory is the host's, but
+// allocations are held to the size reported, FERRUM_EMU_MEM_GIB (default 16, read at each
+// call): past it an allocation fails with CUDA_ERROR_OUT_OF_MEMORY as on a full GPU, so a test
+// can show that nothing allocates past what start-up planned.
 size_t total_mem() {
     const char* s = std::getenv("FERRUM_EMU_MEM_GIB");
-    return (size_t)(s ? std::atof(s) : 16.0) * (1ull << 30);
+    return (size_t)((s ? std::atof(s) : 16.0) * (double)(1ull << 30));
 }
+std::mutex mem_lock;
+std::unordered_map<CUdeviceptr, size_t> sizes;
 size_t used = 0;
 
 CUresult alloc(CUdeviceptr* p, size_t bytes) {
+    std::lock_guard<std::mutex> g(mem_lock);
+    if (used + bytes > total_mem()) return OUT_OF_MEMORY;
     void* m = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
     if (!m) return OUT_OF_MEMORY;
     // a fresh allocation holds garbage, as on a GPU: a kernel that reads before it writes shows
     std::memset(m, 0xA5, bytes < (1u << 20) ? bytes : (1u << 20));
     *p = (CUdeviceptr)m;
+    sizes[*p] = bytes;
     used += bytes;
+    return OK;
+}
+
+CUresult release(CUdeviceptr p) {
+    std::lock_guard<std::mutex> g(mem_lock);
+    auto it = sizes.find(p);
+    if (it == sizes.end()) return p ? INVALID_VALUE : OK;
+    used -= it->second;
+    sizes.erase(it);
+    std::free((void*)p);
     return OK;
 }
 }  // namespace
@@ -101,14 +120,15 @@ CUresult cuEventElapsedTime_v2(float* ms, CUevent, CUevent) { *ms = 0.f; return 
 CUresult cuEventElapsedTime(float* ms, CUevent a, CUevent b) { return cuEventElapsedTime_v2(ms, a, b); }
 
 CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
+    std::lock_guard<std::mutex> g(mem_lock);
     *total = total_mem();
     *free = used < *total ? *total - used : 0;
     return OK;
 }
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) { return alloc(p, bytes); }
 CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream) { return alloc(p, bytes); }
-CUresult cuMemFree_v2(CUdeviceptr p) { std::free((void*)p); return OK; }
-CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { std::free((void*)p); return OK; }
+CUresult cuMemFree_v2(CUdeviceptr p) { return release(p); }
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return release(p); }
 CUresult cuMemAllocHost_v2(void** p, size_t bytes) { *p = std::malloc(bytes ? bytes : 1); return OK; }
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) { *p = std::malloc(bytes ? bytes : 1); return OK; }
 CUresult cuMemFreeHost(void* p) { std::free(p); return OK; }

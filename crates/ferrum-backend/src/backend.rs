@@ -228,6 +228,13 @@ pub trait Backend: Weights {
     /// Bytes the KV cache may take when no flag sets its size, after weights and workspace are
     /// in place (a GPU: `--gpu-memory-utilization` of the total minus what is in use).
     fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64>;
+    /// Whether the runner should run one forward at the largest step before sizing the KV cache
+    /// from [`Backend::kv_cache_budget`]: a GPU's libraries (cuBLAS) allocate their workspaces on
+    /// first use, and that memory must be counted before the cache takes the rest (vLLM's
+    /// profiling run). The CPU allocates nothing on the way.
+    fn profile_before_kv_sizing(&self) -> bool {
+        false
+    }
     /// A buffer of `len` values, committed now (the workspace for the largest step is in place
     /// before the server says ready, not grown under load).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;

@@ -111,20 +111,70 @@ pub fn kv_bytes_per_block(c: &ModelConfig, block_size: usize, dtype: KvDtype) ->
     .bytes()
 }
 
+/// One forward at the largest step (`--max-num-batched-tokens` tokens of one sequence, every
+/// logits row), over a one-block KV cache that every position maps to: what the libraries
+/// allocate on first use is then in use when the KV cache is sized. Its results are discarded.
+fn profile_forward<B: Backend>(
+    be: &mut B,
+    model: &CausalLm<B>,
+    ws: &mut Workspace<B>,
+    lim: &RunnerLimits,
+) -> Result<()> {
+    let c = &model.cfg;
+    let bs = lim.block_size;
+    let t = lim.max_num_batched_tokens;
+    let mut kv = be.alloc_kv(&KvSpec {
+        num_layers: c.num_layers,
+        num_blocks: 1,
+        block_size: bs,
+        kv_dim: c.kv_dim(),
+        dtype: lim.kv_dtype,
+    })?;
+    let meta = StepMeta {
+        tokens: vec![0; t],
+        positions: (0..t).collect(),
+        slots: (0..t).map(|p| p % bs).collect(),
+        seqs: vec![AttnStepSeq {
+            q_start: 0,
+            q_len: t,
+            ctx_len: t,
+            table: 0..t.div_ceil(bs),
+        }],
+        block_tables: vec![0; t.div_ceil(bs)],
+        block_size: bs,
+    };
+    let started = std::time::Instant::now();
+    be.begin_step(&meta)?;
+    model.forward(be, t, &mut kv, ws)?;
+    let rows: Vec<usize> = (t.saturating_sub(ws.max_logits)..t).collect();
+    model.logits(be, &rows, ws)?;
+    // reading one value waits for the device and returns any error of the run
+    be.read(&ws.logits, &mut [0f32; 1])?;
+    tracing::info!(
+        "profiling forward: {t} tokens and {} logits rows in {:.2?}",
+        rows.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
 impl<B: Backend> Runner<B> {
     /// Preallocates the workspace for the largest step (on the CPU that is the forward's whole
     /// activation profile: it allocates nothing else), sizes the KV cache from the memory the
     /// limits allow, and allocates it.
-    pub fn new(be: B, model: CausalLm<B>, lim: &RunnerLimits) -> Result<Runner<B>> {
+    pub fn new(mut be: B, model: CausalLm<B>, lim: &RunnerLimits) -> Result<Runner<B>> {
         let c = &model.cfg;
         // room for one sequence's verification rows on top of one row per sequence
         let max_logits = lim.max_num_seqs + lim.num_speculative_tokens;
-        let ws = Workspace::new(&be, c, lim.max_num_batched_tokens, max_logits)?;
+        let mut ws = Workspace::new(&be, c, lim.max_num_batched_tokens, max_logits)?;
         let block_bytes = kv_bytes_per_block(c, lim.block_size, lim.kv_dtype) as u64;
         let num_blocks = match (lim.num_blocks_override, lim.kv_cache_memory_bytes) {
             (Some(n), _) => n,
             (None, Some(bytes)) => (bytes / block_bytes) as usize,
             (None, None) => {
+                if be.profile_before_kv_sizing() {
+                    profile_forward(&mut be, &model, &mut ws, lim)?;
+                }
                 (be.kv_cache_budget(lim.gpu_memory_utilization)? / block_bytes) as usize
             }
         };

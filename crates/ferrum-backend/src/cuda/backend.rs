@@ -384,6 +384,10 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn profile_before_kv_sizing(&self) -> bool {
+        true
+    }
+
     fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64> {
         let util = gpu_memory_utilization.unwrap_or(0.9);
         let m = self.memory();
