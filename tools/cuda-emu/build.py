@@ -46,7 +46,7 @@ def main():
             "}",
         ]
         for i, e in enumerate(entries):
-            lines.append(f'static const emu::Kernel k{i}{{"{e}", &emu::call<&{ns}::{e}>}};')
+            lines.append(f'static const emu::Kernel k{i}{{"{e}", &emu::call<&{ns}::{e}>, &emu::bind<&{ns}::{e}>}};')
             lines.append(f"static emu::Reg r{i}(&k{i});")
         path = os.path.join(gen, f"{name}.cpp")
         open(path, "w").write("\n".join(lines) + "\n")

@@ -1,12 +1,15 @@
 // cuBLAS as ferrum's CUDA backend calls it (`cublasGemmEx`, column-major, f32 accumulation), over
 // host memory, for the CUDA emulator. Each output element is one f32 sum in k order, rounded once
 // to the output type.
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "emu.h"
+#include "registry.h"
 
 typedef int cublasStatus_t;
 typedef void* cublasHandle_t;
@@ -33,15 +36,34 @@ void store(void* p, int type, size_t i, float v) {
 bool known(int t) { return t == R_32F || t == R_16F || t == R_16BF; }
 }  // namespace
 
+void gemm(int transa, int transb, int m, int n, int k, float a, const void* A, int atype, int lda,
+          const void* B, int btype, int ldb, float b, void* C, int ctype, int ldc);
+
+struct Handle {
+    void* stream = nullptr;
+};
+
+// The emulator's libcuda (already loaded by the backend): runs an op on a stream, or records
+// it into the graph the stream is capturing.
+void submit(void* stream, emu::Bound op) {
+    using Submit = void (*)(void*, emu::Bound*);
+    static Submit f = [] {
+        void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+        return lib ? (Submit)dlsym(lib, "emu_submit") : nullptr;
+    }();
+    if (f) f(stream, &op);
+    else op();
+}
+
 extern "C" {
-cublasStatus_t cublasCreate_v2(cublasHandle_t* h) { *h = new int(0); return 0; }
-cublasStatus_t cublasDestroy_v2(cublasHandle_t h) { delete (int*)h; return 0; }
-cublasStatus_t cublasSetStream_v2(cublasHandle_t, void*) { return 0; }
+cublasStatus_t cublasCreate_v2(cublasHandle_t* h) { *h = new Handle; return 0; }
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) { delete (Handle*)h; return 0; }
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, void* s) { ((Handle*)h)->stream = s; return 0; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, int) { return 0; }
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t, void*, size_t) { return 0; }
 
 // C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, column-major; compute type 32F only.
-cublasStatus_t cublasGemmEx(cublasHandle_t, int transa, int transb, int m, int n, int k,
+cublasStatus_t cublasGemmEx(cublasHandle_t h, int transa, int transb, int m, int n, int k,
                             const void* alpha, const void* A, int atype, int lda, const void* B,
                             int btype, int ldb, const void* beta, void* C, int ctype, int ldc,
                             int compute, int) {
@@ -49,6 +71,13 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, int transa, int transb, int m, int n
     if (compute != 68 || !known(atype) || !known(btype) || !known(ctype)) return 15;
     if (m < 0 || n < 0 || k < 0 || transa > 1 || transb > 1) return 7;
     const float a = *(const float*)alpha, b = *(const float*)beta;
+    submit(((Handle*)h)->stream, [=] { gemm(transa, transb, m, n, k, a, A, atype, lda, B, btype, ldb, b, C, ctype, ldc); });
+    return 0;
+}
+}
+
+void gemm(int transa, int transb, int m, int n, int k, float a, const void* A, int atype, int lda,
+          const void* B, int btype, int ldb, float b, void* C, int ctype, int ldc) {
     // op(B) as n rows of k f32 (the activations: n is the token count), then one row of op(A) at
     // a time; eight partial sums per dot (cuBLAS's order is unspecified too)
     std::vector<float> bt((size_t)n * k), ar(k);
@@ -70,6 +99,4 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, int transa, int transb, int m, int n
             store(C, ctype, ci, a * s + (b != 0.f ? b * load(C, ctype, ci) : 0.f));
         }
     }
-    return 0;
-}
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "emu.h"
 #include "registry.h"
@@ -18,6 +19,14 @@ typedef void* CUstream;
 typedef void* CUevent;
 typedef void* CUmodule;
 typedef const emu::Kernel* CUfunction;
+
+// CUDA graphs: a stream in capture records its launches (arguments copied) and device-side
+// copies and sets instead of running them; a launched graph runs them in order.
+struct Graph {
+    std::vector<emu::Bound> ops;
+};
+typedef Graph* CUgraph;
+typedef Graph* CUgraphExec;
 
 namespace {
 constexpr CUresult OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_FOUND = 500,
@@ -32,7 +41,23 @@ size_t total_mem() {
     const char* s = std::getenv("FERRUM_EMU_MEM_GIB");
     return (size_t)((s ? std::atof(s) : 16.0) * (double)(1ull << 30));
 }
-std::mutex mem_lock;
+std::mutex mem_lock, capture_lock;
+std::unordered_map<CUstream, Graph*> capturing;
+
+// The graph `s` is capturing into, or null.
+Graph* capture_of(CUstream s) {
+    std::lock_guard<std::mutex> g(capture_lock);
+    auto it = capturing.find(s);
+    return it == capturing.end() ? nullptr : it->second;
+}
+
+// Runs `op` now, or records it when `s` is capturing.
+void submit(CUstream s, emu::Bound op) {
+    if (Graph* g = capture_of(s)) g->ops.push_back(std::move(op));
+    else op();
+}
+
+constexpr CUresult CAPTURE_UNSUPPORTED = 900;
 std::unordered_map<CUdeviceptr, size_t> sizes;
 size_t used = 0;
 
@@ -108,7 +133,7 @@ CUresult cuCtxSetFlags(unsigned) { return OK; }
 CUresult cuStreamCreate(CUstream* s, unsigned) { *s = new int(0); return OK; }
 CUresult cuStreamCreateWithPriority(CUstream* s, unsigned, int) { *s = new int(0); return OK; }
 CUresult cuStreamDestroy_v2(CUstream s) { delete (int*)s; return OK; }
-CUresult cuStreamSynchronize(CUstream) { return OK; }
+CUresult cuStreamSynchronize(CUstream s) { return capture_of(s) ? CAPTURE_UNSUPPORTED : OK; }
 CUresult cuStreamQuery(CUstream) { return OK; }
 CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return OK; }
 CUresult cuEventCreate(CUevent* e, unsigned) { *e = new int(0); return OK; }
@@ -135,19 +160,34 @@ CUresult cuMemFreeHost(void* p) { std::free(p); return OK; }
 CUresult cuMemHostRegister_v2(void*, size_t, unsigned) { return OK; }
 CUresult cuMemHostUnregister(void*) { return OK; }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { std::memcpy((void*)d, h, n); return OK; }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, CUstream) { return cuMemcpyHtoD_v2(d, h, n); }
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, CUstream s) {
+    if (capture_of(s)) return CAPTURE_UNSUPPORTED;  // pageable host memory cannot be captured
+    return cuMemcpyHtoD_v2(d, h, n);
+}
 CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { std::memcpy(h, (const void*)d, n); return OK; }
-CUresult cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, CUstream) { return cuMemcpyDtoH_v2(h, d, n); }
+CUresult cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, CUstream s) {
+    if (capture_of(s)) return CAPTURE_UNSUPPORTED;
+    return cuMemcpyDtoH_v2(h, d, n);
+}
 CUresult cuMemcpyDtoD_v2(CUdeviceptr a, CUdeviceptr b, size_t n) { std::memmove((void*)a, (const void*)b, n); return OK; }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr a, CUdeviceptr b, size_t n, CUstream) { return cuMemcpyDtoD_v2(a, b, n); }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr a, CUdeviceptr b, size_t n, CUstream s) {
+    submit(s, [=] { cuMemcpyDtoD_v2(a, b, n); });
+    return OK;
+}
 CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { std::memset((void*)d, v, n); return OK; }
-CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream) { return cuMemsetD8_v2(d, v, n); }
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream s) {
+    submit(s, [=] { cuMemsetD8_v2(d, v, n); });
+    return OK;
+}
 CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned v, size_t n) {
     unsigned* p = (unsigned*)d;
     for (size_t i = 0; i < n; i++) p[i] = v;
     return OK;
 }
-CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, CUstream) { return cuMemsetD32_v2(d, v, n); }
+CUresult cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, CUstream s) {
+    submit(s, [=] { cuMemsetD32_v2(d, v, n); });
+    return OK;
+}
 
 CUresult cuModuleLoadData(CUmodule* m, const void* image) {
     if (!image) return INVALID_VALUE;
@@ -168,14 +208,48 @@ CUresult cuModuleGetFunction(CUfunction* f, CUmodule, const char* name) {
 CUresult cuFuncGetAttribute(int* v, int, CUfunction) { *v = 0; return OK; }
 CUresult cuFuncSetAttribute(CUfunction, int, int) { return OK; }
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                        unsigned bz, unsigned shared, CUstream, void** params, void** extra) {
+                        unsigned bz, unsigned shared, CUstream stream, void** params, void** extra) {
     if (!f || extra || shared > 0 || bx * by * bz == 0 || bx * by * bz > 1024 || gx * gy * gz == 0)
         return INVALID_VALUE;
     static const bool trace = std::getenv("FERRUM_EMU_TRACE") != nullptr;
     if (trace) std::fprintf(stderr, "cuda-emu: %s <<<(%u, %u, %u), (%u, %u, %u)>>>\n", f->name, gx, gy, gz, bx, by, bz);
-    emu::launch(*f, {gx, gy, gz}, {bx, by, bz}, params);
+    if (Graph* g = capture_of(stream)) g->ops.push_back(f->bind(f, params, {gx, gy, gz}, {bx, by, bz}));
+    else emu::launch(*f, {gx, gy, gz}, {bx, by, bz}, params);
     return OK;
 }
+
+CUresult cuStreamBeginCapture_v2(CUstream s, int) {
+    std::lock_guard<std::mutex> g(capture_lock);
+    if (capturing.count(s)) return INVALID_VALUE;
+    capturing[s] = new Graph;
+    return OK;
+}
+CUresult cuStreamEndCapture(CUstream s, CUgraph* graph) {
+    std::lock_guard<std::mutex> g(capture_lock);
+    auto it = capturing.find(s);
+    if (it == capturing.end()) return INVALID_VALUE;
+    *graph = it->second;
+    capturing.erase(it);
+    return OK;
+}
+CUresult cuStreamIsCapturing(CUstream s, int* status) {
+    *status = capture_of(s) ? 1 : 0;  // CU_STREAM_CAPTURE_STATUS_ACTIVE / _NONE
+    return OK;
+}
+CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph, unsigned long long) {
+    *exec = new Graph(*graph);
+    return OK;
+}
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream s) {
+    for (auto& op : exec->ops) submit(s, op);
+    return OK;
+}
+CUresult cuGraphUpload(CUgraphExec, CUstream) { return OK; }
+CUresult cuGraphExecDestroy(CUgraphExec exec) { delete exec; return OK; }
+CUresult cuGraphDestroy(CUgraph graph) { delete graph; return OK; }
+
+// For the fake cuBLAS: run `op` on stream `s`, or record it when `s` is capturing.
+void emu_submit(CUstream s, emu::Bound* op) { submit(s, std::move(*op)); }
 
 CUresult cuGetErrorString(CUresult e, const char** s) {
     *s = e == 0 ? "no error" : e == 1 ? "invalid argument" : e == 2 ? "out of memory"

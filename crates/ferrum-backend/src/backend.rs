@@ -235,6 +235,30 @@ pub trait Backend: Weights {
     fn profile_before_kv_sizing(&self) -> bool {
         false
     }
+
+    /// Whether this backend replays captured forwards (CUDA graphs). The rest of this group is
+    /// only called when it does.
+    fn supports_graphs(&self) -> bool {
+        false
+    }
+    /// Allocates the step metadata's device buffers for steps of up to `tokens` tokens and
+    /// `table_entries` block-table entries, and freezes their addresses (a captured graph holds
+    /// them): a larger step is an error from then on.
+    fn reserve_step(&mut self, _tokens: usize, _table_entries: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Starts recording the ops that follow instead of running them.
+    fn capture_begin(&mut self) -> Result<()> {
+        anyhow::bail!("this backend captures no graphs")
+    }
+    /// Ends the recording into graph `key`; an op that failed while recording fails it.
+    fn capture_end(&mut self, _key: usize) -> Result<()> {
+        anyhow::bail!("this backend captures no graphs")
+    }
+    /// Runs graph `key` over the step metadata of the last [`Backend::begin_step`].
+    fn replay(&mut self, _key: usize) -> Result<()> {
+        anyhow::bail!("this backend captures no graphs")
+    }
     /// A buffer of `len` values, committed now (the workspace for the largest step is in place
     /// before the server says ready, not grown under load).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;

@@ -16,4 +16,4 @@ pub use loader::{
 };
 pub use model::{CausalLm, Workspace};
 pub use params::{ParamLoader, Split};
-pub use runner::{Runner, RunnerLimits, kv_bytes_per_block};
+pub use runner::{Runner, RunnerLimits, graph_replays, kv_bytes_per_block};

@@ -29,6 +29,11 @@ pub struct RunnerLimits {
     /// Speculative decoding's draft length K (0 without): a sequence may need `1 + K` logits
     /// rows in one step.
     pub num_speculative_tokens: usize,
+    /// The longest sequence (`--max-model-len`).
+    pub max_model_len: usize,
+    /// Decode batch sizes to capture as graphs on a backend that replays them
+    /// (`--cuda-graph-sizes`; empty: every step runs eagerly, `--enforce-eager`).
+    pub graph_sizes: Vec<usize>,
 }
 
 pub struct Runner<B: Backend> {
@@ -39,6 +44,8 @@ pub struct Runner<B: Backend> {
     pub num_blocks: usize,
     pub block_size: usize,
     meta: StepMeta,
+    /// Decode batch sizes with a captured graph, ascending.
+    graph_sizes: Vec<usize>,
     host_logits: Vec<f32>,
     /// Structured output's per-step mask cost.
     pub mask_stats: MaskStats,
@@ -95,6 +102,8 @@ impl RunnerLimits {
             num_blocks_override: Some(cfg.num_blocks),
             gpu_memory_utilization: None,
             num_speculative_tokens: cfg.speculative.map_or(0, |c| c.num_speculative_tokens),
+            max_model_len: cfg.max_model_len,
+            graph_sizes: Vec::new(),
         }
     }
 }
@@ -158,6 +167,107 @@ fn profile_forward<B: Backend>(
     Ok(())
 }
 
+/// A decode step of `b` rows that reads the first `keys` positions of block 0 (every table
+/// entry 0) and writes no K/V (slot `usize::MAX`): what a graph is captured over. The rows of a
+/// real step smaller than its graph are padded the same way ([`pad_decode`]).
+fn dummy_decode(b: usize, keys: usize, bs: usize) -> StepMeta {
+    let entries = keys.div_ceil(bs);
+    StepMeta {
+        tokens: vec![0; b],
+        positions: vec![keys - 1; b],
+        slots: vec![usize::MAX; b],
+        seqs: (0..b)
+            .map(|i| AttnStepSeq {
+                q_start: i,
+                q_len: 1,
+                ctx_len: keys,
+                table: i * entries..(i + 1) * entries,
+            })
+            .collect(),
+        block_tables: vec![0; b * entries],
+        block_size: bs,
+    }
+}
+
+/// Captures the decoder's forward for each decode batch size of `lim.graph_sizes` that fits the
+/// limits: the step buffers are reserved first (their addresses are baked into the graphs),
+/// each size runs once eagerly over a step that sees `--max-model-len` keys (so buffers that
+/// grow on first use, and split-KV's choice for long contexts, are settled), then is recorded.
+/// A size whose capture fails (an op that cannot be captured, e.g. the grouped MoE path's
+/// routing copy) stays eager, with a warning. Returns the sizes captured, ascending.
+fn capture_decode_graphs<B: Backend>(
+    be: &mut B,
+    model: &CausalLm<B>,
+    ws: &mut Workspace<B>,
+    kv: &mut B::Kv,
+    lim: &RunnerLimits,
+) -> Result<Vec<usize>> {
+    let bs = lim.block_size;
+    let per_seq = lim.max_model_len.div_ceil(bs) + 1;
+    be.reserve_step(lim.max_num_batched_tokens, lim.max_num_seqs * per_seq)?;
+    let mut sizes: Vec<usize> = lim
+        .graph_sizes
+        .iter()
+        .copied()
+        .filter(|&b| b >= 1 && b <= lim.max_num_seqs && b <= lim.max_num_batched_tokens)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let started = std::time::Instant::now();
+    let (mut captured, mut failed) = (Vec::new(), Vec::new());
+    let mut first_error = None;
+    for b in sizes {
+        let meta = dummy_decode(b, lim.max_model_len.max(1), bs);
+        be.begin_step(&meta)?;
+        model.forward(be, b, kv, ws)?;
+        be.capture_begin()?;
+        let recorded = model.forward(be, b, kv, ws);
+        match be.capture_end(b).and(recorded) {
+            Ok(()) => captured.push(b),
+            Err(e) => {
+                failed.push(b);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        tracing::warn!(
+            "decode batches {failed:?} run eagerly: their graph capture failed (the first: {e:#})"
+        );
+    }
+    tracing::info!(
+        "captured {} decode graphs (batch sizes {:?}) in {:.2?}",
+        captured.len(),
+        captured,
+        started.elapsed()
+    );
+    Ok(captured)
+}
+
+static GRAPH_REPLAYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Decode steps run as graph replays in this process so far (tests check that graphs run).
+pub fn graph_replays() -> u64 {
+    GRAPH_REPLAYS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Pads a decode step (every sequence one new token, none with a draft) to `b` rows with rows
+/// that write no K/V and read the first sequence's first key.
+fn pad_decode(m: &mut StepMeta, b: usize) {
+    let first = m.seqs[0].table.start;
+    for i in m.tokens.len()..b {
+        m.tokens.push(0);
+        m.positions.push(0);
+        m.slots.push(usize::MAX);
+        m.seqs.push(AttnStepSeq {
+            q_start: i,
+            q_len: 1,
+            ctx_len: 1,
+            table: first..first + 1,
+        });
+    }
+}
+
 impl<B: Backend> Runner<B> {
     /// Preallocates the workspace for the largest step (on the CPU that is the forward's whole
     /// activation profile: it allocates nothing else), sizes the KV cache from the memory the
@@ -204,6 +314,11 @@ impl<B: Backend> Runner<B> {
                 c.num_layers
             );
         }
+        let graph_sizes = if be.supports_graphs() && !lim.graph_sizes.is_empty() {
+            capture_decode_graphs(&mut be, &model, &mut ws, &mut kv, lim)?
+        } else {
+            Vec::new()
+        };
         let host_logits = ferrum_backend::host::committed_zeros(ws.max_logits * c.vocab_size);
         Ok(Runner {
             be,
@@ -213,9 +328,15 @@ impl<B: Backend> Runner<B> {
             num_blocks,
             block_size: lim.block_size,
             meta: StepMeta::default(),
+            graph_sizes,
             host_logits,
             mask_stats: MaskStats::default(),
         })
+    }
+
+    /// Decode batch sizes replayed from captured graphs.
+    pub fn graph_sizes(&self) -> &[usize] {
+        &self.graph_sizes
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -278,15 +399,28 @@ impl<B: Backend> Runner<B> {
 impl<B: Backend> Executor for Runner<B> {
     fn execute(&mut self, step: &StepBatch<'_>) -> Result<Vec<SeqStepOutput>> {
         let rows = self.prepare(step)?;
-        self.be.begin_step(&self.meta)?;
         let t = self.meta.tokens.len();
+        // a decode step (one new token per sequence) with a captured graph of at least its size
+        // replays the smallest such graph over padded metadata
+        let decode = step.seqs.iter().all(|s| s.num_fed() == 1);
+        let graph = decode
+            .then(|| self.graph_sizes.iter().copied().find(|&b| b >= t))
+            .flatten();
+        if let Some(b) = graph {
+            pad_decode(&mut self.meta, b);
+            GRAPH_REPLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.be.begin_step(&self.meta)?;
         let vocab = self.model.cfg.vocab_size;
         // structured output: the grammar masks are computed on their own thread while the
         // forward runs, and joined before sampling
         let (fwd, masks, waited) = std::thread::scope(|sc| {
             let masks = (!step.matchers.is_empty())
                 .then(|| sc.spawn(|| ferrum_engine::sampling::compute_masks(step, vocab)));
-            let fwd = self.model.forward(&self.be, t, &mut self.kv, &mut self.ws);
+            let fwd = match graph {
+                Some(b) => self.be.replay(b),
+                None => self.model.forward(&self.be, t, &mut self.kv, &mut self.ws),
+            };
             let t_join = std::time::Instant::now();
             let masks = masks.map(|h| h.join().unwrap_or_default());
             (fwd, masks.unwrap_or_default(), t_join.elapsed())

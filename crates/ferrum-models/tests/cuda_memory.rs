@@ -40,6 +40,9 @@ fn max_num_seqs_at_max_model_len_never_run_out_of_memory() {
         num_blocks_override: None,
         gpu_memory_utilization: Some(0.98),
         num_speculative_tokens: 0,
+        max_model_len,
+        // decode graphs too: their capture and replays must also fit
+        graph_sizes: vec![1, 2, 4, 8],
     };
     let factory = Box::new(move || {
         let be = CudaBackend::new(0, Half::Bf16)?;

@@ -99,6 +99,14 @@ pub struct EngineArgs {
     /// --kv-cache-memory-bytes and refuses this flag rather than ignore it).
     #[arg(long)]
     pub gpu_memory_utilization: Option<f64>,
+    /// Run every step eagerly: capture no CUDA graphs (the GPU backend captures decode steps by
+    /// default, as vLLM).
+    #[arg(long)]
+    pub enforce_eager: bool,
+    /// The largest decode batch captured as a CUDA graph. The sizes captured are vLLM's: 1, 2,
+    /// 4, multiples of 8 below 256, then of 16, up to this and --max-num-seqs.
+    #[arg(long, default_value_t = 512)]
+    pub max_cudagraph_capture_size: usize,
     /// Largest `logprobs` / `prompt_logprobs` a request may ask for.
     #[arg(long, default_value_t = 20)]
     pub max_logprobs: usize,
@@ -110,6 +118,20 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// Decode batch sizes to capture as graphs (empty with `--enforce-eager`).
+    pub fn graph_sizes(&self) -> Vec<usize> {
+        if self.enforce_eager {
+            return Vec::new();
+        }
+        let cap = self.max_cudagraph_capture_size.min(self.max_num_seqs);
+        [1, 2, 4]
+            .into_iter()
+            .chain((8..256).step_by(8))
+            .chain((256..=cap.max(256)).step_by(16))
+            .filter(|&b| b <= cap)
+            .collect()
+    }
+
     pub fn prefix_caching(&self) -> bool {
         !self.no_enable_prefix_caching
     }
@@ -207,5 +229,28 @@ mod tests {
         assert_eq!(super::parse_bytes("512M"), Ok(512_000_000));
         assert_eq!(super::parse_bytes("1000"), Ok(1000));
         assert!(super::parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn decode_graph_sizes_are_vllms_and_enforce_eager_empties_them() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            e: super::EngineArgs,
+        }
+        let sizes = |argv: &str| T::parse_from(argv.split_whitespace()).e.graph_sizes();
+        let all = sizes("t");
+        assert_eq!(&all[..6], &[1, 2, 4, 8, 16, 24]);
+        assert_eq!(all.last(), Some(&256), "capped by --max-num-seqs 256");
+        assert!(all.contains(&248) && !all.contains(&252));
+        assert_eq!(sizes("t --max-num-seqs 20"), [1, 2, 4, 8, 16]);
+        assert_eq!(sizes("t --max-cudagraph-capture-size 8"), [1, 2, 4, 8]);
+        assert_eq!(
+            sizes("t --max-num-seqs 512").last(),
+            Some(&512),
+            "multiples of 16 from 256 up to 512"
+        );
+        assert!(sizes("t --enforce-eager").is_empty());
     }
 }

@@ -228,6 +228,8 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
         num_blocks_override: e.num_gpu_blocks_override,
         gpu_memory_utilization: e.gpu_memory_utilization,
         num_speculative_tokens: e.speculative_config.map_or(0, |c| c.num_speculative_tokens),
+        max_model_len,
+        graph_sizes: e.graph_sizes(),
     };
     // Refused before any weight is read if weights + workspace + one max-model-len sequence of
     // KV cache do not fit.

@@ -11,10 +11,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    PushKernelArg, sys,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -132,8 +133,10 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
-    /// Split-KV attention's partial results (grown to the largest split step).
+    /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
+    /// Captured forwards (CUDA graphs), by key (the decode batch size).
+    graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
     sm_count: usize,
     /// Sampling parameters and chosen ids of `sample`'s device path (`sample.rs`).
@@ -162,7 +165,8 @@ impl CudaBackend {
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
             .context("the GPU's multiprocessor count")? as usize;
-        let stream = ctx.default_stream();
+        // a stream of its own: the legacy default stream cannot be captured into a graph
+        let stream = ctx.new_stream().context("creating a CUDA stream")?;
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
         let mut functions = HashMap::new();
@@ -193,6 +197,7 @@ impl CudaBackend {
             dequant: RefCell::new(None),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
+            graphs: HashMap::new(),
             sm_count,
             error: RefCell::new(None),
         })
@@ -304,11 +309,16 @@ impl CudaBackend {
                 &args,
             );
         }
+        // allocated once at the most any split step can need (splitting only happens below
+        // `waves` blocks, so blocks × splits < 2 · waves), never moved: captured graphs hold it
+        let cap = 4 * 2 * self.sm_count * (2 + 256);
         let need = tokens * heads * splits * (2 + d.head_dim);
+        if need > cap {
+            bail!("split-KV attention needs {need} partial values, more than its {cap}");
+        }
         let mut part = self.attn_part.borrow_mut();
-        if part.as_ref().is_none_or(|p| p.len() < need) {
-            // grows to the largest split step seen; warm-up reaches it before serving
-            *part = Some(self.stream.alloc_zeros::<f32>(need.next_power_of_two())?);
+        if part.is_none() {
+            *part = Some(self.stream.alloc_zeros::<f32>(cap)?);
         }
         let pp = self.ptr(part.as_ref().unwrap());
         args[6] = P(pp);
@@ -386,6 +396,43 @@ impl Backend for CudaBackend {
 
     fn profile_before_kv_sizing(&self) -> bool {
         true
+    }
+
+    fn supports_graphs(&self) -> bool {
+        true
+    }
+
+    fn reserve_step(&mut self, tokens: usize, table_entries: usize) -> Result<()> {
+        self.step.reserve(&self.stream, tokens, table_entries)
+    }
+
+    fn capture_begin(&mut self) -> Result<()> {
+        self.take_error()?;
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .context("starting a CUDA graph capture")?;
+        Ok(())
+    }
+
+    fn capture_end(&mut self, key: usize) -> Result<()> {
+        // end the capture whatever happened during it, then report the first failure
+        let graph = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .context("ending a CUDA graph capture");
+        self.take_error()?;
+        let graph = graph?.ok_or_else(|| anyhow!("the CUDA graph capture recorded nothing"))?;
+        self.graphs.insert(key, graph);
+        Ok(())
+    }
+
+    fn replay(&mut self, key: usize) -> Result<()> {
+        let g = self
+            .graphs
+            .get(&key)
+            .ok_or_else(|| anyhow!("no CUDA graph captured for {key}"))?;
+        g.launch().context("launching a CUDA graph")?;
+        Ok(())
     }
 
     fn kv_cache_budget(&self, gpu_memory_utilization: Option<f64>) -> Result<u64> {

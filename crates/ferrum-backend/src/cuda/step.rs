@@ -20,6 +20,8 @@ pub(super) struct DeviceStep {
     pub(super) n_tokens: usize,
     /// The most keys any token of the step sees (split-KV decode's choice).
     pub(super) max_keys: usize,
+    /// Buffers reserved and their addresses frozen (captured graphs hold them).
+    frozen: bool,
 }
 
 /// Device addresses of the step's buffers, for kernel arguments.
@@ -50,6 +52,25 @@ pub(super) fn upload<T: DeviceRepr + ValidAsZeroBits + Copy>(
 }
 
 impl DeviceStep {
+    /// Allocates every buffer for `tokens` tokens and `table_entries` block-table entries, then
+    /// freezes them: a step that would need larger ones is refused instead of moving them.
+    pub(super) fn reserve(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        tokens: usize,
+        table_entries: usize,
+    ) -> Result<()> {
+        self.frozen = false;
+        upload(stream, &mut self.tokens, &vec![0u32; tokens])?;
+        upload(stream, &mut self.positions, &vec![0u32; tokens])?;
+        upload(stream, &mut self.slots, &vec![-1i64; tokens])?;
+        upload(stream, &mut self.block_tables, &vec![0u32; table_entries])?;
+        upload(stream, &mut self.tok_table, &vec![0u32; tokens])?;
+        upload(stream, &mut self.tok_keys, &vec![1u32; tokens])?;
+        self.frozen = true;
+        Ok(())
+    }
+
     pub(super) fn upload(&mut self, stream: &Arc<CudaStream>, meta: &StepMeta) -> Result<()> {
         let n = meta.tokens.len();
         let mut tok_table = Vec::with_capacity(n);
@@ -66,7 +87,19 @@ impl DeviceStep {
                 tok_table.len()
             );
         }
+        if self.frozen {
+            let fits = |b: &Option<CudaSlice<u32>>, n: usize| {
+                b.as_ref().is_some_and(|b| b.len() >= n.max(1))
+            };
+            if !fits(&self.tokens, n) || !fits(&self.block_tables, meta.block_tables.len()) {
+                bail!(
+                    "a step of {n} tokens and {} block-table entries exceeds the reserved step buffers",
+                    meta.block_tables.len()
+                );
+            }
+        }
         let positions: Vec<u32> = meta.positions.iter().map(|&p| p as u32).collect();
+        // usize::MAX (a padding row of a captured graph's step) becomes -1: written nowhere
         let slots: Vec<i64> = meta.slots.iter().map(|&s| s as i64).collect();
         upload(stream, &mut self.tokens, &meta.tokens)?;
         upload(stream, &mut self.positions, &positions)?;

@@ -120,14 +120,6 @@ const VALUE_RULES: &[ValueRule] = &[
         why: "",
     },
     ValueRule {
-        flag: "enforce-eager",
-        accept: Accept::Any,
-        warn: Some(
-            "`--enforce-eager` accepted: ferrum captures no CUDA graphs, so it has no effect",
-        ),
-        why: "",
-    },
-    ValueRule {
         flag: "distributed-executor-backend",
         accept: Accept::Values(&["uni", "mp", "None", ""]),
         warn: None,

@@ -49,6 +49,8 @@ const FERRUM: &[&str] = &[
     "gpu-memory-utilization",
     "max-logprobs",
     "speculative-config",
+    "enforce-eager",
+    "max-cudagraph-capture-size",
     "config",
 ];
 
@@ -416,11 +418,7 @@ fn value_table() {
             "`--trust-remote-code` accepted: ferrum runs no model code from the hub, so it has no effect",
         ],
     );
-    ok(
-        "m --enforce-eager",
-        "m",
-        &["`--enforce-eager` accepted: ferrum captures no CUDA graphs, so it has no effect"],
-    );
+    ok("m --enforce-eager", "m --enforce-eager", &[]);
     ok("m --distributed-executor-backend uni", "m", &[]);
     err(
         "m --distributed-executor-backend ray",
@@ -606,7 +604,6 @@ fn value_checked_flags_are_the_table() {
             "kv-cache-dtype",
             "quantization",
             "trust-remote-code",
-            "enforce-eager",
             "distributed-executor-backend",
             "load-format",
             "device",
