@@ -44,6 +44,22 @@ pub struct ModelArgs {
     /// CUDA backend has passed its GPU checks (it says so when it sees a GPU).
     #[arg(long, default_value = "auto")]
     pub device: Device,
+    /// auto | float32 (float) | bfloat16 | float16 (half): the compute dtype, as vLLM's. The CPU
+    /// backend computes in f32; the CUDA backend in bf16 or f16 (auto: the checkpoint's f16, else
+    /// bf16).
+    #[arg(long, default_value = "auto")]
+    pub dtype: Dtype,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    Auto,
+    #[value(name = "float32", alias = "float")]
+    Float32,
+    #[value(name = "bfloat16")]
+    Bfloat16,
+    #[value(name = "float16", alias = "half")]
+    Float16,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

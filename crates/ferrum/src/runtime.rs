@@ -1,8 +1,9 @@
 //! Wiring: config + tokenizer on the caller's thread, then the engine thread builds the backend,
 //! loads the model and the runner sizes the KV cache; shared by every command.
 
-use crate::args::{Device, EngineArgs, KvCacheDtype, ModelArgs};
+use crate::args::{Device, Dtype, EngineArgs, KvCacheDtype, ModelArgs};
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use ferrum_backend::cuda::{self, CudaBackend, Half};
 use ferrum_backend::{Backend, CpuBackend, KvDtype, WeightBytes};
 use ferrum_engine::{
@@ -108,14 +109,28 @@ enum Target {
     Cuda { ordinal: usize, dtype: Half },
 }
 
-fn target(device: Device, weight_dtype: &str) -> Result<Target> {
-    let dtype = if weight_dtype.contains("f16") && !weight_dtype.contains("bf16") {
-        Half::F16
-    } else {
-        Half::Bf16
+fn target(device: Device, asked: Dtype, weight_dtype: &str) -> Result<Target> {
+    let cpu = || match asked {
+        Dtype::Auto | Dtype::Float32 => Ok(Target::Cpu),
+        other => bail!(
+            "--dtype {}: the CPU backend computes in float32 (use --dtype auto or float32, or --device cuda)",
+            other
+                .to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_string())
+        ),
+    };
+    let dtype = match asked {
+        Dtype::Bfloat16 => Half::Bf16,
+        Dtype::Float16 => Half::F16,
+        Dtype::Auto if weight_dtype.contains("f16") && !weight_dtype.contains("bf16") => Half::F16,
+        Dtype::Auto => Half::Bf16,
+        Dtype::Float32 if device == Device::Cuda => bail!(
+            "--dtype float32: the CUDA backend computes in bfloat16 or float16 (use --dtype auto, bfloat16 or float16)"
+        ),
+        Dtype::Float32 => Half::Bf16,
     };
     match device {
-        Device::Cpu => Ok(Target::Cpu),
+        Device::Cpu => cpu(),
         Device::Cuda => Ok(Target::Cuda {
             ordinal: cuda::require_gpu()?.ordinal,
             dtype,
@@ -129,7 +144,7 @@ fn target(device: Device, weight_dtype: &str) -> Result<Target> {
                     g.name
                 );
             }
-            Ok(Target::Cpu)
+            cpu()
         }
     }
 }
@@ -192,7 +207,7 @@ pub fn start_observed(m: &ModelArgs, e: &EngineArgs, observer: StepObserver) -> 
     let defaults = generation_defaults(&m.generation_config, files.hf_dir.as_deref())?;
     let cfg = files.cfg.clone();
     let weight_dtype = files.weight_dtype.clone();
-    let target = target(m.device, &weight_dtype)?;
+    let target = target(m.device, m.dtype, &weight_dtype)?;
     let (compute_kv, compute) = match &target {
         Target::Cpu => (KvDtype::F32, "f32"),
         Target::Cuda {

@@ -94,9 +94,9 @@ const VALUE_RULES: &[ValueRule] = &[
     },
     ValueRule {
         flag: "dtype",
-        accept: Accept::Values(&["auto", "float32", "float"]),
+        accept: Accept::Values(&["auto", "float32", "float", "bfloat16", "float16", "half"]),
         warn: None,
-        why: "ferrum computes in f32 on the CPU",
+        why: "ferrum computes in f32 on the CPU and in bf16 or f16 on a GPU",
     },
     ValueRule {
         flag: "kv-cache-dtype",

@@ -84,7 +84,7 @@ fn guide_older_vllm_lines() {
     // Llama with an API key and explicit dtype.
     ok(
         &guide("vllm serve meta-llama/Llama-3.1-8B-Instruct --dtype auto --api-key token-abc123"),
-        "meta-llama/Llama-3.1-8B-Instruct --api-key token-abc123",
+        "meta-llama/Llama-3.1-8B-Instruct --dtype auto --api-key token-abc123",
         &[],
     );
     // DeepSeek-R1 distill on two GPUs.

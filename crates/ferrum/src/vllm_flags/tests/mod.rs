@@ -51,6 +51,7 @@ const FERRUM: &[&str] = &[
     "speculative-config",
     "enforce-eager",
     "max-cudagraph-capture-size",
+    "dtype",
     "config",
 ];
 
@@ -393,12 +394,13 @@ fn values_that_look_like_numbers_or_text() {
 fn value_table() {
     ok(
         "m --dtype auto --dtype=float32",
-        "m",
+        "m --dtype float32",
         &["`--dtype` given more than once; the last one wins, as in vLLM"],
     );
+    ok("m --dtype bfloat16", "m --dtype bfloat16", &[]);
     err(
-        "m --dtype bfloat16",
-        "not supported yet: --dtype bfloat16 (ferrum computes in f32 on the CPU)",
+        "m --dtype float8",
+        "not supported yet: --dtype float8 (ferrum computes in f32 on the CPU and in bf16 or f16 on a GPU)",
     );
     ok("m --kv-cache-dtype auto", "m --kv-cache-dtype auto", &[]);
     ok("m --kv-cache-dtype fp8", "m --kv-cache-dtype fp8", &[]);
