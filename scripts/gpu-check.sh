@@ -4,11 +4,16 @@
 #   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/
 #   scripts/gpu-check.sh run     there (the `device` tool's `run`, carrying .device): NVRTC compile
 #                                of every kernel for the GPU's architecture, every op against the
-#                                CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE), the
-#                                transformers fixtures on the GPU (tests/cuda_reference.rs: dense,
-#                                MoE, block-FP8), `ferrum generate --device cuda` (bf16 and fp8 KV,
-#                                MoE), Llama-3.1-8B-shape benchmarks;
+#                                CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear,
+#                                split-KV, sampling), the transformers fixtures on the GPU
+#                                (tests/cuda_reference.rs: dense, MoE, block-FP8), the engine
+#                                (cuda_engine.rs, with and without decode graphs), memory under
+#                                full load (cuda_memory.rs), `ferrum generate --device cuda`;
+#   scripts/gpu-check.sh bench   there, a second call: Llama-3.1-8B-shape decode (graphs and
+#                                eager) and prefill, Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8
+#                                (random weights) decode and prefill, with the copy bandwidth;
 #                                logs under $OUT (or .device/out), a summary table last.
+# (Two calls: each must end inside the device tool's 10-minute limit.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -36,7 +41,7 @@ for line in sys.stdin:
     du -sh .device
 }
 
-run() {
+setup() {
     out="${OUT:-.device/out}"
     mkdir -p "$out"
     export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -51,16 +56,10 @@ run() {
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
         tail -n 40 "$out/$name.log"
     }
-    # the floor's denominator, measured in the same lease: device-to-device copy (read + write)
-    step copy_bandwidth python3 -c '
-import torch
-a = torch.empty(1 << 31, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-torch.cuda.synchronize(); s.record()
-for _ in range(20): b.copy_(a)
-e.record(); torch.cuda.synchronize()
-print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.2f} TB/s (read + write)")'
+}
+
+run() {
+    setup
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
     # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here
@@ -73,20 +72,62 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
-        --prompt "Hello" --max-tokens 16
+        --prompt "1 2 3" --max-tokens 16
     step generate_qwen3_fp8_kv "$dev/ferrum" generate --device cuda --kv-cache-dtype fp8 \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
-        --prompt "Hello" --max-tokens 16
+        --prompt "1 2 3" --max-tokens 16
     step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
-        --prompt "Hello" --max-tokens 16
-    # Llama-3.1-8B shape, random bf16 weights: batch-1 decode and prefill (docs/BENCHMARKS.md)
+        --prompt "1 2 3" --max-tokens 16
+    summary
+}
+
+bench() {
+    setup
+    # the floor's denominator, measured in the same lease: device-to-device copy (read + write)
+    step copy_bandwidth python3 -c '
+import torch
+a = torch.empty(1 << 31, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+torch.cuda.synchronize(); s.record()
+for _ in range(20): b.copy_(a)
+e.record(); torch.cuda.synchronize()
+print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.2f} TB/s (read + write)")'
+    # Llama-3.1-8B shape, random bf16 weights: batch-1 decode with and without decode graphs,
+    # batched decode, prefill (docs/BENCHMARKS.md)
     local llama=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
         --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
     step bench_decode_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
+    step bench_decode_8b_eager "$dev/ferrum" bench latency "${llama[@]}" --enforce-eager --batch-size 1 \
+        --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    step bench_decode_8b_b64 "$dev/ferrum" bench latency "${llama[@]}" --batch-size 64 --input-len 128 \
+        --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 2048 \
         --output-len 1 --num-iters 3 --num-iters-warmup 1
+    # issue 9's models, random weights (FP8 checkpoints: e4m3 projections with block scales)
+    local q3=(--device cuda --load-format dummy --tokenizer .device/tokenizers/qwen3 --max-model-len 16384)
+    step bench_decode_qwen3moe_fp8 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
+        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 1 --input-len 1 \
+        --output-len 128 --num-iters 3 --num-iters-warmup 1
+    step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
+        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 128 --input-len 128 \
+        --output-len 128 --num-iters 2 --num-iters-warmup 1
+    step bench_prefill_qwen3moe_fp8 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
+        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 1 --input-len 2048 \
+        --output-len 1 --num-iters 3 --num-iters-warmup 1
+    step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
+        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507 --batch-size 1 --input-len 1 \
+        --output-len 128 --num-iters 3 --num-iters-warmup 1
+    step bench_decode_glm45air_fp8 "$dev/ferrum" bench latency --device cuda --load-format dummy \
+        --tokenizer .device/tokenizers/qwen3 --max-model-len 8192 \
+        --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1 --input-len 1 \
+        --output-len 64 --num-iters 2 --num-iters-warmup 1
+    summary
+}
+
+summary() {
     echo "== summary"
     printf '%s\n' "${status[@]}" | tee "$out/summary.txt"
 }
@@ -94,5 +135,6 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
 case "${1:-}" in
     build) build ;;
     run) run ;;
-    *) echo "usage: $0 build|run" >&2; exit 2 ;;
+    bench) bench ;;
+    *) echo "usage: $0 build|run|bench" >&2; exit 2 ;;
 esac

@@ -153,7 +153,10 @@ pub fn inspect(path: &Path, opts: &LoadOptions) -> Result<ModelFiles> {
         .or(raw["dtype"].as_str())
         .unwrap_or("unknown");
     let weight_dtype = match (format, cfg.fp8_block) {
-        (LoadFormat::Dummy, _) => "dummy (random bf16)".to_string(),
+        (LoadFormat::Dummy, Some((r, c))) => {
+            format!("dummy (random fp8 e4m3 projections, {r}×{c} block scales; bf16 elsewhere)")
+        }
+        (LoadFormat::Dummy, None) => "dummy (random bf16)".to_string(),
         (_, Some((r, c))) => format!("fp8 e4m3 ({r}×{c} block scales), {declared} elsewhere"),
         _ => declared.to_string(),
     };
@@ -189,7 +192,13 @@ pub fn load_files<B: Backend + WeightBytes>(
         weight_dtype,
     } = files;
     let (model, weight_bytes) = match (opts.format, &gguf, &hf_dir) {
-        (LoadFormat::Dummy, _, _) => build(cfg, &DummySource { seed: opts.seed }, opts, be)?,
+        (LoadFormat::Dummy, _, _) => {
+            let src = DummySource {
+                seed: opts.seed,
+                fp8: cfg.fp8_block.is_some(),
+            };
+            build(cfg, &src, opts, be)?
+        }
         (_, Some(file), _) => build(cfg, &GgufSource { file }, opts, be)?,
         (_, None, Some(dir)) => build(cfg, &SafetensorsSource::open(dir)?, opts, be)?,
         (_, None, None) => unreachable!("a model comes from a GGUF file or a folder"),

@@ -1,5 +1,6 @@
 //! Bad model files give errors that say what is wrong, never panics or out-of-bounds reads.
 
+mod common;
 use ferrum_models::{LoadFormat, load};
 use std::path::{Path, PathBuf};
 
@@ -109,4 +110,42 @@ fn dummy_weights_need_only_the_config() {
     let m = load(&d, LoadFormat::Dummy, 0).unwrap();
     assert_eq!(m.config().num_layers, 2);
     assert_eq!(m.weight_dtype, "dummy (random bf16)");
+}
+
+/// A block-FP8 config with `--load-format dummy` keeps its projections in e4m3 with block scales
+/// (what the benchmarks of the FP8 models load), and the model runs: the same shapes from the
+/// config without `quantization_config` take more memory by the projections' second byte.
+#[test]
+fn dummy_fp8_config_keeps_its_projections_in_fp8() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fixtures/configs");
+    let small = serde_json::json!({
+        "num_hidden_layers": 1, "num_experts": 4, "num_experts_per_tok": 2, "hidden_size": 256,
+        "intermediate_size": 256, "moe_intermediate_size": 128, "vocab_size": 1024,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64
+    });
+    let load = |name: &str| {
+        let mut opts = ferrum_models::LoadOptions::new(LoadFormat::Dummy, 0);
+        opts.hf_overrides = Some(small.clone());
+        let dir = configs.join(name);
+        let files = ferrum_models::inspect(&dir, &opts).unwrap();
+        ferrum_models::load_files(files, &opts, &ferrum_backend::CpuBackend::new()).unwrap()
+    };
+    let fp8 = load("qwen3-30b-a3b-instruct-2507-fp8");
+    let bf16 = load("qwen3-30b-a3b-instruct-2507");
+    assert_eq!(
+        fp8.weight_dtype,
+        "dummy (random fp8 e4m3 projections, 128×128 block scales; bf16 elsewhere)"
+    );
+    // projections: attention q/k/v/o and 4 experts' gate/up/down, one byte instead of two
+    let attn = 256 * (4 * 64) * 2 + 2 * 256 * (2 * 64);
+    let experts = 4 * 3 * 256 * 128;
+    let saved = bf16.weight_bytes - fp8.weight_bytes;
+    assert!(
+        saved >= (attn + experts) * 9 / 10 && saved <= attn + experts,
+        "{saved} bytes saved, expected about {}",
+        attn + experts
+    );
+    // and it runs: one forward through the FP8 projections gives finite logits
+    let lp = common::teacher_forced(&fp8.model, &[1, 2, 3], 3);
+    assert!(lp.iter().flatten().all(|l| l.is_finite()) && lp.len() == 3);
 }

@@ -1,5 +1,9 @@
 //! `--load-format dummy`: random weights from the config alone (vLLM's meaning), so any supported
-//! architecture runs, and can be benchmarked, without its weight files.
+//! architecture runs, and can be benchmarked, without its weight files. A block-FP8 config
+//! (`quantization_config` with `weight_block_size`) gets e4m3 weights with block scales where
+//! its checkpoints have them (the attention and MLP / expert projections; embeddings, norms,
+//! routers and the LM head stay bf16, as `modules_to_not_convert` keeps them), so a dummy FP8
+//! model takes the FP8 checkpoint's memory and runs its kernels.
 
 use super::WeightSource;
 use anyhow::Result;
@@ -24,11 +28,87 @@ fn one_bf16(n: usize) -> Vec<u8> {
 
 pub struct DummySource {
     pub seed: u64,
+    /// The config is block-FP8: its projections are e4m3 with `weight_scale_inv` blocks.
+    pub fp8: bool,
+}
+
+/// The projections a block-FP8 checkpoint stores in e4m3.
+const FP8_PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// The scale of every dummy e4m3 block: codes span ±448, weights ±0.02 as the bf16 ones.
+const FP8_SCALE: f32 = 0.02 / 448.0;
+
+impl DummySource {
+    fn is_fp8_projection(&self, prefix: &str) -> bool {
+        self.fp8
+            && prefix
+                .rsplit('.')
+                .next()
+                .is_some_and(|last| FP8_PROJECTIONS.contains(&last))
+    }
+
+    /// The tensor's counter-based random stream key: the same values whatever the load order or
+    /// the number of threads.
+    fn key(&self, name: &str) -> u64 {
+        name.bytes()
+            .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            })
+    }
 }
 
 impl WeightSource for DummySource {
     fn tensor(&self, name: &str, shape: &[usize], dry: bool) -> Result<HostTensor<'_>> {
         let n: usize = shape.iter().product();
+        if let Some(prefix) = name.strip_suffix(".weight_scale_inv") {
+            debug_assert!(self.is_fp8_projection(prefix));
+            return Ok(HostTensor {
+                name: name.to_string(),
+                dtype: HostDtype::F32,
+                shape: shape.to_vec(),
+                bytes: Cow::Owned(if dry {
+                    Vec::new()
+                } else {
+                    FP8_SCALE.to_le_bytes().repeat(n)
+                }),
+            });
+        }
+        if let Some(prefix) = name.strip_suffix(".weight")
+            && self.is_fp8_projection(prefix)
+        {
+            let mut bytes = Vec::new();
+            if !dry {
+                let key = self.key(name);
+                bytes = vec![0u8; n];
+                bytes
+                    .par_chunks_mut(8 * CHUNK)
+                    .enumerate()
+                    .for_each(|(c, out)| {
+                        for (i, o) in out.chunks_mut(8).enumerate() {
+                            let u = splitmix64(key ^ ((c * CHUNK + i) as u64).wrapping_mul(GOLDEN));
+                            for (j, b) in o.iter_mut().enumerate() {
+                                let code = (u >> (8 * j)) as u8;
+                                // never the NaN codes 0x7f / 0xff
+                                *b = if code & 0x7f == 0x7f { code ^ 1 } else { code };
+                            }
+                        }
+                    });
+            }
+            return Ok(HostTensor {
+                name: name.to_string(),
+                dtype: HostDtype::F8E4M3,
+                shape: shape.to_vec(),
+                bytes: Cow::Owned(bytes),
+            });
+        }
         let bytes: Vec<u8> = if dry {
             Vec::new()
         } else if name.ends_with("norm.weight") {
@@ -36,11 +116,7 @@ impl WeightSource for DummySource {
         } else {
             // a counter-based stream per tensor: the same values whatever the load order or the
             // number of threads, and fast enough for an 8B model (bf16, as the models run)
-            let key = name
-                .bytes()
-                .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
+            let key = self.key(name);
             let mut bytes = vec![0u8; 2 * n];
             bytes
                 .par_chunks_mut(2 * CHUNK)
@@ -63,12 +139,12 @@ impl WeightSource for DummySource {
         })
     }
 
-    /// Everything but the checkpoint-format extras (fp8 weight scales, KV-cache scales), so a
-    /// dummy model is float and its FP8 KV cache, if asked for, has scales of 1.0.
+    /// Everything but the checkpoint-format extras (KV-cache scales; fp8 weight scales outside
+    /// a block-FP8 config's projections), so an FP8 KV cache, if asked for, has scales of 1.0.
     fn contains(&self, name: &str) -> bool {
-        !(name.ends_with("weight_scale_inv")
-            || name.ends_with("k_scale")
-            || name.ends_with("v_scale")
-            || name.ends_with("output_scale"))
+        if let Some(prefix) = name.strip_suffix(".weight_scale_inv") {
+            return self.is_fp8_projection(prefix);
+        }
+        !(name.ends_with("k_scale") || name.ends_with("v_scale") || name.ends_with("output_scale"))
     }
 }
