@@ -76,6 +76,15 @@ inline T __shfl_down_sync(unsigned, T v, unsigned d, int = 32) {
     return emu_shfl(v, s < 32 ? s : emu::cur->lane);
 }
 
+// Atomics: a block's threads are fibers of one OS thread and blocks run one after another, so a
+// plain read-modify-write is atomic here.
+template <typename T>
+inline T atomicAdd(T* p, T v) {
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 inline unsigned __float_as_uint(float f) { unsigned i; std::memcpy(&i, &f, 4); return i; }

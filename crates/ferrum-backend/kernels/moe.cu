@@ -142,6 +142,81 @@ __device__ void moe_gemv_fp8(const T* x, int x_div, const fp8* w, const float* s
     if (lane == 0) out[p * rows + r] = from_f32<T>(acc);
 }
 
+// On-device grouping by expert for mid-size batches (no copy to the host, so it can be captured
+// in a CUDA graph): count each expert's pairs, scan the counts into offsets, list every pair
+// under its expert, then one kernel per projection reads each chosen expert's rows once for all
+// of its pairs. The order of pairs within an expert's list does not matter: each pair's output
+// is computed on its own.
+
+// counts[ids[p]] += 1 for every pair (counts zeroed before).
+__device__ void moe_count(const u32* ids, int pairs, int* counts) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p < pairs) atomicAdd(&counts[ids[p]], 1);
+}
+
+// offsets[e] = Σ counts[< e] (n_experts + 1 entries), cursor[e] = offsets[e]. One thread.
+__device__ void moe_offsets(const int* counts, int n_experts, int* offsets, int* cursor) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    int at = 0;
+    for (int e = 0; e < n_experts; e++) {
+        offsets[e] = at;
+        cursor[e] = at;
+        at += counts[e];
+    }
+    offsets[n_experts] = at;
+}
+
+// sorted[cursor[ids[p]]++] = p.
+__device__ void moe_scatter(const u32* ids, int pairs, int* cursor, u32* sorted) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p < pairs) sorted[atomicAdd(&cursor[ids[p]], 1)] = p;
+}
+
+#define MOE_GROUP 8
+
+__device__ __forceinline__ float w_f32(__nv_bfloat16 x) { return to_f32(x); }
+__device__ __forceinline__ float w_f32(__half x) { return to_f32(x); }
+__device__ __forceinline__ float w_f32(fp8 x) { return float(x); }
+
+// out[p][r] = W_e[r] · x[p / x_div] for every pair p listed under expert e = blockIdx.x, rows
+// r of blockIdx.y's eight (one warp each): the expert's row is read once per eight pairs.
+// `W` is T rows `[expert][rows][k]`, or fp8 codes with per-row scales `[expert][rows][sc]` of
+// `bk` columns each (scales non-null).
+template <typename T, typename W>
+__device__ void moe_expert_gemv(const T* x, int x_div, const W* w, const float* scales, int rows, int k, int bk,
+                                const int* offsets, const u32* sorted, T* out) {
+    const int e = blockIdx.x;
+    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    const int lo = offsets[e], hi = offsets[e + 1];
+    if (r >= rows || lo == hi) return;
+    const i64 row = (i64)e * rows + r;
+    const W* wr = w + row * k;
+    const int sc = scales ? (k + bk - 1) / bk : 0;
+    for (int g = lo; g < hi; g += MOE_GROUP) {
+        const int n = min(MOE_GROUP, hi - g);
+        float acc[MOE_GROUP];
+        const T* xs[MOE_GROUP];
+#pragma unroll
+        for (int j = 0; j < MOE_GROUP; j++) {
+            acc[j] = 0.f;
+            xs[j] = j < n ? x + (i64)(sorted[g + j] / x_div) * k : nullptr;
+        }
+        for (int i = lane; i < k; i += 32) {
+            float wv = w_f32(wr[i]);
+            if (scales) wv *= scales[row * sc + i / bk];
+#pragma unroll
+            for (int j = 0; j < MOE_GROUP; j++)
+                if (j < n) acc[j] += wv * to_f32(xs[j][i]);
+        }
+#pragma unroll
+        for (int j = 0; j < MOE_GROUP; j++)
+            if (j < n) {
+                const float v = warp_sum(acc[j]);
+                if (lane == 0) out[(i64)sorted[g + j] * rows + r] = from_f32<T>(v);
+            }
+    }
+}
+
 // out[t] = Σ_j weight[t, j] · y[t·top_k + j] in rank order, one f32 sum rounded once.
 template <typename T>
 __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden, int top_k) {
@@ -154,6 +229,16 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 }
 
 #define MOE(T, S)                                                                                          \
+    extern "C" __global__ void moe_count_##S(const u32* ids, int pairs, int* counts) {                    \
+        moe_count(ids, pairs, counts);                                                                     \
+    }                                                                                                      \
+    extern "C" __global__ void moe_offsets_##S(const int* counts, int n_experts, int* offsets,            \
+                                               int* cursor) {                                              \
+        moe_offsets(counts, n_experts, offsets, cursor);                                                   \
+    }                                                                                                      \
+    extern "C" __global__ void moe_scatter_##S(const u32* ids, int pairs, int* cursor, u32* sorted) {     \
+        moe_scatter(ids, pairs, cursor, sorted);                                                           \
+    }                                                                                                      \
     extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
                                                      int n_experts, int top_k, int norm) {                 \
         moe_route_softmax<T>(logits, ids, w, tokens, n_experts, top_k, norm);                              \
@@ -171,6 +256,15 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     extern "C" __global__ void moe_gemv_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,     \
                                                 int rows, int k, int bk, const u32* ids, T* out) {         \
         moe_gemv_fp8<T>(x, x_div, w, s, rows, k, bk, ids, out);                                            \
+    }                                                                                                      \
+    extern "C" __global__ void moe_expert_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,     \
+                                                   const int* offsets, const u32* sorted, T* out) {        \
+        moe_expert_gemv<T, T>(x, x_div, w, nullptr, rows, k, 1, offsets, sorted, out);                     \
+    }                                                                                                      \
+    extern "C" __global__ void moe_expert_gemv_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,  \
+                                                       int rows, int k, int bk, const int* offsets,        \
+                                                       const u32* sorted, T* out) {                        \
+        moe_expert_gemv<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                        \
     }                                                                                                      \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \

@@ -519,7 +519,7 @@ fn cuda_ops_match_the_cpu_backend() {
             .collect();
         let experts = be.experts(experts).unwrap();
         let bias = bias.map(|b| be.upload_vector(tensor("bias", vec![b.len()], b)).unwrap());
-        let mut scratch = be.moe_scratch(64, d).unwrap();
+        let mut scratch = be.moe_scratch(300, d).unwrap();
         let mut out = be.up(&vec![0.0; rows * h]);
         be.moe(
             &be.up(x),
@@ -546,8 +546,9 @@ fn cuda_ops_match_the_cpu_backend() {
         },
     ];
     for routing in routings {
-        // up to 8 tokens the per-pair GEMVs, from 9 the grouped GEMMs
-        for rows in [1usize, 3, 8, 9, 37] {
+        // up to 8 tokens the per-pair GEMVs, to 256 the pairs grouped on the device, above
+        // the pairs grouped on the host with one GEMM per expert
+        for rows in [1usize, 3, 8, 9, 37, 256, 300] {
             let d = MoeDims {
                 n_experts,
                 top_k,

@@ -1,8 +1,10 @@
 //! Routed experts on the GPU (`kernels/moe.cu`): routing on the device, then the chosen experts'
-//! SwiGLU, then the weighted combine in rank order. Up to [`MOE_GEMV_MAX_TOKENS`] tokens (decode)
-//! each (token, expert) pair is a GEMV reading only its expert's rows; above, the pairs are
-//! grouped by expert (the routing comes to the host once per layer, as vLLM's fused MoE sorts and
-//! pads them on the device) and each expert with tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers, in the
+//! SwiGLU, then the weighted combine in rank order. Up to [`MOE_GEMV_MAX_TOKENS`] tokens each
+//! (token, expert) pair is a GEMV reading only its expert's rows; up to
+//! [`MOE_DEVICE_GROUPED_MAX_TOKENS`] (batched decode) the pairs are grouped by expert on the
+//! device (counts, offsets, a scatter: no copy to the host, so CUDA graphs capture it) and each
+//! chosen expert's rows are read once for all of its pairs; above (prefill), the routing comes to
+//! the host once per layer and each expert with tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers, in the
 //! half dtype or block-FP8 (`moe_gemv_fp8` reads the codes and scales directly).
 
 use anyhow::{Result, bail};
@@ -11,8 +13,10 @@ use cudarc::driver::{CudaSlice, LaunchConfig};
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 
-/// Tokens up to which the experts run as per-pair GEMVs; above, as grouped GEMMs.
+/// Tokens up to which the experts run as per-pair GEMVs.
 pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
+/// Tokens up to which the pairs are grouped on the device; above, GEMMs per expert.
+pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
 use crate::backend::{MoeDims, Routing};
 
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
@@ -39,6 +43,12 @@ pub struct CudaMoeScratch {
     pos: CudaSlice<u32>,
     xs: CudaSlice<u16>,
     ys: CudaSlice<u16>,
+    /// The on-device grouping: pairs per expert, their offsets (n + 1), a cursor per expert,
+    /// and the pairs listed by expert.
+    counts: CudaSlice<i32>,
+    offsets: CudaSlice<i32>,
+    cursor: CudaSlice<i32>,
+    sorted: CudaSlice<u32>,
     max_tokens: usize,
 }
 
@@ -87,6 +97,10 @@ impl CudaBackend {
             pos: self.stream.alloc_zeros(pairs)?,
             xs: self.stream.alloc_zeros(pairs * d.hidden)?,
             ys: self.stream.alloc_zeros(pairs * d.hidden)?,
+            counts: self.stream.alloc_zeros(d.n_experts)?,
+            offsets: self.stream.alloc_zeros(d.n_experts + 1)?,
+            cursor: self.stream.alloc_zeros(d.n_experts)?,
+            sorted: self.stream.alloc_zeros(pairs)?,
             max_tokens,
         })
     }
@@ -166,6 +180,8 @@ impl CudaBackend {
         let y = self.ptr(&s.y);
         if rows <= MOE_GEMV_MAX_TOKENS {
             self.experts_per_pair(x, ex, k, pairs, s)?;
+        } else if rows <= MOE_DEVICE_GROUPED_MAX_TOKENS {
+            self.experts_device_grouped(x, ex, k, pairs, s)?;
         } else {
             self.experts_grouped(x, ex, k, pairs, s)?;
         }
@@ -233,6 +249,91 @@ impl CudaBackend {
         )?;
         expert_gemv(&ex.down, act, 1, h, inter, y)?;
         Ok(())
+    }
+
+    /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
+    /// for all of its pairs, into `s.y` in pair order.
+    fn experts_device_grouped(
+        &self,
+        x: &CudaBuf,
+        ex: &CudaExperts,
+        k: usize,
+        pairs: usize,
+        s: &mut CudaMoeScratch,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let (h, inter, n) = (ex.hidden, ex.inter, ex.n);
+        let ids = self.ptr(&s.ids);
+        self.stream.memset_zeros(&mut s.counts)?;
+        let per_pair = LaunchConfig {
+            grid_dim: (pairs.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (counts, offsets, cursor, sorted) = (
+            self.ptr(&s.counts),
+            self.ptr(&s.offsets),
+            self.ptr(&s.cursor),
+            self.ptr(&s.sorted),
+        );
+        self.launch("moe_count", per_pair, &[P(ids), I(pairs as i32), P(counts)])?;
+        let one = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [P(counts), I(n as i32), P(offsets), P(cursor)];
+        self.launch("moe_offsets", one, &args)?;
+        let args = [P(ids), I(pairs as i32), P(cursor), P(sorted)];
+        self.launch("moe_scatter", per_pair, &args)?;
+        // one block per (expert, eight output rows)
+        let gemv =
+            |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
+                let cfg = LaunchConfig {
+                    grid_dim: (n as u32, rows_out.div_ceil(8) as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let (x_div, rows_out, k_in) = (x_div as i32, rows_out as i32, k_in as i32);
+                match data {
+                    WeightData::Half(m) => {
+                        let args = [
+                            P(x),
+                            I(x_div),
+                            P(self.ptr(m)),
+                            I(rows_out),
+                            I(k_in),
+                            P(offsets),
+                            P(sorted),
+                            P(out),
+                        ];
+                        self.launch("moe_expert_gemv", cfg, &args)
+                    }
+                    WeightData::Fp8 { codes, scales, bk } => {
+                        let args = [
+                            P(x),
+                            I(x_div),
+                            P(self.ptr(codes)),
+                            P(self.ptr(scales)),
+                            I(rows_out),
+                            I(k_in),
+                            I(*bk as i32),
+                            P(offsets),
+                            P(sorted),
+                            P(out),
+                        ];
+                        self.launch("moe_expert_gemv_fp8", cfg, &args)
+                    }
+                }
+            };
+        let (gu, act, y) = (self.ptr(&s.gate_up), self.ptr(&s.act), self.ptr(&s.y));
+        gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
+        self.launch(
+            "silu_mul",
+            Self::rows_cfg(pairs, 256),
+            &[P(gu), P(act), I(inter as i32)],
+        )?;
+        gemv(&ex.down, act, 1, h, inter, y)
     }
 
     /// The pairs grouped by expert: the tokens' inputs gathered in expert order, one GEMM per
