@@ -75,6 +75,7 @@ impl Half {
 }
 
 /// A kernel argument: a device pointer, an `int`, a `long long` or a `float`.
+#[derive(Clone, Copy)]
 pub(super) enum Arg {
     P(u64),
     I(i32),

@@ -211,35 +211,19 @@ impl CudaBackend {
         // out[p][r] = expert(ids[p])[r] · x[p / x_div] for rows_out rows of k
         let expert_gemv =
             |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
-                let (x_div, rows_out, k_in) = (x_div as i32, rows_out as i32, k_in as i32);
-                match data {
-                    WeightData::Half(m) => {
-                        let args = [
-                            P(x),
-                            I(x_div),
-                            P(self.ptr(m)),
-                            I(rows_out),
-                            I(k_in),
-                            P(ids),
-                            P(out),
-                        ];
-                        self.launch("moe_gemv", gemv(rows_out as usize), &args)
-                    }
-                    WeightData::Fp8 { codes, scales, bk } => {
-                        let args = [
-                            P(x),
-                            I(x_div),
-                            P(self.ptr(codes)),
-                            P(self.ptr(scales)),
-                            I(rows_out),
-                            I(k_in),
-                            I(*bk as i32),
-                            P(ids),
-                            P(out),
-                        ];
-                        self.launch("moe_gemv_fp8", gemv(rows_out as usize), &args)
-                    }
-                }
+                let w = ExpertGemv {
+                    x,
+                    x_div,
+                    rows: rows_out,
+                    k: k_in,
+                };
+                self.expert_launch(
+                    ("moe_gemv", "moe_gemv_fp8"),
+                    data,
+                    &w,
+                    &[P(ids), P(out)],
+                    gemv(rows_out),
+                )
             };
         expert_gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
         self.launch(
@@ -294,37 +278,20 @@ impl CudaBackend {
                     block_dim: (256, 1, 1),
                     shared_mem_bytes: 0,
                 };
-                let (x_div, rows_out, k_in) = (x_div as i32, rows_out as i32, k_in as i32);
-                match data {
-                    WeightData::Half(m) => {
-                        let args = [
-                            P(x),
-                            I(x_div),
-                            P(self.ptr(m)),
-                            I(rows_out),
-                            I(k_in),
-                            P(offsets),
-                            P(sorted),
-                            P(out),
-                        ];
-                        self.launch("moe_expert_gemv", cfg, &args)
-                    }
-                    WeightData::Fp8 { codes, scales, bk } => {
-                        let args = [
-                            P(x),
-                            I(x_div),
-                            P(self.ptr(codes)),
-                            P(self.ptr(scales)),
-                            I(rows_out),
-                            I(k_in),
-                            I(*bk as i32),
-                            P(offsets),
-                            P(sorted),
-                            P(out),
-                        ];
-                        self.launch("moe_expert_gemv_fp8", cfg, &args)
-                    }
-                }
+                let w = ExpertGemv {
+                    x,
+                    x_div,
+                    rows: rows_out,
+                    k: k_in,
+                };
+                let tail = [P(offsets), P(sorted), P(out)];
+                self.expert_launch(
+                    ("moe_expert_gemv", "moe_expert_gemv_fp8"),
+                    data,
+                    &w,
+                    &tail,
+                    cfg,
+                )
             };
         let (gu, act, y) = (self.ptr(&s.gate_up), self.ptr(&s.act), self.ptr(&s.y));
         gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
@@ -413,4 +380,47 @@ impl CudaBackend {
         }
         gather(ys, self.ptr(&s.pos), self.ptr(&s.y))
     }
+
+    /// Launches `kernels.0` (`kernels.1` for block-FP8 experts) with its arguments in the order
+    /// every expert-GEMV kernel takes them: the input and its row divisor, the expert stack
+    /// (half weights, or e4m3 codes and per-row scales), rows and row length (and the scales'
+    /// column block), then `tail`.
+    fn expert_launch(
+        &self,
+        kernels: (&'static str, &'static str),
+        data: &WeightData,
+        g: &ExpertGemv,
+        tail: &[Arg],
+        cfg: LaunchConfig,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let (rows, k) = (g.rows as i32, g.k as i32);
+        let mut args = vec![P(g.x), I(g.x_div as i32)];
+        let name = match data {
+            WeightData::Half(m) => {
+                args.extend([P(self.ptr(m)), I(rows), I(k)]);
+                kernels.0
+            }
+            WeightData::Fp8 { codes, scales, bk } => {
+                args.extend([
+                    P(self.ptr(codes)),
+                    P(self.ptr(scales)),
+                    I(rows),
+                    I(k),
+                    I(*bk as i32),
+                ]);
+                kernels.1
+            }
+        };
+        args.extend_from_slice(tail);
+        self.launch(name, cfg, &args)
+    }
+}
+
+/// One expert-GEMV launch's shape: `out[p][r] = W[r] · x[p / x_div]`, `rows` rows of `k`.
+struct ExpertGemv {
+    x: u64,
+    x_div: usize,
+    rows: usize,
+    k: usize,
 }
