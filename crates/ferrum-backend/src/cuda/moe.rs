@@ -199,17 +199,16 @@ impl CudaBackend {
         pairs: usize,
         s: &mut CudaMoeScratch,
     ) -> Result<()> {
-        use Arg::{I, P};
-        let (h, inter, ids) = (ex.hidden, ex.inter, self.ptr(&s.ids));
+        use Arg::P;
+        let ids = self.ptr(&s.ids);
         // eight output rows (warps) per block
         let gemv = |rows_out: usize| LaunchConfig {
             grid_dim: (pairs as u32, rows_out.div_ceil(8) as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let (gu, act, y) = (self.ptr(&s.gate_up), self.ptr(&s.act), self.ptr(&s.y));
         // out[p][r] = expert(ids[p])[r] · x[p / x_div] for rows_out rows of k
-        let expert_gemv =
+        let proj =
             |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
                 let w = ExpertGemv {
                     x,
@@ -217,22 +216,16 @@ impl CudaBackend {
                     rows: rows_out,
                     k: k_in,
                 };
+                let tail = [P(ids), P(out)];
                 self.expert_launch(
                     ("moe_gemv", "moe_gemv_fp8"),
                     data,
                     &w,
-                    &[P(ids), P(out)],
+                    &tail,
                     gemv(rows_out),
                 )
             };
-        expert_gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
-        self.launch(
-            "silu_mul",
-            Self::rows_cfg(pairs, 256),
-            &[P(gu), P(act), I(inter as i32)],
-        )?;
-        expert_gemv(&ex.down, act, 1, h, inter, y)?;
-        Ok(())
+        self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
@@ -246,7 +239,7 @@ impl CudaBackend {
         s: &mut CudaMoeScratch,
     ) -> Result<()> {
         use Arg::{I, P};
-        let (h, inter, n) = (ex.hidden, ex.inter, ex.n);
+        let n = ex.n;
         let ids = self.ptr(&s.ids);
         self.stream.memset_zeros(&mut s.counts)?;
         let per_pair = LaunchConfig {
@@ -271,7 +264,7 @@ impl CudaBackend {
         let args = [P(ids), I(pairs as i32), P(cursor), P(sorted)];
         self.launch("moe_scatter", per_pair, &args)?;
         // one block per (expert, eight output rows)
-        let gemv =
+        let proj =
             |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
                 let cfg = LaunchConfig {
                     grid_dim: (n as u32, rows_out.div_ceil(8) as u32, 1),
@@ -293,14 +286,7 @@ impl CudaBackend {
                     cfg,
                 )
             };
-        let (gu, act, y) = (self.ptr(&s.gate_up), self.ptr(&s.act), self.ptr(&s.y));
-        gemv(&ex.gate_up, self.ptr(&x.mem), k, 2 * inter, h, gu)?;
-        self.launch(
-            "silu_mul",
-            Self::rows_cfg(pairs, 256),
-            &[P(gu), P(act), I(inter as i32)],
-        )?;
-        gemv(&ex.down, act, 1, h, inter, y)
+        self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
     }
 
     /// The pairs grouped by expert: the tokens' inputs gathered in expert order, one GEMM per
@@ -315,7 +301,7 @@ impl CudaBackend {
         s: &mut CudaMoeScratch,
     ) -> Result<()> {
         use Arg::{I, P};
-        let (h, inter) = (ex.hidden, ex.inter);
+        let h = ex.hidden;
         let ids = self.stream.clone_dtoh(&s.ids.slice(..pairs))?;
         self.stream.synchronize()?;
         let mut start = vec![0usize; ex.n + 1];
@@ -341,44 +327,52 @@ impl CudaBackend {
             .memcpy_htod(&tok, &mut s.tok.slice_mut(..pairs))?;
         self.stream
             .memcpy_htod(&pos, &mut s.pos.slice_mut(..pairs))?;
-        let (xs, ys, gu, act) = (
-            self.ptr(&s.xs),
-            self.ptr(&s.ys),
-            self.ptr(&s.gate_up),
-            self.ptr(&s.act),
-        );
+        let (xs, ys) = (self.ptr(&s.xs), self.ptr(&s.ys));
         let gather = |src: u64, rows: u64, dst: u64| {
             let args = [P(src), P(rows), P(dst), I(h as i32)];
             self.launch("gather_rows", Self::rows_cfg(pairs, 256), &args)
         };
         gather(self.ptr(&x.mem), self.ptr(&s.tok), xs)?;
-        let half = 2u64; // bytes per activation value
-        for e in 0..ex.n {
-            let (first, n) = (start[e], start[e + 1] - start[e]);
-            if n > 0 {
-                let (xe, oe) = (
-                    xs + half * (first * h) as u64,
-                    gu + half * (first * 2 * inter) as u64,
-                );
-                self.gemm_rows(xe, n, &ex.gate_up, e * 2 * inter, 2 * inter, h, oe)?;
+        // the inputs are already one row per sorted pair: one GEMM per expert with pairs
+        let proj = |data: &WeightData, x: u64, _: usize, rows_out: usize, k_in: usize, out: u64| {
+            let half = 2u64; // bytes per activation value
+            for e in 0..ex.n {
+                let (first, n) = (start[e], start[e + 1] - start[e]);
+                if n > 0 {
+                    let (xe, oe) = (
+                        x + half * (first * k_in) as u64,
+                        out + half * (first * rows_out) as u64,
+                    );
+                    self.gemm_rows(xe, n, data, e * rows_out, rows_out, k_in, oe)?;
+                }
             }
-        }
-        self.launch(
-            "silu_mul",
-            Self::rows_cfg(pairs, 256),
-            &[P(gu), P(act), I(inter as i32)],
-        )?;
-        for e in 0..ex.n {
-            let (first, n) = (start[e], start[e + 1] - start[e]);
-            if n > 0 {
-                let (ae, oe) = (
-                    act + half * (first * inter) as u64,
-                    ys + half * (first * h) as u64,
-                );
-                self.gemm_rows(ae, n, &ex.down, e * h, h, inter, oe)?;
-            }
-        }
+            Ok(())
+        };
+        self.swiglu(ex, xs, 1, pairs, s, ys, proj)?;
         gather(ys, self.ptr(&s.pos), self.ptr(&s.y))
+    }
+
+    /// The routed experts' SwiGLU over the step's pairs, whatever the path: `proj(weights,
+    /// input, input rows per pair divisor, output rows, row length, output)` for gate/up into
+    /// `s.gate_up`, SiLU-and-mul into `s.act`, `proj` for down into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn swiglu(
+        &self,
+        ex: &CudaExperts,
+        x: u64,
+        x_div: usize,
+        pairs: usize,
+        s: &CudaMoeScratch,
+        out: u64,
+        proj: impl Fn(&WeightData, u64, usize, usize, usize, u64) -> Result<()>,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let (h, inter) = (ex.hidden, ex.inter);
+        let (gu, act) = (self.ptr(&s.gate_up), self.ptr(&s.act));
+        proj(&ex.gate_up, x, x_div, 2 * inter, h, gu)?;
+        let args = [P(gu), P(act), I(inter as i32)];
+        self.launch("silu_mul", Self::rows_cfg(pairs, 256), &args)?;
+        proj(&ex.down, act, 1, h, inter, out)
     }
 
     /// Launches `kernels.0` (`kernels.1` for block-FP8 experts) with its arguments in the order

@@ -22,6 +22,22 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Fills `bytes` `width` bytes at a time, item `i` from SplitMix64 of `(key, i)` alone: the same
+/// values whatever the load order or the number of threads.
+fn fill(key: u64, bytes: &mut [u8], width: usize, item: impl Fn(u64, &mut [u8]) + Sync) {
+    bytes
+        .par_chunks_mut(width * CHUNK)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for (i, o) in out.chunks_mut(width).enumerate() {
+                item(
+                    splitmix64(key ^ ((c * CHUNK + i) as u64).wrapping_mul(GOLDEN)),
+                    o,
+                );
+            }
+        });
+}
+
 fn one_bf16(n: usize) -> Vec<u8> {
     half::bf16::ONE.to_le_bytes().repeat(n)
 }
@@ -86,21 +102,14 @@ impl WeightSource for DummySource {
         {
             let mut bytes = Vec::new();
             if !dry {
-                let key = self.key(name);
                 bytes = vec![0u8; n];
-                bytes
-                    .par_chunks_mut(8 * CHUNK)
-                    .enumerate()
-                    .for_each(|(c, out)| {
-                        for (i, o) in out.chunks_mut(8).enumerate() {
-                            let u = splitmix64(key ^ ((c * CHUNK + i) as u64).wrapping_mul(GOLDEN));
-                            for (j, b) in o.iter_mut().enumerate() {
-                                let code = (u >> (8 * j)) as u8;
-                                // never the NaN codes 0x7f / 0xff
-                                *b = if code & 0x7f == 0x7f { code ^ 1 } else { code };
-                            }
-                        }
-                    });
+                fill(self.key(name), &mut bytes, 8, |u, o| {
+                    for (j, b) in o.iter_mut().enumerate() {
+                        let code = (u >> (8 * j)) as u8;
+                        // never the NaN codes 0x7f / 0xff
+                        *b = if code & 0x7f == 0x7f { code ^ 1 } else { code };
+                    }
+                });
             }
             return Ok(HostTensor {
                 name: name.to_string(),
@@ -114,21 +123,14 @@ impl WeightSource for DummySource {
         } else if name.ends_with("norm.weight") {
             one_bf16(n)
         } else {
-            // a counter-based stream per tensor: the same values whatever the load order or the
-            // number of threads, and fast enough for an 8B model (bf16, as the models run)
-            let key = self.key(name);
+            // a counter-based stream per tensor, fast enough for an 8B model (bf16, as the
+            // models run)
             let mut bytes = vec![0u8; 2 * n];
-            bytes
-                .par_chunks_mut(2 * CHUNK)
-                .enumerate()
-                .for_each(|(c, out)| {
-                    for (i, o) in out.chunks_exact_mut(2).enumerate() {
-                        let u = splitmix64(key ^ ((c * CHUNK + i) as u64).wrapping_mul(GOLDEN));
-                        // top 24 bits → uniform in [-0.02, 0.02)
-                        let x = ((u >> 40) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * 0.02;
-                        o.copy_from_slice(&half::bf16::from_f32(x).to_le_bytes());
-                    }
-                });
+            fill(self.key(name), &mut bytes, 2, |u, o| {
+                // top 24 bits → uniform in [-0.02, 0.02)
+                let x = ((u >> 40) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * 0.02;
+                o.copy_from_slice(&half::bf16::from_f32(x).to_le_bytes());
+            });
             bytes
         };
         Ok(HostTensor {
