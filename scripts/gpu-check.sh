@@ -12,7 +12,7 @@
 #   scripts/gpu-check.sh bench   there, a second call: Llama-3.1-8B-shape decode (graphs and
 #                                eager) and prefill, Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8
 #                                (random weights) decode and prefill, with the copy bandwidth;
-#                                logs under $OUT (or .device/out), a summary table last.
+#                                logs in $OUT/logs.tgz (or .device/logs.tgz), a summary last.
 # (Two calls: each must end inside the device tool's 10-minute limit.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,11 +42,13 @@ for line in sys.stdin:
 }
 
 setup() {
-    out="${OUT:-.device/out}"
+    # logs gather in one folder; the device tool brings back at most 8 files, so $OUT gets one
+    # archive of them, refreshed after every step (a run cut off at its limit still returns it)
+    out=/tmp/ferrum-gpu-logs
     mkdir -p "$out"
     export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export FERRUM_CUDA_INCLUDE="${FERRUM_CUDA_INCLUDE:-/usr/local/cuda/include}" FERRUM_REQUIRE_NVRTC=1
-    export FERRUM_KERNEL_CACHE="$out/kernel-cache"
+    export FERRUM_KERNEL_CACHE=/tmp/ferrum-kernel-cache
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt" || true
     status=()
     step() { # name, command...
@@ -55,6 +57,8 @@ setup() {
         if "$@" > "$out/$name.log" 2>&1; then status+=("$name: ok ($((SECONDS - t0)) s)")
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
         tail -n 40 "$out/$name.log"
+        printf '%s\n' "${status[@]}" > "$out/summary.txt"
+        tar -czf "${OUT:-.device}/logs.tgz" -C "$out" .
     }
 }
 
@@ -129,7 +133,7 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
 
 summary() {
     echo "== summary"
-    printf '%s\n' "${status[@]}" | tee "$out/summary.txt"
+    printf '%s\n' "${status[@]}"
 }
 
 case "${1:-}" in
