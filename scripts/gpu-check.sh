@@ -13,7 +13,7 @@
 #                                eager) and prefill, Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8
 #                                (random weights) decode and prefill, with the copy bandwidth;
 #                                logs in $OUT/logs.tgz (or .device/logs.tgz), a summary last.
-# (Two calls: each must end inside the device tool's 10-minute limit.)
+#   scripts/gpu-check.sh all     both in one call (when they fit the device tool's 10-minute limit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -62,14 +62,19 @@ setup() {
     }
 }
 
-run() {
-    setup
+checks() {
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
     # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here
     step make_llama4 python3 scripts/fixtures/hf_reference.py \
         --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 --seed 0 \
         --dtype bfloat16 --init-std 0.1 --prompts scripts/fixtures/prompts_v512.json --out /tmp/llama4
+    # the exact oracle for it: transformers in f32 over the same (bf16) weights
+    step make_llama4_f32_reference python3 scripts/fixtures/hf_reference.py \
+        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 \
+        --pretrained /tmp/llama4/model --dtype float32 --prompts scripts/fixtures/prompts_v512.json \
+        --out /tmp/llama4-f32
+    cp /tmp/llama4-f32/reference.json /tmp/llama4/reference_f32.json || true
     export FERRUM_GPU_MODEL=/tmp/llama4  # outside $OUT: 4 GB of weights need not come back
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -83,11 +88,9 @@ run() {
     step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "1 2 3" --max-tokens 16
-    summary
 }
 
-bench() {
-    setup
+benches() {
     # the floor's denominator, measured in the same lease: device-to-device copy (read + write)
     step copy_bandwidth python3 -c '
 import torch
@@ -110,6 +113,8 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
         --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 2048 \
         --output-len 1 --num-iters 3 --num-iters-warmup 1
+    # the server: ready time (dummy 8B, graphs captured) and bench serve
+    serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${llama[@]}"
     # issue 9's models, random weights (FP8 checkpoints: e4m3 projections with block scales)
     local q3=(--device cuda --load-format dummy --tokenizer .device/tokenizers/qwen3 --max-model-len 16384)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
@@ -128,7 +133,42 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
         --tokenizer .device/tokenizers/qwen3 --max-model-len 8192 \
         --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1 --input-len 1 \
         --output-len 64 --num-iters 2 --num-iters-warmup 1
-    summary
+}
+
+# `ferrum serve` MODEL-ARGS in the background: the seconds from launch to a healthy /health
+# (weights loaded, KV cache sized, graphs captured, warm-up run) go to $out/NAME-ready.txt, then
+# `bench serve` random 1024 in / 128 out at each of CONCURRENCIES (the issue's shape)
+serve_bench() { # name, "concurrencies", tokenizer, model args...
+    local name=$1 concurrencies=$2 tokenizer=$3 port=8800; shift 3
+    local t0=$SECONDS
+    "$dev/ferrum" serve "$@" --port $port --disable-log-stats >"$out/$name-server.log" 2>&1 &
+    local server=$! ready=0
+    python3 - "$port" "$server" >"$out/$name-ready.txt" 2>&1 <<'PY' && ready=1
+import os, sys, time, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2]); t0 = time.time()
+while time.time() - t0 < 300:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+        print(f"ready {time.time() - t0:.2f} s after launch"); sys.exit(0)
+    except Exception:
+        try: os.kill(pid, 0)
+        except OSError: print("server exited"); sys.exit(1)
+        time.sleep(0.05)
+print("not ready in 300 s"); sys.exit(1)
+PY
+    cat "$out/$name-ready.txt"
+    if [ $ready = 1 ]; then
+        status+=("$name ready: $(cat "$out/$name-ready.txt")")
+        for c in $concurrencies; do
+            step "${name}_c$c" "$dev/ferrum" bench serve --port $port --dataset-name random \
+                --tokenizer "$tokenizer" --random-input-len 1024 --random-output-len 128 \
+                --num-prompts $((c * 4 < 16 ? 16 : c * 4)) --max-concurrency "$c" --seed 0 --disable-tqdm
+        done
+    else
+        status+=("$name: server not ready ($((SECONDS - t0)) s, see $name-server.log)")
+        tail -n 20 "$out/$name-server.log"
+    fi
+    kill $server 2>/dev/null; wait $server 2>/dev/null || true
 }
 
 summary() {
@@ -138,7 +178,8 @@ summary() {
 
 case "${1:-}" in
     build) build ;;
-    run) run ;;
-    bench) bench ;;
-    *) echo "usage: $0 build|run|bench" >&2; exit 2 ;;
+    run) setup; checks; summary ;;
+    bench) setup; benches; summary ;;
+    all) setup; checks; benches; summary ;;
+    *) echo "usage: $0 build|run|bench|all" >&2; exit 2 ;;
 esac

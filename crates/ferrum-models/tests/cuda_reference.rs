@@ -55,18 +55,33 @@ fn models_on_cuda_match_transformers_within_bf16_tolerance() {
         );
     }
     // a model made on the GPU machine by hf_reference.py (scripts/gpu-check.sh: Llama-3.1-8B's
-    // real widths and vocabulary, 4 layers, bf16, std 0.1 so the argmax means something)
+    // real widths and vocabulary, 4 layers, bf16, std 0.1 so the argmax means something). At
+    // these widths a bf16 forward is far from the exact one (logits of std ≈ 6 amplify every
+    // rounding), so the oracle is transformers in f32 over the same bf16 weights
+    // (`reference_f32.json`), and the yardstick is transformers' own bf16 forward against it:
+    // ours must be about as close.
     if let Some(dir) = std::env::var_os("FERRUM_GPU_MODEL").map(std::path::PathBuf::from) {
+        let (bf16_ref, f32_ref) = (dir.join("reference.json"), dir.join("reference_f32.json"));
+        let label = |what: &str| format!("{} on {device} {what}", dir.display());
+        check_reference_on(
+            &mut be,
+            KvDtype::BF16,
+            &label("vs transformers bf16"),
+            &dir.join("model"),
+            &bf16_ref,
+        );
         let (max, mean, agree) = check_reference_on(
             &mut be,
             KvDtype::BF16,
-            &format!("{} on {device}", dir.display()),
+            &label("vs transformers f32"),
             &dir.join("model"),
-            &dir.join("reference.json"),
+            &f32_ref,
         );
+        let (_, hf_mean, hf_agree) =
+            compare_references("transformers bf16 vs f32", &bf16_ref, &f32_ref);
         assert!(
-            mean < 0.05 && agree >= 0.9,
-            "max {max} mean {mean} top-1 {agree}"
+            mean < (2.0 * hf_mean).max(0.02) && agree >= hf_agree - 0.05,
+            "max {max} mean {mean} top-1 {agree} (transformers bf16: mean {hf_mean}, top-1 {hf_agree})"
         );
     }
 }

@@ -235,6 +235,42 @@ pub fn check_reference_on<B: Backend + ferrum_backend::WeightBytes>(
     stats.report(name)
 }
 
+/// Two transformers references of the same model and prompts (say bf16 and f32) against each
+/// other: |Δ logprob| over the entries of `exact`'s top-20 that `other`'s top-20 also lists,
+/// and top-1 agreement. The yardstick for a bf16 forward: how far transformers' own is.
+pub fn compare_references(
+    name: &str,
+    other: &std::path::Path,
+    exact: &std::path::Path,
+) -> (f64, f64, f64) {
+    let read = |p: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (other, exact) = (read(other), read(exact));
+    let mut stats = DeltaStats::default();
+    let prompts = |v: &Value| v["prompts"].as_array().unwrap().clone();
+    for (po, pe) in prompts(&other).iter().zip(&prompts(&exact)) {
+        assert_eq!(po["ids"], pe["ids"], "the references' prompts differ");
+        let positions = |p: &Value| p["positions"].as_array().unwrap().clone();
+        for (o, e) in positions(po).iter().zip(&positions(pe)) {
+            let lp = |v: &Value| -> Vec<(u32, f64)> {
+                ids(&v["top_ids"])
+                    .into_iter()
+                    .zip(v["top_logprobs"].as_array().unwrap().iter())
+                    .map(|(t, x)| (t, x.as_f64().unwrap()))
+                    .collect()
+            };
+            let (o, e) = (lp(o), lp(e));
+            let deltas: Vec<f64> = e
+                .iter()
+                .filter_map(|(t, x)| o.iter().find(|(u, _)| u == t).map(|(_, y)| (x - y).abs()))
+                .collect();
+            stats.add(&deltas, o[0].0 == e[0].0);
+        }
+    }
+    stats.report(name)
+}
+
 /// Max and mean |Δ logprob| over compared entries, and top-1 agreement over positions.
 #[derive(Default)]
 pub struct DeltaStats {
