@@ -39,6 +39,10 @@ uint64_t* warp_slots(int parity);
 #define __launch_bounds__(...)
 #define __restrict__
 
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
 inline void __syncthreads() { emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::sync_warp(); }
 

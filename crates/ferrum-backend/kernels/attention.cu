@@ -180,6 +180,132 @@ __device__ void attention_merge(const float* part, T* out, int n_heads, int head
     }
 }
 
+// Prefill (any step with a sequence of two or more query tokens): paged attention tiled so
+// that each key and value is read once per tile of queries instead of once per query. A tile
+// (host-built, `tiles[2i..2i+2]` = first row of the step, tokens) is up to TILE_TOKENS query
+// tokens of one sequence; block (tile, kv head, z) takes TILE_ROWS (token, query head) rows of
+// that kv head's group: row R = z·TILE_ROWS + r is token R / group, head kvh·group + R % group,
+// so a GQA group shares every K/V tile. Each warp owns eight rows; per tile of TILE_KEYS keys
+// (f32 in shared memory) lane j scores key j against them, the rows' online softmax runs
+// across the warp, and each lane accumulates head dims lane + 32c of the eight rows. Head sizes
+// up to TILE_MAX_DIM, multiples of 32 (the host falls back to `paged_attention` otherwise).
+#define TILE_TOKENS 8
+#define TILE_ROWS 32
+#define TILE_KEYS 32
+#define TILE_MAX_DIM 128
+
+// K rows are stored with their float4s XOR-swizzled by the key (j & 7), so that the eight lanes
+// of a quarter-warp reading one float4 each from eight keys' rows hit distinct banks.
+__device__ __forceinline__ int tile_swizzle(int d, int j) { return (((d >> 2) ^ (j & 7)) << 2) | (d & 3); }
+
+template <typename T, typename C>
+__device__ void paged_attention_tiled(const T* q, const C* kc, const C* vc, const u32* block_tables,
+                                      const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out,
+                                      int n_heads, int n_kv_heads, int head_dim, int block_size, float scale,
+                                      float k_scale, float v_scale) {
+    __shared__ float4 qs4[TILE_ROWS * TILE_MAX_DIM / 4];
+    __shared__ float4 ks4[TILE_KEYS * TILE_MAX_DIM / 4];
+    __shared__ float vs[TILE_KEYS * TILE_MAX_DIM];
+    float* qs = reinterpret_cast<float*>(qs4);
+    float* ks = reinterpret_cast<float*>(ks4);
+    const int group = n_heads / n_kv_heads, kvh = blockIdx.y;
+    const int t0 = tiles[2 * blockIdx.x], nt = tiles[2 * blockIdx.x + 1];
+    const int row0 = blockIdx.z * TILE_ROWS, rows = min(TILE_ROWS, nt * group - row0);
+    if (rows <= 0) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kv_dim = n_kv_heads * head_dim, d4s = head_dim / 4;
+    const u32* table = block_tables + tok_table[t0];
+    for (int i = threadIdx.x; i < TILE_ROWS * head_dim; i += blockDim.x) {
+        const int r = i / head_dim, d = i - r * head_dim;
+        float v = 0.f;
+        if (r < rows) {
+            const int R = row0 + r;
+            const i64 t = t0 + R / group;
+            v = to_f32(q[(t * n_heads + kvh * group + R % group) * head_dim + d]) * scale;
+        }
+        qs[i] = v;
+    }
+    int nkeys[8];
+    float m[8], l[8], acc[8][TILE_MAX_DIM / 32];
+#pragma unroll
+    for (int rr = 0; rr < 8; rr++) {
+        const int r = warp * 8 + rr;
+        nkeys[rr] = r < rows ? (int)tok_keys[t0 + (row0 + r) / group] : 0;
+        m[rr] = NEG_INF;
+        l[rr] = 0.f;
+#pragma unroll
+        for (int c = 0; c < TILE_MAX_DIM / 32; c++) acc[rr][c] = 0.f;
+    }
+    const int max_keys = tok_keys[t0 + nt - 1];  // a sequence's queries see ascending key counts
+    for (int k0 = 0; k0 < max_keys; k0 += TILE_KEYS) {
+        __syncthreads();  // Q written (first tile); the previous tile's K/V read
+        for (int i = threadIdx.x; i < TILE_KEYS * head_dim; i += blockDim.x) {
+            const int j = i / head_dim, d = i - j * head_dim, key = k0 + j;
+            float kv = 0.f, vv = 0.f;
+            if (key < max_keys) {
+                const i64 slot = (i64)table[key / block_size] * block_size + key % block_size;
+                const i64 at = slot * kv_dim + kvh * head_dim + d;
+                kv = kv_load<C>(kc[at], k_scale);
+                vv = kv_load<C>(vc[at], v_scale);
+            }
+            ks[j * head_dim + tile_swizzle(d, j)] = kv;
+            vs[i] = vv;
+        }
+        __syncthreads();
+        float s[8];
+#pragma unroll
+        for (int rr = 0; rr < 8; rr++) s[rr] = 0.f;
+        const float4* krow = ks4 + lane * d4s;
+        for (int d4 = 0; d4 < d4s; d4++) {
+            const float4 kk = krow[d4 ^ (lane & 7)];
+#pragma unroll
+            for (int rr = 0; rr < 8; rr++) {
+                const float4 qq = qs4[(warp * 8 + rr) * d4s + d4];
+                s[rr] += qq.x * kk.x + qq.y * kk.y + qq.z * kk.z + qq.w * kk.w;
+            }
+        }
+#pragma unroll
+        for (int rr = 0; rr < 8; rr++) {
+            const float sv = k0 + lane < nkeys[rr] ? s[rr] : NEG_INF;
+            const float m_new = fmaxf(m[rr], warp_max(sv));
+            // a row with no key yet keeps m = -inf, l = 0
+            const float p = m_new == NEG_INF ? 0.f : __expf(sv - m_new);
+            const float corr = m_new == NEG_INF ? 1.f : __expf(m[rr] - m_new);
+            l[rr] = l[rr] * corr + warp_sum(p);
+            m[rr] = m_new;
+            s[rr] = p;
+#pragma unroll
+            for (int c = 0; c < TILE_MAX_DIM / 32; c++) acc[rr][c] *= corr;
+        }
+        for (int j = 0; j < TILE_KEYS; j++) {
+            float v[TILE_MAX_DIM / 32];
+#pragma unroll
+            for (int c = 0; c < TILE_MAX_DIM / 32; c++) {
+                const int d = lane + 32 * c;
+                v[c] = d < head_dim ? vs[j * head_dim + d] : 0.f;
+            }
+#pragma unroll
+            for (int rr = 0; rr < 8; rr++) {
+                const float pj = __shfl_sync(0xffffffffu, s[rr], j);
+#pragma unroll
+                for (int c = 0; c < TILE_MAX_DIM / 32; c++) acc[rr][c] += pj * v[c];
+            }
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < 8; rr++) {
+        const int r = warp * 8 + rr;
+        if (r >= rows) continue;
+        const int R = row0 + r;
+        T* orow = out + ((t0 + R / group) * (i64)n_heads + kvh * group + R % group) * head_dim;
+#pragma unroll
+        for (int c = 0; c < TILE_MAX_DIM / 32; c++) {
+            const int d = lane + 32 * c;
+            if (d < head_dim) orow[d] = from_f32<T>(acc[rr][c] / l[rr]);
+        }
+    }
+}
+
 #define ATTENTION_CACHE(T, C, NAME)                                                                        \
     extern "C" __global__ void write_kv_##NAME(const T* k, const T* v, C* kc, C* vc, const i64* slots,    \
                                                int kv_dim, float k_scale, float v_scale) {                 \
@@ -199,6 +325,14 @@ __device__ void attention_merge(const float* part, T* out, int n_heads, int head
                                      int n_kv_heads, int head_dim, int block_size, float scale,            \
                                      float k_scale, float v_scale) {                                       \
         paged_attention_split<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, part, n_heads,           \
+                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                                      \
+        paged_attention_tiled_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
+                                     const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out,  \
+                                     int n_heads, int n_kv_heads, int head_dim, int block_size,            \
+                                     float scale, float k_scale, float v_scale) {                          \
+        paged_attention_tiled<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,     \
                                     n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }
 // `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)

@@ -21,7 +21,7 @@ use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::sample::DeviceSampling;
-use super::step::{DeviceStep, StepPtrs};
+use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{
@@ -260,8 +260,10 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Paged attention over `layer`'s cache: one block of four warps per (token, query head), or
-    /// for a few tokens over long contexts the keys split into slices across more blocks
+    /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
+    /// query tokens) takes the tiled kernel, which reads each K/V tile once per eight tokens and
+    /// their query heads; decode steps one block of four warps per (token, query head), or for a
+    /// few tokens over long contexts the keys split into slices across more blocks
     /// ([`Self::kv_splits`]) and merged.
     fn attention_into(
         &self,
@@ -302,6 +304,23 @@ impl CudaBackend {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
+        let group = heads / d.n_kv_heads;
+        if self.step.prefill && d.head_dim % 32 == 0 && d.head_dim <= 128 {
+            // tiles of up to 8 tokens × the group's heads, 32 rows per block
+            args[6] = P(st.tiles);
+            args.insert(7, P(self.ptr(&out.mem)));
+            let z = (TILE_TOKENS * group).div_ceil(32);
+            let tiled = LaunchConfig {
+                grid_dim: (self.step.n_tiles as u32, d.n_kv_heads as u32, z as u32),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            return self.launch(
+                kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
+                tiled,
+                &args,
+            );
+        }
         if splits <= 1 {
             args[6] = P(self.ptr(&out.mem));
             return self.launch(

@@ -17,6 +17,12 @@ pub(super) struct DeviceStep {
     block_tables: Option<CudaSlice<u32>>,
     tok_table: Option<CudaSlice<u32>>,
     tok_keys: Option<CudaSlice<u32>>,
+    /// Prefill tiles for `paged_attention_tiled`: (first row, tokens) pairs, up to
+    /// [`TILE_TOKENS`] query tokens of one sequence each.
+    tiles: Option<CudaSlice<u32>>,
+    pub(super) n_tiles: usize,
+    /// Some sequence has two or more query tokens (the tiled attention pays).
+    pub(super) prefill: bool,
     pub(super) n_tokens: usize,
     /// The most keys any token of the step sees (split-KV decode's choice).
     pub(super) max_keys: usize,
@@ -32,7 +38,11 @@ pub(super) struct StepPtrs {
     pub block_tables: u64,
     pub tok_table: u64,
     pub tok_keys: u64,
+    pub tiles: u64,
 }
+
+/// Query tokens per prefill attention tile (`TILE_TOKENS` in `attention.cu`).
+pub(super) const TILE_TOKENS: usize = 8;
 
 /// Copies `data` into `slot`, growing it first (to a power of two) when it is too small.
 pub(super) fn upload<T: DeviceRepr + ValidAsZeroBits + Copy>(
@@ -67,6 +77,7 @@ impl DeviceStep {
         upload(stream, &mut self.block_tables, &vec![0u32; table_entries])?;
         upload(stream, &mut self.tok_table, &vec![0u32; tokens])?;
         upload(stream, &mut self.tok_keys, &vec![1u32; tokens])?;
+        upload(stream, &mut self.tiles, &vec![0u32; 2 * tokens])?;
         self.frozen = true;
         Ok(())
     }
@@ -75,7 +86,11 @@ impl DeviceStep {
         let n = meta.tokens.len();
         let mut tok_table = Vec::with_capacity(n);
         let mut tok_keys = Vec::with_capacity(n);
+        let mut tiles = Vec::new();
         for s in &meta.seqs {
+            for i in (0..s.q_len).step_by(TILE_TOKENS) {
+                tiles.extend([tok_table.len() as u32 + i as u32, TILE_TOKENS.min(s.q_len - i) as u32]);
+            }
             for i in 0..s.q_len {
                 tok_table.push(s.table.start as u32);
                 tok_keys.push((s.ctx_len - s.q_len + i + 1) as u32);
@@ -107,6 +122,9 @@ impl DeviceStep {
         upload(stream, &mut self.block_tables, &meta.block_tables)?;
         upload(stream, &mut self.tok_table, &tok_table)?;
         upload(stream, &mut self.tok_keys, &tok_keys)?;
+        upload(stream, &mut self.tiles, &tiles)?;
+        self.n_tiles = tiles.len() / 2;
+        self.prefill = meta.seqs.iter().any(|s| s.q_len > 1);
         self.n_tokens = n;
         self.max_keys = tok_keys.iter().copied().max().unwrap_or(0) as usize;
         Ok(())
@@ -125,6 +143,7 @@ impl DeviceStep {
             block_tables: p(&self.block_tables, stream)?,
             tok_table: p(&self.tok_table, stream)?,
             tok_keys: p(&self.tok_keys, stream)?,
+            tiles: p(&self.tiles, stream)?,
         })
     }
 }
