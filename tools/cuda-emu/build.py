@@ -32,7 +32,7 @@ def main():
     out = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "cuda-emu"))
     gen = os.path.join(out, "gen")
     os.makedirs(gen, exist_ok=True)
-    flags = ["g++", "-std=c++17", "-O2", "-fPIC", "-w", f"-I{HERE}", f"-I{HERE}/include", f"-I{KERNELS}"]
+    flags = ["g++", "-std=c++17", "-O2", "-fno-strict-aliasing", "-fPIC", "-w", f"-I{HERE}", f"-I{HERE}/include", f"-I{KERNELS}"]
     units = [os.path.join(HERE, "driver.cpp"), os.path.join(HERE, "runtime.cpp")]
     for name, entries in entry_points():
         ns = f"kfile_{name}"

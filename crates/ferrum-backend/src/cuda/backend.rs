@@ -14,13 +14,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg, sys,
+    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    DeviceRepr, LaunchConfig, PushKernelArg, sys,
 };
 use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::sample::DeviceSampling;
+use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
@@ -134,6 +135,11 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
+    /// Half-weight linear layers of up to eight rows take our GEMV (else cuBLAS):
+    /// `FERRUM_CUDA_GEMV=0` turns it off, to compare.
+    pub(super) gemv: bool,
+    /// Pinned buffers for weight uploads (allocated at the first).
+    staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
     /// Captured forwards (CUDA graphs), by key (the decode batch size).
@@ -196,6 +202,8 @@ impl CudaBackend {
             step: DeviceStep::default(),
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
+            staging: RefCell::new(None),
+            gemv: std::env::var("FERRUM_CUDA_GEMV").map_or(true, |v| v != "0"),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
@@ -237,6 +245,21 @@ impl CudaBackend {
     }
 
     /// Uploads host f32 values as an activation buffer (tests and the op checks).
+    /// A new device buffer holding `bytes` (as `T`s), copied through the pinned staging buffers.
+    pub(super) fn upload_bytes<T: DeviceRepr>(&self, bytes: &[u8]) -> Result<CudaSlice<T>> {
+        let n = bytes.len() / std::mem::size_of::<T>();
+        // SAFETY: the copy below writes every byte before any kernel on the stream reads them
+        let mut mem = unsafe { self.stream.alloc::<T>(n.max(1)) }?;
+        let mut staging = self.staging.borrow_mut();
+        if staging.is_none() {
+            *staging = Some(Staging::new(&self.ctx)?);
+        }
+        let (dst, guard) = mem.device_ptr_mut(&self.stream);
+        staging.as_mut().unwrap().copy(&self.stream, bytes, dst)?;
+        drop(guard);
+        Ok(mem)
+    }
+
     pub fn upload_f32(&self, x: &[f32]) -> Result<CudaBuf> {
         Ok(CudaBuf {
             mem: self.stream.clone_htod(&self.dtype.encode(x))?,

@@ -65,7 +65,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "linear",
         src: include_str!("../../kernels/linear.cu"),
-        functions: &["gemv_fp8", "dequant_fp8"],
+        functions: &["gemv_half", "gemv_fp8", "dequant_fp8"],
     },
     KernelFile {
         name: "sample",

@@ -1,6 +1,7 @@
-//! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`: cuBLAS GEMMs over half weights; block-FP8
-//! weights through our GEMV (`kernels/linear.cu`) at up to eight rows, which reads each e4m3
-//! byte once, and at more rows dequantized into a scratch buffer for a cuBLAS GEMM (compute-bound
+//! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`. Up to eight rows (decode), our GEMVs
+//! (`kernels/linear.cu`), bound by reading each weight byte once: half weights (unless
+//! `FERRUM_CUDA_GEMV=0`, which leaves them to cuBLAS, for comparison) and block-FP8 ones. More
+//! rows: cuBLAS GEMMs, block-FP8 weights dequantized into a scratch buffer first (compute-bound
 //! there, so reading the weight twice costs little). The scratch is sized at load, by the largest
 //! FP8 weight, so a forward allocates nothing.
 
@@ -24,6 +25,15 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// The GEMV kernels' launch: eight output columns (warps) per block.
+    fn gemv_cfg(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
     pub(super) fn linear_into(
         &self,
         x: &CudaBuf,
@@ -45,13 +55,18 @@ impl CudaBackend {
                     I(w.k as i32),
                     I(*bk as i32),
                 ];
-                // eight output columns (warps) per block
-                let cfg = LaunchConfig {
-                    grid_dim: (w.rows.div_ceil(8) as u32, 1, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                self.launch("gemv_fp8", cfg, &args)
+                self.launch("gemv_fp8", Self::gemv_cfg(w.rows), &args)
+            }
+            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && w.k % 8 == 0 && self.gemv => {
+                let args = [
+                    P(xp),
+                    P(self.ptr(m)),
+                    P(op),
+                    I(rows as i32),
+                    I(w.rows as i32),
+                    I(w.k as i32),
+                ];
+                self.launch("gemv_half", Self::gemv_cfg(w.rows), &args)
             }
             _ => self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op),
         }

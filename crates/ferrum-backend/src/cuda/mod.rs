@@ -8,6 +8,7 @@ mod linear;
 mod moe;
 pub mod nvrtc;
 mod sample;
+mod staging;
 mod step;
 mod weights;
 

@@ -89,7 +89,10 @@ impl DeviceStep {
         let mut tiles = Vec::new();
         for s in &meta.seqs {
             for i in (0..s.q_len).step_by(TILE_TOKENS) {
-                tiles.extend([tok_table.len() as u32 + i as u32, TILE_TOKENS.min(s.q_len - i) as u32]);
+                tiles.extend([
+                    tok_table.len() as u32 + i as u32,
+                    TILE_TOKENS.min(s.q_len - i) as u32,
+                ]);
             }
             for i in 0..s.q_len {
                 tok_table.push(s.table.start as u32);

@@ -91,24 +91,19 @@ pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData]) -> Result<Wei
 }
 
 impl CudaBackend {
-    /// The tensor's values as the backend's half type (raw 16-bit words).
-    fn half_words(&self, t: &HostTensor<'_>) -> Result<Vec<u16>> {
+    /// The tensor on the device in the backend's half type: a checkpoint already in that type
+    /// is copied as it is (from its mapped pages, no host copy), any other converted first.
+    fn upload_half(&self, t: &HostTensor<'_>) -> Result<CudaSlice<u16>> {
         let same = matches!(
             (t.dtype, self.dtype),
             (HostDtype::BF16, Half::Bf16) | (HostDtype::F16, Half::F16)
         );
         if same {
-            return Ok(t
-                .bytes
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect());
+            return self.upload_bytes(&t.bytes);
         }
-        Ok(self.dtype.encode(&t.to_f32()?))
-    }
-
-    fn upload_words(&self, words: &[u16]) -> Result<CudaSlice<u16>> {
-        Ok(self.stream.clone_htod(words)?)
+        let words = self.dtype.encode(&t.to_f32()?);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.upload_bytes(&bytes)
     }
 
     /// Device buffers one after another in a new allocation.
@@ -153,7 +148,7 @@ impl CudaBackend {
             .collect();
         self.reserve_dequant(rows * k)?;
         Ok(WeightData::Fp8 {
-            codes: self.stream.clone_htod(&weight.bytes[..])?,
+            codes: self.upload_bytes(&weight.bytes)?,
             scales: self.stream.clone_htod(&per_row)?,
             bk: *b1,
         })
@@ -196,17 +191,16 @@ impl Weights for CudaBackend {
         self.linear_bytes(&w)?;
         let (rows, k) = w.dims();
         let data = match &w {
-            HostLinear::Dense(t) => WeightData::Half(self.upload_words(&self.half_words(t)?)?),
+            HostLinear::Dense(t) => WeightData::Half(self.upload_half(t)?),
             HostLinear::Fp8Block { .. } => self.upload_fp8(&w)?,
         };
         Ok(CudaWeight { data, rows, k })
     }
 
     fn upload_vector(&self, t: HostTensor<'_>) -> Result<CudaVector> {
-        let words = self.half_words(&t)?;
         Ok(CudaVector {
-            len: words.len(),
-            mem: self.upload_words(&words)?,
+            len: t.numel(),
+            mem: self.upload_half(&t)?,
         })
     }
 
