@@ -328,7 +328,7 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let group = heads / d.n_kv_heads;
-        if self.step.prefill && d.head_dim % 32 == 0 && d.head_dim <= 128 {
+        if self.step.prefill && d.head_dim.is_multiple_of(32) && d.head_dim <= 128 {
             // tiles of up to 8 tokens × the group's heads, 32 rows per block
             args[6] = P(st.tiles);
             args.insert(7, P(self.ptr(&out.mem)));

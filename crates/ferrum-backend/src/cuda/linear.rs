@@ -57,7 +57,7 @@ impl CudaBackend {
                 ];
                 self.launch("gemv_fp8", Self::gemv_cfg(w.rows), &args)
             }
-            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && w.k % 8 == 0 && self.gemv => {
+            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && w.k.is_multiple_of(8) && self.gemv => {
                 let args = [
                     P(xp),
                     P(self.ptr(m)),
