@@ -2,18 +2,20 @@
 # Every CUDA check in one go, for one lease of the GPU machine (which has no Rust):
 #
 #   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/
-#   scripts/gpu-check.sh run     there (the `device` tool's `run`, carrying .device): NVRTC compile
-#                                of every kernel for the GPU's architecture, every op against the
-#                                CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear,
-#                                split-KV, sampling), the transformers fixtures on the GPU
-#                                (tests/cuda_reference.rs: dense, MoE, block-FP8), the engine
-#                                (cuda_engine.rs, with and without decode graphs), memory under
-#                                full load (cuda_memory.rs), `ferrum generate --device cuda`;
-#   scripts/gpu-check.sh bench   there, a second call: Llama-3.1-8B-shape decode (graphs and
-#                                eager) and prefill, Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8
-#                                (random weights) decode and prefill, with the copy bandwidth;
-#                                logs in $OUT/logs.tgz (or .device/logs.tgz), a summary last.
-#   scripts/gpu-check.sh all     both in one call (when they fit the device tool's 10-minute limit)
+#   scripts/gpu-check.sh PHASE...  there (the `device` tool's `run`, carrying .device), phases in
+#                                order, logs in $OUT/logs.tgz (or .device/logs.tgz, refreshed after
+#                                every step), a summary last:
+#     run          NVRTC compile of every kernel for the GPU's architecture, every op against the
+#                  CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear, split-KV,
+#                  sampling), the transformers fixtures on the GPU (tests/cuda_reference.rs:
+#                  dense, MoE, block-FP8, and an 8B-width Llama made here against transformers in
+#                  f32), the engine (cuda_engine.rs, with and without decode graphs), memory under
+#                  full load (cuda_memory.rs), `ferrum generate --device cuda`;
+#     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
+#                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
+#     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode, prefill;
+#     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256;
+#     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -90,41 +92,60 @@ checks() {
         --prompt "1 2 3" --max-tokens 16
 }
 
-benches() {
-    # the floor's denominator, measured in the same lease: device-to-device copy (read + write)
-    step copy_bandwidth python3 -c '
+# the floors' denominators, measured in the same lease: device-to-device copy (read + write) and
+# the cuBLAS bf16 GEMM rate at a prefill shape (2048 tokens through the 8B's MLP up-projection)
+ceilings() {
+    step ceilings python3 -c '
 import torch
 a = torch.empty(1 << 31, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-torch.cuda.synchronize(); s.record()
-for _ in range(20): b.copy_(a)
-e.record(); torch.cuda.synchronize()
-print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.2f} TB/s (read + write)")'
-    # Llama-3.1-8B shape, random bf16 weights: batch-1 decode with and without decode graphs,
-    # batched decode, prefill (docs/BENCHMARKS.md)
-    local llama=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
-        --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
-    step bench_decode_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 1 \
-        --output-len 128 --num-iters 3 --num-iters-warmup 1
-    step bench_decode_8b_eager "$dev/ferrum" bench latency "${llama[@]}" --enforce-eager --batch-size 1 \
-        --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    step bench_decode_8b_b64 "$dev/ferrum" bench latency "${llama[@]}" --batch-size 64 --input-len 128 \
-        --output-len 128 --num-iters 2 --num-iters-warmup 1
-    step bench_prefill_8b "$dev/ferrum" bench latency "${llama[@]}" --batch-size 1 --input-len 2048 \
-        --output-len 1 --num-iters 3 --num-iters-warmup 1
-    # the server: ready time (dummy 8B, graphs captured) and bench serve
-    serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${llama[@]}"
-    # issue 9's models, random weights (FP8 checkpoints: e4m3 projections with block scales)
+def timed(f, n):
+    for _ in range(3): f()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(); s.record()
+    for _ in range(n): f()
+    e.record(); torch.cuda.synchronize()
+    return s.elapsed_time(e) / 1e3 / n
+t = timed(lambda: b.copy_(a), 20)
+print(f"copy bandwidth: {2 * a.numel() / t / 1e12:.2f} TB/s (read + write)")
+x = torch.randn(2048, 4096, dtype=torch.bfloat16, device="cuda")
+w = torch.randn(28672, 4096, dtype=torch.bfloat16, device="cuda")
+t = timed(lambda: x @ w.t(), 50)
+print(f"cuBLAS bf16 GEMM 2048x4096x28672: {2 * 2048 * 4096 * 28672 / t / 1e12:.0f} TFLOP/s")'
+}
+
+# Llama-3.1-8B shape, random bf16 weights (docs/BENCHMARKS.md): batch-1 decode with decode
+# graphs, eager, with cuBLAS instead of our GEMV, and an eager per-op profile; prefill at 512
+# and 2048; decode with 8 to 128 sequences of 512 in / 128 out
+LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
+    --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
+bench_dense() {
+    ceilings
+    local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
+        --num-iters-warmup 1)
+    step bench_decode_8b "$dev/ferrum" "${b1[@]}"
+    step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
+    FERRUM_CUDA_GEMV=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
+    FERRUM_CUDA_PROFILE=1 step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
+        --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
+    for n in 512 2048; do
+        step bench_prefill_8b_$n "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size 1 \
+            --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
+    done
+    for b in 8 32 64 128; do
+        step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
+            --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    done
+}
+
+# issue 9's models, random weights (FP8 checkpoints: e4m3 projections with block scales)
+bench_moe() {
     local q3=(--device cuda --load-format dummy --tokenizer .device/tokenizers/qwen3 --max-model-len 16384)
-    step bench_decode_qwen3moe_fp8 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
-        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 1 --input-len 1 \
+    local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
+    step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
-    step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
-        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 128 --input-len 128 \
+    step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
-    step bench_prefill_qwen3moe_fp8 "$dev/ferrum" bench latency "${q3[@]}" --kv-cache-dtype fp8 \
-        --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 --batch-size 1 --input-len 2048 \
+    step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 2048 \
         --output-len 1 --num-iters 3 --num-iters-warmup 1
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
         --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507 --batch-size 1 --input-len 1 \
@@ -133,6 +154,11 @@ print(f"copy bandwidth: {2 * a.numel() * 20 / (s.elapsed_time(e) / 1e3) / 1e12:.
         --tokenizer .device/tokenizers/qwen3 --max-model-len 8192 \
         --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1 --input-len 1 \
         --output-len 64 --num-iters 2 --num-iters-warmup 1
+}
+
+# the server: ready time (dummy 8B, graphs captured) and bench serve
+bench_serve() {
+    serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${LLAMA[@]}"
 }
 
 # `ferrum serve` MODEL-ARGS in the background: the seconds from launch to a healthy /health
@@ -176,10 +202,20 @@ summary() {
     printf '%s\n' "${status[@]}"
 }
 
-case "${1:-}" in
-    build) build ;;
-    run) setup; checks; summary ;;
-    bench) setup; benches; summary ;;
-    all) setup; checks; benches; summary ;;
-    *) echo "usage: $0 build|run|bench|all" >&2; exit 2 ;;
-esac
+if [ "${1:-}" = build ]; then
+    build
+    exit
+fi
+[ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run bench-dense bench-moe bench-serve; all = every one)" >&2; exit 2; }
+setup
+for phase in "$@"; do
+    case "$phase" in
+        run) checks ;;
+        bench-dense) bench_dense ;;
+        bench-moe) bench_moe ;;
+        bench-serve) bench_serve ;;
+        all) checks; bench_dense; bench_moe; bench_serve ;;
+        *) echo "unknown phase $phase" >&2; exit 2 ;;
+    esac
+done
+summary

@@ -20,6 +20,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
+use super::profile::OpProfile;
 use super::sample::DeviceSampling;
 use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
@@ -138,6 +139,8 @@ pub struct CudaBackend {
     /// Half-weight linear layers of up to eight rows take our GEMV (else cuBLAS):
     /// `FERRUM_CUDA_GEMV=0` turns it off, to compare.
     pub(super) gemv: bool,
+    /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
+    pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first).
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
@@ -192,6 +195,7 @@ impl CudaBackend {
                 functions.insert(name, func);
             }
         }
+        let profile = OpProfile::from_env(&ctx)?;
         Ok(CudaBackend {
             gpu,
             ctx,
@@ -203,6 +207,7 @@ impl CudaBackend {
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
             staging: RefCell::new(None),
+            profile,
             gemv: std::env::var("FERRUM_CUDA_GEMV").map_or(true, |v| v != "0"),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
@@ -268,6 +273,22 @@ impl CudaBackend {
 
     /// Launches kernel `name` (this backend's dtype) with `args` in the kernel's order.
     pub(super) fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+        self.timed(|| name.to_string(), || self.launch_now(name, cfg, args))
+    }
+
+    /// Runs `op`, timed as `name()` under `FERRUM_CUDA_PROFILE` (`profile.rs`).
+    pub(super) fn timed(
+        &self,
+        name: impl FnOnce() -> String,
+        op: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        match &self.profile {
+            Some(p) => p.time(&self.stream, name, op),
+            None => op(),
+        }
+    }
+
+    fn launch_now(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
         let mut b = self.stream.launch_builder(self.f(name));
         for a in args {
             match a {
@@ -442,7 +463,8 @@ impl Backend for CudaBackend {
     }
 
     fn supports_graphs(&self) -> bool {
-        true
+        // the profile waits on the host after every op, which a captured graph cannot
+        self.profile.is_none()
     }
 
     fn reserve_step(&mut self, tokens: usize, table_entries: usize) -> Result<()> {
@@ -554,6 +576,9 @@ impl Backend for CudaBackend {
 
     fn begin_step(&mut self, meta: &StepMeta) -> Result<()> {
         self.take_error()?;
+        if let Some(p) = &self.profile {
+            p.step();
+        }
         self.step.upload(&self.stream, meta)
     }
 

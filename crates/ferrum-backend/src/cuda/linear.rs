@@ -41,6 +41,25 @@ impl CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) -> Result<()> {
+        let kind = match (&w.data, rows <= GEMV_MAX_ROWS) {
+            (WeightData::Half(_), true) if self.gemv && w.k.is_multiple_of(8) => "gemv",
+            (WeightData::Fp8 { .. }, true) => "gemv fp8",
+            (WeightData::Half(_), _) => "cublas",
+            (WeightData::Fp8 { .. }, false) => "dequant fp8 + cublas",
+        };
+        self.timed(
+            || format!("linear {kind} {rows}×{} · {}×{}ᵀ", w.k, w.rows, w.k),
+            || self.linear_now(x, rows, w, out),
+        )
+    }
+
+    fn linear_now(
+        &self,
+        x: &CudaBuf,
+        rows: usize,
+        w: &CudaWeight,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
         use Arg::{I, P};
         let (xp, op) = (self.ptr(&x.mem), self.ptr(&out.mem));
         match &w.data {
@@ -57,7 +76,7 @@ impl CudaBackend {
                 ];
                 self.launch("gemv_fp8", Self::gemv_cfg(w.rows), &args)
             }
-            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && w.k.is_multiple_of(8) && self.gemv => {
+            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && self.gemv && w.k.is_multiple_of(8) => {
                 let args = [
                     P(xp),
                     P(self.ptr(m)),
@@ -116,6 +135,13 @@ impl CudaBackend {
     /// cuBLAS: row-major `out[rows][n] = x[rows][k] · w[n][k]ᵀ` is column-major `outᵀ = w · xᵀ`
     /// with `w` read transposed (m = n, n = rows).
     fn gemm(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
+        self.timed(
+            || format!("cublas {rows}×{k} · {n}×{k}ᵀ"),
+            || self.gemm_now(x, rows, w, n, k, out),
+        )
+    }
+
+    fn gemm_now(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
         let (alpha, beta) = (1f32, 0f32);
         let dt = self.dtype.blas();
         // SAFETY: x, w and out are live device allocations of at least rows·k, n·k and rows·n

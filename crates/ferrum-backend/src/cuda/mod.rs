@@ -7,6 +7,7 @@ pub mod kernels;
 mod linear;
 mod moe;
 pub mod nvrtc;
+mod profile;
 mod sample;
 mod staging;
 mod step;
