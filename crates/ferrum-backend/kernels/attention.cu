@@ -32,13 +32,14 @@ __device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots,
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
 #define ATTN_PER_LANE (ATTN_MAX_HEAD_DIM / 32)
+#define ATTN_UNROLL 4
 
 // Causal paged attention, varlen: every row of the step (prefill chunks and decodes alike) is one
 // query token that sees the first `tok_keys[t]` keys of its sequence (its position + 1), found
 // through the block table at `block_tables[tok_table[t]..]`. Block (t, h) takes keys [lo, hi):
-// four warps take every fourth key, each keeping an online softmax (running max, sum and
-// weighted V) in f32 registers, and the warps merge at the end into the block's max `m`, sum `l`
-// and unnormalized output `o[d]` (in shared memory). GQA: query head h reads kv head
+// four warps take every fourth key (ATTN_UNROLL of them at a time), each keeping an online
+// softmax (running max, sum and weighted V) in f32 registers, and the warps merge at the end
+// into the block's max `m`, sum `l` and unnormalized output `o[d]` (in shared memory). GQA: query head h reads kv head
 // h / (n_heads / n_kv_heads).
 template <typename T, typename C>
 __device__ void attend_keys(const T* q, const C* kc, const C* vc, const u32* block_tables, const u32* tok_table,
@@ -60,26 +61,41 @@ __device__ void attend_keys(const T* q, const C* kc, const C* vc, const u32* blo
         acc[r] = 0.f;
     }
     float m = NEG_INF, l = 0.f;
-    for (int j = lo + warp; j < hi; j += ATTN_WARPS) {
-        const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
-        const C* krow = kc + slot * kv_dim + kvh * head_dim;
-        const C* vrow = vc + slot * kv_dim + kvh * head_dim;
-        float s = 0.f;
+    // ATTN_UNROLL keys per warp and iteration: their K and V rows are all loaded before the
+    // first is used, so a warp waits on memory once per ATTN_UNROLL keys, not once per key
+    for (int j0 = lo + warp; j0 < hi; j0 += ATTN_WARPS * ATTN_UNROLL) {
+        float s[ATTN_UNROLL], vv[ATTN_UNROLL][ATTN_PER_LANE];
 #pragma unroll
-        for (int r = 0; r < ATTN_PER_LANE; r++) {
-            const int d = lane + 32 * r;
-            if (d < head_dim) s += qv[r] * kv_load<C>(krow[d], k_scale);
-        }
-        s = warp_sum(s);
-        const float m_new = fmaxf(m, s);
-        const float corr = __expf(m - m_new), p = __expf(s - m_new);
-        l = l * corr + p;
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const int j = j0 + u * ATTN_WARPS;
+            s[u] = 0.f;
+            if (j >= hi) continue;
+            const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
+            const C* krow = kc + slot * kv_dim + kvh * head_dim;
+            const C* vrow = vc + slot * kv_dim + kvh * head_dim;
 #pragma unroll
-        for (int r = 0; r < ATTN_PER_LANE; r++) {
-            const int d = lane + 32 * r;
-            if (d < head_dim) acc[r] = acc[r] * corr + p * kv_load<C>(vrow[d], v_scale);
+            for (int r = 0; r < ATTN_PER_LANE; r++) {
+                const int d = lane + 32 * r;
+                if (d < head_dim) {
+                    s[u] += qv[r] * kv_load<C>(krow[d], k_scale);
+                    vv[u][r] = kv_load<C>(vrow[d], v_scale);
+                }
+            }
         }
-        m = m_new;
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            if (j0 + u * ATTN_WARPS >= hi) break;  // the same for the whole warp
+            const float su = warp_sum(s[u]);
+            const float m_new = fmaxf(m, su);
+            const float corr = __expf(m - m_new), p = __expf(su - m_new);
+            l = l * corr + p;
+#pragma unroll
+            for (int r = 0; r < ATTN_PER_LANE; r++) {
+                const int d = lane + 32 * r;
+                if (d < head_dim) acc[r] = acc[r] * corr + p * vv[u][r];
+            }
+            m = m_new;
+        }
     }
 
     __shared__ float w_m[ATTN_WARPS], w_l[ATTN_WARPS];

@@ -394,15 +394,18 @@ fn cuda_ops_match_the_cpu_backend() {
     // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
     // decodes with short and long contexts; GQA groups of 4, 7 and 12 (the tiled prefill kernel
     // with one, two and three blocks per tile and kv head), head size 256 (the per-token kernel)
-    // (a decode-only step over long contexts takes the split-KV kernels: 3 rows × 8 heads)
+    // (a decode-only step over long contexts takes the split-KV kernels: 3 rows × 8 heads; one
+    // over shorter ones the per-token kernel)
     let mixed: &[(usize, usize)] = &[(37, 50), (20, 0), (1, 3), (1, 700), (1, 0)];
     let long_decode: &[(usize, usize)] = &[(1, 1500), (1, 3000), (1, 5)];
+    let short_decode: &[(usize, usize)] = &[(1, 3), (1, 40), (1, 0), (1, 700)];
     for &(heads, kv_heads, hd, seqs) in &[
         (8usize, 2usize, 64usize, mixed),
         (14, 2, 128, mixed),
         (12, 1, 128, mixed),
         (4, 4, 256, mixed),
         (8, 2, 64, long_decode),
+        (14, 2, 128, short_decode),
         (4, 4, 256, long_decode),
     ] {
         let (meta, blocks) = step(seqs, &mut rng);
