@@ -188,7 +188,7 @@ PY
         for c in $concurrencies; do
             step "${name}_c$c" "$dev/ferrum" bench serve --port $port --dataset-name random \
                 --tokenizer "$tokenizer" --random-input-len 1024 --random-output-len 128 \
-                --num-prompts $((c * 4 < 16 ? 16 : c * 4)) --max-concurrency "$c" --seed 0 --disable-tqdm
+                --num-prompts $((c * 2 < 16 ? 16 : c * 2)) --max-concurrency "$c" --seed 0 --disable-tqdm
         done
     else
         status+=("$name: server not ready ($((SECONDS - t0)) s, see $name-server.log)")
