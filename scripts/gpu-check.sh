@@ -5,12 +5,14 @@
 #   scripts/gpu-check.sh PHASE...  there (the `device` tool's `run`, carrying .device), phases in
 #                                order, logs in $OUT/logs.tgz (or .device/logs.tgz, refreshed after
 #                                every step), a summary last:
-#     run          NVRTC compile of every kernel for the GPU's architecture, every op against the
+#     run          run-fixtures, then run-8b:
+#     run-fixtures NVRTC compile of every kernel for the GPU's architecture, every op against the
 #                  CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear, split-KV,
 #                  sampling), the transformers fixtures on the GPU (tests/cuda_reference.rs:
-#                  dense, MoE, block-FP8, and an 8B-width Llama made here against transformers in
-#                  f32), the engine (cuda_engine.rs, with and without decode graphs), memory under
-#                  full load (cuda_memory.rs), `ferrum generate --device cuda`;
+#                  dense, MoE, block-FP8), the engine (cuda_engine.rs, with and without decode
+#                  graphs), memory under full load (cuda_memory.rs), `ferrum generate --device cuda`;
+#     run-8b       an 8B-width Llama made here by transformers: against transformers in f32, and
+#                  under the engine tests;
 #     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
 #                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode, prefill;
@@ -64,20 +66,11 @@ setup() {
     }
 }
 
+# every op against the CPU backend; the transformers fixtures, the engine and memory under load
+# on the GPU (the engine over the Qwen3 fixture); `ferrum generate` on dense, fp8-KV and MoE-FP8
 checks() {
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
-    # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here
-    step make_llama4 python3 scripts/fixtures/hf_reference.py \
-        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 --seed 0 \
-        --dtype bfloat16 --init-std 0.1 --prompts scripts/fixtures/prompts_v512.json --out /tmp/llama4
-    # the exact oracle for it: transformers in f32 over the same (bf16) weights
-    step make_llama4_f32_reference python3 scripts/fixtures/hf_reference.py \
-        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 \
-        --pretrained /tmp/llama4/model --dtype float32 --prompts scripts/fixtures/prompts_v512.json \
-        --out /tmp/llama4-f32
-    cp /tmp/llama4-f32/reference.json /tmp/llama4/reference_f32.json || true
-    export FERRUM_GPU_MODEL=/tmp/llama4  # outside $OUT: 4 GB of weights need not come back
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
@@ -90,6 +83,25 @@ checks() {
     step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "1 2 3" --max-tokens 16
+}
+
+# a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here, against
+# transformers in bf16 and in f32; the engine tests over it
+checks_8b() {
+    step make_llama4 python3 scripts/fixtures/hf_reference.py \
+        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 --seed 0 \
+        --dtype bfloat16 --init-std 0.1 --prompts scripts/fixtures/prompts_v512.json --out /tmp/llama4
+    # the exact oracle for it: transformers in f32 over the same (bf16) weights
+    step make_llama4_f32_reference python3 scripts/fixtures/hf_reference.py \
+        --config scripts/fixtures/configs/llama-3.1-8b-instruct/config.json --layers 4 \
+        --pretrained /tmp/llama4/model --dtype float32 --prompts scripts/fixtures/prompts_v512.json \
+        --out /tmp/llama4-f32
+    cp /tmp/llama4-f32/reference.json /tmp/llama4/reference_f32.json || true
+    # outside $OUT: 4 GB of weights need not come back
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_GPU_MODEL=/tmp/llama4 \
+        step cuda_reference_8b "$dev/cuda_reference" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_GPU_MODEL=/tmp/llama4 \
+        step cuda_engine_8b "$dev/cuda_engine" --ignored --nocapture
 }
 
 # the floors' denominators, measured in the same lease: device-to-device copy (read + write) and
@@ -206,15 +218,17 @@ if [ "${1:-}" = build ]; then
     build
     exit
 fi
-[ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run bench-dense bench-moe bench-serve; all = every one)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run = run-fixtures run-8b; bench-dense bench-moe bench-serve; all = every one)" >&2; exit 2; }
 setup
 for phase in "$@"; do
     case "$phase" in
-        run) checks ;;
+        run) checks; checks_8b ;;
+        run-fixtures) checks ;;
+        run-8b) checks_8b ;;
         bench-dense) bench_dense ;;
         bench-moe) bench_moe ;;
         bench-serve) bench_serve ;;
-        all) checks; bench_dense; bench_moe; bench_serve ;;
+        all) checks; checks_8b; bench_dense; bench_moe; bench_serve ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
