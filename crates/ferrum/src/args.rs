@@ -40,8 +40,8 @@ pub struct ModelArgs {
     /// generation_config.json.
     #[arg(long, default_value = "auto")]
     pub generation_config: String,
-    /// auto | cuda | cpu. `cuda` runs on the first visible GPU; `auto` stays on the CPU until the
-    /// CUDA backend has passed its GPU checks (it says so when it sees a GPU).
+    /// auto | cuda | cpu. `cuda` runs on the first visible GPU; `auto` too when one is visible
+    /// (and `--dtype` is not float32), else the CPU.
     #[arg(long, default_value = "auto")]
     pub device: Device,
     /// auto | float32 (float) | bfloat16 | float16 (half): the compute dtype, as vLLM's. The CPU

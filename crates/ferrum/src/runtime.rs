@@ -102,8 +102,7 @@ struct Built {
 }
 
 /// Where the model runs: `--device cpu`, `--device cuda` (the first GPU, or an error saying why
-/// there is none), or `auto`, which stays on the CPU while the CUDA backend is unverified on a
-/// device and says so when a GPU is visible.
+/// there is none), or `auto`: the first GPU when one is visible, else the CPU.
 enum Target {
     Cpu,
     Cuda { ordinal: usize, dtype: Half },
@@ -135,17 +134,18 @@ fn target(device: Device, asked: Dtype, weight_dtype: &str) -> Result<Target> {
             ordinal: cuda::require_gpu()?.ordinal,
             dtype,
         }),
-        Device::Auto => {
-            if let Ok(gpus) = cuda::probe()
-                && let Some(g) = gpus.first()
-            {
-                tracing::warn!(
-                    "{} is visible, but the CUDA backend has not passed its GPU checks yet: running on the CPU (pass --device cuda to use the GPU)",
-                    g.name
-                );
+        // the first visible GPU, unless float32 was asked for (which only the CPU computes in)
+        Device::Auto => match cuda::probe() {
+            Ok(gpus) if !gpus.is_empty() && asked != Dtype::Float32 => Ok(Target::Cuda {
+                ordinal: gpus[0].ordinal,
+                dtype,
+            }),
+            Ok(_) => cpu(),
+            Err(e) => {
+                tracing::warn!("looking for a GPU failed ({e:#}): running on the CPU");
+                cpu()
             }
-            cpu()
-        }
+        },
     }
 }
 
