@@ -17,13 +17,13 @@ template <> __device__ __forceinline__ fp8 kv_store<__nv_bfloat16, fp8>(__nv_bfl
 template <> __device__ __forceinline__ fp8 kv_store<__half, fp8>(__half x, float scale) { return fp8(to_f32(x) / scale); }
 
 // Writes the step's K and V rows to their slots; a negative slot (a padding row of a captured
-// graph) is skipped.
+// graph) is skipped. Block (token, c), columns as the element-wise ops.
 template <typename T, typename C>
 __device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots, int kv_dim,
                          float k_scale, float v_scale) {
     const i64 t = blockIdx.x, slot = slots[t];
     if (slot < 0) return;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kv_dim; i += gridDim.y * blockDim.x) {
         kc[slot * kv_dim + i] = kv_store<T, C>(k[t * kv_dim + i], k_scale);
         vc[slot * kv_dim + i] = kv_store<T, C>(v[t * kv_dim + i], v_scale);
     }

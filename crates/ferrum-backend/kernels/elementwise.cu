@@ -1,4 +1,6 @@
-// Row gathers and element-wise ops of the decoder layer.
+// Row gathers and element-wise ops of the decoder layer. The per-row ops take block (row, c):
+// columns c·blockDim + thread, striding by gridDim.y·blockDim, so that the host can spread a
+// wide row over several blocks (at batch 1 one block per row would leave the GPU idle).
 
 // x += y, rounded to T.
 template <typename T>
@@ -14,7 +16,7 @@ __device__ void silu_mul(const T* gate_up, T* out, int inter) {
     const i64 r = blockIdx.x;
     const T* g = gate_up + r * 2 * inter;
     const T* u = g + inter;
-    for (int i = threadIdx.x; i < inter; i += blockDim.x) {
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < inter; i += gridDim.y * blockDim.x) {
         const float a = to_f32(g[i]);
         const float s = round_to<T>(a / (1.f + __expf(-a)));
         out[r * inter + i] = from_f32<T>(s * to_f32(u[i]));
@@ -26,7 +28,7 @@ template <typename T>
 __device__ void split_qkv(const T* qkv, const T* bias, T* q, T* k, T* v, int qd, int kvd) {
     const i64 t = blockIdx.x;
     const int w = qd + 2 * kvd;
-    for (int i = threadIdx.x; i < w; i += blockDim.x) {
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < w; i += gridDim.y * blockDim.x) {
         float x = to_f32(qkv[t * w + i]);
         if (bias) x += to_f32(bias[i]);
         const T y = from_f32<T>(x);
@@ -41,7 +43,8 @@ template <typename T>
 __device__ void gather_rows(const T* x, const u32* rows, T* out, int width) {
     const i64 j = blockIdx.x;
     const T* src = x + (i64)rows[j] * width;
-    for (int i = threadIdx.x; i < width; i += blockDim.x) out[j * width + i] = src[i];
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < width; i += gridDim.y * blockDim.x)
+        out[j * width + i] = src[i];
 }
 
 // f32 copy of a T tensor (logits to the host sampler).

@@ -2,14 +2,15 @@
 // llama3 scaling or per-frequency factors folded in); the angle is position × inv_freq in f32 and
 // its cos/sin are taken in f32, as transformers computes them. `neox`: pairs (i, i + rot/2)
 // (rotate_half); otherwise interleaved pairs (2i, 2i + 1) (GPT-J, llama.cpp's GGUF layout).
-// Dimensions past `rot_dim` (partial rotary) are untouched.
+// Dimensions past `rot_dim` (partial rotary) are untouched. Block (token, c) takes every
+// gridDim.y-th run of blockDim pairs.
 template <typename T>
 __device__ void rope(T* x, const u32* positions, const float* inv_freq, int n_heads, int head_dim,
                      int rot_dim, int neox) {
     const i64 t = blockIdx.x;
     const int half = rot_dim / 2;
     const float pos = (float)positions[t];
-    for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
+    for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < n_heads * half; j += gridDim.y * blockDim.x) {
         const int h = j / half, i = j % half;
         float s, c;
         sincosf(pos * inv_freq[i], &s, &c);

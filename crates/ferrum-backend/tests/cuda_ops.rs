@@ -272,9 +272,9 @@ fn cuda_ops_match_the_cpu_backend() {
         }
     }
 
-    // embedding and linear layers at decode and prefill sizes: the half GEMV up to 8 rows when
-    // k is a multiple of 8 (8200×4096: a 67 MB weight, two chunks of the pinned upload), cuBLAS
-    // otherwise
+    // embedding and linear layers at decode and prefill sizes through cuBLAS, and again through
+    // the opt-in half GEMV (up to 8 rows when k is a multiple of 8; cuBLAS otherwise);
+    // 8200×4096 is a 67 MB weight, two chunks of the pinned upload
     for &(rows, k, n) in &[
         (1usize, 577usize, 1000usize),
         (3, 1024, 1003),
@@ -310,6 +310,16 @@ fn cuda_ops_match_the_cpu_backend() {
         let (b, eb) = lin(&g, &x, &w, rows, k, n);
         compare(&format!("linear {rows}×{k} · {n}×{k}ᵀ"), &a, &b, 2e-2);
         compare(&format!("embedding {rows} of {k}"), &ea, &eb, 1e-2);
+        // our half GEMV (opt-in) on the same layer
+        g.set_half_gemv(true);
+        let (b, _) = lin(&g, &x, &w, rows, k, n);
+        g.set_half_gemv(false);
+        compare(
+            &format!("linear, half GEMV {rows}×{k} · {n}×{k}ᵀ"),
+            &a,
+            &b,
+            2e-2,
+        );
     }
 
     // block-FP8 linear layers (e4m3 weights, one f32 scale per 128×128 tile, partial tiles at

@@ -110,6 +110,14 @@ fn on_emulator() -> bool {
         .unwrap_or(false)
 }
 
+/// [`run`] on an engine of its own, then stops it: its thread (and the GPU memory it holds) is
+/// gone before the test moves on, and none is left to race the process's exit.
+fn run_once(e: EngineHandle, reqs: &[(Vec<u32>, SamplingParams)]) -> Vec<Vec<u32>> {
+    let out = run(&e, reqs);
+    e.shutdown();
+    out
+}
+
 fn differing(a: &[Vec<u32>], b: &[Vec<u32>]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x != y).count()
 }
@@ -141,8 +149,9 @@ fn engine_on_cuda_completes_everything_and_reports_batch_variance() {
         e.stats().prefix_cache_hits > 0,
         "prefix caching hit nothing"
     );
-    let batched = run(&engine(|_| {}), &all);
-    let chunked = run(&engine(|c| c.max_num_batched_tokens = 16), &all);
+    e.shutdown();
+    let batched = run_once(engine(|_| {}), &all);
+    let chunked = run_once(engine(|c| c.max_num_batched_tokens = 16), &all);
     let tight = engine(|c| {
         c.num_blocks = 40;
         c.enable_prefix_caching = false;
@@ -152,7 +161,8 @@ fn engine_on_cuda_completes_everything_and_reports_batch_variance() {
         tight.stats().num_preemptions > 0,
         "expected preemptions with a 40-block cache"
     );
-    let batched2 = run(&engine(|_| {}), &all);
+    tight.shutdown();
+    let batched2 = run_once(engine(|_| {}), &all);
     assert_eq!(batched, batched2, "the same batch twice");
     eprintln!(
         "greedy outputs differing from alone (of 8): batched {}, chunked prefill {}, preempted {}; \
@@ -184,9 +194,9 @@ fn decode_graphs_give_the_eager_tokens() {
             (p, sp)
         })
         .collect();
-    let eager = run(&engine(small), &reqs);
+    let eager = run_once(engine(small), &reqs);
     let before = ferrum_models::graph_replays();
-    let graphed = run(&engine_with_graphs(small, &[1, 2, 4, 8]), &reqs);
+    let graphed = run_once(engine_with_graphs(small, &[1, 2, 4, 8]), &reqs);
     let replays = ferrum_models::graph_replays() - before;
     let differ = differing(&eager, &graphed);
     eprintln!(

@@ -85,4 +85,6 @@ fn max_num_seqs_at_max_model_len_never_run_out_of_memory() {
         assert_eq!(o.len(), out_len, "every sequence reaches max_model_len");
     }
     eprintln!("{max_num_seqs} sequences of {max_model_len} tokens at once: all completed");
+    // the engine thread releases the GPU before the process exits
+    e.shutdown();
 }

@@ -136,12 +136,13 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
-    /// Half-weight linear layers of up to eight rows take our GEMV (else cuBLAS):
-    /// `FERRUM_CUDA_GEMV=0` turns it off, to compare.
+    /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
+    /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
+    /// streams 3.8 (docs/BENCHMARKS.md).
     pub(super) gemv: bool,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
-    /// Pinned buffers for weight uploads (allocated at the first).
+    /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
@@ -208,7 +209,7 @@ impl CudaBackend {
             dequant: RefCell::new(None),
             staging: RefCell::new(None),
             profile,
-            gemv: std::env::var("FERRUM_CUDA_GEMV").map_or(true, |v| v != "0"),
+            gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
@@ -250,6 +251,12 @@ impl CudaBackend {
     }
 
     /// Uploads host f32 values as an activation buffer (tests and the op checks).
+    /// Whether half-weight layers of up to eight rows take our GEMV (`FERRUM_CUDA_GEMV=1`) rather
+    /// than cuBLAS; the op tests check both.
+    pub fn set_half_gemv(&mut self, on: bool) {
+        self.gemv = on;
+    }
+
     /// A new device buffer holding `bytes` (as `T`s), copied through the pinned staging buffers.
     pub(super) fn upload_bytes<T: DeviceRepr>(&self, bytes: &[u8]) -> Result<CudaSlice<T>> {
         let n = bytes.len() / std::mem::size_of::<T>();
@@ -425,6 +432,24 @@ impl CudaBackend {
         }
     }
 
+    /// Blocks (row, c) of 256 threads for a per-row op over `width` columns: enough column
+    /// blocks that each thread takes about four columns (one block per row would leave the GPU
+    /// idle at decode batches).
+    pub(super) fn cols_cfg(rows: usize, width: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (rows as u32, width.div_ceil(1024).max(1) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// One block per row for the norms (a reduction over the row): 1024 threads while the rows
+    /// are fewer than the multiprocessors, so a decode step's few rows are not a long serial
+    /// loop each.
+    fn norm_cfg(&self, rows: usize) -> LaunchConfig {
+        Self::rows_cfg(rows, if rows < self.sm_count { 1024 } else { 256 })
+    }
+
     pub(super) fn flat_cfg(n: usize) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (n.div_ceil(256).clamp(1, 4096) as u32, 1, 1),
@@ -576,6 +601,11 @@ impl Backend for CudaBackend {
 
     fn begin_step(&mut self, meta: &StepMeta) -> Result<()> {
         self.take_error()?;
+        // the weights are in: the pinned staging buffers go back (after their last copy)
+        if let Some(staging) = self.staging.get_mut().take() {
+            self.stream.synchronize()?;
+            drop(staging);
+        }
         if let Some(p) = &self.profile {
             p.step();
         }
@@ -593,7 +623,7 @@ impl Backend for CudaBackend {
         ];
         self.launch(
             "gather_rows",
-            Self::rows_cfg(self.step.n_tokens, 256),
+            Self::cols_cfg(self.step.n_tokens, table.k),
             &args,
         )
     }
@@ -606,7 +636,7 @@ impl Backend for CudaBackend {
             I(w.len as i32),
             F(eps),
         ];
-        self.record(self.launch("rms_norm", Self::rows_cfg(rows, 256), &args));
+        self.record(self.launch("rms_norm", self.norm_cfg(rows), &args));
     }
 
     fn rms_norm_inplace(&self, x: &mut CudaBuf, w: &CudaVector, eps: f32, rows: usize) {
@@ -632,7 +662,7 @@ impl Backend for CudaBackend {
             I(w.len as i32),
             F(eps),
         ];
-        self.record(self.launch("add_rms_norm", Self::rows_cfg(rows, 256), &args));
+        self.record(self.launch("add_rms_norm", self.norm_cfg(rows), &args));
     }
 
     fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {
@@ -665,7 +695,8 @@ impl Backend for CudaBackend {
             I(q_dim as i32),
             I(kv_dim as i32),
         ];
-        self.record(self.launch("split_qkv", Self::rows_cfg(rows, 256), &args));
+        let cfg = Self::cols_cfg(rows, q_dim + 2 * kv_dim);
+        self.record(self.launch("split_qkv", cfg, &args));
     }
 
     fn apply_rope(&self, rope: &CudaRope, x: &mut CudaBuf, rows: usize, n_heads: usize) {
@@ -679,7 +710,8 @@ impl Backend for CudaBackend {
                 I(rope.rotary_dim as i32),
                 I(rope.neox as i32),
             ];
-            self.launch("rope", Self::rows_cfg(rows, 128), &args)
+            let pairs = n_heads * rope.rotary_dim / 2;
+            self.launch("rope", Self::cols_cfg(rows, pairs), &args)
         });
         self.record(r);
     }
@@ -698,7 +730,7 @@ impl Backend for CudaBackend {
                 F(kv.scales[layer].1),
             ];
             let name = kv.kernel("write_kv", "write_kv_fp8");
-            self.launch(name, Self::rows_cfg(self.step.n_tokens, 128), &args)
+            self.launch(name, Self::cols_cfg(self.step.n_tokens, kv.kv_dim), &args)
         });
         self.record(r);
     }
@@ -713,7 +745,7 @@ impl Backend for CudaBackend {
             P(self.ptr(&out.mem)),
             I(inter as i32),
         ];
-        self.record(self.launch("silu_mul", Self::rows_cfg(rows, 256), &args));
+        self.record(self.launch("silu_mul", Self::cols_cfg(rows, inter), &args));
     }
 
     fn moe(
@@ -750,7 +782,7 @@ impl Backend for CudaBackend {
                 P(self.ptr(&out.mem)),
                 I(width as i32),
             ];
-            self.launch("gather_rows", Self::rows_cfg(rows.len(), 256), &args)
+            self.launch("gather_rows", Self::cols_cfg(rows.len(), width), &args)
         })();
         self.record(r);
     }

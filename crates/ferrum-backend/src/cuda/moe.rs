@@ -330,7 +330,7 @@ impl CudaBackend {
         let (xs, ys) = (self.ptr(&s.xs), self.ptr(&s.ys));
         let gather = |src: u64, rows: u64, dst: u64| {
             let args = [P(src), P(rows), P(dst), I(h as i32)];
-            self.launch("gather_rows", Self::rows_cfg(pairs, 256), &args)
+            self.launch("gather_rows", Self::cols_cfg(pairs, h), &args)
         };
         gather(self.ptr(&x.mem), self.ptr(&s.tok), xs)?;
         // the inputs are already one row per sorted pair: one GEMM per expert with pairs
@@ -371,7 +371,7 @@ impl CudaBackend {
         let (gu, act) = (self.ptr(&s.gate_up), self.ptr(&s.act));
         proj(&ex.gate_up, x, x_div, 2 * inter, h, gu)?;
         let args = [P(gu), P(act), I(inter as i32)];
-        self.launch("silu_mul", Self::rows_cfg(pairs, 256), &args)?;
+        self.launch("silu_mul", Self::cols_cfg(pairs, inter), &args)?;
         proj(&ex.down, act, 1, h, inter, out)
     }
 
