@@ -15,7 +15,8 @@
 #                  under the engine tests;
 #     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
 #                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
-#     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode, prefill;
+#     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
+#                  per-op profile of the FP8 one), prefill;
 #     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 set -euo pipefail
@@ -139,9 +140,10 @@ bench_dense() {
     FERRUM_CUDA_GEMV=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
     FERRUM_CUDA_PROFILE=1 step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
+    # (prefill runs no decode graph: eager saves their capture)
     for n in 512 2048; do
-        step bench_prefill_8b_$n "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size 1 \
-            --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
+        step bench_prefill_8b_$n "$dev/ferrum" bench latency "${LLAMA[@]}" --enforce-eager \
+            --batch-size 1 --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
     done
     for b in 8 32 64 128; do
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
@@ -155,10 +157,12 @@ bench_moe() {
     local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_PROFILE=1 step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
+        --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
-    step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 2048 \
-        --output-len 1 --num-iters 3 --num-iters-warmup 1
+    step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
+        --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
         --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507 --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
