@@ -120,9 +120,13 @@ pub fn kv_bytes_per_block(c: &ModelConfig, block_size: usize, dtype: KvDtype) ->
     .bytes()
 }
 
-/// One forward at the largest step (`--max-num-batched-tokens` tokens of one sequence, every
-/// logits row), over a one-block KV cache that every position maps to: what the libraries
-/// allocate on first use is then in use when the KV cache is sized. Its results are discarded.
+/// Tokens per sequence of the profiling forward's step.
+const PROFILE_SEQ: usize = 256;
+
+/// One forward at the largest step (`--max-num-batched-tokens` tokens in sequences of
+/// [`PROFILE_SEQ`], every logits row), over a one-block KV cache that every position maps to:
+/// what the libraries allocate on first use is then in use when the KV cache is sized. Its
+/// results are discarded.
 fn profile_forward<B: Backend>(
     be: &mut B,
     model: &CausalLm<B>,
@@ -139,17 +143,28 @@ fn profile_forward<B: Backend>(
         kv_dim: c.kv_dim(),
         dtype: lim.kv_dtype,
     })?;
+    // the step's tokens as sequences of PROFILE_SEQ: the activations are those of any step of t
+    // tokens, without attention over t² pairs (seconds of start-up at 8192 tokens; attention
+    // allocates nothing that grows with the context)
+    let mut seqs = Vec::new();
+    let mut entries = 0;
+    for start in (0..t).step_by(PROFILE_SEQ) {
+        let q_len = PROFILE_SEQ.min(t - start);
+        let n = q_len.div_ceil(bs);
+        seqs.push(AttnStepSeq {
+            q_start: start,
+            q_len,
+            ctx_len: q_len,
+            table: entries..entries + n,
+        });
+        entries += n;
+    }
     let meta = StepMeta {
         tokens: vec![0; t],
-        positions: (0..t).collect(),
+        positions: (0..t).map(|p| p % PROFILE_SEQ).collect(),
         slots: (0..t).map(|p| p % bs).collect(),
-        seqs: vec![AttnStepSeq {
-            q_start: 0,
-            q_len: t,
-            ctx_len: t,
-            table: 0..t.div_ceil(bs),
-        }],
-        block_tables: vec![0; t.div_ceil(bs)],
+        seqs,
+        block_tables: vec![0; entries],
         block_size: bs,
     };
     let started = std::time::Instant::now();
