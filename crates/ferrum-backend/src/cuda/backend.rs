@@ -26,6 +26,8 @@ use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
+
+mod attention;
 use crate::backend::{
     AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
     StepMeta, host_sample,
@@ -309,118 +311,6 @@ impl CudaBackend {
         // every pointer is a live allocation of this context, and one stream orders the uses.
         unsafe { b.launch(cfg) }.with_context(|| format!("launching {name}"))?;
         Ok(())
-    }
-
-    /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
-    /// query tokens) takes the tiled kernel, which reads each K/V tile once per eight tokens and
-    /// their query heads; decode steps one block of four warps per (token, query head), or for a
-    /// few tokens over long contexts the keys split into slices across more blocks
-    /// ([`Self::kv_splits`]) and merged.
-    fn attention_into(
-        &self,
-        q: &CudaBuf,
-        kv: &CudaKv,
-        layer: usize,
-        d: &AttnDims,
-        out: &mut CudaBuf,
-    ) -> Result<()> {
-        let st = self.step_ptrs()?;
-        if d.head_dim > 256 {
-            bail!(
-                "attention on the CUDA backend takes head sizes up to 256, not {}",
-                d.head_dim
-            );
-        }
-        let (kc, vc) = kv.layer_ptrs(self, layer);
-        let (tokens, heads) = (self.step.n_tokens, d.n_heads);
-        let splits = self.kv_splits(tokens * heads);
-        let mut args = vec![
-            P(self.ptr(&q.mem)),
-            P(kc),
-            P(vc),
-            P(st.block_tables),
-            P(st.tok_table),
-            P(st.tok_keys),
-            P(0), // the output (or the partials), below
-            I(heads as i32),
-            I(d.n_kv_heads as i32),
-            I(d.head_dim as i32),
-            I(kv.block_size as i32),
-            F(d.scale),
-            F(kv.scales[layer].0),
-            F(kv.scales[layer].1),
-        ];
-        let cfg = |z: usize| LaunchConfig {
-            grid_dim: (tokens as u32, heads as u32, z as u32),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let group = heads / d.n_kv_heads;
-        if self.step.prefill && d.head_dim.is_multiple_of(32) && d.head_dim <= 128 {
-            // tiles of up to 8 tokens × the group's heads, 32 rows per block
-            args[6] = P(st.tiles);
-            args.insert(7, P(self.ptr(&out.mem)));
-            let z = (TILE_TOKENS * group).div_ceil(32);
-            let tiled = LaunchConfig {
-                grid_dim: (self.step.n_tiles as u32, d.n_kv_heads as u32, z as u32),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            return self.launch(
-                kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
-                tiled,
-                &args,
-            );
-        }
-        if splits <= 1 {
-            args[6] = P(self.ptr(&out.mem));
-            return self.launch(
-                kv.kernel("paged_attention", "paged_attention_fp8"),
-                cfg(1),
-                &args,
-            );
-        }
-        // allocated once at the most any split step can need (splitting only happens below
-        // `waves` blocks, so blocks × splits < 2 · waves), never moved: captured graphs hold it
-        let cap = 4 * 2 * self.sm_count * (2 + 256);
-        let need = tokens * heads * splits * (2 + d.head_dim);
-        if need > cap {
-            bail!("split-KV attention needs {need} partial values, more than its {cap}");
-        }
-        let mut part = self.attn_part.borrow_mut();
-        if part.is_none() {
-            *part = Some(self.stream.alloc_zeros::<f32>(cap)?);
-        }
-        let pp = self.ptr(part.as_ref().unwrap());
-        args[6] = P(pp);
-        self.launch(
-            kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
-            cfg(splits),
-            &args,
-        )?;
-        let merge = [
-            P(pp),
-            P(self.ptr(&out.mem)),
-            I(heads as i32),
-            I(d.head_dim as i32),
-            I(splits as i32),
-        ];
-        self.launch("attention_merge", cfg(1), &merge)
-    }
-
-    /// How many slices to split each token's keys into: 1 (no split) unless the step's
-    /// (token, head) blocks fill fewer than two waves of the GPU's multiprocessors and some token
-    /// sees at least 1024 keys; then enough slices for two waves, at least 512 keys each, at most
-    /// 16.
-    fn kv_splits(&self, blocks: usize) -> usize {
-        let waves = 2 * self.sm_count;
-        if blocks == 0 || blocks >= waves || self.step.max_keys < 1024 {
-            return 1;
-        }
-        waves
-            .div_ceil(blocks)
-            .min(self.step.max_keys.div_ceil(512))
-            .min(16)
     }
 
     /// One block per row for `rows` rows.
