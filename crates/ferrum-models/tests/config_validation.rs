@@ -58,6 +58,7 @@ fn the_unedited_fixture_loads() {
     let d = scratch("ok");
     std::fs::write(d.join("config.json"), base_config().to_string()).unwrap();
     assert!(load(&d, LoadFormat::Dummy, 0).is_ok());
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -157,6 +158,7 @@ fn head_size_must_follow_from_the_config() {
     std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
     let m = load(&d, LoadFormat::Dummy, 0).unwrap();
     assert_eq!((m.config().head_dim, m.config().q_dim()), (16, 96));
+    let _ = std::fs::remove_dir_all(&d);
     // ... but must be a positive, even number for rotary embeddings
     for bad in [0, 15] {
         let e = hf_err(&format!("head-dim-{bad}"), |c| {
@@ -193,8 +195,9 @@ fn sizes_too_large_to_address_are_refused() {
     );
 }
 
-/// The fixture's weights with `name` given `shape` (same element count, so the file stays valid).
-fn reshaped_weights(tag: &str, name: &str, shape: Vec<usize>) -> PathBuf {
+/// The error of loading the fixture with weight `name` given `shape` (same element count, so the
+/// file stays valid).
+fn reshaped_err(tag: &str, name: &str, shape: Vec<usize>) -> String {
     let d = scratch(tag);
     std::fs::copy(fixture_dir().join("config.json"), d.join("config.json")).unwrap();
     let bytes = std::fs::read(fixture_dir().join("model.safetensors")).unwrap();
@@ -213,18 +216,19 @@ fn reshaped_weights(tag: &str, name: &str, shape: Vec<usize>) -> PathBuf {
         })
         .collect();
     safetensors::serialize_to_file(views, None, &d.join("model.safetensors")).unwrap();
-    d
+    let e = load_err(&d, LoadFormat::Auto);
+    std::fs::remove_dir_all(&d).unwrap();
+    e
 }
 
 #[test]
 fn tensors_of_the_wrong_rank_name_the_tensor_and_both_shapes() {
-    let d = reshaped_weights(
-        "rank1-matrix",
-        "model.layers.0.self_attn.q_proj.weight",
-        vec![64 * 64],
-    );
     assert_mentions(
-        &load_err(&d, LoadFormat::Auto),
+        &reshaped_err(
+            "rank1-matrix",
+            "model.layers.0.self_attn.q_proj.weight",
+            vec![64 * 64],
+        ),
         &[
             "`model.layers.0.self_attn.q_proj.weight`",
             "expects [64, 64]",
@@ -232,13 +236,12 @@ fn tensors_of_the_wrong_rank_name_the_tensor_and_both_shapes() {
             "rank 1",
         ],
     );
-    let d = reshaped_weights(
-        "rank2-norm",
-        "model.layers.0.input_layernorm.weight",
-        vec![8, 8],
-    );
     assert_mentions(
-        &load_err(&d, LoadFormat::Auto),
+        &reshaped_err(
+            "rank2-norm",
+            "model.layers.0.input_layernorm.weight",
+            vec![8, 8],
+        ),
         &[
             "`model.layers.0.input_layernorm.weight`",
             "expects [64]",
@@ -246,13 +249,12 @@ fn tensors_of_the_wrong_rank_name_the_tensor_and_both_shapes() {
         ],
     );
     // same rank, wrong sizes: a transposed projection
-    let d = reshaped_weights(
-        "transposed",
-        "model.layers.0.mlp.down_proj.weight",
-        vec![128, 64],
-    );
     assert_mentions(
-        &load_err(&d, LoadFormat::Auto),
+        &reshaped_err(
+            "transposed",
+            "model.layers.0.mlp.down_proj.weight",
+            vec![128, 64],
+        ),
         &[
             "`model.layers.0.mlp.down_proj.weight`",
             "expects [64, 128]",
