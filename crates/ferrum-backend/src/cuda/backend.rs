@@ -26,13 +26,13 @@ use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
-
-mod attention;
 use crate::backend::{
     AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
     StepMeta, host_sample,
 };
 use crate::cpu::{Rope, RopeStyle};
+
+mod attention;
 
 /// The activation and weight dtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,7 +252,6 @@ impl CudaBackend {
         self.step.ptrs(&self.stream)
     }
 
-    /// Uploads host f32 values as an activation buffer (tests and the op checks).
     /// Whether half-weight layers of up to eight rows take our GEMV (`FERRUM_CUDA_GEMV=1`) rather
     /// than cuBLAS; the op tests check both.
     pub fn set_half_gemv(&mut self, on: bool) {
@@ -274,6 +273,7 @@ impl CudaBackend {
         Ok(mem)
     }
 
+    /// Uploads host f32 values as an activation buffer (tests and the op checks).
     pub fn upload_f32(&self, x: &[f32]) -> Result<CudaBuf> {
         Ok(CudaBuf {
             mem: self.stream.clone_htod(&self.dtype.encode(x))?,

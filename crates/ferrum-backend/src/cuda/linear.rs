@@ -34,6 +34,19 @@ impl CudaBackend {
         }
     }
 
+    /// The GEMV kernel that takes this layer at `rows` rows, or `None` for cuBLAS: the one
+    /// dispatch rule (the profile's labels read it too).
+    fn gemv_for(&self, w: &CudaWeight, rows: usize) -> Option<&'static str> {
+        if rows > GEMV_MAX_ROWS {
+            return None;
+        }
+        match &w.data {
+            WeightData::Fp8 { .. } => Some("gemv_fp8"),
+            WeightData::Half(_) if self.gemv && w.k.is_multiple_of(8) => Some("gemv_half"),
+            WeightData::Half(_) => None,
+        }
+    }
+
     pub(super) fn linear_into(
         &self,
         x: &CudaBuf,
@@ -41,16 +54,16 @@ impl CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        let kind = match (&w.data, rows <= GEMV_MAX_ROWS) {
-            (WeightData::Half(_), true) if self.gemv && w.k.is_multiple_of(8) => "gemv",
-            (WeightData::Fp8 { .. }, true) => "gemv fp8",
-            (WeightData::Half(_), _) => "cublas",
-            (WeightData::Fp8 { .. }, false) => "dequant fp8 + cublas",
+        let gemv = self.gemv_for(w, rows);
+        let label = || {
+            let kind = match (gemv, &w.data) {
+                (Some(kernel), _) => kernel,
+                (None, WeightData::Half(_)) => "cublas",
+                (None, WeightData::Fp8 { .. }) => "dequant fp8 + cublas",
+            };
+            format!("linear {kind} {rows}×{} · {}×{}ᵀ", w.k, w.rows, w.k)
         };
-        self.timed(
-            || format!("linear {kind} {rows}×{} · {}×{}ᵀ", w.k, w.rows, w.k),
-            || self.linear_now(x, rows, w, out),
-        )
+        self.timed(label, || self.linear_now(x, rows, w, gemv, out))
     }
 
     fn linear_now(
@@ -58,37 +71,29 @@ impl CudaBackend {
         x: &CudaBuf,
         rows: usize,
         w: &CudaWeight,
+        gemv: Option<&'static str>,
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{I, P};
         let (xp, op) = (self.ptr(&x.mem), self.ptr(&out.mem));
-        match &w.data {
-            WeightData::Fp8 { codes, scales, bk } if rows <= GEMV_MAX_ROWS => {
-                let args = [
-                    P(xp),
-                    P(self.ptr(codes)),
-                    P(self.ptr(scales)),
-                    P(op),
-                    I(rows as i32),
-                    I(w.rows as i32),
-                    I(w.k as i32),
-                    I(*bk as i32),
-                ];
-                self.launch("gemv_fp8", Self::gemv_cfg(w.rows), &args)
+        let Some(kernel) = gemv else {
+            return self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op);
+        };
+        let dims = [I(rows as i32), I(w.rows as i32), I(w.k as i32)];
+        let args: Vec<Arg> = match &w.data {
+            WeightData::Fp8 { codes, scales, bk } => {
+                [P(xp), P(self.ptr(codes)), P(self.ptr(scales)), P(op)]
+                    .into_iter()
+                    .chain(dims)
+                    .chain([I(*bk as i32)])
+                    .collect()
             }
-            WeightData::Half(m) if rows <= GEMV_MAX_ROWS && self.gemv && w.k.is_multiple_of(8) => {
-                let args = [
-                    P(xp),
-                    P(self.ptr(m)),
-                    P(op),
-                    I(rows as i32),
-                    I(w.rows as i32),
-                    I(w.k as i32),
-                ];
-                self.launch("gemv_half", Self::gemv_cfg(w.rows), &args)
-            }
-            _ => self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op),
-        }
+            WeightData::Half(m) => [P(xp), P(self.ptr(m)), P(op)]
+                .into_iter()
+                .chain(dims)
+                .collect(),
+        };
+        self.launch(kernel, Self::gemv_cfg(w.rows), &args)
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked
