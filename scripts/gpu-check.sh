@@ -7,8 +7,8 @@
 #                                every step), a summary last:
 #     run          run-fixtures, then run-8b:
 #     run-fixtures NVRTC compile of every kernel for the GPU's architecture, every op against the
-#                  CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear, split-KV,
-#                  sampling), the transformers fixtures on the GPU (tests/cuda_reference.rs:
+#                  CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear, split-KV),
+#                  sampling against the host sampler (cuda_sample.rs), the transformers fixtures on the GPU (tests/cuda_reference.rs:
 #                  dense, MoE, block-FP8), the engine (cuda_engine.rs, with and without decode
 #                  graphs), memory under full load (cuda_memory.rs), `ferrum generate --device cuda`;
 #     run-8b       an 8B-width Llama made here by transformers: against transformers in f32, and
@@ -31,7 +31,7 @@ build() {
     cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json \
         | python3 -c '
 import json, shutil, sys
-want = {"nvrtc_kernels", "cuda_ops", "cuda_reference", "cuda_engine", "cuda_memory"}
+want = {"nvrtc_kernels", "cuda_ops", "cuda_sample", "cuda_reference", "cuda_engine", "cuda_memory"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
@@ -72,6 +72,7 @@ setup() {
 checks() {
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
+    step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture

@@ -1,11 +1,46 @@
-// Sampling on the device, so that a step copies token ids to the host instead of whole rows of
-// logits. `argmax_rows`: the greedy fast path, matching the host sampler's `argmax` (the first
-// maximum wins, NaN never does, a row of NaN / -inf gives token 0). `sample_rows`: temperature,
-// min-p, top-k and top-p, then the draw, in the host sampler's order and by its rules
-// (`ferrum_engine::sampling`), after structured output's token bitmask when a row has one.
+// Sampling on the device, so that a step copies token ids (and the logprobs a row asked for) to
+// the host instead of whole rows of logits, by the host sampler's rules (`ferrum_engine::sampling`):
+// - `argmax_rows`: the greedy fast path, matching the host's `argmax` (the first maximum wins, NaN
+//   never does, a row of NaN / -inf gives token 0);
+// - `process_rows`: the processors that read more than the row (allowed ids, logit bias, a pending
+//   min_tokens, penalties) into an f32 copy of each row, which `sample_processed` then samples;
+// - `sample_rows` / `sample_processed`: temperature, min-p, top-k and top-p, then the draw, after
+//   structured output's token bitmask when a row has one;
+// - `score_rows`: the raw logprobs (vLLM's default): a token's logprob and rank, and the top k.
+// A sampling block reads logits row `in_rows[b]` (none: row b) and writes `out[out_rows[b]]`.
 
 // Token `i` allowed by a structured-output bitmask (bit i % 32 of word i / 32; none: all).
 __device__ __forceinline__ bool allowed(const u32* mask, int i) { return !mask || ((mask[i >> 5] >> (i & 31)) & 1u); }
+
+// The best pair of the block: the largest value, the lowest index among equals. Every thread
+// gets it.
+__device__ __forceinline__ void block_best(float& v, int& i) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+    __syncthreads();  // sv / si may still be read by a previous call
+    if (lane == 0) {
+        sv[warp] = v;
+        si[warp] = i;
+    }
+    __syncthreads();
+    v = sv[0];
+    i = si[0];
+    for (int w = 1; w < warps; w++)
+        if (sv[w] > v || (sv[w] == v && si[w] < i)) {
+            v = sv[w];
+            i = si[w];
+        }
+}
 
 // The argmax of one row (tokens the mask forbids count as -inf); thread 0 writes it to `out`.
 template <typename T>
@@ -20,38 +55,14 @@ __device__ void argmax_row(const T* l, const u32* mask, int vocab, u32* out) {
             idx = i;
         }
     }
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ov > best || (ov == best && oi < idx)) {
-            best = ov;
-            idx = oi;
-        }
-    }
-    __syncthreads();  // sv / si may still be read by a previous call
-    if (lane == 0) {
-        sv[warp] = best;
-        si[warp] = idx;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < warps; w++)
-            if (sv[w] > best || (sv[w] == best && si[w] < idx)) {
-                best = sv[w];
-                idx = si[w];
-            }
-        *out = idx == 0x7fffffff ? 0 : idx;
-    }
+    block_best(best, idx);
+    if (threadIdx.x == 0) *out = idx == 0x7fffffff ? 0 : idx;
 }
 
 template <typename T>
-__device__ void argmax_rows(const T* logits, int vocab, u32* out) {
-    const i64 r = blockIdx.x;
-    argmax_row<T>(logits + r * vocab, nullptr, vocab, out + r);
+__device__ void argmax_rows(const T* logits, int vocab, const int* in_rows, const int* out_rows, u32* out) {
+    const i64 r = in_rows ? in_rows[blockIdx.x] : blockIdx.x;
+    argmax_row<T>(logits + r * vocab, nullptr, vocab, out + (out_rows ? out_rows[blockIdx.x] : blockIdx.x));
 }
 
 // The block's maximum; every thread gets it.
@@ -102,16 +113,20 @@ __device__ __forceinline__ u32 order_key(float x) {
 // token is the inverse CDF of what is left at `u[r] · mass`, in token-id order. NaN has no mass;
 // a row with no mass left takes the argmax. Sums are f32 here (f64 on the host): a token right at
 // a filter's boundary may fall the other way.
+// Per-row parameters are indexed by the block.
 template <typename T>
-__device__ void sample_rows(const T* logits, int vocab, const float* temperature, const int* top_k,
-                            const float* top_p, const float* min_p, const float* u, const u32* masks,
-                            int mask_words, u32* out) {
-    const i64 r = blockIdx.x;
+__device__ void sample_rows(const T* logits, int vocab, const int* in_rows, const int* out_rows,
+                            const float* temperature, const int* top_k, const float* top_p,
+                            const float* min_p, const float* u, const u32* masks, int mask_words,
+                            u32* out_ids) {
+    const int b = blockIdx.x;
+    const i64 r = in_rows ? in_rows[b] : b;
     const T* l = logits + r * vocab;
     const u32* mask = masks ? masks + r * mask_words : nullptr;
-    const float temp = temperature[r];
+    u32* out = out_ids + (out_rows ? out_rows[b] : b);
+    const float temp = temperature[b];
     if (temp == 0.f) {
-        argmax_row<T>(l, mask, vocab, out + r);
+        argmax_row<T>(l, mask, vocab, out);
         return;
     }
     const int tid = threadIdx.x, nt = blockDim.x;
@@ -123,14 +138,14 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     }
     m = block_max(m);
     if (m == NEG_INF) {
-        argmax_row<T>(l, mask, vocab, out + r);
+        argmax_row<T>(l, mask, vocab, out);
         return;
     }
-    const float mp = min_p[r];
+    const float mp = min_p[b];
     // kept so far: a number, not dropped by min-p, at or above the top-k key
     u32 kkey = 0;
 #define KEPT(x) (!isnan(x) && (x) != NEG_INF && !(mp > 0.f && __expf((x) - m) < mp) && order_key(x) >= kkey)
-    const int k = top_k[r];
+    const int k = top_k[b];
     if (k >= 1 && k < vocab) {
         // the k-th largest key, bit by bit: the largest c with #{key >= c} >= k (dropped tokens
         // count as -inf, as on the host)
@@ -156,7 +171,7 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     // top-p: the value v* of the last token kept is the largest key c whose mass at or above it
     // reaches top_p · mass; tokens above v* stay, tokens below go, and of the tokens equal to v*
     // the lowest ids stay while the mass before them is below the bound
-    const float tp = top_p[r];
+    const float tp = top_p[b];
     u32 pkey = 0;
     int tie_keep = 0x7fffffff;
     if (tp < 1.f) {
@@ -210,7 +225,7 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     }
     float total;
     const float before = block_exclusive_sum(w, &total);
-    const float target = u[r] * total;
+    const float target = u[b] * total;
     __shared__ int found;
     if (tid == 0) found = -1;
     __syncthreads();
@@ -234,20 +249,162 @@ __device__ void sample_rows(const T* logits, int vocab, const float* temperature
     __syncthreads();
     // rounding past the end: the last token with mass
     const int last_all = (int)block_max((float)last);
-    if (tid == 0) out[r] = found >= 0 ? found : (last_all >= 0 ? last_all : 0);
+    if (tid == 0) *out = found >= 0 ? found : (last_all >= 0 ? last_all : 0);
 #undef KEEP_FINAL
 #undef KEPT
 #undef X
 }
 
+// Structured output's bitmask (by logits row) and `allowed` (allowed ids less min_tokens' bans,
+// by block) make tokens -inf; then each edit (`edit_off[b]..edit_off[b + 1]`) changes one token in
+// the host's order: + its logit bias; the repetition penalty when it was seen (count >= 0: in the
+// prompt or the output); minus frequency × count + presence when it is in the output (count > 0).
+// An edit on a masked token leaves -inf. Explicit roundings: no fused multiply-add, as on the host.
+template <typename T>
+__device__ void process_rows(const T* logits, int vocab, const int* rows, const u32* masks,
+                             const u32* allowed_masks, int mask_words, const int* edit_off,
+                             const u32* edit_tok, const float* edit_bias, const int* edit_count,
+                             const float* penalties, float* out) {
+    const int b = blockIdx.x;
+    const i64 r = rows[b];
+    const T* l = logits + r * vocab;
+    const u32* mask = masks ? masks + r * mask_words : nullptr;
+    const u32* allow = allowed_masks ? allowed_masks + (i64)b * mask_words : nullptr;
+    float* o = out + (i64)b * vocab;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+        o[i] = allowed(mask, i) && allowed(allow, i) ? to_f32(l[i]) : NEG_INF;
+    __syncthreads();
+    const float rep = penalties[3 * b], freq = penalties[3 * b + 1], pres = penalties[3 * b + 2];
+    // each token has one edit, so the threads write distinct entries
+    for (int e = edit_off[b] + threadIdx.x; e < edit_off[b + 1]; e += blockDim.x) {
+        const u32 t = edit_tok[e];
+        if (t >= (u32)vocab) continue;
+        const int count = edit_count[e];
+        float x = __fadd_rn(o[t], edit_bias[e]);
+        if (count >= 0) x = x > 0.f ? __fdiv_rn(x, rep) : __fmul_rn(x, rep);
+        if (count > 0) x = __fsub_rn(x, __fadd_rn(__fmul_rn(freq, (float)count), pres));
+        o[t] = x;
+    }
+}
+
+// The block's sum in f64; every thread gets it.
+__device__ __forceinline__ double block_sum_d(double v) {
+    __shared__ double partial[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = 0.0;
+    for (int w = 0; w < warps; w++) v += partial[w];
+    return v;
+}
+
+// A raw logprob as the host's `log_softmax` gives it: (x - lse) in f64, rounded to f32; NaN, and
+// every token of a row with nothing finite, -inf.
+__device__ __forceinline__ float raw_logprob(float x, double lse, bool empty) {
+    return empty || isnan(x) ? NEG_INF : (float)((double)x - lse);
+}
+
+// Raw logprobs (vLLM's default `raw_logprobs`: the log-softmax of the logits under structured
+// output's bitmask, before every other processor), as the host's `token_logprobs`: for block b,
+// logits row `rows[b]` and its token `tokens[rows[b]]`, the token's logprob and rank (1 + the
+// tokens with a larger logprob), and the `ks[b]` largest logprobs (equal ones: lower id first) in
+// `top_*[b * kmax ..]`, one selection pass over the row each.
+template <typename T>
+__device__ void score_rows(const T* logits, int vocab, const int* rows, const u32* masks,
+                           int mask_words, const u32* tokens, const int* ks, int kmax, float* lp_out,
+                           int* rank_out, u32* top_ids, float* top_lps) {
+    const int b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    const i64 r = rows[b];
+    const T* l = logits + r * vocab;
+    const u32* mask = masks ? masks + r * mask_words : nullptr;
+#define RAW(i) (allowed(mask, i) ? to_f32(l[i]) : NEG_INF)
+    float m = NEG_INF;
+    for (int i = tid; i < vocab; i += nt) {
+        const float x = RAW(i);
+        if (!isnan(x)) m = fmaxf(m, x);
+    }
+    m = block_max(m);
+    const bool empty = m == NEG_INF;
+    double s = 0.0;
+    for (int i = tid; i < vocab && !empty; i += nt) {
+        const float x = RAW(i);
+        if (!isnan(x)) s += exp((double)(x - m));
+    }
+    const double lse = (double)m + log(block_sum_d(s));
+#define LP(i) raw_logprob(RAW(i), lse, empty)
+    const u32 t = tokens[r];
+    const float tl = t < (u32)vocab ? LP(t) : NEG_INF;
+    float above = 0.f;
+    for (int i = tid; i < vocab; i += nt) above += LP(i) > tl ? 1.f : 0.f;
+    above = block_sum(above);
+    if (tid == 0) {
+        lp_out[b] = tl;
+        rank_out[b] = 1 + (int)above;
+    }
+    // the next largest after (pv, pi) in (value down, id up) order, k times
+    float pv = __int_as_float(0x7f800000);
+    int pi = -1;
+    const int k = min(ks[b], vocab);
+    for (int q = 0; q < k; q++) {
+        float bv = NEG_INF;
+        int bi = 0x7fffffff;
+        for (int i = tid; i < vocab; i += nt) {
+            const float v = LP(i);
+            const bool after = v < pv || (v == pv && i > pi);
+            if (after && (v > bv || (v == bv && i < bi))) {
+                bv = v;
+                bi = i;
+            }
+        }
+        block_best(bv, bi);
+        if (tid == 0) {
+            top_ids[(i64)b * kmax + q] = bi;
+            top_lps[(i64)b * kmax + q] = bv;
+        }
+        pv = bv;
+        pi = bi;
+    }
+#undef LP
+#undef RAW
+}
+
 #define SAMPLE(T, S)                                                                                       \
-    extern "C" __global__ void argmax_rows_##S(const T* logits, int vocab, u32* out) {                    \
-        argmax_rows<T>(logits, vocab, out);                                                                \
+    extern "C" __global__ void argmax_rows_##S(const T* logits, int vocab, const int* in_rows,            \
+                                               const int* out_rows, u32* out) {                            \
+        argmax_rows<T>(logits, vocab, in_rows, out_rows, out);                                             \
     }                                                                                                      \
-    extern "C" __global__ void sample_rows_##S(const T* logits, int vocab, const float* temperature,      \
+    extern "C" __global__ void sample_rows_##S(const T* logits, int vocab, const int* in_rows,            \
+                                               const int* out_rows, const float* temperature,             \
                                                const int* top_k, const float* top_p, const float* min_p,  \
                                                const float* u, const u32* masks, int mask_words,          \
                                                u32* out) {                                                 \
-        sample_rows<T>(logits, vocab, temperature, top_k, top_p, min_p, u, masks, mask_words, out);        \
+        sample_rows<T>(logits, vocab, in_rows, out_rows, temperature, top_k, top_p, min_p, u, masks,      \
+                       mask_words, out);                                                                   \
+    }                                                                                                      \
+    extern "C" __global__ void sample_processed_##S(const float* logits, int vocab, const int* in_rows,   \
+                                                    const int* out_rows, const float* temperature,        \
+                                                    const int* top_k, const float* top_p,                 \
+                                                    const float* min_p, const float* u, const u32* masks, \
+                                                    int mask_words, u32* out) {                            \
+        sample_rows<float>(logits, vocab, in_rows, out_rows, temperature, top_k, top_p, min_p, u, masks,  \
+                           mask_words, out);                                                               \
+    }                                                                                                      \
+    extern "C" __global__ void process_rows_##S(const T* logits, int vocab, const int* rows,              \
+                                                const u32* masks, const u32* allowed_masks,               \
+                                                int mask_words, const int* edit_off, const u32* edit_tok, \
+                                                const float* edit_bias, const int* edit_count,            \
+                                                const float* penalties, float* out) {                      \
+        process_rows<T>(logits, vocab, rows, masks, allowed_masks, mask_words, edit_off, edit_tok,        \
+                        edit_bias, edit_count, penalties, out);                                            \
+    }                                                                                                      \
+    extern "C" __global__ void score_rows_##S(const T* logits, int vocab, const int* rows,                \
+                                              const u32* masks, int mask_words, const u32* tokens,        \
+                                              const int* ks, int kmax, float* lp, int* rank,              \
+                                              u32* top_ids, float* top_lps) {                              \
+        score_rows<T>(logits, vocab, rows, masks, mask_words, tokens, ks, kmax, lp, rank, top_ids,        \
+                      top_lps);                                                                            \
     }
 FOR_HALF_TYPES(SAMPLE)

@@ -21,7 +21,7 @@ use cudarc::nvrtc::Ptx;
 
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::profile::OpProfile;
-use super::sample::DeviceSampling;
+use super::sample::{self, DeviceSampling};
 use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::weights::{CudaVector, CudaWeight};
@@ -687,9 +687,9 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    /// Greedy rows without processors (`is_plain_argmax`, what benchmarks and most API calls
-    /// send) take their argmax on the device and copy back only the ids; any other step runs
-    /// the exact host sampler.
+    /// Samples, and scores logprobs, on the device (`sample.rs`), copying back only token ids
+    /// and the logprobs asked for; a step with speculative verification, or with logprobs wider
+    /// than the device's limit, runs the exact host sampler.
     fn sample(
         &self,
         logits: &CudaBuf,
@@ -697,12 +697,10 @@ impl Backend for CudaBackend {
         rows: &[LogitsRow<'_, '_>],
         host: &mut [f32],
     ) -> Result<Vec<RowOutput>> {
-        match Self::device_rows(rows) {
-            Some(dev) => {
-                self.take_error()?;
-                self.sample_on_device(logits, vocab, &dev)
-            }
-            None => host_sample(self, logits, vocab, rows, host),
+        if sample::all_on_device(rows) {
+            self.take_error()?;
+            return self.sample_on_device(logits, vocab, rows);
         }
+        host_sample(self, logits, vocab, rows, host)
     }
 }

@@ -70,7 +70,13 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "sample",
         src: include_str!("../../kernels/sample.cu"),
-        functions: &["argmax_rows", "sample_rows"],
+        functions: &[
+            "argmax_rows",
+            "sample_rows",
+            "sample_processed",
+            "process_rows",
+            "score_rows",
+        ],
     },
 ];
 

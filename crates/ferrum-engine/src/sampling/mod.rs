@@ -16,6 +16,7 @@ pub use constraint::{
 pub use logprobs::{log_softmax, token_logprobs, token_logprobs_from};
 pub use params::{SAMPLING_EPS, SamplingParams, py_float};
 pub use sampler::{
-    draw_uniform, is_plain_argmax, needs_only_filters, sample, sample_masked, seeded_uniform,
+    draw_uniform, is_plain_argmax, needs_only_filters, needs_processors, sample, sample_masked,
+    seeded_uniform,
 };
 pub use spec::verify;

@@ -37,15 +37,35 @@ pub fn apply_min_tokens(
     eos_token_ids: &[u32],
     ignore_eos: bool,
 ) {
-    if num_outputs >= min_tokens {
-        return;
-    }
-    let eos: &[u32] = if ignore_eos { &[] } else { eos_token_ids };
-    for &id in stop_token_ids.iter().chain(eos) {
+    let banned = min_tokens_banned(
+        num_outputs,
+        min_tokens,
+        stop_token_ids,
+        eos_token_ids,
+        ignore_eos,
+    );
+    for id in banned {
         if let Some(l) = logits.get_mut(id as usize) {
             *l = f32::NEG_INFINITY;
         }
     }
+}
+
+/// The ids [`apply_min_tokens`] forbids: none once `num_outputs >= min_tokens`.
+pub fn min_tokens_banned<'a>(
+    num_outputs: usize,
+    min_tokens: usize,
+    stop_token_ids: &'a [u32],
+    eos_token_ids: &'a [u32],
+    ignore_eos: bool,
+) -> impl Iterator<Item = u32> + 'a {
+    let pending = num_outputs < min_tokens;
+    let eos: &[u32] = if ignore_eos { &[] } else { eos_token_ids };
+    stop_token_ids
+        .iter()
+        .chain(eos)
+        .copied()
+        .filter(move |_| pending)
 }
 
 /// vLLM's `apply_penalties`: the repetition penalty applies once to every token seen in the

@@ -27,17 +27,23 @@ pub fn is_plain_argmax(seq: &StepSeq<'_>) -> bool {
 }
 
 /// Whether this step's choice needs nothing but temperature, min-p, top-k, top-p and the draw
-/// (no logprobs, allowed ids, logit bias, pending `min_tokens` or penalties): what a device
-/// sampler implements, with the uniform from [`draw_uniform`].
+/// (no logprobs and no [`needs_processors`]): the device sampler's fast path, with the uniform
+/// from [`draw_uniform`].
 pub fn needs_only_filters(seq: &StepSeq<'_>) -> bool {
+    seq.params.logprobs.is_none() && !needs_processors(seq)
+}
+
+/// Whether a processor that reads more than the row itself applies this step: allowed ids,
+/// logit bias, a pending `min_tokens`, or a penalty (the steps of [`process`] between the raw
+/// logprobs and temperature).
+pub fn needs_processors(seq: &StepSeq<'_>) -> bool {
     let p = seq.params;
-    p.logprobs.is_none()
-        && p.allowed_token_ids.is_none()
-        && p.logit_bias.is_empty()
-        && seq.num_output_tokens() >= p.min_tokens
-        && p.repetition_penalty == 1.0
-        && p.frequency_penalty == 0.0
-        && p.presence_penalty == 0.0
+    p.allowed_token_ids.is_some()
+        || !p.logit_bias.is_empty()
+        || seq.num_output_tokens() < p.min_tokens
+        || p.repetition_penalty != 1.0
+        || p.frequency_penalty != 0.0
+        || p.presence_penalty != 0.0
 }
 
 /// [`sample`] under a structured-output token mask (`bits`, see
