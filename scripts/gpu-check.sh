@@ -129,7 +129,8 @@ print(f"cuBLAS bf16 GEMM 2048x4096x28672: {2 * 2048 * 4096 * 28672 / t / 1e12:.0
 
 # Llama-3.1-8B shape, random bf16 weights (docs/BENCHMARKS.md): batch-1 decode with decode
 # graphs, eager, with cuBLAS instead of our GEMV, and an eager per-op profile; prefill at 512
-# and 2048; decode with 8 to 128 sequences of 512 in / 128 out
+# and 2048 (and 2048 with the f32 attention, and its profile); decode with 8 to 128 sequences of
+# 512 in / 128 out
 LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
     --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
 bench_dense() {
@@ -146,6 +147,12 @@ bench_dense() {
         step bench_prefill_8b_$n "$dev/ferrum" bench latency "${LLAMA[@]}" --enforce-eager \
             --batch-size 1 --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
     done
+    # the same 2048 with the f32 tiled attention instead of the tensor cores' (the gain)
+    FERRUM_CUDA_MMA_ATTENTION=0 step bench_prefill_8b_2048_f32_attention "$dev/ferrum" bench latency \
+        "${LLAMA[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
+        --num-iters-warmup 1
+    FERRUM_CUDA_PROFILE=1 step profile_prefill_8b_2048 "$dev/ferrum" bench latency "${LLAMA[@]}" \
+        --batch-size 1 --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     for b in 8 32 64 128; do
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1

@@ -38,6 +38,7 @@ uint64_t* warp_slots(int parity);
 #define __shared__ static thread_local
 #define __launch_bounds__(...)
 #define __restrict__
+#define __align__(n) __attribute__((aligned(n)))
 
 struct alignas(16) float4 {
     float x, y, z, w;
@@ -45,6 +46,7 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 inline void __syncthreads() { emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::sync_warp(); }
@@ -167,3 +169,6 @@ struct __nv_fp8_e4m3 {
     explicit __nv_fp8_e4m3(float f) : __x(emu_f32_to_e4m3(f)) {}
     explicit operator float() const { return emu_e4m3_to_f32(__x); }
 };
+
+// the WMMA API, at global scope (a kernel file's own `#include <mma.h>` then adds nothing)
+#include "mma.h"

@@ -365,10 +365,11 @@ fn cuda_ops_match_the_cpu_backend() {
     }
 
     // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
-    // decodes with short and long contexts; GQA groups of 4, 7 and 12 (the tiled prefill kernel
-    // with one, two and three blocks per tile and kv head), head size 256 (the per-token kernel)
-    // (a decode-only step over long contexts takes the split-KV kernels: 3 rows × 8 heads; one
-    // over shorter ones the per-token kernel)
+    // decodes with short and long contexts; GQA groups of 4, 7 and 12 (the tiled prefill kernels
+    // with one, two and three blocks per tile and kv head: on the tensor cores at head sizes 64
+    // and 128, and again on the f32 one), head size 96 (the f32 tiled kernel), head size 256
+    // (the per-token kernel) (a decode-only step over long contexts takes the split-KV kernels:
+    // 3 rows × 8 heads; one over shorter ones the per-token kernel)
     let mixed: &[(usize, usize)] = &[(37, 50), (20, 0), (1, 3), (1, 700), (1, 0)];
     let long_decode: &[(usize, usize)] = &[(1, 1500), (1, 3000), (1, 5)];
     let short_decode: &[(usize, usize)] = &[(1, 3), (1, 40), (1, 0), (1, 700)];
@@ -376,6 +377,7 @@ fn cuda_ops_match_the_cpu_backend() {
         (8usize, 2usize, 64usize, mixed),
         (14, 2, 128, mixed),
         (12, 1, 128, mixed),
+        (6, 2, 96, mixed),
         (4, 4, 256, mixed),
         (8, 2, 64, long_decode),
         (14, 2, 128, short_decode),
@@ -441,18 +443,33 @@ fn cuda_ops_match_the_cpu_backend() {
             read(be, &out, n)
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
-        for fp8 in [false, true] {
+        let kernels: &[bool] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        for (fp8, &mma) in [false, true]
+            .into_iter()
+            .flat_map(|f| kernels.iter().map(move |m| (f, m)))
+        {
+            g.set_mma_attention(mma);
             let kv = (&k_all[..], &v_all[..], kvd);
             let a = attn(&mut c, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let b = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let cache = if fp8 { "fp8" } else { "half" };
+            let kernel = if kernels.len() > 1 && !mma {
+                ", f32 tiles"
+            } else {
+                ""
+            };
             compare(
-                &format!("write_kv + attention {heads}/{kv_heads}×{hd}, {t} rows, {cache}"),
+                &format!("write_kv + attention {heads}/{kv_heads}×{hd}, {t} rows, {cache}{kernel}"),
                 &a,
                 &b,
                 2e-2,
             );
         }
+        g.set_mma_attention(true);
     }
 
     // routed experts: both routers, odd token counts, most experts idle at one token

@@ -142,6 +142,9 @@ pub struct CudaBackend {
     /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
     /// streams 3.8 (docs/BENCHMARKS.md).
     pub(super) gemv: bool,
+    /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
+    /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
+    pub(super) mma_attention: bool,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -212,6 +215,9 @@ impl CudaBackend {
             staging: RefCell::new(None),
             profile,
             gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
+            mma_attention: std::env::var("FERRUM_CUDA_MMA_ATTENTION")
+                .ok()
+                .is_none_or(|v| v != "0"),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
@@ -256,6 +262,12 @@ impl CudaBackend {
     /// than cuBLAS; the op tests check both.
     pub fn set_half_gemv(&mut self, on: bool) {
         self.gemv = on;
+    }
+
+    /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
+    /// or on the f32 tiled kernel; the op tests check both.
+    pub fn set_mma_attention(&mut self, on: bool) {
+        self.mma_attention = on;
     }
 
     /// A new device buffer holding `bytes` (as `T`s), copied through the pinned staging buffers.

@@ -1,7 +1,8 @@
 //! `FERRUM_CUDA_PROFILE=1`: each kernel launch and cuBLAS call timed between two CUDA events (the
 //! host waits after each op, and decode graphs are off), summed per op and printed every 64
-//! steps: where a step's time goes, on machines where no profiler runs. Timings are of the ops
-//! alone; the waits make the whole step slower than without it.
+//! steps, and the rest when the backend is dropped: where a step's time goes, on machines where
+//! no profiler runs. Timings are of the ops alone; the waits make the whole step slower than
+//! without it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -64,15 +65,19 @@ impl OpProfile {
     /// Counts a step; every REPORT_EVERY steps prints and clears the table.
     pub(super) fn step(&self) {
         self.steps.set(self.steps.get() + 1);
-        if !self.steps.get().is_multiple_of(REPORT_EVERY) {
-            return;
+        if self.steps.get().is_multiple_of(REPORT_EVERY) {
+            self.report(REPORT_EVERY);
         }
+    }
+
+    /// Prints the table of the last `steps` steps and clears it.
+    fn report(&self, steps: usize) {
         let mut ops: Vec<_> = self.ops.borrow_mut().drain().collect();
         ops.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
         let total: f64 = ops.iter().map(|o| o.1.1).sum();
-        let per = REPORT_EVERY as f64;
+        let per = steps.max(1) as f64;
         eprintln!(
-            "CUDA op profile, last {REPORT_EVERY} steps: {:.1} µs of ops per step",
+            "CUDA op profile, last {steps} steps: {:.1} µs of ops per step",
             1e3 * total / per
         );
         for (name, (calls, ms)) in ops {
@@ -82,6 +87,17 @@ impl OpProfile {
                 100.0 * ms / total.max(1e-12),
                 calls as f64 / per
             );
+        }
+    }
+}
+
+/// The steps since the last report (a run shorter than REPORT_EVERY steps, such as a prefill
+/// benchmark, reports only here).
+impl Drop for OpProfile {
+    fn drop(&mut self) {
+        let steps = self.steps.get() % REPORT_EVERY;
+        if steps > 0 && !self.ops.borrow().is_empty() {
+            self.report(steps);
         }
     }
 }

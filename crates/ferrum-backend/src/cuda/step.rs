@@ -42,7 +42,7 @@ pub(super) struct StepPtrs {
 }
 
 /// Query tokens per prefill attention tile (`TILE_TOKENS` in `attention.cu`).
-pub(super) const TILE_TOKENS: usize = 8;
+pub(super) const TILE_TOKENS: usize = 16;
 
 /// Copies `data` into `slot`, growing it first (to a power of two) when it is too small.
 pub(super) fn upload<T: DeviceRepr + ValidAsZeroBits + Copy>(

@@ -10,8 +10,8 @@ use crate::backend::AttnDims;
 
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
-    /// query tokens) takes the tiled kernel, which reads each K/V tile once per eight tokens and
-    /// their query heads; decode steps one block of four warps per (token, query head), or for a
+    /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
+    /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32); decode steps one block of four warps per (token, query head), or for a
     /// few tokens over long contexts the keys split into slices across more blocks
     /// ([`Self::kv_splits`]) and merged.
     pub(super) fn attention_into(
@@ -54,21 +54,28 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let group = heads / d.n_kv_heads;
-        if self.step.prefill && d.head_dim.is_multiple_of(32) && d.head_dim <= 128 {
-            // tiles of up to 8 tokens × the group's heads, 32 rows per block
+        let mma = self.mma_attention && matches!(d.head_dim, 64 | 128);
+        if self.step.prefill && (mma || d.head_dim.is_multiple_of(32) && d.head_dim <= 128) {
+            // tiles of up to TILE_TOKENS tokens × the group's heads: 64 rows per block on the
+            // tensor cores, 32 on the f32 kernel
             args[6] = P(st.tiles);
             args.insert(7, P(self.ptr(&out.mem)));
-            let z = (TILE_TOKENS * group).div_ceil(32);
+            let rows = if mma { 64 } else { 32 };
             let tiled = LaunchConfig {
-                grid_dim: (self.step.n_tiles as u32, d.n_kv_heads as u32, z as u32),
+                grid_dim: (
+                    self.step.n_tiles as u32,
+                    d.n_kv_heads as u32,
+                    (TILE_TOKENS * group).div_ceil(rows) as u32,
+                ),
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             };
-            return self.launch(
-                kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
-                tiled,
-                &args,
-            );
+            let name = match (mma, d.head_dim) {
+                (true, 64) => kv.kernel("paged_attention_mma_d64", "paged_attention_mma_d64_fp8"),
+                (true, _) => kv.kernel("paged_attention_mma_d128", "paged_attention_mma_d128_fp8"),
+                _ => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
+            };
+            return self.launch(name, tiled, &args);
         }
         if splits <= 1 {
             args[6] = P(self.ptr(&out.mem));
