@@ -205,11 +205,16 @@ fn dummy_decode(b: usize, keys: usize, bs: usize) -> StepMeta {
 }
 
 /// Captures the decoder's forward for each decode batch size of `lim.graph_sizes` that fits the
-/// limits: the step buffers are reserved first (their addresses are baked into the graphs),
-/// each size runs once eagerly over a step that sees `--max-model-len` keys (so buffers that
-/// grow on first use, and split-KV's choice for long contexts, are settled), then is recorded.
-/// A size whose capture fails (an op that cannot be captured, e.g. the grouped MoE path's
-/// routing copy) stays eager, with a warning. Returns the sizes captured, ascending.
+/// limits: the step buffers are reserved first (their addresses are baked into the graphs), each
+/// size runs once eagerly (so buffers that grow on first use are settled and every kernel the
+/// graph records is loaded), then is recorded over a step that sees `--max-model-len` keys (so
+/// split-KV's choice for long contexts is baked in). Only the first (smallest) size's eager run
+/// sees the full context, which brings up split-KV's kernels and buffer; the others' see one
+/// block, as an eager attention over every key of the context, for every size, took most of the
+/// capture time (it grows with the context: 4.4 s of the 8B's start at 4k, 31.7 s of
+/// Qwen3-30B-A3B's at 16k). A size whose capture fails (an op that cannot be captured, e.g. the
+/// grouped MoE path's routing copy) stays eager, with a warning. Returns the sizes captured,
+/// ascending.
 fn capture_decode_graphs<B: Backend>(
     be: &mut B,
     model: &CausalLm<B>,
@@ -229,12 +234,21 @@ fn capture_decode_graphs<B: Backend>(
     sizes.sort_unstable();
     sizes.dedup();
     let started = std::time::Instant::now();
+    let mut eager = std::time::Duration::ZERO;
     let (mut captured, mut failed) = (Vec::new(), Vec::new());
     let mut first_error = None;
-    for b in sizes {
-        let meta = dummy_decode(b, lim.max_model_len.max(1), bs);
-        be.begin_step(&meta)?;
+    let keys = lim.max_model_len.max(1);
+    for (i, b) in sizes.into_iter().enumerate() {
+        let full = dummy_decode(b, keys, bs);
+        let t = std::time::Instant::now();
+        if i == 0 {
+            be.begin_step(&full)?;
+        } else {
+            be.begin_step(&dummy_decode(b, keys.min(bs), bs))?;
+        }
         model.forward(be, b, kv, ws)?;
+        be.begin_step(&full)?;
+        eager += t.elapsed();
         be.capture_begin()?;
         let recorded = model.forward(be, b, kv, ws);
         match be.capture_end(b).and(recorded) {
@@ -251,10 +265,11 @@ fn capture_decode_graphs<B: Backend>(
         );
     }
     tracing::info!(
-        "captured {} decode graphs (batch sizes {:?}) in {:.2?}",
+        "captured {} decode graphs (batch sizes {:?}) in {:.2?} ({:.2?} of it their eager runs)",
         captured.len(),
         captured,
-        started.elapsed()
+        started.elapsed(),
+        eager
     );
     Ok(captured)
 }
