@@ -5,55 +5,21 @@
 #define GEMV_MAX_ROWS 8
 
 // out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most GEMV_MAX_ROWS): the decode path, which
-// reads each weight byte once for all rows. One warp per output column j, eight per block; per
-// scale block the lanes sum unscaled products (four codes per lane and load when k and bk are
-// multiples of 4), then the block's scale multiplies the partial sum.
+// reads each weight byte once for all rows. One warp per output column j, eight per block; each
+// lane loads sixteen codes at a time (`row_dot`), their products summed and then scaled by their
+// block's scale.
 template <typename T>
 __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk) {
     const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= n) return;
-    const fp8* wr = w + (i64)j * k;
-    const int sc = (k + bk - 1) / bk;
-    const float* sr = s + (i64)j * sc;
-    const bool vec = (k % 4 == 0) && (bk % 4 == 0);
+    const T* xs[GEMV_MAX_ROWS];
     float acc[GEMV_MAX_ROWS];
 #pragma unroll
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.f;
-    for (int b = 0; b < sc; b++) {
-        const int lo = b * bk, hi = min(k, lo + bk);
-        float part[GEMV_MAX_ROWS];
-#pragma unroll
-        for (int r = 0; r < GEMV_MAX_ROWS; r++) part[r] = 0.f;
-        if (vec) {
-            for (int i = lo + 4 * lane; i < hi; i += 128) {
-                const u32 q = *reinterpret_cast<const u32*>(wr + i);
-                float wv[4];
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    fp8 code;
-                    code.__x = (q >> (8 * c)) & 0xff;
-                    wv[c] = float(code);
-                }
-#pragma unroll
-                for (int r = 0; r < GEMV_MAX_ROWS; r++)
-                    if (r < rows) {
-                        const T* xr = x + (i64)r * k + i;
-#pragma unroll
-                        for (int c = 0; c < 4; c++) part[r] += wv[c] * to_f32(xr[c]);
-                    }
-            }
-        } else {
-            for (int i = lo + lane; i < hi; i += 32) {
-                const float wv = float(wr[i]);
-#pragma unroll
-                for (int r = 0; r < GEMV_MAX_ROWS; r++)
-                    if (r < rows) part[r] += wv * to_f32(x[(i64)r * k + i]);
-            }
-        }
-        const float scale = sr[b];
-#pragma unroll
-        for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] += part[r] * scale;
+    for (int r = 0; r < GEMV_MAX_ROWS; r++) {
+        xs[r] = x + (i64)min(r, rows - 1) * k;
+        acc[r] = 0.f;
     }
+    row_dot<T, fp8, GEMV_MAX_ROWS>(w + (i64)j * k, s + (i64)j * ((k + bk - 1) / bk), bk, k, xs, rows, acc);
 #pragma unroll
     for (int r = 0; r < GEMV_MAX_ROWS; r++)
         if (r < rows) {

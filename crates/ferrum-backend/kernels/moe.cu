@@ -104,42 +104,22 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 }
 
 // out[p][r] = W[ids[p]][r] · x[p / x_div] for every (token, expert) pair p and row r < rows of
-// the expert's [rows][k] matrix: one warp per output row, eight rows per block, f32 sums.
-template <typename T>
-__device__ void moe_gemv(const T* x, int x_div, const T* w, int rows, int k, const u32* ids, T* out) {
+// the expert's [rows][k] matrix: one warp per output row, eight rows per block, f32 sums. `W` is
+// T rows, or fp8 codes with per-row scales `[expert][rows][ceil(k / bk)]` (see linear.cu),
+// value = fp8 · scale (scales non-null).
+template <typename T, typename W>
+__device__ void moe_gemv(const T* x, int x_div, const W* w, const float* scales, int rows, int k, int bk,
+                         const u32* ids, T* out) {
     const i64 p = blockIdx.x;
     const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (r >= rows) return;
-    const T* xr = x + (p / x_div) * k;
-    const T* wr = w + ((i64)ids[p] * rows + r) * k;
-    float s = 0.f;
-    for (int i = lane; i < k; i += 32) s += to_f32(xr[i]) * to_f32(wr[i]);
-    s = warp_sum(s);
-    if (lane == 0) out[p * rows + r] = from_f32<T>(s);
-}
-
-// moe_gemv over block-FP8 experts: codes `[expert][rows][k]`, per-row scales
-// `[expert][rows][ceil(k / bk)]` (see linear.cu), value = fp8 · scale.
-template <typename T>
-__device__ void moe_gemv_fp8(const T* x, int x_div, const fp8* w, const float* s, int rows, int k, int bk,
-                             const u32* ids, T* out) {
-    const i64 p = blockIdx.x;
-    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (r >= rows) return;
-    const int sc = (k + bk - 1) / bk;
     const i64 row = (i64)ids[p] * rows + r;
-    const T* xr = x + (p / x_div) * k;
-    const fp8* wr = w + row * k;
-    const float* sr = s + row * sc;
-    float acc = 0.f;
-    for (int b = 0; b < sc; b++) {
-        const int hi = min(k, (b + 1) * bk);
-        float part = 0.f;
-        for (int i = b * bk + lane; i < hi; i += 32) part += to_f32(xr[i]) * float(wr[i]);
-        acc += part * sr[b];
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) out[p * rows + r] = from_f32<T>(acc);
+    const T* xs[1] = {x + (p / x_div) * k};
+    float acc[1] = {0.f};
+    const float* sr = scales ? scales + row * ((k + bk - 1) / bk) : nullptr;
+    row_dot<T, W, 1>(w + row * k, sr, bk, k, xs, 1, acc);
+    const float v = warp_sum(acc[0]);
+    if (lane == 0) out[p * rows + r] = from_f32<T>(v);
 }
 
 // On-device grouping by expert for mid-size batches (no copy to the host, so it can be captured
@@ -174,10 +154,6 @@ __device__ void moe_scatter(const u32* ids, int pairs, int* cursor, u32* sorted)
 
 #define MOE_GROUP 8
 
-__device__ __forceinline__ float w_f32(__nv_bfloat16 x) { return to_f32(x); }
-__device__ __forceinline__ float w_f32(__half x) { return to_f32(x); }
-__device__ __forceinline__ float w_f32(fp8 x) { return float(x); }
-
 // out[p][r] = W_e[r] · x[p / x_div] for every pair p listed under expert e = blockIdx.x, rows
 // r of blockIdx.y's eight (one warp each): the expert's row is read once per eight pairs.
 // `W` is T rows `[expert][rows][k]`, or fp8 codes with per-row scales `[expert][rows][sc]` of
@@ -190,8 +166,7 @@ __device__ void moe_expert_gemv(const T* x, int x_div, const W* w, const float* 
     const int lo = offsets[e], hi = offsets[e + 1];
     if (r >= rows || lo == hi) return;
     const i64 row = (i64)e * rows + r;
-    const W* wr = w + row * k;
-    const int sc = scales ? (k + bk - 1) / bk : 0;
+    const float* sr = scales ? scales + row * ((k + bk - 1) / bk) : nullptr;
     for (int g = lo; g < hi; g += MOE_GROUP) {
         const int n = min(MOE_GROUP, hi - g);
         float acc[MOE_GROUP];
@@ -199,15 +174,9 @@ __device__ void moe_expert_gemv(const T* x, int x_div, const W* w, const float* 
 #pragma unroll
         for (int j = 0; j < MOE_GROUP; j++) {
             acc[j] = 0.f;
-            xs[j] = j < n ? x + (i64)(sorted[g + j] / x_div) * k : nullptr;
+            xs[j] = x + (i64)(sorted[g + min(j, n - 1)] / x_div) * k;
         }
-        for (int i = lane; i < k; i += 32) {
-            float wv = w_f32(wr[i]);
-            if (scales) wv *= scales[row * sc + i / bk];
-#pragma unroll
-            for (int j = 0; j < MOE_GROUP; j++)
-                if (j < n) acc[j] += wv * to_f32(xs[j][i]);
-        }
+        row_dot<T, W, MOE_GROUP>(w + row * k, sr, bk, k, xs, n, acc);
 #pragma unroll
         for (int j = 0; j < MOE_GROUP; j++)
             if (j < n) {
@@ -251,11 +220,11 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,           \
                                             const u32* ids, T* out) {                                      \
-        moe_gemv<T>(x, x_div, w, rows, k, ids, out);                                                       \
+        moe_gemv<T, T>(x, x_div, w, nullptr, rows, k, 1, ids, out);                                        \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,     \
                                                 int rows, int k, int bk, const u32* ids, T* out) {         \
-        moe_gemv_fp8<T>(x, x_div, w, s, rows, k, bk, ids, out);                                            \
+        moe_gemv<T, fp8>(x, x_div, w, s, rows, k, bk, ids, out);                                           \
     }                                                                                                      \
     extern "C" __global__ void moe_expert_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,     \
                                                    const int* offsets, const u32* sorted, T* out) {        \

@@ -48,5 +48,69 @@ __device__ __forceinline__ float block_sum(float v) {
     return warp_sum(v);
 }
 
+// A weight value as f32 (e4m3 codes unscaled).
+__device__ __forceinline__ float w_f32(__nv_bfloat16 x) { return to_f32(x); }
+__device__ __forceinline__ float w_f32(__half x) { return to_f32(x); }
+__device__ __forceinline__ float w_f32(fp8 x) { return float(x); }
+
+// Sixteen bytes at p (16-byte aligned) as floats: eight bf16 / f16 values, or sixteen e4m3 codes.
+template <typename H>
+__device__ __forceinline__ void load16_half(const H* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const H* e = reinterpret_cast<const H*>(&v);
+#pragma unroll
+    for (int c = 0; c < 8; c++) f[c] = to_f32(e[c]);
+}
+__device__ __forceinline__ void load16_f32(const __nv_bfloat16* p, float* f) { load16_half(p, f); }
+__device__ __forceinline__ void load16_f32(const __half* p, float* f) { load16_half(p, f); }
+__device__ __forceinline__ void load16_f32(const fp8* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const u32 words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int c = 0; c < 16; c++) {
+        fp8 code;
+        code.__x = (words[c >> 2] >> (8 * (c & 3))) & 0xff;
+        f[c] = float(code);
+    }
+}
+
+// acc[j] += Σ_i w[i] · xs[j][i] (j < n <= R) over a weight row of k values, each lane taking its
+// share of the columns: sixteen bytes of weights per load when k (and the scale block bk) are
+// multiples of that many values and the rows 16-byte aligned, else one value per lane. `scales`
+// (or none): one per block of bk columns, multiplying the block's products. The lanes' partial
+// sums still need a warp_sum.
+template <typename T, typename W, int R>
+__device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk, int k, const T* const* xs, int n,
+                                        float* acc) {
+    constexpr int V = 16 / sizeof(W);
+    const int lane = threadIdx.x & 31;
+    if (k % V == 0 && (!scales || bk % V == 0)) {
+#pragma unroll 2
+        for (int i = V * lane; i < k; i += 32 * V) {
+            float wf[V];
+            load16_f32(w + i, wf);
+            const float sc = scales ? scales[i / bk] : 1.f;
+#pragma unroll
+            for (int j = 0; j < R; j++)
+                if (j < n) {
+                    float xf[V];
+#pragma unroll
+                    for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
+                    float d = 0.f;
+#pragma unroll
+                    for (int c = 0; c < V; c++) d += wf[c] * xf[c];
+                    acc[j] += sc * d;
+                }
+        }
+    } else {
+        for (int i = lane; i < k; i += 32) {
+            const float wv = w_f32(w[i]) * (scales ? scales[i / bk] : 1.f);
+#pragma unroll
+            for (int j = 0; j < R; j++)
+                if (j < n) acc[j] += wv * to_f32(xs[j][i]);
+        }
+    }
+}
+
 // Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix.
 #define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16) M(__half, f16)
