@@ -30,6 +30,81 @@ __device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots,
     }
 }
 
+// The attention's input in one launch (the separate ops' results, rounding for rounding): the
+// stacked projection's rows [q heads | k heads | v heads] (+ bias) split and rounded to T, as
+// `split_qkv`; each q and k head RMS-normalized when `q_norm` is given, as `rms_norm`; rotated,
+// as `rope`; q written to `q`, k and v to the cache at the token's slot (none when negative), as
+// `write_kv`. Block (token, g) of four warps: warp w takes head slot 4g + w, each lane head dims
+// lane + 32c; a rotation's partner comes through shared memory.
+#define QKV_MAX_DIM 256
+template <typename T, typename C>
+__device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const T* k_norm, float eps,
+                             const u32* positions, const float* inv_freq, int rot_dim, int neox,
+                             const i64* slots, T* q, C* kc, C* vc, int n_heads, int n_kv_heads, int head_dim,
+                             float k_scale, float v_scale) {
+    __shared__ float buf[4][QKV_MAX_DIM];
+    const i64 t = blockIdx.x;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int s = blockIdx.y * 4 + warp;
+    if (s >= n_heads + 2 * n_kv_heads) return;  // (no block-wide barrier below)
+    const int kvd = n_kv_heads * head_dim, width = n_heads * head_dim + 2 * kvd;
+    const bool is_q = s < n_heads, is_v = s >= n_heads + n_kv_heads;
+    float x[QKV_MAX_DIM / 32];
+#pragma unroll
+    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+        const int d = lane + 32 * c, col = s * head_dim + d;
+        x[c] = 0.f;
+        if (d < head_dim) x[c] = round_to<T>(to_f32(qkv[t * width + col]) + (bias ? to_f32(bias[col]) : 0.f));
+    }
+    if (!is_v) {
+        const T* nw = is_q ? q_norm : k_norm;
+        if (nw) {
+            float ss = 0.f;
+#pragma unroll
+            for (int c = 0; c < QKV_MAX_DIM / 32; c++) ss += x[c] * x[c];
+            const float inv = rsqrtf(warp_sum(ss) / head_dim + eps);
+#pragma unroll
+            for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+                const int d = lane + 32 * c;
+                if (d < head_dim) x[c] = round_to<T>(to_f32(nw[d]) * round_to<T>(x[c] * inv));
+            }
+        }
+        float* b = buf[warp];
+#pragma unroll
+        for (int c = 0; c < QKV_MAX_DIM / 32; c++)
+            if (lane + 32 * c < head_dim) b[lane + 32 * c] = x[c];
+        __syncwarp();
+        const float pos = (float)positions[t];
+        const int half = rot_dim / 2;
+#pragma unroll
+        for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+            const int d = lane + 32 * c;
+            if (d >= rot_dim) continue;
+            // the pair (a, b) this dim belongs to: neox (i, i + half), else (2i, 2i + 1)
+            const bool first = neox ? d < half : (d & 1) == 0;
+            const int i = neox ? (first ? d : d - half) : d >> 1;
+            const int other = neox ? (first ? d + half : d - half) : d ^ 1;
+            float sn, cs;
+            sincosf(pos * inv_freq[i], &sn, &cs);
+            const float xa = first ? b[d] : b[other], xb = first ? b[other] : b[d];
+            x[c] = round_to<T>(first ? xa * cs - xb * sn : xb * cs + xa * sn);
+        }
+    }
+    const i64 slot = slots[t];
+#pragma unroll
+    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+        const int d = lane + 32 * c;
+        if (d >= head_dim) continue;
+        if (is_q) {
+            q[(t * n_heads + s) * head_dim + d] = from_f32<T>(x[c]);
+        } else if (slot >= 0) {
+            const int h = is_v ? s - n_heads - n_kv_heads : s - n_heads;
+            C* cache = is_v ? vc : kc;
+            cache[slot * kvd + h * head_dim + d] = kv_store<T, C>(from_f32<T>(x[c]), is_v ? v_scale : k_scale);
+        }
+    }
+}
+
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
 #define ATTN_PER_LANE (ATTN_MAX_HEAD_DIM / 32)
@@ -144,6 +219,100 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
                       k_scale, v_scale, 0, tok_keys[t], &m, &l, o);
     T* orow = out + (t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) orow[d] = from_f32<T>(o[d] / l);
+}
+
+// Decode over many tokens: block (t, kv head) takes every query head of that kv head's group, so
+// each K/V row is read once per group (the per-head kernel reads it once per query head). Warps
+// as in `attend_keys`: every fourth key, ATTN_UNROLL at a time, an online softmax per head in f32
+// registers, merged across the warps at the end. Groups up to GROUP_MAX heads of up to 128 dims.
+#define GROUP_MAX 8
+#define GROUP_PER_LANE 4
+template <typename T, typename C>
+__device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
+                                      const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
+                                      int n_kv_heads, int head_dim, int block_size, float scale,
+                                      float k_scale, float v_scale) {
+    __shared__ float w_m[ATTN_WARPS][GROUP_MAX], w_l[ATTN_WARPS][GROUP_MAX];
+    __shared__ float w_acc[ATTN_WARPS][GROUP_MAX][GROUP_PER_LANE * 32];
+    const i64 t = blockIdx.x;
+    const int kvh = blockIdx.y, group = n_heads / n_kv_heads;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kv_dim = n_kv_heads * head_dim, keys = tok_keys[t];
+    const u32* table = block_tables + tok_table[t];
+    const T* qrow = q + (t * n_heads + kvh * group) * head_dim;
+    float qv[GROUP_MAX][GROUP_PER_LANE], acc[GROUP_MAX][GROUP_PER_LANE], m[GROUP_MAX], l[GROUP_MAX];
+#pragma unroll
+    for (int g = 0; g < GROUP_MAX; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.f;
+#pragma unroll
+        for (int r = 0; r < GROUP_PER_LANE; r++) {
+            const int d = lane + 32 * r;
+            qv[g][r] = g < group && d < head_dim ? to_f32(qrow[g * head_dim + d]) * scale : 0.f;
+            acc[g][r] = 0.f;
+        }
+    }
+    for (int j0 = warp; j0 < keys; j0 += ATTN_WARPS * ATTN_UNROLL) {
+        float kk[ATTN_UNROLL][GROUP_PER_LANE], vv[ATTN_UNROLL][GROUP_PER_LANE];
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const int j = j0 + u * ATTN_WARPS;
+            if (j >= keys) continue;
+            const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
+            const C* krow = kc + slot * kv_dim + kvh * head_dim;
+            const C* vrow = vc + slot * kv_dim + kvh * head_dim;
+#pragma unroll
+            for (int r = 0; r < GROUP_PER_LANE; r++) {
+                const int d = lane + 32 * r;
+                kk[u][r] = d < head_dim ? kv_load<C>(krow[d], k_scale) : 0.f;
+                vv[u][r] = d < head_dim ? kv_load<C>(vrow[d], v_scale) : 0.f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            if (j0 + u * ATTN_WARPS >= keys) break;  // the same for the whole warp
+#pragma unroll
+            for (int g = 0; g < GROUP_MAX; g++) {
+                if (g >= group) break;
+                float s = 0.f;
+#pragma unroll
+                for (int r = 0; r < GROUP_PER_LANE; r++) s += qv[g][r] * kk[u][r];
+                s = warp_sum(s);
+                const float m_new = fmaxf(m[g], s);
+                const float corr = __expf(m[g] - m_new), p = __expf(s - m_new);
+                l[g] = l[g] * corr + p;
+#pragma unroll
+                for (int r = 0; r < GROUP_PER_LANE; r++) acc[g][r] = acc[g][r] * corr + p * vv[u][r];
+                m[g] = m_new;
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < GROUP_MAX; g++) {
+        if (g >= group) break;
+        if (lane == 0) {
+            w_m[warp][g] = m[g];
+            w_l[warp][g] = l[g];
+        }
+#pragma unroll
+        for (int r = 0; r < GROUP_PER_LANE; r++) w_acc[warp][g][lane + 32 * r] = acc[g][r];
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < group * head_dim; e += blockDim.x) {
+        const int g = e / head_dim, d = e - g * head_dim;
+        float big = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) big = fmaxf(big, w_m[w][g]);
+        float total = 0.f, v = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) {
+            // a warp that saw no key has m = -inf and l = 0: weight 0
+            const float f = w_l[w][g] > 0.f ? __expf(w_m[w][g] - big) : 0.f;
+            total += w_l[w][g] * f;
+            v += w_acc[w][g][d] * f;
+        }
+        out[(t * n_heads + kvh * group + g) * head_dim + d] = from_f32<T>(v / total);
+    }
 }
 
 // Split-KV decode: block (t, h, s) takes the s-th of `gridDim.z` equal slices of the token's keys
@@ -493,6 +662,15 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                                int kv_dim, float k_scale, float v_scale) {                 \
         write_kv<T, C>(k, v, kc, vc, slots, kv_dim, k_scale, v_scale);                                     \
     }                                                                                                      \
+    extern "C" __global__ void qkv_to_cache_##NAME(const T* qkv, const T* bias, const T* q_norm,          \
+                                                   const T* k_norm, float eps, const u32* positions,       \
+                                                   const float* inv_freq, int rot_dim, int neox,            \
+                                                   const i64* slots, T* q, C* kc, C* vc, int n_heads,       \
+                                                   int n_kv_heads, int head_dim, float k_scale,             \
+                                                   float v_scale) {                                         \
+        qkv_to_cache<T, C>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots, q,   \
+                           kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                       \
+    }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
         paged_attention_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,             \
                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,             \
@@ -500,6 +678,14 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                float v_scale) {                                                            \
         paged_attention<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,      \
                               head_dim, block_size, scale, k_scale, v_scale);                              \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
+        paged_attention_group_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
+                                     const u32* tok_table, const u32* tok_keys, T* out, int n_heads,       \
+                                     int n_kv_heads, int head_dim, int block_size, float scale,            \
+                                     float k_scale, float v_scale) {                                       \
+        paged_attention_group<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads,            \
+                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
         paged_attention_split_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \

@@ -317,6 +317,26 @@ pub trait Backend: Weights {
     fn apply_rope(&self, rope: &Self::Rope, x: &mut Self::Buf, rows: usize, n_heads: usize);
     /// Writes the step's K and V rows into their cache slots of `layer`.
     fn write_kv(&self, kv: &mut Self::Kv, layer: usize, k: &Self::Buf, v: &Self::Buf);
+    /// The attention's input in one op: splits the stacked projection (`split_qkv`, with
+    /// `bias`), normalizes each q and k head (`qk_norm`: their RMSNorm weights and eps, as
+    /// `rms_norm_inplace`), rotates q and k (`apply_rope`) and writes k and v into `layer`'s cache
+    /// (`write_kv`), leaving q in `qkv_out[0]` (`[1]` and `[2]` are scratch for k and v). The
+    /// default runs those ops in turn; a GPU backend fuses them into one launch.
+    #[allow(clippy::too_many_arguments)]
+    fn qkv_to_cache(
+        &self,
+        qkv: &Self::Buf,
+        rows: usize,
+        d: &AttnDims,
+        bias: Option<&Self::Vector>,
+        qk_norm: Option<(&Self::Vector, &Self::Vector, f32)>,
+        rope: &Self::Rope,
+        kv: &mut Self::Kv,
+        layer: usize,
+        qkv_out: [&mut Self::Buf; 3],
+    ) {
+        qkv_to_cache_op_by_op(self, qkv, rows, d, bias, qk_norm, rope, kv, layer, qkv_out);
+    }
     /// Causal paged attention over the step's sequences (prefill chunks and decodes together)
     /// against `layer`'s cache.
     fn attention(
@@ -365,6 +385,32 @@ pub trait Backend: Weights {
     ) -> Result<Vec<RowOutput>> {
         host_sample(self, logits, vocab, rows, host)
     }
+}
+
+/// [`Backend::qkv_to_cache`] as its separate ops (the default, and a fused backend's fallback).
+#[allow(clippy::too_many_arguments)]
+pub fn qkv_to_cache_op_by_op<B: Backend + ?Sized>(
+    be: &B,
+    qkv: &B::Buf,
+    rows: usize,
+    d: &AttnDims,
+    bias: Option<&B::Vector>,
+    qk_norm: Option<(&B::Vector, &B::Vector, f32)>,
+    rope: &B::Rope,
+    kv: &mut B::Kv,
+    layer: usize,
+    qkv_out: [&mut B::Buf; 3],
+) {
+    let [q, k, v] = qkv_out;
+    let (qd, kvd) = (d.n_heads * d.head_dim, d.n_kv_heads * d.head_dim);
+    be.split_qkv(qkv, rows, qd, kvd, bias, q, k, v);
+    if let Some((qn, kn, eps)) = qk_norm {
+        be.rms_norm_inplace(q, qn, eps, rows * d.n_heads);
+        be.rms_norm_inplace(k, kn, eps, rows * d.n_kv_heads);
+    }
+    be.apply_rope(rope, q, rows, d.n_heads);
+    be.apply_rope(rope, k, rows, d.n_kv_heads);
+    be.write_kv(kv, layer, k, v);
 }
 
 /// The reference sampler on the host: copies the rows to `host` and runs the engine's exact

@@ -8,6 +8,7 @@
 //! `scripts/gpu-check.sh` runs it on the GPU machine with `--ignored`, and `scripts/cuda-emu.sh`
 //! (in CI) on the CPU through the CUDA emulator (`tools/cuda-emu`).
 
+use ferrum_backend::backend::qkv_to_cache_op_by_op;
 use ferrum_backend::cpu::{RopeScaling, RopeStyle};
 use ferrum_backend::host::{HostDtype, HostLinear, HostTensor};
 use ferrum_backend::{
@@ -381,6 +382,8 @@ fn cuda_ops_match_the_cpu_backend() {
         (4, 4, 256, mixed),
         (8, 2, 64, long_decode),
         (14, 2, 128, short_decode),
+        (16, 2, 128, short_decode),
+        (8, 2, 64, short_decode),
         (4, 4, 256, long_decode),
     ] {
         let (meta, blocks) = step(seqs, &mut rng);
@@ -443,25 +446,25 @@ fn cuda_ops_match_the_cpu_backend() {
             read(be, &out, n)
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
-        let kernels: &[bool] = if seqs == mixed && [64, 128].contains(&hd) {
-            &[true, false]
+        // the kernels to check: (label, tensor-core prefill, fewest blocks for the per-group
+        // decode kernel)
+        let kernels: &[(&str, bool, usize)] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[("", true, usize::MAX), (", f32 tiles", false, usize::MAX)]
+        } else if seqs == short_decode {
+            &[("", true, usize::MAX), (", per group", true, 0)]
         } else {
-            &[true]
+            &[("", true, usize::MAX)]
         };
-        for (fp8, &mma) in [false, true]
+        for (fp8, &(kernel, mma, group_min)) in [false, true]
             .into_iter()
-            .flat_map(|f| kernels.iter().map(move |m| (f, m)))
+            .flat_map(|f| kernels.iter().map(move |k| (f, k)))
         {
             g.set_mma_attention(mma);
+            g.set_decode_group_min_blocks(group_min);
             let kv = (&k_all[..], &v_all[..], kvd);
             let a = attn(&mut c, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let b = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let cache = if fp8 { "fp8" } else { "half" };
-            let kernel = if kernels.len() > 1 && !mma {
-                ", f32 tiles"
-            } else {
-                ""
-            };
             compare(
                 &format!("write_kv + attention {heads}/{kv_heads}×{hd}, {t} rows, {cache}{kernel}"),
                 &a,
@@ -470,6 +473,106 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
         g.set_mma_attention(true);
+    }
+
+    // the attention's input in one op (split + bias, per-head q/k norms, rotary, K/V write; one
+    // fused launch on the GPU, the separate ops on the CPU), seen through the attention over it:
+    // neox and interleaved partial rotary, head sizes 64 to 256, a half and an fp8 cache
+    for &(heads, kv_heads, hd, rot, neox, with_bias, norms, fp8) in &[
+        (8usize, 2usize, 128usize, 128usize, true, true, false, false),
+        (4, 2, 64, 32, false, false, true, true),
+        (6, 3, 96, 96, true, true, true, false),
+        (2, 1, 256, 256, true, false, true, true),
+    ] {
+        let seqs: &[(usize, usize)] = &[(5, 0), (1, 0), (9, 0)];
+        let (meta, blocks) = step(seqs, &mut rng);
+        let t = meta.tokens.len();
+        let (qd, kvd) = (heads * hd, kv_heads * hd);
+        let qkv = rand_vec(&mut rng, t * (qd + 2 * kvd), 2.0);
+        let bias = rand_vec(&mut rng, qd + 2 * kvd, 0.5);
+        let (qn, kn) = (rand_vec(&mut rng, hd, 1.0), rand_vec(&mut rng, hd, 1.0));
+        let cfg = RopeConfig {
+            head_dim: hd,
+            rotary_dim: rot,
+            theta: 10000.0,
+            scaling: RopeScaling::None,
+            style: if neox {
+                RopeStyle::Neox
+            } else {
+                RopeStyle::Interleaved
+            },
+        };
+        let dims = AttnDims {
+            n_heads: heads,
+            n_kv_heads: kv_heads,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
+        #[allow(clippy::too_many_arguments)]
+        fn fused<B: Up>(
+            be: &mut B,
+            meta: &StepMeta,
+            blocks: usize,
+            qkv: &[f32],
+            bias: Option<&[f32]>,
+            norms: Option<(&[f32], &[f32])>,
+            cfg: &RopeConfig,
+            dims: &AttnDims,
+            fp8: bool,
+            op_by_op: bool,
+        ) -> Vec<f32> {
+            let t = meta.tokens.len();
+            let (qd, kvd) = (
+                dims.n_heads * dims.head_dim,
+                dims.n_kv_heads * dims.head_dim,
+            );
+            let spec = KvSpec {
+                num_layers: 1,
+                num_blocks: blocks,
+                block_size: 16,
+                kv_dim: kvd,
+                dtype: if fp8 { KvDtype::Fp8E4M3 } else { be.kv_dtype() },
+            };
+            let mut cache = be.alloc_kv(&spec).unwrap();
+            if fp8 {
+                be.set_kv_scales(&mut cache, 0, 0.5, 0.25).unwrap();
+            }
+            let vector =
+                |name: &str, v: &[f32]| be.upload_vector(tensor(name, vec![v.len()], v)).unwrap();
+            let bias = bias.map(|b| vector("bias", b));
+            let norms = norms.map(|(q, k)| (vector("q_norm", q), vector("k_norm", k)));
+            let rope = be.rope(cfg).unwrap();
+            be.begin_step(meta).unwrap();
+            let mut q = be.up(&vec![0.0; t * qd]);
+            let (mut k, mut v) = (be.up(&vec![0.0; t * kvd]), be.up(&vec![0.0; t * kvd]));
+            let qk_norm = norms.as_ref().map(|(q, k)| (q, k, 1e-6));
+            let out = [&mut q, &mut k, &mut v];
+            let (x, bias) = (be.up(qkv), bias.as_ref());
+            if op_by_op {
+                qkv_to_cache_op_by_op(be, &x, t, dims, bias, qk_norm, &rope, &mut cache, 0, out);
+            } else {
+                be.qkv_to_cache(&x, t, dims, bias, qk_norm, &rope, &mut cache, 0, out);
+            }
+            let mut att = be.up(&vec![0.0; t * qd]);
+            be.attention(&q, &cache, 0, dims, &mut att);
+            read(be, &att, t * qd)
+        }
+        let bias = with_bias.then_some(&bias[..]);
+        let norms = norms.then_some((&qn[..], &kn[..]));
+        let a = fused(
+            &mut c, &meta, blocks, &qkv, bias, norms, &cfg, &dims, fp8, false,
+        );
+        let b = fused(
+            &mut g, &meta, blocks, &qkv, bias, norms, &cfg, &dims, fp8, false,
+        );
+        let name = format!("qkv_to_cache + attention {heads}/{kv_heads}×{hd} rot {rot}, {t} rows");
+        compare(&name, &a, &b, 2e-2);
+        // the fused launch against the GPU's own separate ops: the same roundings (an ulp where
+        // the per-head norm sums in another order)
+        let ops = fused(
+            &mut g, &meta, blocks, &qkv, bias, norms, &cfg, &dims, fp8, true,
+        );
+        compare(&format!("{name}, fused vs ops"), &ops, &b, 1e-2);
     }
 
     // routed experts: both routers, odd token counts, most experts idle at one token

@@ -28,7 +28,7 @@ use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{
     AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
-    StepMeta, host_sample,
+    StepMeta, host_sample, qkv_to_cache_op_by_op,
 };
 use crate::cpu::{Rope, RopeStyle};
 
@@ -145,6 +145,9 @@ pub struct CudaBackend {
     /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub(super) mma_attention: bool,
+    /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
+    /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default.
+    pub(super) decode_group_min_blocks: usize,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -221,6 +224,7 @@ impl CudaBackend {
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
+            decode_group_min_blocks: sm_count,
             sm_count,
             error: RefCell::new(None),
         })
@@ -268,6 +272,13 @@ impl CudaBackend {
     /// or on the f32 tiled kernel; the op tests check both.
     pub fn set_mma_attention(&mut self, on: bool) {
         self.mma_attention = on;
+    }
+
+    /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads
+    /// K/V once per GQA group (default: the multiprocessor count); the op tests set 0 and
+    /// `usize::MAX` to check both kernels.
+    pub fn set_decode_group_min_blocks(&mut self, blocks: usize) {
+        self.decode_group_min_blocks = blocks;
     }
 
     /// A new device buffer holding `bytes` (as `T`s), copied through the pinned staging buffers.
@@ -633,6 +644,61 @@ impl Backend for CudaBackend {
             ];
             let name = kv.kernel("write_kv", "write_kv_fp8");
             self.launch(name, Self::cols_cfg(self.step.n_tokens, kv.kv_dim), &args)
+        });
+        self.record(r);
+    }
+
+    /// One launch (`qkv_to_cache` in attention.cu) for head sizes up to 256; the separate ops
+    /// otherwise.
+    fn qkv_to_cache(
+        &self,
+        qkv: &CudaBuf,
+        rows: usize,
+        d: &AttnDims,
+        bias: Option<&CudaVector>,
+        qk_norm: Option<(&CudaVector, &CudaVector, f32)>,
+        rope: &CudaRope,
+        kv: &mut CudaKv,
+        layer: usize,
+        qkv_out: [&mut CudaBuf; 3],
+    ) {
+        if d.head_dim > 256 || rope.head_dim != d.head_dim {
+            let (norm, out) = (qk_norm, qkv_out);
+            return qkv_to_cache_op_by_op(self, qkv, rows, d, bias, norm, rope, kv, layer, out);
+        }
+        let r = self.step_ptrs().and_then(|st| {
+            let (kc, vc) = kv.layer_ptrs(self, layer);
+            let opt = |v: Option<&CudaVector>| P(v.map_or(0, |v| self.ptr(&v.mem)));
+            let args = [
+                P(self.ptr(&qkv.mem)),
+                opt(bias),
+                opt(qk_norm.map(|n| n.0)),
+                opt(qk_norm.map(|n| n.1)),
+                F(qk_norm.map_or(0.0, |n| n.2)),
+                P(st.positions),
+                P(self.ptr(&rope.inv_freq)),
+                I(rope.rotary_dim as i32),
+                I(rope.neox as i32),
+                P(st.slots),
+                P(self.ptr(&qkv_out[0].mem)),
+                P(kc),
+                P(vc),
+                I(d.n_heads as i32),
+                I(d.n_kv_heads as i32),
+                I(d.head_dim as i32),
+                F(kv.scales[layer].0),
+                F(kv.scales[layer].1),
+            ];
+            let cfg = LaunchConfig {
+                grid_dim: (
+                    rows as u32,
+                    (d.n_heads + 2 * d.n_kv_heads).div_ceil(4) as u32,
+                    1,
+                ),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch(kv.kernel("qkv_to_cache", "qkv_to_cache_fp8"), cfg, &args)
         });
         self.record(r);
     }

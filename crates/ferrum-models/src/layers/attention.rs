@@ -71,31 +71,28 @@ impl<B: Backend> Attention<B> {
         kv: &mut B::Kv,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
-        let (qd, kvd) = (c.q_dim(), c.kv_dim());
-        be.linear(&ws.normed, t, &self.qkv, &mut ws.qkv);
-        be.split_qkv(
-            &ws.qkv,
-            t,
-            qd,
-            kvd,
-            self.qkv_bias.as_ref(),
-            &mut ws.q,
-            &mut ws.k,
-            &mut ws.v,
-        );
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            be.rms_norm_inplace(&mut ws.q, qn, c.rms_norm_eps, t * c.num_heads);
-            be.rms_norm_inplace(&mut ws.k, kn, c.rms_norm_eps, t * c.num_kv_heads);
-        }
-        be.apply_rope(&ws.rope, &mut ws.q, t, c.num_heads);
-        be.apply_rope(&ws.rope, &mut ws.k, t, c.num_kv_heads);
-        be.write_kv(kv, layer, &ws.k, &ws.v);
         let dims = AttnDims {
             n_heads: c.num_heads,
             n_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
+        be.linear(&ws.normed, t, &self.qkv, &mut ws.qkv);
+        let qk_norm = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => Some((qn, kn, c.rms_norm_eps)),
+            _ => None,
+        };
+        be.qkv_to_cache(
+            &ws.qkv,
+            t,
+            &dims,
+            self.qkv_bias.as_ref(),
+            qk_norm,
+            &ws.rope,
+            kv,
+            layer,
+            [&mut ws.q, &mut ws.k, &mut ws.v],
+        );
         be.attention(&ws.q, kv, layer, &dims, &mut ws.attn);
         be.linear(&ws.attn, t, &self.o, &mut ws.proj);
         be.all_reduce(&mut ws.proj, t * c.hidden_size)

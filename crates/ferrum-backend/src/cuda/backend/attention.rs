@@ -1,5 +1,6 @@
-//! Paged attention's launches: the tiled prefill kernel, the per-token decode kernel, and
-//! split-KV with its merge for a few tokens over long contexts (`kernels/attention.cu`).
+//! Paged attention's launches: the tiled prefill kernels, the per-head and per-group decode
+//! kernels, and split-KV with its merge for a few tokens over long contexts
+//! (`kernels/attention.cu`).
 
 use anyhow::{Result, bail};
 use cudarc::driver::LaunchConfig;
@@ -11,9 +12,11 @@ use crate::backend::AttnDims;
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
-    /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32); decode steps one block of four warps per (token, query head), or for a
-    /// few tokens over long contexts the keys split into slices across more blocks
-    /// ([`Self::kv_splits`]) and merged.
+    /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32). Decode
+    /// steps: with blocks enough to fill the GPU, one block of four warps per (token, kv head)
+    /// for all of its group's heads; else one per (token, query head), or for a few tokens over
+    /// long contexts the keys split into slices across more blocks ([`Self::kv_splits`]) and
+    /// merged.
     pub(super) fn attention_into(
         &self,
         q: &CudaBuf,
@@ -79,6 +82,19 @@ impl CudaBackend {
         }
         if splits <= 1 {
             args[6] = P(self.ptr(&out.mem));
+            // enough (token, kv head) blocks to fill the GPU: one block per GQA group, which
+            // reads each K/V row once for all of the group's heads
+            if (2..=8).contains(&group)
+                && d.head_dim <= 128
+                && tokens * d.n_kv_heads >= self.decode_group_min_blocks
+            {
+                let grouped = LaunchConfig {
+                    grid_dim: (tokens as u32, d.n_kv_heads as u32, 1),
+                    ..cfg(1)
+                };
+                let name = kv.kernel("paged_attention_group", "paged_attention_group_fp8");
+                return self.launch(name, grouped, &args);
+            }
             return self.launch(
                 kv.kernel("paged_attention", "paged_attention_fp8"),
                 cfg(1),
