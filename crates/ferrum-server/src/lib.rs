@@ -45,14 +45,25 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/completions", post(completions::create))
         .route("/v1/models", get(misc::models))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .route("/tokenize", post(misc::tokenize))
         .route("/detokenize", post(misc::detokenize))
         .route("/health", get(misc::health))
         .route("/version", get(misc::version))
-        .route("/metrics", get(misc::metrics))
+        .route("/metrics", get(misc::metrics));
+    // `--root-path /p`: `/p/v1/models` reaches `/v1/models` too (a proxy that forwards the
+    // prefix), as under uvicorn and Starlette; paths without it still work
+    let routes = match root_prefix(state.opts.root_path.as_deref()) {
+        Some(p) => Router::new().nest(p, routes.clone()).merge(routes),
+        None => routes,
+    };
+    let access_log = state.opts.access_log;
+    routes
         .fallback(not_found)
+        .layer(middleware::from_fn(move |req, next| {
+            log_access(access_log, req, next)
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(openai_errors))
         // A bug in one request's handling answers that request with a 500, nothing else.
@@ -70,6 +81,36 @@ pub fn router(state: Shared) -> Router {
         ))
         .layer(cors(state.opts.cors.clone().unwrap_or_default()))
         .with_state(state)
+}
+
+/// The route prefix of `--root-path`: none for an empty or "/" root (validated at start-up to
+/// begin with "/").
+pub fn root_prefix(root_path: Option<&str>) -> Option<&str> {
+    root_path
+        .map(|p| p.trim_end_matches('/'))
+        .filter(|p| !p.is_empty())
+}
+
+/// uvicorn's access-log line for each answered request, when on: the client's address, the
+/// request line and the status.
+async fn log_access(on: bool, req: Request, next: Next) -> Response {
+    if !on {
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "-".to_string(), |c| c.0.to_string());
+    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+    let res = next.run(req).await;
+    let status = res.status();
+    tracing::info!(
+        target: "ferrum::access",
+        "{peer} - \"{line}\" {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    res
 }
 
 /// Errors axum answers by itself (405 for a known path with another method, 413 past the body
@@ -233,6 +274,7 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|s| *s).await;
     });

@@ -34,8 +34,12 @@ pub struct ServerOptions {
     pub log_requests: bool,
     /// `--disable-fastapi-docs` (ferrum serves no docs pages either way; kept for the record).
     pub disable_docs: bool,
-    /// `--root-path`: a prefix the routes are also served under (behind a proxy).
+    /// `--root-path`: a prefix the routes are also served under (behind a proxy that keeps it),
+    /// as uvicorn and Starlette route a path that starts with the root path.
     pub root_path: Option<String>,
+    /// One line per answered request (uvicorn's access log): on at `--uvicorn-log-level` info
+    /// or below, unless `--disable-uvicorn-access-log`.
+    pub access_log: bool,
     /// `--allowed-origins`, `--allowed-methods`, `--allowed-headers`, `--allow-credentials`.
     pub cors: Option<Cors>,
 }

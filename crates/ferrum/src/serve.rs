@@ -40,9 +40,13 @@ pub struct ServeArgs {
     pub allowed_headers: String,
     #[arg(long)]
     pub allow_credentials: bool,
-    /// Log level of the HTTP layer: critical | error | warning | info | debug | trace.
+    /// Log level of the HTTP layer: critical | error | warning | info | debug | trace. Above
+    /// info the per-request access lines are off.
     #[arg(long, default_value = "info")]
     pub uvicorn_log_level: String,
+    /// No per-request access lines.
+    #[arg(long)]
+    pub disable_uvicorn_access_log: bool,
     /// No periodic stats line.
     #[arg(long)]
     pub disable_log_stats: bool,
@@ -52,8 +56,8 @@ pub struct ServeArgs {
     /// vLLM hides its /docs pages with this; ferrum serves none, so it changes nothing.
     #[arg(long)]
     pub disable_fastapi_docs: bool,
-    /// The path prefix a proxy strips before requests reach the server (as vLLM/FastAPI's
-    /// root_path: routes stay where they are).
+    /// The path prefix of the server behind a proxy (as vLLM/FastAPI's root_path): routes are
+    /// served with and without it.
     #[arg(long)]
     pub root_path: Option<String>,
     /// A chat template file, or the template itself, replacing the model's.
@@ -100,7 +104,13 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             "--uvicorn-log-level {other}: expected critical, error, warning, info, debug or trace"
         ),
     };
-    tracing::debug!("HTTP log level {level}");
+    let access_log = matches!(level, "info" | "debug" | "trace") && !a.disable_uvicorn_access_log;
+    if let Some(p) = &a.root_path
+        && !p.is_empty()
+        && !p.starts_with('/')
+    {
+        bail!("--root-path {p}: expected a path that starts with '/', e.g. /api");
+    }
     let mut api_keys = a.api_key.clone();
     if api_keys.is_empty()
         && let Ok(k) = std::env::var("VLLM_API_KEY")
@@ -200,6 +210,7 @@ pub fn run(mut a: ServeArgs) -> Result<()> {
             log_requests: a.enable_log_requests,
             disable_docs: a.disable_fastapi_docs,
             root_path: a.root_path.clone(),
+            access_log,
             cors: Some(cors),
         },
         draining: AtomicBool::new(false),
