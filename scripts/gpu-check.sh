@@ -130,7 +130,7 @@ print(f"cuBLAS bf16 GEMM 2048x4096x28672: {2 * 2048 * 4096 * 28672 / t / 1e12:.0
 # Llama-3.1-8B shape, random bf16 weights (docs/BENCHMARKS.md): batch-1 decode with decode
 # graphs, eager, with cuBLAS instead of our GEMV, and an eager per-op profile; prefill at 512
 # and 2048 (and 2048 with the f32 attention, and its profile); decode with 8 to 128 sequences of
-# 512 in / 128 out
+# 512 in / 128 out (and 128 with the per-head decode attention; a profile at 64)
 LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
     --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
 bench_dense() {
@@ -157,6 +157,11 @@ bench_dense() {
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     done
+    # batched decode: with the per-head attention instead of the per-group one, and per op
+    FERRUM_CUDA_DECODE_GROUP=0 step bench_decode_8b_b128_per_head "$dev/ferrum" bench latency \
+        "${LLAMA[@]}" --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    FERRUM_CUDA_PROFILE=1 step profile_decode_8b_b64 "$dev/ferrum" bench latency "${LLAMA[@]}" \
+        --batch-size 64 --input-len 512 --output-len 70 --num-iters 1 --num-iters-warmup 0
 }
 
 # issue 9's models, random weights (FP8 checkpoints: e4m3 projections with block scales)

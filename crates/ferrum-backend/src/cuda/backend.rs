@@ -146,7 +146,8 @@ pub struct CudaBackend {
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub(super) mma_attention: bool,
     /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
-    /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default.
+    /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
+    /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
     pub(super) decode_group_min_blocks: usize,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
@@ -224,7 +225,10 @@ impl CudaBackend {
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
-            decode_group_min_blocks: sm_count,
+            decode_group_min_blocks: match std::env::var("FERRUM_CUDA_DECODE_GROUP").as_deref() {
+                Ok("0") => usize::MAX,
+                _ => sm_count,
+            },
             sm_count,
             error: RefCell::new(None),
         })
