@@ -24,6 +24,7 @@ fn device_sampling_matches_the_host_sampler() {
     eprintln!("device: {}", g.device_name());
     filters_and_draws(&c, &g, &mut rng);
     processors_and_logprobs(&c, &g, &mut rng);
+    greedy_verification(&c, &g, &mut rng);
 }
 
 /// Greedy rows, temperature / min-p / top-k / top-p and the seeded draw, with and without
@@ -553,4 +554,64 @@ fn processors_and_logprobs(
         mask[constrained_id / 32] >> (constrained_id % 32) & 1 == 1,
         "the bitmask holds"
     );
+}
+
+/// Greedy speculative verification (each row's argmax on the device, the acceptance on the host)
+/// against the host's `verify`: drafts cut at the first mismatch, and all accepted with the bonus
+/// token, beside an ordinary row between them.
+fn greedy_verification(
+    c: &CpuBackend,
+    g: &ferrum_backend::cuda::CudaBackend,
+    rng: &mut ChaCha8Rng,
+) {
+    let vocab = 3001usize;
+    let greedy = SamplingParams::greedy();
+    // rows: seq A's 4 (3 drafts), a plain row, seq B's 2 (1 draft)
+    let n = 4 + 1 + 2;
+    let mut logits = rand_vec(rng, n * vocab, 3.0);
+    let mut force = |row: usize, id: u32| logits[row * vocab + id as usize] = 20.0;
+    let (draft_a, draft_b) = ([11u32, 22, 33], [44u32]);
+    force(0, 11);
+    force(1, 22);
+    force(2, 99); // the third draft is rejected: 99 comes instead
+    force(3, 55);
+    force(4, 66);
+    force(5, 44);
+    force(6, 77); // all of B's drafts accepted: 77 is the bonus token
+    let tokens = [1u32, 2, 3];
+    let seq_a = StepSeq {
+        draft: &draft_a,
+        ..seq(&tokens, 2, &greedy, &[])
+    };
+    let seq_b = StepSeq {
+        draft: &draft_b,
+        ..seq(&tokens, 2, &greedy, &[])
+    };
+    let plain = seq(&tokens, 2, &greedy, &[]);
+    let rows = [
+        LogitsRow::Verify {
+            seq: &seq_a,
+            masks: &[],
+        },
+        LogitsRow::Sample(&plain),
+        LogitsRow::Verify {
+            seq: &seq_b,
+            masks: &[],
+        },
+    ];
+    let ids = |out: Vec<RowOutput>| -> Vec<Vec<u32>> {
+        out.into_iter()
+            .map(|o| match o {
+                RowOutput::Verified(v) => v.iter().map(|s| s.id).collect(),
+                RowOutput::Sampled(s) => vec![s.id],
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut host = vec![0f32; n * vocab];
+    let a = ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
+    let b = ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
+    eprintln!("greedy verification on the device: {b:?} (host: {a:?})");
+    assert_eq!(b, vec![vec![11, 22, 99], vec![66], vec![44, 77]]);
+    assert_eq!(a, b);
 }

@@ -8,7 +8,8 @@
 //!   [`PROCESS_CHUNK`] rows at a time, and sampled from those;
 //! - logprobs and prompt logprobs are scored on the device from the raw logits.
 //!
-//! Speculative verification, and logprobs wider than [`DEVICE_MAX_LOGPROBS`], go to the host. The
+//! Greedy speculative verification without processors takes each row's argmax on the device;
+//! other verification, and logprobs wider than [`DEVICE_MAX_LOGPROBS`], go to the host. The
 //! draw's uniform comes from the host ([`draw_uniform`]), so a seeded request draws the same `u` on
 //! either backend.
 
@@ -18,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 use ferrum_engine::executor::{Sampled, TokenLogprobs};
 use ferrum_engine::sampling::processors::min_tokens_banned;
-use ferrum_engine::sampling::{draw_uniform, needs_processors};
+use ferrum_engine::sampling::{draw_uniform, is_plain_argmax, needs_processors};
 use ferrum_engine::{SamplingParams, StepSeq};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
@@ -137,6 +138,20 @@ fn allowed_mask(seq: &StepSeq<'_>, vocab: usize, out: &mut Vec<u32>) {
     }
 }
 
+/// Greedy verification of `draft` from each verified row's argmax (`argmax[j]`: the row after
+/// `draft[..j]`), as the host's `verify` without processors: the drafts up to the first that
+/// differs from its row's argmax, then that argmax (or, all accepted, the last row's).
+fn accept_greedy(draft: &[u32], argmax: &[u32]) -> Vec<Sampled> {
+    let mut out = Vec::with_capacity(argmax.len());
+    for (j, &id) in argmax.iter().enumerate() {
+        out.push(Sampled { id, logprobs: None });
+        if draft.get(j) != Some(&id) {
+            break;
+        }
+    }
+    out
+}
+
 /// Whether every row can be sampled (or scored) on the device.
 pub(super) fn all_on_device(rows: &[LogitsRow<'_, '_>]) -> bool {
     let fits = |k: Option<usize>| k.is_none_or(|k| k <= DEVICE_MAX_LOGPROBS);
@@ -146,7 +161,9 @@ pub(super) fn all_on_device(rows: &[LogitsRow<'_, '_>]) -> bool {
             LogitsRow::Sample(seq) | LogitsRow::Constrained { seq, .. } => {
                 fits(seq.params.logprobs)
             }
-            LogitsRow::Verify { .. } => false,
+            LogitsRow::Verify { seq, masks } => {
+                is_plain_argmax(seq) && masks.iter().all(Option::is_none)
+            }
         })
 }
 
@@ -190,18 +207,22 @@ impl CudaBackend {
         vocab: usize,
         rows: &[LogitsRow<'_, '_>],
     ) -> Result<Vec<RowOutput>> {
-        let n = rows.len();
+        // logits rows: one per entry, or a verification's `1 + drafts`
+        let n: usize = rows.iter().map(LogitsRow::num_rows).sum();
         let ds = &self.sampling;
         let words = vocab.div_ceil(32);
         let mut samples = Vec::new();
         // (logits row, k) of every row whose logprobs are wanted
         let mut scored: Vec<(usize, usize)> = Vec::new();
         let mut targets = vec![0u32; n];
-        for (row, r) in rows.iter().enumerate() {
+        let mut row = 0;
+        for r in rows {
+            let at = row;
+            row += r.num_rows();
             let (seq, mask) = match *r {
                 LogitsRow::Prompt { target, k } => {
-                    targets[row] = target;
-                    scored.push((row, k));
+                    targets[at] = target;
+                    scored.push((at, k));
                     continue;
                 }
                 LogitsRow::Sample(seq) => (seq, None),
@@ -211,12 +232,20 @@ impl CudaBackend {
                     }
                     (seq, Some(mask))
                 }
-                LogitsRow::Verify { .. } => bail!("speculative verification samples on the host"),
+                // greedy without processors ([`all_on_device`]): each row's argmax
+                LogitsRow::Verify { seq, .. } => {
+                    samples.extend((at..row).map(|row| SampleRow {
+                        row,
+                        seq,
+                        mask: None,
+                    }));
+                    continue;
+                }
             };
             if let Some(k) = seq.params.logprobs {
-                scored.push((row, k));
+                scored.push((at, k));
             }
-            samples.push(SampleRow { row, seq, mask });
+            samples.push(SampleRow { row: at, seq, mask });
         }
         // token ids by logits row: prompt rows hold their target, sampled rows get their draw
         let ids = if rows.iter().any(|r| matches!(r, LogitsRow::Prompt { .. })) {
@@ -261,18 +290,23 @@ impl CudaBackend {
                 top,
             });
         }
-        Ok(rows
-            .iter()
-            .zip(logprobs)
-            .enumerate()
-            .map(|(row, (r, logprobs))| match r {
-                LogitsRow::Prompt { .. } => RowOutput::Prompt(logprobs.expect("scored")),
+        let mut row = 0;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let at = row;
+            row += r.num_rows();
+            out.push(match r {
+                LogitsRow::Prompt { .. } => RowOutput::Prompt(logprobs[at].take().expect("scored")),
+                LogitsRow::Verify { seq, .. } => {
+                    RowOutput::Verified(accept_greedy(seq.draft, &ids[at..row]))
+                }
                 _ => RowOutput::Sampled(Sampled {
-                    id: ids[row],
-                    logprobs,
+                    id: ids[at],
+                    logprobs: logprobs[at].take(),
                 }),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// Draws a token for each of `samples` into `ids` (by logits row).
