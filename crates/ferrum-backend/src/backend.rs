@@ -179,6 +179,18 @@ pub struct AttnDims {
     pub scale: f32,
 }
 
+impl AttnDims {
+    /// The layout with the usual softmax scale, 1 / √head_dim.
+    pub fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> Self {
+        AttnDims {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
+}
+
 /// How an MoE block picks experts for a token (the CPU reference: `cpu/moe.rs`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Routing {

@@ -409,12 +409,7 @@ fn cuda_ops_match_the_cpu_backend() {
         let k_all = rand_vec(&mut rng, all * kvd, 2.0);
         let v_all = rand_vec(&mut rng, all * kvd, 2.0);
         let q = rand_vec(&mut rng, t * heads * hd, 2.0);
-        let dims = AttnDims {
-            n_heads: heads,
-            n_kv_heads: kv_heads,
-            head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
-        };
+        let dims = AttnDims::new(heads, kv_heads, hd);
         #[allow(clippy::too_many_arguments)]
         fn attn<B: Up>(
             be: &mut B,
@@ -502,12 +497,7 @@ fn cuda_ops_match_the_cpu_backend() {
                 RopeStyle::Interleaved
             },
         };
-        let dims = AttnDims {
-            n_heads: heads,
-            n_kv_heads: kv_heads,
-            head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
-        };
+        let dims = AttnDims::new(heads, kv_heads, hd);
         #[allow(clippy::too_many_arguments)]
         fn fused<B: Up>(
             be: &mut B,

@@ -71,12 +71,7 @@ impl<B: Backend> Attention<B> {
         kv: &mut B::Kv,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
-        let dims = AttnDims {
-            n_heads: c.num_heads,
-            n_kv_heads: c.num_kv_heads,
-            head_dim: c.head_dim,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
-        };
+        let dims = AttnDims::new(c.num_heads, c.num_kv_heads, c.head_dim);
         be.linear(&ws.normed, t, &self.qkv, &mut ws.qkv);
         let qk_norm = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => Some((qn, kn, c.rms_norm_eps)),
