@@ -670,41 +670,8 @@ impl Backend for CudaBackend {
             let (norm, out) = (qk_norm, qkv_out);
             return qkv_to_cache_op_by_op(self, qkv, rows, d, bias, norm, rope, kv, layer, out);
         }
-        let r = self.step_ptrs().and_then(|st| {
-            let (kc, vc) = kv.layer_ptrs(self, layer);
-            let opt = |v: Option<&CudaVector>| P(v.map_or(0, |v| self.ptr(&v.mem)));
-            let args = [
-                P(self.ptr(&qkv.mem)),
-                opt(bias),
-                opt(qk_norm.map(|n| n.0)),
-                opt(qk_norm.map(|n| n.1)),
-                F(qk_norm.map_or(0.0, |n| n.2)),
-                P(st.positions),
-                P(self.ptr(&rope.inv_freq)),
-                I(rope.rotary_dim as i32),
-                I(rope.neox as i32),
-                P(st.slots),
-                P(self.ptr(&qkv_out[0].mem)),
-                P(kc),
-                P(vc),
-                I(d.n_heads as i32),
-                I(d.n_kv_heads as i32),
-                I(d.head_dim as i32),
-                F(kv.scales[layer].0),
-                F(kv.scales[layer].1),
-            ];
-            let cfg = LaunchConfig {
-                grid_dim: (
-                    rows as u32,
-                    (d.n_heads + 2 * d.n_kv_heads).div_ceil(4) as u32,
-                    1,
-                ),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            self.launch(kv.kernel("qkv_to_cache", "qkv_to_cache_fp8"), cfg, &args)
-        });
-        self.record(r);
+        let q = &mut *qkv_out[0];
+        self.record(self.qkv_to_cache_launch(qkv, rows, d, bias, qk_norm, rope, kv, layer, q));
     }
 
     fn attention(&self, q: &CudaBuf, kv: &CudaKv, layer: usize, d: &AttnDims, out: &mut CudaBuf) {

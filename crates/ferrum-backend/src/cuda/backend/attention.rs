@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use cudarc::driver::LaunchConfig;
 
 use super::Arg::{F, I, P};
-use super::{CudaBackend, CudaBuf, CudaKv, TILE_TOKENS};
+use super::{CudaBackend, CudaBuf, CudaKv, CudaRope, CudaVector, TILE_TOKENS};
 use crate::backend::AttnDims;
 
 impl CudaBackend {
@@ -127,6 +127,53 @@ impl CudaBackend {
             I(splits as i32),
         ];
         self.launch("attention_merge", cfg(1), &merge)
+    }
+
+    /// `qkv_to_cache` in attention.cu: the QKV split, q/k norms, rotary and K/V write of
+    /// [`crate::Backend::qkv_to_cache`] as one launch, four warps a block, one head slot each.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qkv_to_cache_launch(
+        &self,
+        qkv: &CudaBuf,
+        rows: usize,
+        d: &AttnDims,
+        bias: Option<&CudaVector>,
+        qk_norm: Option<(&CudaVector, &CudaVector, f32)>,
+        rope: &CudaRope,
+        kv: &CudaKv,
+        layer: usize,
+        q: &mut CudaBuf,
+    ) -> Result<()> {
+        let st = self.step_ptrs()?;
+        let (kc, vc) = kv.layer_ptrs(self, layer);
+        let opt = |v: Option<&CudaVector>| P(v.map_or(0, |v| self.ptr(&v.mem)));
+        let args = [
+            P(self.ptr(&qkv.mem)),
+            opt(bias),
+            opt(qk_norm.map(|n| n.0)),
+            opt(qk_norm.map(|n| n.1)),
+            F(qk_norm.map_or(0.0, |n| n.2)),
+            P(st.positions),
+            P(self.ptr(&rope.inv_freq)),
+            I(rope.rotary_dim as i32),
+            I(rope.neox as i32),
+            P(st.slots),
+            P(self.ptr(&q.mem)),
+            P(kc),
+            P(vc),
+            I(d.n_heads as i32),
+            I(d.n_kv_heads as i32),
+            I(d.head_dim as i32),
+            F(kv.scales[layer].0),
+            F(kv.scales[layer].1),
+        ];
+        let slots = d.n_heads + 2 * d.n_kv_heads;
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, slots.div_ceil(4) as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch(kv.kernel("qkv_to_cache", "qkv_to_cache_fp8"), cfg, &args)
     }
 
     /// How many slices to split each token's keys into: 1 (no split) unless the step's
