@@ -558,7 +558,7 @@ fn processors_and_logprobs(
 
 /// Greedy speculative verification (each row's argmax on the device, the acceptance on the host)
 /// against the host's `verify`: drafts cut at the first mismatch, and all accepted with the bonus
-/// token, beside an ordinary row between them.
+/// token, beside an ordinary row and after a prompt row.
 fn greedy_verification(
     c: &CpuBackend,
     g: &ferrum_backend::cuda::CudaBackend,
@@ -566,18 +566,19 @@ fn greedy_verification(
 ) {
     let vocab = 3001usize;
     let greedy = SamplingParams::greedy();
-    // rows: seq A's 4 (3 drafts), a plain row, seq B's 2 (1 draft)
-    let n = 4 + 1 + 2;
+    // rows: a prompt row (so the sampled rows are not the logits rows in order), seq A's 4 (3
+    // drafts), a plain row, seq B's 2 (1 draft)
+    let n = 1 + 4 + 1 + 2;
     let mut logits = rand_vec(rng, n * vocab, 3.0);
     let mut force = |row: usize, id: u32| logits[row * vocab + id as usize] = 20.0;
     let (draft_a, draft_b) = ([11u32, 22, 33], [44u32]);
-    force(0, 11);
-    force(1, 22);
-    force(2, 99); // the third draft is rejected: 99 comes instead
-    force(3, 55);
-    force(4, 66);
-    force(5, 44);
-    force(6, 77); // all of B's drafts accepted: 77 is the bonus token
+    force(1, 11);
+    force(2, 22);
+    force(3, 99); // the third draft is rejected: 99 comes instead
+    force(4, 55);
+    force(5, 66);
+    force(6, 44);
+    force(7, 77); // all of B's drafts accepted: 77 is the bonus token
     let tokens = [1u32, 2, 3];
     let seq_a = StepSeq {
         draft: &draft_a,
@@ -589,6 +590,7 @@ fn greedy_verification(
     };
     let plain = seq(&tokens, 2, &greedy, &[]);
     let rows = [
+        LogitsRow::Prompt { target: 5, k: 0 },
         LogitsRow::Verify {
             seq: &seq_a,
             masks: &[],
@@ -604,7 +606,7 @@ fn greedy_verification(
             .map(|o| match o {
                 RowOutput::Verified(v) => v.iter().map(|s| s.id).collect(),
                 RowOutput::Sampled(s) => vec![s.id],
-                other => panic!("{other:?}"),
+                RowOutput::Prompt(l) => vec![l.token_id],
             })
             .collect()
     };
@@ -612,6 +614,6 @@ fn greedy_verification(
     let a = ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
     let b = ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
     eprintln!("greedy verification on the device: {b:?} (host: {a:?})");
-    assert_eq!(b, vec![vec![11, 22, 99], vec![66], vec![44, 77]]);
+    assert_eq!(b, vec![vec![5], vec![11, 22, 99], vec![66], vec![44, 77]]);
     assert_eq!(a, b);
 }

@@ -323,9 +323,16 @@ impl CudaBackend {
         let n = samples.len();
         let words = vocab.div_ceil(32);
         let lp = P(self.ptr(&logits.mem));
-        let rows: Vec<i32> = samples.iter().map(|s| s.row as i32).collect();
-        let rows = self.put(&ds.sample_rows, &rows)?;
         let processed = samples.iter().any(|s| needs_processors(s.seq));
+        // the logits row of each sample: none (the kernels' identity) when every row samples in
+        // order, as in a plain decode step, which then uploads no index
+        let identity = samples.iter().enumerate().all(|(j, s)| s.row == j);
+        let rows = if identity && !processed {
+            0
+        } else {
+            let rows: Vec<i32> = samples.iter().map(|s| s.row as i32).collect();
+            self.put(&ds.sample_rows, &rows)?
+        };
         let all_greedy = samples.iter().all(|s| s.seq.params.is_greedy());
         if !processed && masks == 0 && all_greedy {
             let args = [lp, I(vocab as i32), P(rows), P(rows), P(ids)];
