@@ -23,7 +23,7 @@ use ferrum_engine::sampling::{draw_uniform, is_plain_argmax, needs_processors};
 use ferrum_engine::{SamplingParams, StepSeq};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
-use super::step::upload;
+use super::step::{grow, upload};
 use crate::backend::{LogitsRow, RowOutput};
 
 /// The most top logprobs a row may ask for and still be scored on the device: each one is a
@@ -182,12 +182,7 @@ impl CudaBackend {
     /// The address of the buffer in `slot`, grown to hold at least `len` values.
     fn scratch<T: DeviceRepr + ValidAsZeroBits>(&self, slot: &Slot<T>, len: usize) -> Result<u64> {
         let mut s = slot.borrow_mut();
-        if s.as_ref().is_none_or(|s| s.len() < len) {
-            *s = Some(
-                self.stream
-                    .alloc_zeros::<T>(len.max(1).next_power_of_two())?,
-            );
-        }
+        grow(&self.stream, &mut s, len)?;
         Ok(self.ptr(s.as_ref().unwrap()))
     }
 
@@ -268,11 +263,12 @@ impl CudaBackend {
         if !samples.is_empty() {
             self.draw_on_device(logits, vocab, &samples, masks, ids)?;
         }
+        // the widest top-k asked for: each scored row's slots in the top-k outputs
+        let kmax = scored.iter().map(|s| s.1).max().unwrap_or(0).max(1);
         if !scored.is_empty() {
-            self.score_on_device(logits, vocab, &scored, masks, ids)?;
+            self.score_on_device(logits, vocab, &scored, kmax, masks, ids)?;
         }
         let ids = self.fetch(&ds.ids, n)?;
-        let kmax = scored.iter().map(|s| s.1).max().unwrap_or(0).max(1);
         let lp = self.fetch(&ds.lp, scored.len())?;
         let rank = self.fetch(&ds.rank, scored.len())?;
         let top_ids = self.fetch(&ds.top_ids, scored.len() * kmax)?;
@@ -411,19 +407,20 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// The raw logprobs of `scored` rows (logits row, top k) for the tokens in `ids`.
+    /// The raw logprobs of `scored` rows (logits row, top k) for the tokens in `ids`, `kmax`
+    /// top-k slots a row.
     fn score_on_device(
         &self,
         logits: &CudaBuf,
         vocab: usize,
         scored: &[(usize, usize)],
+        kmax: usize,
         masks: u64,
         ids: u64,
     ) -> Result<()> {
         use Arg::{I, P};
         let ds = &self.sampling;
         let n = scored.len();
-        let kmax = scored.iter().map(|s| s.1).max().unwrap_or(0).max(1);
         let rows: Vec<i32> = scored.iter().map(|s| s.0 as i32).collect();
         let ks: Vec<i32> = scored.iter().map(|s| s.1 as i32).collect();
         let args = [

@@ -44,16 +44,26 @@ pub(super) struct StepPtrs {
 /// Query tokens per prefill attention tile (`TILE_TOKENS` in `attention.cu`).
 pub(super) const TILE_TOKENS: usize = 16;
 
-/// Copies `data` into `slot`, growing it first (to a power of two) when it is too small.
+/// Grows `slot` (to a power of two) when it holds fewer than `n` values (at least one).
+pub(super) fn grow<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    slot: &mut Option<CudaSlice<T>>,
+    n: usize,
+) -> Result<()> {
+    let n = n.max(1);
+    if slot.as_ref().is_none_or(|s| s.len() < n) {
+        *slot = Some(stream.alloc_zeros::<T>(n.next_power_of_two())?);
+    }
+    Ok(())
+}
+
+/// Copies `data` into `slot`, growing it first when it is too small.
 pub(super) fn upload<T: DeviceRepr + ValidAsZeroBits + Copy>(
     stream: &Arc<CudaStream>,
     slot: &mut Option<CudaSlice<T>>,
     data: &[T],
 ) -> Result<()> {
-    let n = data.len().max(1);
-    if slot.as_ref().is_none_or(|s| s.len() < n) {
-        *slot = Some(stream.alloc_zeros::<T>(n.next_power_of_two())?);
-    }
+    grow(stream, slot, data.len())?;
     if !data.is_empty() {
         let s = slot.as_mut().unwrap();
         stream.memcpy_htod(data, &mut s.slice_mut(..data.len()))?;
