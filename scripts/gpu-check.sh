@@ -16,7 +16,7 @@
 #     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
 #                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
-#                  per-op profile of the FP8 one), prefill;
+#                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
 #     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 set -euo pipefail
@@ -176,6 +176,11 @@ bench_moe() {
         --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
+    # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)
+    FERRUM_CUDA_FP8_GEMM=dequant step bench_prefill_qwen3moe_fp8_dequant "$dev/ferrum" "${fp8[@]}" \
+        --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
+        --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
         --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507 --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1

@@ -65,8 +65,8 @@ def main():
     if os.path.lexists(link):
         os.remove(link)
     os.symlink("libcuda.so.1", link)
-    subprocess.run(flags + ["-shared", os.path.join(HERE, "cublas.cpp"), "-o", os.path.join(out, "libcublas.so")],
-                   check=True)
+    for lib, src in (("libcublas.so", "cublas.cpp"), ("libcublasLt.so", "cublaslt.cpp")):
+        subprocess.run(flags + ["-shared", os.path.join(HERE, src), "-o", os.path.join(out, lib)], check=True)
     print(out)
 
 

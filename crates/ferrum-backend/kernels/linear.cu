@@ -78,6 +78,35 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
     }
 }
 
+// Activations to e4m3 for the W8A8 GEMM (`fp8_gemm.rs`): per row and block of 128 columns, the
+// scale is the block's largest magnitude over 448 (e4m3's largest finite value), as vLLM and
+// DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][rows]`, the rows of one
+// column block together, the layout cuBLASLt reads for 128-element block scaling. One warp per
+// (row, column block), four values per lane.
+template <typename T>
+__device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int k) {
+    const int groups = (k + 127) / 128;
+    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (warp >= rows * groups) return;
+    const int r = warp / groups, g = warp - r * groups;
+    const T* xr = x + (i64)r * k;
+    float v[4], amax = 0.f;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        const int i = g * 128 + lane * 4 + c;
+        v[c] = i < k ? to_f32(xr[i]) : 0.f;
+        amax = fmaxf(amax, fabsf(v[c]));
+    }
+    amax = warp_max(amax);
+    const float scale = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / scale;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        const int i = g * 128 + lane * 4 + c;
+        if (i < k) q[(i64)r * k + i] = fp8(v[c] * inv);
+    }
+    if (lane == 0) s[(i64)g * rows + r] = scale;
+}
+
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k) {    \
         gemv_half<T>(x, w, out, rows, n, k);                                                               \
@@ -89,5 +118,8 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
                                                int bk) {                                                   \
         dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
+    }                                                                                                      \
+    extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int k) {         \
+        quant_fp8_rows<T>(x, q, s, rows, k);                                                               \
     }
 FOR_HALF_TYPES(LINEAR)

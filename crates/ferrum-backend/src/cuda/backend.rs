@@ -7,7 +7,7 @@
 //! sticky error for those too. Kernel arguments are raw device pointers: one stream orders every
 //! use, so cudarc's per-buffer event tracking is switched off.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use super::fp8_gemm::Fp8Gemm;
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::profile::OpProfile;
 use super::sample::{self, DeviceSampling};
@@ -70,7 +71,7 @@ impl Half {
         }
     }
 
-    fn to_f32(self, w: u16) -> f32 {
+    pub(super) fn to_f32(self, w: u16) -> f32 {
         match self {
             Half::Bf16 => half::bf16::from_bits(w).to_f32(),
             Half::F16 => half::f16::from_bits(w).to_f32(),
@@ -138,6 +139,9 @@ pub struct CudaBackend {
     rows: RefCell<Option<CudaSlice<u32>>>,
     /// Block-FP8 weights dequantized for a GEMM at prefill (`linear.rs`), sized at load.
     pub(super) dequant: RefCell<Option<CudaSlice<u16>>>,
+    /// The W8A8 block-FP8 GEMM (`fp8_gemm.rs`), made at the first block-FP8 weight on Hopper;
+    /// `None` elsewhere, with `FERRUM_CUDA_FP8_GEMM=dequant`, or when cuBLASLt fails to open.
+    fp8_gemm: OnceCell<Option<Fp8Gemm>>,
     /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
     /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
     /// streams 3.8 (docs/BENCHMARKS.md).
@@ -216,6 +220,7 @@ impl CudaBackend {
             step: DeviceStep::default(),
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
+            fp8_gemm: OnceCell::new(),
             staging: RefCell::new(None),
             profile,
             gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
@@ -264,6 +269,31 @@ impl CudaBackend {
 
     fn step_ptrs(&self) -> Result<StepPtrs> {
         self.step.ptrs(&self.stream)
+    }
+
+    /// The W8A8 GEMM, opened at the first call: on Hopper (cuBLASLt's 128-block FP8 scaling is
+    /// sm_90's), unless `FERRUM_CUDA_FP8_GEMM=dequant`.
+    pub(super) fn fp8_gemm(&self) -> Option<&Fp8Gemm> {
+        self.fp8_gemm
+            .get_or_init(|| {
+                let off = std::env::var("FERRUM_CUDA_FP8_GEMM").is_ok_and(|v| v == "dequant");
+                if off || self.gpu.capability.0 != 9 {
+                    return None;
+                }
+                Fp8Gemm::new(&self.stream)
+                    .and_then(|lt| self.probe_fp8_gemm(&lt).map(|()| lt))
+                    .inspect_err(|e| {
+                        tracing::warn!("block-FP8 layers dequantize for their GEMMs: {e:#}")
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether block-FP8 layers of more than eight rows run the W8A8 GEMM (on Hopper, once its
+    /// probe agreed with the dequantizing path); the op tests assert it there.
+    pub fn w8a8_fp8(&self) -> bool {
+        self.fp8_gemm().is_some()
     }
 
     /// Whether half-weight layers of up to eight rows take our GEMV (`FERRUM_CUDA_GEMV=1`) rather

@@ -73,7 +73,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "linear",
         src: include_str!("../../kernels/linear.cu"),
-        functions: &["gemv_half", "gemv_fp8", "dequant_fp8"],
+        functions: &["gemv_half", "gemv_fp8", "dequant_fp8", "quant_fp8_rows"],
     },
     KernelFile {
         name: "sample",

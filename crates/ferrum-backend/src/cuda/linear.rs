@@ -1,15 +1,16 @@
 //! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`. Half weights: cuBLAS GEMMs (our GEMV
 //! with `FERRUM_CUDA_GEMV=1`; at 1.5 TB/s on an H200 it loses to cuBLAS's 3.8 and stays off).
 //! Block-FP8 weights: our GEMV up to eight rows, which reads each e4m3 byte once; more rows
-//! dequantized into a scratch buffer for a cuBLAS GEMM (compute-bound there, so reading the
-//! weight twice costs little). The scratch is sized at load, by the largest
-//! FP8 weight, so a forward allocates nothing.
+//! through the W8A8 GEMM on Hopper (`fp8_gemm.rs`), else dequantized into a scratch buffer for a
+//! cuBLAS GEMM (compute-bound there, so reading the weight twice costs little). The scratch is
+//! sized at load, by the largest FP8 weight, so a forward allocates nothing.
 
 use anyhow::{Result, anyhow};
 use cudarc::cublas::sys as blas;
 use cudarc::driver::LaunchConfig;
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
+use super::fp8_gemm::{FP8_TILE, tile_ld};
 use super::weights::{CudaWeight, WeightData};
 
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
@@ -59,7 +60,7 @@ impl CudaBackend {
             let kind = match (gemv, &w.data) {
                 (Some(kernel), _) => kernel,
                 (None, WeightData::Half(_)) => "cublas",
-                (None, WeightData::Fp8 { .. }) => "dequant fp8 + cublas",
+                (None, WeightData::Fp8 { .. }) => "fp8 gemm",
             };
             format!("linear {kind} {rows}×{} · {}×{}ᵀ", w.k, w.rows, w.k)
         };
@@ -81,13 +82,13 @@ impl CudaBackend {
         };
         let dims = [I(rows as i32), I(w.rows as i32), I(w.k as i32)];
         let args: Vec<Arg> = match &w.data {
-            WeightData::Fp8 { codes, scales, bk } => {
-                [P(xp), P(self.ptr(codes)), P(self.ptr(scales)), P(op)]
-                    .into_iter()
-                    .chain(dims)
-                    .chain([I(*bk as i32)])
-                    .collect()
-            }
+            WeightData::Fp8 {
+                codes, scales, bk, ..
+            } => [P(xp), P(self.ptr(codes)), P(self.ptr(scales)), P(op)]
+                .into_iter()
+                .chain(dims)
+                .chain([I(*bk as i32)])
+                .collect(),
             WeightData::Half(m) => [P(xp), P(self.ptr(m)), P(op)]
                 .into_iter()
                 .chain(dims)
@@ -98,7 +99,8 @@ impl CudaBackend {
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked
     /// weight of row length `k` (one expert of a stack, or the whole layer), through cuBLAS;
-    /// block-FP8 rows are dequantized into the scratch first.
+    /// block-FP8 rows through the W8A8 GEMM where it takes them (`fp8_gemm.rs`), otherwise
+    /// dequantized into the scratch first.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_rows(
         &self,
@@ -115,7 +117,21 @@ impl CudaBackend {
             WeightData::Half(m) => {
                 self.gemm(x, rows, self.ptr(m) + (2 * first * k) as u64, n, k, out)
             }
-            WeightData::Fp8 { codes, scales, bk } => {
+            WeightData::Fp8 {
+                codes,
+                scales,
+                bk,
+                tiles,
+            } => {
+                let aligned =
+                    first.is_multiple_of(FP8_TILE) && k.is_multiple_of(16) && n.is_multiple_of(16);
+                if let (Some(lt), Some(t), true) = (self.fp8_gemm(), tiles, aligned) {
+                    let codes = self.ptr(codes) + (first * k) as u64;
+                    let t = self.ptr(t) + (4 * first / FP8_TILE * tile_ld(k)) as u64;
+                    if self.gemm_fp8(lt, x, rows, codes, t, n, k, out)? {
+                        return Ok(());
+                    }
+                }
                 let scratch = self.dequant.borrow();
                 let d = scratch
                     .as_ref()
@@ -139,7 +155,15 @@ impl CudaBackend {
 
     /// cuBLAS: row-major `out[rows][n] = x[rows][k] · w[n][k]ᵀ` is column-major `outᵀ = w · xᵀ`
     /// with `w` read transposed (m = n, n = rows).
-    fn gemm(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
+    pub(super) fn gemm(
+        &self,
+        x: u64,
+        rows: usize,
+        w: u64,
+        n: usize,
+        k: usize,
+        out: u64,
+    ) -> Result<()> {
         self.timed(
             || format!("cublas {rows}×{k} · {n}×{k}ᵀ"),
             || self.gemm_now(x, rows, w, n, k, out),

@@ -3,6 +3,7 @@
 //! loading), so the crate builds and its tests run on machines with no CUDA at all.
 
 mod backend;
+mod fp8_gemm;
 pub mod kernels;
 mod linear;
 mod moe;

@@ -77,8 +77,12 @@ impl CudaBackend {
         }
         let (gu, dn): (Vec<CudaWeight>, Vec<CudaWeight>) = experts.into_iter().unzip();
         Ok(CudaExperts {
-            gate_up: concat_rows(self, &gu.iter().map(|w| &w.data).collect::<Vec<_>>())?,
-            down: concat_rows(self, &dn.iter().map(|w| &w.data).collect::<Vec<_>>())?,
+            gate_up: concat_rows(
+                self,
+                &gu.iter().map(|w| &w.data).collect::<Vec<_>>(),
+                hidden,
+            )?,
+            down: concat_rows(self, &dn.iter().map(|w| &w.data).collect::<Vec<_>>(), inter)?,
             n,
             hidden,
             inter,
@@ -395,7 +399,9 @@ impl CudaBackend {
                 args.extend([P(self.ptr(m)), I(rows), I(k)]);
                 kernels.0
             }
-            WeightData::Fp8 { codes, scales, bk } => {
+            WeightData::Fp8 {
+                codes, scales, bk, ..
+            } => {
                 args.extend([
                     P(self.ptr(codes)),
                     P(self.ptr(scales)),

@@ -9,6 +9,7 @@ use anyhow::{Result, anyhow, bail};
 use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
 
 use super::backend::{CudaBackend, Half};
+use super::fp8_gemm::{FP8_TILE, tile_ld};
 use super::moe::CudaExperts;
 use crate::backend::{WeightBytes, Weights};
 use crate::host::{HostDtype, HostLinear, HostTensor};
@@ -24,11 +25,14 @@ pub struct CudaWeight {
 pub(crate) enum WeightData {
     /// The backend's half dtype.
     Half(CudaSlice<u16>),
-    /// e4m3 codes `[rows][k]` and f32 scales `[rows][ceil(k / bk)]`: value = fp8 · scale.
+    /// e4m3 codes `[rows][k]` and f32 scales `[rows][ceil(k / bk)]`: value = fp8 · scale. With
+    /// 128×128 checkpoint tiles whose row blocks survive stacking, also the tiles as the W8A8 GEMM
+    /// reads them (`fp8_gemm.rs`: `[ceil(rows / 128)][tile_ld(k)]`).
     Fp8 {
         codes: CudaSlice<u8>,
         scales: CudaSlice<f32>,
         bk: usize,
+        tiles: Option<CudaSlice<f32>>,
     },
 }
 
@@ -52,8 +56,9 @@ pub struct CudaVector {
     pub len: usize,
 }
 
-/// Rows of `[rows][k]` weights one after another, all in one format.
-pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData]) -> Result<WeightData> {
+/// Rows of `[rows][k]` weights one after another, all in one format. Block-FP8 scale tiles
+/// concatenate when every part but the last ends on a whole 128-row tile.
+pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData], k: usize) -> Result<WeightData> {
     if parts.iter().all(|p| matches!(p, WeightData::Half(_))) {
         let mems: Vec<_> = parts
             .iter()
@@ -66,17 +71,24 @@ pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData]) -> Result<Wei
     }
     let mut codes = Vec::new();
     let mut scales = Vec::new();
+    let mut tiles = Some(Vec::new());
     let mut block = None;
-    for p in parts {
+    for (i, p) in parts.iter().enumerate() {
         match p {
             WeightData::Fp8 {
                 codes: c,
                 scales: s,
                 bk,
+                tiles: t,
             } if block.is_none_or(|b| b == *bk) => {
                 block = Some(*bk);
                 codes.push(c);
                 scales.push(s);
+                let whole = i + 1 == parts.len() || (c.len() / k).is_multiple_of(FP8_TILE);
+                tiles = tiles.zip(t.as_ref().filter(|_| whole)).map(|(mut v, t)| {
+                    v.push(t);
+                    v
+                });
             }
             _ => bail!(
                 "stacked weights (q/k/v, gate/up or experts) mix block-FP8 and bf16/f16 parts, or FP8 column blocks of different sizes"
@@ -87,6 +99,7 @@ pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData]) -> Result<Wei
         codes: be.concat(&codes)?,
         scales: be.concat(&scales)?,
         bk: block.unwrap_or(128),
+        tiles: tiles.map(|t| be.concat(&t)).transpose()?,
     })
 }
 
@@ -147,10 +160,22 @@ impl CudaBackend {
             .flat_map(|j| tiles[j / b0 * sc..(j / b0 + 1) * sc].iter().copied())
             .collect();
         self.reserve_dequant(rows * k)?;
+        // the W8A8 GEMM's copy of the tiles, rows padded to `tile_ld` (16 bytes)
+        let tiles = if (*b0, *b1) == (FP8_TILE, FP8_TILE) && self.fp8_gemm().is_some() {
+            let ld = tile_ld(k);
+            let padded: Vec<f32> = tiles
+                .chunks(sc)
+                .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, ld - sc)))
+                .collect();
+            Some(self.stream.clone_htod(&padded)?)
+        } else {
+            None
+        };
         Ok(WeightData::Fp8 {
             codes: self.upload_bytes(&weight.bytes)?,
             scales: self.stream.clone_htod(&per_row)?,
             bk: *b1,
+            tiles,
         })
     }
 }
@@ -212,7 +237,7 @@ impl Weights for CudaBackend {
             bail!("stacked weights need the same row length");
         }
         let rows: usize = parts.iter().map(|p| p.rows).sum();
-        let data = concat_rows(self, &parts.iter().map(|p| &p.data).collect::<Vec<_>>())?;
+        let data = concat_rows(self, &parts.iter().map(|p| &p.data).collect::<Vec<_>>(), k)?;
         if matches!(data, WeightData::Fp8 { .. }) {
             self.reserve_dequant(rows * k)?;
         }

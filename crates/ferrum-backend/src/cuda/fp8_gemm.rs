@@ -1,0 +1,396 @@
+//! Block-FP8 linear layers at many rows, W8A8 on Hopper's FP8 tensor cores through cuBLASLt:
+//! the activations are quantized per row and block of 128 columns (`quant_fp8_rows`), the weight
+//! keeps its checkpoint's 128×128 scale tiles, and cuBLASLt applies both scales inside the GEMM
+//! (`VEC128_32F` × `BLK128x128_32F`, cuBLAS 12.9 and later on sm_90). This is the scheme of vLLM's
+//! and DeepGEMM's block-FP8 path; the weight is read once, as e4m3, where the dequantizing path
+//! (`linear.rs`) writes and reads it again in bf16.
+//!
+//! A shape cuBLASLt has no algorithm for (or a weight whose rows do not fall in whole 128-row
+//! tiles) takes the dequantizing path; `FERRUM_CUDA_FP8_GEMM=dequant` forces that path (the
+//! benchmark's A/B).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_void;
+
+use anyhow::{Result, anyhow};
+use cudarc::cublaslt::result as lt;
+use cudarc::cublaslt::sys;
+use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig};
+
+use super::backend::{Arg, CudaBackend};
+use super::step::grow;
+
+/// cuBLASLt's workspace: what its FP8 kernels ask for at most, allocated once (a captured graph
+/// holds its address).
+const WORKSPACE_BYTES: usize = 32 << 20;
+
+/// Scale tiles are 128×128; the activations' scale blocks are 128 columns.
+pub(super) const FP8_TILE: usize = 128;
+
+/// The weight's scale tiles as cuBLASLt reads them: `[ceil(rows / 128)][ld]`, `ld` the column
+/// blocks rounded up to a multiple of four (16-byte rows).
+pub(super) fn tile_ld(k: usize) -> usize {
+    k.div_ceil(FP8_TILE).next_multiple_of(4)
+}
+
+/// One GEMM shape's descriptors and the algorithm cuBLASLt chose for it.
+struct Plan {
+    desc: sys::cublasLtMatmulDesc_t,
+    layouts: [sys::cublasLtMatrixLayout_t; 3],
+    algo: sys::cublasLtMatmulAlgo_t,
+}
+
+/// The cuBLASLt handle, its workspace, the plans by shape (`None`: no algorithm, take the
+/// dequantizing path) and the quantized activations.
+pub(super) struct Fp8Gemm {
+    handle: sys::cublasLtHandle_t,
+    workspace: CudaSlice<u8>,
+    plans: RefCell<HashMap<(usize, usize, usize), Option<Plan>>>,
+    codes: RefCell<Option<CudaSlice<u8>>>,
+    scales: RefCell<Option<CudaSlice<f32>>>,
+}
+
+impl Fp8Gemm {
+    pub(super) fn new(stream: &std::sync::Arc<CudaStream>) -> Result<Fp8Gemm> {
+        let handle =
+            lt::create_handle().map_err(|e| anyhow!("creating the cuBLASLt handle: {e:?}"))?;
+        Ok(Fp8Gemm {
+            handle,
+            workspace: stream.alloc_zeros::<u8>(WORKSPACE_BYTES)?,
+            plans: RefCell::new(HashMap::new()),
+            codes: RefCell::new(None),
+            scales: RefCell::new(None),
+        })
+    }
+}
+
+impl Drop for Fp8Gemm {
+    fn drop(&mut self) {
+        // SAFETY: every descriptor was created by this struct and is destroyed once, after the
+        // backend's stream (dropped later) has no more work that uses them queued... the handle
+        // last.
+        unsafe {
+            for plan in self.plans.get_mut().drain().filter_map(|(_, p)| p) {
+                for l in plan.layouts {
+                    let _ = lt::destroy_matrix_layout(l);
+                }
+                let _ = lt::destroy_matmul_desc(plan.desc);
+            }
+            let _ = lt::destroy_handle(self.handle);
+        }
+    }
+}
+
+fn check(r: Result<(), cudarc::cublaslt::result::CublasError>, what: &str) -> Result<()> {
+    r.map_err(|e| anyhow!("cuBLASLt {what}: {e:?}"))
+}
+
+impl CudaBackend {
+    /// `out[rows][n] = x[rows][k] · W[n][k]ᵀ` in W8A8, `codes`/`tiles` pointing at the first of the
+    /// weight's `n` rows and at its scale tiles. `Ok(false)`: cuBLASLt has no algorithm for this
+    /// shape; nothing was launched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_fp8(
+        &self,
+        lt: &Fp8Gemm,
+        x: u64,
+        rows: usize,
+        codes: u64,
+        tiles: u64,
+        n: usize,
+        k: usize,
+        out: u64,
+    ) -> Result<bool> {
+        let key = (rows, n, k);
+        let known = lt.plans.borrow().get(&key).map(Option::is_some);
+        if known == Some(false) {
+            return Ok(false);
+        }
+        let groups = k.div_ceil(FP8_TILE);
+        let (mut q, mut s) = (lt.codes.borrow_mut(), lt.scales.borrow_mut());
+        grow(&self.stream, &mut q, rows * k)?;
+        grow(&self.stream, &mut s, rows * groups)?;
+        let (qp, sp) = (self.ptr(q.as_ref().unwrap()), self.ptr(s.as_ref().unwrap()));
+        use Arg::{I, P};
+        let warps = rows * groups;
+        let cfg = LaunchConfig {
+            grid_dim: (warps.div_ceil(8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch(
+            "quant_fp8_rows",
+            cfg,
+            &[P(x), P(qp), P(sp), I(rows as i32), I(k as i32)],
+        )?;
+        if known.is_none() {
+            let plan = self.plan_fp8(lt, rows, n, k, (tiles, sp))?;
+            let found = plan.is_some();
+            lt.plans.borrow_mut().insert(key, plan);
+            if !found {
+                return Ok(false);
+            }
+        }
+        let plans = lt.plans.borrow();
+        let plan = plans[&key].as_ref().expect("a plan found above");
+        self.timed(
+            || format!("cublaslt fp8 {rows}×{k} · {n}×{k}ᵀ"),
+            || {
+                let (alpha, beta) = (1f32, 0f32);
+                // SAFETY: the scale pointers are live device buffers (the weight's tiles, the
+                // activations' scales just written); the descriptor is this plan's alone.
+                unsafe {
+                    set_ptr(
+                        plan.desc,
+                        sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                        tiles,
+                    )?;
+                    set_ptr(
+                        plan.desc,
+                        sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                        sp,
+                    )?;
+                    let [a, b, d] = plan.layouts;
+                    check(
+                        lt::matmul(
+                            lt.handle,
+                            plan.desc,
+                            &alpha as *const f32 as *const c_void,
+                            &beta as *const f32 as *const c_void,
+                            codes as *const c_void,
+                            a,
+                            qp as *const c_void,
+                            b,
+                            out as *const c_void,
+                            d,
+                            out as *mut c_void,
+                            d,
+                            &plan.algo,
+                            self.ptr(&lt.workspace) as *mut c_void,
+                            WORKSPACE_BYTES,
+                            self.stream.cu_stream() as *mut _,
+                        ),
+                        "FP8 matmul",
+                    )
+                }
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Runs one small W8A8 GEMM beside the dequantizing path before any layer relies on it: a
+    /// cuBLASLt that reads the scale layouts differently (they are new in cuBLAS 12.9) would
+    /// give wrong numbers silently, so a disagreement turns the W8A8 path off, with an error
+    /// that says so.
+    pub(super) fn probe_fp8_gemm(&self, lt: &Fp8Gemm) -> Result<()> {
+        let (rows, n, k) = (16, 256, 384);
+        let (nb, kb, ld) = (n / FP8_TILE, k / FP8_TILE, tile_ld(k));
+        // a fixed pseudo-random problem: codes of magnitude up to 8, tile scales 2⁻⁴ to 2⁻¹
+        let mut state = 0x9e37_79b9u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        let codes: Vec<u8> = (0..n * k)
+            .map(|_| (next() % 0x50) as u8 | (next() as u8 & 0x80))
+            .collect();
+        let tile: Vec<f32> = (0..nb * kb)
+            .map(|_| 1.0 / (2 << (next() % 4)) as f32)
+            .collect();
+        let per_row: Vec<f32> = (0..n)
+            .flat_map(|j| tile[j / FP8_TILE * kb..][..kb].to_vec())
+            .collect();
+        let padded: Vec<f32> = tile
+            .chunks(kb)
+            .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, ld - kb)))
+            .collect();
+        let x: Vec<f32> = (0..rows * k)
+            .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        let codes_d = self.stream.clone_htod(&codes)?;
+        let (tiles_d, scales_d) = (
+            self.stream.clone_htod(&padded)?,
+            self.stream.clone_htod(&per_row)?,
+        );
+        let x_d = self.stream.clone_htod(&self.dtype.encode(&x))?;
+        let outs = [
+            self.stream.alloc_zeros::<u16>(rows * n)?,
+            self.stream.alloc_zeros::<u16>(rows * n)?,
+        ];
+        let deq = self.stream.alloc_zeros::<u16>(n * k)?;
+        let (xp, out_lt, out_ref) = (self.ptr(&x_d), self.ptr(&outs[0]), self.ptr(&outs[1]));
+        if !self.gemm_fp8(
+            lt,
+            xp,
+            rows,
+            self.ptr(&codes_d),
+            self.ptr(&tiles_d),
+            n,
+            k,
+            out_lt,
+        )? {
+            anyhow::bail!(
+                "cuBLASLt offers no block-scaled FP8 GEMM here (it needs cuBLAS 12.9 or later on sm_90)"
+            );
+        }
+        use Arg::{I, L, P};
+        let args = [
+            P(self.ptr(&codes_d)),
+            P(self.ptr(&scales_d)),
+            P(self.ptr(&deq)),
+            L(n as i64),
+            I(k as i32),
+            I(FP8_TILE as i32),
+        ];
+        self.launch("dequant_fp8", Self::flat_cfg(n * k), &args)?;
+        self.gemm(xp, rows, self.ptr(&deq), n, k, out_ref)?;
+        let (a, b) = (
+            self.stream.clone_dtoh(&outs[0])?,
+            self.stream.clone_dtoh(&outs[1])?,
+        );
+        self.stream.synchronize()?;
+        let f = |w: &u16| self.dtype.to_f32(*w);
+        let scale = b.iter().map(|w| f(w).abs()).fold(1e-6f32, f32::max);
+        // a NaN counts as infinitely wrong
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (f(p) - f(q)).abs())
+            .map(|d| if d.is_nan() { f32::INFINITY } else { d })
+            .fold(0f32, f32::max);
+        if worst / scale > 0.1 {
+            anyhow::bail!(
+                "cuBLASLt's block-scaled FP8 GEMM disagrees with the dequantized GEMM (relative error {:.2e})",
+                worst / scale
+            );
+        }
+        tracing::debug!(
+            "W8A8 probe: relative error {:.2e} against the dequantized GEMM",
+            worst / scale
+        );
+        Ok(())
+    }
+
+    /// The descriptors of a `rows × k · n × kᵀ` W8A8 GEMM and cuBLASLt's algorithm for it:
+    /// column-major, the weight `A` (k × n, transposed), the activations `B` (k × rows), the output
+    /// `D` (n × rows) in the model's half type.
+    fn plan_fp8(
+        &self,
+        lt: &Fp8Gemm,
+        rows: usize,
+        n: usize,
+        k: usize,
+        scales: (u64, u64),
+    ) -> Result<Option<Plan>> {
+        use sys::cublasLtMatmulDescAttributes_t as A;
+        use sys::cublasLtMatmulMatrixScale_t as S;
+        let desc = lt::create_matmul_desc(
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            sys::cudaDataType::CUDA_R_32F,
+        );
+        let desc = desc.map_err(|e| anyhow!("cuBLASLt matmul descriptor: {e:?}"))?;
+        let fp8 = sys::cudaDataType::CUDA_R_8F_E4M3;
+        let half = match self.dtype.blas() {
+            cudarc::cublas::sys::cudaDataType::CUDA_R_16BF => sys::cudaDataType::CUDA_R_16BF,
+            _ => sys::cudaDataType::CUDA_R_16F,
+        };
+        let layout = |t, r: usize, c: usize, ld: usize| {
+            lt::create_matrix_layout(t, r as u64, c as u64, ld as i64)
+                .map_err(|e| anyhow!("cuBLASLt layout: {e:?}"))
+        };
+        let layouts = [
+            layout(fp8, k, n, k)?,
+            layout(fp8, k, rows, k)?,
+            layout(half, n, rows, n)?,
+        ];
+        let plan = Plan {
+            desc,
+            layouts,
+            algo: sys::cublasLtMatmulAlgo_t { data: [0; 8] },
+        };
+        // SAFETY: the descriptors are live (the plan owns them); the attribute values are the
+        // sizes cuBLASLt documents for them.
+        unsafe {
+            set_u32(
+                desc,
+                A::CUBLASLT_MATMUL_DESC_TRANSA,
+                cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as u32,
+            )?;
+            set_u32(
+                desc,
+                A::CUBLASLT_MATMUL_DESC_TRANSB,
+                cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as u32,
+            )?;
+            set_u32(
+                desc,
+                A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
+                S::CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F as u32,
+            )?;
+            set_u32(
+                desc,
+                A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
+                S::CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F as u32,
+            )?;
+            set_ptr(desc, A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scales.0)?;
+            set_ptr(desc, A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales.1)?;
+            let pref =
+                lt::create_matmul_pref().map_err(|e| anyhow!("cuBLASLt preference: {e:?}"))?;
+            let bytes = WORKSPACE_BYTES as u64;
+            let set = lt::set_matmul_pref_attribute(
+                pref,
+                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                &bytes as *const u64 as *const c_void,
+                8,
+            );
+            let [a, b, d] = layouts;
+            let found =
+                set.and_then(|_| lt::get_matmul_algo_heuristic(lt.handle, desc, a, b, d, d, pref));
+            let _ = lt::destroy_matmul_pref(pref);
+            match found {
+                Ok(h) => Ok(Some(Plan {
+                    algo: h.algo,
+                    ..plan
+                })),
+                Err(e) => {
+                    tracing::debug!(
+                        "cuBLASLt has no W8A8 FP8 algorithm for {rows}×{k} · {n}×{k}ᵀ ({e:?}): dequantizing"
+                    );
+                    for l in layouts {
+                        let _ = lt::destroy_matrix_layout(l);
+                    }
+                    let _ = lt::destroy_matmul_desc(desc);
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `desc` is a live descriptor.
+unsafe fn set_u32(
+    desc: sys::cublasLtMatmulDesc_t,
+    attr: sys::cublasLtMatmulDescAttributes_t,
+    v: u32,
+) -> Result<()> {
+    check(
+        unsafe { lt::set_matmul_desc_attribute(desc, attr, &v as *const u32 as *const c_void, 4) },
+        "descriptor attribute",
+    )
+}
+
+/// # Safety
+/// `desc` is a live descriptor; `p` a device address.
+unsafe fn set_ptr(
+    desc: sys::cublasLtMatmulDesc_t,
+    attr: sys::cublasLtMatmulDescAttributes_t,
+    p: u64,
+) -> Result<()> {
+    check(
+        unsafe { lt::set_matmul_desc_attribute(desc, attr, &p as *const u64 as *const c_void, 8) },
+        "scale pointer",
+    )
+}
