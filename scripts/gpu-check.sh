@@ -19,6 +19,7 @@
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
 #     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
+#   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -58,6 +59,8 @@ setup() {
     status=()
     step() { # name, command...
         local name=$1; shift
+        # ONLY=REGEX runs just the steps whose names match (a short lease's re-check)
+        if [ -n "${ONLY:-}" ] && ! [[ $name =~ ^($ONLY)$ ]]; then return 0; fi
         local t0=$SECONDS
         if "$@" > "$out/$name.log" 2>&1; then status+=("$name: ok ($((SECONDS - t0)) s)")
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
@@ -174,6 +177,8 @@ bench_moe() {
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
+    FERRUM_CUDA_PROFILE=1 step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)

@@ -122,9 +122,9 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{F, I, P};
-        if rows > s.max_tokens || d.top_k > 32 || d.n_experts != ex.n {
+        if rows > s.max_tokens || d.top_k > 32 || d.n_experts != ex.n || d.n_experts > 1024 {
             bail!(
-                "moe: {rows} tokens (scratch for {}), top_k {} (at most 32), {} experts configured, {} loaded",
+                "moe: {rows} tokens (scratch for {}), top_k {} (at most 32), {} experts configured (at most 1024), {} loaded",
                 s.max_tokens,
                 d.top_k,
                 d.n_experts,
@@ -139,6 +139,12 @@ impl CudaBackend {
             block_dim: (64, 1, 1),
             shared_mem_bytes: 0,
         };
+        // the softmax router takes a warp per token, four to a block
+        let per_warp = LaunchConfig {
+            grid_dim: (rows.div_ceil(4) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let logits = P(self.ptr(&router_logits.mem));
         match d.routing {
             Routing::Softmax { norm_topk_prob } => {
@@ -151,7 +157,7 @@ impl CudaBackend {
                     I(k as i32),
                     I(norm_topk_prob as i32),
                 ];
-                self.launch("moe_route_softmax", per_thread, &args)?;
+                self.launch("moe_route_softmax", per_warp, &args)?;
             }
             Routing::SigmoidGroupLimited {
                 n_group,

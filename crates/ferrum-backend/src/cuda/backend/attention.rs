@@ -86,6 +86,7 @@ impl CudaBackend {
             // reads each K/V row once for all of the group's heads
             if (2..=8).contains(&group)
                 && d.head_dim <= 128
+                && d.head_dim.is_multiple_of(16)
                 && tokens * d.n_kv_heads >= self.decode_group_min_blocks
             {
                 let grouped = LaunchConfig {
