@@ -3,7 +3,8 @@
 // tile (`BLK128x128_32F`, tiles `[ceil(m / 128)][ld]`, ld the column blocks rounded up to four)
 // and B per 128 values of a column (`VEC128_32F`, scales `[ceil(k / 128)][n]`). Each 128-value
 // block's sum is f32, scaled, then added in k order. Any other shape of call is refused as
-// not supported (the backend then takes its dequantizing path).
+// not supported (the backend then takes its dequantizing path), and so is an activation row count
+// that is not a multiple of 16, as the H100's cuBLASLt 13.0 refused it.
 #include <dlfcn.h>
 
 #include <cstdint>
@@ -41,7 +42,7 @@ void copy_attr(T* dst, const void* buf, size_t size) {
 bool supported(const Desc* d, const Layout* a, const Layout* b, const Layout* dl) {
     return d->transa == 1 && d->transb == 0 && d->a_mode == SCALE_BLK128 && d->b_mode == SCALE_VEC128 &&
            a->type == R_8F_E4M3 && b->type == R_8F_E4M3 && (dl->type == R_16BF || dl->type == R_16F) &&
-           a->rows == b->rows;
+           a->rows == b->rows && b->cols % 16 == 0;  // whole 16-row groups, as an H100's cuBLASLt
 }
 
 void store(void* p, int type, size_t i, float v) {

@@ -80,11 +80,11 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 
 // Activations to e4m3 for the W8A8 GEMM (`fp8_gemm.rs`): per row and block of 128 columns, the
 // scale is the block's largest magnitude over 448 (e4m3's largest finite value), as vLLM and
-// DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][rows]`, the rows of one
-// column block together, the layout cuBLASLt reads for 128-element block scaling. One warp per
-// (row, column block), four values per lane.
+// DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][ld]`, the rows of one
+// column block together (ld ≥ rows: the GEMM's rows, padded), the layout cuBLASLt reads for
+// 128-element block scaling. One warp per (row, column block), four values per lane.
 template <typename T>
-__device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int k) {
+__device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, int k) {
     const int groups = (k + 127) / 128;
     const int warp = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (warp >= rows * groups) return;
@@ -104,7 +104,7 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int k) {
         const int i = g * 128 + lane * 4 + c;
         if (i < k) q[(i64)r * k + i] = fp8(v[c] * inv);
     }
-    if (lane == 0) s[(i64)g * rows + r] = scale;
+    if (lane == 0) s[(i64)g * ld + r] = scale;
 }
 
 #define LINEAR(T, S)                                                                                       \
@@ -119,7 +119,7 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int k) {
                                                int bk) {                                                   \
         dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
     }                                                                                                      \
-    extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int k) {         \
-        quant_fp8_rows<T>(x, q, s, rows, k);                                                               \
+    extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int ld, int k) { \
+        quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
     }
 FOR_HALF_TYPES(LINEAR)

@@ -49,6 +49,8 @@ pub(super) struct Fp8Gemm {
     plans: RefCell<HashMap<(usize, usize, usize), Option<Plan>>>,
     codes: RefCell<Option<CudaSlice<u8>>>,
     scales: RefCell<Option<CudaSlice<f32>>>,
+    /// The output of a GEMM padded to whole 16-row groups.
+    out: RefCell<Option<CudaSlice<u16>>>,
 }
 
 impl Fp8Gemm {
@@ -61,6 +63,7 @@ impl Fp8Gemm {
             plans: RefCell::new(HashMap::new()),
             codes: RefCell::new(None),
             scales: RefCell::new(None),
+            out: RefCell::new(None),
         })
     }
 }
@@ -102,16 +105,31 @@ impl CudaBackend {
         k: usize,
         out: u64,
     ) -> Result<bool> {
-        let key = (rows, n, k);
+        // cuBLASLt has FP8 algorithms for whole 16-row groups only (on an H100, 1184 or 1952
+        // rows ran, 1187 fell back): the GEMM runs over `padded` rows, the rows past `rows`
+        // quantized from nothing (their codes and scales are whatever the scratch holds) and their
+        // outputs left in a scratch buffer, of which the first `rows` are copied out
+        let padded = rows.next_multiple_of(16);
+        let key = (padded, n, k);
         let known = lt.plans.borrow().get(&key).map(Option::is_some);
         if known == Some(false) {
             return Ok(false);
         }
         let groups = k.div_ceil(FP8_TILE);
         let (mut q, mut s) = (lt.codes.borrow_mut(), lt.scales.borrow_mut());
-        grow(&self.stream, &mut q, rows * k)?;
-        grow(&self.stream, &mut s, rows * groups)?;
+        grow(&self.stream, &mut q, padded * k)?;
+        grow(&self.stream, &mut s, padded * groups)?;
         let (qp, sp) = (self.ptr(q.as_ref().unwrap()), self.ptr(s.as_ref().unwrap()));
+        // grown even when unused, so that the largest step (the profiling forward, before any
+        // graph capture) settles its address: a graph captured at a smaller batch must not hold
+        // a buffer a later size regrows
+        let mut d_out = lt.out.borrow_mut();
+        grow(&self.stream, &mut d_out, padded * n)?;
+        let d = if padded == rows {
+            out
+        } else {
+            self.ptr(d_out.as_ref().unwrap())
+        };
         use Arg::{I, P};
         let warps = rows * groups;
         let cfg = LaunchConfig {
@@ -119,13 +137,17 @@ impl CudaBackend {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.launch(
-            "quant_fp8_rows",
-            cfg,
-            &[P(x), P(qp), P(sp), I(rows as i32), I(k as i32)],
-        )?;
+        let args = [
+            P(x),
+            P(qp),
+            P(sp),
+            I(rows as i32),
+            I(padded as i32),
+            I(k as i32),
+        ];
+        self.launch("quant_fp8_rows", cfg, &args)?;
         if known.is_none() {
-            let plan = self.plan_fp8(lt, rows, n, k, (tiles, sp))?;
+            let plan = self.plan_fp8(lt, padded, n, k, (tiles, sp))?;
             let found = plan.is_some();
             lt.plans.borrow_mut().insert(key, plan);
             if !found {
@@ -135,7 +157,7 @@ impl CudaBackend {
         let plans = lt.plans.borrow();
         let plan = plans[&key].as_ref().expect("a plan found above");
         self.timed(
-            || format!("cublaslt fp8 {rows}×{k} · {n}×{k}ᵀ"),
+            || format!("cublaslt fp8 {padded}×{k} · {n}×{k}ᵀ"),
             || {
                 let (alpha, beta) = (1f32, 0f32);
                 // SAFETY: the scale pointers are live device buffers (the weight's tiles, the
@@ -151,7 +173,7 @@ impl CudaBackend {
                         sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
                         sp,
                     )?;
-                    let [a, b, d] = plan.layouts;
+                    let [a, b, dl] = plan.layouts;
                     check(
                         lt::matmul(
                             lt.handle,
@@ -162,10 +184,10 @@ impl CudaBackend {
                             a,
                             qp as *const c_void,
                             b,
-                            out as *const c_void,
-                            d,
-                            out as *mut c_void,
-                            d,
+                            d as *const c_void,
+                            dl,
+                            d as *mut c_void,
+                            dl,
                             &plan.algo,
                             self.ptr(&lt.workspace) as *mut c_void,
                             WORKSPACE_BYTES,
@@ -176,6 +198,19 @@ impl CudaBackend {
                 }
             },
         )?;
+        if padded != rows {
+            // SAFETY: `out` holds rows × n half values (the caller's buffer) and `d` padded × n;
+            // both belong to this stream
+            unsafe {
+                cudarc::driver::result::memcpy_dtod_async(
+                    out,
+                    d,
+                    2 * rows * n,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(|e| anyhow!("copying the padded FP8 GEMM's rows: {e:?}"))?;
+        }
         Ok(true)
     }
 
