@@ -3,34 +3,29 @@
 // (token, expert) pair reads its expert's rows once); a grouped-GEMM prefill path comes later.
 // Routing mirrors the CPU reference (`cpu/moe.rs`) step by step, ties to the lower expert id.
 
-#define MOE_MAX_TOP_K 32
 #define MOE_MAX_GROUPS 64
 
 // a > b, NaN above everything (as the CPU's `above`)
 __device__ __forceinline__ bool above(float a, float b) { return isnan(a) ? !isnan(b) : a > b; }
 
-// Inserts (id, v) into a best-first list of *len entries (capacity cap); an equal value stays
-// behind the entries already there, so ascending ids put lower ids first.
-__device__ __forceinline__ void insert_top(u32* ids, float* vals, int* len, int cap, u32 id, float v) {
-    int pos = *len;
-    while (pos > 0 && above(v, vals[pos - 1])) pos--;
-    if (pos >= cap) return;
-    const int end = min(*len, cap - 1);
-    for (int i = end - 1; i >= pos; i--) {
-        ids[i + 1] = ids[i];
-        vals[i + 1] = vals[i];
-    }
-    ids[pos] = id;
-    vals[pos] = v;
-    if (*len < cap) (*len)++;
-}
-
 __device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
 // (v, id) beats (bv, bid): a larger value (NaN above everything), ties to the lower id — the
-// order `insert_top` keeps.
+// CPU reference's order.
 __device__ __forceinline__ bool beats(float v, u32 id, float bv, u32 bid) {
     return above(v, bv) || (!above(bv, v) && id < bid);
+}
+
+// The warp's best (value, id) of its lanes' candidates, in `beats` order, to every lane.
+__device__ __forceinline__ void warp_best(float* bv, u32* bid) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v = __shfl_xor_sync(0xffffffffu, *bv, o);
+        const u32 id = __shfl_xor_sync(0xffffffffu, *bid, o);
+        if (beats(v, id, *bv, *bid)) {
+            *bv = v;
+            *bid = id;
+        }
+    }
 }
 
 // Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One warp per
@@ -67,14 +62,7 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
                 bid = e;
             }
         }
-        for (int o = 16; o > 0; o >>= 1) {
-            const float v = __shfl_xor_sync(0xffffffffu, bv, o);
-            const u32 id = __shfl_xor_sync(0xffffffffu, bid, o);
-            if (beats(v, id, bv, bid)) {
-                bv = v;
-                bid = id;
-            }
-        }
+        warp_best(&bv, &bid);
         if ((int)(bid & 31) == lane) taken |= 1u << (bid >> 5);
         s += bv;
         if (lane == 0) {
@@ -88,25 +76,36 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
 // `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
-// scores, optionally renormalized, times `scaling`. One thread per token.
+// scores, optionally renormalized, times `scaling`. One warp per token, as the softmax router:
+// a group's best two and each of the top_k choices are warp rounds over the lanes' experts.
 template <typename T>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
                                   int n_experts, int top_k, int n_group, int topk_group, int norm,
                                   float scaling) {
-    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
-#define CHOICE(e) (sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f))
+    auto choice = [&](int e) { return sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f); };
     unsigned long long groups = ~0ull;
     if (n_group > 1) {
-        float score[MOE_MAX_GROUPS];
+        float score[MOE_MAX_GROUPS];  // the same in every lane
         for (int g = 0; g < n_group; g++) {
-            u32 id2[2];
-            float v2[2];
-            int len = 0;
-            for (int e = g * per; e < (g + 1) * per; e++) insert_top(id2, v2, &len, 2, e, CHOICE(e));
-            score[g] = v2[0] + v2[1];
+            float sum = 0.f;
+            u32 first = 0xffffffffu;
+            for (int r = 0; r < 2; r++) {
+                float bv = NEG_INF;
+                u32 bid = 0xffffffffu;
+                for (int e = g * per + lane; e < (g + 1) * per; e += 32)
+                    if ((u32)e != first && beats(choice(e), e, bv, bid)) {
+                        bv = choice(e);
+                        bid = e;
+                    }
+                warp_best(&bv, &bid);
+                sum += bv;
+                first = bid;
+            }
+            score[g] = sum;
         }
         groups = 0;
         for (int r = 0; r < topk_group; r++) {
@@ -116,22 +115,31 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
             groups |= 1ull << best;
         }
     }
-    u32 id[MOE_MAX_TOP_K];
-    float v[MOE_MAX_TOP_K];
-    int len = 0;
-    for (int e = 0; e < n_experts; e++)
-        if (groups & (1ull << (e / per))) insert_top(id, v, &len, top_k, e, CHOICE(e));
-#undef CHOICE
+    u32 taken = 0;  // bit i: this lane's expert lane + 32·i is chosen
     float s = 0.f;
     for (int j = 0; j < top_k; j++) {
-        v[j] = sigmoidf(to_f32(l[id[j]]));
-        s += v[j];
+        float bv = NEG_INF;
+        u32 bid = 0xffffffffu;
+        for (int e = lane, i = 0; e < n_experts; e += 32, i++)
+            if (!(taken >> i & 1) && (groups >> (e / per) & 1) && beats(choice(e), e, bv, bid)) {
+                bv = choice(e);
+                bid = e;
+            }
+        warp_best(&bv, &bid);
+        if ((int)(bid & 31) == lane) taken |= 1u << (bid >> 5);
+        const float v = sigmoidf(to_f32(l[bid]));
+        s += v;
+        if (lane == 0) {
+            ids[(i64)t * top_k + j] = bid;
+            w[(i64)t * top_k + j] = v;
+        }
     }
     const float denom = s + 1e-20f;
-    for (int j = 0; j < top_k; j++) {
-        ids[(i64)t * top_k + j] = id[j];
-        w[(i64)t * top_k + j] = (norm ? v[j] / denom : v[j]) * scaling;
-    }
+    if (lane == 0)
+        for (int j = 0; j < top_k; j++) {
+            float* wj = w + (i64)t * top_k + j;
+            *wj = (norm ? *wj / denom : *wj) * scaling;
+        }
 }
 
 // out[p][r] = W[ids[p]][r] · x[p / x_div] for every (token, expert) pair p and row r < rows of

@@ -134,12 +134,7 @@ impl CudaBackend {
         let (k, h) = (d.top_k, ex.hidden);
         let pairs = rows * k;
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        let per_thread = LaunchConfig {
-            grid_dim: (rows.div_ceil(64) as u32, 1, 1),
-            block_dim: (64, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // the softmax router takes a warp per token, four to a block
+        // the routers take a warp per token, four to a block
         let per_warp = LaunchConfig {
             grid_dim: (rows.div_ceil(4) as u32, 1, 1),
             block_dim: (128, 1, 1),
@@ -184,7 +179,7 @@ impl CudaBackend {
                     I(norm_topk_prob as i32),
                     F(routed_scaling_factor),
                 ];
-                self.launch("moe_route_sigmoid", per_thread, &args)?;
+                self.launch("moe_route_sigmoid", per_warp, &args)?;
             }
         }
         let y = self.ptr(&s.y);
