@@ -1,8 +1,6 @@
 // cuBLAS as ferrum's CUDA backend calls it (`cublasGemmEx`, column-major, f32 accumulation), over
 // host memory, for the CUDA emulator. Each output element is one f32 sum in k order, rounded once
 // to the output type.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +8,7 @@
 
 #include "emu.h"
 #include "registry.h"
+#include "submit.h"
 
 typedef int cublasStatus_t;
 typedef void* cublasHandle_t;
@@ -42,18 +41,6 @@ void gemm(int transa, int transb, int m, int n, int k, float a, const void* A, i
 struct Handle {
     void* stream = nullptr;
 };
-
-// The emulator's libcuda (already loaded by the backend): runs an op on a stream, or records
-// it into the graph the stream is capturing.
-void submit(void* stream, emu::Bound op) {
-    using Submit = void (*)(void*, emu::Bound*);
-    static Submit f = [] {
-        void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-        return lib ? (Submit)dlsym(lib, "emu_submit") : nullptr;
-    }();
-    if (f) f(stream, &op);
-    else op();
-}
 
 extern "C" {
 cublasStatus_t cublasCreate_v2(cublasHandle_t* h) { *h = new Handle; return 0; }

@@ -5,14 +5,13 @@
 // block's sum is f32, scaled, then added in k order. Any other shape of call is refused as
 // not supported (the backend then takes its dequantizing path), and so is an activation row count
 // that is not a multiple of 16, as the H100's cuBLASLt 13.0 refused it.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "emu.h"
 #include "registry.h"
+#include "submit.h"
 
 typedef int cublasStatus_t;
 
@@ -67,17 +66,6 @@ void matmul(Desc d, Layout a, Layout b, Layout dl, float alpha, const uint8_t* A
         }
 }
 
-// the emulator's libcuda (already loaded by the backend): runs an op on a stream, or records it
-// into the graph the stream is capturing
-void submit(void* stream, emu::Bound op) {
-    using Submit = void (*)(void*, emu::Bound*);
-    static Submit f = [] {
-        void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-        return lib ? (Submit)dlsym(lib, "emu_submit") : nullptr;
-    }();
-    if (f) f(stream, &op);
-    else op();
-}
 }  // namespace
 
 extern "C" {

@@ -163,12 +163,12 @@ impl CudaBackend {
                 // SAFETY: the scale pointers are live device buffers (the weight's tiles, the
                 // activations' scales just written); the descriptor is this plan's alone.
                 unsafe {
-                    set_ptr(
+                    set_attr::<u64>(
                         plan.desc,
                         sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                         tiles,
                     )?;
-                    set_ptr(
+                    set_attr::<u64>(
                         plan.desc,
                         sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
                         sp,
@@ -349,28 +349,28 @@ impl CudaBackend {
         // SAFETY: the descriptors are live (the plan owns them); the attribute values are the
         // sizes cuBLASLt documents for them.
         unsafe {
-            set_u32(
+            set_attr::<u32>(
                 desc,
                 A::CUBLASLT_MATMUL_DESC_TRANSA,
                 cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as u32,
             )?;
-            set_u32(
+            set_attr::<u32>(
                 desc,
                 A::CUBLASLT_MATMUL_DESC_TRANSB,
                 cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as u32,
             )?;
-            set_u32(
+            set_attr::<u32>(
                 desc,
                 A::CUBLASLT_MATMUL_DESC_A_SCALE_MODE,
                 S::CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F as u32,
             )?;
-            set_u32(
+            set_attr::<u32>(
                 desc,
                 A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE,
                 S::CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F as u32,
             )?;
-            set_ptr(desc, A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scales.0)?;
-            set_ptr(desc, A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales.1)?;
+            set_attr::<u64>(desc, A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scales.0)?;
+            set_attr::<u64>(desc, A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scales.1)?;
             let pref =
                 lt::create_matmul_pref().map_err(|e| anyhow!("cuBLASLt preference: {e:?}"))?;
             let bytes = WORKSPACE_BYTES as u64;
@@ -404,28 +404,18 @@ impl CudaBackend {
     }
 }
 
+/// Sets a descriptor attribute of type `T` (a u32 enum value, or a u64 device address).
+///
 /// # Safety
-/// `desc` is a live descriptor.
-unsafe fn set_u32(
+/// `desc` is a live descriptor and `T` the attribute's documented type.
+unsafe fn set_attr<T: Copy>(
     desc: sys::cublasLtMatmulDesc_t,
     attr: sys::cublasLtMatmulDescAttributes_t,
-    v: u32,
+    v: T,
 ) -> Result<()> {
+    let size = std::mem::size_of::<T>();
     check(
-        unsafe { lt::set_matmul_desc_attribute(desc, attr, &v as *const u32 as *const c_void, 4) },
+        unsafe { lt::set_matmul_desc_attribute(desc, attr, &v as *const T as *const c_void, size) },
         "descriptor attribute",
-    )
-}
-
-/// # Safety
-/// `desc` is a live descriptor; `p` a device address.
-unsafe fn set_ptr(
-    desc: sys::cublasLtMatmulDesc_t,
-    attr: sys::cublasLtMatmulDescAttributes_t,
-    p: u64,
-) -> Result<()> {
-    check(
-        unsafe { lt::set_matmul_desc_attribute(desc, attr, &p as *const u64 as *const c_void, 8) },
-        "scale pointer",
     )
 }
