@@ -70,9 +70,9 @@ impl Fp8Gemm {
 
 impl Drop for Fp8Gemm {
     fn drop(&mut self) {
-        // SAFETY: every descriptor was created by this struct and is destroyed once, after the
-        // backend's stream (dropped later) has no more work that uses them queued... the handle
-        // last.
+        // SAFETY: the descriptors and the handle are this struct's, each destroyed once, the
+        // handle last; cuBLASLt reads a descriptor when a call is enqueued, so work still queued
+        // on the stream does not use them.
         unsafe {
             for plan in self.plans.get_mut().drain().filter_map(|(_, p)| p) {
                 for l in plan.layouts {
@@ -92,7 +92,8 @@ fn check(r: Result<(), cudarc::cublaslt::result::CublasError>, what: &str) -> Re
 impl CudaBackend {
     /// `out[rows][n] = x[rows][k] · W[n][k]ᵀ` in W8A8, `codes`/`tiles` pointing at the first of the
     /// weight's `n` rows and at its scale tiles. `Ok(false)`: cuBLASLt has no algorithm for this
-    /// shape; nothing was launched.
+    /// shape and `out` is untouched (the activations may have been quantized into the scratch,
+    /// the first time a shape is seen).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_fp8(
         &self,
