@@ -20,6 +20,7 @@ use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend};
 use super::step::grow;
+use super::weights::WeightData;
 
 /// cuBLASLt's workspace: what its FP8 kernels ask for at most, allocated once (a captured graph
 /// holds its address).
@@ -256,7 +257,6 @@ impl CudaBackend {
             self.stream.alloc_zeros::<u16>(rows * n)?,
             self.stream.alloc_zeros::<u16>(rows * n)?,
         ];
-        let deq = self.stream.alloc_zeros::<u16>(n * k)?;
         let (xp, out_lt, out_ref) = (self.ptr(&x_d), self.ptr(&outs[0]), self.ptr(&outs[1]));
         if !self.gemm_fp8(
             lt,
@@ -272,17 +272,15 @@ impl CudaBackend {
                 "cuBLASLt offers no block-scaled FP8 GEMM here (it needs cuBLAS 12.9 or later on sm_90)"
             );
         }
-        use Arg::{I, L, P};
-        let args = [
-            P(self.ptr(&codes_d)),
-            P(self.ptr(&scales_d)),
-            P(self.ptr(&deq)),
-            L(n as i64),
-            I(k as i32),
-            I(FP8_TILE as i32),
-        ];
-        self.launch("dequant_fp8", Self::flat_cfg(n * k), &args)?;
-        self.gemm(xp, rows, self.ptr(&deq), n, k, out_ref)?;
+        // the same weight without tiles: the dequantizing path
+        let w = WeightData::Fp8 {
+            codes: codes_d,
+            scales: scales_d,
+            bk: FP8_TILE,
+            tiles: None,
+        };
+        self.reserve_dequant(n * k)?;
+        self.gemm_rows(xp, rows, &w, 0, n, k, out_ref)?;
         let (a, b) = (
             self.stream.clone_dtoh(&outs[0])?,
             self.stream.clone_dtoh(&outs[1])?,

@@ -125,7 +125,10 @@ impl CudaBackend {
             } => {
                 let aligned =
                     first.is_multiple_of(FP8_TILE) && k.is_multiple_of(16) && n.is_multiple_of(16);
-                if let (Some(lt), Some(t), true) = (self.fp8_gemm(), tiles, aligned) {
+                // (tiles first: the W8A8 probe runs this path with none, inside `fp8_gemm()`)
+                if let (Some(t), true) = (tiles, aligned)
+                    && let Some(lt) = self.fp8_gemm()
+                {
                     let codes = self.ptr(codes) + (first * k) as u64;
                     let t = self.ptr(t) + (4 * first / FP8_TILE * tile_ld(k)) as u64;
                     if self.gemm_fp8(lt, x, rows, codes, t, n, k, out)? {
@@ -155,15 +158,7 @@ impl CudaBackend {
 
     /// cuBLAS: row-major `out[rows][n] = x[rows][k] · w[n][k]ᵀ` is column-major `outᵀ = w · xᵀ`
     /// with `w` read transposed (m = n, n = rows).
-    pub(super) fn gemm(
-        &self,
-        x: u64,
-        rows: usize,
-        w: u64,
-        n: usize,
-        k: usize,
-        out: u64,
-    ) -> Result<()> {
+    fn gemm(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
         self.timed(
             || format!("cublas {rows}×{k} · {n}×{k}ᵀ"),
             || self.gemm_now(x, rows, w, n, k, out),
