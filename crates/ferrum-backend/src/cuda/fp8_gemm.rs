@@ -20,7 +20,7 @@ use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend};
 use super::step::grow;
-use super::weights::WeightData;
+use super::weights::{WeightData, pad_tiles, tiles_per_row};
 
 /// cuBLASLt's workspace: what its FP8 kernels ask for at most, allocated once (a captured graph
 /// holds its address).
@@ -222,7 +222,7 @@ impl CudaBackend {
     /// that says so.
     pub(super) fn probe_fp8_gemm(&self, lt: &Fp8Gemm) -> Result<()> {
         let (rows, n, k) = (16, 256, 384);
-        let (nb, kb, ld) = (n / FP8_TILE, k / FP8_TILE, tile_ld(k));
+        let (nb, kb) = (n / FP8_TILE, k / FP8_TILE);
         // a fixed pseudo-random problem: codes of magnitude up to 8, tile scales 2⁻⁴ to 2⁻¹
         let mut state = 0x9e37_79b9u32;
         let mut next = move || {
@@ -237,20 +237,14 @@ impl CudaBackend {
         let tile: Vec<f32> = (0..nb * kb)
             .map(|_| 1.0 / (2 << (next() % 4)) as f32)
             .collect();
-        let per_row: Vec<f32> = (0..n)
-            .flat_map(|j| tile[j / FP8_TILE * kb..][..kb].to_vec())
-            .collect();
-        let padded: Vec<f32> = tile
-            .chunks(kb)
-            .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, ld - kb)))
-            .collect();
         let x: Vec<f32> = (0..rows * k)
             .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
             .collect();
         let codes_d = self.stream.clone_htod(&codes)?;
         let (tiles_d, scales_d) = (
-            self.stream.clone_htod(&padded)?,
-            self.stream.clone_htod(&per_row)?,
+            self.stream.clone_htod(&pad_tiles(&tile, k))?,
+            self.stream
+                .clone_htod(&tiles_per_row(&tile, n, k, (FP8_TILE, FP8_TILE)))?,
         );
         let x_d = self.stream.clone_htod(&self.dtype.encode(&x))?;
         let outs = [

@@ -156,28 +156,45 @@ impl CudaBackend {
                 tiles.len()
             );
         }
-        let per_row: Vec<f32> = (0..rows)
-            .flat_map(|j| tiles[j / b0 * sc..(j / b0 + 1) * sc].iter().copied())
-            .collect();
         self.reserve_dequant(rows * k)?;
-        // the W8A8 GEMM's copy of the tiles, rows padded to `tile_ld` (16 bytes)
-        let tiles = if (*b0, *b1) == (FP8_TILE, FP8_TILE) && self.fp8_gemm().is_some() {
-            let ld = tile_ld(k);
-            let padded: Vec<f32> = tiles
-                .chunks(sc)
-                .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, ld - sc)))
-                .collect();
-            Some(self.stream.clone_htod(&padded)?)
+        // the W8A8 GEMM's copy of the tiles
+        let padded = if (*b0, *b1) == (FP8_TILE, FP8_TILE) && self.fp8_gemm().is_some() {
+            Some(self.stream.clone_htod(&pad_tiles(&tiles, k))?)
         } else {
             None
         };
         Ok(WeightData::Fp8 {
             codes: self.upload_bytes(&weight.bytes)?,
-            scales: self.stream.clone_htod(&per_row)?,
+            scales: self
+                .stream
+                .clone_htod(&tiles_per_row(&tiles, rows, k, (*b0, *b1)))?,
             bk: *b1,
-            tiles,
+            tiles: padded,
         })
     }
+}
+
+/// Scale tiles `[ceil(rows / b0)][ceil(k / b1)]` expanded to one row of them per weight row, the
+/// layout of [`WeightData::Fp8`]'s `scales`.
+pub(super) fn tiles_per_row(
+    tiles: &[f32],
+    rows: usize,
+    k: usize,
+    (b0, b1): (usize, usize),
+) -> Vec<f32> {
+    let sc = k.div_ceil(b1);
+    (0..rows)
+        .flat_map(|j| tiles[j / b0 * sc..][..sc].iter().copied())
+        .collect()
+}
+
+/// 128×128 scale tiles with each row padded to [`tile_ld`] (16 bytes), as cuBLASLt reads them.
+pub(super) fn pad_tiles(tiles: &[f32], k: usize) -> Vec<f32> {
+    let (sc, ld) = (k.div_ceil(FP8_TILE), tile_ld(k));
+    tiles
+        .chunks(sc)
+        .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, ld - sc)))
+        .collect()
 }
 
 impl WeightBytes for CudaBackend {
