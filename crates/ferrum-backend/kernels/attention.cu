@@ -221,142 +221,6 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) orow[d] = from_f32<T>(o[d] / l);
 }
 
-// Decode over many tokens: block (t, kv head) takes every query head of that kv head's group, so
-// each K/V row is read once per group (the per-head kernel reads it once per query head). Keys
-// go in tiles of DEC_TILE through shared memory, in f32: the block loads a tile's K and V rows
-// with 16-byte loads (the next tile's loads are issued before this tile's math), then
-//   scores: thread pairs (head g, key j), each a dot product over a K row (rows padded by one
-//           float, so the 32 keys of a warp fall in 32 banks);
-//   softmax: warp w updates the running max and sum of heads w and w + 4, a lane per key;
-//   P·V:    thread d keeps output dim d of every head of the group, rescaled and accumulated.
-// (The kernel before took one key per warp with a shuffle reduction per key and head: 585 µs a
-// layer at 64 sequences of ~600 keys on an H100, 59 % of the step.) Groups up to GROUP_MAX heads
-// of up to DEC_MAX_DIM dims, a multiple of 16 (whole 16-byte loads of an fp8 row).
-#define GROUP_MAX 8
-#define DEC_TILE 32
-#define DEC_MAX_DIM 128
-#define DEC_THREADS (ATTN_WARPS * 32)
-// 16-byte chunks of a tile's K (or V) rows each thread loads: 32 rows of up to 256 bytes
-#define DEC_LOADS (DEC_TILE * DEC_MAX_DIM * 2 / 16 / DEC_THREADS)
-template <typename T, typename C>
-__device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
-                                      const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
-                                      int n_kv_heads, int head_dim, int block_size, float scale,
-                                      float k_scale, float v_scale) {
-    // rows of ks padded by four floats: 16-byte aligned, and the eight rows a quarter-warp's
-    // 16-byte loads touch fall in distinct banks
-    __shared__ __align__(16) float qs[GROUP_MAX][DEC_MAX_DIM];
-    __shared__ __align__(16) float ks[DEC_TILE][DEC_MAX_DIM + 4];
-    __shared__ __align__(16) float vs[DEC_TILE][DEC_MAX_DIM];
-    __shared__ __align__(16) float ps[GROUP_MAX][DEC_TILE];
-    __shared__ float corr_s[GROUP_MAX], l_s[GROUP_MAX];
-    const i64 t = blockIdx.x;
-    const int kvh = blockIdx.y, group = n_heads / n_kv_heads, tid = threadIdx.x;
-    const int lane = tid & 31, warp = tid >> 5;
-    const int kv_dim = n_kv_heads * head_dim, keys = tok_keys[t];
-    const u32* table = block_tables + tok_table[t];
-    const T* qrow = q + (t * n_heads + kvh * group) * head_dim;
-    for (int e = tid; e < group * head_dim; e += DEC_THREADS) qs[e / head_dim][e % head_dim] = to_f32(qrow[e]) * scale;
-    // per 16-byte chunk: values per chunk, chunks per row, chunks per tile (K or V)
-    constexpr int per = 16 / sizeof(C);
-    const int row_chunks = head_dim / per, tile_chunks = DEC_TILE * row_chunks;
-    uint4 kr[DEC_LOADS], vr[DEC_LOADS];
-    auto fetch = [&](int j0) {
-#pragma unroll
-        for (int i = 0; i < DEC_LOADS; i++) {
-            const int c = tid + i * DEC_THREADS, r = c / row_chunks, j = j0 + r;
-            if (c < tile_chunks && j < keys) {
-                const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
-                const i64 at = slot * kv_dim + kvh * head_dim + (c % row_chunks) * per;
-                kr[i] = *reinterpret_cast<const uint4*>(kc + at);
-                vr[i] = *reinterpret_cast<const uint4*>(vc + at);
-            }
-        }
-    };
-    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};  // warp w's heads w and w + ATTN_WARPS
-    float acc[GROUP_MAX];
-#pragma unroll
-    for (int g = 0; g < GROUP_MAX; g++) acc[g] = 0.f;
-    fetch(0);
-    for (int j0 = 0; j0 < keys; j0 += DEC_TILE) {
-        __syncthreads();  // the previous tile's math is done with ks, vs and ps
-#pragma unroll
-        for (int i = 0; i < DEC_LOADS; i++) {
-            const int c = tid + i * DEC_THREADS, r = c / row_chunks, d = (c % row_chunks) * per;
-            if (c >= tile_chunks) continue;
-            float kf[16], vf[16];
-            if (j0 + r < keys) {
-                load16_f32(reinterpret_cast<const C*>(&kr[i]), kf);
-                load16_f32(reinterpret_cast<const C*>(&vr[i]), vf);
-            }
-#pragma unroll
-            for (int e = 0; e < per; e++) {
-                // a key past the end: V zero, so its zero weight cannot meet a NaN
-                const bool in = j0 + r < keys;
-                ks[r][d + e] = in ? kf[e] * (sizeof(C) == 1 ? k_scale : 1.f) : 0.f;
-                vs[r][d + e] = in ? vf[e] * (sizeof(C) == 1 ? v_scale : 1.f) : 0.f;
-            }
-        }
-        __syncthreads();
-        if (j0 + DEC_TILE < keys) fetch(j0 + DEC_TILE);
-        // scores of (head g, key j), two pairs per thread; ps holds them until the softmax
-#pragma unroll
-        for (int i = 0; i < GROUP_MAX * DEC_TILE / DEC_THREADS; i++) {
-            const int e = tid + i * DEC_THREADS, g = e / DEC_TILE, j = e % DEC_TILE;
-            if (g >= group) continue;
-            const float4* k4 = reinterpret_cast<const float4*>(ks[j]);
-            const float4* q4 = reinterpret_cast<const float4*>(qs[g]);
-            float sc = 0.f;
-            for (int d = 0; d < head_dim / 4; d++) {
-                const float4 a = q4[d], b = k4[d];
-                sc += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
-            }
-            ps[g][j] = j0 + j < keys ? sc : NEG_INF;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int g = warp + h * ATTN_WARPS;
-            if (g >= group) break;  // the same for the whole warp
-            const float sc = ps[g][lane];
-            const float m_new = fmaxf(m[h], warp_max(sc));  // finite: a tile has a key
-            const float p = __expf(sc - m_new), c = __expf(m[h] - m_new);
-            l[h] = l[h] * c + warp_sum(p);
-            m[h] = m_new;
-            ps[g][lane] = p;
-            if (lane == 0) corr_s[g] = c;
-        }
-        __syncthreads();
-        // four keys at a time: their V values once, each head's four weights in one load
-        if (tid < head_dim) {
-#pragma unroll
-            for (int g = 0; g < GROUP_MAX; g++) acc[g] *= g < group ? corr_s[g] : 0.f;
-            for (int j = 0; j < DEC_TILE; j += 4) {
-                const float v0 = vs[j][tid], v1 = vs[j + 1][tid], v2 = vs[j + 2][tid], v3 = vs[j + 3][tid];
-#pragma unroll
-                for (int g = 0; g < GROUP_MAX; g++) {
-                    if (g >= group) break;
-                    const float4 p = *reinterpret_cast<const float4*>(&ps[g][j]);
-                    acc[g] += p.x * v0 + p.y * v1 + p.z * v2 + p.w * v3;
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int g = warp + h * ATTN_WARPS;
-        if (g < group && lane == 0) l_s[g] = l[h];
-    }
-    __syncthreads();
-    if (tid < head_dim) {
-#pragma unroll
-        for (int g = 0; g < GROUP_MAX; g++) {
-            if (g >= group) break;
-            out[(t * n_heads + kvh * group + g) * head_dim + tid] = from_f32<T>(acc[g] / l_s[g]);
-        }
-    }
-}
-
 // Split-KV decode: block (t, h, s) takes the s-th of `gridDim.z` equal slices of the token's keys
 // and writes its unnormalized partial (max, sum, output) to `part` ([t][h][s][2 + head_dim], f32);
 // `attention_merge` then combines the slices. For steps of a few tokens over long contexts, where
@@ -559,6 +423,165 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
     for (int e = 0; e < 8; e++) dst[e] = from_f32<T>(kv_load<fp8>(src[e], scale));
 }
 
+// Decode over many tokens, on the tensor cores: block (t, kv head) takes every query head of that
+// kv head's group (the rows of a 16-row WMMA tile, zero past the group), so each K/V row is read
+// once per group. The four warps take every fourth tile of GQ_KEYS keys, each on its own: the
+// tile's K and V rows into its shared memory as T (the next tile's 16-byte loads issued before
+// this tile's math), S = Q·Kᵀ on the tensor cores, an online softmax over S (two lanes a row),
+// O = O · correction + P·V on the tensor cores (P rounded to T, as flash attention does); the
+// warps' (max, sum, O) merge at the end. An accumulator's elements are rescaled by row through a
+// fragment of row indices, loaded like any other, so the WMMA layout stays opaque. (The kernel
+// before did the math in f32 on the CUDA cores, through shared memory: 172 µs a layer at 64
+// sequences of ~600 keys on an H100, 30 % of the step.) Head sizes 64 and 128.
+#define GQ_KEYS 16
+template <typename T, typename C, int D>
+__device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
+                                      const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
+                                      int n_kv_heads, int block_size, float scale, float k_scale,
+                                      float v_scale) {
+    using namespace nvcuda;
+    constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
+    // a warp's K and V tiles (later its f32 O), scores, probabilities and row corrections
+    struct __align__(32) Warp {
+        T k[GQ_KEYS * LD];
+        T v[GQ_KEYS * LD];
+        float s[16 * SLD];
+        T p[16 * PLD];
+        float corr[16];
+    };
+    static_assert(16 * OLD * 4 <= 2 * GQ_KEYS * LD * (int)sizeof(T), "O fits the K and V tiles");
+    __shared__ __align__(128) T qs[16 * LD];
+    __shared__ Warp wsm[ATTN_WARPS];
+    const i64 t = blockIdx.x;
+    const int kvh = blockIdx.y, group = n_heads / n_kv_heads;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    Warp& ws = wsm[warp];
+    const int kv_dim = n_kv_heads * D, keys = tok_keys[t];
+    const u32* table = block_tables + tok_table[t];
+    const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
+    for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
+        const int r = e / D, d = e % D;
+        qs[r * LD + d] = r < group ? qrow[r * D + d] : from_f32<T>(0.f);
+    }
+    // row indices in the accumulators' layout: ridx.x[i] is the row of element i of any of them
+    for (int e = lane; e < 16 * 16; e += 32) ws.s[(e / 16) * SLD + e % 16] = float(e / 16);
+    __syncwarp();
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> ridx;
+    wmma::load_matrix_sync(ridx, ws.s, SLD, wmma::mem_row_major);
+    __syncthreads();  // qs written; ws.s read before the first tile's scores overwrite it
+
+    // 16-byte chunks of a tile's K (or V) rows, and each lane's share of them
+    constexpr int PER = 16 / sizeof(C), ROW_CHUNKS = D / PER, LOADS = GQ_KEYS * ROW_CHUNKS / 32;
+    uint4 kr[LOADS], vr[LOADS];
+    auto fetch = [&](int tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; i++) {
+            const int c = lane + 32 * i, j = tile * GQ_KEYS + c / ROW_CHUNKS;
+            kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+            if (j < keys) {
+                const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
+                const i64 at = slot * kv_dim + kvh * D + (c % ROW_CHUNKS) * PER;
+                kr[i] = *reinterpret_cast<const uint4*>(kc + at);
+                vr[i] = *reinterpret_cast<const uint4*>(vc + at);
+            }
+        }
+    };
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> o[D / 16];
+#pragma unroll
+    for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
+    const int r = lane >> 1, c0 = (lane & 1) * 8;  // this lane's row of S and first key of it
+    float m = NEG_INF, l = 0.f;                     // the row's running max and sum
+    const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
+    if (warp < tiles) fetch(warp);
+    for (int tile = warp; tile < tiles; tile += ATTN_WARPS) {
+#pragma unroll
+        for (int i = 0; i < LOADS; i++) {
+            const int c = lane + 32 * i, j = c / ROW_CHUNKS, d = (c % ROW_CHUNKS) * PER;
+#pragma unroll
+            for (int h = 0; h < PER; h += 8) {
+                tile_load8(ws.k + j * LD + d + h, reinterpret_cast<const C*>(&kr[i]) + h, k_scale);
+                tile_load8(ws.v + j * LD + d + h, reinterpret_cast<const C*>(&vr[i]) + h, v_scale);
+            }
+        }
+        __syncwarp();
+        if (tile + ATTN_WARPS < tiles) fetch(tile + ATTN_WARPS);
+        {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
+            wmma::fill_fragment(sf, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kf;
+                wmma::load_matrix_sync(qf, qs + kk * 16, LD);
+                wmma::load_matrix_sync(kf, ws.k + kk * 16, LD);
+                wmma::mma_sync(sf, qf, kf, sf);
+            }
+            wmma::store_matrix_sync(ws.s, sf, SLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float sv[8], tmax = NEG_INF;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            sv[c] = tile * GQ_KEYS + c0 + c < keys ? ws.s[r * SLD + c0 + c] * scale : NEG_INF;
+            tmax = fmaxf(tmax, sv[c]);
+        }
+        // finite: the tile's first key is in range, and both lanes of a row see it
+        const float m_new = fmaxf(m, fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1)));
+        const float corr = __expf(m - m_new);
+        float sum = 0.f;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            const float p = __expf(sv[c] - m_new);
+            sum += p;
+            ws.p[r * PLD + c0 + c] = from_f32<T>(p);
+        }
+        l = l * corr + sum + __shfl_xor_sync(0xffffffffu, sum, 1);
+        m = m_new;
+        if (c0 == 0) ws.corr[r] = corr;
+        __syncwarp();
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
+        wmma::load_matrix_sync(pf, ws.p, PLD);
+        // each accumulator element's row correction (the layout is the same for every one)
+        decltype(ridx) cf;
+#pragma unroll
+        for (int i = 0; i < cf.num_elements; i++) cf.x[i] = ws.corr[int(ridx.x[i])];
+#pragma unroll
+        for (int nn = 0; nn < D / 16; nn++) {
+#pragma unroll
+            for (int i = 0; i < o[nn].num_elements; i++) o[nn].x[i] *= cf.x[i];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
+            wmma::load_matrix_sync(vf, ws.v + nn * 16, LD);
+            wmma::mma_sync(o[nn], pf, vf, o[nn]);
+        }
+        __syncwarp();  // the tiles, S and P read before the next tile's
+    }
+    // the warps' rows (max, sum) and O through shared memory, merged per (head, dim)
+    float* ow = reinterpret_cast<float*>(ws.k);
+#pragma unroll
+    for (int nn = 0; nn < D / 16; nn++) wmma::store_matrix_sync(ow + nn * 16, o[nn], OLD, wmma::mem_row_major);
+    if (c0 == 0) {
+        ws.s[r] = m;
+        ws.s[16 + r] = l;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < group * D; e += blockDim.x) {
+        const int g = e / D, d = e % D;
+        float big = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) big = fmaxf(big, wsm[w].s[g]);
+        float sum = 0.f, acc = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) {
+            const float mw = wsm[w].s[g];
+            if (mw == NEG_INF) continue;  // a warp that saw no key
+            const float f = __expf(mw - big);
+            sum += wsm[w].s[16 + g] * f;
+            acc += reinterpret_cast<const float*>(wsm[w].k)[g * OLD + d] * f;
+        }
+        out[(t * n_heads + (i64)kvh * group + g) * D + d] = from_f32<T>(acc / sum);
+    }
+}
+
 template <typename T, typename C, int D>
 __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                     const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out,
@@ -722,14 +745,6 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                               head_dim, block_size, scale, k_scale, v_scale);                              \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
-        paged_attention_group_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
-                                     const u32* tok_table, const u32* tok_keys, T* out, int n_heads,       \
-                                     int n_kv_heads, int head_dim, int block_size, float scale,            \
-                                     float k_scale, float v_scale) {                                       \
-        paged_attention_group<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads,            \
-                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
         paged_attention_split_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
                                      const u32* tok_table, const u32* tok_keys, float* part, int n_heads,  \
                                      int n_kv_heads, int head_dim, int block_size, float scale,            \
@@ -746,7 +761,8 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                     n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }                                                                                                      \
     ATTENTION_MMA(T, C, NAME, 64) ATTENTION_MMA(T, C, NAME, 128)
-// `paged_attention_mma_d128_bf16` and the like: the tiled kernel's arguments (head_dim is D)
+// `paged_attention_mma_d128_bf16` and the like: the tiled kernel's arguments (head_dim is D); the
+// per-group decode kernel `paged_attention_group_d128_bf16` and the like, the per-head one's
 #define ATTENTION_MMA(T, C, NAME, D)                                                                       \
     extern "C" __global__ void __launch_bounds__(128)                                                      \
         paged_attention_mma_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,  \
@@ -755,6 +771,14 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                           int block_size, float scale, float k_scale, float v_scale) {     \
         paged_attention_mma<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,    \
                                      n_kv_heads, block_size, scale, k_scale, v_scale);                     \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
+        paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
+                                            const u32* tok_table, const u32* tok_keys, T* out, int n_heads,\
+                                            int n_kv_heads, int head_dim, int block_size, float scale,     \
+                                            float k_scale, float v_scale) {                                \
+        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads,         \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale);                   \
     }
 // `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)
 #define ATTENTION(T, S)                                                                                    \

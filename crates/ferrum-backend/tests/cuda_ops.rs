@@ -396,7 +396,7 @@ fn cuda_ops_match_the_cpu_backend() {
     }
 
     // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
-    // decodes with short and long contexts; GQA groups of 4, 7 and 12 (the tiled prefill kernels
+    // decodes with short and long contexts; GQA groups of 4, 7, 8, 12 and 16 (the tiled prefill kernels
     // with one, two and three blocks per tile and kv head: on the tensor cores at head sizes 64
     // and 128, and again on the f32 one), head size 96 (the f32 tiled kernel), head size 256
     // (the per-token kernel) (a decode-only step over long contexts takes the split-KV kernels:
@@ -414,6 +414,7 @@ fn cuda_ops_match_the_cpu_backend() {
         (14, 2, 128, short_decode),
         (16, 2, 128, short_decode),
         (8, 2, 64, short_decode),
+        (16, 1, 64, short_decode),
         (4, 4, 256, long_decode),
     ] {
         let (meta, blocks) = step(seqs, &mut rng);

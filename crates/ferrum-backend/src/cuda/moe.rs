@@ -234,7 +234,7 @@ impl CudaBackend {
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
-    /// for all of its pairs, into `s.y` in pair order.
+    /// for up to 32 of its pairs on the tensor cores (`moe_expert_mma`), into `s.y` in pair order.
     fn experts_device_grouped(
         &self,
         x: &CudaBuf,
@@ -268,12 +268,13 @@ impl CudaBackend {
         self.launch("moe_offsets", one, &args)?;
         let args = [P(ids), I(pairs as i32), P(cursor), P(sorted)];
         self.launch("moe_scatter", per_pair, &args)?;
-        // one block per (expert, eight output rows)
+        // one block of four warps per (expert, 64 output rows); blocks of experts no pair
+        // chose return at once
         let proj =
             |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
                 let cfg = LaunchConfig {
-                    grid_dim: (n as u32, rows_out.div_ceil(8) as u32, 1),
-                    block_dim: (256, 1, 1),
+                    grid_dim: (n as u32, rows_out.div_ceil(64) as u32, 1),
+                    block_dim: (128, 1, 1),
                     shared_mem_bytes: 0,
                 };
                 let w = ExpertGemv {
@@ -284,7 +285,7 @@ impl CudaBackend {
                 };
                 let tail = [P(offsets), P(sorted), P(out)];
                 self.expert_launch(
-                    ("moe_expert_gemv", "moe_expert_gemv_fp8"),
+                    ("moe_expert_mma", "moe_expert_mma_fp8"),
                     data,
                     &w,
                     &tail,
@@ -381,7 +382,7 @@ impl CudaBackend {
     }
 
     /// Launches `kernels.0` (`kernels.1` for block-FP8 experts) with its arguments in the order
-    /// every expert-GEMV kernel takes them: the input and its row divisor, the expert stack
+    /// every per-expert kernel (GEMV or MMA) takes them: the input and its row divisor, the expert stack
     /// (half weights, or e4m3 codes and per-row scales), rows and row length (and the scales'
     /// column block), then `tail`.
     fn expert_launch(

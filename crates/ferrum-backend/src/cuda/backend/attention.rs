@@ -14,7 +14,7 @@ impl CudaBackend {
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
     /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32). Decode
     /// steps: with blocks enough to fill the GPU, one block of four warps per (token, kv head)
-    /// for all of its group's heads; else one per (token, query head), or for a few tokens over
+    /// for all of its group's heads (on the tensor cores, head sizes 64 and 128); else one per (token, query head), or for a few tokens over
     /// long contexts the keys split into slices across more blocks ([`Self::kv_splits`]) and
     /// merged.
     pub(super) fn attention_into(
@@ -84,16 +84,22 @@ impl CudaBackend {
             args[6] = P(self.ptr(&out.mem));
             // enough (token, kv head) blocks to fill the GPU: one block per GQA group, which
             // reads each K/V row once for all of the group's heads
-            if (2..=8).contains(&group)
-                && d.head_dim <= 128
-                && d.head_dim.is_multiple_of(16)
+            if (2..=16).contains(&group)
+                && matches!(d.head_dim, 64 | 128)
                 && tokens * d.n_kv_heads >= self.decode_group_min_blocks
             {
                 let grouped = LaunchConfig {
                     grid_dim: (tokens as u32, d.n_kv_heads as u32, 1),
                     ..cfg(1)
                 };
-                let name = kv.kernel("paged_attention_group", "paged_attention_group_fp8");
+                let name = if d.head_dim == 64 {
+                    kv.kernel("paged_attention_group_d64", "paged_attention_group_d64_fp8")
+                } else {
+                    kv.kernel(
+                        "paged_attention_group_d128",
+                        "paged_attention_group_d128_fp8",
+                    )
+                };
                 return self.launch(name, grouped, &args);
             }
             return self.launch(
