@@ -9,6 +9,12 @@ __device__ void add(T* x, const T* y, i64 n) {
         x[i] = from_f32<T>(to_f32(x[i]) + to_f32(y[i]));
 }
 
+// Holds the GPU for about `us` µs (one thread): the op profile queues a step behind it
+// (`cuda/profile.rs`).
+__device__ void hold(int us) {
+    for (int i = 0; i < us; i++) __nanosleep(1000);
+}
+
 // out = silu(gate) * up for rows of [gate | up] (2·inter wide); silu is rounded to T before the
 // product, as transformers' `act_fn(gate) * up` is.
 template <typename T>
@@ -56,6 +62,7 @@ __device__ void to_float(const T* x, float* out, i64 n) {
 
 #define ELEMENTWISE(T, S)                                                                                  \
     extern "C" __global__ void add_##S(T* x, const T* y, i64 n) { add<T>(x, y, n); }                       \
+    extern "C" __global__ void hold_##S(int us) { hold(us); }                                              \
     extern "C" __global__ void silu_mul_##S(const T* gate_up, T* out, int inter) {                        \
         silu_mul<T>(gate_up, out, inter);                                                                  \
     }                                                                                                      \

@@ -435,7 +435,7 @@ impl Backend for CudaBackend {
     }
 
     fn supports_graphs(&self) -> bool {
-        // the profile waits on the host after every op, which a captured graph cannot
+        // the profile times each op between events of its own, which a graph would not run
         self.profile.is_none()
     }
 
@@ -554,7 +554,13 @@ impl Backend for CudaBackend {
             drop(staging);
         }
         if let Some(p) = &self.profile {
-            p.step();
+            p.step()?;
+            let one = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (1, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch_now("hold", one, &[Arg::I(super::profile::HOLD_US)])?;
         }
         self.step.upload(&self.stream, meta)
     }

@@ -19,7 +19,14 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "elementwise",
         src: include_str!("../../kernels/elementwise.cu"),
-        functions: &["add", "silu_mul", "split_qkv", "gather_rows", "to_float"],
+        functions: &[
+            "add",
+            "hold",
+            "silu_mul",
+            "split_qkv",
+            "gather_rows",
+            "to_float",
+        ],
     },
     KernelFile {
         name: "norm",

@@ -1,8 +1,10 @@
-//! `FERRUM_CUDA_PROFILE=1`: each kernel launch and cuBLAS call timed between two CUDA events (the
-//! host waits after each op, and decode graphs are off), summed per op and printed every 64
-//! steps, and the rest when the backend is dropped: where a step's time goes, on machines where
-//! no profiler runs. Timings are of the ops alone; the waits make the whole step slower than
-//! without it.
+//! `FERRUM_CUDA_PROFILE=1`: each kernel launch and cuBLAS call timed between two CUDA events,
+//! summed per op and printed every 64 steps, and the rest when the backend is dropped: where a
+//! step's time goes, on machines where no profiler runs. Decode graphs are off. Each step starts
+//! behind a kernel that holds the GPU for [`HOLD_US`] µs, so the host queues the step's ops (and
+//! their events) before the GPU runs them: the ops then run back to back, as in a graph, and an
+//! op's time is its own, not the host's launch latency (an earlier version waited after every
+//! op, which timed a 2 µs kernel at 10 µs). The events are read when the next step begins.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -12,10 +14,14 @@ use anyhow::Result;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream, sys};
 
 const REPORT_EVERY: usize = 64;
+/// How long the GPU is held at a step's start: more than the host takes to queue a step.
+pub(super) const HOLD_US: i32 = 20_000;
 
 pub(super) struct OpProfile {
-    start: CudaEvent,
-    end: CudaEvent,
+    ctx: Arc<CudaContext>,
+    /// Events to reuse, and the step's timed ops not yet read: (name, start, end).
+    pool: RefCell<Vec<CudaEvent>>,
+    pending: RefCell<Vec<(String, CudaEvent, CudaEvent)>>,
     /// Inside a timed op: ops it launches are part of its time.
     depth: Cell<usize>,
     /// Per op: calls and milliseconds since the last report.
@@ -28,10 +34,10 @@ impl OpProfile {
         if std::env::var("FERRUM_CUDA_PROFILE").map_or(true, |v| v == "0") {
             return Ok(None);
         }
-        let ev = || ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT));
         Ok(Some(OpProfile {
-            start: ev()?,
-            end: ev()?,
+            ctx: ctx.clone(),
+            pool: RefCell::new(Vec::new()),
+            pending: RefCell::new(Vec::new()),
             depth: Cell::new(0),
             ops: RefCell::new(HashMap::new()),
             steps: Cell::new(0),
@@ -49,25 +55,48 @@ impl OpProfile {
             return op();
         }
         self.depth.set(1);
-        self.start.record(stream)?;
+        let (start, end) = (self.event()?, self.event()?);
+        start.record(stream)?;
         let r = op();
         self.depth.set(0);
         r?;
-        self.end.record(stream)?;
-        let ms = self.start.elapsed_ms(&self.end)? as f64;
-        let mut ops = self.ops.borrow_mut();
-        let e = ops.entry(name()).or_default();
-        e.0 += 1;
-        e.1 += ms;
+        end.record(stream)?;
+        self.pending.borrow_mut().push((name(), start, end));
         Ok(())
     }
 
-    /// Counts a step; every REPORT_EVERY steps prints and clears the table.
-    pub(super) fn step(&self) {
+    fn event(&self) -> Result<CudaEvent> {
+        match self.pool.borrow_mut().pop() {
+            Some(e) => Ok(e),
+            None => Ok(self
+                .ctx
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))?),
+        }
+    }
+
+    /// Waits for the queued ops and adds their times to the table.
+    fn collect(&self) -> Result<()> {
+        let mut ops = self.ops.borrow_mut();
+        let mut pool = self.pool.borrow_mut();
+        for (name, start, end) in self.pending.borrow_mut().drain(..) {
+            end.synchronize()?;
+            let e = ops.entry(name).or_default();
+            e.0 += 1;
+            e.1 += start.elapsed_ms(&end)? as f64;
+            pool.extend([start, end]);
+        }
+        Ok(())
+    }
+
+    /// Reads the last step's times and counts a step; every REPORT_EVERY steps prints and
+    /// clears the table. The caller then holds the GPU (`hold_gpu`) before queueing the step.
+    pub(super) fn step(&self) -> Result<()> {
+        self.collect()?;
         self.steps.set(self.steps.get() + 1);
         if self.steps.get().is_multiple_of(REPORT_EVERY) {
             self.report(REPORT_EVERY);
         }
+        Ok(())
     }
 
     /// Prints the table of the last `steps` steps and clears it.
@@ -95,6 +124,9 @@ impl OpProfile {
 /// benchmark, reports only here).
 impl Drop for OpProfile {
     fn drop(&mut self) {
+        if let Err(e) = self.collect() {
+            eprintln!("CUDA op profile: the last step's times could not be read: {e:#}");
+        }
         let steps = self.steps.get() % REPORT_EVERY;
         if steps > 0 && !self.ops.borrow().is_empty() {
             self.report(steps);
