@@ -17,7 +17,7 @@
 #                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
-#     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256;
+#     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256 (8B, Qwen3-30B FP8);
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 #   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX.
 set -euo pipefail
@@ -195,16 +195,27 @@ bench_moe() {
         --output-len 64 --num-iters 2 --num-iters-warmup 1
 }
 
-# the server: ready time (dummy 8B, graphs captured) and bench serve
+# the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8
+# as the deployment runs it (fp8 KV cache, 16k context; with the seed guides' 8000 in / 1024 out)
 bench_serve() {
     serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${LLAMA[@]}"
+    serve_bench serve_qwen3moe_fp8 "1 16 64 256 16:8000:1024" .device/tokenizers/qwen3 --device cuda \
+        --load-format dummy --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 \
+        --tokenizer .device/tokenizers/qwen3 --kv-cache-dtype fp8 --max-model-len 16384
 }
 
 # `ferrum serve` MODEL-ARGS in the background: the seconds from launch to a healthy /health
 # (weights loaded, KV cache sized, graphs captured, warm-up run) go to $out/NAME-ready.txt, then
-# `bench serve` random 1024 in / 128 out at each of CONCURRENCIES (the issue's shape)
-serve_bench() { # name, "concurrencies", tokenizer, model args...
-    local name=$1 concurrencies=$2 tokenizer=$3 port=8800; shift 3
+# `bench serve` random at each of SHAPES: CONCURRENCY (1024 in / 128 out, the issue's shape; step
+# NAME_cC) or CONCURRENCY:IN:OUT (step NAME_cC_INxOUT). With ONLY, no server when no step matches.
+serve_bench() { # name, "shapes", tokenizer, model args...
+    local name=$1 shapes=$2 tokenizer=$3 port=8800 want=() shape; shift 3
+    for shape in $shapes; do
+        local c=${shape%%:*} step_name=${name}_c${shape%%:*}
+        [[ $shape == *:* ]] && step_name+="_$(cut -d: -f2 <<<"$shape")x$(cut -d: -f3 <<<"$shape")"
+        if [ -z "${ONLY:-}" ] || [[ $step_name =~ ^($ONLY)$ ]]; then want+=("$shape"); fi
+    done
+    [ ${#want[@]} -gt 0 ] || return 0
     local t0=$SECONDS
     "$dev/ferrum" serve "$@" --port $port --disable-log-stats >"$out/$name-server.log" 2>&1 &
     local server=$! ready=0
@@ -224,9 +235,13 @@ PY
     cat "$out/$name-ready.txt"
     if [ $ready = 1 ]; then
         status+=("$name ready: $(cat "$out/$name-ready.txt")")
-        for c in $concurrencies; do
-            step "${name}_c$c" "$dev/ferrum" bench serve --port $port --dataset-name random \
-                --tokenizer "$tokenizer" --random-input-len 1024 --random-output-len 128 \
+        for shape in "${want[@]}"; do
+            local c in=1024 outl=128 step_name
+            IFS=: read -r c in outl <<<"$shape"
+            in=${in:-1024} outl=${outl:-128} step_name=${name}_c$c
+            [[ $shape == *:* ]] && step_name+="_${in}x$outl"
+            step "$step_name" "$dev/ferrum" bench serve --port $port --dataset-name random \
+                --tokenizer "$tokenizer" --random-input-len "$in" --random-output-len "$outl" \
                 --num-prompts $((c * 2 < 16 ? 16 : c * 2)) --max-concurrency "$c" --seed 0 --disable-tqdm
         done
     else
