@@ -23,9 +23,7 @@ __device__ void silu_mul(const T* gate_up, T* out, int inter) {
     const T* g = gate_up + r * 2 * inter;
     const T* u = g + inter;
     for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < inter; i += gridDim.y * blockDim.x) {
-        const float a = to_f32(g[i]);
-        const float s = round_to<T>(a / (1.f + __expf(-a)));
-        out[r * inter + i] = from_f32<T>(s * to_f32(u[i]));
+        out[r * inter + i] = from_f32<T>(silu_round<T>(to_f32(g[i])) * to_f32(u[i]));
     }
 }
 

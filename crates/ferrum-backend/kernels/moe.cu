@@ -144,23 +144,53 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
         }
 }
 
-// out[p][r] = W[ids[p]][r] · x[p / x_div] for every (token, expert) pair p and row r < rows of
-// the expert's [rows][k] matrix: one warp per output row, eight rows per block, f32 sums. `W` is
-// T rows, or fp8 codes with per-row scales `[expert][rows][ceil(k / bk)]` (see linear.cu),
-// value = fp8 · scale (scales non-null).
+// A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
+// one warp per output row, eight rows per block, f32 sums, with SiLU-and-mul and the weighted
+// combine folded in (at batch 1 each launch costs more than its math). `W` is T rows, or fp8
+// codes with per-row scales `[expert][rows][ceil(k / bk)]` (see linear.cu), value = fp8 · scale
+// (scales non-null).
+
+// W[e][row] · xr, summed over the warp (every lane gets it).
 template <typename T, typename W>
-__device__ void moe_gemv(const T* x, int x_div, const W* w, const float* scales, int rows, int k, int bk,
-                         const u32* ids, T* out) {
-    const i64 p = blockIdx.x;
-    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (r >= rows) return;
-    const i64 row = (i64)ids[p] * rows + r;
-    const T* xs[1] = {x + (p / x_div) * k};
+__device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float* scales, int rows, int k, int bk,
+                                            u32 e, int r) {
+    const i64 row = (i64)e * rows + r;
+    const T* xs[1] = {xr};
     float acc[1] = {0.f};
     const float* sr = scales ? scales + row * ((k + bk - 1) / bk) : nullptr;
     row_dot<T, W, 1>(w + row * k, sr, bk, k, xs, 1, acc);
-    const float v = warp_sum(acc[0]);
-    if (lane == 0) out[p * rows + r] = from_f32<T>(v);
+    return warp_sum(acc[0]);
+}
+
+// act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
+// [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, each product rounded to T
+// as the separate ops round it.
+template <typename T, typename W>
+__device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
+                                const u32* ids, T* act) {
+    const i64 p = blockIdx.x;
+    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (r >= inter) return;
+    const T* xr = x + (p / x_div) * k;
+    const float g = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], r));
+    const float u = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], inter + r));
+    if (lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(g) * u);
+}
+
+// out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
+// order, each product rounded to T: the down GEMV and `moe_combine` in one. Block (t, rows / 8).
+template <typename T, typename W>
+__device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
+                                 const u32* ids, const float* weights, int top_k, T* out) {
+    const i64 t = blockIdx.x;
+    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    float s = 0.f;
+    for (int j = 0; j < top_k; j++) {
+        const i64 p = t * top_k + j;
+        s += weights[p] * round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
+    }
+    if (lane == 0) out[t * rows + r] = from_f32<T>(s);
 }
 
 // On-device grouping by expert for mid-size batches (no copy to the host, so it can be captured
@@ -321,13 +351,23 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
                              scaling);                                                                     \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_##S(const T* x, int x_div, const T* w, int rows, int k,           \
-                                            const u32* ids, T* out) {                                      \
-        moe_gemv<T, T>(x, x_div, w, nullptr, rows, k, 1, ids, out);                                        \
+    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
+                                                   const u32* ids, T* act) {                               \
+        moe_gemv_swiglu<T, T>(x, x_div, w, nullptr, inter, k, 1, ids, act);                                \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,     \
-                                                int rows, int k, int bk, const u32* ids, T* out) {         \
-        moe_gemv<T, fp8>(x, x_div, w, s, rows, k, bk, ids, out);                                           \
+    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, \
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
+        moe_gemv_swiglu<T, fp8>(x, x_div, w, s, inter, k, bk, ids, act);                                   \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,       \
+                                                    const u32* ids, const float* weights, int top_k,       \
+                                                    T* out) {                                              \
+        moe_gemv_combine<T, T>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);                     \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,  \
+                                                        int rows, int k, int bk, const u32* ids,           \
+                                                        const float* weights, int top_k, T* out) {         \
+        moe_gemv_combine<T, fp8>(act, w, s, rows, k, bk, ids, weights, top_k, out);                       \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \

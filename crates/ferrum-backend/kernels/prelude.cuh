@@ -24,6 +24,9 @@ template <> __device__ __forceinline__ float from_f32<float>(float x) { return x
 // Rounds through T and back: the value a T tensor would hold.
 template <typename T> __device__ __forceinline__ float round_to(float x) { return to_f32(from_f32<T>(x)); }
 
+// silu(g) rounded to T, as transformers' `act_fn(gate)` in T is (SwiGLU multiplies it by up).
+template <typename T> __device__ __forceinline__ float silu_round(float g) { return round_to<T>(g / (1.f + __expf(-g))); }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -69,8 +69,10 @@ pub const FILES: &[KernelFile] = &[
         functions: &[
             "moe_route_softmax",
             "moe_route_sigmoid",
-            "moe_gemv",
-            "moe_gemv_fp8",
+            "moe_gemv_swiglu",
+            "moe_gemv_swiglu_fp8",
+            "moe_gemv_combine",
+            "moe_gemv_combine_fp8",
             "moe_count",
             "moe_offsets",
             "moe_scatter",

@@ -1,11 +1,12 @@
 //! Routed experts on the GPU (`kernels/moe.cu`): routing on the device, then the chosen experts'
 //! SwiGLU, then the weighted combine in rank order. Up to [`MOE_GEMV_MAX_TOKENS`] tokens each
-//! (token, expert) pair is a GEMV reading only its expert's rows; up to
-//! [`MOE_DEVICE_GROUPED_MAX_TOKENS`] (batched decode) the pairs are grouped by expert on the
-//! device (counts, offsets, a scatter: no copy to the host, so CUDA graphs capture it) and each
-//! chosen expert's rows are read once for all of its pairs; above (prefill), the routing comes to
-//! the host once per layer and each expert with tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers, in the
-//! half dtype or block-FP8 (`moe_gemv_fp8` reads the codes and scales directly).
+//! (token, expert) pair is a GEMV reading only its expert's rows, SiLU-and-mul and the combine
+//! folded into the GEMVs; up to [`MOE_DEVICE_GROUPED_MAX_TOKENS`] (batched decode) the pairs are
+//! grouped by expert on the device (counts, offsets, a scatter: no copy to the host, so CUDA
+//! graphs capture it) and each chosen expert's rows are read once for its pairs, on the tensor
+//! cores; above (prefill), the routing comes to the host once per layer and each expert with
+//! tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers,
+//! in the half dtype or block-FP8 (the GEMV and MMA kernels read the codes and scales directly).
 
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
@@ -184,8 +185,9 @@ impl CudaBackend {
         }
         let y = self.ptr(&s.y);
         if rows <= MOE_GEMV_MAX_TOKENS {
-            self.experts_per_pair(x, ex, k, pairs, s)?;
-        } else if rows <= MOE_DEVICE_GROUPED_MAX_TOKENS {
+            return self.experts_per_pair(x, ex, rows, k, s, out);
+        }
+        if rows <= MOE_DEVICE_GROUPED_MAX_TOKENS {
             self.experts_device_grouped(x, ex, k, pairs, s)?;
         } else {
             self.experts_grouped(x, ex, k, pairs, s)?;
@@ -194,43 +196,58 @@ impl CudaBackend {
         self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
     }
 
-    /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows, into `s.y`
-    /// in pair order.
+    /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with
+    /// SiLU-and-mul into `s.act`, then down with the weighted combine straight into `out` (two
+    /// launches: at a handful of tokens each launch costs more than its math).
     fn experts_per_pair(
         &self,
         x: &CudaBuf,
         ex: &CudaExperts,
+        rows: usize,
         k: usize,
-        pairs: usize,
         s: &mut CudaMoeScratch,
+        out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::P;
-        let ids = self.ptr(&s.ids);
-        // eight output rows (warps) per block
-        let gemv = |rows_out: usize| LaunchConfig {
-            grid_dim: (pairs as u32, rows_out.div_ceil(8) as u32, 1),
+        use Arg::{I, P};
+        let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
+        // eight output rows (warps) per block, a block row per pair (gate/up) or token (down)
+        let gemv = |blocks: usize, rows_out: usize| LaunchConfig {
+            grid_dim: (blocks as u32, rows_out.div_ceil(8) as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        // out[p][r] = expert(ids[p])[r] · x[p / x_div] for rows_out rows of k
-        let proj =
-            |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
-                let w = ExpertGemv {
-                    x,
-                    x_div,
-                    rows: rows_out,
-                    k: k_in,
-                };
-                let tail = [P(ids), P(out)];
-                self.expert_launch(
-                    ("moe_gemv", "moe_gemv_fp8"),
-                    data,
-                    &w,
-                    &tail,
-                    gemv(rows_out),
-                )
-            };
-        self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
+        let gate_up = ExpertGemv {
+            x: self.ptr(&x.mem),
+            x_div: k,
+            rows: ex.inter,
+            k: ex.hidden,
+        };
+        self.expert_launch(
+            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8"),
+            &ex.gate_up,
+            &gate_up,
+            &[P(ids), P(act)],
+            gemv(rows * k, ex.inter),
+        )?;
+        let down = ExpertGemv {
+            x: act,
+            x_div: 1,
+            rows: ex.hidden,
+            k: ex.inter,
+        };
+        let tail = [
+            P(ids),
+            P(self.ptr(&s.weights)),
+            I(k as i32),
+            P(self.ptr(&out.mem)),
+        ];
+        self.expert_launch(
+            ("moe_gemv_combine", "moe_gemv_combine_fp8"),
+            &ex.down,
+            &down,
+            &tail,
+            gemv(rows, ex.hidden),
+        )
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
