@@ -184,6 +184,11 @@ bench_moe() {
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)
     FERRUM_CUDA_FP8_GEMM=dequant step bench_prefill_qwen3moe_fp8_dequant "$dev/ferrum" "${fp8[@]}" \
         --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
+    # the experts grouped on the device at any token count (tensor-core expert kernel, no host
+    # copy) instead of one cuBLASLt GEMM per expert from the host
+    FERRUM_CUDA_MOE_DEVICE_GROUPED=1000000 step bench_prefill_qwen3moe_fp8_device_grouped "$dev/ferrum" \
+        "${fp8[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
+        --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \

@@ -235,7 +235,7 @@ __device__ void moe_scatter(const u32* ids, int pairs, int* cursor, u32* sorted)
 // with per-row scales `[expert][rows][⌈k / bk⌉]` (scales non-null).
 #define EXP_WARPS 4
 #define EXP_ROWS (EXP_WARPS * 16)
-#define EXP_PAIRS 32
+#define EXP_PAIRS 64
 #define EXP_KC 128
 
 // dst[0, 16) = row[c, c + 16) · its scale as T, zeros past k: 16-byte loads when the row allows.
@@ -276,9 +276,10 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
     const int sc = scales ? (k + bk - 1) / bk : 0;
     for (int g = lo; g < hi; g += EXP_PAIRS) {
         const int n = min(EXP_PAIRS, hi - g);
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2];
-        wmma::fill_fragment(acc[0], 0.f);
-        wmma::fill_fragment(acc[1], 0.f);
+        const int tiles = (n + 15) / 16;  // the pairs' 16-column tiles with a pair
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[EXP_PAIRS / 16];
+#pragma unroll
+        for (int c = 0; c < EXP_PAIRS / 16; c++) wmma::fill_fragment(acc[c], 0.f);
         for (int k0 = 0; k0 < k; k0 += EXP_KC) {
             __syncthreads();  // the previous chunk (or pass's outputs) read
             for (int i = threadIdx.x; i < EXP_ROWS * PIECES; i += blockDim.x) {
@@ -287,7 +288,7 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
                 stage16(ws + rr * LD + c, r < rows ? w + row * k : nullptr, scales ? scales + row * sc : nullptr, bk,
                         k0 + c, k);
             }
-            for (int i = threadIdx.x; i < EXP_PAIRS * PIECES; i += blockDim.x) {
+            for (int i = threadIdx.x; i < tiles * 16 * PIECES; i += blockDim.x) {
                 const int j = i / PIECES, c = (i % PIECES) * 16;
                 const T* xr = j < n ? x + (i64)(sorted[g + j] / x_div) * k : nullptr;
                 stage16(xs + j * LD + c, xr, (const float*)nullptr, 1, k0 + c, k);
@@ -297,20 +298,21 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
             for (int kk = 0; kk < PIECES; kk++) {
                 if (k0 + kk * 16 >= k) break;  // the same for the whole block
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
                 wmma::load_matrix_sync(a, ws + warp * 16 * LD + kk * 16, LD);
-                wmma::load_matrix_sync(b, xs + kk * 16, LD);
-                wmma::mma_sync(acc[0], a, b, acc[0]);
-                if (n > 16) {
-                    wmma::load_matrix_sync(b, xs + 16 * LD + kk * 16, LD);
-                    wmma::mma_sync(acc[1], a, b, acc[1]);
+#pragma unroll
+                for (int c = 0; c < EXP_PAIRS / 16; c++) {
+                    if (c >= tiles) break;  // the same for the whole block
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
+                    wmma::load_matrix_sync(b, xs + c * 16 * LD + kk * 16, LD);
+                    wmma::mma_sync(acc[c], a, b, acc[c]);
                 }
             }
         }
         __syncthreads();  // every warp done with ws: it takes the outputs
         float* os = reinterpret_cast<float*>(ws) + warp * 16 * OLD;
-        wmma::store_matrix_sync(os, acc[0], OLD, wmma::mem_row_major);
-        wmma::store_matrix_sync(os + 16, acc[1], OLD, wmma::mem_row_major);
+#pragma unroll
+        for (int c = 0; c < EXP_PAIRS / 16; c++)
+            if (c < tiles) wmma::store_matrix_sync(os + c * 16, acc[c], OLD, wmma::mem_row_major);
         __syncwarp();
         for (int i = lane; i < 16 * n; i += 32) {
             const int j = i / 16, rr = i % 16, r = r0 + warp * 16 + rr;

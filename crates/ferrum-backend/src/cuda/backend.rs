@@ -20,7 +20,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::fp8_gemm::Fp8Gemm;
-use super::moe::{CudaExperts, CudaMoeScratch};
+use super::moe::{CudaExperts, CudaMoeScratch, MOE_DEVICE_GROUPED_MAX_TOKENS};
 use super::profile::OpProfile;
 use super::sample::{self, DeviceSampling};
 use super::staging::Staging;
@@ -153,6 +153,10 @@ pub struct CudaBackend {
     /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
     /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
     pub(super) decode_group_min_blocks: usize,
+    /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
+    /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
+    /// compare the paths.
+    pub(super) moe_device_grouped_max: usize,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -234,6 +238,10 @@ impl CudaBackend {
                 Ok("0") => usize::MAX,
                 _ => sm_count,
             },
+            moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             sm_count,
             error: RefCell::new(None),
         })

@@ -16,7 +16,7 @@ use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 
 /// Tokens up to which the experts run as per-pair GEMVs.
 pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
-/// Tokens up to which the pairs are grouped on the device; above, GEMMs per expert.
+/// Tokens up to which the pairs are grouped on the device by default; above, GEMMs per expert.
 pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
 use crate::backend::{MoeDims, Routing};
 
@@ -187,7 +187,7 @@ impl CudaBackend {
         if rows <= MOE_GEMV_MAX_TOKENS {
             return self.experts_per_pair(x, ex, rows, k, s, out);
         }
-        if rows <= MOE_DEVICE_GROUPED_MAX_TOKENS {
+        if rows <= self.moe_device_grouped_max {
             self.experts_device_grouped(x, ex, k, pairs, s)?;
         } else {
             self.experts_grouped(x, ex, k, pairs, s)?;
