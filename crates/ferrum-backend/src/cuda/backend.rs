@@ -561,16 +561,19 @@ impl Backend for CudaBackend {
             self.stream.synchronize()?;
             drop(staging);
         }
-        if let Some(p) = &self.profile {
-            p.step()?;
-            let one = LaunchConfig {
-                grid_dim: (1, 1, 1),
-                block_dim: (1, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            self.launch_now("hold", one, &[Arg::I(super::profile::HOLD_US)])?;
-        }
-        self.step.upload(&self.stream, meta)
+        let Some(p) = &self.profile else {
+            return self.step.upload(&self.stream, meta);
+        };
+        p.step()?;
+        // after the metadata's copies: a copy from pageable memory waits for the stream, so one
+        // queued behind the hold would keep the host from queueing the step during it
+        self.step.upload(&self.stream, meta)?;
+        let one = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch_now("hold", one, &[Arg::I(super::profile::HOLD_US)])
     }
 
     fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {

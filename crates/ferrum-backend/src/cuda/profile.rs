@@ -1,10 +1,14 @@
 //! `FERRUM_CUDA_PROFILE=1`: each kernel launch and cuBLAS call timed between two CUDA events,
 //! summed per op and printed every 64 steps, and the rest when the backend is dropped: where a
-//! step's time goes, on machines where no profiler runs. Decode graphs are off. Each step starts
-//! behind a kernel that holds the GPU for [`HOLD_US`] µs, so the host queues the step's ops (and
-//! their events) before the GPU runs them: the ops then run back to back, as in a graph, and an
-//! op's time is its own, not the host's launch latency (an earlier version waited after every
-//! op, which timed a 2 µs kernel at 10 µs). The events are read when the next step begins.
+//! step's time goes, on machines where no profiler runs. Decode graphs are off. Each step's ops
+//! queue behind a kernel that holds the GPU for [`HOLD_US`] µs (launched after the step's
+//! metadata copies, which wait for the stream), so that the GPU runs them back to back and an
+//! op's time is its own rather than the host's launch latency; the events are read when the next
+//! step begins. A copy from pageable memory inside a step (the MoE prefill's routing) still
+//! drains the queue: the ops after it carry launch latency again. (The first version launched
+//! the hold before the metadata copies; in its one lease Qwen3-30B's decode ops still summed to
+//! 7.25 ms a step against 4.88 ms in a graph, as if the host had waited out the hold there.
+//! This order is not yet measured.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
