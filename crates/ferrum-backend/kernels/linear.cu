@@ -83,12 +83,10 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 // DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][ld]`, the rows of one
 // column block together (ld ≥ rows: the GEMM's rows, padded), the layout cuBLASLt reads for
 // 128-element block scaling. One warp per (row, column block), four values per lane.
+// Row r's block g of 128 columns to codes q[r][...] and its scale to *scale.
 template <typename T>
-__device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, int k) {
-    const int groups = (k + 127) / 128;
-    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (warp >= rows * groups) return;
-    const int r = warp / groups, g = warp - r * groups;
+__device__ __forceinline__ void quant_block(const T* x, fp8* q, float* scale, int r, int g, int k) {
+    const int lane = threadIdx.x & 31;
     const T* xr = x + (i64)r * k;
     float v[4], amax = 0.f;
 #pragma unroll
@@ -98,13 +96,42 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, i
         amax = fmaxf(amax, fabsf(v[c]));
     }
     amax = warp_max(amax);
-    const float scale = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / scale;
+    const float sc = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / sc;
 #pragma unroll
     for (int c = 0; c < 4; c++) {
         const int i = g * 128 + lane * 4 + c;
         if (i < k) q[(i64)r * k + i] = fp8(v[c] * inv);
     }
-    if (lane == 0) s[(i64)g * ld + r] = scale;
+    if (lane == 0) *scale = sc;
+}
+
+template <typename T>
+__device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, int k) {
+    const int groups = (k + 127) / 128;
+    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (warp >= rows * groups) return;
+    const int r = warp / groups, g = warp - r * groups;
+    quant_block(x, q, s + (i64)g * ld + r, r, g, k);
+}
+
+// The same for rows grouped by expert (the MoE prefill's W8A8 GEMMs): expert e's rows are
+// [offsets[e], offsets[e + 1]), and its scales a block of their own at offsets[e] · groups, laid
+// out as one GEMM's (`[k / 128][its rows]`), so that each expert's GEMM reads its slice.
+template <typename T>
+__device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k, const int* offsets,
+                                  int experts) {
+    const int groups = (k + 127) / 128;
+    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (warp >= rows * groups) return;
+    const int r = warp / groups, g = warp - r * groups;
+    int lo = 0, hi = experts;  // the last expert whose rows start at or before r
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (offsets[mid] <= r) lo = mid;
+        else hi = mid;
+    }
+    const int first = offsets[lo], n = offsets[lo + 1] - first;
+    quant_block(x, q, s + (i64)first * groups + (i64)g * n + (r - first), r, g, k);
 }
 
 #define LINEAR(T, S)                                                                                       \
@@ -121,5 +148,9 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, i
     }                                                                                                      \
     extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int ld, int k) { \
         quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
+    }                                                                                                      \
+    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, fp8* q, float* s, int rows, int k,       \
+                                                     const int* offsets, int experts) {                    \
+        quant_fp8_grouped<T>(x, q, s, rows, k, offsets, experts);                                          \
     }
 FOR_HALF_TYPES(LINEAR)

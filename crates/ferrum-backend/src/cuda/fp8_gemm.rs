@@ -16,7 +16,7 @@ use std::ffi::c_void;
 use anyhow::{Result, anyhow};
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys;
-use cudarc::driver::{CudaSlice, CudaStream, LaunchConfig};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend};
 use super::step::grow;
@@ -69,6 +69,23 @@ impl Fp8Gemm {
     }
 }
 
+impl Fp8Gemm {
+    /// The quantized activations' scratch, grown to `codes` bytes and `scales` floats: their
+    /// device addresses.
+    fn quant_scratch(
+        &self,
+        stream: &std::sync::Arc<CudaStream>,
+        codes: usize,
+        scales: usize,
+    ) -> Result<(u64, u64)> {
+        let (mut q, mut s) = (self.codes.borrow_mut(), self.scales.borrow_mut());
+        grow(stream, &mut q, codes)?;
+        grow(stream, &mut s, scales)?;
+        let (q, s) = (q.as_ref().unwrap(), s.as_ref().unwrap());
+        Ok((q.device_ptr(stream).0, s.device_ptr(stream).0))
+    }
+}
+
 impl Drop for Fp8Gemm {
     fn drop(&mut self) {
         // SAFETY: the descriptors and the handle are this struct's, each destroyed once, the
@@ -112,16 +129,11 @@ impl CudaBackend {
         // quantized from nothing (their codes and scales are whatever the scratch holds) and their
         // outputs left in a scratch buffer, of which the first `rows` are copied out
         let padded = rows.next_multiple_of(16);
-        let key = (padded, n, k);
-        let known = lt.plans.borrow().get(&key).map(Option::is_some);
-        if known == Some(false) {
+        let groups = k.div_ceil(FP8_TILE);
+        let (qp, sp) = lt.quant_scratch(&self.stream, padded * k, padded * groups)?;
+        if !self.has_plan(lt, padded, n, k, (tiles, sp))? {
             return Ok(false);
         }
-        let groups = k.div_ceil(FP8_TILE);
-        let (mut q, mut s) = (lt.codes.borrow_mut(), lt.scales.borrow_mut());
-        grow(&self.stream, &mut q, padded * k)?;
-        grow(&self.stream, &mut s, padded * groups)?;
-        let (qp, sp) = (self.ptr(q.as_ref().unwrap()), self.ptr(s.as_ref().unwrap()));
         // grown even when unused, so that the largest step (the profiling forward, before any
         // graph capture) settles its address: a graph captured at a smaller batch must not hold
         // a buffer a later size regrows
@@ -133,12 +145,6 @@ impl CudaBackend {
             self.ptr(d_out.as_ref().unwrap())
         };
         use Arg::{I, P};
-        let warps = rows * groups;
-        let cfg = LaunchConfig {
-            grid_dim: (warps.div_ceil(8) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let args = [
             P(x),
             P(qp),
@@ -147,17 +153,133 @@ impl CudaBackend {
             I(padded as i32),
             I(k as i32),
         ];
-        self.launch("quant_fp8_rows", cfg, &args)?;
-        if known.is_none() {
-            let plan = self.plan_fp8(lt, padded, n, k, (tiles, sp))?;
-            let found = plan.is_some();
-            lt.plans.borrow_mut().insert(key, plan);
-            if !found {
-                return Ok(false);
+        self.launch("quant_fp8_rows", Self::quant_cfg(rows, groups), &args)?;
+        self.matmul_fp8(lt, (qp, sp), padded, (codes, tiles), n, k, d)?;
+        if padded != rows {
+            // SAFETY: `out` holds rows × n half values (the caller's buffer) and `d` padded × n;
+            // both belong to this stream
+            unsafe {
+                cudarc::driver::result::memcpy_dtod_async(
+                    out,
+                    d,
+                    2 * rows * n,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(|e| anyhow!("copying the padded FP8 GEMM's rows: {e:?}"))?;
+        }
+        Ok(true)
+    }
+
+    /// A stack of experts' W8A8 GEMMs over rows grouped by expert: expert e's rows are
+    /// `padded[e]..padded[e + 1]` of `x` and of `out` (whole 16-row groups; `padded_dev` holds
+    /// the same n + 1 offsets on the device), its weight rows `e·n..(e + 1)·n` of the stack. The
+    /// activations are quantized for all experts in one launch, each expert's scales a block of
+    /// their own, then each expert with rows is one cuBLASLt matmul writing its output rows in
+    /// place (a prefill's layer was three launches per expert: quantize, matmul, copy). Returns
+    /// the experts with rows that cuBLASLt has no algorithm for; their output rows are untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn expert_gemms_fp8(
+        &self,
+        lt: &Fp8Gemm,
+        x: u64,
+        padded: &[usize],
+        padded_dev: u64,
+        (codes, tiles): (u64, u64),
+        n: usize,
+        k: usize,
+        out: u64,
+    ) -> Result<Vec<usize>> {
+        let experts = padded.len() - 1;
+        let total = padded[experts];
+        let groups = k.div_ceil(FP8_TILE);
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let (qp, sp) = lt.quant_scratch(&self.stream, total * k, total * groups)?;
+        // expert e's weight codes and tiles, its activations' codes and scales
+        let weight = |e: usize| {
+            (
+                codes + (e * n * k) as u64,
+                tiles + (4 * (e * n / FP8_TILE) * tile_ld(k)) as u64,
+            )
+        };
+        let acts = |first: usize| (qp + (first * k) as u64, sp + (4 * first * groups) as u64);
+        let mut missing = Vec::new();
+        for e in 0..experts {
+            let (first, rows) = (padded[e], padded[e + 1] - padded[e]);
+            if rows > 0 && !self.has_plan(lt, rows, n, k, (weight(e).1, acts(first).1))? {
+                missing.push(e);
             }
         }
+        use Arg::{I, P};
+        let args = [
+            P(x),
+            P(qp),
+            P(sp),
+            I(total as i32),
+            I(k as i32),
+            P(padded_dev),
+            I(experts as i32),
+        ];
+        self.launch("quant_fp8_grouped", Self::quant_cfg(total, groups), &args)?;
+        for e in 0..experts {
+            let (first, rows) = (padded[e], padded[e + 1] - padded[e]);
+            if rows == 0 || missing.contains(&e) {
+                continue;
+            }
+            let d = out + (2 * first * n) as u64;
+            self.matmul_fp8(lt, acts(first), rows, weight(e), n, k, d)?;
+        }
+        Ok(missing)
+    }
+
+    /// One warp per (row, block of 128 columns), eight to a block.
+    fn quant_cfg(rows: usize, groups: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: ((rows * groups).div_ceil(8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Whether cuBLASLt has an algorithm for a `padded × k · n × kᵀ` W8A8 GEMM (asked once per
+    /// shape, with live scale pointers; the plan keeps the answer).
+    fn has_plan(
+        &self,
+        lt: &Fp8Gemm,
+        padded: usize,
+        n: usize,
+        k: usize,
+        scales: (u64, u64),
+    ) -> Result<bool> {
+        let key = (padded, n, k);
+        if let Some(known) = lt.plans.borrow().get(&key) {
+            return Ok(known.is_some());
+        }
+        let plan = self.plan_fp8(lt, padded, n, k, scales)?;
+        let found = plan.is_some();
+        lt.plans.borrow_mut().insert(key, plan);
+        Ok(found)
+    }
+
+    /// `d[padded][n] = dequant(q) · dequant(W)ᵀ` on the plan of this shape (which must exist):
+    /// `q` the activations' codes and scales, `w` the weight's codes and 128×128 scale tiles.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_fp8(
+        &self,
+        lt: &Fp8Gemm,
+        (qp, sp): (u64, u64),
+        padded: usize,
+        (codes, tiles): (u64, u64),
+        n: usize,
+        k: usize,
+        d: u64,
+    ) -> Result<()> {
         let plans = lt.plans.borrow();
-        let plan = plans[&key].as_ref().expect("a plan found above");
+        let plan = plans[&(padded, n, k)]
+            .as_ref()
+            .expect("a plan found before");
         self.timed(
             || format!("cublaslt fp8 {padded}×{k} · {n}×{k}ᵀ"),
             || {
@@ -199,21 +321,7 @@ impl CudaBackend {
                     )
                 }
             },
-        )?;
-        if padded != rows {
-            // SAFETY: `out` holds rows × n half values (the caller's buffer) and `d` padded × n;
-            // both belong to this stream
-            unsafe {
-                cudarc::driver::result::memcpy_dtod_async(
-                    out,
-                    d,
-                    2 * rows * n,
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(|e| anyhow!("copying the padded FP8 GEMM's rows: {e:?}"))?;
-        }
-        Ok(true)
+        )
     }
 
     /// Runs one small W8A8 GEMM beside the dequantizing path before any layer relies on it: a

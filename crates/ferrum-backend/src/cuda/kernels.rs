@@ -84,7 +84,13 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "linear",
         src: include_str!("../../kernels/linear.cu"),
-        functions: &["gemv_half", "gemv_fp8", "dequant_fp8", "quant_fp8_rows"],
+        functions: &[
+            "gemv_half",
+            "gemv_fp8",
+            "dequant_fp8",
+            "quant_fp8_rows",
+            "quant_fp8_grouped",
+        ],
     },
     KernelFile {
         name: "sample",

@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
+use super::fp8_gemm::FP8_TILE;
 use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 
 /// Tokens up to which the experts run as per-pair GEMVs.
@@ -19,6 +20,10 @@ pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
 /// Tokens up to which the pairs are grouped on the device by default; above, GEMMs per expert.
 pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
 use crate::backend::{MoeDims, Routing};
+
+/// The host-grouped path pads each expert's rows to a multiple of this (cuBLASLt's W8A8 GEMM
+/// runs whole 16-row groups only).
+const GROUP_ROWS: usize = 16;
 
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
 /// `[expert][hidden][inter]`, in the activations' half type or block-FP8.
@@ -92,16 +97,18 @@ impl CudaBackend {
 
     pub(super) fn new_moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
         let pairs = max_tokens.max(1) * d.top_k;
+        // the host-grouped path pads each expert's rows to whole groups
+        let grouped = pairs + (GROUP_ROWS - 1) * d.n_experts;
         Ok(CudaMoeScratch {
             ids: self.stream.alloc_zeros(pairs)?,
             weights: self.stream.alloc_zeros(pairs)?,
-            gate_up: self.stream.alloc_zeros(pairs * 2 * d.inter)?,
-            act: self.stream.alloc_zeros(pairs * d.inter)?,
+            gate_up: self.stream.alloc_zeros(grouped * 2 * d.inter)?,
+            act: self.stream.alloc_zeros(grouped * d.inter)?,
             y: self.stream.alloc_zeros(pairs * d.hidden)?,
-            tok: self.stream.alloc_zeros(pairs)?,
+            tok: self.stream.alloc_zeros(grouped)?,
             pos: self.stream.alloc_zeros(pairs)?,
-            xs: self.stream.alloc_zeros(pairs * d.hidden)?,
-            ys: self.stream.alloc_zeros(pairs * d.hidden)?,
+            xs: self.stream.alloc_zeros(grouped * d.hidden)?,
+            ys: self.stream.alloc_zeros(grouped * d.hidden)?,
             counts: self.stream.alloc_zeros(d.n_experts)?,
             offsets: self.stream.alloc_zeros(d.n_experts + 1)?,
             cursor: self.stream.alloc_zeros(d.n_experts)?,
@@ -312,9 +319,11 @@ impl CudaBackend {
         self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
     }
 
-    /// The pairs grouped by expert: the tokens' inputs gathered in expert order, one GEMM per
-    /// expert with tokens for gate/up and one for down, then the outputs back in pair order in
-    /// `s.y`. Experts no token chose cost nothing.
+    /// The pairs grouped by expert on the host: the tokens' inputs gathered in expert order, each
+    /// expert's rows padded to whole 16-row groups (the W8A8 GEMM's unit), one GEMM per expert
+    /// with pairs for gate/up and one for down (block-FP8 experts: their activations quantized in
+    /// one launch for all), then the outputs back in pair order in `s.y`. Experts no token chose
+    /// cost nothing.
     fn experts_grouped(
         &self,
         x: &CudaBuf,
@@ -327,19 +336,22 @@ impl CudaBackend {
         let h = ex.hidden;
         let ids = self.stream.clone_dtoh(&s.ids.slice(..pairs))?;
         self.stream.synchronize()?;
-        let mut start = vec![0usize; ex.n + 1];
+        let mut count = vec![0usize; ex.n];
         for &e in &ids {
             if e as usize >= ex.n {
                 bail!("moe: routing chose expert {e} of {}", ex.n);
             }
-            start[e as usize + 1] += 1;
+            count[e as usize] += 1;
         }
+        // expert e's rows: start[e]..start[e] + count[e], then padding to start[e + 1]
+        let mut start = vec![0usize; ex.n + 1];
         for e in 0..ex.n {
-            start[e + 1] += start[e];
+            start[e + 1] = start[e] + count[e].next_multiple_of(GROUP_ROWS);
         }
-        // stable within an expert: pairs keep their order
+        let rows = start[ex.n];
+        // stable within an expert: pairs keep their order; padding rows read token 0
         let mut next = start.clone();
-        let (mut tok, mut pos) = (vec![0u32; pairs], vec![0u32; pairs]);
+        let (mut tok, mut pos) = (vec![0u32; rows], vec![0u32; pairs]);
         for (p, &e) in ids.iter().enumerate() {
             let j = next[e as usize];
             next[e as usize] += 1;
@@ -347,20 +359,38 @@ impl CudaBackend {
             pos[p] = j as u32;
         }
         self.stream
-            .memcpy_htod(&tok, &mut s.tok.slice_mut(..pairs))?;
+            .memcpy_htod(&tok, &mut s.tok.slice_mut(..rows))?;
         self.stream
             .memcpy_htod(&pos, &mut s.pos.slice_mut(..pairs))?;
+        let offsets: Vec<i32> = start.iter().map(|&o| o as i32).collect();
+        self.stream
+            .memcpy_htod(&offsets, &mut s.offsets.slice_mut(..ex.n + 1))?;
         let (xs, ys) = (self.ptr(&s.xs), self.ptr(&s.ys));
-        let gather = |src: u64, rows: u64, dst: u64| {
-            let args = [P(src), P(rows), P(dst), I(h as i32)];
-            self.launch("gather_rows", Self::cols_cfg(pairs, h), &args)
+        let gather = |src: u64, index: u64, dst: u64, n: usize| {
+            let args = [P(src), P(index), P(dst), I(h as i32)];
+            self.launch("gather_rows", Self::cols_cfg(n, h), &args)
         };
-        gather(self.ptr(&x.mem), self.ptr(&s.tok), xs)?;
-        // the inputs are already one row per sorted pair: one GEMM per expert with pairs
+        gather(self.ptr(&x.mem), self.ptr(&s.tok), xs, rows)?;
+        let padded_dev = self.ptr(&s.offsets);
+        // the inputs are already one row per sorted pair (and padding)
         let proj = |data: &WeightData, x: u64, _: usize, rows_out: usize, k_in: usize, out: u64| {
+            let mut each: Vec<usize> = (0..ex.n).collect();
+            if let WeightData::Fp8 {
+                codes,
+                tiles: Some(t),
+                ..
+            } = data
+                && let Some(lt) = self.fp8_gemm()
+                && rows_out.is_multiple_of(FP8_TILE)
+                && k_in.is_multiple_of(16)
+            {
+                let w = (self.ptr(codes), self.ptr(t));
+                // the experts cuBLASLt had no algorithm for take the per-expert path below
+                each = self.expert_gemms_fp8(lt, x, &start, padded_dev, w, rows_out, k_in, out)?;
+            }
             let half = 2u64; // bytes per activation value
-            for e in 0..ex.n {
-                let (first, n) = (start[e], start[e + 1] - start[e]);
+            for e in each {
+                let (first, n) = (start[e], count[e]);
                 if n > 0 {
                     let (xe, oe) = (
                         x + half * (first * k_in) as u64,
@@ -371,8 +401,8 @@ impl CudaBackend {
             }
             Ok(())
         };
-        self.swiglu(ex, xs, 1, pairs, s, ys, proj)?;
-        gather(ys, self.ptr(&s.pos), self.ptr(&s.y))
+        self.swiglu(ex, xs, 1, rows, s, ys, proj)?;
+        gather(ys, self.ptr(&s.pos), self.ptr(&s.y), pairs)
     }
 
     /// The routed experts' SwiGLU over the step's pairs, whatever the path: `proj(weights,
