@@ -362,7 +362,7 @@ impl CudaBackend {
         }
     }
 
-    fn launch_now(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+    pub(super) fn launch_now(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
         let mut b = self.stream.launch_builder(self.f(name));
         for a in args {
             match a {
@@ -568,12 +568,7 @@ impl Backend for CudaBackend {
         // after the metadata's copies: a copy from pageable memory waits for the stream, so one
         // queued behind the hold would keep the host from queueing the step during it
         self.step.upload(&self.stream, meta)?;
-        let one = LaunchConfig {
-            grid_dim: (1, 1, 1),
-            block_dim: (1, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        self.launch_now("hold", one, &[Arg::I(super::profile::HOLD_US)])
+        self.hold_gpu()
     }
 
     fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {

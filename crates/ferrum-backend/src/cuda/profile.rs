@@ -15,11 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use cudarc::driver::{CudaContext, CudaEvent, CudaStream, sys};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream, LaunchConfig, sys};
+
+use super::backend::{Arg, CudaBackend};
 
 const REPORT_EVERY: usize = 64;
 /// How long the GPU is held at a step's start: more than the host takes to queue a step.
-pub(super) const HOLD_US: i32 = 20_000;
+const HOLD_US: i32 = 20_000;
 
 pub(super) struct OpProfile {
     ctx: Arc<CudaContext>,
@@ -121,6 +123,18 @@ impl OpProfile {
                 calls as f64 / per
             );
         }
+    }
+}
+
+impl CudaBackend {
+    /// Queues the `hold` kernel (one thread, [`HOLD_US`] µs): the step's ops queue behind it.
+    pub(super) fn hold_gpu(&self) -> Result<()> {
+        let one = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch_now("hold", one, &[Arg::I(HOLD_US)])
     }
 }
 
