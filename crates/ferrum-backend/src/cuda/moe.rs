@@ -5,8 +5,10 @@
 //! grouped by expert on the device (counts, offsets, a scatter: no copy to the host, so CUDA
 //! graphs capture it) and each chosen expert's rows are read once for its pairs, on the tensor
 //! cores; above (prefill), the routing comes to the host once per layer and each expert with
-//! tokens is one cuBLAS GEMM over its rows. Every expert's weights sit in two stacked buffers,
-//! in the half dtype or block-FP8 (the GEMV and MMA kernels read the codes and scales directly).
+//! tokens is one GEMM over its rows (block-FP8: the activations of every expert quantized in one
+//! launch, then one cuBLASLt matmul per expert). Every expert's weights sit in two stacked
+//! buffers, in the half dtype or block-FP8 (the GEMV and MMA kernels read the codes and scales
+//! directly).
 
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
