@@ -110,8 +110,7 @@ fn check(r: Result<(), cudarc::cublaslt::result::CublasError>, what: &str) -> Re
 impl CudaBackend {
     /// `out[rows][n] = x[rows][k] · W[n][k]ᵀ` in W8A8, `codes`/`tiles` pointing at the first of the
     /// weight's `n` rows and at its scale tiles. `Ok(false)`: cuBLASLt has no algorithm for this
-    /// shape and `out` is untouched (the activations may have been quantized into the scratch,
-    /// the first time a shape is seen).
+    /// shape and `out` is untouched.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_fp8(
         &self,
@@ -178,13 +177,15 @@ impl CudaBackend {
     /// their own, then each expert with rows is one cuBLASLt matmul writing its output rows in
     /// place (a prefill's layer was three launches per expert: quantize, matmul, copy). Returns
     /// the experts with rows that cuBLASLt has no algorithm for; their output rows are untouched.
+    /// The scratch grows to `capacity` rows at once (the most any step's routing can pad to), so
+    /// that the profiling forward settles its address before decode graphs capture it.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn expert_gemms_fp8(
         &self,
         lt: &Fp8Gemm,
         x: u64,
-        padded: &[usize],
-        padded_dev: u64,
+        (padded, padded_dev): (&[usize], u64),
+        capacity: usize,
         (codes, tiles): (u64, u64),
         n: usize,
         k: usize,
@@ -193,10 +194,11 @@ impl CudaBackend {
         let experts = padded.len() - 1;
         let total = padded[experts];
         let groups = k.div_ceil(FP8_TILE);
+        let rows = capacity.max(total);
+        let (qp, sp) = lt.quant_scratch(&self.stream, rows * k, rows * groups)?;
         if total == 0 {
             return Ok(Vec::new());
         }
-        let (qp, sp) = lt.quant_scratch(&self.stream, total * k, total * groups)?;
         // expert e's weight codes and tiles, its activations' codes and scales
         let weight = |e: usize| {
             (

@@ -27,6 +27,11 @@ use crate::backend::{MoeDims, Routing};
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
 
+/// The most rows the host-grouped path can pad `pairs` pairs over `experts` experts to.
+fn grouped_rows(pairs: usize, experts: usize) -> usize {
+    pairs + (GROUP_ROWS - 1) * experts
+}
+
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
 /// `[expert][hidden][inter]`, in the activations' half type or block-FP8.
 pub struct CudaExperts {
@@ -99,8 +104,7 @@ impl CudaBackend {
 
     pub(super) fn new_moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
         let pairs = max_tokens.max(1) * d.top_k;
-        // the host-grouped path pads each expert's rows to whole groups
-        let grouped = pairs + (GROUP_ROWS - 1) * d.n_experts;
+        let grouped = grouped_rows(pairs, d.n_experts);
         Ok(CudaMoeScratch {
             ids: self.stream.alloc_zeros(pairs)?,
             weights: self.stream.alloc_zeros(pairs)?,
@@ -388,7 +392,9 @@ impl CudaBackend {
             {
                 let w = (self.ptr(codes), self.ptr(t));
                 // the experts cuBLASLt had no algorithm for take the per-expert path below
-                each = self.expert_gemms_fp8(lt, x, &start, padded_dev, w, rows_out, k_in, out)?;
+                let padded = (&start[..], padded_dev);
+                let cap = grouped_rows(s.max_tokens * k, ex.n);
+                each = self.expert_gemms_fp8(lt, x, padded, cap, w, rows_out, k_in, out)?;
             }
             let half = 2u64; // bytes per activation value
             for e in each {
