@@ -163,8 +163,8 @@ __device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float
 }
 
 // act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
-// [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, each product rounded to T
-// as the separate ops round it.
+// [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, gate and up rounded to T as
+// the separate ops round them.
 template <typename T, typename W>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
@@ -178,7 +178,8 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 }
 
 // out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
-// order, each product rounded to T: the down GEMV and `moe_combine` in one. Block (t, rows / 8).
+// order, each expert's output rounded to T first: the down GEMV and `moe_combine` in one (the
+// same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8).
 template <typename T, typename W>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {

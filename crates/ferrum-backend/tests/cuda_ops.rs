@@ -396,9 +396,10 @@ fn cuda_ops_match_the_cpu_backend() {
     }
 
     // paged KV write + varlen attention: a prefill chunk over cached context, a fresh prefill,
-    // decodes with short and long contexts; GQA groups of 4, 7, 8, 12 and 16 (the tiled prefill kernels
-    // with one, two and three blocks per tile and kv head: on the tensor cores at head sizes 64
-    // and 128, and again on the f32 one), head size 96 (the f32 tiled kernel), head size 256
+    // decodes with short and long contexts; GQA groups of 4, 7, 8, 12 and 16 (the tiled prefill
+    // kernels with one, two and three blocks per tile and kv head: on the tensor cores at head
+    // sizes 64 and 128, and again on the f32 one; the per-group decode kernel at 4, 7, 8 and 16),
+    // head size 96 (the f32 tiled kernel), head size 256
     // (the per-token kernel) (a decode-only step over long contexts takes the split-KV kernels:
     // 3 rows × 8 heads; one over shorter ones the per-token kernel)
     let mixed: &[(usize, usize)] = &[(37, 50), (20, 0), (1, 3), (1, 700), (1, 0)];

@@ -264,7 +264,7 @@ impl CudaBackend {
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
-    /// for up to 32 of its pairs on the tensor cores (`moe_expert_mma`), into `s.y` in pair order.
+    /// for up to 64 of its pairs on the tensor cores (`moe_expert_mma`), into `s.y` in pair order.
     fn experts_device_grouped(
         &self,
         x: &CudaBuf,
@@ -437,9 +437,9 @@ impl CudaBackend {
     }
 
     /// Launches `kernels.0` (`kernels.1` for block-FP8 experts) with its arguments in the order
-    /// every per-expert kernel (GEMV or MMA) takes them: the input and its row divisor, the expert stack
-    /// (half weights, or e4m3 codes and per-row scales), rows and row length (and the scales'
-    /// column block), then `tail`.
+    /// every per-expert kernel (GEMV or MMA) takes them: the input and its row divisor, the
+    /// expert stack (half weights, or e4m3 codes and per-row scales), rows and row length (and
+    /// the scales' column block), then `tail`.
     fn expert_launch(
         &self,
         kernels: (&'static str, &'static str),

@@ -32,7 +32,9 @@ pub(super) struct OpProfile {
     depth: Cell<usize>,
     /// Per op: calls and milliseconds since the last report.
     ops: RefCell<HashMap<String, (u64, f64)>>,
-    steps: Cell<usize>,
+    /// Steps begun, and steps whose times are in `ops` but not yet printed.
+    begun: Cell<usize>,
+    unreported: Cell<usize>,
 }
 
 impl OpProfile {
@@ -46,7 +48,8 @@ impl OpProfile {
             pending: RefCell::new(Vec::new()),
             depth: Cell::new(0),
             ops: RefCell::new(HashMap::new()),
-            steps: Cell::new(0),
+            begun: Cell::new(0),
+            unreported: Cell::new(0),
         }))
     }
 
@@ -94,19 +97,30 @@ impl OpProfile {
         Ok(())
     }
 
-    /// Reads the last step's times and counts a step; every REPORT_EVERY steps prints and
-    /// clears the table. The caller then holds the GPU (`hold_gpu`) before queueing the step.
+    /// At a step's start: reads the last step's times (every REPORT_EVERY steps read, prints
+    /// and clears the table) and counts this one. The caller then holds the GPU (`hold_gpu`)
+    /// before queueing the step.
     pub(super) fn step(&self) -> Result<()> {
-        self.collect()?;
-        self.steps.set(self.steps.get() + 1);
-        if self.steps.get().is_multiple_of(REPORT_EVERY) {
+        self.finish_step()?;
+        if self.unreported.get() == REPORT_EVERY {
             self.report(REPORT_EVERY);
+        }
+        self.begun.set(self.begun.get() + 1);
+        Ok(())
+    }
+
+    /// Reads the queued times: those of the last step begun, if any.
+    fn finish_step(&self) -> Result<()> {
+        self.collect()?;
+        if self.begun.get() > 0 {
+            self.unreported.set(self.unreported.get() + 1);
         }
         Ok(())
     }
 
     /// Prints the table of the last `steps` steps and clears it.
     fn report(&self, steps: usize) {
+        self.unreported.set(0);
         let mut ops: Vec<_> = self.ops.borrow_mut().drain().collect();
         ops.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
         let total: f64 = ops.iter().map(|o| o.1.1).sum();
@@ -142,10 +156,10 @@ impl CudaBackend {
 /// benchmark, reports only here).
 impl Drop for OpProfile {
     fn drop(&mut self) {
-        if let Err(e) = self.collect() {
+        if let Err(e) = self.finish_step() {
             eprintln!("CUDA op profile: the last step's times could not be read: {e:#}");
         }
-        let steps = self.steps.get() % REPORT_EVERY;
+        let steps = self.unreported.get();
         if steps > 0 && !self.ops.borrow().is_empty() {
             self.report(steps);
         }
