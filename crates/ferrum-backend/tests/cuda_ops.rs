@@ -707,4 +707,50 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
     }
+    // the per-pair GEMVs (up to 8 tokens) with more than eight experts a token (the down
+    // projection takes them eight at a time) and a row length that is no multiple of a
+    // sixteen-byte load (one value a lane), half and FP8
+    for inter in [96usize, 100] {
+        let (n_experts, top_k) = (12usize, 10usize);
+        let stack = |fp8: bool, rng: &mut ChaCha8Rng| -> Vec<[W; 3]> {
+            let w = |rng: &mut ChaCha8Rng, n: usize, k: usize| match fp8 {
+                true => W::fp8(rng, n, k),
+                false => W::Dense(rand_vec(rng, n * k, 0.1)),
+            };
+            (0..n_experts)
+                .map(|_| {
+                    [
+                        w(rng, inter, hidden),
+                        w(rng, inter, hidden),
+                        w(rng, hidden, inter),
+                    ]
+                })
+                .collect()
+        };
+        let d = MoeDims {
+            n_experts,
+            top_k,
+            hidden,
+            inter,
+            routing: routings[0],
+        };
+        for fp8 in [false, true] {
+            let gates = stack(fp8, &mut rng);
+            for rows in [1usize, 3] {
+                let x = rand_vec(&mut rng, rows * hidden, 1.0);
+                let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
+                let a = moe(&mut c, &gates, None, &d, &x, &logits, rows);
+                let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
+                let kind = if fp8 { "fp8" } else { "half" };
+                compare(
+                    &format!(
+                        "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens"
+                    ),
+                    &a,
+                    &g2,
+                    3e-2,
+                );
+            }
+        }
+    }
 }
