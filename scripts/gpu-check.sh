@@ -14,7 +14,7 @@
 #     run-8b       an 8B-width Llama made here by transformers: against transformers in f32, and
 #                  under the engine tests;
 #     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
-#                  cuBLAS instead of our GEMV, a per-op profile), prefill, batched decode;
+#                  our half GEMV instead of cuBLAS, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
 #     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256 (8B, Qwen3-30B FP8);
@@ -131,7 +131,7 @@ print(f"cuBLAS bf16 GEMM 2048x4096x28672: {2 * 2048 * 4096 * 28672 / t / 1e12:.0
 }
 
 # Llama-3.1-8B shape, random bf16 weights (docs/BENCHMARKS.md): batch-1 decode with decode
-# graphs, eager, with cuBLAS instead of our GEMV, and an eager per-op profile; prefill at 512
+# graphs, eager, with our half GEMV instead of cuBLAS's, and an eager per-op profile; prefill at 512
 # and 2048 (and 2048 with the f32 attention, and its profile); decode with 8 to 128 sequences of
 # 512 in / 128 out (and 128 with the per-head decode attention; a profile at 64)
 LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
@@ -142,7 +142,8 @@ bench_dense() {
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
-    FERRUM_CUDA_GEMV=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
+    # our half GEMV instead of cuBLAS's (opt-in while it loses)
+    FERRUM_CUDA_GEMV=1 step bench_decode_8b_gemv "$dev/ferrum" "${b1[@]}"
     FERRUM_CUDA_PROFILE=1 step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     # (prefill runs no decode graph: eager saves their capture)
@@ -160,6 +161,8 @@ bench_dense() {
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     done
+    FERRUM_CUDA_GEMV=1 step bench_decode_8b_b8_gemv "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size 8 \
+        --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     # batched decode: with the per-head attention instead of the per-group one, and per op
     FERRUM_CUDA_DECODE_GROUP=0 step bench_decode_8b_b128_per_head "$dev/ferrum" bench latency \
         "${LLAMA[@]}" --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
