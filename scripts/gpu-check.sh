@@ -144,7 +144,7 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # our half GEMV instead of cuBLAS's (opt-in while it loses)
     FERRUM_CUDA_GEMV=1 step bench_decode_8b_gemv "$dev/ferrum" "${b1[@]}"
-    FERRUM_CUDA_PROFILE=1 step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
+    FERRUM_CUDA_PROFILE=decode step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     # (prefill runs no decode graph: eager saves their capture)
     for n in 512 2048; do
@@ -166,7 +166,7 @@ bench_dense() {
     # batched decode: with the per-head attention instead of the per-group one, and per op
     FERRUM_CUDA_DECODE_GROUP=0 step bench_decode_8b_b128_per_head "$dev/ferrum" bench latency \
         "${LLAMA[@]}" --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
-    FERRUM_CUDA_PROFILE=1 step profile_decode_8b_b64 "$dev/ferrum" bench latency "${LLAMA[@]}" \
+    FERRUM_CUDA_PROFILE=decode step profile_decode_8b_b64 "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 64 --input-len 512 --output-len 70 --num-iters 1 --num-iters-warmup 0
 }
 
@@ -176,11 +176,11 @@ bench_moe() {
     local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_PROFILE=1 step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
+    FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
-    FERRUM_CUDA_PROFILE=1 step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
+    FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1

@@ -564,11 +564,11 @@ impl Backend for CudaBackend {
         let Some(p) = &self.profile else {
             return self.step.upload(&self.stream, meta);
         };
-        p.step()?;
+        let timed = p.step(meta.seqs.iter().all(|s| s.q_len == 1))?;
         // after the metadata's copies: a copy from pageable memory waits for the stream, so one
         // queued behind the hold would keep the host from queueing the step during it
         self.step.upload(&self.stream, meta)?;
-        self.hold_gpu()
+        if timed { self.hold_gpu() } else { Ok(()) }
     }
 
     fn embedding(&self, table: &CudaWeight, out: &mut CudaBuf) -> Result<()> {

@@ -1,6 +1,8 @@
 //! `FERRUM_CUDA_PROFILE=1`: each kernel launch and cuBLAS call timed between two CUDA events,
 //! summed per op and printed every 64 steps, and the rest when the backend is dropped: where a
-//! step's time goes, on machines where no profiler runs. Decode graphs are off. Each step's ops
+//! step's time goes, on machines where no profiler runs (`FERRUM_CUDA_PROFILE=decode`: decode
+//! steps only, every sequence one new token, so that a batched-decode run's table is not mostly
+//! its prefill). Decode graphs are off. Each step's ops
 //! queue behind a kernel that holds the GPU for [`HOLD_US`] µs (launched after the step's
 //! metadata copies, which wait for the stream), so that the GPU runs them back to back and an
 //! op's time is its own rather than the host's launch latency; the events are read when the next
@@ -32,14 +34,17 @@ pub(super) struct OpProfile {
     depth: Cell<usize>,
     /// Per op: calls and milliseconds since the last report.
     ops: RefCell<HashMap<String, (u64, f64)>>,
-    /// Steps begun, and steps whose times are in `ops` but not yet printed.
-    begun: Cell<usize>,
+    /// Timed steps whose times are in `ops` but not yet printed.
     unreported: Cell<usize>,
+    /// Time decode steps only; and whether the step under way is timed.
+    decode_only: bool,
+    timing: Cell<bool>,
 }
 
 impl OpProfile {
     pub(super) fn from_env(ctx: &Arc<CudaContext>) -> Result<Option<OpProfile>> {
-        if std::env::var("FERRUM_CUDA_PROFILE").map_or(true, |v| v == "0") {
+        let mode = std::env::var("FERRUM_CUDA_PROFILE").unwrap_or_default();
+        if mode.is_empty() || mode == "0" {
             return Ok(None);
         }
         Ok(Some(OpProfile {
@@ -48,8 +53,9 @@ impl OpProfile {
             pending: RefCell::new(Vec::new()),
             depth: Cell::new(0),
             ops: RefCell::new(HashMap::new()),
-            begun: Cell::new(0),
             unreported: Cell::new(0),
+            decode_only: mode == "decode",
+            timing: Cell::new(false),
         }))
     }
 
@@ -60,7 +66,7 @@ impl OpProfile {
         name: impl FnOnce() -> String,
         op: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
-        if self.depth.get() > 0 {
+        if self.depth.get() > 0 || !self.timing.get() {
             return op();
         }
         self.depth.set(1);
@@ -98,21 +104,23 @@ impl OpProfile {
     }
 
     /// At a step's start: reads the last step's times (every REPORT_EVERY steps read, prints
-    /// and clears the table) and counts this one. The caller then holds the GPU (`hold_gpu`)
-    /// before queueing the step.
-    pub(super) fn step(&self) -> Result<()> {
+    /// and clears the table) and counts this one if it is timed (`decode`: every sequence of
+    /// the step has one new token). Whether to time it; the caller then holds the GPU
+    /// (`hold_gpu`) before queueing a timed step.
+    pub(super) fn step(&self, decode: bool) -> Result<bool> {
         self.finish_step()?;
         if self.unreported.get() == REPORT_EVERY {
             self.report(REPORT_EVERY);
         }
-        self.begun.set(self.begun.get() + 1);
-        Ok(())
+        let timed = decode || !self.decode_only;
+        self.timing.set(timed);
+        Ok(timed)
     }
 
-    /// Reads the queued times: those of the last step begun, if any.
+    /// Reads the queued times: those of the last step, if it was timed.
     fn finish_step(&self) -> Result<()> {
         self.collect()?;
-        if self.begun.get() > 0 {
+        if self.timing.get() {
             self.unreported.set(self.unreported.get() + 1);
         }
         Ok(())
