@@ -9,8 +9,15 @@
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
+#include <vector>
 
 namespace emu {
+// An asynchronous copy (`__pipeline_memcpy_async`) not yet landed: bytes, then zeros.
+struct AsyncCopy {
+    void* dst;
+    const void* src;
+    size_t bytes, zeros;
+};
 struct dim3v {
     unsigned x = 1, y = 1, z = 1;
 };
@@ -19,6 +26,9 @@ struct ThreadState {
     int lane, warp;
     // which of the warp's two exchange buffers this thread's next shuffle uses
     int shfl_parity;
+    // this thread's asynchronous copies in issue order, and where each committed group ends
+    std::vector<AsyncCopy> copies;
+    std::vector<size_t> groups;
 };
 extern thread_local ThreadState* cur;
 void sync_block();

@@ -178,6 +178,8 @@ void launch(const Kernel& k, dim3v grid, dim3v block, void** params) {
                     t.lane = (int)(i % 32);
                     t.warp = (int)(i / 32);
                     t.shfl_parity = 0;
+                    t.copies.clear();
+                    t.groups.clear();
                     b.warps[i / 32].live++;
                 }
                 run_block(b);

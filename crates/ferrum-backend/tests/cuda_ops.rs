@@ -695,6 +695,26 @@ fn cuda_ops_match_the_cpu_backend() {
                 &g2,
                 3e-2,
             );
+            // 9 to 256 tokens: the experts' weights streamed through asynchronous copies too
+            if (9..=256).contains(&rows) {
+                g.set_moe_pipe(true);
+                let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
+                compare(
+                    &format!("moe {name}, {rows} tokens, pipelined experts"),
+                    &a,
+                    &g3,
+                    3e-2,
+                );
+                let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
+                let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
+                compare(
+                    &format!("moe {name}, fp8 experts, {rows} tokens, pipelined experts"),
+                    &a,
+                    &g3,
+                    3e-2,
+                );
+                g.set_moe_pipe(false);
+            }
             let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the

@@ -157,6 +157,10 @@ pub struct CudaBackend {
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
     pub(super) moe_device_grouped_max: usize,
+    /// The device-grouped experts stream their weights through asynchronous copies
+    /// (`moe_expert_pipe`) where the shapes allow, with `FERRUM_CUDA_MOE_PIPE=1`; off by default
+    /// until measured against `moe_expert_mma`.
+    pub(super) moe_pipe: bool,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -242,6 +246,7 @@ impl CudaBackend {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
+            moe_pipe: std::env::var("FERRUM_CUDA_MOE_PIPE").is_ok_and(|v| v == "1"),
             sm_count,
             error: RefCell::new(None),
         })
@@ -314,6 +319,12 @@ impl CudaBackend {
     /// or on the f32 tiled kernel; the op tests check both.
     pub fn set_mma_attention(&mut self, on: bool) {
         self.mma_attention = on;
+    }
+
+    /// Whether the device-grouped experts stream their weights through asynchronous copies
+    /// (`FERRUM_CUDA_MOE_PIPE=1`); the op tests check both kernels.
+    pub fn set_moe_pipe(&mut self, on: bool) {
+        self.moe_pipe = on;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads

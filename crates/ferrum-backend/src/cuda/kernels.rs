@@ -78,6 +78,8 @@ pub const FILES: &[KernelFile] = &[
             "moe_scatter",
             "moe_expert_mma",
             "moe_expert_mma_fp8",
+            "moe_expert_pipe",
+            "moe_expert_pipe_fp8",
             "moe_combine",
         ],
     },

@@ -27,6 +27,9 @@ use crate::backend::{MoeDims, Routing};
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
 
+/// Columns a chunk of `moe_expert_pipe` (`PIPE_KC` in moe.cu).
+const PIPE_KC: usize = 64;
+
 /// The most rows the host-grouped path can pad `pairs` pairs over `experts` experts to.
 fn grouped_rows(pairs: usize, experts: usize) -> usize {
     pairs + (GROUP_ROWS - 1) * experts
@@ -314,13 +317,20 @@ impl CudaBackend {
                     k: k_in,
                 };
                 let tail = [P(offsets), P(sorted), P(out)];
-                self.expert_launch(
-                    ("moe_expert_mma", "moe_expert_mma_fp8"),
-                    data,
-                    &w,
-                    &tail,
-                    cfg,
-                )
+                // the pipelined kernel takes rows of whole 64-column chunks (e4m3: scale
+                // blocks too)
+                let pipe = self.moe_pipe
+                    && k_in.is_multiple_of(PIPE_KC)
+                    && match data {
+                        WeightData::Fp8 { bk, .. } => bk.is_multiple_of(PIPE_KC),
+                        WeightData::Half(_) => true,
+                    };
+                let kernels = if pipe {
+                    ("moe_expert_pipe", "moe_expert_pipe_fp8")
+                } else {
+                    ("moe_expert_mma", "moe_expert_mma_fp8")
+                };
+                self.expert_launch(kernels, data, &w, &tail, cfg)
             };
         self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
     }
