@@ -182,12 +182,10 @@ bench_moe() {
         --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
-    # the experts' weights streamed through asynchronous copies (moe_expert_pipe) instead
-    FERRUM_CUDA_MOE_PIPE=1 step bench_decode_qwen3moe_fp8_b128_pipe "$dev/ferrum" "${fp8[@]}" \
+    # the experts' weights staged through registers (moe_expert_mma) instead of streamed through
+    # asynchronous copies (moe_expert_pipe, the default)
+    FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
-    FERRUM_CUDA_MOE_PIPE=1 FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128_pipe \
-        "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 \
-        --num-iters-warmup 0
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)

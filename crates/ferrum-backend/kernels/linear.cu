@@ -6,12 +6,10 @@
 
 // out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most GEMV_MAX_ROWS): the decode path, which
 // reads each weight byte once for all rows. One warp per output column j, eight per block; each
-// lane loads sixteen bytes of the row at a time, eight loads in flight (`row_dot`), and the
-// matching x values (L1-resident: every warp reads the same x). `W` is T (half weights: k a
-// multiple of 8, the host checks; cuBLAS takes the rest), or e4m3 codes with one scale per row
-// and block of bk columns (`s`), each block's products summed and then scaled.
-template <typename T, typename W>
-__device__ void gemv(const T* x, const W* w, const float* s, T* out, int rows, int n, int k, int bk) {
+// lane loads sixteen codes at a time (`row_dot`), their products summed and then scaled by their
+// block's scale.
+template <typename T>
+__device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk) {
     const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= n) return;
     const T* xs[GEMV_MAX_ROWS];
@@ -21,8 +19,45 @@ __device__ void gemv(const T* x, const W* w, const float* s, T* out, int rows, i
         xs[r] = x + (i64)min(r, rows - 1) * k;
         acc[r] = 0.f;
     }
-    const float* sj = s ? s + (i64)j * ((k + bk - 1) / bk) : nullptr;
-    row_dot<T, W, GEMV_MAX_ROWS>(w + (i64)j * k, sj, bk, k, xs, rows, acc);
+    row_dot<T, fp8, GEMV_MAX_ROWS>(w + (i64)j * k, s + (i64)j * ((k + bk - 1) / bk), bk, k, xs, rows, acc);
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++)
+        if (r < rows) {
+            const float v = warp_sum(acc[r]);
+            if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
+        }
+}
+
+// out[r][j] = Σ_i x[r][i] · w[j][i] for half weights and r < rows (at most GEMV_MAX_ROWS): the
+// decode path, bound by reading the weight once. One warp per output column, eight per block;
+// each lane reads 16 bytes (eight values) of the weight row per load, four loads in flight, and
+// the matching eight values of each x row (L1-resident: every warp reads the same x). k is a
+// multiple of 8 (the host checks; cuBLAS takes the rest).
+template <typename T>
+__device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k) {
+    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (j >= n) return;
+    const uint4* wr = reinterpret_cast<const uint4*>(w + (i64)j * k);
+    const int k8 = k / 8;
+    float acc[GEMV_MAX_ROWS];
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.f;
+#pragma unroll 4
+    for (int i = lane; i < k8; i += 32) {
+        const uint4 wv = wr[i];
+        const T* we = reinterpret_cast<const T*>(&wv);
+        float wf[8];
+#pragma unroll
+        for (int c = 0; c < 8; c++) wf[c] = to_f32(we[c]);
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_ROWS; r++)
+            if (r < rows) {
+                const uint4 xv = reinterpret_cast<const uint4*>(x + (i64)r * k)[i];
+                const T* xe = reinterpret_cast<const T*>(&xv);
+#pragma unroll
+                for (int c = 0; c < 8; c++) acc[r] += wf[c] * to_f32(xe[c]);
+            }
+    }
 #pragma unroll
     for (int r = 0; r < GEMV_MAX_ROWS; r++)
         if (r < rows) {
@@ -101,11 +136,11 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k) {    \
-        gemv<T, T>(x, w, nullptr, out, rows, n, k, 1);                                                     \
+        gemv_half<T>(x, w, out, rows, n, k);                                                               \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
                                             int n, int k, int bk) {                                        \
-        gemv<T, fp8>(x, w, s, out, rows, n, k, bk);                                                        \
+        gemv_fp8<T>(x, w, s, out, rows, n, k, bk);                                                         \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
                                                int bk) {                                                   \

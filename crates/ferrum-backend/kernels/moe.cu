@@ -151,18 +151,21 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 // codes with per-row scales `[expert][rows][ceil(k / bk)]` (see linear.cu), value = fp8 · scale
 // (scales non-null).
 
-// Expert e's row r of a stack (`rows` rows of k values a expert) against x, as a Segment.
+// W[e][row] · xr, summed over the warp (every lane gets it).
 template <typename T, typename W>
-__device__ __forceinline__ Segment<T, W> expert_row(const W* w, const float* scales, int rows, int k, int bk, u32 e,
-                                                   int r, const T* x) {
+__device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float* scales, int rows, int k, int bk,
+                                            u32 e, int r) {
     const i64 row = (i64)e * rows + r;
-    return {w + row * k, scales ? scales + row * ((k + bk - 1) / bk) : nullptr, x};
+    const T* xs[1] = {xr};
+    float acc[1] = {0.f};
+    const float* sr = scales ? scales + row * ((k + bk - 1) / bk) : nullptr;
+    row_dot<T, W, 1>(w + row * k, sr, bk, k, xs, 1, acc);
+    return warp_sum(acc[0]);
 }
 
 // act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
 // [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, gate and up rounded to T as
-// the separate ops round them. Gate and up are two segments of one `seg_dot` (their loads in
-// the same rounds).
+// the separate ops round them.
 template <typename T, typename W>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
@@ -170,20 +173,14 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
     const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (r >= inter) return;
     const T* xr = x + (p / x_div) * k;
-    const u32 e = ids[p];
-    float part[2] = {0.f, 0.f};
-    seg_dot<T, W, 2>(2, k, bk, scales != nullptr,
-                     [&](int j) { return expert_row<T, W>(w, scales, 2 * inter, k, bk, e, j * inter + r, xr); },
-                     part);
-    const float g = round_to<T>(warp_sum(part[0])), u = round_to<T>(warp_sum(part[1]));
+    const float g = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], r));
+    const float u = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], inter + r));
     if (lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(g) * u);
 }
 
 // out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
 // order, each expert's output rounded to T first: the down GEMV and `moe_combine` in one (the
-// same sum as `moe_combine` over the rounded outputs). Up to MOE_SEGS pairs are segments of one
-// `seg_dot`. Block (t, rows / 8).
-#define MOE_SEGS 8
+// same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8).
 template <typename T, typename W>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
@@ -191,23 +188,9 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
     const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (r >= rows) return;
     float s = 0.f;
-    for (int j0 = 0; j0 < top_k; j0 += MOE_SEGS) {
-        const int n = min(MOE_SEGS, top_k - j0);
-        float part[MOE_SEGS];
-#pragma unroll
-        for (int j = 0; j < MOE_SEGS; j++) part[j] = 0.f;
-        // lane j holds pair j0 + j's expert; the segments take it by shuffle, not by a load each
-        const u32 mine = ids[t * top_k + j0 + min(lane, n - 1)];
-        seg_dot<T, W, MOE_SEGS>(n, k, bk, scales != nullptr,
-                                [&](int j) {
-                                    const i64 p = t * top_k + j0 + j;
-                                    const u32 e = __shfl_sync(0xffffffffu, mine, j);
-                                    return expert_row<T, W>(w, scales, rows, k, bk, e, r, act + p * k);
-                                },
-                                part);
-#pragma unroll
-        for (int j = 0; j < MOE_SEGS; j++)
-            if (j < n) s += weights[t * top_k + j0 + j] * round_to<T>(warp_sum(part[j]));
+    for (int j = 0; j < top_k; j++) {
+        const i64 p = t * top_k + j;
+        s += weights[p] * round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
     }
     if (lane == 0) out[t * rows + r] = from_f32<T>(s);
 }

@@ -56,16 +56,18 @@ __device__ __forceinline__ float w_f32(__nv_bfloat16 x) { return to_f32(x); }
 __device__ __forceinline__ float w_f32(__half x) { return to_f32(x); }
 __device__ __forceinline__ float w_f32(fp8 x) { return float(x); }
 
-// Sixteen bytes as floats: eight bf16 / f16 values, or sixteen e4m3 codes (unscaled).
+// Sixteen bytes at p (16-byte aligned) as floats: eight bf16 / f16 values, or sixteen e4m3 codes.
 template <typename H>
-__device__ __forceinline__ void unpack16_half(const uint4& v, float* f) {
+__device__ __forceinline__ void load16_half(const H* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
     const H* e = reinterpret_cast<const H*>(&v);
 #pragma unroll
     for (int c = 0; c < 8; c++) f[c] = to_f32(e[c]);
 }
-__device__ __forceinline__ void unpack16(const uint4& v, const __nv_bfloat16*, float* f) { unpack16_half<__nv_bfloat16>(v, f); }
-__device__ __forceinline__ void unpack16(const uint4& v, const __half*, float* f) { unpack16_half<__half>(v, f); }
-__device__ __forceinline__ void unpack16(const uint4& v, const fp8*, float* f) {
+__device__ __forceinline__ void load16_f32(const __nv_bfloat16* p, float* f) { load16_half(p, f); }
+__device__ __forceinline__ void load16_f32(const __half* p, float* f) { load16_half(p, f); }
+__device__ __forceinline__ void load16_f32(const fp8* p, float* f) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
     const u32 words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int c = 0; c < 16; c++) {
@@ -74,33 +76,6 @@ __device__ __forceinline__ void unpack16(const uint4& v, const fp8*, float* f) {
         f[c] = float(code);
     }
 }
-
-// The sixteen bytes at p (16-byte aligned) as floats.
-template <typename H>
-__device__ __forceinline__ void load16_f32(const H* p, float* f) {
-    unpack16(*reinterpret_cast<const uint4*>(p), p, f);
-}
-
-// Σ_c w[c] · x[c] over one sixteen-byte piece of weights `wv` (V values) and the matching V
-// values of x.
-template <typename T, typename W>
-__device__ __forceinline__ float piece_dot(const uint4& wv, const T* x) {
-    constexpr int V = 16 / sizeof(W);
-    float wf[V], xf[V];
-    unpack16(wv, (const W*)nullptr, wf);
-#pragma unroll
-    for (int h = 0; h < V; h += 8) load16_f32(x + h, xf + h);
-    float d = 0.f;
-#pragma unroll
-    for (int c = 0; c < V; c++) d += wf[c] * xf[c];
-    return d;
-}
-
-// The dot products below read weights a lane's DOT_ROUND sixteen-byte pieces at a time, every
-// load of a round issued before the first product: at decode sizes a GEMV is bound by memory
-// round trips, not bytes (a 2048-wide FP8 row is four pieces a lane), so a warp waits on memory
-// once per round instead of once per piece or pair of pieces.
-#define DOT_ROUND 8
 
 // acc[j] += Σ_i w[i] · xs[j][i] (j < n <= R) over a weight row of k values, each lane taking its
 // share of the columns: sixteen bytes of weights per load when k (and the scale block bk) are
@@ -113,23 +88,22 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
     constexpr int V = 16 / sizeof(W);
     const int lane = threadIdx.x & 31;
     if (k % V == 0 && (!scales || bk % V == 0)) {
-        for (int i0 = V * lane; i0 < k; i0 += 32 * V * DOT_ROUND) {
-            uint4 wv[DOT_ROUND];
-            float sc[DOT_ROUND];
+#pragma unroll 2
+        for (int i = V * lane; i < k; i += 32 * V) {
+            float wf[V];
+            load16_f32(w + i, wf);
+            const float sc = scales ? scales[i / bk] : 1.f;
 #pragma unroll
-            for (int u = 0; u < DOT_ROUND; u++) {
-                const int i = i0 + u * 32 * V;
-                wv[u] = i < k ? *reinterpret_cast<const uint4*>(w + i) : make_uint4(0, 0, 0, 0);
-                sc[u] = scales && i < k ? scales[i / bk] : 1.f;
-            }
+            for (int j = 0; j < R; j++)
+                if (j < n) {
+                    float xf[V];
 #pragma unroll
-            for (int u = 0; u < DOT_ROUND; u++) {
-                const int i = i0 + u * 32 * V;
-                if (i >= k) break;
+                    for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
+                    float d = 0.f;
 #pragma unroll
-                for (int j = 0; j < R; j++)
-                    if (j < n) acc[j] += sc[u] * piece_dot<T, W>(wv[u], xs[j] + i);
-            }
+                    for (int c = 0; c < V; c++) d += wf[c] * xf[c];
+                    acc[j] += sc * d;
+                }
         }
     } else {
         for (int i = lane; i < k; i += 32) {
@@ -137,63 +111,6 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
 #pragma unroll
             for (int j = 0; j < R; j++)
                 if (j < n) acc[j] += wv * to_f32(xs[j][i]);
-        }
-    }
-}
-
-// One segment of `seg_dot`: a weight row, its scales (one per block of bk columns, or none) and
-// the input it multiplies.
-template <typename T, typename W>
-struct Segment {
-    const W* w;
-    const float* scales;
-    const T* x;
-};
-
-// part[j] += this lane's share of W_j · x_j for the n <= J segments j = seg(j) (a Segment, called
-// by every lane of the warp together), each k values: the segments' pieces dealt to the lanes as one list, so that one round loads a
-// lane's pieces of several segments (the eight experts of a token's down projection, 768 FP8
-// values each, are a single round, not eight). `scaled`: the segments have scales. The lanes'
-// partial sums still need a warp_sum.
-template <typename T, typename W, int J, typename Seg>
-__device__ __forceinline__ void seg_dot(int n, int k, int bk, bool scaled, Seg seg, float* part) {
-    constexpr int V = 16 / sizeof(W);
-    const int lane = threadIdx.x & 31;
-    if (k % V == 0 && (!scaled || bk % V == 0)) {
-        const int per = k / V, total = n * per;
-        for (int c0 = lane; c0 - lane < total; c0 += 32 * DOT_ROUND) {  // the same rounds for every lane
-            uint4 wv[DOT_ROUND];
-            float sc[DOT_ROUND];
-#pragma unroll
-            for (int u = 0; u < DOT_ROUND; u++) {
-                // seg() runs on every lane (it may shuffle), past the list on the last piece's
-                const int c = min(c0 + 32 * u, total - 1), j = c / per, i = (c - j * per) * V;
-                const Segment<T, W> s = seg(j);
-                wv[u] = make_uint4(0, 0, 0, 0);
-                sc[u] = 1.f;
-                if (c0 + 32 * u < total) {
-                    wv[u] = *reinterpret_cast<const uint4*>(s.w + i);
-                    if (scaled) sc[u] = s.scales[i / bk];
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < DOT_ROUND; u++) {
-                const int c = min(c0 + 32 * u, total - 1), j = c / per, i = (c - j * per) * V;
-                const T* x = seg(j).x + i;
-                if (c0 + 32 * u >= total) continue;
-                const float d = sc[u] * piece_dot<T, W>(wv[u], x);
-#pragma unroll
-                for (int jj = 0; jj < J; jj++)
-                    if (jj == j) part[jj] += d;
-            }
-        }
-    } else {
-#pragma unroll
-        for (int j = 0; j < J; j++) {
-            if (j >= n) break;
-            const Segment<T, W> s = seg(j);
-            for (int i = lane; i < k; i += 32)
-                part[j] += w_f32(s.w[i]) * (scaled ? s.scales[i / bk] : 1.f) * to_f32(s.x[i]);
         }
     }
 }

@@ -695,12 +695,13 @@ fn cuda_ops_match_the_cpu_backend() {
                 &g2,
                 3e-2,
             );
-            // 9 to 256 tokens: the experts' weights streamed through asynchronous copies too
+            // 9 to 256 tokens: the experts' weights staged through registers
+            // (`moe_expert_mma`) instead of streamed through asynchronous copies
             if (9..=256).contains(&rows) {
-                g.set_moe_pipe(true);
+                g.set_moe_pipe(false);
                 let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
                 compare(
-                    &format!("moe {name}, {rows} tokens, pipelined experts"),
+                    &format!("moe {name}, {rows} tokens, register-staged experts"),
                     &a,
                     &g3,
                     3e-2,
@@ -708,12 +709,12 @@ fn cuda_ops_match_the_cpu_backend() {
                 let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
                 let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
                 compare(
-                    &format!("moe {name}, fp8 experts, {rows} tokens, pipelined experts"),
+                    &format!("moe {name}, fp8 experts, {rows} tokens, register-staged experts"),
                     &a,
                     &g3,
                     3e-2,
                 );
-                g.set_moe_pipe(false);
+                g.set_moe_pipe(true);
             }
             let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
