@@ -207,16 +207,27 @@ __device__ void moe_count(const u32* ids, int pairs, int* counts) {
     if (p < pairs) atomicAdd(&counts[ids[p]], 1);
 }
 
-// offsets[e] = Σ counts[< e] (n_experts + 1 entries), cursor[e] = offsets[e]. One thread.
+// offsets[e] = Σ counts[< e] (n_experts + 1 entries), cursor[e] = offsets[e]. One warp: lane l
+// sums its run of experts, a shuffle scan gives each run its start (one thread walking 128
+// experts' counts took 9 µs a layer at 128 tokens on an H100).
 __device__ void moe_offsets(const int* counts, int n_experts, int* offsets, int* cursor) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    int at = 0;
-    for (int e = 0; e < n_experts; e++) {
+    if (blockIdx.x != 0 || threadIdx.x >= 32) return;
+    const int lane = threadIdx.x, per = (n_experts + 31) / 32;
+    const int first = min(lane * per, n_experts), last = min(first + per, n_experts);
+    int sum = 0;
+    for (int e = first; e < last; e++) sum += counts[e];
+    int incl = sum;  // inclusive scan over the lanes
+    for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+    }
+    int at = incl - sum;
+    for (int e = first; e < last; e++) {
         offsets[e] = at;
         cursor[e] = at;
         at += counts[e];
     }
-    offsets[n_experts] = at;
+    if (lane == 31) offsets[n_experts] = incl;
 }
 
 // sorted[cursor[ids[p]]++] = p.
