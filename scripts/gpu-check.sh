@@ -186,6 +186,9 @@ bench_moe() {
     # asynchronous copies (moe_expert_pipe, the default)
     FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    # and in chunks of 128 columns instead of 64 (half the barriers a byte, 86 KB of shared memory)
+    FERRUM_CUDA_MOE_PIPE=wide step bench_decode_qwen3moe_fp8_b128_wide "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)

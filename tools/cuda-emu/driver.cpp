@@ -206,15 +206,33 @@ CUresult cuModuleGetFunction(CUfunction* f, CUmodule, const char* name) {
     return OK;
 }
 CUresult cuFuncGetAttribute(int* v, int, CUfunction) { *v = 0; return OK; }
-CUresult cuFuncSetAttribute(CUfunction, int, int) { return OK; }
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES per function: a launch above 48 KB of dynamic
+// shared memory fails unless the host raised it, as on the GPU
+constexpr int MAX_DYNAMIC_SHARED = 8;
+std::mutex attr_lock;
+std::unordered_map<CUfunction, int> max_dynamic;
+CUresult cuFuncSetAttribute(CUfunction f, int attr, int v) {
+    if (attr == MAX_DYNAMIC_SHARED) {
+        if (v < 0 || v > 227 * 1024) return INVALID_VALUE;
+        std::lock_guard<std::mutex> g(attr_lock);
+        max_dynamic[f] = v;
+    }
+    return OK;
+}
+bool dynamic_fits(CUfunction f, unsigned shared) {
+    if (shared <= 48 * 1024) return true;
+    std::lock_guard<std::mutex> g(attr_lock);
+    auto it = max_dynamic.find(f);
+    return it != max_dynamic.end() && shared <= (unsigned)it->second;
+}
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned shared, CUstream stream, void** params, void** extra) {
-    if (!f || extra || shared > 0 || bx * by * bz == 0 || bx * by * bz > 1024 || gx * gy * gz == 0)
+    if (!f || extra || !dynamic_fits(f, shared) || bx * by * bz == 0 || bx * by * bz > 1024 || gx * gy * gz == 0)
         return INVALID_VALUE;
     static const bool trace = std::getenv("FERRUM_EMU_TRACE") != nullptr;
     if (trace) std::fprintf(stderr, "cuda-emu: %s <<<(%u, %u, %u), (%u, %u, %u)>>>\n", f->name, gx, gy, gz, bx, by, bz);
-    if (Graph* g = capture_of(stream)) g->ops.push_back(f->bind(f, params, {gx, gy, gz}, {bx, by, bz}));
-    else emu::launch(*f, {gx, gy, gz}, {bx, by, bz}, params);
+    if (Graph* g = capture_of(stream)) g->ops.push_back(f->bind(f, params, {gx, gy, gz}, {bx, by, bz}, shared));
+    else emu::launch(*f, {gx, gy, gz}, {bx, by, bz}, params, shared);
     return OK;
 }
 

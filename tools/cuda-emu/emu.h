@@ -33,6 +33,7 @@ struct ThreadState {
 extern thread_local ThreadState* cur;
 void sync_block();
 void sync_warp();
+unsigned char* dynamic_shared();
 uint64_t* warp_slots(int parity);
 }  // namespace emu
 
@@ -46,6 +47,8 @@ uint64_t* warp_slots(int parity);
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static thread_local
+#define FERRUM_EMU 1
+#define DYNAMIC_SHARED(name) unsigned char* name = emu::dynamic_shared()
 #define __launch_bounds__(...)
 #define __restrict__
 #define __align__(n) __attribute__((aligned(n)))

@@ -16,10 +16,11 @@ using Bound = std::function<void()>;
 struct Kernel {
     const char* name;
     void (*call)(void** params);
-    Bound (*bind)(const Kernel* k, void** params, dim3v grid, dim3v block);
+    Bound (*bind)(const Kernel* k, void** params, dim3v grid, dim3v block, unsigned shared);
 };
 std::map<std::string, const Kernel*>& registry();
-void launch(const Kernel& k, dim3v grid, dim3v block, void** params);
+// `shared`: the launch's dynamic shared memory, in bytes (`DYNAMIC_SHARED` in the kernels).
+void launch(const Kernel& k, dim3v grid, dim3v block, void** params, unsigned shared);
 
 template <auto F, typename... A, size_t... I>
 void call_idx(void** p, std::index_sequence<I...>) {
@@ -34,21 +35,21 @@ void call(void** p) {
     call_with<F>(p, F);
 }
 template <auto F, typename... A, size_t... I>
-Bound bind_idx(const Kernel* k, void** p, dim3v g, dim3v b, std::index_sequence<I...>) {
+Bound bind_idx(const Kernel* k, void** p, dim3v g, dim3v b, unsigned shared, std::index_sequence<I...>) {
     auto args = std::make_shared<std::tuple<std::remove_cv_t<std::remove_reference_t<A>>...>>(
         *static_cast<std::remove_reference_t<A>*>(p[I])...);
-    return [k, args, g, b]() {
+    return [k, args, g, b, shared]() {
         void* ptrs[] = {(void*)&std::get<I>(*args)...};
-        launch(*k, g, b, ptrs);
+        launch(*k, g, b, ptrs, shared);
     };
 }
 template <auto F, typename... A>
-Bound bind_with(const Kernel* k, void** p, dim3v g, dim3v b, void (*)(A...)) {
-    return bind_idx<F, A...>(k, p, g, b, std::index_sequence_for<A...>{});
+Bound bind_with(const Kernel* k, void** p, dim3v g, dim3v b, unsigned shared, void (*)(A...)) {
+    return bind_idx<F, A...>(k, p, g, b, shared, std::index_sequence_for<A...>{});
 }
 template <auto F>
-Bound bind(const Kernel* k, void** p, dim3v g, dim3v b) {
-    return bind_with<F>(k, p, g, b, F);
+Bound bind(const Kernel* k, void** p, dim3v g, dim3v b, unsigned shared) {
+    return bind_with<F>(k, p, g, b, shared, F);
 }
 
 struct Reg {

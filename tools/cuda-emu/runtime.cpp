@@ -154,8 +154,16 @@ void sync_warp() {
 
 uint64_t* warp_slots(int parity) { return blk->warps[cur->warp].slot[parity]; }
 
-void launch(const Kernel& k, dim3v grid, dim3v block, void** params) {
+// The running launch's dynamic shared memory (one block runs at a time on a host thread).
+thread_local std::vector<unsigned char> dynamic;
+
+unsigned char* dynamic_shared() { return dynamic.data(); }
+
+void launch(const Kernel& k, dim3v grid, dim3v block, void** params, unsigned shared) {
     const unsigned nt = block.x * block.y * block.z;
+    // uninitialized on the GPU: all ones here (NaN as floats), so reads before writes show
+    std::vector<unsigned char> saved_dynamic(shared, 0xff);
+    std::swap(dynamic, saved_dynamic);
     Block b;
     b.kernel = &k;
     b.params = params;
@@ -185,6 +193,7 @@ void launch(const Kernel& k, dim3v grid, dim3v block, void** params) {
                 run_block(b);
             }
     blk = saved;
+    std::swap(dynamic, saved_dynamic);
 }
 
 std::map<std::string, const Kernel*>& registry() {

@@ -388,70 +388,86 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
 }
 
 // The same products with the weights streamed through a pipeline of asynchronous copies
-// (`cp.async`, no registers held while in flight): chunks of PIPE_KC columns, PIPE_STAGES of them
-// in flight per block, so that a multiprocessor keeps several blocks' next chunks loading while
-// it multiplies (the kernel above holds one chunk a block in registers and waits for it: at 128
-// tokens of Qwen3-30B it streamed the experts at about a third of the copy rate). Per chunk the
+// (`cp.async`, no registers held while in flight): chunks of KC columns, S of them in flight per
+// block, so that a multiprocessor keeps several blocks' next chunks loading while it multiplies
+// (the kernel above holds one chunk a block in registers and waits for it: at 128 tokens of
+// Qwen3-30B-A3B FP8 on an H100, 351 µs a call against 243 for this one at KC = 64). Per chunk the
 // block's raw rows (e4m3 codes and their scales, or T) and up to PIPE_PAIRS pairs' inputs land in
-// a stage; e4m3 rows are then scaled and rounded to T into a tile as above. Needs k a multiple
-// of PIPE_KC and, for e4m3, the scale block bk too (the host checks; the kernel above takes the
-// rest). Rows past `rows` and pairs past the pass's stay zero.
-#define PIPE_KC 64
+// a stage; e4m3 rows are then scaled and rounded to T into a tile as above. Shared memory is the
+// launch's dynamic memory, laid out as `PipeSmem` (the host mirrors its size,
+// `pipe_smem_bytes` in cuda/moe.rs). Needs k a multiple of KC and, for e4m3, the scale block bk
+// too (the host checks; the kernel above takes the rest). Rows past `rows` and pairs past the
+// pass's stay zero.
 #define PIPE_PAIRS 32
 
-template <typename T, typename W>
+template <typename T, typename W, int KC, int S>
+struct PipeSmem {
+    static constexpr bool FP8 = sizeof(W) == 1;
+    static constexpr int LD = KC + 8;         // T tile row stride (WMMA reads it)
+    static constexpr int RLD = FP8 ? KC : LD;  // raw row stride, in W values
+    static constexpr int RAW = S * EXP_ROWS * RLD * (int)sizeof(W);
+    static constexpr int XS = S * PIPE_PAIRS * LD * (int)sizeof(T);
+    static constexpr int WS = FP8 ? EXP_ROWS * LD * (int)sizeof(T) : 0;
+    static constexpr int SCALES = S * EXP_ROWS * 4;
+    static constexpr int BYTES = RAW + XS + WS + SCALES;
+};
+
+template <typename T, typename W, int KC, int S>
 __device__ void moe_expert_pipe(const T* x, int x_div, const W* w, const float* scales, int rows, int k, int bk,
                                 const int* offsets, const u32* sorted, T* out) {
     using namespace nvcuda;
-    constexpr bool FP8 = sizeof(W) == 1;
-    constexpr int S = FP8 ? 4 : 3;                                 // stages (static shared memory < 48 KB)
-    constexpr int LD = PIPE_KC + 8;                                // T tile row stride (WMMA reads it)
-    constexpr int RLD = FP8 ? PIPE_KC : LD;                        // raw row stride, in W values
-    constexpr int WPR = PIPE_KC * (int)sizeof(W) / 16;             // 16-byte pieces a weight row
-    constexpr int XPR = PIPE_KC * (int)sizeof(T) / 16;             // 16-byte pieces an input row
+    using L = PipeSmem<T, W, KC, S>;
+    constexpr bool FP8 = L::FP8;
+    constexpr int LD = L::LD, RLD = L::RLD;
+    constexpr int WPR = KC * (int)sizeof(W) / 16;                  // 16-byte pieces a weight row
+    constexpr int XPR = KC * (int)sizeof(T) / 16;                  // 16-byte pieces an input row
     constexpr int THREADS = EXP_WARPS * 32, OLD = PIPE_PAIRS + 4;  // f32 outputs' row stride
-    __shared__ __align__(128) W raw[S][EXP_ROWS * RLD];
-    __shared__ __align__(128) T xs[S][PIPE_PAIRS * LD];
-    __shared__ __align__(128) T ws[FP8 ? EXP_ROWS * LD : 8];
-    __shared__ float wscale[S][EXP_ROWS];
-    static_assert(EXP_WARPS * 16 * OLD * 4 <= S * PIPE_PAIRS * LD * (int)sizeof(T), "outputs fit the inputs' stages");
+    static_assert(EXP_WARPS * 16 * OLD * 4 <= L::XS, "outputs fit the inputs' stages");
+    DYNAMIC_SHARED(smem);
+    W* raw_base = reinterpret_cast<W*>(smem);
+    T* xs_base = reinterpret_cast<T*>(smem + L::RAW);
+    T* ws = reinterpret_cast<T*>(smem + L::RAW + L::XS);
+    float* scale_base = reinterpret_cast<float*>(smem + L::RAW + L::XS + L::WS);
+    auto raw = [&](int st) { return raw_base + st * EXP_ROWS * RLD; };
+    auto xs = [&](int st) { return xs_base + st * PIPE_PAIRS * LD; };
+    auto wscale = [&](int st) { return scale_base + st * EXP_ROWS; };
     const int e = blockIdx.x, r0 = blockIdx.y * EXP_ROWS;
     const int lo = offsets[e], hi = offsets[e + 1];
     if (lo == hi) return;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int valid = min(EXP_ROWS, rows - r0), chunks = k / PIPE_KC, sc = FP8 ? (k + bk - 1) / bk : 0;
+    const int valid = min(EXP_ROWS, rows - r0), chunks = k / KC, sc = FP8 ? (k + bk - 1) / bk : 0;
     const W* wblock = w + ((i64)e * rows + r0) * k;
     const float* sblock = FP8 ? scales + ((i64)e * rows + r0) * sc : nullptr;
     // rows past the weight's end: zero once (no copy ever lands there)
     constexpr int RAW_BYTES = EXP_ROWS * RLD * (int)sizeof(W);
     for (int i = valid * RLD * (int)sizeof(W) + tid; i < RAW_BYTES; i += THREADS)
 #pragma unroll
-        for (int st = 0; st < S; st++) reinterpret_cast<unsigned char*>(raw[st])[i] = 0;
+        for (int st = 0; st < S; st++) reinterpret_cast<unsigned char*>(raw(st))[i] = 0;
     for (int i = valid + tid; i < EXP_ROWS; i += THREADS)
 #pragma unroll
-        for (int st = 0; st < S; st++) wscale[st][i] = 0.f;
+        for (int st = 0; st < S; st++) wscale(st)[i] = 0.f;
     for (int g = lo; g < hi; g += PIPE_PAIRS) {
         const int n = min(PIPE_PAIRS, hi - g), tiles = (n + 15) / 16;
         __syncthreads();  // the last pass's outputs read
         for (int i = n * LD + tid; i < tiles * 16 * LD; i += THREADS)
 #pragma unroll
-            for (int st = 0; st < S; st++) xs[st][i] = from_f32<T>(0.f);
+            for (int st = 0; st < S; st++) xs(st)[i] = from_f32<T>(0.f);
         // chunk c's copies into stage c % S, committed as one group (an empty group past the end)
         auto issue = [&](int c) {
             if (c < chunks) {
-                const int st = c % S, k0 = c * PIPE_KC;
+                const int st = c % S, k0 = c * KC;
                 for (int i = tid; i < valid * WPR; i += THREADS) {
                     const int r = i / WPR, p = i % WPR;
-                    __pipeline_memcpy_async(&raw[st][r * RLD + p * (16 / (int)sizeof(W))],
+                    __pipeline_memcpy_async(&raw(st)[r * RLD + p * (16 / (int)sizeof(W))],
                                             wblock + (i64)r * k + k0 + p * (16 / (int)sizeof(W)), 16);
                 }
                 if (FP8)
                     for (int r = tid; r < valid; r += THREADS)
-                        __pipeline_memcpy_async(&wscale[st][r], sblock + (i64)r * sc + k0 / bk, 4);
+                        __pipeline_memcpy_async(&wscale(st)[r], sblock + (i64)r * sc + k0 / bk, 4);
                 for (int i = tid; i < n * XPR; i += THREADS) {
                     const int j = i / XPR, p = i % XPR;
                     const T* xr = x + (i64)(sorted[g + j] / x_div) * k;
-                    __pipeline_memcpy_async(&xs[st][j * LD + p * 8], xr + k0 + p * 8, 16);
+                    __pipeline_memcpy_async(&xs(st)[j * LD + p * 8], xr + k0 + p * 8, 16);
                 }
             }
             __pipeline_commit();
@@ -471,33 +487,33 @@ __device__ void moe_expert_pipe(const T* x, int x_div, const W* w, const float* 
                 for (int i = tid; i < EXP_ROWS * WPR; i += THREADS) {
                     const int r = i / WPR, col = (i % WPR) * 16;
                     float f[16];
-                    load16_f32(&raw[st][r * RLD + col], f);
+                    load16_f32(&raw(st)[r * RLD + col], f);
                     __align__(16) T v[16];
 #pragma unroll
-                    for (int q = 0; q < 16; q++) v[q] = from_f32<T>(f[q] * wscale[st][r]);
+                    for (int q = 0; q < 16; q++) v[q] = from_f32<T>(f[q] * wscale(st)[r]);
                     *reinterpret_cast<uint4*>(&ws[r * LD + col]) = *reinterpret_cast<const uint4*>(v);
                     *reinterpret_cast<uint4*>(&ws[r * LD + col + 8]) = *reinterpret_cast<const uint4*>(v + 8);
                 }
                 __syncthreads();
                 a_tile = ws;
             } else {
-                a_tile = reinterpret_cast<const T*>(raw[st]);
+                a_tile = reinterpret_cast<const T*>(raw(st));
             }
 #pragma unroll
-            for (int kk = 0; kk < PIPE_KC / 16; kk++) {
+            for (int kk = 0; kk < KC / 16; kk++) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
                 wmma::load_matrix_sync(a, a_tile + warp * 16 * LD + kk * 16, LD);
 #pragma unroll
                 for (int t = 0; t < PIPE_PAIRS / 16; t++) {
                     if (t >= tiles) break;  // the same for the whole block
                     wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-                    wmma::load_matrix_sync(b, xs[st] + t * 16 * LD + kk * 16, LD);
+                    wmma::load_matrix_sync(b, xs(st) + t * 16 * LD + kk * 16, LD);
                     wmma::mma_sync(acc[t], a, b, acc[t]);
                 }
             }
         }
         __syncthreads();  // every warp done with the stages: they take the outputs
-        float* os = reinterpret_cast<float*>(&xs[0][0]) + warp * 16 * OLD;
+        float* os = reinterpret_cast<float*>(xs_base) + warp * 16 * OLD;
 #pragma unroll
         for (int t = 0; t < PIPE_PAIRS / 16; t++)
             if (t < tiles) wmma::store_matrix_sync(os + t * 16, acc[t], OLD, wmma::mem_row_major);
@@ -519,6 +535,20 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         out[t * hidden + i] = from_f32<T>(s);
     }
 }
+
+// `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
+// KC columns.
+#define MOE_PIPE(T, S, NAME, KC)                                                                           \
+    extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
+        NAME##_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets, const u32* sorted, \
+                   T* out) {                                                                               \
+        moe_expert_pipe<T, T, KC, 3>(x, x_div, w, nullptr, rows, k, 1, offsets, sorted, out);              \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
+        NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, int rows, int k, int bk,       \
+                       const int* offsets, const u32* sorted, T* out) {                                    \
+        moe_expert_pipe<T, fp8, KC, 4>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                 \
+    }
 
 #define MOE(T, S)                                                                                          \
     extern "C" __global__ void moe_count_##S(const u32* ids, int pairs, int* counts) {                    \
@@ -569,16 +599,8 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                int bk, const int* offsets, const u32* sorted, T* out) {                    \
         moe_expert_mma<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                         \
     }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
-        moe_expert_pipe_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,       \
-                            const u32* sorted, T* out) {                                                   \
-        moe_expert_pipe<T, T>(x, x_div, w, nullptr, rows, k, 1, offsets, sorted, out);                     \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
-        moe_expert_pipe_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, int rows, int k,      \
-                                int bk, const int* offsets, const u32* sorted, T* out) {                   \
-        moe_expert_pipe<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                        \
-    }                                                                                                      \
+    MOE_PIPE(T, S, moe_expert_pipe, 64)                                                                    \
+    MOE_PIPE(T, S, moe_expert_pipe_wide, 128)                                                              \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \
         moe_combine<T>(y, weights, out, hidden, top_k);                                                    \

@@ -115,5 +115,11 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
     }
 }
 
+// The launch's dynamic shared memory (its shared_mem_bytes; above 48 KB the host raises the
+// kernel's limit first), 128-byte aligned. (The CUDA emulator defines its own.)
+#ifndef FERRUM_EMU
+#define DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 // Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix.
 #define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16) M(__half, f16)

@@ -696,25 +696,27 @@ fn cuda_ops_match_the_cpu_backend() {
                 3e-2,
             );
             // 9 to 256 tokens: the experts' weights staged through registers
-            // (`moe_expert_mma`) instead of streamed through asynchronous copies
+            // (`moe_expert_mma`), and streamed in chunks of 128 columns, instead of 64
             if (9..=256).contains(&rows) {
-                g.set_moe_pipe(false);
-                let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-                compare(
-                    &format!("moe {name}, {rows} tokens, register-staged experts"),
-                    &a,
-                    &g3,
-                    3e-2,
-                );
-                let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
-                let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
-                compare(
-                    &format!("moe {name}, fp8 experts, {rows} tokens, register-staged experts"),
-                    &a,
-                    &g3,
-                    3e-2,
-                );
-                g.set_moe_pipe(true);
+                for (chunk, kind) in [(None, "register-staged"), (Some(128), "wide-chunk")] {
+                    g.set_moe_pipe(chunk);
+                    let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
+                    compare(
+                        &format!("moe {name}, {rows} tokens, {kind} experts"),
+                        &a,
+                        &g3,
+                        3e-2,
+                    );
+                    let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
+                    let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
+                    compare(
+                        &format!("moe {name}, fp8 experts, {rows} tokens, {kind} experts"),
+                        &a,
+                        &g3,
+                        3e-2,
+                    );
+                }
+                g.set_moe_pipe(Some(64));
             }
             let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);

@@ -158,10 +158,11 @@ pub struct CudaBackend {
     /// compare the paths.
     pub(super) moe_device_grouped_max: usize,
     /// The device-grouped experts stream their weights through asynchronous copies
-    /// (`moe_expert_pipe`) where the shapes allow (Qwen3-30B-A3B FP8 at 128 sequences on an
-    /// H100: 4175 tok/s against 3125 with `moe_expert_mma`); `FERRUM_CUDA_MOE_PIPE=0` takes
-    /// `moe_expert_mma` everywhere.
-    pub(super) moe_pipe: bool,
+    /// (`moe_expert_pipe`) in chunks of this many columns where the shapes allow (Qwen3-30B-A3B
+    /// FP8 at 128 sequences on an H100, chunks of 64: 4175 tok/s against 3125 with
+    /// `moe_expert_mma`); `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere,
+    /// `FERRUM_CUDA_MOE_PIPE=wide` chunks of 128 (`moe_expert_pipe_wide`, not yet measured).
+    pub(super) moe_pipe: Option<usize>,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -247,9 +248,11 @@ impl CudaBackend {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
-            moe_pipe: std::env::var("FERRUM_CUDA_MOE_PIPE")
-                .ok()
-                .is_none_or(|v| v != "0"),
+            moe_pipe: match std::env::var("FERRUM_CUDA_MOE_PIPE").as_deref() {
+                Ok("0") => None,
+                Ok("wide") => Some(128),
+                _ => Some(64),
+            },
             sm_count,
             error: RefCell::new(None),
         })
@@ -324,10 +327,11 @@ impl CudaBackend {
         self.mma_attention = on;
     }
 
-    /// Whether the device-grouped experts stream their weights through asynchronous copies (the
-    /// default) or take `moe_expert_mma`; the op tests check both kernels.
-    pub fn set_moe_pipe(&mut self, on: bool) {
-        self.moe_pipe = on;
+    /// Whether the device-grouped experts stream their weights through asynchronous copies, and
+    /// in chunks of how many columns (64, the default, or 128), or take `moe_expert_mma`; the op
+    /// tests check every kernel.
+    pub fn set_moe_pipe(&mut self, chunk: Option<usize>) {
+        self.moe_pipe = chunk;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads
@@ -377,6 +381,13 @@ impl CudaBackend {
     }
 
     pub(super) fn launch_now(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+        if cfg.shared_mem_bytes > 48 * 1024 {
+            // dynamic shared memory above 48 KB: the kernel's limit raised first
+            self.f(name).set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                cfg.shared_mem_bytes as i32,
+            )?;
+        }
         let mut b = self.stream.launch_builder(self.f(name));
         for a in args {
             match a {

@@ -80,6 +80,8 @@ pub const FILES: &[KernelFile] = &[
             "moe_expert_mma_fp8",
             "moe_expert_pipe",
             "moe_expert_pipe_fp8",
+            "moe_expert_pipe_wide",
+            "moe_expert_pipe_wide_fp8",
             "moe_combine",
         ],
     },

@@ -27,8 +27,17 @@ use crate::backend::{MoeDims, Routing};
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
 
-/// Columns a chunk of `moe_expert_pipe` (`PIPE_KC` in moe.cu).
-const PIPE_KC: usize = 64;
+/// Dynamic shared memory of `moe_expert_pipe` at chunks of `kc` columns (`PipeSmem` in moe.cu):
+/// S stages (four for e4m3 weights, three for half) of the block's 64 raw weight rows, of 32
+/// pairs' inputs and of the rows' scales, and for e4m3 the rows scaled to T.
+fn pipe_smem_bytes(kc: usize, fp8: bool) -> usize {
+    let (stages, rows, pairs, t) = (if fp8 { 4 } else { 3 }, 64, 32, 2);
+    let ld = kc + 8;
+    let raw = stages * rows * if fp8 { kc } else { ld * t };
+    let xs = stages * pairs * ld * t;
+    let ws = if fp8 { rows * ld * t } else { 0 };
+    raw + xs + ws + stages * rows * 4
+}
 
 /// The most rows the host-grouped path can pad `pairs` pairs over `experts` experts to.
 fn grouped_rows(pairs: usize, experts: usize) -> usize {
@@ -317,18 +326,29 @@ impl CudaBackend {
                     k: k_in,
                 };
                 let tail = [P(offsets), P(sorted), P(out)];
-                // the pipelined kernel takes rows of whole 64-column chunks (e4m3: scale
-                // blocks too)
-                let pipe = self.moe_pipe
-                    && k_in.is_multiple_of(PIPE_KC)
-                    && match data {
-                        WeightData::Fp8 { bk, .. } => bk.is_multiple_of(PIPE_KC),
-                        WeightData::Half(_) => true,
-                    };
-                let kernels = if pipe {
-                    ("moe_expert_pipe", "moe_expert_pipe_fp8")
-                } else {
-                    ("moe_expert_mma", "moe_expert_mma_fp8")
+                // the pipelined kernel takes rows of whole chunks (e4m3: scale blocks too)
+                let fp8 = matches!(data, WeightData::Fp8 { .. });
+                let pipe = self.moe_pipe.filter(|&kc| {
+                    k_in.is_multiple_of(kc)
+                        && match data {
+                            WeightData::Fp8 { bk, .. } => bk.is_multiple_of(kc),
+                            WeightData::Half(_) => true,
+                        }
+                });
+                let (kernels, smem) = match pipe {
+                    Some(128) => (
+                        ("moe_expert_pipe_wide", "moe_expert_pipe_wide_fp8"),
+                        pipe_smem_bytes(128, fp8),
+                    ),
+                    Some(kc) => (
+                        ("moe_expert_pipe", "moe_expert_pipe_fp8"),
+                        pipe_smem_bytes(kc, fp8),
+                    ),
+                    None => (("moe_expert_mma", "moe_expert_mma_fp8"), 0),
+                };
+                let cfg = LaunchConfig {
+                    shared_mem_bytes: smem as u32,
+                    ..cfg
                 };
                 self.expert_launch(kernels, data, &w, &tail, cfg)
             };
