@@ -296,6 +296,41 @@ __device__ __forceinline__ void stage16(T* dst, const Piece16<W>& p, const W* ro
     *reinterpret_cast<uint4*>(dst + 8) = *reinterpret_cast<const uint4*>(v + 8);
 }
 
+// One 16-column step of an expert kernel's product: acc[t] += the warp's 16 rows of `a` (T, row
+// stride ld) times the pairs' tile t of `b` (T, pair-major, stride ld), for t < tiles.
+template <typename T, int TILES>
+__device__ __forceinline__ void expert_mma_step(const T* a, const T* b, int ld, int tiles,
+                                                nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (&acc)[TILES]) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, a, ld);
+#pragma unroll
+    for (int t = 0; t < TILES; t++) {
+        if (t >= tiles) break;  // the same for the whole block
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+        wmma::load_matrix_sync(fb, b + t * 16 * ld, ld);
+        wmma::mma_sync(acc[t], fa, fb, acc[t]);
+    }
+}
+
+// A warp's sums to `out`: its 16 rows (from r0 + 16·warp, none past `rows`) for the pass's n pairs
+// `sorted[g..]`, through `os` (f32, 16 rows of stride 16·TILES + 4, the warp's own).
+template <typename T, int TILES>
+__device__ __forceinline__ void expert_store(nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (&acc)[TILES],
+                                             float* os, int tiles, int n, int r0, int rows, const u32* sorted, int g, T* out) {
+    using namespace nvcuda;
+    constexpr int OLD = 16 * TILES + 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int t = 0; t < TILES; t++)
+        if (t < tiles) wmma::store_matrix_sync(os + t * 16, acc[t], OLD, wmma::mem_row_major);
+    __syncwarp();
+    for (int i = lane; i < 16 * n; i += 32) {
+        const int j = i / 16, rr = i % 16, r = r0 + warp * 16 + rr;
+        if (r < rows) out[(i64)sorted[g + j] * rows + r] = from_f32<T>(os[rr * OLD + j]);
+    }
+}
+
 template <typename T, typename W>
 __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* scales, int rows, int k, int bk,
                                const int* offsets, const u32* sorted, T* out) {
@@ -363,27 +398,11 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
 #pragma unroll
             for (int kk = 0; kk < PIECES; kk++) {
                 if (k0 + kk * 16 >= k) break;  // the same for the whole block
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::load_matrix_sync(a, ws + warp * 16 * LD + kk * 16, LD);
-#pragma unroll
-                for (int c = 0; c < EXP_PAIRS / 16; c++) {
-                    if (c >= tiles) break;  // the same for the whole block
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-                    wmma::load_matrix_sync(b, xs + c * 16 * LD + kk * 16, LD);
-                    wmma::mma_sync(acc[c], a, b, acc[c]);
-                }
+                expert_mma_step<T>(ws + warp * 16 * LD + kk * 16, xs + kk * 16, LD, tiles, acc);
             }
         }
         __syncthreads();  // every warp done with ws: it takes the outputs
-        float* os = reinterpret_cast<float*>(ws) + warp * 16 * OLD;
-#pragma unroll
-        for (int c = 0; c < EXP_PAIRS / 16; c++)
-            if (c < tiles) wmma::store_matrix_sync(os + c * 16, acc[c], OLD, wmma::mem_row_major);
-        __syncwarp();
-        for (int i = lane; i < 16 * n; i += 32) {
-            const int j = i / 16, rr = i % 16, r = r0 + warp * 16 + rr;
-            if (r < rows) out[(i64)sorted[g + j] * rows + r] = from_f32<T>(os[rr * OLD + j]);
-        }
+        expert_store<T>(acc, reinterpret_cast<float*>(ws) + warp * 16 * OLD, tiles, n, r0, rows, sorted, g, out);
     }
 }
 
@@ -500,28 +519,11 @@ __device__ void moe_expert_pipe(const T* x, int x_div, const W* w, const float* 
                 a_tile = reinterpret_cast<const T*>(raw(st));
             }
 #pragma unroll
-            for (int kk = 0; kk < KC / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
-                wmma::load_matrix_sync(a, a_tile + warp * 16 * LD + kk * 16, LD);
-#pragma unroll
-                for (int t = 0; t < PIPE_PAIRS / 16; t++) {
-                    if (t >= tiles) break;  // the same for the whole block
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-                    wmma::load_matrix_sync(b, xs(st) + t * 16 * LD + kk * 16, LD);
-                    wmma::mma_sync(acc[t], a, b, acc[t]);
-                }
-            }
+            for (int kk = 0; kk < KC / 16; kk++)
+                expert_mma_step<T>(a_tile + warp * 16 * LD + kk * 16, xs(st) + kk * 16, LD, tiles, acc);
         }
         __syncthreads();  // every warp done with the stages: they take the outputs
-        float* os = reinterpret_cast<float*>(xs_base) + warp * 16 * OLD;
-#pragma unroll
-        for (int t = 0; t < PIPE_PAIRS / 16; t++)
-            if (t < tiles) wmma::store_matrix_sync(os + t * 16, acc[t], OLD, wmma::mem_row_major);
-        __syncwarp();
-        for (int i = lane; i < 16 * n; i += 32) {
-            const int j = i / 16, rr = i % 16, r = r0 + warp * 16 + rr;
-            if (r < rows) out[(i64)sorted[g + j] * rows + r] = from_f32<T>(os[rr * OLD + j]);
-        }
+        expert_store<T>(acc, reinterpret_cast<float*>(xs_base) + warp * 16 * OLD, tiles, n, r0, rows, sorted, g, out);
     }
 }
 
