@@ -13,7 +13,8 @@
 #                  graphs), memory under full load (cuda_memory.rs), `ferrum generate --device cuda`;
 #     run-8b       an 8B-width Llama made here by transformers: against transformers in f32, and
 #                  under the engine tests;
-#     bench-dense  copy bandwidth and cuBLAS rate; the Llama-3.1-8B shape's decode (graphs, eager,
+#     bench-dense  copy bandwidth and cuBLAS rate; each decode kernel alone (benches/cuda_kernels.rs);
+#                  the Llama-3.1-8B shape's decode (graphs, eager,
 #                  our half GEMV instead of cuBLAS, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
@@ -28,11 +29,14 @@ build() {
     cargo build --release -p ferrum
     mkdir -p "$dev"
     cp target/release/ferrum "$dev/"
-    # the test binaries that need a GPU (or NVRTC), by name from cargo's JSON messages
-    cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json \
+    # the test binaries that need a GPU (or NVRTC) and the kernel benchmark, by name from
+    # cargo's JSON messages
+    { cargo test --release -p ferrum-backend -p ferrum-models --no-run --message-format=json
+      cargo bench -p ferrum-backend --bench cuda_kernels --no-run --message-format=json; } \
         | python3 -c '
 import json, shutil, sys
-want = {"nvrtc_kernels", "cuda_ops", "cuda_sample", "cuda_reference", "cuda_engine", "cuda_memory"}
+want = {"nvrtc_kernels", "cuda_ops", "cuda_sample", "cuda_reference", "cuda_engine", "cuda_memory",
+        "cuda_kernels"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
@@ -138,6 +142,8 @@ LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-
     --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
 bench_dense() {
     ceilings
+    # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
+    step kernel_bench "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"

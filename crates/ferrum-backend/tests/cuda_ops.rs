@@ -10,66 +10,16 @@
 
 use ferrum_backend::backend::qkv_to_cache_op_by_op;
 use ferrum_backend::cpu::{RopeScaling, RopeStyle};
-use ferrum_backend::host::{HostDtype, HostLinear, HostTensor};
+use ferrum_backend::host::HostLinear;
 use ferrum_backend::{
     AttnDims, Backend, CpuBackend, KvDtype, KvSpec, MoeDims, RopeConfig, Routing, StepMeta,
     StepSeq, Weights,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::borrow::Cow;
 
 mod common;
-use common::{Up, gpu, rand_vec};
-
-fn tensor(name: &str, shape: Vec<usize>, data: &[f32]) -> HostTensor<'static> {
-    HostTensor {
-        name: name.into(),
-        dtype: HostDtype::F32,
-        shape,
-        bytes: Cow::Owned(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-    }
-}
-
-/// A weight as a test gives it to both backends: f32 values, or block-FP8 (e4m3 codes and one
-/// scale per 128×128 tile, partial tiles at the edges).
-enum W {
-    Dense(Vec<f32>),
-    Fp8(Vec<u8>, Vec<f32>),
-}
-
-impl W {
-    fn fp8(rng: &mut ChaCha8Rng, n: usize, k: usize) -> W {
-        // any code but the NaNs (0x7f, 0xff)
-        let codes = (0..n * k)
-            .map(|_| rng.random_range(0..0x7fu8) | if rng.random() { 0x80 } else { 0 })
-            .collect();
-        let scales = (0..n.div_ceil(128) * k.div_ceil(128))
-            .map(|_| rng.random_range(0.0005..0.004f32))
-            .collect();
-        W::Fp8(codes, scales)
-    }
-
-    fn host(&self, name: &str, n: usize, k: usize) -> HostLinear<'static> {
-        match self {
-            W::Dense(v) => HostLinear::Dense(tensor(name, vec![n, k], v)),
-            W::Fp8(codes, scales) => HostLinear::Fp8Block {
-                weight: HostTensor {
-                    name: name.into(),
-                    dtype: HostDtype::F8E4M3,
-                    shape: vec![n, k],
-                    bytes: Cow::Owned(codes.clone()),
-                },
-                scale_inv: tensor(
-                    &format!("{name}_scale_inv"),
-                    vec![n.div_ceil(128), k.div_ceil(128)],
-                    scales,
-                ),
-                block: (128, 128),
-            },
-        }
-    }
-}
+use common::{Up, W, gpu, rand_vec, tensor};
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];

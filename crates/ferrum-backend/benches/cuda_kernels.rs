@@ -1,0 +1,217 @@
+//! Decode-path kernels on the GPU, one at a time, at the shapes of the target models (llm.c's
+//! `dev/cuda` benchmarks, beside the op tests that check them): each op is captured 32 times
+//! into a CUDA graph, as a decode step runs it, and the graph replayed; the time per call, and
+//! the weight bytes it must read over that time. Compare the rate with the copy bandwidth that
+//! `scripts/gpu-check.sh` measures in the same lease (its `ceilings` step). A/B of the kernels
+//! that have one (our half GEMV or cuBLAS, the MoE expert kernels) in the same run.
+//!
+//!   cargo bench -p ferrum-backend --bench cuda_kernels   (a GPU; on the CUDA emulator with
+//!                                                         FERRUM_KERNEL_BENCH_SMALL=1: shapes / 8)
+//!
+//! Prints a table; exits non-zero if an op fails.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use anyhow::Result;
+use common::{Up, W, gpu, rand_vec};
+use ferrum_backend::cuda::CudaBackend;
+use ferrum_backend::{Backend, MoeDims, Routing, StepMeta, StepSeq, Weights};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Calls per graph, and graph replays timed (after one untimed); on the emulator 2 and 1.
+struct Reps {
+    calls: usize,
+    replays: usize,
+}
+
+/// A decode step's metadata for `rows` sequences of one token each (the ops timed here read
+/// only its row count).
+fn decode_meta(rows: usize) -> StepMeta {
+    StepMeta {
+        tokens: vec![0; rows],
+        positions: vec![0; rows],
+        slots: (0..rows).map(|i| i * 16).collect(),
+        seqs: (0..rows)
+            .map(|i| StepSeq {
+                q_start: i,
+                q_len: 1,
+                ctx_len: 1,
+                table: i..i + 1,
+            })
+            .collect(),
+        block_tables: (0..rows as u32).collect(),
+        block_size: 16,
+    }
+}
+
+/// Seconds per call of `op` replayed from a graph of `reps.calls` calls (graph key `key`).
+fn time_op(
+    be: &mut CudaBackend,
+    reps: &Reps,
+    rows: usize,
+    key: usize,
+    sync: &<CudaBackend as Backend>::Buf,
+    mut op: impl FnMut(&mut CudaBackend) -> Result<()>,
+) -> Result<f64> {
+    be.begin_step(&decode_meta(rows))?;
+    op(be)?; // the first call outside the graph: kernels compiled, scratch grown
+    be.capture_begin()?;
+    let mut recorded = Ok(());
+    for _ in 0..reps.calls {
+        recorded = recorded.and_then(|()| op(be));
+    }
+    be.capture_end(key)?;
+    recorded?;
+    let mut host = [0f32; 1];
+    be.replay(key)?;
+    be.read(sync, &mut host)?;
+    let t = Instant::now();
+    for _ in 0..reps.replays {
+        be.replay(key)?;
+    }
+    be.read(sync, &mut host)?;
+    Ok(t.elapsed().as_secs_f64() / (reps.replays * reps.calls) as f64)
+}
+
+fn report(op: &str, secs: f64, bytes: f64) {
+    println!(
+        "{op:<68} {:>9.2} µs/call {:>8.0} GB/s",
+        secs * 1e6,
+        bytes / secs / 1e9
+    );
+}
+
+fn main() -> Result<()> {
+    let small = std::env::var("FERRUM_KERNEL_BENCH_SMALL").is_ok_and(|v| v == "1");
+    let (div, reps) = match small {
+        true => (
+            8,
+            Reps {
+                calls: 2,
+                replays: 1,
+            },
+        ),
+        false => (
+            1,
+            Reps {
+                calls: 32,
+                replays: 10,
+            },
+        ),
+    };
+    let mut be = gpu();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let sync = be.up(&[0.0]);
+    let mut key = 1_000_000;
+    let mut next_key = || {
+        key += 1;
+        key
+    };
+    println!("{} calls a graph, {} replays", reps.calls, reps.replays);
+
+    // block-FP8 GEMVs at batch 1 (Qwen3-30B-A3B's attention projections)
+    for (n, k) in [(5120, 2048), (2048, 4096)] {
+        let (n, k) = (n / div, k / div);
+        let w = be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
+        let x = be.up(&rand_vec(&mut rng, k, 1.0));
+        let mut out = be.up(&vec![0.0; n]);
+        let s = time_op(&mut be, &reps, 1, next_key(), &sync, |be| {
+            be.linear(&x, 1, &w, &mut out);
+            Ok(())
+        })?;
+        report(
+            &format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ"),
+            s,
+            (n * k) as f64,
+        );
+    }
+
+    // half linear layers at 1 and 8 rows (Llama-3.1-8B's MLP), cuBLAS and our GEMV
+    for (n, k) in [(28672, 4096), (4096, 14336)] {
+        let (n, k) = (n / div, k / div);
+        let w = be.upload_linear(W::Dense(rand_vec(&mut rng, n * k, 0.05)).host("w", n, k))?;
+        for rows in [1, 8] {
+            let x = be.up(&rand_vec(&mut rng, rows * k, 1.0));
+            let mut out = be.up(&vec![0.0; rows * n]);
+            for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
+                be.set_half_gemv(gemv);
+                let s = time_op(&mut be, &reps, rows, next_key(), &sync, |be| {
+                    be.linear(&x, rows, &w, &mut out);
+                    Ok(())
+                })?;
+                report(
+                    &format!("linear bf16 {rows}×{k} · {n}×{k}ᵀ, {kind}"),
+                    s,
+                    (2 * n * k) as f64,
+                );
+            }
+        }
+        be.set_half_gemv(false);
+    }
+
+    // routed experts, Qwen3-30B-A3B-FP8's shape: routing and the chosen experts' SwiGLU and
+    // combine, at batch 1 (per-pair GEMVs) and at 128 tokens (grouped on the device: each
+    // kernel of the A/B)
+    let (n_experts, top_k, hidden, inter) = (128, 8, 2048 / div, 768 / div);
+    let experts = (0..n_experts)
+        .map(|_| {
+            let gate = W::fp8(&mut rng, 2 * inter, hidden).host("gate_up", 2 * inter, hidden);
+            let down = W::fp8(&mut rng, hidden, inter).host("down", hidden, inter);
+            Ok((be.upload_linear(gate)?, be.upload_linear(down)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let experts = be.experts(experts)?;
+    let d = MoeDims {
+        n_experts,
+        top_k,
+        hidden,
+        inter,
+        routing: Routing::Softmax {
+            norm_topk_prob: true,
+        },
+    };
+    let per_expert = (3 * inter * hidden) as f64;
+    let mut scratch = be.moe_scratch(128, &d)?;
+    for (rows, kernels) in [
+        (1, &[(Some(64), "per-pair GEMVs")][..]),
+        (
+            128,
+            &[
+                (Some(64), "cp.async, 64-column chunks"),
+                (Some(128), "cp.async, 128-column chunks"),
+                (None, "register-staged"),
+            ][..],
+        ),
+    ] {
+        let x = be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
+        let logits = be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
+        let mut out = be.up(&vec![0.0; rows * hidden]);
+        // the experts the step reads: top_k at one token, nearly all at 128
+        let chosen = (rows * top_k).min(n_experts) as f64;
+        for &(pipe, kind) in kernels {
+            be.set_moe_pipe(pipe);
+            let s = time_op(&mut be, &reps, rows, next_key(), &sync, |be| {
+                be.moe(
+                    &x,
+                    rows,
+                    &logits,
+                    None,
+                    &experts,
+                    &d,
+                    &mut scratch,
+                    &mut out,
+                )
+            })?;
+            report(
+                &format!("moe fp8 {rows} tokens, {n_experts} experts top {top_k}: {kind}"),
+                s,
+                chosen * per_expert,
+            );
+        }
+    }
+    Ok(())
+}
