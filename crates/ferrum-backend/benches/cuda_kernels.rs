@@ -1,7 +1,7 @@
 //! Decode-path kernels on the GPU, one at a time, at the shapes of the target models (llm.c's
 //! `dev/cuda` benchmarks, beside the op tests that check them): each op is captured 32 times
 //! into a CUDA graph, as a decode step runs it, and the graph replayed; the time per call, and
-//! the weight bytes it must read over that time. Compare the rate with the copy bandwidth that
+//! the weight (or K/V) bytes it must read over that time. Compare the rate with the copy bandwidth that
 //! `scripts/gpu-check.sh` measures in the same lease (its `ceilings` step). A/B of the kernels
 //! that have one (our half GEMV or cuBLAS, the MoE expert kernels) in the same run.
 //!
@@ -18,7 +18,9 @@ use std::time::Instant;
 use anyhow::Result;
 use common::{Up, W, gpu, rand_vec};
 use ferrum_backend::cuda::CudaBackend;
-use ferrum_backend::{Backend, MoeDims, Routing, StepMeta, StepSeq, Weights};
+use ferrum_backend::{
+    AttnDims, Backend, KvDtype, KvSpec, MoeDims, Routing, StepMeta, StepSeq, Weights,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -28,22 +30,23 @@ struct Reps {
     replays: usize,
 }
 
-/// A decode step's metadata for `rows` sequences of one token each (the ops timed here read
-/// only its row count).
-fn decode_meta(rows: usize) -> StepMeta {
+/// A decode step's metadata: `rows` sequences of one new token each, every one `ctx` tokens into
+/// its context (consecutive cache blocks of 16).
+fn decode_meta(rows: usize, ctx: usize) -> StepMeta {
+    let per = ctx.div_ceil(16);
     StepMeta {
         tokens: vec![0; rows],
-        positions: vec![0; rows],
-        slots: (0..rows).map(|i| i * 16).collect(),
+        positions: vec![ctx - 1; rows],
+        slots: (0..rows).map(|i| i * per * 16 + ctx - 1).collect(),
         seqs: (0..rows)
             .map(|i| StepSeq {
                 q_start: i,
                 q_len: 1,
-                ctx_len: 1,
-                table: i..i + 1,
+                ctx_len: ctx,
+                table: i * per..(i + 1) * per,
             })
             .collect(),
-        block_tables: (0..rows as u32).collect(),
+        block_tables: (0..(rows * per) as u32).collect(),
         block_size: 16,
     }
 }
@@ -52,12 +55,12 @@ fn decode_meta(rows: usize) -> StepMeta {
 fn time_op(
     be: &mut CudaBackend,
     reps: &Reps,
-    rows: usize,
+    meta: &StepMeta,
     key: usize,
     sync: &<CudaBackend as Backend>::Buf,
     mut op: impl FnMut(&mut CudaBackend) -> Result<()>,
 ) -> Result<f64> {
-    be.begin_step(&decode_meta(rows))?;
+    be.begin_step(meta)?;
     op(be)?; // the first call outside the graph: kernels compiled, scratch grown
     be.capture_begin()?;
     let mut recorded = Ok(());
@@ -119,10 +122,17 @@ fn main() -> Result<()> {
         let w = be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
         let x = be.up(&rand_vec(&mut rng, k, 1.0));
         let mut out = be.up(&vec![0.0; n]);
-        let s = time_op(&mut be, &reps, 1, next_key(), &sync, |be| {
-            be.linear(&x, 1, &w, &mut out);
-            Ok(())
-        })?;
+        let s = time_op(
+            &mut be,
+            &reps,
+            &decode_meta(1, 1),
+            next_key(),
+            &sync,
+            |be| {
+                be.linear(&x, 1, &w, &mut out);
+                Ok(())
+            },
+        )?;
         report(
             &format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ"),
             s,
@@ -139,10 +149,17 @@ fn main() -> Result<()> {
             let mut out = be.up(&vec![0.0; rows * n]);
             for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
                 be.set_half_gemv(gemv);
-                let s = time_op(&mut be, &reps, rows, next_key(), &sync, |be| {
-                    be.linear(&x, rows, &w, &mut out);
-                    Ok(())
-                })?;
+                let s = time_op(
+                    &mut be,
+                    &reps,
+                    &decode_meta(rows, 1),
+                    next_key(),
+                    &sync,
+                    |be| {
+                        be.linear(&x, rows, &w, &mut out);
+                        Ok(())
+                    },
+                )?;
                 report(
                     &format!("linear bf16 {rows}×{k} · {n}×{k}ᵀ, {kind}"),
                     s,
@@ -151,6 +168,38 @@ fn main() -> Result<()> {
             }
         }
         be.set_half_gemv(false);
+    }
+
+    // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
+    // token over a short and a long context (split-KV), 128 tokens over 512 keys (per GQA group)
+    let dims = AttnDims::new(32, 4, 128);
+    let kv_dim = dims.n_kv_heads * dims.head_dim;
+    for (rows, ctx) in [(1usize, 128usize), (1, 8192), (128, 512)] {
+        let ctx = ctx.div_ceil(div);
+        let meta = decode_meta(rows, ctx);
+        let spec = KvSpec {
+            num_layers: 1,
+            num_blocks: meta.block_tables.len(),
+            block_size: 16,
+            kv_dim,
+            dtype: KvDtype::Fp8E4M3,
+        };
+        let cache = be.alloc_kv(&spec)?;
+        let q = be.up(&rand_vec(
+            &mut rng,
+            rows * dims.n_heads * dims.head_dim,
+            1.0,
+        ));
+        let mut out = be.up(&vec![0.0; rows * dims.n_heads * dims.head_dim]);
+        let s = time_op(&mut be, &reps, &meta, next_key(), &sync, |be| {
+            be.attention(&q, &cache, 0, &dims, &mut out);
+            Ok(())
+        })?;
+        report(
+            &format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128"),
+            s,
+            (2 * rows * ctx * kv_dim) as f64,
+        );
     }
 
     // routed experts, Qwen3-30B-A3B-FP8's shape: routing and the chosen experts' SwiGLU and
@@ -194,18 +243,25 @@ fn main() -> Result<()> {
         let chosen = (rows * top_k).min(n_experts) as f64;
         for &(pipe, kind) in kernels {
             be.set_moe_pipe(pipe);
-            let s = time_op(&mut be, &reps, rows, next_key(), &sync, |be| {
-                be.moe(
-                    &x,
-                    rows,
-                    &logits,
-                    None,
-                    &experts,
-                    &d,
-                    &mut scratch,
-                    &mut out,
-                )
-            })?;
+            let s = time_op(
+                &mut be,
+                &reps,
+                &decode_meta(rows, 1),
+                next_key(),
+                &sync,
+                |be| {
+                    be.moe(
+                        &x,
+                        rows,
+                        &logits,
+                        None,
+                        &experts,
+                        &d,
+                        &mut scratch,
+                        &mut out,
+                    )
+                },
+            )?;
             report(
                 &format!("moe fp8 {rows} tokens, {n_experts} experts top {top_k}: {kind}"),
                 s,
