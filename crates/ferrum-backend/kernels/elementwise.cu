@@ -42,13 +42,23 @@ __device__ void split_qkv(const T* qkv, const T* bias, T* q, T* k, T* v, int qd,
     }
 }
 
-// out[j] = x[rows[j]] (width wide): the embedding (rows = token ids) and the logits rows.
+// out[j] = x[rows[j]] (width wide): the embedding (rows = token ids), the logits rows and the MoE
+// prefill's rows in expert order. Sixteen bytes a thread where both rows allow it (a copy of
+// two-byte values reached about half the copy rate on an H100).
 template <typename T>
 __device__ void gather_rows(const T* x, const u32* rows, T* out, int width) {
     const i64 j = blockIdx.x;
     const T* src = x + (i64)rows[j] * width;
-    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < width; i += gridDim.y * blockDim.x)
-        out[j * width + i] = src[i];
+    T* dst = out + j * width;
+    const int first = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
+    constexpr int V = 16 / sizeof(T);
+    if (width % V == 0 && ((unsigned long long)src | (unsigned long long)dst) % 16 == 0) {
+        const uint4* s = reinterpret_cast<const uint4*>(src);
+        uint4* d = reinterpret_cast<uint4*>(dst);
+        for (int i = first; i < width / V; i += step) d[i] = s[i];
+    } else {
+        for (int i = first; i < width; i += step) dst[i] = src[i];
+    }
 }
 
 // f32 copy of a T tensor (logits to the host sampler).
