@@ -86,21 +86,35 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 // Row r's block g of 128 columns to codes q[r][...] and its scale to *scale.
 template <typename T>
 __device__ __forceinline__ void quant_block(const T* x, fp8* q, float* scale, int r, int g, int k) {
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, i0 = g * 128 + lane * 4;
     const T* xr = x + (i64)r * k;
+    fp8* qr = q + (i64)r * k;
+    // the lane's four values in one 8-byte load (and their codes in one 4-byte store) when they
+    // are all inside the row and so aligned
+    const bool vec = i0 + 4 <= k && (unsigned long long)(xr + i0) % 8 == 0 && (unsigned long long)(qr + i0) % 4 == 0;
     float v[4], amax = 0.f;
+    if (vec) {
+        const uint2 raw = *reinterpret_cast<const uint2*>(xr + i0);
+        const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-    for (int c = 0; c < 4; c++) {
-        const int i = g * 128 + lane * 4 + c;
-        v[c] = i < k ? to_f32(xr[i]) : 0.f;
-        amax = fmaxf(amax, fabsf(v[c]));
+        for (int c = 0; c < 4; c++) v[c] = to_f32(e[c]);
+    } else {
+#pragma unroll
+        for (int c = 0; c < 4; c++) v[c] = i0 + c < k ? to_f32(xr[i0 + c]) : 0.f;
     }
+#pragma unroll
+    for (int c = 0; c < 4; c++) amax = fmaxf(amax, fabsf(v[c]));
     amax = warp_max(amax);
     const float sc = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / sc;
+    if (vec) {
+        u32 codes = 0;
 #pragma unroll
-    for (int c = 0; c < 4; c++) {
-        const int i = g * 128 + lane * 4 + c;
-        if (i < k) q[(i64)r * k + i] = fp8(v[c] * inv);
+        for (int c = 0; c < 4; c++) codes |= (u32)fp8(v[c] * inv).__x << (8 * c);
+        *reinterpret_cast<u32*>(qr + i0) = codes;
+    } else {
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            if (i0 + c < k) qr[i0 + c] = fp8(v[c] * inv);
     }
     if (lane == 0) *scale = sc;
 }
