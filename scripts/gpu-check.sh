@@ -182,6 +182,9 @@ bench_moe() {
     local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the down GEMV + combine with a token's experts dealt to a block's warps instead
+    FERRUM_CUDA_MOE_COMBINE=split step bench_decode_qwen3moe_fp8_split "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \

@@ -226,13 +226,19 @@ fn main() -> Result<()> {
     let per_expert = (3 * inter * hidden) as f64;
     let mut scratch = be.moe_scratch(128, &d)?;
     for (rows, kernels) in [
-        (1, &[(Some(64), "per-pair GEMVs")][..]),
+        (
+            1,
+            &[
+                (Some(64), false, "per-pair GEMVs"),
+                (Some(64), true, "per-pair GEMVs, split combine"),
+            ][..],
+        ),
         (
             128,
             &[
-                (Some(64), "cp.async, 64-column chunks"),
-                (Some(128), "cp.async, 128-column chunks"),
-                (None, "register-staged"),
+                (Some(64), false, "cp.async, 64-column chunks"),
+                (Some(128), false, "cp.async, 128-column chunks"),
+                (None, false, "register-staged"),
             ][..],
         ),
     ] {
@@ -241,8 +247,9 @@ fn main() -> Result<()> {
         let mut out = be.up(&vec![0.0; rows * hidden]);
         // the experts the step reads: top_k at one token, nearly all at 128
         let chosen = (rows * top_k).min(n_experts) as f64;
-        for &(pipe, kind) in kernels {
+        for &(pipe, split, kind) in kernels {
             be.set_moe_pipe(pipe);
+            be.set_moe_combine_split(split);
             let s = time_op(
                 &mut be,
                 &reps,

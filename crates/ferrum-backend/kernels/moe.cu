@@ -180,18 +180,38 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 
 // out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
 // order, each expert's output rounded to T first: the down GEMV and `moe_combine` in one (the
-// same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8).
-template <typename T, typename W>
+// same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8), a warp per row
+// walking the token's experts one after another; with SPLIT, block (t, r) and the experts dealt
+// to its warps (a memory round trip each instead of top_k in a row), their outputs summed in
+// rank order by one thread (`FERRUM_CUDA_MOE_COMBINE=split`, not yet measured).
+template <typename T, typename W, bool SPLIT>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
     const i64 t = blockIdx.x;
-    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    auto expert_out = [&](int j, int r) {
+        const i64 p = t * top_k + j;
+        return round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
+    };
+    if (SPLIT) {
+        __shared__ float y[32];  // top_k <= 32 (the host checks)
+        const int r = blockIdx.y;
+        for (int j = warp; j < top_k; j += blockDim.x >> 5) {
+            const float v = expert_out(j, r);
+            if (lane == 0) y[j] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float s = 0.f;
+            for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j];
+            out[t * rows + r] = from_f32<T>(s);
+        }
+        return;
+    }
+    const int r = blockIdx.y * 8 + warp;
     if (r >= rows) return;
     float s = 0.f;
-    for (int j = 0; j < top_k; j++) {
-        const i64 p = t * top_k + j;
-        s += weights[p] * round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
-    }
+    for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * expert_out(j, r);
     if (lane == 0) out[t * rows + r] = from_f32<T>(s);
 }
 
@@ -538,6 +558,18 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }
 }
 
+// `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_combine`.
+#define MOE_COMBINE(T, S, NAME, SPLIT)                                                                     \
+    extern "C" __global__ void NAME##_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,  \
+                                          const float* weights, int top_k, T* out) {                       \
+        moe_gemv_combine<T, T, SPLIT>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);              \
+    }                                                                                                      \
+    extern "C" __global__ void NAME##_fp8_##S(const T* act, int, const fp8* w, const float* s, int rows,   \
+                                              int k, int bk, const u32* ids, const float* weights,         \
+                                              int top_k, T* out) {                                         \
+        moe_gemv_combine<T, fp8, SPLIT>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
+    }
+
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.
 #define MOE_PIPE(T, S, NAME, KC)                                                                           \
@@ -581,16 +613,8 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                        int inter, int k, int bk, const u32* ids, T* act) { \
         moe_gemv_swiglu<T, fp8>(x, x_div, w, s, inter, k, bk, ids, act);                                   \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,       \
-                                                    const u32* ids, const float* weights, int top_k,       \
-                                                    T* out) {                                              \
-        moe_gemv_combine<T, T>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);                     \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,  \
-                                                        int rows, int k, int bk, const u32* ids,           \
-                                                        const float* weights, int top_k, T* out) {         \
-        moe_gemv_combine<T, fp8>(act, w, s, rows, k, bk, ids, weights, top_k, out);                       \
-    }                                                                                                      \
+    MOE_COMBINE(T, S, moe_gemv_combine, false)                                                             \
+    MOE_COMBINE(T, S, moe_gemv_combine_split, true)                                                        \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \

@@ -645,6 +645,22 @@ fn cuda_ops_match_the_cpu_backend() {
                 &g2,
                 3e-2,
             );
+            // up to 8 tokens: the down GEMV and combine with the experts dealt to a block's warps
+            if rows <= 8 {
+                g.set_moe_combine_split(true);
+                let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
+                compare(
+                    &format!("moe {name}, {rows} tokens, split combine"),
+                    &a,
+                    &g3,
+                    3e-2,
+                );
+                let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
+                let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
+                let label = format!("moe {name}, fp8 experts, {rows} tokens, split combine");
+                compare(&label, &a, &g3, 3e-2);
+                g.set_moe_combine_split(false);
+            }
             // 9 to 256 tokens: the experts' weights staged through registers
             // (`moe_expert_mma`), and streamed in chunks of 128 columns, instead of 64
             if (9..=256).contains(&rows) {
@@ -713,16 +729,17 @@ fn cuda_ops_match_the_cpu_backend() {
                 let x = rand_vec(&mut rng, rows * hidden, 1.0);
                 let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
                 let a = moe(&mut c, &gates, None, &d, &x, &logits, rows);
-                let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
-                let kind = if fp8 { "fp8" } else { "half" };
-                compare(
-                    &format!(
-                        "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens"
-                    ),
-                    &a,
-                    &g2,
-                    3e-2,
-                );
+                for split in [false, true] {
+                    g.set_moe_combine_split(split);
+                    let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
+                    let kind = if fp8 { "fp8" } else { "half" };
+                    let how = if split { ", split combine" } else { "" };
+                    let label = format!(
+                        "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens{how}"
+                    );
+                    compare(&label, &a, &g2, 3e-2);
+                }
+                g.set_moe_combine_split(false);
             }
         }
     }

@@ -73,6 +73,8 @@ pub const FILES: &[KernelFile] = &[
             "moe_gemv_swiglu_fp8",
             "moe_gemv_combine",
             "moe_gemv_combine_fp8",
+            "moe_gemv_combine_split",
+            "moe_gemv_combine_split_fp8",
             "moe_count",
             "moe_offsets",
             "moe_scatter",

@@ -266,13 +266,24 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        self.expert_launch(
-            ("moe_gemv_combine", "moe_gemv_combine_fp8"),
-            &ex.down,
-            &down,
-            &tail,
-            gemv(rows, ex.hidden),
-        )
+        let (kernels, cfg) = if self.moe_combine_split {
+            // a block per output row, the token's experts dealt to up to eight warps
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, ex.hidden as u32, 1),
+                block_dim: (32 * k.min(8) as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            (
+                ("moe_gemv_combine_split", "moe_gemv_combine_split_fp8"),
+                cfg,
+            )
+        } else {
+            (
+                ("moe_gemv_combine", "moe_gemv_combine_fp8"),
+                gemv(rows, ex.hidden),
+            )
+        };
+        self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
