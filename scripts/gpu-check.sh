@@ -183,7 +183,7 @@ bench_moe() {
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     # the down GEMV + combine with a token's experts dealt to a block's warps instead
-    FERRUM_CUDA_MOE_COMBINE=split step bench_decode_qwen3moe_fp8_split "$dev/ferrum" "${fp8[@]}" \
+    FERRUM_CUDA_MOE_GEMV=split step bench_decode_qwen3moe_fp8_split "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0

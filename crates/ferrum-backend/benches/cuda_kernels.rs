@@ -230,7 +230,7 @@ fn main() -> Result<()> {
             1,
             &[
                 (Some(64), false, "per-pair GEMVs"),
-                (Some(64), true, "per-pair GEMVs, split combine"),
+                (Some(64), true, "per-pair GEMVs, split GEMVs"),
             ][..],
         ),
         (
@@ -249,7 +249,7 @@ fn main() -> Result<()> {
         let chosen = (rows * top_k).min(n_experts) as f64;
         for &(pipe, split, kind) in kernels {
             be.set_moe_pipe(pipe);
-            be.set_moe_combine_split(split);
+            be.set_moe_gemv_split(split);
             let s = time_op(
                 &mut be,
                 &reps,

@@ -165,14 +165,27 @@ __device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float
 
 // act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
 // [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, gate and up rounded to T as
-// the separate ops round them.
-template <typename T, typename W>
+// the separate ops round them. Block (p, inter / 8): a warp per row, gate then up; with SPLIT
+// (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured), block (p, inter / 4): warps 2i and 2i + 1
+// take row i's gate and up at once, joined through shared memory.
+template <typename T, typename W, bool SPLIT>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
     const i64 p = blockIdx.x;
-    const int r = blockIdx.y * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (r >= inter) return;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const T* xr = x + (p / x_div) * k;
+    if (SPLIT) {
+        __shared__ float up[4];
+        const int r = blockIdx.y * 4 + (warp >> 1), is_up = warp & 1;
+        float v = 0.f;
+        if (r < inter) v = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], is_up * inter + r));
+        if (is_up && lane == 0) up[warp >> 1] = v;
+        __syncthreads();
+        if (!is_up && r < inter && lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
+        return;
+    }
+    const int r = blockIdx.y * 8 + warp;
+    if (r >= inter) return;
     const float g = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], r));
     const float u = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], inter + r));
     if (lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(g) * u);
@@ -183,7 +196,7 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 // same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8), a warp per row
 // walking the token's experts one after another; with SPLIT, block (t, r) and the experts dealt
 // to its warps (a memory round trip each instead of top_k in a row), their outputs summed in
-// rank order by one thread (`FERRUM_CUDA_MOE_COMBINE=split`, not yet measured).
+// rank order by one thread (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured).
 template <typename T, typename W, bool SPLIT>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
@@ -558,6 +571,17 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }
 }
 
+// `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_swiglu`.
+#define MOE_SWIGLU(T, S, NAME, SPLIT)                                                                      \
+    extern "C" __global__ void NAME##_##S(const T* x, int x_div, const T* w, int inter, int k,            \
+                                          const u32* ids, T* act) {                                        \
+        moe_gemv_swiglu<T, T, SPLIT>(x, x_div, w, nullptr, inter, k, 1, ids, act);                         \
+    }                                                                                                      \
+    extern "C" __global__ void NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,        \
+                                              int inter, int k, int bk, const u32* ids, T* act) {          \
+        moe_gemv_swiglu<T, fp8, SPLIT>(x, x_div, w, s, inter, k, bk, ids, act);                            \
+    }
+
 // `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_combine`.
 #define MOE_COMBINE(T, S, NAME, SPLIT)                                                                     \
     extern "C" __global__ void NAME##_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,  \
@@ -605,14 +629,8 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
                              scaling);                                                                     \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
-                                                   const u32* ids, T* act) {                               \
-        moe_gemv_swiglu<T, T>(x, x_div, w, nullptr, inter, k, 1, ids, act);                                \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, \
-                                                       int inter, int k, int bk, const u32* ids, T* act) { \
-        moe_gemv_swiglu<T, fp8>(x, x_div, w, s, inter, k, bk, ids, act);                                   \
-    }                                                                                                      \
+    MOE_SWIGLU(T, S, moe_gemv_swiglu, false)                                                               \
+    MOE_SWIGLU(T, S, moe_gemv_swiglu_split, true)                                                          \
     MOE_COMBINE(T, S, moe_gemv_combine, false)                                                             \
     MOE_COMBINE(T, S, moe_gemv_combine_split, true)                                                        \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \

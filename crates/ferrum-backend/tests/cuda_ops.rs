@@ -645,21 +645,21 @@ fn cuda_ops_match_the_cpu_backend() {
                 &g2,
                 3e-2,
             );
-            // up to 8 tokens: the down GEMV and combine with the experts dealt to a block's warps
+            // up to 8 tokens: the per-pair GEMVs with their dots dealt to more warps
             if rows <= 8 {
-                g.set_moe_combine_split(true);
+                g.set_moe_gemv_split(true);
                 let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
                 compare(
-                    &format!("moe {name}, {rows} tokens, split combine"),
+                    &format!("moe {name}, {rows} tokens, split GEMVs"),
                     &a,
                     &g3,
                     3e-2,
                 );
                 let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
                 let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
-                let label = format!("moe {name}, fp8 experts, {rows} tokens, split combine");
+                let label = format!("moe {name}, fp8 experts, {rows} tokens, split GEMVs");
                 compare(&label, &a, &g3, 3e-2);
-                g.set_moe_combine_split(false);
+                g.set_moe_gemv_split(false);
             }
             // 9 to 256 tokens: the experts' weights staged through registers
             // (`moe_expert_mma`), and streamed in chunks of 128 columns, instead of 64
@@ -730,16 +730,16 @@ fn cuda_ops_match_the_cpu_backend() {
                 let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
                 let a = moe(&mut c, &gates, None, &d, &x, &logits, rows);
                 for split in [false, true] {
-                    g.set_moe_combine_split(split);
+                    g.set_moe_gemv_split(split);
                     let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
                     let kind = if fp8 { "fp8" } else { "half" };
-                    let how = if split { ", split combine" } else { "" };
+                    let how = if split { ", split GEMVs" } else { "" };
                     let label = format!(
                         "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens{how}"
                     );
                     compare(&label, &a, &g2, 3e-2);
                 }
-                g.set_moe_combine_split(false);
+                g.set_moe_gemv_split(false);
             }
         }
     }

@@ -163,10 +163,11 @@ pub struct CudaBackend {
     /// `moe_expert_mma`); `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere,
     /// `FERRUM_CUDA_MOE_PIPE=wide` chunks of 128 (`moe_expert_pipe_wide`, not yet measured).
     pub(super) moe_pipe: Option<usize>,
-    /// The per-pair down GEMV and combine (up to 8 tokens) with a block per output row and the
-    /// token's experts dealt to its warps (`FERRUM_CUDA_MOE_COMBINE=split`, not yet measured)
-    /// instead of a warp per row walking the experts in turn.
-    pub(super) moe_combine_split: bool,
+    /// The per-pair GEMVs (up to 8 tokens) with their dots dealt to more warps
+    /// (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured): gate and up of a row on two warps, and
+    /// for the down GEMV + combine a block per output row with the token's experts dealt to its
+    /// warps, instead of a warp per row walking them in turn.
+    pub(super) moe_gemv_split: bool,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -257,7 +258,7 @@ impl CudaBackend {
                 Ok("wide") => Some(128),
                 _ => Some(64),
             },
-            moe_combine_split: std::env::var("FERRUM_CUDA_MOE_COMBINE").is_ok_and(|v| v == "split"),
+            moe_gemv_split: std::env::var("FERRUM_CUDA_MOE_GEMV").is_ok_and(|v| v == "split"),
             sm_count,
             error: RefCell::new(None),
         })
@@ -339,10 +340,10 @@ impl CudaBackend {
         self.moe_pipe = chunk;
     }
 
-    /// Whether the per-pair down GEMV and combine deal a token's experts to a block's warps
-    /// (`FERRUM_CUDA_MOE_COMBINE=split`); the op tests check both kernels.
-    pub fn set_moe_combine_split(&mut self, on: bool) {
-        self.moe_combine_split = on;
+    /// Whether the per-pair GEMVs deal their dots to more warps (`FERRUM_CUDA_MOE_GEMV=split`);
+    /// the op tests check both kernels.
+    pub fn set_moe_gemv_split(&mut self, on: bool) {
+        self.moe_gemv_split = on;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads

@@ -71,6 +71,8 @@ pub const FILES: &[KernelFile] = &[
             "moe_route_sigmoid",
             "moe_gemv_swiglu",
             "moe_gemv_swiglu_fp8",
+            "moe_gemv_swiglu_split",
+            "moe_gemv_swiglu_split_fp8",
             "moe_gemv_combine",
             "moe_gemv_combine_fp8",
             "moe_gemv_combine_split",

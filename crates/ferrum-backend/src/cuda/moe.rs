@@ -247,13 +247,21 @@ impl CudaBackend {
             rows: ex.inter,
             k: ex.hidden,
         };
-        self.expert_launch(
-            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8"),
-            &ex.gate_up,
-            &gate_up,
-            &[P(ids), P(act)],
-            gemv(rows * k, ex.inter),
-        )?;
+        let (kernels, cfg) = if self.moe_gemv_split {
+            // four rows a block, gate and up of each on two warps
+            let cfg = LaunchConfig {
+                grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4) as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            (("moe_gemv_swiglu_split", "moe_gemv_swiglu_split_fp8"), cfg)
+        } else {
+            (
+                ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8"),
+                gemv(rows * k, ex.inter),
+            )
+        };
+        self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
             x_div: 1,
@@ -266,7 +274,7 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        let (kernels, cfg) = if self.moe_combine_split {
+        let (kernels, cfg) = if self.moe_gemv_split {
             // a block per output row, the token's experts dealt to up to eight warps
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, ex.hidden as u32, 1),
