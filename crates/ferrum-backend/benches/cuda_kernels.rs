@@ -16,7 +16,7 @@ mod common;
 use std::time::Instant;
 
 use anyhow::Result;
-use common::{Up, W, gpu, rand_vec};
+use common::{Up, W, gpu, rand_vec, tensor};
 use ferrum_backend::cuda::CudaBackend;
 use ferrum_backend::{
     AttnDims, Backend, KvDtype, KvSpec, MoeDims, Routing, StepMeta, StepSeq, Weights,
@@ -138,6 +138,51 @@ fn main() -> Result<()> {
             s,
             (n * k) as f64,
         );
+    }
+
+    // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm and
+    // the router (bf16, 128 experts), through cuBLAS and our GEMV
+    {
+        let width = 2048 / div;
+        let w = be.upload_vector(tensor("w", vec![width], &rand_vec(&mut rng, width, 1.0)))?;
+        let x = be.up(&rand_vec(&mut rng, width, 1.0));
+        let mut residual = be.up(&rand_vec(&mut rng, width, 1.0));
+        let mut out = be.up(&vec![0.0; width]);
+        let s = time_op(
+            &mut be,
+            &reps,
+            &decode_meta(1, 1),
+            next_key(),
+            &sync,
+            |be| {
+                be.add_rms_norm(&mut residual, &x, &w, 1e-6, 1, &mut out);
+                Ok(())
+            },
+        )?;
+        report(&format!("add_rms_norm 1×{width}"), s, (6 * width) as f64);
+        let router = be
+            .upload_linear(W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width))?;
+        let mut logits = be.up(&vec![0.0; 128]);
+        for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
+            be.set_half_gemv(gemv);
+            let s = time_op(
+                &mut be,
+                &reps,
+                &decode_meta(1, 1),
+                next_key(),
+                &sync,
+                |be| {
+                    be.linear(&out, 1, &router, &mut logits);
+                    Ok(())
+                },
+            )?;
+            report(
+                &format!("router bf16 1×{width} · 128×{width}ᵀ, {kind}"),
+                s,
+                (2 * 128 * width) as f64,
+            );
+        }
+        be.set_half_gemv(false);
     }
 
     // half linear layers at 1 and 8 rows (Llama-3.1-8B's MLP), cuBLAS and our GEMV
