@@ -334,8 +334,8 @@ impl CudaBackend {
     }
 
     /// Whether the device-grouped experts stream their weights through asynchronous copies, and
-    /// in chunks of how many columns (64, the default, or 128), or take `moe_expert_mma`; the op
-    /// tests check every kernel.
+    /// in chunks of how many columns (64, the default, or 128), or take `moe_expert_mma` (`None`,
+    /// or any other width); the op tests check every kernel.
     pub fn set_moe_pipe(&mut self, chunk: Option<usize>) {
         self.moe_pipe = chunk;
     }

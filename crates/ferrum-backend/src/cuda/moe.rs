@@ -359,11 +359,11 @@ impl CudaBackend {
                         ("moe_expert_pipe_wide", "moe_expert_pipe_wide_fp8"),
                         pipe_smem_bytes(128, fp8),
                     ),
-                    Some(kc) => (
+                    Some(64) => (
                         ("moe_expert_pipe", "moe_expert_pipe_fp8"),
-                        pipe_smem_bytes(kc, fp8),
+                        pipe_smem_bytes(64, fp8),
                     ),
-                    None => (("moe_expert_mma", "moe_expert_mma_fp8"), 0),
+                    _ => (("moe_expert_mma", "moe_expert_mma_fp8"), 0),
                 };
                 let cfg = LaunchConfig {
                     shared_mem_bytes: smem as u32,
