@@ -1,9 +1,9 @@
 //! Decode-path kernels on the GPU, one at a time, at the shapes of the target models (llm.c's
 //! `dev/cuda` benchmarks, beside the op tests that check them): each op is captured 32 times
 //! into a CUDA graph, as a decode step runs it, and the graph replayed; the time per call, and
-//! the weight (or K/V) bytes it must read over that time. Compare the rate with the copy bandwidth that
-//! `scripts/gpu-check.sh` measures in the same lease (its `ceilings` step). A/B of the kernels
-//! that have one (our half GEMV or cuBLAS, the MoE expert kernels) in the same run.
+//! the weight (or K/V) bytes it must read over that time. Compare the rate with the copy
+//! bandwidth that `scripts/gpu-check.sh` measures in the same lease (its `ceilings` step). A/B of
+//! the kernels that have one (our half GEMV or cuBLAS, the MoE kernels) in the same run.
 //!
 //!   cargo bench -p ferrum-backend --bench cuda_kernels   (a GPU; on the CUDA emulator with
 //!                                                         FERRUM_KERNEL_BENCH_SMALL=1: shapes / 8)
@@ -24,10 +24,54 @@ use ferrum_backend::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// Calls per graph, and graph replays timed (after one untimed); on the emulator 2 and 1.
-struct Reps {
+/// The GPU backend and how each op is timed: `calls` calls a graph, `replays` timed replays (after
+/// one untimed); on the emulator 2 and 1.
+struct Bench {
+    be: CudaBackend,
     calls: usize,
     replays: usize,
+    /// A one-value buffer whose read waits for the stream.
+    sync: <CudaBackend as Backend>::Buf,
+    key: usize,
+}
+
+impl Bench {
+    /// Times `op` (replayed from a graph over the step `meta`) and prints a row: `label`, µs a
+    /// call, and `bytes` a call over that time.
+    fn run(
+        &mut self,
+        label: &str,
+        bytes: usize,
+        meta: &StepMeta,
+        mut op: impl FnMut(&mut CudaBackend) -> Result<()>,
+    ) -> Result<()> {
+        let be = &mut self.be;
+        self.key += 1;
+        be.begin_step(meta)?;
+        op(be)?; // the first call outside the graph: kernels compiled, scratch grown
+        be.capture_begin()?;
+        let mut recorded = Ok(());
+        for _ in 0..self.calls {
+            recorded = recorded.and_then(|()| op(be));
+        }
+        be.capture_end(self.key)?;
+        recorded?;
+        let mut host = [0f32; 1];
+        be.replay(self.key)?;
+        be.read(&self.sync, &mut host)?;
+        let t = Instant::now();
+        for _ in 0..self.replays {
+            be.replay(self.key)?;
+        }
+        be.read(&self.sync, &mut host)?;
+        let secs = t.elapsed().as_secs_f64() / (self.replays * self.calls) as f64;
+        println!(
+            "{label:<68} {:>9.2} µs/call {:>8.0} GB/s",
+            secs * 1e6,
+            bytes as f64 / secs / 1e9
+        );
+        Ok(())
+    }
 }
 
 /// A decode step's metadata: `rows` sequences of one new token each, every one `ctx` tokens into
@@ -51,169 +95,78 @@ fn decode_meta(rows: usize, ctx: usize) -> StepMeta {
     }
 }
 
-/// Seconds per call of `op` replayed from a graph of `reps.calls` calls (graph key `key`).
-fn time_op(
-    be: &mut CudaBackend,
-    reps: &Reps,
-    meta: &StepMeta,
-    key: usize,
-    sync: &<CudaBackend as Backend>::Buf,
-    mut op: impl FnMut(&mut CudaBackend) -> Result<()>,
-) -> Result<f64> {
-    be.begin_step(meta)?;
-    op(be)?; // the first call outside the graph: kernels compiled, scratch grown
-    be.capture_begin()?;
-    let mut recorded = Ok(());
-    for _ in 0..reps.calls {
-        recorded = recorded.and_then(|()| op(be));
-    }
-    be.capture_end(key)?;
-    recorded?;
-    let mut host = [0f32; 1];
-    be.replay(key)?;
-    be.read(sync, &mut host)?;
-    let t = Instant::now();
-    for _ in 0..reps.replays {
-        be.replay(key)?;
-    }
-    be.read(sync, &mut host)?;
-    Ok(t.elapsed().as_secs_f64() / (reps.replays * reps.calls) as f64)
-}
-
-fn report(op: &str, secs: f64, bytes: f64) {
-    println!(
-        "{op:<68} {:>9.2} µs/call {:>8.0} GB/s",
-        secs * 1e6,
-        bytes / secs / 1e9
-    );
-}
-
 fn main() -> Result<()> {
     let small = std::env::var("FERRUM_KERNEL_BENCH_SMALL").is_ok_and(|v| v == "1");
-    let (div, reps) = match small {
-        true => (
-            8,
-            Reps {
-                calls: 2,
-                replays: 1,
-            },
-        ),
-        false => (
-            1,
-            Reps {
-                calls: 32,
-                replays: 10,
-            },
-        ),
-    };
-    let mut be = gpu();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (div, calls, replays) = if small { (8, 2, 1) } else { (1, 32, 10) };
+    let be = gpu();
     let sync = be.up(&[0.0]);
-    let mut key = 1_000_000;
-    let mut next_key = || {
-        key += 1;
-        key
+    let mut b = Bench {
+        be,
+        calls,
+        replays,
+        sync,
+        key: 1_000_000,
     };
-    println!("{} calls a graph, {} replays", reps.calls, reps.replays);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    println!("{calls} calls a graph, {replays} replays");
+    let one = decode_meta(1, 1);
 
     // block-FP8 GEMVs at batch 1 (Qwen3-30B-A3B's attention projections)
     for (n, k) in [(5120, 2048), (2048, 4096)] {
         let (n, k) = (n / div, k / div);
-        let w = be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
-        let x = be.up(&rand_vec(&mut rng, k, 1.0));
-        let mut out = be.up(&vec![0.0; n]);
-        let s = time_op(
-            &mut be,
-            &reps,
-            &decode_meta(1, 1),
-            next_key(),
-            &sync,
-            |be| {
-                be.linear(&x, 1, &w, &mut out);
-                Ok(())
-            },
-        )?;
-        report(
-            &format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ"),
-            s,
-            (n * k) as f64,
-        );
+        let w = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
+        let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
+        let mut out = b.be.up(&vec![0.0; n]);
+        let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ");
+        b.run(&label, n * k, &one, |be| {
+            be.linear(&x, 1, &w, &mut out);
+            Ok(())
+        })?;
     }
 
-    // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm and
-    // the router (bf16, 128 experts), through cuBLAS and our GEMV
-    {
-        let width = 2048 / div;
-        let w = be.upload_vector(tensor("w", vec![width], &rand_vec(&mut rng, width, 1.0)))?;
-        let x = be.up(&rand_vec(&mut rng, width, 1.0));
-        let mut residual = be.up(&rand_vec(&mut rng, width, 1.0));
-        let mut out = be.up(&vec![0.0; width]);
-        let s = time_op(
-            &mut be,
-            &reps,
-            &decode_meta(1, 1),
-            next_key(),
-            &sync,
-            |be| {
-                be.add_rms_norm(&mut residual, &x, &w, 1e-6, 1, &mut out);
-                Ok(())
-            },
-        )?;
-        report(&format!("add_rms_norm 1×{width}"), s, (6 * width) as f64);
-        let router = be
-            .upload_linear(W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width))?;
-        let mut logits = be.up(&vec![0.0; 128]);
-        for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
-            be.set_half_gemv(gemv);
-            let s = time_op(
-                &mut be,
-                &reps,
-                &decode_meta(1, 1),
-                next_key(),
-                &sync,
-                |be| {
-                    be.linear(&out, 1, &router, &mut logits);
-                    Ok(())
-                },
-            )?;
-            report(
-                &format!("router bf16 1×{width} · 128×{width}ᵀ, {kind}"),
-                s,
-                (2 * 128 * width) as f64,
-            );
-        }
-        be.set_half_gemv(false);
+    // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm, and
+    // the router (bf16, 128 experts) through cuBLAS and our GEMV
+    let width = 2048 / div;
+    let norm =
+        b.be.upload_vector(tensor("w", vec![width], &rand_vec(&mut rng, width, 1.0)))?;
+    let x = b.be.up(&rand_vec(&mut rng, width, 1.0));
+    let mut residual = b.be.up(&rand_vec(&mut rng, width, 1.0));
+    let mut normed = b.be.up(&vec![0.0; width]);
+    b.run(&format!("add_rms_norm 1×{width}"), 6 * width, &one, |be| {
+        be.add_rms_norm(&mut residual, &x, &norm, 1e-6, 1, &mut normed);
+        Ok(())
+    })?;
+    let router = W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width);
+    let router = b.be.upload_linear(router)?;
+    let mut logits = b.be.up(&vec![0.0; 128]);
+    for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
+        b.be.set_half_gemv(gemv);
+        let label = format!("router bf16 1×{width} · 128×{width}ᵀ, {kind}");
+        b.run(&label, 2 * 128 * width, &one, |be| {
+            be.linear(&normed, 1, &router, &mut logits);
+            Ok(())
+        })?;
     }
 
     // half linear layers at 1 and 8 rows (Llama-3.1-8B's MLP), cuBLAS and our GEMV
     for (n, k) in [(28672, 4096), (4096, 14336)] {
         let (n, k) = (n / div, k / div);
-        let w = be.upload_linear(W::Dense(rand_vec(&mut rng, n * k, 0.05)).host("w", n, k))?;
+        let w = W::Dense(rand_vec(&mut rng, n * k, 0.05)).host("w", n, k);
+        let w = b.be.upload_linear(w)?;
         for rows in [1, 8] {
-            let x = be.up(&rand_vec(&mut rng, rows * k, 1.0));
-            let mut out = be.up(&vec![0.0; rows * n]);
+            let x = b.be.up(&rand_vec(&mut rng, rows * k, 1.0));
+            let mut out = b.be.up(&vec![0.0; rows * n]);
             for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
-                be.set_half_gemv(gemv);
-                let s = time_op(
-                    &mut be,
-                    &reps,
-                    &decode_meta(rows, 1),
-                    next_key(),
-                    &sync,
-                    |be| {
-                        be.linear(&x, rows, &w, &mut out);
-                        Ok(())
-                    },
-                )?;
-                report(
-                    &format!("linear bf16 {rows}×{k} · {n}×{k}ᵀ, {kind}"),
-                    s,
-                    (2 * n * k) as f64,
-                );
+                b.be.set_half_gemv(gemv);
+                let label = format!("linear bf16 {rows}×{k} · {n}×{k}ᵀ, {kind}");
+                b.run(&label, 2 * n * k, &decode_meta(rows, 1), |be| {
+                    be.linear(&x, rows, &w, &mut out);
+                    Ok(())
+                })?;
             }
         }
-        be.set_half_gemv(false);
     }
+    b.be.set_half_gemv(false);
 
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context (split-KV), 128 tokens over 512 keys (per GQA group)
@@ -229,97 +182,69 @@ fn main() -> Result<()> {
             kv_dim,
             dtype: KvDtype::Fp8E4M3,
         };
-        let cache = be.alloc_kv(&spec)?;
-        let q = be.up(&rand_vec(
-            &mut rng,
-            rows * dims.n_heads * dims.head_dim,
-            1.0,
-        ));
-        let mut out = be.up(&vec![0.0; rows * dims.n_heads * dims.head_dim]);
-        let s = time_op(&mut be, &reps, &meta, next_key(), &sync, |be| {
+        let cache = b.be.alloc_kv(&spec)?;
+        let q_len = rows * dims.n_heads * dims.head_dim;
+        let q = b.be.up(&rand_vec(&mut rng, q_len, 1.0));
+        let mut out = b.be.up(&vec![0.0; q_len]);
+        let label =
+            format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128");
+        b.run(&label, 2 * rows * ctx * kv_dim, &meta, |be| {
             be.attention(&q, &cache, 0, &dims, &mut out);
             Ok(())
         })?;
-        report(
-            &format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128"),
-            s,
-            (2 * rows * ctx * kv_dim) as f64,
-        );
     }
 
     // routed experts, Qwen3-30B-A3B-FP8's shape: routing and the chosen experts' SwiGLU and
-    // combine, at batch 1 (per-pair GEMVs) and at 128 tokens (grouped on the device: each
-    // kernel of the A/B)
+    // combine, at batch 1 (per-pair GEMVs) and at 128 tokens (grouped on the device), each
+    // kernel of the A/B
     let (n_experts, top_k, hidden, inter) = (128, 8, 2048 / div, 768 / div);
     let experts = (0..n_experts)
         .map(|_| {
             let gate = W::fp8(&mut rng, 2 * inter, hidden).host("gate_up", 2 * inter, hidden);
             let down = W::fp8(&mut rng, hidden, inter).host("down", hidden, inter);
-            Ok((be.upload_linear(gate)?, be.upload_linear(down)?))
+            Ok((b.be.upload_linear(gate)?, b.be.upload_linear(down)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let experts = be.experts(experts)?;
+    let experts = b.be.experts(experts)?;
+    let routing = Routing::Softmax {
+        norm_topk_prob: true,
+    };
     let d = MoeDims {
         n_experts,
         top_k,
         hidden,
         inter,
-        routing: Routing::Softmax {
-            norm_topk_prob: true,
-        },
+        routing,
     };
-    let per_expert = (3 * inter * hidden) as f64;
-    let mut scratch = be.moe_scratch(128, &d)?;
-    for (rows, kernels) in [
-        (
-            1,
-            &[
-                (Some(64), false, "per-pair GEMVs"),
-                (Some(64), true, "per-pair GEMVs, split GEMVs"),
-            ][..],
-        ),
-        (
-            128,
-            &[
-                (Some(64), false, "cp.async, 64-column chunks"),
-                (Some(128), false, "cp.async, 128-column chunks"),
-                (None, false, "register-staged"),
-            ][..],
-        ),
-    ] {
-        let x = be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
-        let logits = be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
-        let mut out = be.up(&vec![0.0; rows * hidden]);
-        // the experts the step reads: top_k at one token, nearly all at 128
-        let chosen = (rows * top_k).min(n_experts) as f64;
-        for &(pipe, split, kind) in kernels {
-            be.set_moe_pipe(pipe);
-            be.set_moe_gemv_split(split);
-            let s = time_op(
-                &mut be,
-                &reps,
-                &decode_meta(rows, 1),
-                next_key(),
-                &sync,
-                |be| {
-                    be.moe(
-                        &x,
-                        rows,
-                        &logits,
-                        None,
-                        &experts,
-                        &d,
-                        &mut scratch,
-                        &mut out,
-                    )
-                },
-            )?;
-            report(
-                &format!("moe fp8 {rows} tokens, {n_experts} experts top {top_k}: {kind}"),
-                s,
-                chosen * per_expert,
-            );
-        }
+    let mut scratch = b.be.moe_scratch(128, &d)?;
+    let kernels: [(usize, Option<usize>, bool, &str); 5] = [
+        (1, Some(64), false, "per-pair GEMVs"),
+        (1, Some(64), true, "per-pair GEMVs, split"),
+        (128, Some(64), false, "cp.async, 64-column chunks"),
+        (128, Some(128), false, "cp.async, 128-column chunks"),
+        (128, None, false, "register-staged"),
+    ];
+    for (rows, pipe, split, kind) in kernels {
+        let x = b.be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
+        let logits = b.be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
+        let mut out = b.be.up(&vec![0.0; rows * hidden]);
+        b.be.set_moe_pipe(pipe);
+        b.be.set_moe_gemv_split(split);
+        // the experts a step reads: top_k at one token, nearly all at 128
+        let bytes = (rows * top_k).min(n_experts) * 3 * inter * hidden;
+        let label = format!("moe fp8 {rows} tokens, {n_experts} experts top {top_k}: {kind}");
+        b.run(&label, bytes, &decode_meta(rows, 1), |be| {
+            be.moe(
+                &x,
+                rows,
+                &logits,
+                None,
+                &experts,
+                &d,
+                &mut scratch,
+                &mut out,
+            )
+        })?;
     }
     Ok(())
 }
