@@ -20,11 +20,12 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::fp8_gemm::Fp8Gemm;
-use super::moe::{CudaExperts, CudaMoeScratch, MOE_DEVICE_GROUPED_MAX_TOKENS};
+use super::moe::{CudaExperts, CudaMoeScratch};
 use super::profile::OpProfile;
 use super::sample::{self, DeviceSampling};
 use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
+use super::tunables::Tunables;
 use super::weights::{CudaVector, CudaWeight};
 use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{
@@ -142,32 +143,8 @@ pub struct CudaBackend {
     /// The W8A8 block-FP8 GEMM (`fp8_gemm.rs`), made at the first block-FP8 weight on Hopper;
     /// `None` elsewhere, with `FERRUM_CUDA_FP8_GEMM=dequant`, or when cuBLASLt fails to open.
     fp8_gemm: OnceCell<Option<Fp8Gemm>>,
-    /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
-    /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
-    /// streams 3.8 (docs/BENCHMARKS.md).
-    pub(super) gemv: bool,
-    /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
-    /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
-    pub(super) mma_attention: bool,
-    /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
-    /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
-    /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
-    pub(super) decode_group_min_blocks: usize,
-    /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
-    /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
-    /// compare the paths.
-    pub(super) moe_device_grouped_max: usize,
-    /// The device-grouped experts stream their weights through asynchronous copies
-    /// (`moe_expert_pipe`) in chunks of this many columns where the shapes allow (Qwen3-30B-A3B
-    /// FP8 at 128 sequences on an H100, chunks of 64: 4175 tok/s against 3125 with
-    /// `moe_expert_mma`); `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere,
-    /// `FERRUM_CUDA_MOE_PIPE=wide` chunks of 128 (`moe_expert_pipe_wide`, not yet measured).
-    pub(super) moe_pipe: Option<usize>,
-    /// The per-pair GEMVs (up to 8 tokens) with their dots dealt to more warps
-    /// (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured): gate and up of a row on two warps, and
-    /// for the down GEMV + combine a block per output row with the token's experts dealt to its
-    /// warps, instead of a warp per row walking them in turn.
-    pub(super) moe_gemv_split: bool,
+    /// The kernel choices that have an A/B (`tunables.rs`).
+    pub(super) tune: Tunables,
     /// `FERRUM_CUDA_PROFILE=1`: per-op timings (`profile.rs`).
     pub(super) profile: Option<OpProfile>,
     /// Pinned buffers for weight uploads (allocated at the first, freed at the first step).
@@ -238,27 +215,10 @@ impl CudaBackend {
             fp8_gemm: OnceCell::new(),
             staging: RefCell::new(None),
             profile,
-            gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
-            mma_attention: std::env::var("FERRUM_CUDA_MMA_ATTENTION")
-                .ok()
-                .is_none_or(|v| v != "0"),
+            tune: Tunables::from_env(sm_count),
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
-            decode_group_min_blocks: match std::env::var("FERRUM_CUDA_DECODE_GROUP").as_deref() {
-                Ok("0") => usize::MAX,
-                _ => sm_count,
-            },
-            moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
-            moe_pipe: match std::env::var("FERRUM_CUDA_MOE_PIPE").as_deref() {
-                Ok("0") => None,
-                Ok("wide") => Some(128),
-                _ => Some(64),
-            },
-            moe_gemv_split: std::env::var("FERRUM_CUDA_MOE_GEMV").is_ok_and(|v| v == "split"),
             sm_count,
             error: RefCell::new(None),
         })
@@ -319,38 +279,6 @@ impl CudaBackend {
     /// probe agreed with the dequantizing path); the op tests assert it there.
     pub fn w8a8_fp8(&self) -> bool {
         self.fp8_gemm().is_some()
-    }
-
-    /// Whether half-weight layers of up to eight rows take our GEMV (`FERRUM_CUDA_GEMV=1`) rather
-    /// than cuBLAS; the op tests check both.
-    pub fn set_half_gemv(&mut self, on: bool) {
-        self.gemv = on;
-    }
-
-    /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
-    /// or on the f32 tiled kernel; the op tests check both.
-    pub fn set_mma_attention(&mut self, on: bool) {
-        self.mma_attention = on;
-    }
-
-    /// Whether the device-grouped experts stream their weights through asynchronous copies, and
-    /// in chunks of how many columns (64, the default, or 128), or take `moe_expert_mma` (`None`,
-    /// or any other width); the op tests check every kernel.
-    pub fn set_moe_pipe(&mut self, chunk: Option<usize>) {
-        self.moe_pipe = chunk;
-    }
-
-    /// Whether the per-pair GEMVs deal their dots to more warps (`FERRUM_CUDA_MOE_GEMV=split`);
-    /// the op tests check both kernels.
-    pub fn set_moe_gemv_split(&mut self, on: bool) {
-        self.moe_gemv_split = on;
-    }
-
-    /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads
-    /// K/V once per GQA group (default: the multiprocessor count); the op tests set 0 and
-    /// `usize::MAX` to check both kernels.
-    pub fn set_decode_group_min_blocks(&mut self, blocks: usize) {
-        self.decode_group_min_blocks = blocks;
     }
 
     /// A new device buffer holding `bytes` (as `T`s), copied through the pinned staging buffers.

@@ -43,7 +43,7 @@ impl CudaBackend {
         }
         match &w.data {
             WeightData::Fp8 { .. } => Some("gemv_fp8"),
-            WeightData::Half(_) if self.gemv && w.k.is_multiple_of(8) => Some("gemv_half"),
+            WeightData::Half(_) if self.tune.gemv && w.k.is_multiple_of(8) => Some("gemv_half"),
             WeightData::Half(_) => None,
         }
     }

@@ -12,6 +12,7 @@ mod profile;
 mod sample;
 mod staging;
 mod step;
+mod tunables;
 mod weights;
 
 pub use backend::{CudaBackend, CudaBuf, CudaKv, CudaRope, Half};

@@ -212,7 +212,7 @@ impl CudaBackend {
         if rows <= MOE_GEMV_MAX_TOKENS {
             return self.experts_per_pair(x, ex, rows, k, s, out);
         }
-        if rows <= self.moe_device_grouped_max {
+        if rows <= self.tune.moe_device_grouped_max {
             self.experts_device_grouped(x, ex, k, pairs, s)?;
         } else {
             self.experts_grouped(x, ex, k, pairs, s)?;
@@ -247,7 +247,7 @@ impl CudaBackend {
             rows: ex.inter,
             k: ex.hidden,
         };
-        let (kernels, cfg) = if self.moe_gemv_split {
+        let (kernels, cfg) = if self.tune.moe_gemv_split {
             // four rows a block, gate and up of each on two warps
             let cfg = LaunchConfig {
                 grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4) as u32, 1),
@@ -274,7 +274,7 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        let (kernels, cfg) = if self.moe_gemv_split {
+        let (kernels, cfg) = if self.tune.moe_gemv_split {
             // a block per output row, the token's experts dealt to up to eight warps
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, ex.hidden as u32, 1),
@@ -347,7 +347,7 @@ impl CudaBackend {
                 let tail = [P(offsets), P(sorted), P(out)];
                 // the pipelined kernel takes rows of whole chunks (e4m3: scale blocks too)
                 let fp8 = matches!(data, WeightData::Fp8 { .. });
-                let pipe = self.moe_pipe.filter(|&kc| {
+                let pipe = self.tune.moe_pipe.filter(|&kc| {
                     k_in.is_multiple_of(kc)
                         && match data {
                             WeightData::Fp8 { bk, .. } => bk.is_multiple_of(kc),

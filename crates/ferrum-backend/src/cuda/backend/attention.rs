@@ -57,7 +57,7 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let group = heads / d.n_kv_heads;
-        let mma = self.mma_attention && matches!(d.head_dim, 64 | 128);
+        let mma = self.tune.mma_attention && matches!(d.head_dim, 64 | 128);
         if self.step.prefill && (mma || d.head_dim.is_multiple_of(32) && d.head_dim <= 128) {
             // tiles of up to TILE_TOKENS tokens × the group's heads: 64 rows per block on the
             // tensor cores, 32 on the f32 kernel
@@ -86,7 +86,7 @@ impl CudaBackend {
             // reads each K/V row once for all of the group's heads
             if (2..=16).contains(&group)
                 && matches!(d.head_dim, 64 | 128)
-                && tokens * d.n_kv_heads >= self.decode_group_min_blocks
+                && tokens * d.n_kv_heads >= self.tune.decode_group_min_blocks
             {
                 let grouped = LaunchConfig {
                     grid_dim: (tokens as u32, d.n_kv_heads as u32, 1),
