@@ -20,6 +20,10 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{Up, W, gpu, rand_vec, tensor};
+use ferrum_backend::cuda::CudaBackend;
+
+/// A kernel choice of the CUDA backend, set before an op runs.
+type Setting = fn(&mut CudaBackend);
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -645,52 +649,35 @@ fn cuda_ops_match_the_cpu_backend() {
                 &g2,
                 3e-2,
             );
-            // up to 8 tokens: the per-pair GEMVs with their dots dealt to more warps
-            if rows <= 8 {
-                g.set_moe_gemv_split(true);
-                let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-                compare(
-                    &format!("moe {name}, {rows} tokens, split GEMVs"),
-                    &a,
-                    &g3,
-                    3e-2,
-                );
-                let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
-                let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
-                let label = format!("moe {name}, fp8 experts, {rows} tokens, split GEMVs");
-                compare(&label, &a, &g3, 3e-2);
-                g.set_moe_gemv_split(false);
-            }
-            // 9 to 256 tokens: the experts' weights staged through registers
-            // (`moe_expert_mma`), and streamed in chunks of 128 columns, instead of 64
-            if (9..=256).contains(&rows) {
-                for (chunk, kind) in [(None, "register-staged"), (Some(128), "wide-chunk")] {
-                    g.set_moe_pipe(chunk);
-                    let g3 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-                    compare(
-                        &format!("moe {name}, {rows} tokens, {kind} experts"),
-                        &a,
-                        &g3,
-                        3e-2,
-                    );
-                    let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
-                    let g3 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
-                    compare(
-                        &format!("moe {name}, fp8 experts, {rows} tokens, {kind} experts"),
-                        &a,
-                        &g3,
-                        3e-2,
-                    );
+            let a8 = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
+            // the kernels with an A/B at this token count against the same references, half
+            // and FP8 experts: up to 8 tokens the per-pair GEMVs dealt to more warps, 9 to 256
+            // the register-staged expert kernel and 128-column chunks instead of 64
+            let variants: &[(&str, Setting)] = match rows {
+                0..=8 => &[("split GEMVs", |g| g.set_moe_gemv_split(true))],
+                9..=256 => &[
+                    ("register-staged experts", |g| g.set_moe_pipe(None)),
+                    ("wide-chunk experts", |g| g.set_moe_pipe(Some(128))),
+                ],
+                _ => &[],
+            };
+            for (kind, set) in variants {
+                set(&mut g);
+                for (experts, ws, cpu) in [("", &gates, &a), (", fp8 experts", &fp8_gates, &a8)] {
+                    let g3 = moe(&mut g, ws, b, &d, &x, &logits, rows);
+                    let label = format!("moe {name}{experts}, {rows} tokens, {kind}");
+                    compare(&label, cpu, &g3, 3e-2);
                 }
+                // back to the defaults
+                g.set_moe_gemv_split(false);
                 g.set_moe_pipe(Some(64));
             }
-            let a = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the
             // down projections): the activations' e4m3 rounding adds its error
             compare(
                 &format!("moe {name}, fp8 experts, {rows} tokens"),
-                &a,
+                &a8,
                 &g2,
                 if rows > 256 { 8e-2 } else { 3e-2 },
             );
