@@ -79,9 +79,14 @@ setup() {
 checks() {
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
+    # every op again with programmatic dependent launch (each kernel may start before the one
+    # before it ends: a kernel reading or writing memory before its grid_dependency() shows here)
+    FERRUM_CUDA_PDL=1 step cuda_ops_pdl "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
+        "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
@@ -144,10 +149,13 @@ bench_dense() {
     ceilings
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
+    FERRUM_CUDA_PDL=1 step kernel_bench_pdl "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
+    # programmatic dependent launch: each kernel's launch overlaps the one before it
+    FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
     # our half GEMV instead of cuBLAS's (opt-in while it loses)
     FERRUM_CUDA_GEMV=1 step bench_decode_8b_gemv "$dev/ferrum" "${b1[@]}"
     FERRUM_CUDA_PROFILE=decode step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
@@ -182,6 +190,8 @@ bench_moe() {
     local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
+        --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # the down GEMV + combine with a token's experts dealt to a block's warps instead
     FERRUM_CUDA_MOE_GEMV=split step bench_decode_qwen3moe_fp8_split "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
@@ -189,6 +199,8 @@ bench_moe() {
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
+    FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_b128_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 128 \
+        --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
     # the experts' weights staged through registers (moe_expert_mma) instead of streamed through

@@ -236,6 +236,33 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
     return OK;
 }
 
+// cuLaunchKernelEx: the launch's attributes checked, then launched as cuLaunchKernel would.
+// Programmatic stream serialization (programmatic dependent launch) lets a kernel start before
+// the previous one in its stream ends; here every launch runs to its end at the call, which is
+// one of the orders the GPU may take, so it changes nothing. Other attributes are refused.
+struct CUlaunchAttribute {
+    int id;
+    char pad[4];
+    union {
+        char pad[64];
+        int programmatic_serialization_allowed;
+    } value;
+};
+struct CUlaunchConfig {
+    unsigned gx, gy, gz, bx, by, bz, shared;
+    CUstream stream;
+    CUlaunchAttribute* attrs;
+    unsigned num_attrs;
+};
+constexpr int PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+CUresult cuLaunchKernelEx(const CUlaunchConfig* c, CUfunction f, void** params, void** extra) {
+    for (unsigned i = 0; i < c->num_attrs; i++) {
+        const int v = c->attrs[i].value.programmatic_serialization_allowed;
+        if (c->attrs[i].id != PROGRAMMATIC_STREAM_SERIALIZATION || (v != 0 && v != 1)) return INVALID_VALUE;
+    }
+    return cuLaunchKernel(f, c->gx, c->gy, c->gz, c->bx, c->by, c->bz, c->shared, c->stream, params, extra);
+}
+
 CUresult cuStreamBeginCapture_v2(CUstream s, int) {
     std::lock_guard<std::mutex> g(capture_lock);
     if (capturing.count(s)) return INVALID_VALUE;

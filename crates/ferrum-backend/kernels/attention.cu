@@ -725,6 +725,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
 #define ATTENTION_CACHE(T, C, NAME)                                                                        \
     extern "C" __global__ void write_kv_##NAME(const T* k, const T* v, C* kc, C* vc, const i64* slots,    \
                                                int kv_dim, float k_scale, float v_scale) {                 \
+        grid_dependency();                                                                                 \
         write_kv<T, C>(k, v, kc, vc, slots, kv_dim, k_scale, v_scale);                                     \
     }                                                                                                      \
     extern "C" __global__ void qkv_to_cache_##NAME(const T* qkv, const T* bias, const T* q_norm,          \
@@ -733,6 +734,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                                    const i64* slots, T* q, C* kc, C* vc, int n_heads,       \
                                                    int n_kv_heads, int head_dim, float k_scale,             \
                                                    float v_scale) {                                         \
+        grid_dependency();                                                                                 \
         qkv_to_cache<T, C>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots, q,   \
                            kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                       \
     }                                                                                                      \
@@ -741,6 +743,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,             \
                                int n_kv_heads, int head_dim, int block_size, float scale, float k_scale,   \
                                float v_scale) {                                                            \
+        grid_dependency();                                                                                 \
         paged_attention<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads, n_kv_heads,      \
                               head_dim, block_size, scale, k_scale, v_scale);                              \
     }                                                                                                      \
@@ -749,6 +752,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                      const u32* tok_table, const u32* tok_keys, float* part, int n_heads,  \
                                      int n_kv_heads, int head_dim, int block_size, float scale,            \
                                      float k_scale, float v_scale) {                                       \
+        grid_dependency();                                                                                 \
         paged_attention_split<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, part, n_heads,           \
                                     n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }                                                                                                      \
@@ -757,6 +761,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                      const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out,  \
                                      int n_heads, int n_kv_heads, int head_dim, int block_size,            \
                                      float scale, float k_scale, float v_scale) {                          \
+        grid_dependency();                                                                                 \
         paged_attention_tiled<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,     \
                                     n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
     }                                                                                                      \
@@ -769,6 +774,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                           const u32* tok_table, const u32* tok_keys, const u32* tiles,     \
                                           T* out, int n_heads, int n_kv_heads, int head_dim,               \
                                           int block_size, float scale, float k_scale, float v_scale) {     \
+        grid_dependency();                                                                                 \
         paged_attention_mma<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,    \
                                      n_kv_heads, block_size, scale, k_scale, v_scale);                     \
     }                                                                                                      \
@@ -777,6 +783,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                             const u32* tok_table, const u32* tok_keys, T* out, int n_heads,\
                                             int n_kv_heads, int head_dim, int block_size, float scale,     \
                                             float k_scale, float v_scale) {                                \
+        grid_dependency();                                                                                 \
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads,         \
                                        n_kv_heads, block_size, scale, k_scale, v_scale);                   \
     }
@@ -785,6 +792,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
     ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
     extern "C" __global__ void attention_merge_##S(const float* part, T* out, int n_heads, int head_dim,   \
                                                    int splits) {                                           \
+        grid_dependency();                                                                                 \
         attention_merge<T>(part, out, n_heads, head_dim, splits);                                          \
     }
 FOR_HALF_TYPES(ATTENTION)

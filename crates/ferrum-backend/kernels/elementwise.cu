@@ -69,17 +69,23 @@ __device__ void to_float(const T* x, float* out, i64 n) {
 }
 
 #define ELEMENTWISE(T, S)                                                                                  \
-    extern "C" __global__ void add_##S(T* x, const T* y, i64 n) { add<T>(x, y, n); }                       \
-    extern "C" __global__ void hold_##S(int us) { hold(us); }                                              \
+    extern "C" __global__ void add_##S(T* x, const T* y, i64 n) { grid_dependency(); add<T>(x, y, n); }    \
+    extern "C" __global__ void hold_##S(int us) { grid_dependency(); hold(us); }                           \
     extern "C" __global__ void silu_mul_##S(const T* gate_up, T* out, int inter) {                        \
+        grid_dependency();                                                                                 \
         silu_mul<T>(gate_up, out, inter);                                                                  \
     }                                                                                                      \
     extern "C" __global__ void split_qkv_##S(const T* qkv, const T* bias, T* q, T* k, T* v, int qd,       \
                                              int kvd) {                                                    \
+        grid_dependency();                                                                                 \
         split_qkv<T>(qkv, bias, q, k, v, qd, kvd);                                                         \
     }                                                                                                      \
     extern "C" __global__ void gather_rows_##S(const T* x, const u32* rows, T* out, int width) {          \
+        grid_dependency();                                                                                 \
         gather_rows<T>(x, rows, out, width);                                                               \
     }                                                                                                      \
-    extern "C" __global__ void to_float_##S(const T* x, float* out, i64 n) { to_float<T>(x, out, n); }
+    extern "C" __global__ void to_float_##S(const T* x, float* out, i64 n) {                               \
+        grid_dependency();                                                                                 \
+        to_float<T>(x, out, n);                                                                            \
+    }
 FOR_HALF_TYPES(ELEMENTWISE)

@@ -150,21 +150,26 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k) {    \
+        grid_dependency();                                                                                 \
         gemv_half<T>(x, w, out, rows, n, k);                                                               \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
                                             int n, int k, int bk) {                                        \
+        grid_dependency();                                                                                 \
         gemv_fp8<T>(x, w, s, out, rows, n, k, bk);                                                         \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
                                                int bk) {                                                   \
+        grid_dependency();                                                                                 \
         dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
     }                                                                                                      \
     extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int ld, int k) { \
+        grid_dependency();                                                                                 \
         quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
     }                                                                                                      \
     extern "C" __global__ void quant_fp8_grouped_##S(const T* x, fp8* q, float* s, int rows, int k,       \
                                                      const int* offsets, int experts) {                    \
+        grid_dependency();                                                                                 \
         quant_fp8_grouped<T>(x, q, s, rows, k, offsets, experts);                                          \
     }
 FOR_HALF_TYPES(LINEAR)

@@ -575,10 +575,12 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 #define MOE_SWIGLU(T, S, NAME, SPLIT)                                                                      \
     extern "C" __global__ void NAME##_##S(const T* x, int x_div, const T* w, int inter, int k,            \
                                           const u32* ids, T* act) {                                        \
+        grid_dependency();                                                                                 \
         moe_gemv_swiglu<T, T, SPLIT>(x, x_div, w, nullptr, inter, k, 1, ids, act);                         \
     }                                                                                                      \
     extern "C" __global__ void NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,        \
                                               int inter, int k, int bk, const u32* ids, T* act) {          \
+        grid_dependency();                                                                                 \
         moe_gemv_swiglu<T, fp8, SPLIT>(x, x_div, w, s, inter, k, bk, ids, act);                            \
     }
 
@@ -586,11 +588,13 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 #define MOE_COMBINE(T, S, NAME, SPLIT)                                                                     \
     extern "C" __global__ void NAME##_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,  \
                                           const float* weights, int top_k, T* out) {                       \
+        grid_dependency();                                                                                 \
         moe_gemv_combine<T, T, SPLIT>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);              \
     }                                                                                                      \
     extern "C" __global__ void NAME##_fp8_##S(const T* act, int, const fp8* w, const float* s, int rows,   \
                                               int k, int bk, const u32* ids, const float* weights,         \
                                               int top_k, T* out) {                                         \
+        grid_dependency();                                                                                 \
         moe_gemv_combine<T, fp8, SPLIT>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
     }
 
@@ -600,32 +604,39 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
         NAME##_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets, const u32* sorted, \
                    T* out) {                                                                               \
+        grid_dependency();                                                                                 \
         moe_expert_pipe<T, T, KC, 3>(x, x_div, w, nullptr, rows, k, 1, offsets, sorted, out);              \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
         NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, int rows, int k, int bk,       \
                        const int* offsets, const u32* sorted, T* out) {                                    \
+        grid_dependency();                                                                                 \
         moe_expert_pipe<T, fp8, KC, 4>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                 \
     }
 
 #define MOE(T, S)                                                                                          \
     extern "C" __global__ void moe_count_##S(const u32* ids, int pairs, int* counts) {                    \
+        grid_dependency();                                                                                 \
         moe_count(ids, pairs, counts);                                                                     \
     }                                                                                                      \
     extern "C" __global__ void moe_offsets_##S(const int* counts, int n_experts, int* offsets,            \
                                                int* cursor) {                                              \
+        grid_dependency();                                                                                 \
         moe_offsets(counts, n_experts, offsets, cursor);                                                   \
     }                                                                                                      \
     extern "C" __global__ void moe_scatter_##S(const u32* ids, int pairs, int* cursor, u32* sorted) {     \
+        grid_dependency();                                                                                 \
         moe_scatter(ids, pairs, cursor, sorted);                                                           \
     }                                                                                                      \
     extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
                                                      int n_experts, int top_k, int norm) {                 \
+        grid_dependency();                                                                                 \
         moe_route_softmax<T>(logits, ids, w, tokens, n_experts, top_k, norm);                              \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
                                                      int tokens, int n_experts, int top_k, int n_group,    \
                                                      int topk_group, int norm, float scaling) {            \
+        grid_dependency();                                                                                 \
         moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
                              scaling);                                                                     \
     }                                                                                                      \
@@ -636,17 +647,20 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \
+        grid_dependency();                                                                                 \
         moe_expert_mma<T, T>(x, x_div, w, nullptr, rows, k, 1, offsets, sorted, out);                      \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, int rows, int k,       \
                                int bk, const int* offsets, const u32* sorted, T* out) {                    \
+        grid_dependency();                                                                                 \
         moe_expert_mma<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                         \
     }                                                                                                      \
     MOE_PIPE(T, S, moe_expert_pipe, 64)                                                                    \
     MOE_PIPE(T, S, moe_expert_pipe_wide, 128)                                                              \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \
+        grid_dependency();                                                                                 \
         moe_combine<T>(y, weights, out, hidden, top_k);                                                    \
     }
 FOR_HALF_TYPES(MOE)

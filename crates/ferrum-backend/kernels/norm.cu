@@ -34,10 +34,12 @@ __device__ void add_rms_norm(T* x, const T* y, const T* w, T* out, int width, fl
 
 #define NORM(T, S)                                                                                         \
     extern "C" __global__ void rms_norm_##S(const T* x, const T* w, T* out, int width, float eps) {        \
+        grid_dependency();                                                                                 \
         rms_norm<T>(x, w, out, width, eps);                                                                \
     }                                                                                                      \
     extern "C" __global__ void add_rms_norm_##S(T* x, const T* y, const T* w, T* out, int width,          \
                                                 float eps) {                                               \
+        grid_dependency();                                                                                 \
         add_rms_norm<T>(x, y, w, out, width, eps);                                                         \
     }
 FOR_HALF_TYPES(NORM)

@@ -121,5 +121,18 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
 #define DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 
+// Programmatic dependent launch (Hopper on; `FERRUM_CUDA_PDL`): a kernel launched with the
+// programmatic-serialization attribute may start while the one before it in the stream is still
+// running, so every kernel's first statement is this. It lets the next kernel launch now (its
+// blocks are placed once every block of this one has started) and then waits until the kernels
+// before this one have finished and their writes are visible; nothing of this kernel touches
+// global memory before that. No-ops where there is no such dependency (and before sm_90).
+__device__ __forceinline__ void grid_dependency() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix.
 #define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16) M(__half, f16)

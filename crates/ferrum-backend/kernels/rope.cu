@@ -25,6 +25,7 @@ __device__ void rope(T* x, const u32* positions, const float* inv_freq, int n_he
 #define ROPE(T, S)                                                                                         \
     extern "C" __global__ void rope_##S(T* x, const u32* positions, const float* inv_freq, int n_heads,   \
                                         int head_dim, int rot_dim, int neox) {                             \
+        grid_dependency();                                                                                 \
         rope<T>(x, positions, inv_freq, n_heads, head_dim, rot_dim, neox);                                 \
     }
 FOR_HALF_TYPES(ROPE)

@@ -374,6 +374,7 @@ __device__ void score_rows(const T* logits, int vocab, const int* rows, const u3
 #define SAMPLE(T, S)                                                                                       \
     extern "C" __global__ void argmax_rows_##S(const T* logits, int vocab, const int* in_rows,            \
                                                const int* out_rows, u32* out) {                            \
+        grid_dependency();                                                                                 \
         argmax_rows<T>(logits, vocab, in_rows, out_rows, out);                                             \
     }                                                                                                      \
     extern "C" __global__ void sample_rows_##S(const T* logits, int vocab, const int* in_rows,            \
@@ -381,6 +382,7 @@ __device__ void score_rows(const T* logits, int vocab, const int* rows, const u3
                                                const int* top_k, const float* top_p, const float* min_p,  \
                                                const float* u, const u32* masks, int mask_words,          \
                                                u32* out) {                                                 \
+        grid_dependency();                                                                                 \
         sample_rows<T>(logits, vocab, in_rows, out_rows, temperature, top_k, top_p, min_p, u, masks,      \
                        mask_words, out);                                                                   \
     }                                                                                                      \
@@ -389,6 +391,7 @@ __device__ void score_rows(const T* logits, int vocab, const int* rows, const u3
                                                     const int* top_k, const float* top_p,                 \
                                                     const float* min_p, const float* u, const u32* masks, \
                                                     int mask_words, u32* out) {                            \
+        grid_dependency();                                                                                 \
         sample_rows<float>(logits, vocab, in_rows, out_rows, temperature, top_k, top_p, min_p, u, masks,  \
                            mask_words, out);                                                               \
     }                                                                                                      \
@@ -397,6 +400,7 @@ __device__ void score_rows(const T* logits, int vocab, const int* rows, const u3
                                                 int mask_words, const int* edit_off, const u32* edit_tok, \
                                                 const float* edit_bias, const int* edit_count,            \
                                                 const float* penalties, float* out) {                      \
+        grid_dependency();                                                                                 \
         process_rows<T>(logits, vocab, rows, masks, allowed_masks, mask_words, edit_off, edit_tok,        \
                         edit_bias, edit_count, penalties, out);                                            \
     }                                                                                                      \
@@ -404,6 +408,7 @@ __device__ void score_rows(const T* logits, int vocab, const int* rows, const u3
                                               const u32* masks, int mask_words, const u32* tokens,        \
                                               const int* ks, int kmax, float* lp, int* rank,              \
                                               u32* top_ids, float* top_lps) {                              \
+        grid_dependency();                                                                                 \
         score_rows<T>(logits, vocab, rows, masks, mask_words, tokens, ks, kmax, lp, rank, top_ids,        \
                       top_lps);                                                                            \
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
-    DeviceRepr, LaunchConfig, PushKernelArg, sys,
+    DeviceRepr, LaunchConfig, sys,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -35,6 +35,7 @@ use crate::backend::{
 use crate::cpu::{Rope, RopeStyle};
 
 mod attention;
+mod launch;
 
 /// The activation and weight dtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +203,7 @@ impl CudaBackend {
             }
         }
         let profile = OpProfile::from_env(&ctx)?;
+        let tune = Tunables::from_env(sm_count, gpu.capability);
         Ok(CudaBackend {
             gpu,
             ctx,
@@ -215,7 +217,7 @@ impl CudaBackend {
             fp8_gemm: OnceCell::new(),
             staging: RefCell::new(None),
             profile,
-            tune: Tunables::from_env(sm_count),
+            tune,
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
@@ -318,29 +320,6 @@ impl CudaBackend {
             Some(p) => p.time(&self.stream, name, op),
             None => op(),
         }
-    }
-
-    pub(super) fn launch_now(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
-        if cfg.shared_mem_bytes > 48 * 1024 {
-            // dynamic shared memory above 48 KB: the kernel's limit raised first
-            self.f(name).set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                cfg.shared_mem_bytes as i32,
-            )?;
-        }
-        let mut b = self.stream.launch_builder(self.f(name));
-        for a in args {
-            match a {
-                P(p) => b.arg(p),
-                I(i) => b.arg(i),
-                L(l) => b.arg(l),
-                F(f) => b.arg(f),
-            };
-        }
-        // SAFETY: the arguments match the kernel's parameters (pointer, int, long long, float),
-        // every pointer is a live allocation of this context, and one stream orders the uses.
-        unsafe { b.launch(cfg) }.with_context(|| format!("launching {name}"))?;
-        Ok(())
     }
 
     /// One block per row for `rows` rows.

@@ -32,10 +32,15 @@ pub(super) struct Tunables {
     /// for the down GEMV + combine a block per output row with the token's experts dealt to its
     /// warps, instead of a warp per row walking them in turn.
     pub moe_gemv_split: bool,
+    /// Kernels launched with programmatic dependent launch (`FERRUM_CUDA_PDL=1`, compute
+    /// capability 9.0 and up; not yet measured): each launch overlaps the tail of the kernel
+    /// before it, which at batch 1 (Qwen3-30B-A3B: about 11 launches a layer, 48 layers) is
+    /// launch latency paid 500 times a token.
+    pub pdl: bool,
 }
 
 impl Tunables {
-    pub(super) fn from_env(sm_count: usize) -> Tunables {
+    pub(super) fn from_env(sm_count: usize, capability: (i32, i32)) -> Tunables {
         Tunables {
             gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
             mma_attention: std::env::var("FERRUM_CUDA_MMA_ATTENTION")
@@ -55,6 +60,7 @@ impl Tunables {
                 _ => Some(64),
             },
             moe_gemv_split: std::env::var("FERRUM_CUDA_MOE_GEMV").is_ok_and(|v| v == "split"),
+            pdl: capability.0 >= 9 && std::env::var("FERRUM_CUDA_PDL").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -83,6 +89,13 @@ impl CudaBackend {
     /// the op tests check both kernels.
     pub fn set_moe_gemv_split(&mut self, on: bool) {
         self.tune.moe_gemv_split = on;
+    }
+
+    /// Whether kernels launch with programmatic dependent launch (`FERRUM_CUDA_PDL=1`); the op
+    /// tests check both (on a GPU before Hopper the attribute is refused, so they set it on
+    /// Hopper and the emulator only).
+    pub fn set_pdl(&mut self, on: bool) {
+        self.tune.pdl = on;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads
