@@ -127,3 +127,29 @@ impl KernelFile {
             .flat_map(|f| DTYPES.iter().map(move |d| format!("{f}_{d}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    /// Under programmatic dependent launch (`FERRUM_CUDA_PDL`) a kernel may start before the one
+    /// before it has finished: each entry point's first statement must be `grid_dependency()`.
+    #[test]
+    fn every_entry_point_waits_for_the_kernel_before_it() {
+        let mut seen = 0;
+        for f in FILES {
+            for (at, _) in f.src.match_indices("extern \"C\" __global__") {
+                let body = &f.src[at..][f.src[at..].find('{').unwrap() + 1..];
+                let first = body.trim_start_matches(|c: char| c.is_whitespace() || c == '\\');
+                let line = f.src[..at].lines().count() + 1;
+                assert!(
+                    first.starts_with("grid_dependency();"),
+                    "{}.cu:{line}: an entry point whose first statement is not grid_dependency()",
+                    f.name
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 41, "only {seen} entry points found");
+    }
+}
