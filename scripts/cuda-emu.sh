@@ -5,7 +5,8 @@
 # Rust side's device pointers) before a GPU lease, not its speed or the GPU's own numerics:
 #
 #   scripts/cuda-emu.sh [TEST ...]   build the emulator, then run the named GPU tests (default:
-#                                    cuda_ops cuda_sample cuda_reference cuda_engine cuda_memory,
+#                                    cuda_ops cuda_sample cuda_reference cuda_gguf cuda_engine
+#                                    cuda_memory,
 #                                    and cuda_kernels: the kernel benchmark at an eighth of its
 #                                    shapes, so that it runs) with it on the library path
 #
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(cuda_ops cuda_sample cuda_reference cuda_engine cuda_memory cuda_kernels)
+[ ${#tests[@]} -gt 0 ] || tests=(cuda_ops cuda_sample cuda_reference cuda_gguf cuda_engine cuda_memory cuda_kernels)
 python3 tools/cuda-emu/build.py target/cuda-emu >/dev/null
 cu13="$(.venv-test/bin/python -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')"
 export LD_LIBRARY_PATH="$PWD/target/cuda-emu:$cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

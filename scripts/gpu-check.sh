@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Every CUDA check in one go, for one lease of the GPU machine (which has no Rust):
 #
-#   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/
-#   scripts/gpu-check.sh PHASE...  there (the `device` tool's `run`, carrying .device), phases in
+#   scripts/gpu-check.sh build   here: release binaries of ferrum and of the GPU tests into .device/,
+#                                packed as .device.tgz (16 MB of the device tool's 64 MiB a call,
+#                                the repo's 7 MB included), and the SmolLM2 GGUF in three parts,
+#                                .device-gguf/SmolLM2-*.gguf.0[0-2], one to carry a call
+#   scripts/gpu-check.sh PHASE...  there (the `device` tool's `run`, carrying .device.tgz and one
+#                                GGUF part, the command starting `tar xzf .device.tgz &&`), phases in
 #                                order, logs in $OUT/logs.tgz (or .device/logs.tgz, refreshed after
 #                                every step), a summary last:
 #     run          run-fixtures, then run-8b:
@@ -19,11 +23,15 @@
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
 #     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256 (8B, Qwen3-30B FP8);
+#     gguf         keeps the GGUF part carried in (in /tmp, for the next call on the same warm
+#                  machine); once all three are there, the SmolLM2 GGUF against llama.cpp on the GPU
+#                  (tests/cuda_gguf.rs) and its `ferrum serve` ready time and `bench serve`;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 #   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
+SMOLLM2=SmolLM2-135M-Instruct.Q4_1.gguf GGUF_PARTS=3
 
 build() {
     cargo build --release -p ferrum
@@ -35,8 +43,8 @@ build() {
       cargo bench -p ferrum-backend --bench cuda_kernels --no-run --message-format=json; } \
         | python3 -c '
 import json, shutil, sys
-want = {"nvrtc_kernels", "cuda_ops", "cuda_sample", "cuda_reference", "cuda_engine", "cuda_memory",
-        "cuda_kernels"}
+want = {"nvrtc_kernels", "cuda_ops", "cuda_sample", "cuda_reference", "cuda_gguf", "cuda_engine",
+        "cuda_memory", "cuda_kernels"}
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
@@ -48,7 +56,13 @@ for line in sys.stdin:
     ./scripts/setup.sh --test-models >/dev/null
     mkdir -p .device/tokenizers
     cp -r "${FERRUM_CACHE:-$HOME/.cache/ferrum}"/tokenizers/{qwen3,llama3.1} .device/tokenizers/
-    du -sh .device
+    tar czf .device.tgz .device
+    # the default model in parts that each fit one call beside .device.tgz
+    rm -rf .device-gguf && mkdir -p .device-gguf
+    local gguf="${FERRUM_CACHE:-$HOME/.cache/ferrum}/models/$SMOLLM2"
+    split -n $GGUF_PARTS -d -a 2 "$gguf" ".device-gguf/$SMOLLM2."
+    (cd "$(dirname "$gguf")" && sha256sum "$SMOLLM2") > .device-gguf/sha256
+    du -sh .device .device.tgz .device-gguf/*
 }
 
 setup() {
@@ -287,6 +301,24 @@ PY
     kill $server 2>/dev/null; wait $server 2>/dev/null || true
 }
 
+# The SmolLM2 GGUF on the GPU (issue 8: the CPU's GGUF tests on the GPU, ready time): its parts
+# come one a call (the device tool carries 64 MiB: `carry: [".device.tgz", ".device-gguf/$SMOLLM2.0N",
+# ".device-gguf/sha256"]`), kept in /tmp while the machine stays warm.
+gguf() {
+    local parts=/tmp/ferrum-gguf cache=/tmp/ferrum-cache
+    mkdir -p "$parts" "$cache/models"
+    cp .device-gguf/* "$parts/" 2>/dev/null || true
+    if [ "$(ls "$parts/$SMOLLM2".0? | wc -l)" != $GGUF_PARTS ]; then
+        status+=("gguf: not run, parts here: $(ls "$parts" | tr '\n' ' ')(the rest come with the next calls)")
+        return 0
+    fi
+    cat "$parts/$SMOLLM2".0? > "$cache/models/$SMOLLM2"
+    (cd "$cache/models" && sha256sum -c "$parts/sha256") || { status+=("gguf: parts do not match"); return 0; }
+    FERRUM_CACHE=$cache CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_gguf "$dev/cuda_gguf" \
+        --ignored --nocapture smollm2
+    serve_bench serve_smollm2 "1 16" "$cache/models/$SMOLLM2" --device cuda --model "$cache/models/$SMOLLM2"
+}
+
 summary() {
     echo "== summary"
     printf '%s\n' "${status[@]}"
@@ -296,7 +328,7 @@ if [ "${1:-}" = build ]; then
     build
     exit
 fi
-[ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run = run-fixtures run-8b; bench-dense bench-moe bench-serve; all = every one)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run = run-fixtures run-8b; bench-dense bench-moe bench-serve gguf; all = every one)" >&2; exit 2; }
 setup
 for phase in "$@"; do
     case "$phase" in
@@ -306,7 +338,8 @@ for phase in "$@"; do
         bench-dense) bench_dense ;;
         bench-moe) bench_moe ;;
         bench-serve) bench_serve ;;
-        all) checks; checks_8b; bench_dense; bench_moe; bench_serve ;;
+        gguf) gguf ;;
+        all) checks; checks_8b; bench_dense; bench_moe; bench_serve; gguf ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done

@@ -2,6 +2,8 @@
 //! distributions with a reference's top-k log-probabilities.
 #![allow(dead_code)]
 
+pub mod llamacpp;
+
 use ferrum_backend::{Backend, CpuBackend, KvDtype, KvSpec, StepMeta, StepSeq};
 use ferrum_models::{CausalLm, Workspace};
 use serde_json::Value;
