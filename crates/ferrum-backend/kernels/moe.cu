@@ -31,42 +31,69 @@ __device__ __forceinline__ void warp_best(float* bv, u32* bid) {
     }
 }
 
+// A lane's experts lane + 32·i (i < ROUTE_SLOTS) are read once into registers: the routers' top-k
+// rounds then compare registers (each round re-reading every logit from memory and recomputing
+// its exp left one warp waiting on a load per expert per round, ~10 µs a layer at batch 1).
+// At most 32 · ROUTE_SLOTS experts (the host checks).
+#define ROUTE_SLOTS 16
+
+// The warp's best (value, id) of its lanes' registers v[i] (expert lane + 32·i) not yet taken
+// (bit i of `taken`) and allowed (`ok(e)`), in `beats` order; the lane that holds it marks it
+// taken. The result does not depend on which lane holds which expert (`beats` is a total order).
+template <typename Ok>
+__device__ __forceinline__ void route_round(const float* v, int n_experts, u32* taken, Ok ok, float* bv, u32* bid) {
+    const int lane = threadIdx.x & 31;
+    *bv = NEG_INF;
+    *bid = 0xffffffffu;
+#pragma unroll
+    for (int i = 0; i < ROUTE_SLOTS; i++) {
+        const int e = lane + 32 * i;
+        if (e < n_experts && !(*taken >> i & 1) && ok(e) && beats(v[i], e, *bv, *bid)) {
+            *bv = v[i];
+            *bid = e;
+        }
+    }
+    warp_best(bv, bid);
+    if ((int)(*bid & 31) == lane) *taken |= 1u << (*bid >> 5);
+}
+
 // Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One warp per
 // token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
-// on an H100): lane i takes experts i, i + 32, ...; max and sum are warp reductions, and each of
-// the top_k rounds takes the warp's best expert not yet chosen. At most 32 · 32 experts.
+// on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
+// rounds takes the warp's best expert not yet chosen.
 template <typename T>
 __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
                                   int top_k, int norm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
-    float max = NEG_INF;
-    for (int e = lane; e < n_experts; e += 32) {
-        const float x = to_f32(l[e]);
-        if (above(x, max)) max = x;
+    float p[ROUTE_SLOTS], max = NEG_INF;
+#pragma unroll
+    for (int i = 0; i < ROUTE_SLOTS; i++) {
+        const int e = lane + 32 * i;
+        p[i] = e < n_experts ? to_f32(l[e]) : NEG_INF;
+        if (e < n_experts && above(p[i], max)) max = p[i];
     }
     for (int o = 16; o > 0; o >>= 1) {
         const float x = __shfl_xor_sync(0xffffffffu, max, o);
         if (above(x, max)) max = x;
     }
     float sum = 0.f;
-    for (int e = lane; e < n_experts; e += 32) sum += expf(to_f32(l[e]) - max);
+#pragma unroll
+    for (int i = 0; i < ROUTE_SLOTS; i++)
+        if (lane + 32 * i < n_experts) {
+            p[i] = expf(p[i] - max);
+            sum += p[i];
+        }
     const float inv = 1.f / warp_sum(sum);
-    u32 taken = 0;  // bit i: this lane's expert lane + 32·i is chosen
+#pragma unroll
+    for (int i = 0; i < ROUTE_SLOTS; i++) p[i] *= inv;
+    u32 taken = 0;
     float s = 0.f;
     for (int j = 0; j < top_k; j++) {
-        float bv = NEG_INF;
-        u32 bid = 0xffffffffu;
-        for (int e = lane, i = 0; e < n_experts; e += 32, i++) {
-            const float v = expf(to_f32(l[e]) - max) * inv;
-            if (!(taken >> i & 1) && beats(v, e, bv, bid)) {
-                bv = v;
-                bid = e;
-            }
-        }
-        warp_best(&bv, &bid);
-        if ((int)(bid & 31) == lane) taken |= 1u << (bid >> 5);
+        float bv;
+        u32 bid;
+        route_round(p, n_experts, &taken, [](int) { return true; }, &bv, &bid);
         s += bv;
         if (lane == 0) {
             ids[(i64)t * top_k + j] = bid;
@@ -80,7 +107,7 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
 // `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
 // scores, optionally renormalized, times `scaling`. One warp per token, as the softmax router:
-// a group's best two and each of the top_k choices are warp rounds over the lanes' experts.
+// a group's best two and each of the top_k choices are warp rounds over the lanes' registers.
 template <typename T>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
                                   int n_experts, int top_k, int n_group, int topk_group, int norm,
@@ -89,47 +116,41 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
-    auto choice = [&](int e) { return sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f); };
+    float choice[ROUTE_SLOTS];  // the sigmoid plus the bias
+#pragma unroll
+    for (int i = 0; i < ROUTE_SLOTS; i++) {
+        const int e = lane + 32 * i;
+        choice[i] = e < n_experts ? sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f) : NEG_INF;
+    }
     unsigned long long groups = ~0ull;
     if (n_group > 1) {
-        float score[MOE_MAX_GROUPS];  // the same in every lane
+        float group_score[MOE_MAX_GROUPS];  // the same in every lane
         for (int g = 0; g < n_group; g++) {
+            // the group's best two: two rounds over its experts (their own taken bits)
+            u32 taken = 0;
             float sum = 0.f;
-            u32 first = 0xffffffffu;
             for (int r = 0; r < 2; r++) {
-                float bv = NEG_INF;
-                u32 bid = 0xffffffffu;
-                for (int e = g * per + lane; e < (g + 1) * per; e += 32)
-                    if ((u32)e != first && beats(choice(e), e, bv, bid)) {
-                        bv = choice(e);
-                        bid = e;
-                    }
-                warp_best(&bv, &bid);
+                float bv;
+                u32 bid;
+                route_round(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
                 sum += bv;
-                first = bid;
             }
-            score[g] = sum;
+            group_score[g] = sum;
         }
         groups = 0;
         for (int r = 0; r < topk_group; r++) {
             int best = -1;
             for (int g = 0; g < n_group; g++)
-                if (!(groups & (1ull << g)) && (best < 0 || above(score[g], score[best]))) best = g;
+                if (!(groups & (1ull << g)) && (best < 0 || above(group_score[g], group_score[best]))) best = g;
             groups |= 1ull << best;
         }
     }
-    u32 taken = 0;  // bit i: this lane's expert lane + 32·i is chosen
+    u32 taken = 0;
     float s = 0.f;
     for (int j = 0; j < top_k; j++) {
-        float bv = NEG_INF;
-        u32 bid = 0xffffffffu;
-        for (int e = lane, i = 0; e < n_experts; e += 32, i++)
-            if (!(taken >> i & 1) && (groups >> (e / per) & 1) && beats(choice(e), e, bv, bid)) {
-                bv = choice(e);
-                bid = e;
-            }
-        warp_best(&bv, &bid);
-        if ((int)(bid & 31) == lane) taken |= 1u << (bid >> 5);
+        float bv;
+        u32 bid;
+        route_round(choice, n_experts, &taken, [&](int e) { return (groups >> (e / per) & 1) != 0; }, &bv, &bid);
         const float v = sigmoidf(to_f32(l[bid]));
         s += v;
         if (lane == 0) {

@@ -683,6 +683,54 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
     }
+    // both routers over more experts than a warp has lanes (several in a lane's registers; the
+    // sigmoid's groups straddling lanes): 160 experts as GLM-4.5, groups of 20, top 8
+    {
+        let (hidden, inter, n_experts, top_k) = (64usize, 32usize, 160usize, 8usize);
+        let gates: Vec<[W; 3]> = (0..n_experts)
+            .map(|_| {
+                [
+                    W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
+                    W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
+                    W::Dense(rand_vec(&mut rng, hidden * inter, 0.1)),
+                ]
+            })
+            .collect();
+        let bias = rand_vec(&mut rng, n_experts, 0.5);
+        let routings = [
+            Routing::Softmax {
+                norm_topk_prob: true,
+            },
+            Routing::SigmoidGroupLimited {
+                n_group: 8,
+                topk_group: 3,
+                norm_topk_prob: true,
+                routed_scaling_factor: 2.5,
+            },
+        ];
+        for routing in routings {
+            for rows in [1usize, 37] {
+                let d = MoeDims {
+                    n_experts,
+                    top_k,
+                    hidden,
+                    inter,
+                    routing,
+                };
+                let x = rand_vec(&mut rng, rows * hidden, 1.0);
+                let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
+                let b = matches!(routing, Routing::SigmoidGroupLimited { .. }).then_some(&bias[..]);
+                let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
+                let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
+                let name = match routing {
+                    Routing::Softmax { .. } => "softmax",
+                    Routing::SigmoidGroupLimited { .. } => "sigmoid group-limited",
+                };
+                let label = format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}");
+                compare(&label, &a, &g2, 3e-2);
+            }
+        }
+    }
     // the per-pair GEMVs (up to 8 tokens) with more than eight experts a token (the down
     // projection takes them eight at a time) and a row length that is no multiple of a
     // sixteen-byte load (one value a lane), half and FP8

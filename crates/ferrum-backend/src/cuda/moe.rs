@@ -13,6 +13,9 @@
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
+/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
+const ROUTE_MAX_EXPERTS: usize = 32 * 16;
+
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::fp8_gemm::FP8_TILE;
 use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
@@ -148,9 +151,13 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{F, I, P};
-        if rows > s.max_tokens || d.top_k > 32 || d.n_experts != ex.n || d.n_experts > 1024 {
+        if rows > s.max_tokens
+            || d.top_k > 32
+            || d.n_experts != ex.n
+            || d.n_experts > ROUTE_MAX_EXPERTS
+        {
             bail!(
-                "moe: {rows} tokens (scratch for {}), top_k {} (at most 32), {} experts configured (at most 1024), {} loaded",
+                "moe: {rows} tokens (scratch for {}), top_k {} (at most 32), {} experts configured (at most {ROUTE_MAX_EXPERTS}), {} loaded",
                 s.max_tokens,
                 d.top_k,
                 d.n_experts,
