@@ -206,9 +206,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the down GEMV + combine with a token's experts dealt to a block's warps instead
-    FERRUM_CUDA_MOE_GEMV=split step bench_decode_qwen3moe_fp8_split "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
@@ -220,9 +217,6 @@ bench_moe() {
     # the experts' weights staged through registers (moe_expert_mma) instead of streamed through
     # asynchronous copies (moe_expert_pipe, the default)
     FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
-    # and in chunks of 128 columns instead of 64 (half the barriers a byte, 86 KB of shared memory)
-    FERRUM_CUDA_MOE_PIPE=wide step bench_decode_qwen3moe_fp8_b128_wide "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1

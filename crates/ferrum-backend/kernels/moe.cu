@@ -186,67 +186,46 @@ __device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float
 
 // act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
 // [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, gate and up rounded to T as
-// the separate ops round them. Block (p, inter / 8): a warp per row, gate then up; with SPLIT
-// (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured), block (p, inter / 4): warps 2i and 2i + 1
-// take row i's gate and up at once, joined through shared memory.
-template <typename T, typename W, bool SPLIT>
+// the separate ops round them. Block (p, inter / 4): warps 2i and 2i + 1 take row i's gate and up
+// at once, joined through shared memory (a warp taking gate then up waited on two memory round
+// trips: Qwen3-30B-A3B FP8's batch-1 experts 44 µs a layer against 38 on an H200).
+template <typename T, typename W>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const T* xr = x + (p / x_div) * k;
-    if (SPLIT) {
-        __shared__ float up[4];
-        const int r = blockIdx.y * 4 + (warp >> 1), is_up = warp & 1;
-        float v = 0.f;
-        if (r < inter) v = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], is_up * inter + r));
-        if (is_up && lane == 0) up[warp >> 1] = v;
-        __syncthreads();
-        if (!is_up && r < inter && lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
-        return;
-    }
-    const int r = blockIdx.y * 8 + warp;
-    if (r >= inter) return;
-    const float g = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], r));
-    const float u = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], inter + r));
-    if (lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(g) * u);
+    __shared__ float up[4];
+    const int r = blockIdx.y * 4 + (warp >> 1), is_up = warp & 1;
+    float v = 0.f;
+    if (r < inter) v = round_to<T>(expert_dot(xr, w, scales, 2 * inter, k, bk, ids[p], is_up * inter + r));
+    if (is_up && lane == 0) up[warp >> 1] = v;
+    __syncthreads();
+    if (!is_up && r < inter && lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
 }
 
 // out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
 // order, each expert's output rounded to T first: the down GEMV and `moe_combine` in one (the
-// same sum as `moe_combine` over the rounded outputs). Block (t, rows / 8), a warp per row
-// walking the token's experts one after another; with SPLIT, block (t, r) and the experts dealt
-// to its warps (a memory round trip each instead of top_k in a row), their outputs summed in
-// rank order by one thread (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured).
-template <typename T, typename W, bool SPLIT>
+// same sum as `moe_combine` over the rounded outputs). Block (t, r): the token's experts dealt to
+// its warps (a memory round trip each, where a warp walking them in turn waited on top_k in a
+// row), their outputs summed in rank order by one thread.
+template <typename T, typename W>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
     const i64 t = blockIdx.x;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    auto expert_out = [&](int j, int r) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.y;
+    __shared__ float y[32];  // top_k <= 32 (the host checks)
+    for (int j = warp; j < top_k; j += blockDim.x >> 5) {
         const i64 p = t * top_k + j;
-        return round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
-    };
-    if (SPLIT) {
-        __shared__ float y[32];  // top_k <= 32 (the host checks)
-        const int r = blockIdx.y;
-        for (int j = warp; j < top_k; j += blockDim.x >> 5) {
-            const float v = expert_out(j, r);
-            if (lane == 0) y[j] = v;
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            float s = 0.f;
-            for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j];
-            out[t * rows + r] = from_f32<T>(s);
-        }
-        return;
+        const float v = round_to<T>(expert_dot(act + p * k, w, scales, rows, k, bk, ids[p], r));
+        if (lane == 0) y[j] = v;
     }
-    const int r = blockIdx.y * 8 + warp;
-    if (r >= rows) return;
-    float s = 0.f;
-    for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * expert_out(j, r);
-    if (lane == 0) out[t * rows + r] = from_f32<T>(s);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.f;
+        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j];
+        out[t * rows + r] = from_f32<T>(s);
+    }
 }
 
 // On-device grouping by expert for mid-size batches (no copy to the host, so it can be captured
@@ -464,7 +443,9 @@ __device__ void moe_expert_mma(const T* x, int x_div, const W* w, const float* s
 // (`cp.async`, no registers held while in flight): chunks of KC columns, S of them in flight per
 // block, so that a multiprocessor keeps several blocks' next chunks loading while it multiplies
 // (the kernel above holds one chunk a block in registers and waits for it: at 128 tokens of
-// Qwen3-30B-A3B FP8 on an H100, 351 µs a call against 243 for this one at KC = 64). Per chunk the
+// Qwen3-30B-A3B FP8 on an H100, 351 µs a call against 243 for this one at KC = 64; chunks of 128
+// columns, 86 KB of shared memory and two blocks a multiprocessor, lost on an H200: 671 µs against
+// 522 for 64). Per chunk the
 // block's raw rows (e4m3 codes and their scales, or T) and up to PIPE_PAIRS pairs' inputs land in
 // a stage; e4m3 rows are then scaled and rounded to T into a tile as above. Shared memory is the
 // launch's dynamic memory, laid out as `PipeSmem` (the host mirrors its size,
@@ -593,30 +574,30 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 }
 
 // `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_swiglu`.
-#define MOE_SWIGLU(T, S, NAME, SPLIT)                                                                      \
+#define MOE_SWIGLU(T, S, NAME)                                                                             \
     extern "C" __global__ void NAME##_##S(const T* x, int x_div, const T* w, int inter, int k,            \
                                           const u32* ids, T* act) {                                        \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, T, SPLIT>(x, x_div, w, nullptr, inter, k, 1, ids, act);                         \
+        moe_gemv_swiglu<T, T>(x, x_div, w, nullptr, inter, k, 1, ids, act);                         \
     }                                                                                                      \
     extern "C" __global__ void NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,        \
                                               int inter, int k, int bk, const u32* ids, T* act) {          \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, fp8, SPLIT>(x, x_div, w, s, inter, k, bk, ids, act);                            \
+        moe_gemv_swiglu<T, fp8>(x, x_div, w, s, inter, k, bk, ids, act);                            \
     }
 
 // `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_combine`.
-#define MOE_COMBINE(T, S, NAME, SPLIT)                                                                     \
+#define MOE_COMBINE(T, S, NAME)                                                                            \
     extern "C" __global__ void NAME##_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,  \
                                           const float* weights, int top_k, T* out) {                       \
         grid_dependency();                                                                                 \
-        moe_gemv_combine<T, T, SPLIT>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);              \
+        moe_gemv_combine<T, T>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);              \
     }                                                                                                      \
     extern "C" __global__ void NAME##_fp8_##S(const T* act, int, const fp8* w, const float* s, int rows,   \
                                               int k, int bk, const u32* ids, const float* weights,         \
                                               int top_k, T* out) {                                         \
         grid_dependency();                                                                                 \
-        moe_gemv_combine<T, fp8, SPLIT>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
+        moe_gemv_combine<T, fp8>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
     }
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
@@ -661,10 +642,8 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
                              scaling);                                                                     \
     }                                                                                                      \
-    MOE_SWIGLU(T, S, moe_gemv_swiglu, false)                                                               \
-    MOE_SWIGLU(T, S, moe_gemv_swiglu_split, true)                                                          \
-    MOE_COMBINE(T, S, moe_gemv_combine, false)                                                             \
-    MOE_COMBINE(T, S, moe_gemv_combine_split, true)                                                        \
+    MOE_SWIGLU(T, S, moe_gemv_swiglu)                                                                      \
+    MOE_COMBINE(T, S, moe_gemv_combine)                                                                    \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \
@@ -678,7 +657,6 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_expert_mma<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                         \
     }                                                                                                      \
     MOE_PIPE(T, S, moe_expert_pipe, 64)                                                                    \
-    MOE_PIPE(T, S, moe_expert_pipe_wide, 128)                                                              \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \
         grid_dependency();                                                                                 \

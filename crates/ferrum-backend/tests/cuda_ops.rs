@@ -20,10 +20,6 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{Up, W, gpu, rand_vec, tensor};
-use ferrum_backend::cuda::CudaBackend;
-
-/// A kernel choice of the CUDA backend, set before an op runs.
-type Setting = fn(&mut CudaBackend);
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -650,27 +646,17 @@ fn cuda_ops_match_the_cpu_backend() {
                 3e-2,
             );
             let a8 = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
-            // the kernels with an A/B at this token count against the same references, half
-            // and FP8 experts: up to 8 tokens the per-pair GEMVs dealt to more warps, 9 to 256
-            // the register-staged expert kernel and 128-column chunks instead of 64
-            let variants: &[(&str, Setting)] = match rows {
-                0..=8 => &[("split GEMVs", |g| g.set_moe_gemv_split(true))],
-                9..=256 => &[
-                    ("register-staged experts", |g| g.set_moe_pipe(None)),
-                    ("wide-chunk experts", |g| g.set_moe_pipe(Some(128))),
-                ],
-                _ => &[],
-            };
-            for (kind, set) in variants {
-                set(&mut g);
+            // from 9 to 256 tokens the register-staged expert kernel (the A/B of the pipelined
+            // one) against the same references, half and FP8 experts
+            if (9..=256).contains(&rows) {
+                g.set_moe_pipe(false);
                 for (experts, ws, cpu) in [("", &gates, &a), (", fp8 experts", &fp8_gates, &a8)] {
                     let g3 = moe(&mut g, ws, b, &d, &x, &logits, rows);
-                    let label = format!("moe {name}{experts}, {rows} tokens, {kind}");
+                    let label =
+                        format!("moe {name}{experts}, {rows} tokens, register-staged experts");
                     compare(&label, cpu, &g3, 3e-2);
                 }
-                // back to the defaults
-                g.set_moe_gemv_split(false);
-                g.set_moe_pipe(Some(64));
+                g.set_moe_pipe(true);
             }
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the
@@ -732,7 +718,7 @@ fn cuda_ops_match_the_cpu_backend() {
         }
     }
     // the per-pair GEMVs (up to 8 tokens) with more than eight experts a token (the down
-    // projection takes them eight at a time) and a row length that is no multiple of a
+    // projection deals them to eight warps) and a row length that is no multiple of a
     // sixteen-byte load (one value a lane), half and FP8
     for inter in [96usize, 100] {
         let (n_experts, top_k) = (12usize, 10usize);
@@ -764,17 +750,12 @@ fn cuda_ops_match_the_cpu_backend() {
                 let x = rand_vec(&mut rng, rows * hidden, 1.0);
                 let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
                 let a = moe(&mut c, &gates, None, &d, &x, &logits, rows);
-                for split in [false, true] {
-                    g.set_moe_gemv_split(split);
-                    let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
-                    let kind = if fp8 { "fp8" } else { "half" };
-                    let how = if split { ", split GEMVs" } else { "" };
-                    let label = format!(
-                        "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens{how}"
-                    );
-                    compare(&label, &a, &g2, 3e-2);
-                }
-                g.set_moe_gemv_split(false);
+                let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
+                let kind = if fp8 { "fp8" } else { "half" };
+                let label = format!(
+                    "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens"
+                );
+                compare(&label, &a, &g2, 3e-2);
             }
         }
     }

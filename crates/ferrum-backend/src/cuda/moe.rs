@@ -30,11 +30,14 @@ use crate::backend::{MoeDims, Routing};
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
 
-/// Dynamic shared memory of `moe_expert_pipe` at chunks of `kc` columns (`PipeSmem` in moe.cu):
-/// S stages (four for e4m3 weights, three for half) of the block's 64 raw weight rows, of 32
-/// pairs' inputs and of the rows' scales, and for e4m3 the rows scaled to T.
-fn pipe_smem_bytes(kc: usize, fp8: bool) -> usize {
-    let (stages, rows, pairs, t) = (if fp8 { 4 } else { 3 }, 64, 32, 2);
+/// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
+const PIPE_CHUNK: usize = 64;
+
+/// Dynamic shared memory of `moe_expert_pipe` (`PipeSmem` in moe.cu): S stages (four for e4m3
+/// weights, three for half) of the block's 64 raw weight rows, of 32 pairs' inputs and of the
+/// rows' scales, and for e4m3 the rows scaled to T.
+fn pipe_smem_bytes(fp8: bool) -> usize {
+    let (stages, rows, pairs, t, kc) = (if fp8 { 4 } else { 3 }, 64, 32, 2, PIPE_CHUNK);
     let ld = kc + 8;
     let raw = stages * rows * if fp8 { kc } else { ld * t };
     let xs = stages * pairs * ld * t;
@@ -242,32 +245,19 @@ impl CudaBackend {
     ) -> Result<()> {
         use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
-        // eight output rows (warps) per block, a block row per pair (gate/up) or token (down)
-        let gemv = |blocks: usize, rows_out: usize| LaunchConfig {
-            grid_dim: (blocks as u32, rows_out.div_ceil(8) as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let gate_up = ExpertGemv {
             x: self.ptr(&x.mem),
             x_div: k,
             rows: ex.inter,
             k: ex.hidden,
         };
-        let (kernels, cfg) = if self.tune.moe_gemv_split {
-            // four rows a block, gate and up of each on two warps
-            let cfg = LaunchConfig {
-                grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4) as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            (("moe_gemv_swiglu_split", "moe_gemv_swiglu_split_fp8"), cfg)
-        } else {
-            (
-                ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8"),
-                gemv(rows * k, ex.inter),
-            )
+        // four rows a block, gate and up of each on two warps
+        let cfg = LaunchConfig {
+            grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
         };
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
@@ -281,23 +271,13 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        let (kernels, cfg) = if self.tune.moe_gemv_split {
-            // a block per output row, the token's experts dealt to up to eight warps
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, ex.hidden as u32, 1),
-                block_dim: (32 * k.min(8) as u32, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            (
-                ("moe_gemv_combine_split", "moe_gemv_combine_split_fp8"),
-                cfg,
-            )
-        } else {
-            (
-                ("moe_gemv_combine", "moe_gemv_combine_fp8"),
-                gemv(rows, ex.hidden),
-            )
+        // a block per output row, the token's experts dealt to up to eight warps
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, ex.hidden as u32, 1),
+            block_dim: (32 * k.min(8) as u32, 1, 1),
+            shared_mem_bytes: 0,
         };
+        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 
@@ -354,23 +334,19 @@ impl CudaBackend {
                 let tail = [P(offsets), P(sorted), P(out)];
                 // the pipelined kernel takes rows of whole chunks (e4m3: scale blocks too)
                 let fp8 = matches!(data, WeightData::Fp8 { .. });
-                let pipe = self.tune.moe_pipe.filter(|&kc| {
-                    k_in.is_multiple_of(kc)
-                        && match data {
-                            WeightData::Fp8 { bk, .. } => bk.is_multiple_of(kc),
-                            WeightData::Half(_) => true,
-                        }
-                });
-                let (kernels, smem) = match pipe {
-                    Some(128) => (
-                        ("moe_expert_pipe_wide", "moe_expert_pipe_wide_fp8"),
-                        pipe_smem_bytes(128, fp8),
-                    ),
-                    Some(64) => (
+                let pipe = self.tune.moe_pipe
+                    && k_in.is_multiple_of(PIPE_CHUNK)
+                    && match data {
+                        WeightData::Fp8 { bk, .. } => bk.is_multiple_of(PIPE_CHUNK),
+                        WeightData::Half(_) => true,
+                    };
+                let (kernels, smem) = if pipe {
+                    (
                         ("moe_expert_pipe", "moe_expert_pipe_fp8"),
-                        pipe_smem_bytes(64, fp8),
-                    ),
-                    _ => (("moe_expert_mma", "moe_expert_mma_fp8"), 0),
+                        pipe_smem_bytes(fp8),
+                    )
+                } else {
+                    (("moe_expert_mma", "moe_expert_mma_fp8"), 0)
                 };
                 let cfg = LaunchConfig {
                     shared_mem_bytes: smem as u32,

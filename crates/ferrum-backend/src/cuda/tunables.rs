@@ -21,21 +21,15 @@ pub(super) struct Tunables {
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
     pub moe_device_grouped_max: usize,
-    /// The device-grouped experts stream their weights through asynchronous copies
-    /// (`moe_expert_pipe`) in chunks of this many columns where the shapes allow (Qwen3-30B-A3B
-    /// FP8 at 128 sequences on an H100, chunks of 64: 4175 tok/s against 3125 with
-    /// `moe_expert_mma`); `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere,
-    /// `FERRUM_CUDA_MOE_PIPE=wide` chunks of 128 (`moe_expert_pipe_wide`, not yet measured).
-    pub moe_pipe: Option<usize>,
-    /// The per-pair GEMVs (up to 8 tokens) with their dots dealt to more warps
-    /// (`FERRUM_CUDA_MOE_GEMV=split`, not yet measured): gate and up of a row on two warps, and
-    /// for the down GEMV + combine a block per output row with the token's experts dealt to its
-    /// warps, instead of a warp per row walking them in turn.
-    pub moe_gemv_split: bool,
+    /// The device-grouped experts stream their weights through asynchronous copies in chunks
+    /// of 64 columns (`moe_expert_pipe`) where the shapes allow (Qwen3-30B-A3B FP8 at 128
+    /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
+    /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
+    pub moe_pipe: bool,
     /// Kernels launched with programmatic dependent launch (`FERRUM_CUDA_PDL=1`, compute
-    /// capability 9.0 and up; not yet measured): each launch overlaps the tail of the kernel
-    /// before it, which at batch 1 (Qwen3-30B-A3B: about 11 launches a layer, 48 layers) is
-    /// launch latency paid 500 times a token.
+    /// capability 9.0 and up): each launch overlaps the tail of the kernel before it. Measured
+    /// on an H200 within noise of off (Qwen3-30B-A3B FP8 batch 1 4.86 against 4.89 ms, 128
+    /// sequences 4229 against 4214 tok/s, the 8B 5.03 against 5.04 ms), so off by default.
     pub pdl: bool,
 }
 
@@ -54,12 +48,9 @@ impl Tunables {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
-            moe_pipe: match std::env::var("FERRUM_CUDA_MOE_PIPE").as_deref() {
-                Ok("0") => None,
-                Ok("wide") => Some(128),
-                _ => Some(64),
-            },
-            moe_gemv_split: std::env::var("FERRUM_CUDA_MOE_GEMV").is_ok_and(|v| v == "split"),
+            moe_pipe: std::env::var("FERRUM_CUDA_MOE_PIPE")
+                .ok()
+                .is_none_or(|v| v != "0"),
             pdl: capability.0 >= 9 && std::env::var("FERRUM_CUDA_PDL").is_ok_and(|v| v == "1"),
         }
     }
@@ -78,17 +69,10 @@ impl CudaBackend {
         self.tune.mma_attention = on;
     }
 
-    /// Whether the device-grouped experts stream their weights through asynchronous copies, and
-    /// in chunks of how many columns (64, the default, or 128), or take `moe_expert_mma` (`None`,
-    /// or any other width); the op tests check every kernel.
-    pub fn set_moe_pipe(&mut self, chunk: Option<usize>) {
-        self.tune.moe_pipe = chunk;
-    }
-
-    /// Whether the per-pair GEMVs deal their dots to more warps (`FERRUM_CUDA_MOE_GEMV=split`);
-    /// the op tests check both kernels.
-    pub fn set_moe_gemv_split(&mut self, on: bool) {
-        self.tune.moe_gemv_split = on;
+    /// Whether the device-grouped experts stream their weights through asynchronous copies
+    /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
+    pub fn set_moe_pipe(&mut self, on: bool) {
+        self.tune.moe_pipe = on;
     }
 
     /// Whether kernels launch with programmatic dependent launch (`FERRUM_CUDA_PDL=1`); the op
