@@ -433,12 +433,15 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // fragment of row indices, loaded like any other, so the WMMA layout stays opaque. (The kernel
 // before did the math in f32 on the CUDA cores, through shared memory: 172 µs a layer at 64
 // sequences of ~600 keys on an H100, 30 % of the step.) Head sizes 64 and 128.
+// Split-KV (`part` non-null, FERRUM_CUDA_DECODE_SPLIT=group): block (t, kv head, s) takes the s-th
+// of `gridDim.z` slices of the token's keys (whole tiles) and writes each head's unnormalized
+// partial (max, sum, output) to `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
-                                      const u32* tok_table, const u32* tok_keys, T* out, int n_heads,
-                                      int n_kv_heads, int block_size, float scale, float k_scale,
-                                      float v_scale) {
+                                      const u32* tok_table, const u32* tok_keys, T* out, float* part,
+                                      int n_heads, int n_kv_heads, int block_size, float scale,
+                                      float k_scale, float v_scale) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
     // a warp's K and V tiles (later its f32 O), scores, probabilities and row corrections
@@ -456,7 +459,10 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     const int kvh = blockIdx.y, group = n_heads / n_kv_heads;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     Warp& ws = wsm[warp];
-    const int kv_dim = n_kv_heads * D, keys = tok_keys[t];
+    const int kv_dim = n_kv_heads * D, all = tok_keys[t], splits = gridDim.z;
+    // this block's keys [lo, lo + keys): slices of whole tiles
+    const int per = ((all + splits - 1) / splits + GQ_KEYS - 1) / GQ_KEYS * GQ_KEYS;
+    const int lo = min(all, (int)blockIdx.z * per), keys = min(all, lo + per) - lo;
     const u32* table = block_tables + tok_table[t];
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
     for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
@@ -476,9 +482,9 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     auto fetch = [&](int tile) {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
-            const int c = lane + 32 * i, j = tile * GQ_KEYS + c / ROW_CHUNKS;
+            const int c = lane + 32 * i, j = lo + tile * GQ_KEYS + c / ROW_CHUNKS;
             kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
-            if (j < keys) {
+            if (j < lo + keys) {
                 const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
                 const i64 at = slot * kv_dim + kvh * D + (c % ROW_CHUNKS) * PER;
                 kr[i] = *reinterpret_cast<const uint4*>(kc + at);
@@ -578,7 +584,18 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             sum += wsm[w].s[16 + g] * f;
             acc += reinterpret_cast<const float*>(wsm[w].k)[g * OLD + d] * f;
         }
-        out[(t * n_heads + (i64)kvh * group + g) * D + d] = from_f32<T>(acc / sum);
+        const i64 h = (i64)kvh * group + g;
+        if (part) {
+            // a slice with no key: max -inf, sum 0, which the merge skips
+            float* p = part + ((t * n_heads + h) * gridDim.z + blockIdx.z) * (2 + D);
+            if (d == 0) {
+                p[0] = big;
+                p[1] = sum;
+            }
+            p[2 + d] = acc;
+        } else {
+            out[(t * n_heads + h) * D + d] = from_f32<T>(acc / sum);
+        }
     }
 }
 
@@ -780,11 +797,11 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
-                                            const u32* tok_table, const u32* tok_keys, T* out, int n_heads,\
-                                            int n_kv_heads, int head_dim, int block_size, float scale,     \
-                                            float k_scale, float v_scale) {                                \
+                                            const u32* tok_table, const u32* tok_keys, T* out, float* part,\
+                                            int n_heads, int n_kv_heads, int head_dim, int block_size,     \
+                                            float scale, float k_scale, float v_scale) {                   \
         grid_dependency();                                                                                 \
-        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, n_heads,         \
+        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
                                        n_kv_heads, block_size, scale, k_scale, v_scale);                   \
     }
 // `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)

@@ -362,6 +362,7 @@ fn cuda_ops_match_the_cpu_backend() {
         (6, 2, 96, mixed),
         (4, 4, 256, mixed),
         (8, 2, 64, long_decode),
+        (32, 4, 128, long_decode),
         (14, 2, 128, short_decode),
         (16, 2, 128, short_decode),
         (8, 2, 64, short_decode),
@@ -424,20 +425,31 @@ fn cuda_ops_match_the_cpu_backend() {
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
         // the kernels to check: (label, tensor-core prefill, fewest blocks for the per-group
-        // decode kernel)
-        let kernels: &[(&str, bool, usize)] = if seqs == mixed && [64, 128].contains(&hd) {
-            &[("", true, usize::MAX), (", f32 tiles", false, usize::MAX)]
+        // decode kernel, below them the per-group kernel over slices of the keys)
+        let split = (", per group, split", true, usize::MAX - 1, true);
+        let kernels: &[(&str, bool, usize, bool)] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[
+                ("", true, usize::MAX, false),
+                (", f32 tiles", false, usize::MAX, false),
+            ]
         } else if seqs == short_decode {
-            &[("", true, usize::MAX), (", per group", true, 0)]
+            &[
+                ("", true, usize::MAX, false),
+                (", per group", true, 0, false),
+                split,
+            ]
+        } else if seqs == long_decode && [64, 128].contains(&hd) {
+            &[("", true, usize::MAX, false), split]
         } else {
-            &[("", true, usize::MAX)]
+            &[("", true, usize::MAX, false)]
         };
-        for (fp8, &(kernel, mma, group_min)) in [false, true]
+        for (fp8, &(kernel, mma, group_min, group_split)) in [false, true]
             .into_iter()
             .flat_map(|f| kernels.iter().map(move |k| (f, k)))
         {
             g.set_mma_attention(mma);
             g.set_decode_group_min_blocks(group_min);
+            g.set_decode_group_split(group_split);
             let kv = (&k_all[..], &v_all[..], kvd);
             let a = attn(&mut c, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let b = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
@@ -450,6 +462,7 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
         g.set_mma_attention(true);
+        g.set_decode_group_split(false);
     }
 
     // the attention's input in one op (split + bias, per-head q/k norms, rotary, K/V write; one

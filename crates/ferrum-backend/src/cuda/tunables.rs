@@ -17,6 +17,11 @@ pub(super) struct Tunables {
     /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
     /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
     pub decode_group_min_blocks: usize,
+    /// Below that many blocks, the per-group kernel with the keys split into slices across
+    /// more blocks (`FERRUM_CUDA_DECODE_SPLIT=group`, not yet measured) instead of the per-head
+    /// kernel, split only past 1024 keys (on an H200 one token over 8192 keys took 186 µs a
+    /// layer that way, every head of a group reading the same K/V).
+    pub decode_group_split: bool,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -44,6 +49,8 @@ impl Tunables {
                 Ok("0") => usize::MAX,
                 _ => sm_count,
             },
+            decode_group_split: std::env::var("FERRUM_CUDA_DECODE_SPLIT")
+                .is_ok_and(|v| v == "group"),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -80,6 +87,12 @@ impl CudaBackend {
     /// Hopper and the emulator only).
     pub fn set_pdl(&mut self, on: bool) {
         self.tune.pdl = on;
+    }
+
+    /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
+    /// split into slices (`FERRUM_CUDA_DECODE_SPLIT=group`); the op tests check both.
+    pub fn set_decode_group_split(&mut self, on: bool) {
+        self.tune.decode_group_split = on;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads

@@ -9,6 +9,10 @@ use super::Arg::{F, I, P};
 use super::{CudaBackend, CudaBuf, CudaKv, CudaRope, CudaVector, TILE_TOKENS};
 use crate::backend::AttnDims;
 
+/// The fewest keys a slice of the per-group split-KV decode takes: a 16-key tile for each of its
+/// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
+const GROUP_SLICE_KEYS: usize = 64;
+
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
@@ -80,38 +84,70 @@ impl CudaBackend {
             };
             return self.launch(name, tiled, &args);
         }
+        // one block per GQA group reads each K/V row once for all of the group's heads: with
+        // (token, kv head) blocks enough to fill the GPU, or (FERRUM_CUDA_DECODE_SPLIT=group)
+        // with the keys split into slices across more blocks below that
+        let blocks = tokens * d.n_kv_heads;
+        let group_ok = (2..=16).contains(&group)
+            && matches!(d.head_dim, 64 | 128)
+            && self.tune.decode_group_min_blocks != usize::MAX;
+        if group_ok && (blocks >= self.tune.decode_group_min_blocks || self.tune.decode_group_split)
+        {
+            let splits = if blocks >= self.tune.decode_group_min_blocks {
+                1
+            } else {
+                self.group_splits(blocks)
+            };
+            let part = if splits > 1 {
+                self.attn_partials(tokens * heads * splits * (2 + d.head_dim))?
+            } else {
+                0
+            };
+            args[6] = P(self.ptr(&out.mem));
+            args.insert(7, P(part));
+            let grouped = LaunchConfig {
+                grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
+                ..cfg(1)
+            };
+            let name = if d.head_dim == 64 {
+                kv.kernel("paged_attention_group_d64", "paged_attention_group_d64_fp8")
+            } else {
+                kv.kernel(
+                    "paged_attention_group_d128",
+                    "paged_attention_group_d128_fp8",
+                )
+            };
+            self.launch(name, grouped, &args)?;
+            return if splits > 1 {
+                self.attention_merge(part, out, heads, d.head_dim, splits)
+            } else {
+                Ok(())
+            };
+        }
         if splits <= 1 {
             args[6] = P(self.ptr(&out.mem));
-            // enough (token, kv head) blocks to fill the GPU: one block per GQA group, which
-            // reads each K/V row once for all of the group's heads
-            if (2..=16).contains(&group)
-                && matches!(d.head_dim, 64 | 128)
-                && tokens * d.n_kv_heads >= self.tune.decode_group_min_blocks
-            {
-                let grouped = LaunchConfig {
-                    grid_dim: (tokens as u32, d.n_kv_heads as u32, 1),
-                    ..cfg(1)
-                };
-                let name = if d.head_dim == 64 {
-                    kv.kernel("paged_attention_group_d64", "paged_attention_group_d64_fp8")
-                } else {
-                    kv.kernel(
-                        "paged_attention_group_d128",
-                        "paged_attention_group_d128_fp8",
-                    )
-                };
-                return self.launch(name, grouped, &args);
-            }
             return self.launch(
                 kv.kernel("paged_attention", "paged_attention_fp8"),
                 cfg(1),
                 &args,
             );
         }
-        // allocated once at the most any split step can need (splitting only happens below
-        // `waves` blocks, so blocks × splits < 2 · waves), never moved: captured graphs hold it
-        let cap = 4 * 2 * self.sm_count * (2 + 256);
-        let need = tokens * heads * splits * (2 + d.head_dim);
+        let pp = self.attn_partials(tokens * heads * splits * (2 + d.head_dim))?;
+        args[6] = P(pp);
+        self.launch(
+            kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
+            cfg(splits),
+            &args,
+        )?;
+        self.attention_merge(pp, out, heads, d.head_dim, splits)
+    }
+
+    /// Split-KV's partial results (`[token][head][slice][max, sum, head_dim outputs]`, f32):
+    /// allocated once at the most any split step can need, never moved (captured graphs hold
+    /// it). Splitting only happens below two waves of blocks, so blocks × slices stay under two
+    /// waves, each block at most a GQA group's 16 heads of 256 values.
+    fn attn_partials(&self, need: usize) -> Result<u64> {
+        let cap = 2 * (2 * self.sm_count) * 16 * (2 + 256);
         if need > cap {
             bail!("split-KV attention needs {need} partial values, more than its {cap}");
         }
@@ -119,21 +155,31 @@ impl CudaBackend {
         if part.is_none() {
             *part = Some(self.stream.alloc_zeros::<f32>(cap)?);
         }
-        let pp = self.ptr(part.as_ref().unwrap());
-        args[6] = P(pp);
-        self.launch(
-            kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
-            cfg(splits),
-            &args,
-        )?;
+        Ok(self.ptr(part.as_ref().unwrap()))
+    }
+
+    /// `attention_merge`: each (token, head)'s slices of `part` into `out`.
+    fn attention_merge(
+        &self,
+        part: u64,
+        out: &mut CudaBuf,
+        heads: usize,
+        head_dim: usize,
+        splits: usize,
+    ) -> Result<()> {
         let merge = [
-            P(pp),
+            P(part),
             P(self.ptr(&out.mem)),
             I(heads as i32),
-            I(d.head_dim as i32),
+            I(head_dim as i32),
             I(splits as i32),
         ];
-        self.launch("attention_merge", cfg(1), &merge)
+        let cfg = LaunchConfig {
+            grid_dim: (self.step.n_tokens as u32, heads as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch("attention_merge", cfg, &merge)
     }
 
     /// `qkv_to_cache` in attention.cu: the QKV split, q/k norms, rotary and K/V write of
@@ -181,6 +227,20 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         self.launch(kv.kernel("qkv_to_cache", "qkv_to_cache_fp8"), cfg, &args)
+    }
+
+    /// Slices of the keys for the per-group decode kernel at `blocks` (token, kv head) blocks:
+    /// enough for two waves of the GPU's multiprocessors, at least [`GROUP_SLICE_KEYS`] keys
+    /// (a tile for each of a block's warps) each; 1 at two waves or more.
+    fn group_splits(&self, blocks: usize) -> usize {
+        let waves = 2 * self.sm_count;
+        if blocks == 0 || blocks >= waves {
+            return 1;
+        }
+        waves
+            .div_ceil(blocks)
+            .min(self.step.max_keys.div_ceil(GROUP_SLICE_KEYS))
+            .max(1)
     }
 
     /// How many slices to split each token's keys into: 1 (no split) unless the step's
