@@ -117,11 +117,16 @@ fn main() -> Result<()> {
         let w = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
         let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
         let mut out = b.be.up(&vec![0.0; n]);
-        let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ");
-        b.run(&label, n * k, &one, |be| {
-            be.linear(&x, 1, &w, &mut out);
-            Ok(())
-        })?;
+        for row in [false, true] {
+            b.be.set_gemv_row(row);
+            let how = if row { ", one-row kernel" } else { "" };
+            let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ{how}");
+            b.run(&label, n * k, &one, |be| {
+                be.linear(&x, 1, &w, &mut out);
+                Ok(())
+            })?;
+        }
+        b.be.set_gemv_row(false);
     }
 
     // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm, and
@@ -156,8 +161,14 @@ fn main() -> Result<()> {
         for rows in [1, 8] {
             let x = b.be.up(&rand_vec(&mut rng, rows * k, 1.0));
             let mut out = b.be.up(&vec![0.0; rows * n]);
-            for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
+            let kinds = [
+                (false, false, "cuBLAS"),
+                (true, false, "our GEMV"),
+                (true, true, "our one-row GEMV"),
+            ];
+            for (gemv, row, kind) in kinds.into_iter().take(if rows == 1 { 3 } else { 2 }) {
                 b.be.set_half_gemv(gemv);
+                b.be.set_gemv_row(row);
                 let label = format!("linear bf16 {rows}×{k} · {n}×{k}ᵀ, {kind}");
                 b.run(&label, 2 * n * k, &decode_meta(rows, 1), |be| {
                     be.linear(&x, rows, &w, &mut out);
@@ -167,6 +178,7 @@ fn main() -> Result<()> {
         }
     }
     b.be.set_half_gemv(false);
+    b.be.set_gemv_row(false);
 
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024

@@ -4,24 +4,26 @@
 
 #define GEMV_MAX_ROWS 8
 
-// out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most GEMV_MAX_ROWS): the decode path, which
-// reads each weight byte once for all rows. One warp per output column j, eight per block; each
-// lane loads sixteen codes at a time (`row_dot`), their products summed and then scaled by their
-// block's scale.
-template <typename T>
+// out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most R): the decode path, which reads each
+// weight byte once for all rows. One warp per output column j, eight per block; each lane loads
+// sixteen codes at a time (`row_dot`), their products summed and then scaled by their block's
+// scale. R = GEMV_MAX_ROWS takes 72 registers, three blocks a multiprocessor: Qwen3-30B-A3B's
+// 5120-row QKV (640 blocks) ran in two waves on an H200 at 1.25 TB/s. `gemv_fp8_row` (R = 1,
+// FERRUM_CUDA_GEMV_ROW=1, not yet measured) is the same sums for one row in 40 registers.
+template <typename T, int R>
 __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk) {
     const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= n) return;
-    const T* xs[GEMV_MAX_ROWS];
-    float acc[GEMV_MAX_ROWS];
+    const T* xs[R];
+    float acc[R];
 #pragma unroll
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
         xs[r] = x + (i64)min(r, rows - 1) * k;
         acc[r] = 0.f;
     }
-    row_dot<T, fp8, GEMV_MAX_ROWS>(w + (i64)j * k, s + (i64)j * ((k + bk - 1) / bk), bk, k, xs, rows, acc);
+    row_dot<T, fp8, R>(w + (i64)j * k, s + (i64)j * ((k + bk - 1) / bk), bk, k, xs, rows, acc);
 #pragma unroll
-    for (int r = 0; r < GEMV_MAX_ROWS; r++)
+    for (int r = 0; r < R; r++)
         if (r < rows) {
             const float v = warp_sum(acc[r]);
             if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
@@ -32,16 +34,17 @@ __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int r
 // decode path, bound by reading the weight once. One warp per output column, eight per block;
 // each lane reads 16 bytes (eight values) of the weight row per load, four loads in flight, and
 // the matching eight values of each x row (L1-resident: every warp reads the same x). k is a
-// multiple of 8 (the host checks; cuBLAS takes the rest).
-template <typename T>
+// multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 82 registers
+// (two blocks a multiprocessor); `gemv_half_row` is R = 1 (FERRUM_CUDA_GEMV_ROW=1).
+template <typename T, int R>
 __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k) {
     const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= n) return;
     const uint4* wr = reinterpret_cast<const uint4*>(w + (i64)j * k);
     const int k8 = k / 8;
-    float acc[GEMV_MAX_ROWS];
+    float acc[R];
 #pragma unroll
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.f;
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
 #pragma unroll 4
     for (int i = lane; i < k8; i += 32) {
         const uint4 wv = wr[i];
@@ -50,7 +53,7 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
 #pragma unroll
         for (int c = 0; c < 8; c++) wf[c] = to_f32(we[c]);
 #pragma unroll
-        for (int r = 0; r < GEMV_MAX_ROWS; r++)
+        for (int r = 0; r < R; r++)
             if (r < rows) {
                 const uint4 xv = reinterpret_cast<const uint4*>(x + (i64)r * k)[i];
                 const T* xe = reinterpret_cast<const T*>(&xv);
@@ -59,7 +62,7 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
             }
     }
 #pragma unroll
-    for (int r = 0; r < GEMV_MAX_ROWS; r++)
+    for (int r = 0; r < R; r++)
         if (r < rows) {
             const float v = warp_sum(acc[r]);
             if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
@@ -151,12 +154,21 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k) {    \
         grid_dependency();                                                                                 \
-        gemv_half<T>(x, w, out, rows, n, k);                                                               \
+        gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k);                                                \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k) { \
+        grid_dependency();                                                                                 \
+        gemv_half<T, 1>(x, w, out, rows, n, k);                                                            \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
                                             int n, int k, int bk) {                                        \
         grid_dependency();                                                                                 \
-        gemv_fp8<T>(x, w, s, out, rows, n, k, bk);                                                         \
+        gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk);                                          \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,        \
+                                                int rows, int n, int k, int bk) {                          \
+        grid_dependency();                                                                                 \
+        gemv_fp8<T, 1>(x, w, s, out, rows, n, k, bk);                                                      \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
                                                int bk) {                                                   \

@@ -224,16 +224,24 @@ fn cuda_ops_match_the_cpu_backend() {
         let (b, eb) = lin(&g, &x, &w, rows, k, n);
         compare(&format!("linear {rows}×{k} · {n}×{k}ᵀ"), &a, &b, 2e-2);
         compare(&format!("embedding {rows} of {k}"), &ea, &eb, 1e-2);
-        // our half GEMV (opt-in) on the same layer
+        // our half GEMV (opt-in) on the same layer, and at one row its one-row kernel
         g.set_half_gemv(true);
-        let (b, _) = lin(&g, &x, &w, rows, k, n);
+        for row in [false, true]
+            .into_iter()
+            .take(if rows == 1 { 2 } else { 1 })
+        {
+            g.set_gemv_row(row);
+            let (b, _) = lin(&g, &x, &w, rows, k, n);
+            let how = if row { ", one-row kernel" } else { "" };
+            compare(
+                &format!("linear, half GEMV{how} {rows}×{k} · {n}×{k}ᵀ"),
+                &a,
+                &b,
+                2e-2,
+            );
+        }
         g.set_half_gemv(false);
-        compare(
-            &format!("linear, half GEMV {rows}×{k} · {n}×{k}ᵀ"),
-            &a,
-            &b,
-            2e-2,
-        );
+        g.set_gemv_row(false);
     }
 
     // block-FP8 linear layers (e4m3 weights, one f32 scale per 128×128 tile, partial tiles at
@@ -244,6 +252,7 @@ fn cuda_ops_match_the_cpu_backend() {
     // 128-row tile, so its tiles do not stack and it dequantizes.
     for &(rows, k, parts) in &[
         (1usize, 320usize, &[200usize][..]),
+        (1, 130, &[77]),
         (3, 130, &[77]),
         (8, 512, &[300]),
         (9, 256, &[389]),
@@ -278,6 +287,18 @@ fn cuda_ops_match_the_cpu_backend() {
             read(be, &out, rows * n)
         }
         let a = fp8_lin(&c, &x, &ws, parts, rows, k);
+        if rows == 1 {
+            // the one-row GEMV (opt-in)
+            g.set_gemv_row(true);
+            let b = fp8_lin(&g, &x, &ws, parts, rows, k);
+            g.set_gemv_row(false);
+            compare(
+                &format!("linear fp8 blocks {rows}×{k} · {n}×{k}ᵀ, one-row GEMV"),
+                &a,
+                &b,
+                2e-2,
+            );
+        }
         let b = fp8_lin(&g, &x, &ws, parts, rows, k);
         // on Hopper cuBLASLt must take them (its probe at the first FP8 weight agreed)
         assert!(

@@ -88,7 +88,9 @@ pub const FILES: &[KernelFile] = &[
         src: include_str!("../../kernels/linear.cu"),
         functions: &[
             "gemv_half",
+            "gemv_half_row",
             "gemv_fp8",
+            "gemv_fp8_row",
             "dequant_fp8",
             "quant_fp8_rows",
             "quant_fp8_grouped",

@@ -41,9 +41,14 @@ impl CudaBackend {
         if rows > GEMV_MAX_ROWS {
             return None;
         }
+        // one row: the kernels instantiated for one (fewer registers, more blocks resident)
+        let row = rows == 1 && self.tune.gemv_row;
         match &w.data {
+            WeightData::Fp8 { .. } if row => Some("gemv_fp8_row"),
             WeightData::Fp8 { .. } => Some("gemv_fp8"),
-            WeightData::Half(_) if self.tune.gemv && w.k.is_multiple_of(8) => Some("gemv_half"),
+            WeightData::Half(_) if self.tune.gemv && w.k.is_multiple_of(8) => {
+                Some(if row { "gemv_half_row" } else { "gemv_half" })
+            }
             WeightData::Half(_) => None,
         }
     }

@@ -10,6 +10,10 @@ pub(super) struct Tunables {
     /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
     /// streams 3.8 (docs/BENCHMARKS.md).
     pub gemv: bool,
+    /// One-row GEMVs take the kernels instantiated for one row (`gemv_fp8_row`, `gemv_half_row`:
+    /// 40 registers where the eight-row ones take 72 and 82, so a 5120-row layer fits one wave)
+    /// with `FERRUM_CUDA_GEMV_ROW=1` (not yet measured).
+    pub gemv_row: bool,
     /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub mma_attention: bool,
@@ -42,6 +46,7 @@ impl Tunables {
     pub(super) fn from_env(sm_count: usize, capability: (i32, i32)) -> Tunables {
         Tunables {
             gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
+            gemv_row: std::env::var("FERRUM_CUDA_GEMV_ROW").is_ok_and(|v| v == "1"),
             mma_attention: std::env::var("FERRUM_CUDA_MMA_ATTENTION")
                 .ok()
                 .is_none_or(|v| v != "0"),
@@ -68,6 +73,12 @@ impl CudaBackend {
     /// than cuBLAS; the op tests check both.
     pub fn set_half_gemv(&mut self, on: bool) {
         self.tune.gemv = on;
+    }
+
+    /// Whether one-row GEMVs take the kernels instantiated for one row (`FERRUM_CUDA_GEMV_ROW=1`);
+    /// the op tests check both.
+    pub fn set_gemv_row(&mut self, on: bool) {
+        self.tune.gemv_row = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
