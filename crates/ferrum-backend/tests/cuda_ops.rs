@@ -642,6 +642,21 @@ fn cuda_ops_match_the_cpu_backend() {
         .unwrap();
         read(be, &out, rows * h)
     }
+    /// A step's inputs for `rows` tokens under `d`: hidden states, router logits, the
+    /// correction bias where the router takes one, and the router's name.
+    fn moe_inputs<'b>(
+        rng: &mut ChaCha8Rng,
+        d: &MoeDims,
+        rows: usize,
+        bias: &'b [f32],
+    ) -> (Vec<f32>, Vec<f32>, Option<&'b [f32]>, &'static str) {
+        let x = rand_vec(rng, rows * d.hidden, 1.0);
+        let logits = rand_vec(rng, rows * d.n_experts, 2.0);
+        match d.routing {
+            Routing::Softmax { .. } => (x, logits, None, "softmax"),
+            Routing::SigmoidGroupLimited { .. } => (x, logits, Some(bias), "sigmoid group-limited"),
+        }
+    }
     let routings = [
         Routing::Softmax {
             norm_topk_prob: true,
@@ -664,15 +679,9 @@ fn cuda_ops_match_the_cpu_backend() {
                 inter,
                 routing,
             };
-            let x = rand_vec(&mut rng, rows * hidden, 1.0);
-            let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
-            let b = matches!(routing, Routing::SigmoidGroupLimited { .. }).then_some(&bias[..]);
+            let (x, logits, b, name) = moe_inputs(&mut rng, &d, rows, &bias);
             let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
             let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-            let name = match routing {
-                Routing::Softmax { .. } => "softmax",
-                Routing::SigmoidGroupLimited { .. } => "sigmoid group-limited",
-            };
             compare(
                 &format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}"),
                 &a,
@@ -737,15 +746,9 @@ fn cuda_ops_match_the_cpu_backend() {
                     inter,
                     routing,
                 };
-                let x = rand_vec(&mut rng, rows * hidden, 1.0);
-                let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
-                let b = matches!(routing, Routing::SigmoidGroupLimited { .. }).then_some(&bias[..]);
+                let (x, logits, b, name) = moe_inputs(&mut rng, &d, rows, &bias);
                 let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
                 let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-                let name = match routing {
-                    Routing::Softmax { .. } => "softmax",
-                    Routing::SigmoidGroupLimited { .. } => "sigmoid group-limited",
-                };
                 let label = format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}");
                 compare(&label, &a, &g2, 3e-2);
             }
