@@ -296,7 +296,18 @@ fn build<B: Backend + WeightBytes>(
         bar.inc(1);
     };
     let loader = ParamLoader::new(be, src, opts.shard, false, cfg.fp8_block, &on_param);
+    let started = std::time::Instant::now();
     let model = CausalLm::load(cfg, &loader);
     bar.finish_and_clear();
+    let t = &loader.times;
+    tracing::info!(
+        "weights: {} parameters in {:.2?}: reading {:.2?}, to the {} backend {:.2?}, stacking {:.2?}",
+        loader.count(),
+        started.elapsed(),
+        t.read.get(),
+        be.backend_name(),
+        t.upload.get(),
+        t.stack.get()
+    );
     Ok((model?, bytes))
 }

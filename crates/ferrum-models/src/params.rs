@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use ferrum_backend::{HostDtype, HostLinear, HostTensor, Shard, Weights};
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 /// How a parameter is split across tensor-parallel ranks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,25 @@ pub struct ParamLoader<'a, W: Weights + ?Sized> {
     fp8_block: Option<(usize, usize)>,
     on_param: &'a dyn Fn(&str),
     count: Cell<usize>,
+    /// Time spent reading (or generating) tensors, handing them to the backend, and stacking
+    /// parts on it: where a slow start goes (logged after the load).
+    pub times: LoadTimes,
+}
+
+/// [`ParamLoader`]'s time split.
+#[derive(Default)]
+pub struct LoadTimes {
+    pub read: Cell<Duration>,
+    pub upload: Cell<Duration>,
+    pub stack: Cell<Duration>,
+}
+
+/// Runs `f`, adding its time to `total`.
+fn timed<T>(total: &Cell<Duration>, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    total.set(total.get() + t.elapsed());
+    out
 }
 
 impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
@@ -48,7 +68,18 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
             fp8_block,
             on_param,
             count: Cell::new(0),
+            times: LoadTimes::default(),
         }
+    }
+
+    /// `name` from the checkpoint (or generated), timed.
+    fn read(&self, name: &str, shape: &[usize]) -> Result<HostTensor<'a>> {
+        timed(&self.times.read, || self.src.tensor(name, shape, self.dry))
+    }
+
+    /// A routed-experts block from its experts' (gate/up, down) weights, timed as stacking.
+    pub fn experts(&self, experts: Vec<(W::Weight, W::Weight)>) -> Result<W::Experts> {
+        timed(&self.times.stack, || self.weights.experts(experts))
     }
 
     /// Parameters loaded so far.
@@ -78,12 +109,12 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
             Some(d) => t.shard(d, self.shard),
             None => Ok(t),
         };
-        let weight = shard(self.src.tensor(&name, &[rows, k], self.dry)?)?;
+        let weight = shard(self.read(&name, &[rows, k])?)?;
         let scale_name = format!("{prefix}.weight_scale_inv");
         let host = match self.fp8_block {
             Some(block) if self.src.contains(&scale_name) => {
                 let grid = [rows.div_ceil(block.0), k.div_ceil(block.1)];
-                let scale_inv = self.src.tensor(&scale_name, &grid, self.dry)?;
+                let scale_inv = self.read(&scale_name, &grid)?;
                 // a shard must cut along whole scale blocks
                 let scale_inv = match dim {
                     Some(d) if self.shard.world > 1 => {
@@ -111,7 +142,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
             _ => HostLinear::Dense(weight),
         };
         let format = host.format();
-        self.weights.upload_linear(host).with_context(|| {
+        timed(&self.times.upload, || self.weights.upload_linear(host)).with_context(|| {
             format!(
                 "`{name}` ({format}) on the {} backend",
                 self.weights.backend_name()
@@ -125,7 +156,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
             .iter()
             .map(|&(p, rows)| self.linear(p, rows, k, split))
             .collect::<Result<Vec<_>>>()?;
-        self.weights.stack(ws)
+        timed(&self.times.stack, || self.weights.stack(ws))
     }
 
     /// An optional scalar (an FP8 KV-cache `k_scale` / `v_scale`): the first of `names` the
@@ -148,13 +179,13 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
     /// A 1-D parameter (norm weight, bias) of `len` values.
     pub fn vector(&self, name: &str, len: usize, split: Split) -> Result<W::Vector> {
         self.tick(name);
-        let t = self.src.tensor(name, &[len], self.dry)?;
+        let t = self.read(name, &[len])?;
         let t = if split == Split::Rows {
             t.shard(0, self.shard)?
         } else {
             t
         };
-        self.weights.upload_vector(t)
+        timed(&self.times.upload, || self.weights.upload_vector(t))
     }
 
     /// Several 1-D parameters concatenated, as f32 (the q/k/v biases; one tick each).
@@ -163,7 +194,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
         let mut len = 0;
         for &(n, l) in names {
             self.tick(n);
-            let t = self.src.tensor(n, &[l], self.dry)?;
+            let t = self.read(n, &[l])?;
             let t = if split == Split::Rows {
                 t.shard(0, self.shard)?
             } else {
@@ -174,11 +205,12 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
                 values.extend(t.to_f32()?);
             }
         }
-        self.weights.upload_vector(HostTensor {
+        let t = HostTensor {
             name: names.first().map_or("", |n| n.0).to_string(),
             dtype: HostDtype::F32,
             shape: vec![len],
             bytes: Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        })
+        };
+        timed(&self.times.upload, || self.weights.upload_vector(t))
     }
 }

@@ -39,7 +39,7 @@ impl<W: Weights> MoeBlock<W> {
         Ok(MoeBlock {
             router,
             correction_bias,
-            experts: l.weights.experts(experts)?,
+            experts: l.experts(experts)?,
             shared,
             dims: MoeDims {
                 n_experts: m.n_experts,
