@@ -247,27 +247,39 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 }
 
 // out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part`; a slice
-// that saw no key (l = 0) weighs nothing. Block (t, h).
+// that saw no key (l = 0) weighs nothing. Block (t, h): the slices' weights e^(m_s - M) first,
+// one thread a slice, into shared memory (at most MERGE_MAX_SPLITS; the host checks), then each
+// output dimension's sum over them with loads that wait on nothing (a loop deciding each slice
+// on its own loaded sum waited on one memory round trip a slice).
+#define MERGE_MAX_SPLITS 1024
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, int n_heads, int head_dim, int splits) {
+    __shared__ float wgt[MERGE_MAX_SPLITS];
+    __shared__ float red[32];
     const i64 t = blockIdx.x;
-    const int h = blockIdx.y;
-    const float* p = part + (t * n_heads + h) * splits * (i64)(2 + head_dim);
+    const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int stride = 2 + head_dim;
+    const float* p = part + (t * n_heads + h) * splits * (i64)stride;
     float big = NEG_INF;
-    for (int s = 0; s < splits; s++)
-        if (p[s * (2 + head_dim) + 1] > 0.f) big = fmaxf(big, p[s * (2 + head_dim)]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x)
+        if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
+    big = warp_max(big);
+    if (lane == 0) red[warp] = big;
+    __syncthreads();
+    big = NEG_INF;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
     float total = 0.f;
-    for (int s = 0; s < splits; s++) {
-        const float* ps = p + s * (2 + head_dim);
-        if (ps[1] > 0.f) total += ps[1] * __expf(ps[0] - big);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float l = p[s * stride + 1];
+        wgt[s] = l > 0.f ? __expf(p[s * stride] - big) : 0.f;
+        total += l * wgt[s];
     }
+    total = block_sum(total);  // its barriers also publish wgt
     T* orow = out + (t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float v = 0.f;
-        for (int s = 0; s < splits; s++) {
-            const float* ps = p + s * (2 + head_dim);
-            if (ps[1] > 0.f) v += ps[2 + d] * __expf(ps[0] - big);
-        }
+#pragma unroll 4
+        for (int s = 0; s < splits; s++) v += wgt[s] * p[s * stride + 2 + d];
         orow[d] = from_f32<T>(v / total);
     }
 }

@@ -13,6 +13,9 @@ use crate::backend::AttnDims;
 /// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
 const GROUP_SLICE_KEYS: usize = 64;
 
+/// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
+const MERGE_MAX_SPLITS: usize = 1024;
+
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
@@ -167,6 +170,9 @@ impl CudaBackend {
         head_dim: usize,
         splits: usize,
     ) -> Result<()> {
+        if splits > MERGE_MAX_SPLITS {
+            bail!("split-KV attention over {splits} slices; the merge takes {MERGE_MAX_SPLITS}");
+        }
         let merge = [
             P(part),
             P(self.ptr(&out.mem)),
