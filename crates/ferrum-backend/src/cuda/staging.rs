@@ -16,21 +16,24 @@ const CHUNK: usize = 64 << 20;
 
 pub(super) struct Staging {
     bufs: [PinnedHostSlice<u8>; 2],
-    /// Recorded after each buffer's last copy: the host refills it only once that has run.
+    /// Recorded after each copy out of a buffer: the host refills it only once the last has run.
     copied: [CudaEvent; 2],
-    next: usize,
+    /// The buffer being filled, and how many of its bytes hold queued copies.
+    cur: usize,
+    used: usize,
 }
 
 impl Staging {
     pub(super) fn new(ctx: &Arc<CudaContext>) -> Result<Staging> {
-        // SAFETY: the buffers are written before any copy reads them (`copy` fills each chunk
+        // SAFETY: the buffers are written before any copy reads them (`copy` fills each piece
         // first).
         let buf = || unsafe { ctx.alloc_pinned_with_flags::<u8>(CHUNK, 0) };
         let make = || -> Result<Staging, cudarc::driver::DriverError> {
             Ok(Staging {
                 bufs: [buf()?, buf()?],
                 copied: [ctx.new_event(None)?, ctx.new_event(None)?],
-                next: 0,
+                cur: 0,
+                used: 0,
             })
         };
         make().context("allocating pinned staging buffers for the weight upload")
@@ -38,27 +41,33 @@ impl Staging {
 
     /// Queues the copy of `src` to device address `dst` (at least `src.len()` bytes) on
     /// `stream`. On return `src` may be dropped: every byte is in a staging buffer or on the
-    /// device; later work on `stream` sees the copy.
+    /// device; later work on `stream` sees the copy. Small tensors share a buffer (one after
+    /// another, 256-byte aligned), so the host waits on the device once per buffer's worth, not
+    /// once per tensor.
     pub(super) fn copy(&mut self, stream: &CudaStream, src: &[u8], dst: u64) -> Result<()> {
-        for (i, chunk) in src.chunks(CHUNK).enumerate() {
-            let b = self.next;
-            self.next ^= 1;
-            self.copied[b].synchronize()?;
-            let buf = self.bufs[b].as_mut_slice()?;
-            buf[..chunk.len()]
-                .par_chunks_mut(1 << 20)
-                .zip(chunk.par_chunks(1 << 20))
+        for (i, piece) in src.chunks(CHUNK).enumerate() {
+            if self.used + piece.len() > CHUNK {
+                // the other buffer, once its queued copies have run
+                self.cur ^= 1;
+                self.copied[self.cur].synchronize()?;
+                self.used = 0;
+            }
+            let (b, at) = (self.cur, self.used);
+            let buf = &mut self.bufs[b].as_mut_slice()?[at..at + piece.len()];
+            buf.par_chunks_mut(1 << 20)
+                .zip(piece.par_chunks(1 << 20))
                 .for_each(|(d, s)| d.copy_from_slice(s));
             // SAFETY: `dst + i·CHUNK` lies inside the caller's allocation of `src.len()` bytes;
-            // the staging buffer is pinned and not written again before `copied[b]` has passed.
+            // these staging bytes are pinned and not written again before `copied[b]` has passed.
             unsafe {
                 cudarc::driver::result::memcpy_htod_async(
                     dst + (i * CHUNK) as u64,
-                    &buf[..chunk.len()],
+                    &*buf,
                     stream.cu_stream(),
                 )
             }?;
             self.copied[b].record(stream)?;
+            self.used = (at + piece.len()).next_multiple_of(256);
         }
         Ok(())
     }
