@@ -21,9 +21,11 @@ impl CudaBackend {
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
     /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32). Decode
     /// steps: with blocks enough to fill the GPU, one block of four warps per (token, kv head)
-    /// for all of its group's heads (on the tensor cores, head sizes 64 and 128); else one per
-    /// (token, query head), or for a few tokens over long contexts the keys split into slices
-    /// across more blocks ([`Self::kv_splits`]) and merged.
+    /// for all of its group's heads (on the tensor cores, head sizes 64 and 128); below that the
+    /// same kernel over slices of the keys ([`Self::group_splits`], merged; opt-in,
+    /// `FERRUM_CUDA_DECODE_SPLIT=group`), or one block per (token, query head), for a few tokens
+    /// over long contexts the keys split into slices across more blocks ([`Self::kv_splits`])
+    /// and merged.
     pub(super) fn attention_into(
         &self,
         q: &CudaBuf,
