@@ -22,7 +22,8 @@
 #                  our half GEMV instead of cuBLAS, a per-op profile), prefill, batched decode;
 #     bench-moe    Qwen3-30B-A3B FP8 / bf16 and GLM-4.5-Air-FP8 (random weights) decode (and a
 #                  per-op profile of the FP8 one), prefill (W8A8 and dequantizing, and a profile);
-#     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256 (8B, Qwen3-30B FP8);
+#     bench-serve  `ferrum serve` ready time and `bench serve` at concurrency 1 to 256 (8B, Qwen3-30B FP8;
+#                  GLM-4.5-Air-FP8 at 1 and 16);
 #     gguf         keeps the GGUF part carried in (in /tmp, for the next call on the same warm
 #                  machine); once all three are there, the SmolLM2 GGUF against llama.cpp on the GPU
 #                  (tests/cuda_gguf.rs) and its `ferrum serve` ready time and `bench serve`;
@@ -261,6 +262,12 @@ bench_serve() {
     serve_bench serve_qwen3moe_fp8 "1 16 64 256 16:8000:1024" .device/tokenizers/qwen3 --device cuda \
         --load-format dummy --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 \
         --tokenizer .device/tokenizers/qwen3 --kv-cache-dtype fp8 --max-model-len 16384
+    # GLM-4.5-Air-FP8 (111 GB: an H200) with the Qwen3 tokenizer (the GPU machine has no GLM
+    # one): its vocabulary widened to the tokenizer's 151936 ids (GLM's is 151552), 0.25 % more
+    # LM head, so that no prompt token falls outside it
+    serve_bench serve_glm45air_fp8 "1 16" .device/tokenizers/qwen3 --device cuda --load-format dummy \
+        --model scripts/fixtures/configs/glm-4.5-air-fp8 --tokenizer .device/tokenizers/qwen3 \
+        --hf-overrides '{"vocab_size": 151936}' --max-model-len 8192
 }
 
 # `ferrum serve` MODEL-ARGS in the background: the seconds from launch to a healthy /health

@@ -66,7 +66,7 @@ impl Bench {
         be.read(&self.sync, &mut host)?;
         let secs = t.elapsed().as_secs_f64() / (self.replays * self.calls) as f64;
         println!(
-            "{label:<68} {:>9.2} µs/call {:>8.0} GB/s",
+            "{label:<80} {:>9.2} µs/call {:>8.0} GB/s",
             secs * 1e6,
             bytes as f64 / secs / 1e9
         );
