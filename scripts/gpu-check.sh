@@ -29,6 +29,7 @@
 #                  (tests/cuda_gguf.rs) and its `ferrum serve` ready time and `bench serve`;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
 #   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX.
+#   STEP_TIMEOUT=SECONDS  each step's limit (default 240).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -80,8 +81,12 @@ setup() {
         local name=$1; shift
         # ONLY=REGEX runs just the steps whose names match (a short lease's re-check)
         if [ -n "${ONLY:-}" ] && ! [[ $name =~ ^($ONLY)$ ]]; then return 0; fi
-        local t0=$SECONDS
-        if "$@" > "$out/$name.log" 2>&1; then status+=("$name: ok ($((SECONDS - t0)) s)")
+        local t0=$SECONDS rc=0
+        # at most STEP_TIMEOUT seconds a step (default 240), so that one slow step cannot eat a
+        # whole device call (the lease's 8000-in / 1024-out serve step did) and lose its log
+        timeout "${STEP_TIMEOUT:-240}" "$@" > "$out/$name.log" 2>&1 || rc=$?
+        if [ $rc = 0 ]; then status+=("$name: ok ($((SECONDS - t0)) s)")
+        elif [ $rc = 124 ]; then status+=("$name: TIMED OUT after $((SECONDS - t0)) s (see $name.log)")
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
         tail -n 40 "$out/$name.log"
         printf '%s\n' "${status[@]}" > "$out/summary.txt"
