@@ -1,109 +1,12 @@
-// The paged KV cache and attention over it. One layer's K (and V) cache is `[slot][kv_dim]`,
-// slot = block * block_size + offset, as on the CPU backend. The cache holds the activations'
-// type T, or FP8 e4m3 (`--kv-cache-dtype fp8`) with one scale for K and one for V per layer:
-// stored = value / scale rounded to nearest even and saturated at ±448, read = fp8 · scale (the
-// CPU backend's `write_kv_fp8` / `Fp8Rows`, vLLM's `scaled_convert`).
+// Attention over the paged KV cache (its layout and the writes into it: cache_write.cu): one
+// layer's K (and V) cache is `[slot][kv_dim]`, in the activations' type T or FP8 e4m3 read as
+// fp8 · scale.
 #include <mma.h>
 
 template <typename C> __device__ __forceinline__ float kv_load(C x, float scale);
 template <> __device__ __forceinline__ float kv_load<__nv_bfloat16>(__nv_bfloat16 x, float) { return to_f32(x); }
 template <> __device__ __forceinline__ float kv_load<__half>(__half x, float) { return to_f32(x); }
 template <> __device__ __forceinline__ float kv_load<fp8>(fp8 x, float scale) { return float(x) * scale; }
-
-template <typename T, typename C> __device__ __forceinline__ C kv_store(T x, float scale);
-template <> __device__ __forceinline__ __nv_bfloat16 kv_store<__nv_bfloat16, __nv_bfloat16>(__nv_bfloat16 x, float) { return x; }
-template <> __device__ __forceinline__ __half kv_store<__half, __half>(__half x, float) { return x; }
-// the constructor converts with __NV_SATFINITE, round to nearest even
-template <> __device__ __forceinline__ fp8 kv_store<__nv_bfloat16, fp8>(__nv_bfloat16 x, float scale) { return fp8(to_f32(x) / scale); }
-template <> __device__ __forceinline__ fp8 kv_store<__half, fp8>(__half x, float scale) { return fp8(to_f32(x) / scale); }
-
-// Writes the step's K and V rows to their slots; a negative slot (a padding row of a captured
-// graph) is skipped. Block (token, c), columns as the element-wise ops.
-template <typename T, typename C>
-__device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots, int kv_dim,
-                         float k_scale, float v_scale) {
-    const i64 t = blockIdx.x, slot = slots[t];
-    if (slot < 0) return;
-    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kv_dim; i += gridDim.y * blockDim.x) {
-        kc[slot * kv_dim + i] = kv_store<T, C>(k[t * kv_dim + i], k_scale);
-        vc[slot * kv_dim + i] = kv_store<T, C>(v[t * kv_dim + i], v_scale);
-    }
-}
-
-// The attention's input in one launch (the separate ops' results, rounding for rounding): the
-// stacked projection's rows [q heads | k heads | v heads] (+ bias) split and rounded to T, as
-// `split_qkv`; each q and k head RMS-normalized when `q_norm` is given, as `rms_norm`; rotated,
-// as `rope`; q written to `q`, k and v to the cache at the token's slot (none when negative), as
-// `write_kv`. Block (token, g) of four warps: warp w takes head slot 4g + w, each lane head dims
-// lane + 32c; a rotation's partner comes through shared memory.
-#define QKV_MAX_DIM 256
-template <typename T, typename C>
-__device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const T* k_norm, float eps,
-                             const u32* positions, const float* inv_freq, int rot_dim, int neox,
-                             const i64* slots, T* q, C* kc, C* vc, int n_heads, int n_kv_heads, int head_dim,
-                             float k_scale, float v_scale) {
-    __shared__ float buf[4][QKV_MAX_DIM];
-    const i64 t = blockIdx.x;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int s = blockIdx.y * 4 + warp;
-    if (s >= n_heads + 2 * n_kv_heads) return;  // (no block-wide barrier below)
-    const int kvd = n_kv_heads * head_dim, width = n_heads * head_dim + 2 * kvd;
-    const bool is_q = s < n_heads, is_v = s >= n_heads + n_kv_heads;
-    float x[QKV_MAX_DIM / 32];
-#pragma unroll
-    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
-        const int d = lane + 32 * c, col = s * head_dim + d;
-        x[c] = 0.f;
-        if (d < head_dim) x[c] = round_to<T>(to_f32(qkv[t * width + col]) + (bias ? to_f32(bias[col]) : 0.f));
-    }
-    if (!is_v) {
-        const T* nw = is_q ? q_norm : k_norm;
-        if (nw) {
-            float ss = 0.f;
-#pragma unroll
-            for (int c = 0; c < QKV_MAX_DIM / 32; c++) ss += x[c] * x[c];
-            const float inv = rsqrtf(warp_sum(ss) / head_dim + eps);
-#pragma unroll
-            for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
-                const int d = lane + 32 * c;
-                if (d < head_dim) x[c] = round_to<T>(to_f32(nw[d]) * round_to<T>(x[c] * inv));
-            }
-        }
-        float* b = buf[warp];
-#pragma unroll
-        for (int c = 0; c < QKV_MAX_DIM / 32; c++)
-            if (lane + 32 * c < head_dim) b[lane + 32 * c] = x[c];
-        __syncwarp();
-        const float pos = (float)positions[t];
-        const int half = rot_dim / 2;
-#pragma unroll
-        for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
-            const int d = lane + 32 * c;
-            if (d >= rot_dim) continue;
-            // the pair (a, b) this dim belongs to: neox (i, i + half), else (2i, 2i + 1)
-            const bool first = neox ? d < half : (d & 1) == 0;
-            const int i = neox ? (first ? d : d - half) : d >> 1;
-            const int other = neox ? (first ? d + half : d - half) : d ^ 1;
-            float sn, cs;
-            sincosf(pos * inv_freq[i], &sn, &cs);
-            const float xa = first ? b[d] : b[other], xb = first ? b[other] : b[d];
-            x[c] = round_to<T>(first ? xa * cs - xb * sn : xb * cs + xa * sn);
-        }
-    }
-    const i64 slot = slots[t];
-#pragma unroll
-    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
-        const int d = lane + 32 * c;
-        if (d >= head_dim) continue;
-        if (is_q) {
-            q[(t * n_heads + s) * head_dim + d] = from_f32<T>(x[c]);
-        } else if (slot >= 0) {
-            const int h = is_v ? s - n_heads - n_kv_heads : s - n_heads;
-            C* cache = is_v ? vc : kc;
-            cache[slot * kvd + h * head_dim + d] = kv_store<T, C>(from_f32<T>(x[c]), is_v ? v_scale : k_scale);
-        }
-    }
-}
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -752,21 +655,6 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
 }
 
 #define ATTENTION_CACHE(T, C, NAME)                                                                        \
-    extern "C" __global__ void write_kv_##NAME(const T* k, const T* v, C* kc, C* vc, const i64* slots,    \
-                                               int kv_dim, float k_scale, float v_scale) {                 \
-        grid_dependency();                                                                                 \
-        write_kv<T, C>(k, v, kc, vc, slots, kv_dim, k_scale, v_scale);                                     \
-    }                                                                                                      \
-    extern "C" __global__ void qkv_to_cache_##NAME(const T* qkv, const T* bias, const T* q_norm,          \
-                                                   const T* k_norm, float eps, const u32* positions,       \
-                                                   const float* inv_freq, int rot_dim, int neox,            \
-                                                   const i64* slots, T* q, C* kc, C* vc, int n_heads,       \
-                                                   int n_kv_heads, int head_dim, float k_scale,             \
-                                                   float v_scale) {                                         \
-        grid_dependency();                                                                                 \
-        qkv_to_cache<T, C>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots, q,   \
-                           kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                       \
-    }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
         paged_attention_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,             \
                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,             \
@@ -816,7 +704,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
                                        n_kv_heads, block_size, scale, k_scale, v_scale);                   \
     }
-// `write_kv_bf16`, `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)
+// `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
 #define ATTENTION(T, S)                                                                                    \
     ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
     extern "C" __global__ void attention_merge_##S(const float* part, T* out, int n_heads, int head_dim,   \

@@ -638,7 +638,7 @@ impl Backend for CudaBackend {
         self.record(r);
     }
 
-    /// One launch (`qkv_to_cache` in attention.cu) for head sizes up to 256; the separate ops
+    /// One launch (`qkv_to_cache` in cache_write.cu) for head sizes up to 256; the separate ops
     /// otherwise.
     fn qkv_to_cache(
         &self,

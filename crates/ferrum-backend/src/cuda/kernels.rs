@@ -39,11 +39,19 @@ pub const FILES: &[KernelFile] = &[
         functions: &["rope"],
     },
     KernelFile {
-        name: "attention",
-        src: include_str!("../../kernels/attention.cu"),
+        name: "cache_write",
+        src: include_str!("../../kernels/cache_write.cu"),
         functions: &[
             "write_kv",
             "qkv_to_cache",
+            "write_kv_fp8",
+            "qkv_to_cache_fp8",
+        ],
+    },
+    KernelFile {
+        name: "attention",
+        src: include_str!("../../kernels/attention.cu"),
+        functions: &[
             "paged_attention",
             "paged_attention_group_d64",
             "paged_attention_group_d128",
@@ -51,8 +59,6 @@ pub const FILES: &[KernelFile] = &[
             "paged_attention_tiled",
             "paged_attention_mma_d64",
             "paged_attention_mma_d128",
-            "write_kv_fp8",
-            "qkv_to_cache_fp8",
             "paged_attention_fp8",
             "paged_attention_group_d64_fp8",
             "paged_attention_group_d128_fp8",

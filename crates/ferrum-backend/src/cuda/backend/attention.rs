@@ -190,7 +190,7 @@ impl CudaBackend {
         self.launch("attention_merge", cfg, &merge)
     }
 
-    /// `qkv_to_cache` in attention.cu: the QKV split, q/k norms, rotary and K/V write of
+    /// `qkv_to_cache` in cache_write.cu: the QKV split, q/k norms, rotary and K/V write of
     /// [`crate::Backend::qkv_to_cache`] as one launch, four warps a block, one head slot each.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn qkv_to_cache_launch(
