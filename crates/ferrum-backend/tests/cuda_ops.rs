@@ -583,25 +583,31 @@ fn cuda_ops_match_the_cpu_backend() {
 
     // routed experts: both routers, odd token counts, most experts idle at one token
     let (hidden, inter, n_experts, top_k) = (256usize, 96usize, 16usize, 4usize);
-    let gates: Vec<[W; 3]> = (0..n_experts)
-        .map(|_| {
-            [
-                W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
-                W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
-                W::Dense(rand_vec(&mut rng, hidden * inter, 0.1)),
-            ]
-        })
-        .collect();
+    /// `n` experts' (gate, up, down) weights, random, in half or block-FP8.
+    fn expert_weights(
+        rng: &mut ChaCha8Rng,
+        n: usize,
+        hidden: usize,
+        inter: usize,
+        fp8: bool,
+    ) -> Vec<[W; 3]> {
+        let w = |rng: &mut ChaCha8Rng, rows: usize, k: usize| match fp8 {
+            true => W::fp8(rng, rows, k),
+            false => W::Dense(rand_vec(rng, rows * k, 0.1)),
+        };
+        (0..n)
+            .map(|_| {
+                [
+                    w(rng, inter, hidden),
+                    w(rng, inter, hidden),
+                    w(rng, hidden, inter),
+                ]
+            })
+            .collect()
+    }
+    let gates = expert_weights(&mut rng, n_experts, hidden, inter, false);
     // the same shapes in block-FP8 (as Qwen3-30B-A3B-FP8's experts)
-    let fp8_gates: Vec<[W; 3]> = (0..n_experts)
-        .map(|_| {
-            [
-                W::fp8(&mut rng, inter, hidden),
-                W::fp8(&mut rng, inter, hidden),
-                W::fp8(&mut rng, hidden, inter),
-            ]
-        })
-        .collect();
+    let fp8_gates = expert_weights(&mut rng, n_experts, hidden, inter, true);
     let bias = rand_vec(&mut rng, n_experts, 0.5);
     fn moe<B: Up>(
         be: &mut B,
@@ -716,15 +722,7 @@ fn cuda_ops_match_the_cpu_backend() {
     // sigmoid's groups straddling lanes): 160 experts as GLM-4.5, groups of 20, top 8
     {
         let (hidden, inter, n_experts, top_k) = (64usize, 32usize, 160usize, 8usize);
-        let gates: Vec<[W; 3]> = (0..n_experts)
-            .map(|_| {
-                [
-                    W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
-                    W::Dense(rand_vec(&mut rng, inter * hidden, 0.1)),
-                    W::Dense(rand_vec(&mut rng, hidden * inter, 0.1)),
-                ]
-            })
-            .collect();
+        let gates = expert_weights(&mut rng, n_experts, hidden, inter, false);
         let bias = rand_vec(&mut rng, n_experts, 0.5);
         let routings = [
             Routing::Softmax {
@@ -759,21 +757,6 @@ fn cuda_ops_match_the_cpu_backend() {
     // sixteen-byte load (one value a lane), half and FP8
     for inter in [96usize, 100] {
         let (n_experts, top_k) = (12usize, 10usize);
-        let stack = |fp8: bool, rng: &mut ChaCha8Rng| -> Vec<[W; 3]> {
-            let w = |rng: &mut ChaCha8Rng, n: usize, k: usize| match fp8 {
-                true => W::fp8(rng, n, k),
-                false => W::Dense(rand_vec(rng, n * k, 0.1)),
-            };
-            (0..n_experts)
-                .map(|_| {
-                    [
-                        w(rng, inter, hidden),
-                        w(rng, inter, hidden),
-                        w(rng, hidden, inter),
-                    ]
-                })
-                .collect()
-        };
         let d = MoeDims {
             n_experts,
             top_k,
@@ -782,7 +765,7 @@ fn cuda_ops_match_the_cpu_backend() {
             routing: routings[0],
         };
         for fp8 in [false, true] {
-            let gates = stack(fp8, &mut rng);
+            let gates = expert_weights(&mut rng, n_experts, hidden, inter, fp8);
             for rows in [1usize, 3] {
                 let x = rand_vec(&mut rng, rows * hidden, 1.0);
                 let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
