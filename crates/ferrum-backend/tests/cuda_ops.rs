@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::{Up, W, gpu, rand_vec, tensor};
+use ferrum_backend::cuda::CudaBackend;
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -648,20 +649,41 @@ fn cuda_ops_match_the_cpu_backend() {
         .unwrap();
         read(be, &out, rows * h)
     }
-    /// A step's inputs for `rows` tokens under `d`: hidden states, router logits, the
-    /// correction bias where the router takes one, and the router's name.
-    fn moe_inputs<'b>(
+    /// One MoE step of `rows` random tokens under `d` on both backends, compared: returns its
+    /// inputs (hidden states, router logits, the correction bias where the router takes one),
+    /// the router's name and the CPU's output, for the caller's further kernels.
+    #[allow(clippy::type_complexity)]
+    fn moe_checked<'b>(
+        c: &mut CpuBackend,
+        g: &mut CudaBackend,
         rng: &mut ChaCha8Rng,
+        gates: &[[W; 3]],
+        bias: &'b [f32],
         d: &MoeDims,
         rows: usize,
-        bias: &'b [f32],
-    ) -> (Vec<f32>, Vec<f32>, Option<&'b [f32]>, &'static str) {
+    ) -> (
+        Vec<f32>,
+        Vec<f32>,
+        Option<&'b [f32]>,
+        &'static str,
+        Vec<f32>,
+    ) {
         let x = rand_vec(rng, rows * d.hidden, 1.0);
         let logits = rand_vec(rng, rows * d.n_experts, 2.0);
-        match d.routing {
-            Routing::Softmax { .. } => (x, logits, None, "softmax"),
-            Routing::SigmoidGroupLimited { .. } => (x, logits, Some(bias), "sigmoid group-limited"),
-        }
+        let (b, name) = match d.routing {
+            Routing::Softmax { .. } => (None, "softmax"),
+            Routing::SigmoidGroupLimited { .. } => (Some(bias), "sigmoid group-limited"),
+        };
+        let a = moe(c, gates, b, d, &x, &logits, rows);
+        let gpu = moe(g, gates, b, d, &x, &logits, rows);
+        let (n, k) = (d.n_experts, d.top_k);
+        compare(
+            &format!("moe {name}, {rows} tokens, {n} experts top {k}"),
+            &a,
+            &gpu,
+            3e-2,
+        );
+        (x, logits, b, name, a)
     }
     let routings = [
         Routing::Softmax {
@@ -685,15 +707,8 @@ fn cuda_ops_match_the_cpu_backend() {
                 inter,
                 routing,
             };
-            let (x, logits, b, name) = moe_inputs(&mut rng, &d, rows, &bias);
-            let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
-            let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-            compare(
-                &format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}"),
-                &a,
-                &g2,
-                3e-2,
-            );
+            let (x, logits, b, name, a) =
+                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows);
             let a8 = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             // from 9 to 256 tokens the register-staged expert kernel (the A/B of the pipelined
             // one) against the same references, half and FP8 experts
@@ -744,11 +759,7 @@ fn cuda_ops_match_the_cpu_backend() {
                     inter,
                     routing,
                 };
-                let (x, logits, b, name) = moe_inputs(&mut rng, &d, rows, &bias);
-                let a = moe(&mut c, &gates, b, &d, &x, &logits, rows);
-                let g2 = moe(&mut g, &gates, b, &d, &x, &logits, rows);
-                let label = format!("moe {name}, {rows} tokens, {n_experts} experts top {top_k}");
-                compare(&label, &a, &g2, 3e-2);
+                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows);
             }
         }
     }
