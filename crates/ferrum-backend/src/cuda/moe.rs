@@ -13,9 +13,6 @@
 use anyhow::{Result, bail};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
-/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
-const ROUTE_MAX_EXPERTS: usize = 32 * 16;
-
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::fp8_gemm::FP8_TILE;
 use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
@@ -29,6 +26,9 @@ use crate::backend::{MoeDims, Routing};
 /// The host-grouped path pads each expert's rows to a multiple of this (cuBLASLt's W8A8 GEMM
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
+
+/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
+const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;

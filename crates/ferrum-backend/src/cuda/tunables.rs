@@ -42,28 +42,29 @@ pub(super) struct Tunables {
     pub pdl: bool,
 }
 
+/// Whether environment variable `name` is set to `value`.
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == value)
+}
+
 impl Tunables {
     pub(super) fn from_env(sm_count: usize, capability: (i32, i32)) -> Tunables {
         Tunables {
-            gemv: std::env::var("FERRUM_CUDA_GEMV").is_ok_and(|v| v == "1"),
-            gemv_row: std::env::var("FERRUM_CUDA_GEMV_ROW").is_ok_and(|v| v == "1"),
-            mma_attention: std::env::var("FERRUM_CUDA_MMA_ATTENTION")
-                .ok()
-                .is_none_or(|v| v != "0"),
-            decode_group_min_blocks: match std::env::var("FERRUM_CUDA_DECODE_GROUP").as_deref() {
-                Ok("0") => usize::MAX,
-                _ => sm_count,
+            gemv: env_is("FERRUM_CUDA_GEMV", "1"),
+            gemv_row: env_is("FERRUM_CUDA_GEMV_ROW", "1"),
+            mma_attention: !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
+            decode_group_min_blocks: if env_is("FERRUM_CUDA_DECODE_GROUP", "0") {
+                usize::MAX
+            } else {
+                sm_count
             },
-            decode_group_split: std::env::var("FERRUM_CUDA_DECODE_SPLIT")
-                .is_ok_and(|v| v == "group"),
+            decode_group_split: env_is("FERRUM_CUDA_DECODE_SPLIT", "group"),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
-            moe_pipe: std::env::var("FERRUM_CUDA_MOE_PIPE")
-                .ok()
-                .is_none_or(|v| v != "0"),
-            pdl: capability.0 >= 9 && std::env::var("FERRUM_CUDA_PDL").is_ok_and(|v| v == "1"),
+            moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
         }
     }
 }
@@ -91,13 +92,6 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
-    }
-
-    /// Whether kernels launch with programmatic dependent launch (`FERRUM_CUDA_PDL=1`); the op
-    /// tests check both (on a GPU before Hopper the attribute is refused, so they set it on
-    /// Hopper and the emulator only).
-    pub fn set_pdl(&mut self, on: bool) {
-        self.tune.pdl = on;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
