@@ -32,15 +32,15 @@ pub struct ParamLoader<'a, W: Weights + ?Sized> {
     count: Cell<usize>,
     /// Time spent reading (or generating) tensors, handing them to the backend, and stacking
     /// parts on it: where a slow start goes (logged after the load).
-    pub times: LoadTimes,
+    pub(crate) times: LoadTimes,
 }
 
 /// [`ParamLoader`]'s time split.
 #[derive(Default)]
-pub struct LoadTimes {
-    pub read: Cell<Duration>,
-    pub upload: Cell<Duration>,
-    pub stack: Cell<Duration>,
+pub(crate) struct LoadTimes {
+    pub(crate) read: Cell<Duration>,
+    pub(crate) upload: Cell<Duration>,
+    pub(crate) stack: Cell<Duration>,
 }
 
 /// Runs `f`, adding its time to `total`.
@@ -166,10 +166,7 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
             return Ok(None);
         };
         self.tick(name);
-        let t = self
-            .src
-            .tensor(name, &[], self.dry)
-            .or_else(|_| self.src.tensor(name, &[1], self.dry))?;
+        let t = self.read(name, &[]).or_else(|_| self.read(name, &[1]))?;
         if self.dry {
             return Ok(Some(1.0));
         }
