@@ -3,7 +3,8 @@
 //! into a CUDA graph, as a decode step runs it, and the graph replayed; the time per call, and
 //! the weight (or K/V) bytes it must read over that time. Compare the rate with the copy
 //! bandwidth that `scripts/gpu-check.sh` measures in the same lease (its `ceilings` step). A/B of
-//! the kernels that have one (our half GEMV or cuBLAS, the MoE kernels) in the same run.
+//! the kernels that have one (our half GEMV or cuBLAS, the one-row GEMVs, per-head or per-group
+//! split decode attention, the MoE expert kernels) in the same run.
 //!
 //!   cargo bench -p ferrum-backend --bench cuda_kernels   (a GPU; on the CUDA emulator with
 //!                                                         FERRUM_KERNEL_BENCH_SMALL=1: shapes / 8)
