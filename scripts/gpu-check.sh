@@ -176,11 +176,10 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
-    # decode attention per GQA group over slices of the keys instead of per head
-    FERRUM_CUDA_DECODE_SPLIT=group step bench_decode_8b_group_split "$dev/ferrum" "${b1[@]}"
-    # our half GEMV instead of cuBLAS's (opt-in while it loses), and its one-row kernel
-    FERRUM_CUDA_GEMV=1 step bench_decode_8b_gemv "$dev/ferrum" "${b1[@]}"
-    FERRUM_CUDA_GEMV=1 FERRUM_CUDA_GEMV_ROW=1 step bench_decode_8b_gemv_row "$dev/ferrum" "${b1[@]}"
+    # decode attention per head instead of per GQA group over slices of the keys
+    FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
+    # cuBLAS instead of our one-row GEMV
+    FERRUM_CUDA_GEMV_ROW=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
     FERRUM_CUDA_PROFILE=decode step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     # (prefill runs no decode graph: eager saves their capture)
@@ -215,15 +214,12 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the one-row FP8 GEMV (40 registers instead of 72: the QKV in one wave)
-    FERRUM_CUDA_GEMV_ROW=1 step bench_decode_qwen3moe_fp8_gemv_row "$dev/ferrum" "${fp8[@]}" \
+    # decode attention per head instead of per GQA group over slices of the keys; at 1 and at
+    # 8000 tokens of context
+    FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_qwen3moe_fp8_head_split "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # decode attention over few blocks per GQA group with the keys split into slices instead of
-    # per head; at 1 and at 8000 tokens of context
-    FERRUM_CUDA_DECODE_SPLIT=group step bench_decode_qwen3moe_fp8_group_split "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    for split in "" group; do
-        FERRUM_CUDA_DECODE_SPLIT=$split step bench_decode_qwen3moe_fp8_8k${split:+_group_split} \
+    for split in "" head; do
+        FERRUM_CUDA_DECODE_SPLIT=$split step bench_decode_qwen3moe_fp8_8k${split:+_head_split} \
             "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
             --num-iters-warmup 1
     done

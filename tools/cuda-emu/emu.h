@@ -143,6 +143,7 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
     u += 0x7fffu + ((u >> 16) & 1);
     return {(uint16_t)(u >> 16)};
 }
+inline __half __ushort_as_half(unsigned short b) { return {b}; }
 inline float __half2float(__half h) {
     _Float16 v;
     std::memcpy(&v, &h.x, 2);

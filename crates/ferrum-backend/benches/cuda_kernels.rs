@@ -118,16 +118,11 @@ fn main() -> Result<()> {
         let w = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
         let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
         let mut out = b.be.up(&vec![0.0; n]);
-        for row in [false, true] {
-            b.be.set_gemv_row(row);
-            let how = if row { ", one-row kernel" } else { "" };
-            let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ{how}");
-            b.run(&label, n * k, &one, |be| {
-                be.linear(&x, 1, &w, &mut out);
-                Ok(())
-            })?;
-        }
-        b.be.set_gemv_row(false);
+        let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ");
+        b.run(&label, n * k, &one, |be| {
+            be.linear(&x, 1, &w, &mut out);
+            Ok(())
+        })?;
     }
 
     // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm, and
@@ -145,8 +140,8 @@ fn main() -> Result<()> {
     let router = W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width);
     let router = b.be.upload_linear(router)?;
     let mut logits = b.be.up(&vec![0.0; 128]);
-    for (gemv, kind) in [(false, "cuBLAS"), (true, "our GEMV")] {
-        b.be.set_half_gemv(gemv);
+    for (row, kind) in [(false, "cuBLAS"), (true, "our one-row GEMV")] {
+        b.be.set_gemv_row(row);
         let label = format!("router bf16 1×{width} · 128×{width}ᵀ, {kind}");
         b.run(&label, 2 * 128 * width, &one, |be| {
             be.linear(&normed, 1, &router, &mut logits);
@@ -165,7 +160,7 @@ fn main() -> Result<()> {
             let kinds = [
                 (false, false, "cuBLAS"),
                 (true, false, "our GEMV"),
-                (true, true, "our one-row GEMV"),
+                (false, true, "our one-row GEMV"),
             ];
             for (gemv, row, kind) in kinds.into_iter().take(if rows == 1 { 3 } else { 2 }) {
                 b.be.set_half_gemv(gemv);
@@ -179,7 +174,7 @@ fn main() -> Result<()> {
         }
     }
     b.be.set_half_gemv(false);
-    b.be.set_gemv_row(false);
+    b.be.set_gemv_row(true);
 
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024

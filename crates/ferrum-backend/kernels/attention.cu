@@ -124,7 +124,18 @@ __device__ void paged_attention(const T* q, const C* kc, const C* vc, const u32*
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) orow[d] = from_f32<T>(o[d] / l);
 }
 
-// Split-KV decode: block (t, h, s) takes the s-th of `gridDim.z` equal slices of the token's keys
+// The keys a slice takes when a token's `all` keys are split `splits` ways: an equal share in
+// whole `unit`s of keys, at least `min_keys`. A decode graph is captured with the slices that
+// --max-model-len keys would take; a step over fewer keys fills only the first `slices_used` of
+// them, and the rest neither run nor merge (at one token over a short context a graph's 66 mostly
+// empty slices of Qwen3-30B-A3B cost more than the per-head kernel they replace).
+__device__ __forceinline__ int slice_keys(int all, int splits, int unit, int min_keys) {
+    const int per = max((all + splits - 1) / splits, min_keys);
+    return (per + unit - 1) / unit * unit;
+}
+__device__ __forceinline__ int slices_used(int all, int per) { return max(1, (all + per - 1) / per); }
+
+// Split-KV decode: block (t, h, s) takes the s-th slice of the token's keys (`slice_keys`, unit 1)
 // and writes its unnormalized partial (max, sum, output) to `part` ([t][h][s][2 + head_dim], f32);
 // `attention_merge` then combines the slices. For steps of a few tokens over long contexts, where
 // one block per (token, head) would leave most of the GPU idle.
@@ -132,11 +143,12 @@ template <typename T, typename C>
 __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, float* part, int n_heads,
                                       int n_kv_heads, int head_dim, int block_size, float scale,
-                                      float k_scale, float v_scale) {
+                                      float k_scale, float v_scale, int min_keys) {
     __shared__ float o[ATTN_MAX_HEAD_DIM];
     const i64 t = blockIdx.x;
     const int h = blockIdx.y, s = blockIdx.z, splits = gridDim.z;
-    const int keys = tok_keys[t], per = (keys + splits - 1) / splits;
+    const int keys = tok_keys[t], per = slice_keys(keys, splits, 1, min_keys);
+    if (s >= slices_used(keys, per)) return;
     const int lo = min(keys, s * per), hi = min(keys, lo + per);
     float m, l;
     attend_keys<T, C>(q, kc, vc, block_tables, tok_table, n_heads, n_kv_heads, head_dim, block_size, scale,
@@ -149,20 +161,24 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) p[2 + d] = o[d];
 }
 
-// out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part`; a slice
-// that saw no key (l = 0) weighs nothing. Block (t, h): the slices' weights e^(m_s - M) first,
+// out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part` the token's
+// keys used (`slices_used` of `slice_keys(keys, splits, unit, min_keys)`, as the split kernel
+// took them); a slice that saw no key (l = 0) weighs nothing. Block (t, h): the slices' weights e^(m_s - M) first,
 // one thread a slice, into shared memory (at most MERGE_MAX_SPLITS; the host checks), then each
 // output dimension's sum over them with loads that wait on nothing (a loop deciding each slice
 // on its own loaded sum waited on one memory round trip a slice).
 #define MERGE_MAX_SPLITS 1024
 template <typename T>
-__device__ void attention_merge(const float* part, T* out, int n_heads, int head_dim, int splits) {
+__device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
+                                int splits, int unit, int min_keys) {
     __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
     const i64 t = blockIdx.x;
     const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int stride = 2 + head_dim;
     const float* p = part + (t * n_heads + h) * splits * (i64)stride;
+    const int all = tok_keys[t];
+    splits = slices_used(all, slice_keys(all, splits, unit, min_keys));
     float big = NEG_INF;
     for (int s = threadIdx.x; s < splits; s += blockDim.x)
         if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
@@ -348,15 +364,15 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // fragment of row indices, loaded like any other, so the WMMA layout stays opaque. (The kernel
 // before did the math in f32 on the CUDA cores, through shared memory: 172 µs a layer at 64
 // sequences of ~600 keys on an H100, 30 % of the step.) Head sizes 64 and 128.
-// Split-KV (`part` non-null, FERRUM_CUDA_DECODE_SPLIT=group): block (t, kv head, s) takes the s-th
-// of `gridDim.z` slices of the token's keys (whole tiles) and writes each head's unnormalized
-// partial (max, sum, output) to `part` as `paged_attention_split` does, for `attention_merge`.
+// Split-KV (`part` non-null): block (t, kv head, s) takes the s-th slice of the token's keys
+// (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
+// `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
                                       int n_heads, int n_kv_heads, int block_size, float scale,
-                                      float k_scale, float v_scale) {
+                                      float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
     // a warp's K and V tiles (later its f32 O), scores, probabilities and row corrections
@@ -374,9 +390,10 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     const int kvh = blockIdx.y, group = n_heads / n_kv_heads;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     Warp& ws = wsm[warp];
-    const int kv_dim = n_kv_heads * D, all = tok_keys[t], splits = gridDim.z;
+    const int kv_dim = n_kv_heads * D, all = tok_keys[t];
     // this block's keys [lo, lo + keys): slices of whole tiles
-    const int per = ((all + splits - 1) / splits + GQ_KEYS - 1) / GQ_KEYS * GQ_KEYS;
+    const int per = slice_keys(all, gridDim.z, GQ_KEYS, min_keys);
+    if ((int)blockIdx.z >= slices_used(all, per)) return;
     const int lo = min(all, (int)blockIdx.z * per), keys = min(all, lo + per) - lo;
     const u32* table = block_tables + tok_table[t];
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
@@ -668,10 +685,10 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         paged_attention_split_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
                                      const u32* tok_table, const u32* tok_keys, float* part, int n_heads,  \
                                      int n_kv_heads, int head_dim, int block_size, float scale,            \
-                                     float k_scale, float v_scale) {                                       \
+                                     float k_scale, float v_scale, int min_keys) {                         \
         grid_dependency();                                                                                 \
         paged_attention_split<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, part, n_heads,           \
-                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
+                                    n_kv_heads, head_dim, block_size, scale, k_scale, v_scale, min_keys);  \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(128)                                                      \
         paged_attention_tiled_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,       \
@@ -699,17 +716,18 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
                                             int n_heads, int n_kv_heads, int head_dim, int block_size,     \
-                                            float scale, float k_scale, float v_scale) {                   \
+                                            float scale, float k_scale, float v_scale, int min_keys) {     \
         grid_dependency();                                                                                 \
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
-                                       n_kv_heads, block_size, scale, k_scale, v_scale);                   \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
 // `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
 #define ATTENTION(T, S)                                                                                    \
     ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
-    extern "C" __global__ void attention_merge_##S(const float* part, T* out, int n_heads, int head_dim,   \
-                                                   int splits) {                                           \
+    extern "C" __global__ void attention_merge_##S(const float* part, T* out, const u32* tok_keys,         \
+                                                   int n_heads, int head_dim, int splits, int unit,        \
+                                                   int min_keys) {                                         \
         grid_dependency();                                                                                 \
-        attention_merge<T>(part, out, n_heads, head_dim, splits);                                          \
+        attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys);                \
     }
 FOR_HALF_TYPES(ATTENTION)

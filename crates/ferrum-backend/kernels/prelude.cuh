@@ -56,18 +56,27 @@ __device__ __forceinline__ float w_f32(__nv_bfloat16 x) { return to_f32(x); }
 __device__ __forceinline__ float w_f32(__half x) { return to_f32(x); }
 __device__ __forceinline__ float w_f32(fp8 x) { return float(x); }
 
-// Sixteen bytes at p (16-byte aligned) as floats: eight bf16 / f16 values, or sixteen e4m3 codes.
-template <typename H>
-__device__ __forceinline__ void load16_half(const H* p, float* f) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const H* e = reinterpret_cast<const H*>(&v);
+// Sixteen bytes (of a 16-byte aligned load) as floats: eight bf16 / f16 values, or sixteen e4m3
+// codes; the pointer's type picks the format. The halves come out of the words by shifts and
+// masks: read through a pointer cast of the loaded vector, NVRTC split the 16-byte load into
+// eight 2-byte ones (the FP8 GEMVs loaded their input that way, 16 loads a lane per piece).
+__device__ __forceinline__ void decode16(const uint4& v, const __nv_bfloat16*, float* f) {
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int c = 0; c < 8; c++) f[c] = to_f32(e[c]);
+    for (int c = 0; c < 4; c++) {
+        f[2 * c] = __uint_as_float(w[c] << 16);
+        f[2 * c + 1] = __uint_as_float(w[c] & 0xffff0000u);
+    }
 }
-__device__ __forceinline__ void load16_f32(const __nv_bfloat16* p, float* f) { load16_half(p, f); }
-__device__ __forceinline__ void load16_f32(const __half* p, float* f) { load16_half(p, f); }
-__device__ __forceinline__ void load16_f32(const fp8* p, float* f) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
+__device__ __forceinline__ void decode16(const uint4& v, const __half*, float* f) {
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        f[2 * c] = __half2float(__ushort_as_half((unsigned short)(w[c] & 0xffffu)));
+        f[2 * c + 1] = __half2float(__ushort_as_half((unsigned short)(w[c] >> 16)));
+    }
+}
+__device__ __forceinline__ void decode16(const uint4& v, const fp8*, float* f) {
     const u32 words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
     for (int c = 0; c < 16; c++) {
@@ -77,16 +86,60 @@ __device__ __forceinline__ void load16_f32(const fp8* p, float* f) {
     }
 }
 
+// Sixteen bytes at p (16-byte aligned) as floats.
+template <typename W>
+__device__ __forceinline__ void load16_f32(const W* p, float* f) {
+    decode16(*reinterpret_cast<const uint4*>(p), p, f);
+}
+
 // acc[j] += Σ_i w[i] · xs[j][i] (j < n <= R) over a weight row of k values, each lane taking its
 // share of the columns: sixteen bytes of weights per load when k (and the scale block bk) are
 // multiples of that many values and the rows 16-byte aligned, else one value per lane. `scales`
 // (or none): one per block of bk columns, multiplying the block's products. The lanes' partial
-// sums still need a warp_sum.
-template <typename T, typename W, int R>
+// sums still need a warp_sum. DEPTH > 0: each lane issues its weight loads (and their scales)
+// for DEPTH pieces of sixteen bytes before the first product, so that a 2048-column FP8 row is
+// one memory round trip, not two (the loop below leaves it to the compiler's unroll by 2); the
+// same sums in the same order.
+template <typename T, typename W, int R, int DEPTH = 0>
 __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk, int k, const T* const* xs, int n,
                                         float* acc) {
     constexpr int V = 16 / sizeof(W);
     const int lane = threadIdx.x & 31;
+    if constexpr (DEPTH > 0) {
+        if (k % V == 0 && (!scales || bk % V == 0)) {
+            for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
+                uint4 wv[DEPTH];
+                float sc[DEPTH];
+#pragma unroll
+                for (int u = 0; u < DEPTH; u++) {
+                    const int i = i0 + u * 32 * V;
+                    if (i < k) {
+                        wv[u] = *reinterpret_cast<const uint4*>(w + i);
+                        sc[u] = scales ? scales[i / bk] : 1.f;
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < DEPTH; u++) {
+                    const int i = i0 + u * 32 * V;
+                    if (i >= k) break;
+                    float wf[V];
+                    decode16(wv[u], w, wf);
+#pragma unroll
+                    for (int j = 0; j < R; j++)
+                        if (j < n) {
+                            float xf[V];
+#pragma unroll
+                            for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
+                            float d = 0.f;
+#pragma unroll
+                            for (int c = 0; c < V; c++) d += wf[c] * xf[c];
+                            acc[j] += sc[u] * d;
+                        }
+                }
+            }
+            return;
+        }
+    }
     if (k % V == 0 && (!scales || bk % V == 0)) {
 #pragma unroll 2
         for (int i = V * lane; i < k; i += 32 * V) {

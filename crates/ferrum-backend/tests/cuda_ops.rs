@@ -187,9 +187,10 @@ fn cuda_ops_match_the_cpu_backend() {
         }
     }
 
-    // embedding and linear layers at decode and prefill sizes through cuBLAS, and again through
-    // the opt-in half GEMV (up to 8 rows when k is a multiple of 8; cuBLAS otherwise);
-    // 8200×4096 is a 67 MB weight, two chunks of the pinned upload
+    // embedding and linear layers at decode and prefill sizes (one row through our one-row GEMV
+    // when k is a multiple of 8, else cuBLAS), and again through the other kernels of the A/Bs:
+    // cuBLAS at one row, the opt-in eight-row half GEMV; 8200×4096 is a 67 MB weight, two chunks
+    // of the pinned upload
     for &(rows, k, n) in &[
         (1usize, 577usize, 1000usize),
         (3, 1024, 1003),
@@ -225,24 +226,19 @@ fn cuda_ops_match_the_cpu_backend() {
         let (b, eb) = lin(&g, &x, &w, rows, k, n);
         compare(&format!("linear {rows}×{k} · {n}×{k}ᵀ"), &a, &b, 2e-2);
         compare(&format!("embedding {rows} of {k}"), &ea, &eb, 1e-2);
-        // our half GEMV (opt-in) on the same layer, and at one row its one-row kernel
-        g.set_half_gemv(true);
-        for row in [false, true]
-            .into_iter()
-            .take(if rows == 1 { 2 } else { 1 })
-        {
-            g.set_gemv_row(row);
+        g.set_gemv_row(false);
+        let kinds: &[(bool, &str)] = if rows == 1 {
+            &[(false, ", cuBLAS"), (true, ", eight-row half GEMV")]
+        } else {
+            &[(true, ", half GEMV")]
+        };
+        for &(gemv, how) in kinds {
+            g.set_half_gemv(gemv);
             let (b, _) = lin(&g, &x, &w, rows, k, n);
-            let how = if row { ", one-row kernel" } else { "" };
-            compare(
-                &format!("linear, half GEMV{how} {rows}×{k} · {n}×{k}ᵀ"),
-                &a,
-                &b,
-                2e-2,
-            );
+            compare(&format!("linear{how} {rows}×{k} · {n}×{k}ᵀ"), &a, &b, 2e-2);
         }
         g.set_half_gemv(false);
-        g.set_gemv_row(false);
+        g.set_gemv_row(true);
     }
 
     // block-FP8 linear layers (e4m3 weights, one f32 scale per 128×128 tile, partial tiles at
@@ -254,6 +250,7 @@ fn cuda_ops_match_the_cpu_backend() {
     for &(rows, k, parts) in &[
         (1usize, 320usize, &[200usize][..]),
         (1, 130, &[77]),
+        (1, 2560, &[130, 70]),
         (3, 130, &[77]),
         (8, 512, &[300]),
         (9, 256, &[389]),
@@ -288,18 +285,6 @@ fn cuda_ops_match_the_cpu_backend() {
             read(be, &out, rows * n)
         }
         let a = fp8_lin(&c, &x, &ws, parts, rows, k);
-        if rows == 1 {
-            // the one-row GEMV (opt-in)
-            g.set_gemv_row(true);
-            let b = fp8_lin(&g, &x, &ws, parts, rows, k);
-            g.set_gemv_row(false);
-            compare(
-                &format!("linear fp8 blocks {rows}×{k} · {n}×{k}ᵀ, one-row GEMV"),
-                &a,
-                &b,
-                2e-2,
-            );
-        }
         let b = fp8_lin(&g, &x, &ws, parts, rows, k);
         // on Hopper cuBLASLt must take them (its probe at the first FP8 weight agreed)
         assert!(
@@ -484,7 +469,7 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
         g.set_mma_attention(true);
-        g.set_decode_group_split(false);
+        g.set_decode_group_split(true);
     }
 
     // the attention's input in one op (split + bias, per-head q/k norms, rotary, K/V write; one
@@ -765,8 +750,9 @@ fn cuda_ops_match_the_cpu_backend() {
     }
     // the per-pair GEMVs (up to 8 tokens) with more than eight experts a token (the down
     // projection deals them to eight warps) and a row length that is no multiple of a
-    // sixteen-byte load (one value a lane), half and FP8
-    for inter in [96usize, 100] {
+    // sixteen-byte load (one value a lane), half and FP8; over 2560 columns too (the FP8 gate/up
+    // rows in two rounds of four loads a lane)
+    for (hidden, inter) in [(hidden, 96usize), (hidden, 100), (2560, 96)] {
         let (n_experts, top_k) = (12usize, 10usize);
         let d = MoeDims {
             n_experts,
@@ -784,7 +770,7 @@ fn cuda_ops_match_the_cpu_backend() {
                 let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
                 let kind = if fp8 { "fp8" } else { "half" };
                 let label = format!(
-                    "moe softmax, {kind} experts, top {top_k} of {n_experts}, inter {inter}, {rows} tokens"
+                    "moe softmax, {kind} experts, top {top_k} of {n_experts}, {hidden}×{inter}, {rows} tokens"
                 );
                 compare(&label, &a, &g2, 3e-2);
             }

@@ -1,5 +1,6 @@
-//! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`. Half weights: cuBLAS GEMMs (our GEMV
-//! with `FERRUM_CUDA_GEMV=1`; at 1.5 TB/s on an H200 it loses to cuBLAS's 3.8 and stays off).
+//! Linear layers, `out[rows][n] = x[rows][k] · w[n][k]ᵀ`. Half weights: one row through our
+//! one-row GEMV (`FERRUM_CUDA_GEMV_ROW=0` for cuBLAS), more through cuBLAS GEMMs (our eight-row
+//! GEMV with `FERRUM_CUDA_GEMV=1`; at 1.5 TB/s on an H200 it loses to cuBLAS's 3.8 and stays off).
 //! Block-FP8 weights: our GEMV up to eight rows, which reads each e4m3 byte once; more rows
 //! through the W8A8 GEMM on Hopper (`fp8_gemm.rs`), else dequantized into a scratch buffer for a
 //! cuBLAS GEMM (compute-bound there, so reading the weight twice costs little). The scratch is
@@ -42,13 +43,14 @@ impl CudaBackend {
             return None;
         }
         // one row: the kernels instantiated for one (fewer registers, more blocks resident)
-        let row = rows == 1 && self.tune.gemv_row;
+        let half_ok = w.k.is_multiple_of(8);
         match &w.data {
-            WeightData::Fp8 { .. } if row => Some("gemv_fp8_row"),
+            WeightData::Fp8 { .. } if rows == 1 => Some("gemv_fp8_row"),
             WeightData::Fp8 { .. } => Some("gemv_fp8"),
-            WeightData::Half(_) if self.tune.gemv && w.k.is_multiple_of(8) => {
-                Some(if row { "gemv_half_row" } else { "gemv_half" })
+            WeightData::Half(_) if rows == 1 && self.tune.gemv_row && half_ok => {
+                Some("gemv_half_row")
             }
+            WeightData::Half(_) if self.tune.gemv && half_ok => Some("gemv_half"),
             WeightData::Half(_) => None,
         }
     }

@@ -13,6 +13,13 @@ use crate::backend::AttnDims;
 /// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
 const GROUP_SLICE_KEYS: usize = 64;
 
+/// The per-group kernel's tile of keys, the unit its slices are cut in (`GQ_KEYS` in
+/// attention.cu).
+const GROUP_TILE_KEYS: usize = 16;
+
+/// The fewest keys a slice of the per-head split-KV decode takes.
+const HEAD_SLICE_KEYS: usize = 512;
+
 /// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
 const MERGE_MAX_SPLITS: usize = 1024;
 
@@ -22,10 +29,10 @@ impl CudaBackend {
     /// their query heads (on the tensor cores for head sizes 64 and 128, else in f32). Decode
     /// steps: with blocks enough to fill the GPU, one block of four warps per (token, kv head)
     /// for all of its group's heads (on the tensor cores, head sizes 64 and 128); below that the
-    /// same kernel over slices of the keys ([`Self::group_splits`], merged; opt-in,
-    /// `FERRUM_CUDA_DECODE_SPLIT=group`), or one block per (token, query head), for a few tokens
-    /// over long contexts the keys split into slices across more blocks ([`Self::kv_splits`])
-    /// and merged.
+    /// same kernel over slices of the keys ([`Self::group_splits`], merged), or
+    /// (`FERRUM_CUDA_DECODE_SPLIT=head`, and shapes the per-group kernel does not take) one block
+    /// per (token, query head), for a few tokens over long contexts the keys split into slices
+    /// across more blocks ([`Self::kv_splits`]) and merged.
     pub(super) fn attention_into(
         &self,
         q: &CudaBuf,
@@ -90,8 +97,8 @@ impl CudaBackend {
             return self.launch(name, tiled, &args);
         }
         // one block per GQA group reads each K/V row once for all of the group's heads: with
-        // (token, kv head) blocks enough to fill the GPU, or (FERRUM_CUDA_DECODE_SPLIT=group)
-        // with the keys split into slices across more blocks below that
+        // (token, kv head) blocks enough to fill the GPU, or with the keys split into slices
+        // across more blocks below that
         let blocks = tokens * d.n_kv_heads;
         let group_ok = (2..=16).contains(&group)
             && matches!(d.head_dim, 64 | 128)
@@ -110,6 +117,7 @@ impl CudaBackend {
             };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
+            args.push(I(GROUP_SLICE_KEYS as i32));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
                 ..cfg(1)
@@ -124,7 +132,8 @@ impl CudaBackend {
             };
             self.launch(name, grouped, &args)?;
             return if splits > 1 {
-                self.attention_merge(part, out, heads, d.head_dim, splits)
+                let slicing = (GROUP_TILE_KEYS, GROUP_SLICE_KEYS);
+                self.attention_merge(part, out, heads, d.head_dim, splits, slicing)
             } else {
                 Ok(())
             };
@@ -139,12 +148,13 @@ impl CudaBackend {
         }
         let pp = self.attn_partials(tokens * heads * splits * (2 + d.head_dim))?;
         args[6] = P(pp);
+        args.push(I(HEAD_SLICE_KEYS as i32));
         self.launch(
             kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
             cfg(splits),
             &args,
         )?;
-        self.attention_merge(pp, out, heads, d.head_dim, splits)
+        self.attention_merge(pp, out, heads, d.head_dim, splits, (1, HEAD_SLICE_KEYS))
     }
 
     /// Split-KV's partial results (`[token][head][slice][max, sum, head_dim outputs]`, f32):
@@ -163,7 +173,9 @@ impl CudaBackend {
         Ok(self.ptr(part.as_ref().unwrap()))
     }
 
-    /// `attention_merge`: each (token, head)'s slices of `part` into `out`.
+    /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
+    /// used when cut `splits` ways by `slicing` (the unit and the fewest keys of a slice, as the
+    /// split kernel took them).
     fn attention_merge(
         &self,
         part: u64,
@@ -171,6 +183,7 @@ impl CudaBackend {
         heads: usize,
         head_dim: usize,
         splits: usize,
+        slicing: (usize, usize),
     ) -> Result<()> {
         if splits > MERGE_MAX_SPLITS {
             bail!("split-KV attention over {splits} slices; the merge takes {MERGE_MAX_SPLITS}");
@@ -178,9 +191,12 @@ impl CudaBackend {
         let merge = [
             P(part),
             P(self.ptr(&out.mem)),
+            P(self.step_ptrs()?.tok_keys),
             I(heads as i32),
             I(head_dim as i32),
             I(splits as i32),
+            I(slicing.0 as i32),
+            I(slicing.1 as i32),
         ];
         let cfg = LaunchConfig {
             grid_dim: (self.step.n_tokens as u32, heads as u32, 1),
@@ -253,8 +269,8 @@ impl CudaBackend {
 
     /// How many slices to split each token's keys into: 1 (no split) unless the step's
     /// (token, head) blocks fill fewer than two waves of the GPU's multiprocessors and some token
-    /// sees at least 1024 keys; then enough slices for two waves, at least 512 keys each, at most
-    /// 16.
+    /// sees at least 1024 keys; then enough slices for two waves, at least [`HEAD_SLICE_KEYS`]
+    /// each, at most 16.
     fn kv_splits(&self, blocks: usize) -> usize {
         let waves = 2 * self.sm_count;
         if blocks == 0 || blocks >= waves || self.step.max_keys < 1024 {
@@ -262,7 +278,7 @@ impl CudaBackend {
         }
         waves
             .div_ceil(blocks)
-            .min(self.step.max_keys.div_ceil(512))
+            .min(self.step.max_keys.div_ceil(HEAD_SLICE_KEYS))
             .min(16)
     }
 }
