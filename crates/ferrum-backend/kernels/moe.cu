@@ -230,6 +230,62 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
     }
 }
 
+// The same two ops with RB consecutive rows a warp (`rows_dot`: the input loaded once for them,
+// every weight load in flight at once), fewer and longer-lived blocks: Qwen3-30B-A3B's down +
+// combine at batch 1 is 2048 blocks of a single row (FERRUM_CUDA_MOE_ROWS=2 or 4, not yet
+// measured). Gate/up: block (p, ⌈inter / 4·RB⌉), warps 2i and 2i + 1 the gate and up rows
+// [r0, r0 + RB) of row group i. Down: block (t, ⌈rows / RB⌉), the token's experts on its warps.
+template <typename T, typename W, int RB>
+__device__ void moe_gemv_swiglu_rows(const T* x, int x_div, const W* w, const float* scales, int inter, int k,
+                                     int bk, const u32* ids, T* act) {
+    const i64 p = blockIdx.x;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
+    __shared__ float up[4][RB];
+    const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
+    const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
+    float acc[RB];
+#pragma unroll
+    for (int q = 0; q < RB; q++) acc[q] = 0.f;
+    if (n > 0) rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, x + (p / x_div) * k, n, acc);
+#pragma unroll
+    for (int q = 0; q < RB; q++) acc[q] = round_to<T>(warp_sum(acc[q]));
+    if (is_up && lane == 0)
+#pragma unroll
+        for (int q = 0; q < RB; q++) up[warp >> 1][q] = acc[q];
+    __syncthreads();
+    if (!is_up && lane == 0)
+#pragma unroll
+        for (int q = 0; q < RB; q++)
+            if (q < n) act[p * inter + r0 + q] = from_f32<T>(silu_round<T>(acc[q]) * up[warp >> 1][q]);
+}
+
+template <typename T, typename W, int RB>
+__device__ void moe_gemv_combine_rows(const T* act, const W* w, const float* scales, int rows, int k, int bk,
+                                      const u32* ids, const float* weights, int top_k, T* out) {
+    const i64 t = blockIdx.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
+    const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
+    __shared__ float y[32][RB];  // top_k <= 32 (the host checks)
+    for (int j = warp; j < top_k; j += blockDim.x >> 5) {
+        const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
+        float acc[RB];
+#pragma unroll
+        for (int q = 0; q < RB; q++) acc[q] = 0.f;
+        rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, act + p * k, n, acc);
+#pragma unroll
+        for (int q = 0; q < RB; q++) {
+            const float v = round_to<T>(warp_sum(acc[q]));
+            if (lane == 0) y[j][q] = v;
+        }
+    }
+    __syncthreads();
+    if ((int)threadIdx.x < n) {
+        float s = 0.f;
+        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j][threadIdx.x];
+        out[t * rows + r0 + threadIdx.x] = from_f32<T>(s);
+    }
+}
+
 // On-device grouping by expert for mid-size batches (no copy to the host, so it can be captured
 // in a CUDA graph): count each expert's pairs, scan the counts into offsets, list every pair
 // under its expert, then one kernel per projection reads each chosen expert's rows once for all
@@ -602,6 +658,34 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_gemv_combine<T, fp8, DEPTH>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
     }
 
+// `moe_gemv_swiglu_rRB_S`, `moe_gemv_combine_rRB_S` and their `_fp8` kernels: the per-pair
+// kernels' arguments, RB rows a warp.
+#define MOE_ROWS(T, S, RB)                                                                                 \
+    extern "C" __global__ void moe_gemv_swiglu_r##RB##_##S(const T* x, int x_div, const T* w, int inter,  \
+                                                           int k, const u32* ids, T* act) {                \
+        grid_dependency();                                                                                 \
+        moe_gemv_swiglu_rows<T, T, RB>(x, x_div, w, nullptr, inter, k, 1, ids, act);                       \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_swiglu_r##RB##_fp8_##S(const T* x, int x_div, const fp8* w,       \
+                                                               const float* s, int inter, int k, int bk,  \
+                                                               const u32* ids, T* act) {                   \
+        grid_dependency();                                                                                 \
+        moe_gemv_swiglu_rows<T, fp8, RB>(x, x_div, w, s, inter, k, bk, ids, act);                          \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_r##RB##_##S(const T* act, int, const T* w, int rows, int k,\
+                                                            const u32* ids, const float* weights,          \
+                                                            int top_k, T* out) {                           \
+        grid_dependency();                                                                                 \
+        moe_gemv_combine_rows<T, T, RB>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);            \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_r##RB##_fp8_##S(const T* act, int, const fp8* w,          \
+                                                                const float* s, int rows, int k, int bk,  \
+                                                                const u32* ids, const float* weights,     \
+                                                                int top_k, T* out) {                       \
+        grid_dependency();                                                                                 \
+        moe_gemv_combine_rows<T, fp8, RB>(act, w, s, rows, k, bk, ids, weights, top_k, out);               \
+    }
+
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.
 #define MOE_PIPE(T, S, NAME, KC)                                                                           \
@@ -646,6 +730,8 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }                                                                                                      \
     MOE_SWIGLU(T, S, moe_gemv_swiglu, 4)                                                                   \
     MOE_COMBINE(T, S, moe_gemv_combine, 4)                                                                 \
+    MOE_ROWS(T, S, 2)                                                                                      \
+    MOE_ROWS(T, S, 4)                                                                                      \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \

@@ -168,6 +168,59 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
     }
 }
 
+// acc[q] += Σ_i w[q·k + i] · x[i] for the RB consecutive weight rows q < n (of k values), each
+// lane taking its share of the columns as `row_dot` does (the same sums per row), but each
+// sixteen bytes of x loaded once for all RB rows and every row's weight loads (two pieces a lane)
+// issued before the first product. `scales` (or none): row q's at scales[q·sc + i / bk]. The
+// lanes' partial sums still need a warp_sum.
+template <typename T, typename W, int RB>
+__device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc, int bk, int k, const T* x, int n,
+                                         float* acc) {
+    constexpr int V = 16 / sizeof(W), DEPTH = 2;
+    const int lane = threadIdx.x & 31;
+    if (k % V == 0 && (!scales || bk % V == 0)) {
+        for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
+            uint4 wv[RB][DEPTH];
+            float s[RB][DEPTH];
+#pragma unroll
+            for (int q = 0; q < RB; q++)
+#pragma unroll
+                for (int u = 0; u < DEPTH; u++) {
+                    const int i = i0 + u * 32 * V;
+                    if (q < n && i < k) {
+                        wv[q][u] = *reinterpret_cast<const uint4*>(w + (i64)q * k + i);
+                        s[q][u] = scales ? scales[q * sc + i / bk] : 1.f;
+                    }
+                }
+#pragma unroll
+            for (int u = 0; u < DEPTH; u++) {
+                const int i = i0 + u * 32 * V;
+                if (i >= k) break;
+                float xf[V];
+#pragma unroll
+                for (int h = 0; h < V; h += 8) load16_f32(x + i + h, xf + h);
+#pragma unroll
+                for (int q = 0; q < RB; q++)
+                    if (q < n) {
+                        float wf[V];
+                        decode16(wv[q][u], w, wf);
+                        float d = 0.f;
+#pragma unroll
+                        for (int c = 0; c < V; c++) d += wf[c] * xf[c];
+                        acc[q] += s[q][u] * d;
+                    }
+            }
+        }
+    } else {
+        for (int i = lane; i < k; i += 32) {
+            const float xv = to_f32(x[i]);
+#pragma unroll
+            for (int q = 0; q < RB; q++)
+                if (q < n) acc[q] += w_f32(w[(i64)q * k + i]) * (scales ? scales[q * sc + i / bk] : 1.f) * xv;
+        }
+    }
+}
+
 // The launch's dynamic shared memory (its shared_mem_bytes; above 48 KB the host raises the
 // kernel's limit first), 128-byte aligned. (The CUDA emulator defines its own.)
 #ifndef FERRUM_EMU

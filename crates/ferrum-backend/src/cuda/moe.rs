@@ -251,13 +251,18 @@ impl CudaBackend {
             rows: ex.inter,
             k: ex.hidden,
         };
-        // four rows a block, gate and up of each on two warps
+        // four row groups a block (of `rb` rows each), gate and up of each on two warps
+        let rb = self.tune.moe_rows;
         let cfg = LaunchConfig {
-            grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4) as u32, 1),
+            grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4 * rb) as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
+        let kernels = match rb {
+            2 => ("moe_gemv_swiglu_r2", "moe_gemv_swiglu_r2_fp8"),
+            4 => ("moe_gemv_swiglu_r4", "moe_gemv_swiglu_r4_fp8"),
+            _ => ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8"),
+        };
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
@@ -271,13 +276,17 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        // a block per output row, the token's experts dealt to up to eight warps
+        // a block per `rb` output rows, the token's experts dealt to up to eight warps
         let cfg = LaunchConfig {
-            grid_dim: (rows as u32, ex.hidden as u32, 1),
+            grid_dim: (rows as u32, ex.hidden.div_ceil(rb) as u32, 1),
             block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
+        let kernels = match rb {
+            2 => ("moe_gemv_combine_r2", "moe_gemv_combine_r2_fp8"),
+            4 => ("moe_gemv_combine_r4", "moe_gemv_combine_r4_fp8"),
+            _ => ("moe_gemv_combine", "moe_gemv_combine_fp8"),
+        };
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 
