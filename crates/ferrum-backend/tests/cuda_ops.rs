@@ -775,7 +775,11 @@ fn cuda_ops_match_the_cpu_backend() {
                 for rb in [1, 2, 4] {
                     g.set_moe_rows(rb);
                     let g2 = moe(&mut g, &gates, None, &d, &x, &logits, rows);
-                    let how = if rb > 1 { format!(", {rb} rows a warp") } else { String::new() };
+                    let how = if rb > 1 {
+                        format!(", {rb} rows a warp")
+                    } else {
+                        String::new()
+                    };
                     compare(&format!("{label}{how}"), &a, &g2, 3e-2);
                 }
                 g.set_moe_rows(1);
