@@ -214,11 +214,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the MoE per-pair GEMVs with 2 and 4 rows a warp
-    for rb in 2 4; do
-        FERRUM_CUDA_MOE_ROWS=$rb step bench_decode_qwen3moe_fp8_moe_rows$rb "$dev/ferrum" "${fp8[@]}" \
-            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
     # decode attention per head instead of per GQA group over slices of the keys; at 1 and at
     # 8000 tokens of context
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_qwen3moe_fp8_head_split "$dev/ferrum" "${fp8[@]}" \

@@ -241,15 +241,12 @@ fn main() -> Result<()> {
         routing,
     };
     let mut scratch = b.be.moe_scratch(128, &d)?;
-    let kernels: [(usize, bool, usize, &str); 5] = [
-        (1, true, 1, "per-pair GEMVs"),
-        (1, true, 2, "per-pair GEMVs, 2 rows a warp"),
-        (1, true, 4, "per-pair GEMVs, 4 rows a warp"),
-        (128, true, 1, "cp.async"),
-        (128, false, 1, "register-staged"),
+    let kernels: [(usize, bool, &str); 3] = [
+        (1, true, "per-pair GEMVs"),
+        (128, true, "cp.async"),
+        (128, false, "register-staged"),
     ];
-    for (rows, pipe, rb, kind) in kernels {
-        b.be.set_moe_rows(rb);
+    for (rows, pipe, kind) in kernels {
         let x = b.be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
         let logits = b.be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
         let mut out = b.be.up(&vec![0.0; rows * hidden]);

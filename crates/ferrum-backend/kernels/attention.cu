@@ -163,14 +163,15 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 
 // out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part` the token's
 // keys used (`slices_used` of `slice_keys(keys, splits, unit, min_keys)`, as the split kernel
-// took them); a slice that saw no key (l = 0) weighs nothing. Block (t, h): the slices' weights e^(m_s - M) first,
+// took them); a slice that saw no key (l = 0) weighs nothing. `direct`: the split kernel wrote
+// the output of a token whose keys filled one slice (the per-group one), nothing to merge. Block (t, h): the slices' weights e^(m_s - M) first,
 // one thread a slice, into shared memory (at most MERGE_MAX_SPLITS; the host checks), then each
 // output dimension's sum over them with loads that wait on nothing (a loop deciding each slice
 // on its own loaded sum waited on one memory round trip a slice).
 #define MERGE_MAX_SPLITS 1024
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
-                                int splits, int unit, int min_keys) {
+                                int splits, int unit, int min_keys, int direct) {
     __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
     const i64 t = blockIdx.x;
@@ -179,6 +180,7 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     const float* p = part + (t * n_heads + h) * splits * (i64)stride;
     const int all = tok_keys[t];
     splits = slices_used(all, slice_keys(all, splits, unit, min_keys));
+    if (direct && splits == 1) return;
     float big = NEG_INF;
     for (int s = threadIdx.x; s < splits; s += blockDim.x)
         if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
@@ -393,7 +395,10 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     const int kv_dim = n_kv_heads * D, all = tok_keys[t];
     // this block's keys [lo, lo + keys): slices of whole tiles
     const int per = slice_keys(all, gridDim.z, GQ_KEYS, min_keys);
-    if ((int)blockIdx.z >= slices_used(all, per)) return;
+    const int used = slices_used(all, per);
+    if ((int)blockIdx.z >= used) return;
+    // a token whose keys fill one slice: its output written here, the merge skips it
+    if (used == 1) part = nullptr;
     const int lo = min(all, (int)blockIdx.z * per), keys = min(all, lo + per) - lo;
     const u32* table = block_tables + tok_table[t];
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
@@ -726,8 +731,8 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
     ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
     extern "C" __global__ void attention_merge_##S(const float* part, T* out, const u32* tok_keys,         \
                                                    int n_heads, int head_dim, int splits, int unit,        \
-                                                   int min_keys) {                                         \
+                                                   int min_keys, int direct) {                             \
         grid_dependency();                                                                                 \
-        attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys);                \
+        attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys, direct);        \
     }
 FOR_HALF_TYPES(ATTENTION)

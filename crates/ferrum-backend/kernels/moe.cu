@@ -88,20 +88,24 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
     const float inv = 1.f / warp_sum(sum);
 #pragma unroll
     for (int i = 0; i < ROUTE_SLOTS; i++) p[i] *= inv;
-    u32 taken = 0;
-    float s = 0.f;
+    u32 taken = 0, my_id = 0;
+    float s = 0.f, my_w = 0.f;  // lane j keeps the j-th choice
     for (int j = 0; j < top_k; j++) {
         float bv;
         u32 bid;
         route_round(p, n_experts, &taken, [](int) { return true; }, &bv, &bid);
         s += bv;
-        if (lane == 0) {
-            ids[(i64)t * top_k + j] = bid;
-            w[(i64)t * top_k + j] = bv;
+        if (lane == j) {
+            my_id = bid;
+            my_w = bv;
         }
     }
-    if (norm && lane == 0)
-        for (int j = 0; j < top_k; j++) w[(i64)t * top_k + j] /= s;
+    // one store a lane (lane 0 storing each choice, then reading them back to normalize, waited
+    // on a memory round trip per choice)
+    if (lane < top_k) {
+        ids[(i64)t * top_k + lane] = my_id;
+        w[(i64)t * top_k + lane] = norm ? my_w / s : my_w;
+    }
 }
 
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
@@ -116,11 +120,12 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
-    float choice[ROUTE_SLOTS];  // the sigmoid plus the bias
+    float sig[ROUTE_SLOTS], choice[ROUTE_SLOTS];  // the sigmoid, and it plus the bias
 #pragma unroll
     for (int i = 0; i < ROUTE_SLOTS; i++) {
         const int e = lane + 32 * i;
-        choice[i] = e < n_experts ? sigmoidf(to_f32(l[e])) + (bias ? to_f32(bias[e]) : 0.f) : NEG_INF;
+        sig[i] = e < n_experts ? sigmoidf(to_f32(l[e])) : 0.f;
+        choice[i] = e < n_experts ? sig[i] + (bias ? to_f32(bias[e]) : 0.f) : NEG_INF;
     }
     unsigned long long groups = ~0ull;
     if (n_group > 1) {
@@ -145,99 +150,53 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
             groups |= 1ull << best;
         }
     }
-    u32 taken = 0;
-    float s = 0.f;
+    u32 taken = 0, my_id = 0;
+    float s = 0.f, my_w = 0.f;  // lane j keeps the j-th choice
     for (int j = 0; j < top_k; j++) {
         float bv;
         u32 bid;
         route_round(choice, n_experts, &taken, [&](int e) { return (groups >> (e / per) & 1) != 0; }, &bv, &bid);
-        const float v = sigmoidf(to_f32(l[bid]));
+        // the plain sigmoid of the chosen expert, from the register of the lane that holds it
+        float held = 0.f;
+#pragma unroll
+        for (int i = 0; i < ROUTE_SLOTS; i++)
+            if (i == (int)(bid >> 5)) held = sig[i];
+        const float v = __shfl_sync(0xffffffffu, held, bid & 31);
         s += v;
-        if (lane == 0) {
-            ids[(i64)t * top_k + j] = bid;
-            w[(i64)t * top_k + j] = v;
+        if (lane == j) {
+            my_id = bid;
+            my_w = v;
         }
     }
     const float denom = s + 1e-20f;
-    if (lane == 0)
-        for (int j = 0; j < top_k; j++) {
-            float* wj = w + (i64)t * top_k + j;
-            *wj = (norm ? *wj / denom : *wj) * scaling;
-        }
+    if (lane < top_k) {
+        ids[(i64)t * top_k + lane] = my_id;
+        w[(i64)t * top_k + lane] = (norm ? my_w / denom : my_w) * scaling;
+    }
 }
 
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
-// one warp per output row, eight rows per block, f32 sums, with SiLU-and-mul and the weighted
-// combine folded in (at batch 1 each launch costs more than its math). `W` is T rows, or fp8
+// a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
+// folded in (at batch 1 each launch costs more than its math). `W` is T rows, or fp8
 // codes with per-row scales `[expert][rows][ceil(k / bk)]` (see linear.cu), value = fp8 · scale
 // (scales non-null).
 
-// W[e][row] · xr, summed over the warp (every lane gets it); DEPTH as `row_dot`'s (4 for the
-// per-pair kernels: Qwen3-30B-A3B FP8's batch-1 experts 33.9 µs a layer against 39.4 at the
-// compiler's unroll by two on an H100).
-template <typename T, typename W, int DEPTH>
-__device__ __forceinline__ float expert_dot(const T* xr, const W* w, const float* scales, int rows, int k, int bk,
-                                            u32 e, int r) {
-    const i64 row = (i64)e * rows + r;
-    const T* xs[1] = {xr};
-    float acc[1] = {0.f};
-    const float* sr = scales ? scales + row * ((k + bk - 1) / bk) : nullptr;
-    row_dot<T, W, 1, DEPTH>(w + row * k, sr, bk, k, xs, 1, acc);
-    return warp_sum(acc[0]);
-}
-
 // act[p][r] = silu(gate_r · x) · (up_r · x), x = x[p / x_div], for r < inter of expert ids[p]'s
 // [gate | up] rows (2·inter of k): the gate/up GEMV and `silu_mul`, gate and up rounded to T as
-// the separate ops round them. Block (p, inter / 4): warps 2i and 2i + 1 take row i's gate and up
-// at once, joined through shared memory (a warp taking gate then up waited on two memory round
-// trips: Qwen3-30B-A3B FP8's batch-1 experts 44 µs a layer against 38 on an H200).
-template <typename T, typename W, int DEPTH>
-__device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
-                                const u32* ids, T* act) {
-    const i64 p = blockIdx.x;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const T* xr = x + (p / x_div) * k;
-    __shared__ float up[4];
-    const int r = blockIdx.y * 4 + (warp >> 1), is_up = warp & 1;
-    float v = 0.f;
-    if (r < inter) v = round_to<T>(expert_dot<T, W, DEPTH>(xr, w, scales, 2 * inter, k, bk, ids[p], is_up * inter + r));
-    if (is_up && lane == 0) up[warp >> 1] = v;
-    __syncthreads();
-    if (!is_up && r < inter && lane == 0) act[p * inter + r] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
-}
-
+// the separate ops round them. Block (p, ⌈inter / 4·RB⌉): warps 2i and 2i + 1 take the gate and
+// up rows [r0, r0 + RB) of row group i at once, joined through shared memory.
 // out[t][r] = Σ_j weight[t, j] · (down_r · act[t·top_k + j]) over the token's pairs in rank
 // order, each expert's output rounded to T first: the down GEMV and `moe_combine` in one (the
-// same sum as `moe_combine` over the rounded outputs). Block (t, r): the token's experts dealt to
-// its warps (a memory round trip each, where a warp walking them in turn waited on top_k in a
-// row), their outputs summed in rank order by one thread.
-template <typename T, typename W, int DEPTH>
-__device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
-                                 const u32* ids, const float* weights, int top_k, T* out) {
-    const i64 t = blockIdx.x;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.y;
-    __shared__ float y[32];  // top_k <= 32 (the host checks)
-    for (int j = warp; j < top_k; j += blockDim.x >> 5) {
-        const i64 p = t * top_k + j;
-        const float v = round_to<T>(expert_dot<T, W, DEPTH>(act + p * k, w, scales, rows, k, bk, ids[p], r));
-        if (lane == 0) y[j] = v;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float s = 0.f;
-        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j];
-        out[t * rows + r] = from_f32<T>(s);
-    }
-}
-
-// The same two ops with RB consecutive rows a warp (`rows_dot`: the input loaded once for them,
-// every weight load in flight at once), fewer and longer-lived blocks: Qwen3-30B-A3B's down +
-// combine at batch 1 is 2048 blocks of a single row (FERRUM_CUDA_MOE_ROWS=2 or 4, not yet
-// measured). Gate/up: block (p, ⌈inter / 4·RB⌉), warps 2i and 2i + 1 the gate and up rows
-// [r0, r0 + RB) of row group i. Down: block (t, ⌈rows / RB⌉), the token's experts on its warps.
+// same sum as `moe_combine` over the rounded outputs). Block (t, ⌈rows / RB⌉): the token's experts
+// dealt to its warps, their outputs summed in rank order by a thread a row.
+// RB (MOE_GEMV_ROWS) consecutive rows a warp (`rows_dot`: the input loaded once for them, every
+// weight load in flight at once): on an H100 Qwen3-30B-A3B FP8's batch-1 experts took 31.2 µs a
+// layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
+// with 4 (94 registers); 39.4 before the loads were issued ahead.
+#define MOE_GEMV_ROWS 2
 template <typename T, typename W, int RB>
-__device__ void moe_gemv_swiglu_rows(const T* x, int x_div, const W* w, const float* scales, int inter, int k,
-                                     int bk, const u32* ids, T* act) {
+__device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
+                                const u32* ids, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
     __shared__ float up[4][RB];
@@ -260,8 +219,8 @@ __device__ void moe_gemv_swiglu_rows(const T* x, int x_div, const W* w, const fl
 }
 
 template <typename T, typename W, int RB>
-__device__ void moe_gemv_combine_rows(const T* act, const W* w, const float* scales, int rows, int k, int bk,
-                                      const u32* ids, const float* weights, int top_k, T* out) {
+__device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
+                                 const u32* ids, const float* weights, int top_k, T* out) {
     const i64 t = blockIdx.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
@@ -631,59 +590,29 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }
 }
 
-// `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_swiglu`.
-#define MOE_SWIGLU(T, S, NAME, DEPTH)                                                                      \
-    extern "C" __global__ void NAME##_##S(const T* x, int x_div, const T* w, int inter, int k,            \
-                                          const u32* ids, T* act) {                                        \
+// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
+#define MOE_GEMV(T, S)                                                                                     \
+    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
+                                                   const u32* ids, T* act) {                               \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, T, DEPTH>(x, x_div, w, nullptr, inter, k, 1, ids, act);                         \
+        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
-    extern "C" __global__ void NAME##_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,        \
-                                              int inter, int k, int bk, const u32* ids, T* act) {          \
+    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, fp8, DEPTH>(x, x_div, w, s, inter, k, bk, ids, act);                            \
-    }
-
-// `NAME_S` (half experts) and `NAME_fp8_S` (e4m3 experts) of `moe_gemv_combine`.
-#define MOE_COMBINE(T, S, NAME, DEPTH)                                                                     \
-    extern "C" __global__ void NAME##_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,  \
-                                          const float* weights, int top_k, T* out) {                       \
-        grid_dependency();                                                                                 \
-        moe_gemv_combine<T, T, DEPTH>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);              \
+        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
-    extern "C" __global__ void NAME##_fp8_##S(const T* act, int, const fp8* w, const float* s, int rows,   \
-                                              int k, int bk, const u32* ids, const float* weights,         \
-                                              int top_k, T* out) {                                         \
+    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
+                                                    const u32* ids, const float* weights, int top_k,       \
+                                                    T* out) {                                              \
         grid_dependency();                                                                                 \
-        moe_gemv_combine<T, fp8, DEPTH>(act, w, s, rows, k, bk, ids, weights, top_k, out);                 \
-    }
-
-// `moe_gemv_swiglu_rRB_S`, `moe_gemv_combine_rRB_S` and their `_fp8` kernels: the per-pair
-// kernels' arguments, RB rows a warp.
-#define MOE_ROWS(T, S, RB)                                                                                 \
-    extern "C" __global__ void moe_gemv_swiglu_r##RB##_##S(const T* x, int x_div, const T* w, int inter,  \
-                                                           int k, const u32* ids, T* act) {                \
-        grid_dependency();                                                                                 \
-        moe_gemv_swiglu_rows<T, T, RB>(x, x_div, w, nullptr, inter, k, 1, ids, act);                       \
+        moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_r##RB##_fp8_##S(const T* x, int x_div, const fp8* w,       \
-                                                               const float* s, int inter, int k, int bk,  \
-                                                               const u32* ids, T* act) {                   \
+    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
+                                                        int rows, int k, int bk, const u32* ids,           \
+                                                        const float* weights, int top_k, T* out) {         \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu_rows<T, fp8, RB>(x, x_div, w, s, inter, k, bk, ids, act);                          \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_r##RB##_##S(const T* act, int, const T* w, int rows, int k,\
-                                                            const u32* ids, const float* weights,          \
-                                                            int top_k, T* out) {                           \
-        grid_dependency();                                                                                 \
-        moe_gemv_combine_rows<T, T, RB>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);            \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_r##RB##_fp8_##S(const T* act, int, const fp8* w,          \
-                                                                const float* s, int rows, int k, int bk,  \
-                                                                const u32* ids, const float* weights,     \
-                                                                int top_k, T* out) {                       \
-        grid_dependency();                                                                                 \
-        moe_gemv_combine_rows<T, fp8, RB>(act, w, s, rows, k, bk, ids, weights, top_k, out);               \
+        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
     }
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
@@ -728,10 +657,7 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
                              scaling);                                                                     \
     }                                                                                                      \
-    MOE_SWIGLU(T, S, moe_gemv_swiglu, 4)                                                                   \
-    MOE_COMBINE(T, S, moe_gemv_combine, 4)                                                                 \
-    MOE_ROWS(T, S, 2)                                                                                      \
-    MOE_ROWS(T, S, 4)                                                                                      \
+    MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \

@@ -193,6 +193,19 @@ fn filters_and_draws(c: &CpuBackend, g: &ferrum_backend::cuda::CudaBackend, rng:
         );
         assert!(differ <= 2, "{differ} draws differ");
 
+        // the plain rows alone: a step of temperature-only rows takes the sampler that spreads a
+        // row over blocks (3001 ids: 47 of its 64 chunks hold any)
+        let plain_rows = &rows[..seeds];
+        let a = ids(c
+            .sample(&c.up(&logits), vocab, plain_rows, &mut host)
+            .unwrap());
+        let b = ids(g
+            .sample(&g.up(&logits), vocab, plain_rows, &mut host)
+            .unwrap());
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        eprintln!("plain sample on the device, chunked: host {a:?} device {b:?}");
+        assert!(differ <= 1, "{differ} chunked draws differ");
+
         // the same rows under structured output's token bitmasks, 40 random tokens allowed each
         let words = vocab.div_ceil(32);
         let masks: Vec<Vec<u32>> = (0..n)
@@ -221,6 +234,60 @@ fn filters_and_draws(c: &CpuBackend, g: &ferrum_backend::cuda::CudaBackend, rng:
         let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
         eprintln!("masked sample on the device: {differ} of {n} rows differ from the host's");
         assert!(differ <= 2, "{differ} masked rows differ");
+        let a = ids(c
+            .sample(&c.up(&logits), vocab, &rows[..seeds], &mut host)
+            .unwrap());
+        let b = ids(g
+            .sample(&g.up(&logits), vocab, &rows[..seeds], &mut host)
+            .unwrap());
+        for (r, &t) in b.iter().enumerate() {
+            assert!(
+                masks[r][t as usize / 32] >> (t % 32) & 1 == 1,
+                "chunked row {r}: token {t} is masked"
+            );
+        }
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        eprintln!("masked plain sample on the device, chunked: {differ} of {seeds} rows differ");
+        assert!(differ <= 1, "{differ} masked chunked rows differ");
+    }
+
+    // temperature-only rows at Qwen3's 151936 ids (the chunked sampler), one of them NaN in
+    // places and one with nothing finite (token 0, as the host)
+    {
+        let vocab = 151_936usize;
+        let n = 6usize;
+        let mut logits = rand_vec(rng, n * vocab, 3.0);
+        for i in (0..vocab).step_by(7) {
+            logits[4 * vocab + i] = f32::NAN;
+        }
+        for v in &mut logits[5 * vocab..6 * vocab] {
+            *v = f32::NEG_INFINITY;
+        }
+        let params: Vec<_> = (0..n)
+            .map(|i| ferrum_engine::SamplingParams {
+                temperature: 0.6 + 0.2 * i as f32,
+                seed: Some(77 + i as u64),
+                ..Default::default()
+            })
+            .collect();
+        let tokens = [1u32, 2, 3, 4];
+        let seqs: Vec<_> = params.iter().map(|p| seq(&tokens, 3, p, &[])).collect();
+        let rows: Vec<_> = seqs.iter().map(ferrum_backend::LogitsRow::Sample).collect();
+        let mut host = vec![0f32; n * vocab];
+        let draw = |out: Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
+            out.into_iter()
+                .map(|o| match o {
+                    ferrum_backend::RowOutput::Sampled(s) => s.id,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let a = draw(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
+        let b = draw(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
+        eprintln!("plain sample over {vocab} ids on the device: host {a:?} device {b:?}");
+        assert_eq!(b[n - 1], 0, "nothing finite: token 0");
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(differ <= 1, "{differ} draws over {vocab} ids differ");
     }
 }
 

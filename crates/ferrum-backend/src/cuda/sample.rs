@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 
 use anyhow::{Context, Result, bail};
-use cudarc::driver::{CudaSlice, DeviceRepr, ValidAsZeroBits};
+use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, ValidAsZeroBits};
 use ferrum_engine::executor::{Sampled, TokenLogprobs};
 use ferrum_engine::sampling::processors::min_tokens_banned;
 use ferrum_engine::sampling::{draw_uniform, is_plain_argmax, needs_processors};
@@ -34,6 +34,9 @@ pub(super) const DEVICE_MAX_LOGPROBS: usize = 64;
 /// this bounds the scratch (20 MB at a 152k vocabulary) that the KV-cache sizing leaves room for.
 const PROCESS_CHUNK: usize = 32;
 
+/// Blocks a row of the temperature-only sampler takes (`SAMPLE_CHUNKS` in sample.cu).
+const SAMPLE_CHUNKS: usize = 64;
+
 type Slot<T> = RefCell<Option<CudaSlice<T>>>;
 
 /// The device buffers of sampling: inputs uploaded per step and the outputs the kernels write.
@@ -47,6 +50,7 @@ pub(super) struct DeviceSampling {
     masks: Slot<u32>,
     allowed: Slot<u32>,
     sample_rows: Slot<i32>,
+    chunk_part: Slot<f32>,
     edit_off: Slot<i32>,
     edit_tok: Slot<u32>,
     edit_bias: Slot<f32>,
@@ -349,6 +353,36 @@ impl CudaBackend {
         ];
         // the filters' arguments from row `j` of this call on (4-byte values)
         let filters_from = |j: usize| filters.map(|a| P(a + 4 * j as u64));
+        // temperature only (vLLM's and the OpenAI API's defaults): the row spread over blocks
+        let plain = |p: &SamplingParams| {
+            let top_k = p.top_k >= 1 && (p.top_k as usize) < vocab;
+            !p.is_greedy() && !top_k && p.top_p >= 1.0 && p.min_p <= 0.0
+        };
+        if !processed && params.iter().all(|p| plain(p)) {
+            let [t, _, _, _, u] = filters_from(0);
+            let part = P(self.scratch(&ds.chunk_part, n * SAMPLE_CHUNKS * 3)?);
+            let chunks = LaunchConfig {
+                grid_dim: (n as u32, SAMPLE_CHUNKS as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let args = [
+                lp,
+                I(vocab as i32),
+                P(rows),
+                t,
+                P(masks),
+                I(words as i32),
+                part,
+            ];
+            self.launch("sample_chunks", chunks, &args)?;
+            let args = [lp, I(vocab as i32), P(rows), P(rows), t, u, P(masks)];
+            let args: Vec<Arg> = args
+                .into_iter()
+                .chain([I(words as i32), part, P(ids)])
+                .collect();
+            return self.launch("sample_pick", Self::rows_cfg(n, 1024), &args);
+        }
         if !processed {
             let [t, k, p, m, u] = filters_from(0);
             let args = [lp, I(vocab as i32), P(rows), P(rows), t, k, p, m, u];

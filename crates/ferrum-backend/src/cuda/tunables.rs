@@ -15,10 +15,6 @@ pub(super) struct Tunables {
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
     pub gemv_row: bool,
-    /// Rows a warp of the MoE per-pair GEMVs (batch-1 decode's experts): 1 by default,
-    /// `FERRUM_CUDA_MOE_ROWS=2` or `4` for the kernels that take that many consecutive rows per
-    /// warp, the input loaded once for them (not yet measured).
-    pub moe_rows: usize,
     /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub mma_attention: bool,
@@ -58,11 +54,6 @@ impl Tunables {
         Tunables {
             gemv: env_is("FERRUM_CUDA_GEMV", "1"),
             gemv_row: !env_is("FERRUM_CUDA_GEMV_ROW", "0"),
-            moe_rows: match std::env::var("FERRUM_CUDA_MOE_ROWS").as_deref() {
-                Ok("2") => 2,
-                Ok("4") => 4,
-                _ => 1,
-            },
             mma_attention: !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
             decode_group_min_blocks: if env_is("FERRUM_CUDA_DECODE_GROUP", "0") {
                 usize::MAX
@@ -91,13 +82,6 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_ROW=0`); the op tests check both.
     pub fn set_gemv_row(&mut self, on: bool) {
         self.tune.gemv_row = on;
-    }
-
-    /// Rows a warp of the MoE per-pair GEMVs (1, 2 or 4; `FERRUM_CUDA_MOE_ROWS`); the op tests
-    /// check each.
-    pub fn set_moe_rows(&mut self, rows: usize) {
-        assert!(matches!(rows, 1 | 2 | 4), "MoE GEMV rows a warp: 1, 2 or 4");
-        self.tune.moe_rows = rows;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)

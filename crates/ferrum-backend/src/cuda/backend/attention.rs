@@ -132,7 +132,7 @@ impl CudaBackend {
             };
             self.launch(name, grouped, &args)?;
             return if splits > 1 {
-                let slicing = (GROUP_TILE_KEYS, GROUP_SLICE_KEYS);
+                let slicing = (GROUP_TILE_KEYS, GROUP_SLICE_KEYS, true);
                 self.attention_merge(part, out, heads, d.head_dim, splits, slicing)
             } else {
                 Ok(())
@@ -154,7 +154,8 @@ impl CudaBackend {
             cfg(splits),
             &args,
         )?;
-        self.attention_merge(pp, out, heads, d.head_dim, splits, (1, HEAD_SLICE_KEYS))
+        let slicing = (1, HEAD_SLICE_KEYS, false);
+        self.attention_merge(pp, out, heads, d.head_dim, splits, slicing)
     }
 
     /// Split-KV's partial results (`[token][head][slice][max, sum, head_dim outputs]`, f32):
@@ -175,7 +176,8 @@ impl CudaBackend {
 
     /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
     /// used when cut `splits` ways by `slicing` (the unit and the fewest keys of a slice, as the
-    /// split kernel took them).
+    /// split kernel took them; and whether that kernel wrote the output of a token whose keys
+    /// filled one slice itself).
     fn attention_merge(
         &self,
         part: u64,
@@ -183,7 +185,7 @@ impl CudaBackend {
         heads: usize,
         head_dim: usize,
         splits: usize,
-        slicing: (usize, usize),
+        slicing: (usize, usize, bool),
     ) -> Result<()> {
         if splits > MERGE_MAX_SPLITS {
             bail!("split-KV attention over {splits} slices; the merge takes {MERGE_MAX_SPLITS}");
@@ -197,6 +199,7 @@ impl CudaBackend {
             I(splits as i32),
             I(slicing.0 as i32),
             I(slicing.1 as i32),
+            I(slicing.2 as i32),
         ];
         let cfg = LaunchConfig {
             grid_dim: (self.step.n_tokens as u32, heads as u32, 1),
