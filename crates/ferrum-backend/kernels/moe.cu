@@ -34,19 +34,21 @@ __device__ __forceinline__ void warp_best(float* bv, u32* bid) {
 // A lane's experts lane + 32·i (i < ROUTE_SLOTS) are read once into registers: the routers' top-k
 // rounds then compare registers (each round re-reading every logit from memory and recomputing
 // its exp left one warp waiting on a load per expert per round, ~10 µs a layer at batch 1).
-// At most 32 · ROUTE_SLOTS experts (the host checks).
+// At most 32 · ROUTE_SLOTS experts (the host checks). The routers are instantiated for 4, 8 and
+// 16 slots a lane (`route_slots`: 128 experts take 4), so that each round compares the slots that
+// can hold an expert, not 16 of which 12 are empty.
 #define ROUTE_SLOTS 16
 
 // The warp's best (value, id) of its lanes' registers v[i] (expert lane + 32·i) not yet taken
 // (bit i of `taken`) and allowed (`ok(e)`), in `beats` order; the lane that holds it marks it
 // taken. The result does not depend on which lane holds which expert (`beats` is a total order).
-template <typename Ok>
+template <int SLOTS, typename Ok>
 __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* taken, Ok ok, float* bv, u32* bid) {
     const int lane = threadIdx.x & 31;
     *bv = NEG_INF;
     *bid = 0xffffffffu;
 #pragma unroll
-    for (int i = 0; i < ROUTE_SLOTS; i++) {
+    for (int i = 0; i < SLOTS; i++) {
         const int e = lane + 32 * i;
         if (e < n_experts && !(*taken >> i & 1) && ok(e) && beats(v[i], e, *bv, *bid)) {
             *bv = v[i];
@@ -61,15 +63,15 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
 // token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
 // on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
 // rounds takes the warp's best expert not yet chosen.
-template <typename T>
+template <typename T, int SLOTS>
 __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
                                   int top_k, int norm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
-    float p[ROUTE_SLOTS], max = NEG_INF;
+    float p[SLOTS], max = NEG_INF;
 #pragma unroll
-    for (int i = 0; i < ROUTE_SLOTS; i++) {
+    for (int i = 0; i < SLOTS; i++) {
         const int e = lane + 32 * i;
         p[i] = e < n_experts ? to_f32(l[e]) : NEG_INF;
         if (e < n_experts && above(p[i], max)) max = p[i];
@@ -80,20 +82,20 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
     }
     float sum = 0.f;
 #pragma unroll
-    for (int i = 0; i < ROUTE_SLOTS; i++)
+    for (int i = 0; i < SLOTS; i++)
         if (lane + 32 * i < n_experts) {
             p[i] = expf(p[i] - max);
             sum += p[i];
         }
     const float inv = 1.f / warp_sum(sum);
 #pragma unroll
-    for (int i = 0; i < ROUTE_SLOTS; i++) p[i] *= inv;
+    for (int i = 0; i < SLOTS; i++) p[i] *= inv;
     u32 taken = 0, my_id = 0;
     float s = 0.f, my_w = 0.f;  // lane j keeps the j-th choice
     for (int j = 0; j < top_k; j++) {
         float bv;
         u32 bid;
-        route_round(p, n_experts, &taken, [](int) { return true; }, &bv, &bid);
+        route_round<SLOTS>(p, n_experts, &taken, [](int) { return true; }, &bv, &bid);
         s += bv;
         if (lane == j) {
             my_id = bid;
@@ -112,7 +114,7 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 // `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
 // scores, optionally renormalized, times `scaling`. One warp per token, as the softmax router:
 // a group's best two and each of the top_k choices are warp rounds over the lanes' registers.
-template <typename T>
+template <typename T, int SLOTS>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
                                   int n_experts, int top_k, int n_group, int topk_group, int norm,
                                   float scaling) {
@@ -120,9 +122,9 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     if (t >= tokens) return;
     const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
-    float sig[ROUTE_SLOTS], choice[ROUTE_SLOTS];  // the sigmoid, and it plus the bias
+    float sig[SLOTS], choice[SLOTS];  // the sigmoid, and it plus the bias
 #pragma unroll
-    for (int i = 0; i < ROUTE_SLOTS; i++) {
+    for (int i = 0; i < SLOTS; i++) {
         const int e = lane + 32 * i;
         sig[i] = e < n_experts ? sigmoidf(to_f32(l[e])) : 0.f;
         choice[i] = e < n_experts ? sig[i] + (bias ? to_f32(bias[e]) : 0.f) : NEG_INF;
@@ -137,7 +139,7 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
             for (int r = 0; r < 2; r++) {
                 float bv;
                 u32 bid;
-                route_round(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
+                route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
                 sum += bv;
             }
             group_score[g] = sum;
@@ -155,11 +157,11 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     for (int j = 0; j < top_k; j++) {
         float bv;
         u32 bid;
-        route_round(choice, n_experts, &taken, [&](int e) { return (groups >> (e / per) & 1) != 0; }, &bv, &bid);
+        route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return (groups >> (e / per) & 1) != 0; }, &bv, &bid);
         // the plain sigmoid of the chosen expert, from the register of the lane that holds it
         float held = 0.f;
 #pragma unroll
-        for (int i = 0; i < ROUTE_SLOTS; i++)
+        for (int i = 0; i < SLOTS; i++)
             if (i == (int)(bid >> 5)) held = sig[i];
         const float v = __shfl_sync(0xffffffffu, held, bid & 31);
         s += v;
@@ -174,6 +176,12 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
         w[(i64)t * top_k + lane] = (norm ? my_w / denom : my_w) * scaling;
     }
 }
+
+// Calls ROUTER<T, SLOTS>(...) with the fewest slots a lane that hold `n_experts`.
+#define ROUTE_DISPATCH(ROUTER, T, n_experts, ...)                                                          \
+    if ((n_experts) <= 128) ROUTER<T, 4>(__VA_ARGS__);                                                     \
+    else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
+    else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
 
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
 // a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
@@ -648,14 +656,14 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
                                                      int n_experts, int top_k, int norm) {                 \
         grid_dependency();                                                                                 \
-        moe_route_softmax<T>(logits, ids, w, tokens, n_experts, top_k, norm);                              \
+        ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, norm)    \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
                                                      int tokens, int n_experts, int top_k, int n_group,    \
                                                      int topk_group, int norm, float scaling) {            \
         grid_dependency();                                                                                 \
-        moe_route_sigmoid<T>(logits, bias, ids, w, tokens, n_experts, top_k, n_group, topk_group, norm,    \
-                             scaling);                                                                     \
+        ROUTE_DISPATCH(moe_route_sigmoid, T, n_experts, logits, bias, ids, w, tokens, n_experts, top_k,    \
+                       n_group, topk_group, norm, scaling)                                                 \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \

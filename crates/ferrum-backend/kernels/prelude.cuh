@@ -92,6 +92,28 @@ __device__ __forceinline__ void load16_f32(const W* p, float* f) {
     decode16(*reinterpret_cast<const uint4*>(p), p, f);
 }
 
+// Σ_c wf[c] · xf[c] over one piece of V values, in order.
+template <int V>
+__device__ __forceinline__ float piece_dot(const float* wf, const float* xf) {
+    float d = 0.f;
+#pragma unroll
+    for (int c = 0; c < V; c++) d += wf[c] * xf[c];
+    return d;
+}
+
+// acc[j] += sc · (the piece wf · xs[j][i, i + V)) for j < n <= R.
+template <typename T, int V, int R>
+__device__ __forceinline__ void piece_rows(const float* wf, float sc, const T* const* xs, int i, int n, float* acc) {
+#pragma unroll
+    for (int j = 0; j < R; j++)
+        if (j < n) {
+            float xf[V];
+#pragma unroll
+            for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
+            acc[j] += sc * piece_dot<V>(wf, xf);
+        }
+}
+
 // acc[j] += Σ_i w[i] · xs[j][i] (j < n <= R) over a weight row of k values, each lane taking its
 // share of the columns: sixteen bytes of weights per load when k (and the scale block bk) are
 // multiples of that many values and the rows 16-byte aligned, else one value per lane. `scales`
@@ -124,17 +146,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
                     if (i >= k) break;
                     float wf[V];
                     decode16(wv[u], w, wf);
-#pragma unroll
-                    for (int j = 0; j < R; j++)
-                        if (j < n) {
-                            float xf[V];
-#pragma unroll
-                            for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
-                            float d = 0.f;
-#pragma unroll
-                            for (int c = 0; c < V; c++) d += wf[c] * xf[c];
-                            acc[j] += sc[u] * d;
-                        }
+                    piece_rows<T, V, R>(wf, sc[u], xs, i, n, acc);
                 }
             }
             return;
@@ -145,18 +157,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
         for (int i = V * lane; i < k; i += 32 * V) {
             float wf[V];
             load16_f32(w + i, wf);
-            const float sc = scales ? scales[i / bk] : 1.f;
-#pragma unroll
-            for (int j = 0; j < R; j++)
-                if (j < n) {
-                    float xf[V];
-#pragma unroll
-                    for (int h = 0; h < V; h += 8) load16_f32(xs[j] + i + h, xf + h);
-                    float d = 0.f;
-#pragma unroll
-                    for (int c = 0; c < V; c++) d += wf[c] * xf[c];
-                    acc[j] += sc * d;
-                }
+            piece_rows<T, V, R>(wf, scales ? scales[i / bk] : 1.f, xs, i, n, acc);
         }
     } else {
         for (int i = lane; i < k; i += 32) {
@@ -204,10 +205,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
                     if (q < n) {
                         float wf[V];
                         decode16(wv[q][u], w, wf);
-                        float d = 0.f;
-#pragma unroll
-                        for (int c = 0; c < V; c++) d += wf[c] * xf[c];
-                        acc[q] += s[q][u] * d;
+                        acc[q] += s[q][u] * piece_dot<V>(wf, xf);
                     }
             }
         }

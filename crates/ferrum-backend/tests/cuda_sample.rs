@@ -58,14 +58,7 @@ fn filters_and_draws(c: &CpuBackend, g: &ferrum_backend::cuda::CudaBackend, rng:
             draft: &[],
         };
         let rows = vec![ferrum_backend::LogitsRow::Sample(&seq); n];
-        let ids = |be: &dyn Fn() -> Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
-            be().into_iter()
-                .map(|o| match o {
-                    ferrum_backend::RowOutput::Sampled(s) => s.id,
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        };
+        let ids = |be: &dyn Fn() -> Vec<ferrum_backend::RowOutput>| sampled_ids(be());
         let host = vec![0f32; n * vocab];
         let cpu_logits = c.up(&logits);
         let a = ids(&|| {
@@ -143,14 +136,7 @@ fn filters_and_draws(c: &CpuBackend, g: &ferrum_backend::cuda::CudaBackend, rng:
             })
             .collect();
         let rows: Vec<_> = seqs.iter().map(ferrum_backend::LogitsRow::Sample).collect();
-        let ids = |out: Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
-            out.into_iter()
-                .map(|o| match o {
-                    ferrum_backend::RowOutput::Sampled(s) => s.id,
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        };
+        let ids = sampled_ids;
         let mut host = vec![0f32; n * vocab];
         let a = ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
         let b = ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
@@ -274,21 +260,23 @@ fn filters_and_draws(c: &CpuBackend, g: &ferrum_backend::cuda::CudaBackend, rng:
         let seqs: Vec<_> = params.iter().map(|p| seq(&tokens, 3, p, &[])).collect();
         let rows: Vec<_> = seqs.iter().map(ferrum_backend::LogitsRow::Sample).collect();
         let mut host = vec![0f32; n * vocab];
-        let draw = |out: Vec<ferrum_backend::RowOutput>| -> Vec<u32> {
-            out.into_iter()
-                .map(|o| match o {
-                    ferrum_backend::RowOutput::Sampled(s) => s.id,
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        };
-        let a = draw(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
-        let b = draw(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
+        let a = sampled_ids(c.sample(&c.up(&logits), vocab, &rows, &mut host).unwrap());
+        let b = sampled_ids(g.sample(&g.up(&logits), vocab, &rows, &mut host).unwrap());
         eprintln!("plain sample over {vocab} ids on the device: host {a:?} device {b:?}");
         assert_eq!(b[n - 1], 0, "nothing finite: token 0");
         let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
         assert!(differ <= 1, "{differ} draws over {vocab} ids differ");
     }
+}
+
+/// The sampled ids of a step's outputs (every row a sampled one).
+fn sampled_ids(out: Vec<ferrum_backend::RowOutput>) -> Vec<u32> {
+    out.into_iter()
+        .map(|o| match o {
+            ferrum_backend::RowOutput::Sampled(s) => s.id,
+            other => panic!("{other:?}"),
+        })
+        .collect()
 }
 
 /// A sequence of `tokens` whose first `prompt` are the prompt.

@@ -13,12 +13,33 @@ use crate::backend::AttnDims;
 /// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
 const GROUP_SLICE_KEYS: usize = 64;
 
-/// The per-group kernel's tile of keys, the unit its slices are cut in (`GQ_KEYS` in
-/// attention.cu).
-const GROUP_TILE_KEYS: usize = 16;
-
 /// The fewest keys a slice of the per-head split-KV decode takes.
 const HEAD_SLICE_KEYS: usize = 512;
+
+/// How a split-KV kernel cut each token's keys (`slice_keys` in attention.cu), which the merge
+/// repeats to know the slices a token used.
+struct Slicing {
+    /// Slices are whole multiples of this many keys.
+    unit: usize,
+    /// The fewest keys a slice takes.
+    min_keys: usize,
+    /// The split kernel writes the output of a token whose keys fill one slice itself.
+    direct: bool,
+}
+
+/// The per-group kernel's slices: whole 16-key tiles (`GQ_KEYS` in attention.cu).
+const GROUP_SLICING: Slicing = Slicing {
+    unit: 16,
+    min_keys: GROUP_SLICE_KEYS,
+    direct: true,
+};
+
+/// The per-head split kernel's slices.
+const HEAD_SLICING: Slicing = Slicing {
+    unit: 1,
+    min_keys: HEAD_SLICE_KEYS,
+    direct: false,
+};
 
 /// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
 const MERGE_MAX_SPLITS: usize = 1024;
@@ -117,7 +138,7 @@ impl CudaBackend {
             };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
-            args.push(I(GROUP_SLICE_KEYS as i32));
+            args.push(I(GROUP_SLICING.min_keys as i32));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
                 ..cfg(1)
@@ -132,8 +153,7 @@ impl CudaBackend {
             };
             self.launch(name, grouped, &args)?;
             return if splits > 1 {
-                let slicing = (GROUP_TILE_KEYS, GROUP_SLICE_KEYS, true);
-                self.attention_merge(part, out, heads, d.head_dim, splits, slicing)
+                self.attention_merge(part, out, heads, d.head_dim, splits, &GROUP_SLICING)
             } else {
                 Ok(())
             };
@@ -148,14 +168,13 @@ impl CudaBackend {
         }
         let pp = self.attn_partials(tokens * heads * splits * (2 + d.head_dim))?;
         args[6] = P(pp);
-        args.push(I(HEAD_SLICE_KEYS as i32));
+        args.push(I(HEAD_SLICING.min_keys as i32));
         self.launch(
             kv.kernel("paged_attention_split", "paged_attention_split_fp8"),
             cfg(splits),
             &args,
         )?;
-        let slicing = (1, HEAD_SLICE_KEYS, false);
-        self.attention_merge(pp, out, heads, d.head_dim, splits, slicing)
+        self.attention_merge(pp, out, heads, d.head_dim, splits, &HEAD_SLICING)
     }
 
     /// Split-KV's partial results (`[token][head][slice][max, sum, head_dim outputs]`, f32):
@@ -175,9 +194,7 @@ impl CudaBackend {
     }
 
     /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
-    /// used when cut `splits` ways by `slicing` (the unit and the fewest keys of a slice, as the
-    /// split kernel took them; and whether that kernel wrote the output of a token whose keys
-    /// filled one slice itself).
+    /// used when cut `splits` ways as the split kernel cut them (`slicing`).
     fn attention_merge(
         &self,
         part: u64,
@@ -185,7 +202,7 @@ impl CudaBackend {
         heads: usize,
         head_dim: usize,
         splits: usize,
-        slicing: (usize, usize, bool),
+        slicing: &Slicing,
     ) -> Result<()> {
         if splits > MERGE_MAX_SPLITS {
             bail!("split-KV attention over {splits} slices; the merge takes {MERGE_MAX_SPLITS}");
@@ -197,9 +214,9 @@ impl CudaBackend {
             I(heads as i32),
             I(head_dim as i32),
             I(splits as i32),
-            I(slicing.0 as i32),
-            I(slicing.1 as i32),
-            I(slicing.2 as i32),
+            I(slicing.unit as i32),
+            I(slicing.min_keys as i32),
+            I(slicing.direct as i32),
         ];
         let cfg = LaunchConfig {
             grid_dim: (self.step.n_tokens as u32, heads as u32, 1),
