@@ -77,6 +77,29 @@ __device__ __forceinline__ float block_max(float v) {
     return warp_max(v);
 }
 
+// The sum of `v` over the threads before this one (exclusive scan in thread order); `total` gets
+// the block's sum.
+__device__ __forceinline__ float block_exclusive_sum(float v, float* total) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    float inc = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += y;
+    }
+    __syncthreads();
+    if (lane == 31) partial[warp] = inc;
+    __syncthreads();
+    float before = 0.f, all = 0.f;
+    for (int w = 0; w < warps; w++) {
+        if (w < warp) before += partial[w];
+        all += partial[w];
+    }
+    *total = all;
+    return before + inc - v;
+}
+
 // The sum of `v` over the lanes up to this one (inclusive scan in lane order).
 __device__ __forceinline__ float warp_inclusive_sum(float v) {
     const int lane = threadIdx.x & 31;
@@ -187,81 +210,57 @@ __device__ void sample_rows(const T* logits, int vocab, const int* in_rows, cons
         tie_w = block_max(tie_w);
         tie_keep = tie_w > 0.f ? max(1, (int)ceilf((bound - above) / tie_w)) : 0x7fffffff;
     }
-    // the draw, in token-id order: warp w takes a contiguous run of ids, 32 at a time (lane j the
-    // run's id i0 + j, so that loads coalesce: a thread walking a run of its own touched 32 lines
-    // a load, 208 µs a step over Qwen3's 151936 ids on an H100), ranks and sums carried across
-    // the lanes by shuffle scans
+    // the draw, in token-id order: each thread a contiguous chunk of ids
+    const int chunk = (vocab + nt - 1) / nt, lo = min(vocab, tid * chunk), hi = min(vocab, lo + chunk);
 #define KEEP_FINAL(x, tie_rank) (KEPT(x) && (order_key(x) > pkey || (order_key(x) == pkey && (tie_rank) < tie_keep)))
-#define TIE(x) (KEPT(x) && order_key(x) == pkey)
-    const int lane = tid & 31, warp = tid >> 5, warps = nt >> 5;
-    const int run = ((vocab + warps - 1) / warps + 31) / 32 * 32;
-    const int lo = min(vocab, warp * run), hi = min(vocab, lo + run);
-    __shared__ float w_ties[32], w_mass[32];
-    __shared__ int w_last[32], found;
     float ties = 0.f;
-    for (int i0 = lo; i0 < hi; i0 += 32) {
-        const int i = i0 + lane;
-        const float x = i < hi ? X(i) : NEG_INF;
-        if (TIE(x)) ties += 1.f;
+    for (int i = lo; i < hi; i++) {
+        const float x = X(i);
+        if (KEPT(x) && order_key(x) == pkey) ties += 1.f;
     }
-    ties = warp_sum(ties);
-    if (lane == 0) w_ties[warp] = ties;
+    float n_ties;
+    int rank = (int)block_exclusive_sum(ties, &n_ties);
+    float w = 0.f;
+    int last = -1;
+    {
+        int rk = rank;
+        for (int i = lo; i < hi; i++) {
+            const float x = X(i);
+            const bool tie = KEPT(x) && order_key(x) == pkey;
+            if (KEEP_FINAL(x, rk)) {
+                w += __expf(x - m);
+                last = i;
+            }
+            if (tie) rk++;
+        }
+    }
+    float total;
+    const float before = block_exclusive_sum(w, &total);
+    const float target = u[b] * total;
+    __shared__ int found;
     if (tid == 0) found = -1;
     __syncthreads();
-    float rank = 0.f;  // the ties before this warp's run
-    for (int v = 0; v < warp; v++) rank += w_ties[v];
-    // one pass over the warp's run: lane j's tie rank is the ties before its group of 32 plus the
-    // ties of lanes < j; its mass goes to the warp's sum (`scan` true: the running sum, and the
-    // first lane past `target` is the draw)
-    auto walk = [&](bool scan, float before, float target) {
-        float w = 0.f, rk = rank, cum = before;
-        int last = -1;
-        for (int i0 = lo; i0 < hi; i0 += 32) {
-            const int i = i0 + lane;
-            const float x = i < hi ? X(i) : NEG_INF;
-            const float tie = TIE(x) ? 1.f : 0.f, tin = warp_inclusive_sum(tie);
-            const bool keep = KEEP_FINAL(x, (int)(rk + tin - tie));
-            const float e = keep ? __expf(x - m) : 0.f;
-            if (keep) last = i;
-            rk += __shfl_sync(0xffffffffu, tin, 31);
-            if (!scan) {
-                w += e;
-                continue;
+    if (w > 0.f && before <= target && target < before + w) {
+        float cum = before;
+        int rk = rank;
+        for (int i = lo; i < hi; i++) {
+            const float x = X(i);
+            const bool tie = KEPT(x) && order_key(x) == pkey;
+            if (KEEP_FINAL(x, rk)) {
+                cum += __expf(x - m);
+                if (cum > target) {
+                    found = i;
+                    break;
+                }
             }
-            const float inc = warp_inclusive_sum(e);
-            // the first lane whose running sum passes the target
-            const float hit = warp_max(keep && cum + inc > target ? -(float)lane : -32.f);
-            if (hit > -32.f) {
-                if (lane == (int)-hit) found = i;
-                return 0.f;
-            }
-            cum += __shfl_sync(0xffffffffu, inc, 31);
+            if (tie) rk++;
         }
-        // rounding: the run's last token with mass
-        last = (int)warp_max((float)last);
-        if (scan && lane == 0) found = last;
-        if (!scan && lane == 0) w_last[warp] = last;
-        return warp_sum(w);
-    };
-    const float w = walk(false, 0.f, 0.f);
-    if (lane == 0) w_mass[warp] = w;
-    __syncthreads();
-    float before = 0.f, total = 0.f;  // the same sums in the same order on every thread
-    for (int v = 0; v < warps; v++) {
-        if (v < warp) before += w_mass[v];
-        total += w_mass[v];
+        if (found < 0) found = last;  // rounding: the chunk's last token with mass
     }
-    const float target = u[b] * total;
-    // one warp's interval holds the target: the intervals meet exactly (each `before` is the
-    // previous one plus its warp's mass, the same float additions)
-    if (w > 0.f && before <= target && target < before + w) walk(true, before, target);
     __syncthreads();
-    if (tid == 0) {
-        int last_all = -1;  // rounding past the end: the last token with mass
-        for (int v = 0; v < warps; v++) last_all = max(last_all, w_last[v]);
-        *out = found >= 0 ? found : (last_all >= 0 ? last_all : 0);
-    }
-#undef TIE
+    // rounding past the end: the last token with mass
+    const int last_all = (int)block_max((float)last);
+    if (tid == 0) *out = found >= 0 ? found : (last_all >= 0 ? last_all : 0);
 #undef KEEP_FINAL
 #undef KEPT
 #undef X
