@@ -42,6 +42,18 @@ fn fill(key: u64, bytes: &mut [u8], width: usize, item: impl Fn(u64, &mut [u8]) 
         });
 }
 
+/// Eight e4m3 codes from `u`, each NaN code (0x7f / 0xff) moved to its neighbour (low bit
+/// flipped), all eight bytes at once: a byte is NaN when its low seven bits are all ones, i.e.
+/// when `y = (u & 0x7f…) ^ 0x7f…` has a zero byte, which `y + 0x7f…` (no carry leaves a byte: each
+/// is at most 0x7f + 0x7f) shows by a clear top bit.
+fn no_nan_codes(u: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let y = (u & LOW7) ^ LOW7;
+    let nan = !(y + LOW7) & TOP;
+    u ^ (nan >> 7)
+}
+
 fn one_bf16(n: usize) -> Vec<u8> {
     half::bf16::ONE.to_le_bytes().repeat(n)
 }
@@ -108,11 +120,7 @@ impl WeightSource for DummySource {
             if !dry {
                 bytes = vec![0u8; n];
                 fill(self.key(name), &mut bytes, 8, |u, o| {
-                    for (j, b) in o.iter_mut().enumerate() {
-                        let code = (u >> (8 * j)) as u8;
-                        // never the NaN codes 0x7f / 0xff
-                        *b = if code & 0x7f == 0x7f { code ^ 1 } else { code };
-                    }
+                    o.copy_from_slice(&no_nan_codes(u).to_le_bytes()[..o.len()]);
                 });
             }
             return Ok(HostTensor {
@@ -152,5 +160,25 @@ impl WeightSource for DummySource {
             return self.is_fp8_projection(prefix);
         }
         !(name.ends_with("k_scale") || name.ends_with("v_scale") || name.ends_with("output_scale"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_nan_codes;
+
+    #[test]
+    fn eight_codes_at_once_as_one_at_a_time() {
+        let one = |code: u8| if code & 0x7f == 0x7f { code ^ 1 } else { code };
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        let mut words = vec![0x7fff_7f7f_ff00_7e80u64, u64::MAX, 0];
+        for _ in 0..10_000 {
+            x = super::splitmix64(x);
+            words.push(x);
+        }
+        for u in words {
+            let want = u64::from_le_bytes(u.to_le_bytes().map(one));
+            assert_eq!(no_nan_codes(u), want, "{u:#x}");
+        }
     }
 }
