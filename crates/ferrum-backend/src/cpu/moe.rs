@@ -34,8 +34,9 @@
 use super::{Weight, matmul_t, silu_mul};
 use rayon::prelude::*;
 
-/// How router logits become (expert, weight) pairs: the backend layer's [`Routing`] (one
-/// definition for every backend). See the module docs for the exact math.
+/// How router logits become (expert, weight) pairs: the backend layer's
+/// [`Routing`](crate::backend::Routing) (one definition for every backend). See the module docs
+/// for the exact math.
 pub use crate::backend::Routing as Router;
 
 /// Most expert groups a router may have (DeepSeek-V3 has 8).

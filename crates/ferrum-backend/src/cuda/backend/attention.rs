@@ -13,7 +13,8 @@ use crate::backend::AttnDims;
 /// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
 const GROUP_SLICE_KEYS: usize = 64;
 
-/// The fewest keys a slice of the per-head split-KV decode takes.
+/// The per-head split-KV decode cuts the step's longest context into slices of at least this
+/// many keys ([`CudaBackend::kv_splits`]).
 const HEAD_SLICE_KEYS: usize = 512;
 
 /// How a split-KV kernel cut each token's keys (`slice_keys` in attention.cu), which the merge
@@ -34,10 +35,12 @@ const GROUP_SLICING: Slicing = Slicing {
     direct: true,
 };
 
-/// The per-head split kernel's slices.
+/// The per-head split kernel's slices: equal shares of each token's keys, every slice used (as
+/// before the per-group kernel's slicing; whether fewer, longer slices would serve a graph's
+/// short contexts better there is not measured).
 const HEAD_SLICING: Slicing = Slicing {
     unit: 1,
-    min_keys: HEAD_SLICE_KEYS,
+    min_keys: 1,
     direct: false,
 };
 
