@@ -35,8 +35,8 @@ __device__ __forceinline__ void warp_best(float* bv, u32* bid) {
 // rounds then compare registers (each round re-reading every logit from memory and recomputing
 // its exp left one warp waiting on a load per expert per round, ~10 µs a layer at batch 1).
 // At most 32 · ROUTE_SLOTS experts (the host checks). The routers are instantiated for 4, 8 and
-// 16 slots a lane (`route_slots`: 128 experts take 4), so that each round compares the slots that
-// can hold an expert, not 16 of which 12 are empty.
+// 16 slots a lane (`ROUTE_DISPATCH`: 128 experts take 4), so that each round compares the slots
+// that can hold an expert, not 16 of which 12 are empty.
 #define ROUTE_SLOTS 16
 
 // The warp's best (value, id) of its lanes' registers v[i] (expert lane + 32·i) not yet taken
@@ -213,7 +213,8 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
-    if (n > 0) rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, x + (p / x_div) * k, n, acc);
+    const T* xr = x + (p / x_div) * k;
+    if (n > 0) rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, xr, n, acc);
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = round_to<T>(warp_sum(acc[q]));
     if (is_up && lane == 0)
