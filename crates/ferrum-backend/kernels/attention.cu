@@ -164,10 +164,11 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 // out[t][h] = Σ_s o_s · e^(m_s - M) / Σ_s l_s · e^(m_s - M) over the slices of `part` the token's
 // keys used (`slices_used` of `slice_keys(keys, splits, unit, min_keys)`, as the split kernel
 // took them); a slice that saw no key (l = 0) weighs nothing. `direct`: the split kernel wrote
-// the output of a token whose keys filled one slice (the per-group one), nothing to merge. Block (t, h): the slices' weights e^(m_s - M) first,
-// one thread a slice, into shared memory (at most MERGE_MAX_SPLITS; the host checks), then each
-// output dimension's sum over them with loads that wait on nothing (a loop deciding each slice
-// on its own loaded sum waited on one memory round trip a slice).
+// the output of a token whose keys filled one slice (the per-group one), nothing to merge.
+// Block (t, h): the slices' weights e^(m_s - M) first, one thread a slice, into shared memory (at
+// most MERGE_MAX_SPLITS; the host checks), then each output dimension's sum over them with loads
+// that wait on nothing (a loop deciding each slice on its own loaded sum waited on one memory
+// round trip a slice).
 #define MERGE_MAX_SPLITS 1024
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
@@ -178,11 +179,10 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int stride = 2 + head_dim;
     const float* p = part + (t * n_heads + h) * splits * (i64)stride;
-    const int all = tok_keys[t];
-    splits = slices_used(all, slice_keys(all, splits, unit, min_keys));
-    if (direct && splits == 1) return;
+    const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
+    if (direct && used == 1) return;
     float big = NEG_INF;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x)
+    for (int s = threadIdx.x; s < used; s += blockDim.x)
         if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
     big = warp_max(big);
     if (lane == 0) red[warp] = big;
@@ -190,7 +190,7 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     big = NEG_INF;
     for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
     float total = 0.f;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    for (int s = threadIdx.x; s < used; s += blockDim.x) {
         const float l = p[s * stride + 1];
         wgt[s] = l > 0.f ? __expf(p[s * stride] - big) : 0.f;
         total += l * wgt[s];
@@ -200,7 +200,7 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float v = 0.f;
 #pragma unroll 4
-        for (int s = 0; s < splits; s++) v += wgt[s] * p[s * stride + 2 + d];
+        for (int s = 0; s < used; s++) v += wgt[s] * p[s * stride + 2 + d];
         orow[d] = from_f32<T>(v / total);
     }
 }

@@ -77,17 +77,23 @@ __device__ __forceinline__ float block_max(float v) {
     return warp_max(v);
 }
 
+// The sum of `v` over the lanes up to this one (inclusive scan in lane order).
+__device__ __forceinline__ float warp_inclusive_sum(float v) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += y;
+    }
+    return v;
+}
+
 // The sum of `v` over the threads before this one (exclusive scan in thread order); `total` gets
 // the block's sum.
 __device__ __forceinline__ float block_exclusive_sum(float v, float* total) {
     __shared__ float partial[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    float inc = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const float y = __shfl_up_sync(0xffffffffu, inc, o);
-        if (lane >= o) inc += y;
-    }
+    const float inc = warp_inclusive_sum(v);
     __syncthreads();
     if (lane == 31) partial[warp] = inc;
     __syncthreads();
@@ -98,17 +104,6 @@ __device__ __forceinline__ float block_exclusive_sum(float v, float* total) {
     }
     *total = all;
     return before + inc - v;
-}
-
-// The sum of `v` over the lanes up to this one (inclusive scan in lane order).
-__device__ __forceinline__ float warp_inclusive_sum(float v) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const float y = __shfl_up_sync(0xffffffffu, v, o);
-        if (lane >= o) v += y;
-    }
-    return v;
 }
 
 // A float's order as an unsigned key (larger float, larger key; -inf lowest of the numbers).

@@ -342,8 +342,15 @@ impl CudaBackend {
         let f = |g: fn(&SamplingParams) -> f32| params.iter().map(|p| g(p)).collect::<Vec<f32>>();
         // greedy rows: temperature 0 (the kernel's argmax)
         let temperature = f(|p| if p.is_greedy() { 0.0 } else { p.temperature });
-        let top_k: Vec<i32> = params.iter().map(|p| p.top_k).collect();
         let u: Vec<f32> = samples.iter().map(|s| draw_uniform(s.seq) as f32).collect();
+        // temperature only (vLLM's and the OpenAI API's defaults): the row spread over blocks
+        let plain = |p: &&SamplingParams| !p.is_greedy() && !p.truncates(vocab);
+        if !processed && params.iter().all(plain) {
+            let t = self.put(&ds.temperature, &temperature)?;
+            let u = self.put(&ds.u, &u)?;
+            return self.draw_plain(lp, vocab, n, rows, [t, u], masks, ids);
+        }
+        let top_k: Vec<i32> = params.iter().map(|p| p.top_k).collect();
         let filters = [
             self.put(&ds.temperature, &temperature)?,
             self.put(&ds.top_k, &top_k)?,
@@ -353,36 +360,6 @@ impl CudaBackend {
         ];
         // the filters' arguments from row `j` of this call on (4-byte values)
         let filters_from = |j: usize| filters.map(|a| P(a + 4 * j as u64));
-        // temperature only (vLLM's and the OpenAI API's defaults): the row spread over blocks
-        let plain = |p: &SamplingParams| {
-            let top_k = p.top_k >= 1 && (p.top_k as usize) < vocab;
-            !p.is_greedy() && !top_k && p.top_p >= 1.0 && p.min_p <= 0.0
-        };
-        if !processed && params.iter().all(|p| plain(p)) {
-            let [t, _, _, _, u] = filters_from(0);
-            let part = P(self.scratch(&ds.chunk_part, n * SAMPLE_CHUNKS * 3)?);
-            let chunks = LaunchConfig {
-                grid_dim: (n as u32, SAMPLE_CHUNKS as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let args = [
-                lp,
-                I(vocab as i32),
-                P(rows),
-                t,
-                P(masks),
-                I(words as i32),
-                part,
-            ];
-            self.launch("sample_chunks", chunks, &args)?;
-            let args = [lp, I(vocab as i32), P(rows), P(rows), t, u, P(masks)];
-            let args: Vec<Arg> = args
-                .into_iter()
-                .chain([I(words as i32), part, P(ids)])
-                .collect();
-            return self.launch("sample_pick", Self::rows_cfg(n, 1024), &args);
-        }
         if !processed {
             let [t, k, p, m, u] = filters_from(0);
             let args = [lp, I(vocab as i32), P(rows), P(rows), t, k, p, m, u];
@@ -439,6 +416,47 @@ impl CudaBackend {
             self.launch("sample_processed", Self::rows_cfg(c, 1024), &args)?;
         }
         Ok(())
+    }
+
+    /// Draws for `n` temperature-only rows of `logits` (`lp`; logits row `rows[b]`, none: b) into
+    /// `ids`, each row over SAMPLE_CHUNKS blocks: `sample_chunks` (each chunk's max, mass and last
+    /// token with mass), then `sample_pick` (the chunk that holds the draw, walked in id order).
+    /// `tu`: the rows' temperatures and uniforms on the device.
+    #[allow(clippy::too_many_arguments)]
+    fn draw_plain(
+        &self,
+        lp: Arg,
+        vocab: usize,
+        n: usize,
+        rows: u64,
+        tu: [u64; 2],
+        masks: u64,
+        ids: u64,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let words = I(vocab.div_ceil(32) as i32);
+        let part = P(self.scratch(&self.sampling.chunk_part, n * SAMPLE_CHUNKS * 3)?);
+        let [t, u] = tu.map(P);
+        let chunks = LaunchConfig {
+            grid_dim: (n as u32, SAMPLE_CHUNKS as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let args = [lp, I(vocab as i32), P(rows), t, P(masks), words, part];
+        self.launch("sample_chunks", chunks, &args)?;
+        let args = [
+            lp,
+            I(vocab as i32),
+            P(rows),
+            P(rows),
+            t,
+            u,
+            P(masks),
+            words,
+            part,
+            P(ids),
+        ];
+        self.launch("sample_pick", Self::rows_cfg(n, 1024), &args)
     }
 
     /// The raw logprobs of `scored` rows (logits row, top k) for the tokens in `ids`, `kmax`

@@ -77,6 +77,11 @@ impl Default for SamplingParams {
     }
 }
 
+/// Whether top-k keeps fewer than all of `vocab` tokens (`apply_top_k`'s rule).
+pub(crate) fn top_k_applies(top_k: i32, vocab: usize) -> bool {
+    top_k >= 1 && (top_k as usize) < vocab
+}
+
 impl SamplingParams {
     /// Defaults with temperature 0.
     pub fn greedy() -> Self {
@@ -88,6 +93,14 @@ impl SamplingParams {
 
     pub fn is_greedy(&self) -> bool {
         self.temperature < SAMPLING_EPS
+    }
+
+    /// Whether min-p, top-k or top-p can drop a token from a row of `vocab` (the rules the
+    /// filters in `processors` apply: min-p above 0, top-k from 1 to below the vocabulary,
+    /// top-p below 1). `false`: the draw is over the whole temperature-scaled row, which a GPU
+    /// backend spreads over many blocks.
+    pub fn truncates(&self, vocab: usize) -> bool {
+        self.min_p > 0.0 || top_k_applies(self.top_k, vocab) || self.top_p < 1.0
     }
 
     /// `Some(k)` when top-k filtering is on (`top_k >= 1`).

@@ -132,7 +132,7 @@ pub fn apply_min_p(logits: &mut [f32], min_p: f32) {
 
 /// Keeps the `k` largest logits; like vLLM, every token tied with the k-th value is kept.
 pub fn apply_top_k(logits: &mut [f32], top_k: i32) {
-    if top_k < 1 || top_k as usize >= logits.len() {
+    if !super::params::top_k_applies(top_k, logits.len()) {
         return;
     }
     let k = top_k as usize;
