@@ -137,6 +137,17 @@ fn main() -> Result<()> {
         be.add_rms_norm(&mut residual, &x, &norm, 1e-6, 1, &mut normed);
         Ok(())
     })?;
+    // the norm, then Qwen3's QKV GEMV over its output: under programmatic dependent launch with
+    // FERRUM_CUDA_PREFETCH=1 the GEMV's weights stream into L2 while the norm runs
+    let (n, k) = (5120 / div, width);
+    let qkv = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
+    let mut out = b.be.up(&vec![0.0; n]);
+    let label = format!("add_rms_norm 1×{k}, then fp8 GEMV · {n}×{k}ᵀ");
+    b.run(&label, n * k, &one, |be| {
+        be.add_rms_norm(&mut residual, &x, &norm, 1e-6, 1, &mut normed);
+        be.linear(&normed, 1, &qkv, &mut out);
+        Ok(())
+    })?;
     let router = W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width);
     let router = b.be.upload_linear(router)?;
     let mut logits = b.be.up(&vec![0.0; 128]);

@@ -71,6 +71,17 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
         }
 }
 
+// The first `pf` bytes of the warp's weight row (and the line of its scales) asked of L2 before
+// the kernel waits for its input (`prefetch_l2`); pf = 0 (the default, `FERRUM_CUDA_PREFETCH`)
+// asks nothing.
+template <typename W>
+__device__ __forceinline__ void gemv_prefetch(const W* w, const float* s, int n, int k, int bk, int pf) {
+    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (pf <= 0 || j >= n) return;
+    prefetch_l2(w + (i64)j * k, min((i64)pf, (i64)k * (i64)sizeof(W)), lane, 32);
+    if (s && lane == 0) prefetch_l2(s + (i64)j * ((k + bk - 1) / bk), 4, 0, 1);
+}
+
 // out = the weight in T (n·k values): the prefill path dequantizes into a scratch buffer for a
 // cuBLAS GEMM, which at many rows is bound by compute, not by reading the weight twice.
 template <typename T>
@@ -154,21 +165,27 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 }
 
 #define LINEAR(T, S)                                                                                       \
-    extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k) {    \
+    extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,      \
+                                             int pf) {                                                     \
+        gemv_prefetch(w, nullptr, n, k, 1, pf);                                                            \
         grid_dependency();                                                                                 \
         gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k);                                                \
     }                                                                                                      \
-    extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k) { \
+    extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k,  \
+                                                 int pf) {                                                 \
+        gemv_prefetch(w, nullptr, n, k, 1, pf);                                                            \
         grid_dependency();                                                                                 \
         gemv_half<T, 1>(x, w, out, rows, n, k);                                                            \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
-                                            int n, int k, int bk) {                                        \
+                                            int n, int k, int bk, int pf) {                                \
+        gemv_prefetch(w, s, n, k, bk, pf);                                                                 \
         grid_dependency();                                                                                 \
         gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk);                                          \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,        \
-                                                int rows, int n, int k, int bk) {                          \
+                                                int rows, int n, int k, int bk, int pf) {                  \
+        gemv_prefetch(w, s, n, k, bk, pf);                                                                 \
         grid_dependency();                                                                                 \
         gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk);                                                   \
     }                                                                                                      \

@@ -17,6 +17,11 @@ use super::weights::{CudaWeight, WeightData};
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
 pub(super) const GEMV_MAX_ROWS: usize = 8;
 
+/// Bytes of each weight row the GEMVs ask L2 for before they wait for their input, under
+/// `FERRUM_CUDA_PREFETCH=1`: all of an FP8 row of 4096 columns; a quarter of the 8B's bf16 rows,
+/// so that the first wave of its largest GEMV asks for about a third of the L2, not more.
+const GEMV_PREFETCH: i32 = 4096;
+
 impl CudaBackend {
     /// Grows the FP8 dequantization scratch to `n` values (at load, before any forward).
     pub(super) fn reserve_dequant(&self, n: usize) -> Result<()> {
@@ -88,17 +93,20 @@ impl CudaBackend {
             return self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op);
         };
         let dims = [I(rows as i32), I(w.rows as i32), I(w.k as i32)];
+        // the bytes of each weight row asked of L2 before the kernel waits for its input
+        let prefetch = I(if self.tune.prefetch { GEMV_PREFETCH } else { 0 });
         let args: Vec<Arg> = match &w.data {
             WeightData::Fp8 {
                 codes, scales, bk, ..
             } => [P(xp), P(self.ptr(codes)), P(self.ptr(scales)), P(op)]
                 .into_iter()
                 .chain(dims)
-                .chain([I(*bk as i32)])
+                .chain([I(*bk as i32), prefetch])
                 .collect(),
             WeightData::Half(m) => [P(xp), P(self.ptr(m)), P(op)]
                 .into_iter()
                 .chain(dims)
+                .chain([prefetch])
                 .collect(),
         };
         self.launch(kernel, Self::gemv_cfg(w.rows), &args)

@@ -42,11 +42,37 @@ pub(super) struct Tunables {
     /// on an H200 within noise of off (Qwen3-30B-A3B FP8 batch 1 4.86 against 4.89 ms, 128
     /// sequences 4229 against 4214 tok/s, the 8B 5.03 against 5.04 ms), so off by default.
     pub pdl: bool,
+    /// The GEMVs ask L2 for the first 4 KB of each weight row before they wait for their input,
+    /// and the MoE gate/up GEMV for the chosen experts' down weights (`prefetch_l2` in
+    /// prelude.cuh): with programmatic dependent launch those bytes stream in while the kernel
+    /// before still runs. Opt-in (`FERRUM_CUDA_PREFETCH=1`) until measured.
+    pub prefetch: bool,
+    /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
+    /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
+    /// outputs are wrong; start-up says so).
+    pub skip: Vec<String>,
 }
 
 /// Whether environment variable `name` is set to `value`.
 fn env_is(name: &str, value: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == value)
+}
+
+/// The kernels `FERRUM_CUDA_SKIP` names, with a warning: a model run without them computes
+/// nothing meaningful.
+fn skipped() -> Vec<String> {
+    let skip: Vec<String> = std::env::var("FERRUM_CUDA_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !skip.is_empty() {
+        tracing::warn!(
+            "FERRUM_CUDA_SKIP: kernels {skip:?} are not launched; outputs are wrong (timing only)"
+        );
+    }
+    skip
 }
 
 impl Tunables {
@@ -67,6 +93,8 @@ impl Tunables {
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
+            prefetch: env_is("FERRUM_CUDA_PREFETCH", "1"),
+            skip: skipped(),
         }
     }
 }
@@ -82,6 +110,12 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_ROW=0`); the op tests check both.
     pub fn set_gemv_row(&mut self, on: bool) {
         self.tune.gemv_row = on;
+    }
+
+    /// Whether the GEMVs ask L2 for their weights before they wait for their input
+    /// (`FERRUM_CUDA_PREFETCH=1`); the op tests check both.
+    pub fn set_prefetch(&mut self, on: bool) {
+        self.tune.prefetch = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
