@@ -101,13 +101,16 @@ checks() {
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
     # every op again with programmatic dependent launch (each kernel may start before the one
     # before it ends: a kernel reading or writing memory before its grid_dependency() shows here)
-    # (and each GEMV asking L2 for its weights before its grid_dependency())
-    FERRUM_CUDA_PDL=1 FERRUM_CUDA_PREFETCH=1 step cuda_ops_pdl "$dev/cuda_ops" --ignored --nocapture
+    FERRUM_CUDA_PDL=1 step cuda_ops_pdl "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
         "$dev/cuda_engine" --ignored --nocapture
+    # the opt-in kernels of the last lease's A/B in graphs: split-row GEMVs, merging in the
+    # split attention kernel
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 \
+        step cuda_engine_opt "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
@@ -171,15 +174,15 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=1 step kernel_bench_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_PDL=1 FERRUM_CUDA_PREFETCH=1 step kernel_bench_pf "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
-    # and each GEMV asks L2 for its weights before it waits for its input
-    FERRUM_CUDA_PDL=1 FERRUM_CUDA_PREFETCH=1 step bench_decode_8b_pf "$dev/ferrum" "${b1[@]}"
+    # several warps a row for GEMVs of few rows; the split attention's last slice merging
+    FERRUM_CUDA_GEMV_SPLIT=1 step bench_decode_8b_gemv_split "$dev/ferrum" "${b1[@]}"
+    FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_8b_fused_merge "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV
@@ -218,8 +221,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_PDL=1 FERRUM_CUDA_PREFETCH=1 step bench_decode_qwen3moe_fp8_pf "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_half_row: the router and the
@@ -233,10 +234,18 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    for a in pdl pf; do
-        FERRUM_CUDA_PDL=1 FERRUM_CUDA_PREFETCH=$([ $a = pf ] && echo 1 || echo 0) \
-            step ablate_qwen3moe_fp8_none_$a "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
-    done
+    # several warps a row for GEMVs of few rows (the o_proj, the router); the split attention's
+    # last slice merging; both
+    FERRUM_CUDA_GEMV_SPLIT=1 step bench_decode_qwen3moe_fp8_gemv_split "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_fused_merge "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_both \
+        "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 \
+        --num-iters-warmup 1
+    FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_8k_both \
+        "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
+        --num-iters-warmup 1
     # decode attention per head instead of per GQA group over slices of the keys; at 1 and at
     # 8000 tokens of context
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_qwen3moe_fp8_head_split "$dev/ferrum" "${fp8[@]}" \

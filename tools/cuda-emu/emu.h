@@ -67,6 +67,10 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 inline void __syncthreads() { emu::sync_block(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::sync_warp(); }
 inline void __nanosleep(unsigned) {}  // the emulator has no other work to wait for
+// Blocks run one after another (below): every write is already seen by the blocks after it.
+inline void __threadfence() {}
+template <typename T>
+inline T __ldcg(const T* p) { return *p; }
 
 // Every lane writes, one barrier, every lane reads. Shuffles alternate between two buffers: a lane
 // can write the next shuffle's buffer while another still reads this one, and cannot come back to

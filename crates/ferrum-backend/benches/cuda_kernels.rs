@@ -118,11 +118,17 @@ fn main() -> Result<()> {
         let w = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
         let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
         let mut out = b.be.up(&vec![0.0; n]);
-        let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ");
-        b.run(&label, n * k, &one, |be| {
-            be.linear(&x, 1, &w, &mut out);
-            Ok(())
-        })?;
+        // one warp a row, then several where the rows are few (FERRUM_CUDA_GEMV_SPLIT)
+        for split in [false, true] {
+            b.be.set_gemv_split(split);
+            let how = if split { ", split rows" } else { "" };
+            let label = format!("linear fp8 GEMV 1×{k} · {n}×{k}ᵀ{how}");
+            b.run(&label, n * k, &one, |be| {
+                be.linear(&x, 1, &w, &mut out);
+                Ok(())
+            })?;
+        }
+        b.be.set_gemv_split(false);
     }
 
     // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm, and
@@ -151,14 +157,21 @@ fn main() -> Result<()> {
     let router = W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width);
     let router = b.be.upload_linear(router)?;
     let mut logits = b.be.up(&vec![0.0; 128]);
-    for (row, kind) in [(false, "cuBLAS"), (true, "our one-row GEMV")] {
+    let kinds = [
+        (false, false, "cuBLAS"),
+        (true, false, "our one-row GEMV"),
+        (true, true, "our one-row GEMV, split rows"),
+    ];
+    for (row, split, kind) in kinds {
         b.be.set_gemv_row(row);
+        b.be.set_gemv_split(split);
         let label = format!("router bf16 1×{width} · 128×{width}ᵀ, {kind}");
         b.run(&label, 2 * 128 * width, &one, |be| {
             be.linear(&normed, 1, &router, &mut logits);
             Ok(())
         })?;
     }
+    b.be.set_gemv_split(false);
 
     // half linear layers at 1 and 8 rows (Llama-3.1-8B's MLP), cuBLAS and our GEMV
     for (n, k) in [(28672, 4096), (4096, 14336)] {
@@ -193,16 +206,20 @@ fn main() -> Result<()> {
     let dims = AttnDims::new(32, 4, 128);
     let kv_dim = dims.n_kv_heads * dims.head_dim;
     let shapes = [
-        (1usize, 128usize, false),
-        (1, 128, true),
-        (1, 8192, false),
-        (1, 8192, true),
-        (16, 8000, false),
-        (16, 8000, true),
-        (128, 512, false),
+        (1usize, 128usize, false, false),
+        (1, 128, true, false),
+        (1, 128, true, true),
+        (1, 8192, false, false),
+        (1, 8192, true, false),
+        (1, 8192, true, true),
+        (16, 8000, false, false),
+        (16, 8000, true, false),
+        (16, 8000, true, true),
+        (128, 512, false, false),
     ];
-    for (rows, ctx, group_split) in shapes {
+    for (rows, ctx, group_split, fused) in shapes {
         b.be.set_decode_group_split(group_split);
+        b.be.set_fused_merge(fused);
         let ctx = ctx.div_ceil(div);
         let meta = decode_meta(rows, ctx);
         let spec = KvSpec {
@@ -216,10 +233,10 @@ fn main() -> Result<()> {
         let q_len = rows * dims.n_heads * dims.head_dim;
         let q = b.be.up(&rand_vec(&mut rng, q_len, 1.0));
         let mut out = b.be.up(&vec![0.0; q_len]);
-        let how = if group_split {
-            ", per group, split"
-        } else {
-            ""
+        let how = match (group_split, fused) {
+            (true, true) => ", per group, split, merged in the kernel",
+            (true, false) => ", per group, split",
+            _ => "",
         };
         let label =
             format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128{how}");

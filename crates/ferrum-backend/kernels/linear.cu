@@ -4,82 +4,98 @@
 
 #define GEMV_MAX_ROWS 8
 
+// The GEMVs take `split` warps a row (1, 2, 4 or 8; the host's `gemv_split`): warp w of a block
+// takes row blockIdx.x · (8 / split) + w / split and its (w % split)-th share of the columns,
+// k / split of them (whole scale blocks), and the shares' sums meet in shared memory. A layer of
+// few rows (Qwen3-30B-A3B's o_proj: 2048 rows of 4096 FP8 columns, 256 blocks at one warp a row)
+// otherwise leaves each warp two memory round trips in a row and most warp slots empty.
+// out[r][j] = the sum of the warps' acc[r] of row j (r < rows), in share order.
+template <typename T, int R>
+__device__ __forceinline__ void gemv_store(float* acc, T* out, int rows, int n, int j, int split) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = warp_sum(acc[r]);
+    if (split == 1) {
+        if (j < n && lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                if (r < rows) out[(i64)r * n + j] = from_f32<T>(acc[r]);
+        return;
+    }
+    __shared__ float partial[8][R];
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++) partial[warp][r] = acc[r];
+    __syncthreads();
+    if (j < n && lane == 0 && warp % split == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (r < rows) {
+                float v = 0.f;
+                for (int q = 0; q < split; q++) v += partial[warp + q][r];
+                out[(i64)r * n + j] = from_f32<T>(v);
+            }
+}
+
 // out[r][j] = Σ_i x[r][i] · w[j][i] for r < rows (at most R): the decode path, which reads each
-// weight byte once for all rows. One warp per output column j, eight per block; each lane loads
-// sixteen codes at a time (`row_dot`), their products summed and then scaled by their block's
-// scale. R = GEMV_MAX_ROWS takes 72 registers, three blocks a multiprocessor. `gemv_fp8_row` is
-// R = 1 with four loads a lane issued before the sums (DEPTH 4, 46 registers): on an H100
-// Qwen3-30B-A3B's QKV 5.2 µs against 8.2 for the eight-row kernel, its o_proj 5.0 against 7.5.
+// weight byte once for all rows. Eight warps a block, `split` a row; each lane loads sixteen
+// codes at a time (`row_dot`), their products summed and then scaled by their block's scale.
+// R = GEMV_MAX_ROWS takes 72 registers, three blocks a multiprocessor. `gemv_fp8_row` is R = 1
+// with four loads a lane issued before the sums (DEPTH 4, 46 registers): on an H100
+// Qwen3-30B-A3B's QKV 5.2 µs against 8.2 for the eight-row kernel.
 template <typename T, int R, int DEPTH = 0>
-__device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk) {
-    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (j >= n) return;
-    const T* xs[R];
+__device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk, int split) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int j = blockIdx.x * (8 / split) + warp / split, seg = k / split, c0 = (warp % split) * seg;
     float acc[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        xs[r] = x + (i64)min(r, rows - 1) * k;
-        acc[r] = 0.f;
-    }
-    row_dot<T, fp8, R, DEPTH>(w + (i64)j * k, s + (i64)j * ((k + bk - 1) / bk), bk, k, xs, rows, acc);
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    if (j < n) {
+        const T* xs[R];
 #pragma unroll
-    for (int r = 0; r < R; r++)
-        if (r < rows) {
-            const float v = warp_sum(acc[r]);
-            if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
-        }
+        for (int r = 0; r < R; r++) xs[r] = x + (i64)min(r, rows - 1) * k + c0;
+        const int sc = (k + bk - 1) / bk;
+        row_dot<T, fp8, R, DEPTH>(w + (i64)j * k + c0, s + (i64)j * sc + c0 / bk, bk, seg, xs, rows, acc);
+    }
+    gemv_store<T, R>(acc, out, rows, n, j, split);
 }
 
 // out[r][j] = Σ_i x[r][i] · w[j][i] for half weights and r < rows (at most GEMV_MAX_ROWS): the
-// decode path, bound by reading the weight once. One warp per output column, eight per block;
-// each lane reads 16 bytes (eight values) of the weight row per load, four loads in flight, and
+// decode path, bound by reading the weight once. Eight warps a block, `split` a row (as
+// `gemv_fp8`); each lane reads 16 bytes (eight values) of the weight row per load, four loads in flight, and
 // the matching eight values of each x row (L1-resident: every warp reads the same x). k is a
 // multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 82 registers
 // (two blocks a multiprocessor; on an H200 1.5 TB/s, so opt-in, FERRUM_CUDA_GEMV=1); R = 1,
 // `gemv_half_row`, takes 31 and one-row layers by default (on an H100 the 8B's gate/up at
 // 3.0 TB/s against cuBLAS's 2.9).
 template <typename T, int R>
-__device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k) {
-    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (j >= n) return;
-    const uint4* wr = reinterpret_cast<const uint4*>(w + (i64)j * k);
-    const int k8 = k / 8;
+__device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k, int split) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int j = blockIdx.x * (8 / split) + warp / split, seg = k / split, c0 = (warp % split) * seg;
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
+    if (j < n) {
+        const uint4* wr = reinterpret_cast<const uint4*>(w + (i64)j * k + c0);
+        const int k8 = seg / 8;
 #pragma unroll 4
-    for (int i = lane; i < k8; i += 32) {
-        const uint4 wv = wr[i];
-        const T* we = reinterpret_cast<const T*>(&wv);
-        float wf[8];
+        for (int i = lane; i < k8; i += 32) {
+            const uint4 wv = wr[i];
+            const T* we = reinterpret_cast<const T*>(&wv);
+            float wf[8];
 #pragma unroll
-        for (int c = 0; c < 8; c++) wf[c] = to_f32(we[c]);
+            for (int c = 0; c < 8; c++) wf[c] = to_f32(we[c]);
 #pragma unroll
-        for (int r = 0; r < R; r++)
-            if (r < rows) {
-                const uint4 xv = reinterpret_cast<const uint4*>(x + (i64)r * k)[i];
-                const T* xe = reinterpret_cast<const T*>(&xv);
+            for (int r = 0; r < R; r++)
+                if (r < rows) {
+                    const uint4 xv = reinterpret_cast<const uint4*>(x + (i64)r * k + c0)[i];
+                    const T* xe = reinterpret_cast<const T*>(&xv);
 #pragma unroll
-                for (int c = 0; c < 8; c++) acc[r] += wf[c] * to_f32(xe[c]);
-            }
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        if (r < rows) {
-            const float v = warp_sum(acc[r]);
-            if (lane == 0) out[(i64)r * n + j] = from_f32<T>(v);
+                    for (int c = 0; c < 8; c++) acc[r] += wf[c] * to_f32(xe[c]);
+                }
         }
-}
-
-// The first `pf` bytes of the warp's weight row (and the line of its scales) asked of L2 before
-// the kernel waits for its input (`prefetch_l2`); pf = 0 (the default, `FERRUM_CUDA_PREFETCH`)
-// asks nothing.
-template <typename W>
-__device__ __forceinline__ void gemv_prefetch(const W* w, const float* s, int n, int k, int bk, int pf) {
-    const int j = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (pf <= 0 || j >= n) return;
-    prefetch_l2(w + (i64)j * k, min((i64)pf, (i64)k * (i64)sizeof(W)), lane, 32);
-    if (s && lane == 0) prefetch_l2(s + (i64)j * ((k + bk - 1) / bk), 4, 0, 1);
+    }
+    gemv_store<T, R>(acc, out, rows, n, j, split);
 }
 
 // out = the weight in T (n·k values): the prefill path dequantizes into a scratch buffer for a
@@ -166,28 +182,24 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,      \
-                                             int pf) {                                                     \
-        gemv_prefetch(w, nullptr, n, k, 1, pf);                                                            \
+                                             int split) {                                                  \
         grid_dependency();                                                                                 \
-        gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k);                                                \
+        gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k, split);                                                \
     }                                                                                                      \
     extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k,  \
-                                                 int pf) {                                                 \
-        gemv_prefetch(w, nullptr, n, k, 1, pf);                                                            \
+                                                 int split) {                                              \
         grid_dependency();                                                                                 \
-        gemv_half<T, 1>(x, w, out, rows, n, k);                                                            \
+        gemv_half<T, 1>(x, w, out, rows, n, k, split);                                                            \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
-                                            int n, int k, int bk, int pf) {                                \
-        gemv_prefetch(w, s, n, k, bk, pf);                                                                 \
+                                            int n, int k, int bk, int split) {                             \
         grid_dependency();                                                                                 \
-        gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk);                                          \
+        gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk, split);                                          \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,        \
-                                                int rows, int n, int k, int bk, int pf) {                  \
-        gemv_prefetch(w, s, n, k, bk, pf);                                                                 \
+                                                int rows, int n, int k, int bk, int split) {               \
         grid_dependency();                                                                                 \
-        gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk);                                                   \
+        gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                                   \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
                                                int bk) {                                                   \

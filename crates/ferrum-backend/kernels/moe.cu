@@ -202,29 +202,14 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 // layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
 // with 4 (94 registers); 39.4 before the loads were issued ahead.
 #define MOE_GEMV_ROWS 2
-// `down` (or none): the down projection's stack, `[expert][down_bytes]` codes (or half values) and
-// `[expert][down_scales]` scales (or none); the blocks of pair p ask L2 for their share of
-// expert ids[p]'s (`prefetch_l2`), so that the down GEMV that follows reads them from L2.
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
-                                const u32* ids, T* act, const unsigned char* down, i64 down_bytes,
-                                const float* down_s, int down_scales) {
+                                const u32* ids, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
     __shared__ float up[4][RB];
     const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
-    const u32 e = ids[p];
-    if (down) {
-        // this block's share of the expert's down weights, in whole lines, then of its scales
-        const i64 share = (down_bytes + gridDim.y * 128 - 1) / (gridDim.y * 128) * 128, first = blockIdx.y * share;
-        prefetch_l2(down + e * down_bytes + first, max(0ll, min(share, down_bytes - first)), threadIdx.x, blockDim.x);
-        if (down_s) {
-            const i64 bytes = (i64)down_scales * 4, sh = (bytes + gridDim.y * 128 - 1) / (gridDim.y * 128) * 128;
-            const i64 f = blockIdx.y * sh;
-            prefetch_l2(down_s + e * (i64)down_scales + f / 4, max(0ll, min(sh, bytes - f)), threadIdx.x, blockDim.x);
-        }
-    }
-    const i64 row = (i64)e * 2 * inter + is_up * inter + r0;
+    const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -617,19 +602,14 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
-                                                   const u32* ids, T* act, const unsigned char* down,      \
-                                                   i64 down_bytes, const float* down_s, int down_scales) { \
+                                                   const u32* ids, T* act) {                               \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act, down, down_bytes, \
-                                             down_s, down_scales);                                         \
+        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
-                                                       int inter, int k, int bk, const u32* ids, T* act,   \
-                                                       const unsigned char* down, i64 down_bytes,          \
-                                                       const float* down_s, int down_scales) {             \
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act, down, down_bytes,   \
-                                               down_s, down_scales);                                       \
+        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
                                                     const u32* ids, const float* weights, int top_k,       \

@@ -238,18 +238,5 @@ __device__ __forceinline__ void grid_dependency() {
 #endif
 }
 
-// Asks L2 for the 128-byte lines of [p, p + bytes) without waiting for them, thread `first` of
-// every `step` threads taking one line in turn: a kernel's weights requested before its
-// `grid_dependency()`, so that under programmatic dependent launch they stream in while the
-// kernel before it (a norm, attention) still runs. A hint: nothing waits on it, and a line it
-// misses is loaded as before.
-__device__ __forceinline__ void prefetch_l2(const void* p, i64 bytes, int first, int step) {
-#if defined(__CUDA_ARCH__)
-    const char* c = static_cast<const char*>(p);
-    for (i64 off = (i64)first * 128; off < bytes; off += (i64)step * 128)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
-#endif
-}
-
 // Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix.
 #define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16) M(__half, f16)

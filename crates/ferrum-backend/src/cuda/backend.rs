@@ -152,10 +152,13 @@ pub struct CudaBackend {
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
+    /// The per-group split kernel's count of finished slices per (token, kv head), zero between
+    /// launches (allocated with `attn_part`).
+    attn_counters: RefCell<Option<CudaSlice<i32>>>,
     /// Captured forwards (CUDA graphs), by key (the decode batch size).
     graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
-    sm_count: usize,
+    pub(super) sm_count: usize,
     /// Sampling parameters and chosen ids of `sample`'s device path (`sample.rs`).
     pub(super) sampling: DeviceSampling,
     error: RefCell<Option<anyhow::Error>>,
@@ -220,6 +223,7 @@ impl CudaBackend {
             tune,
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
+            attn_counters: RefCell::new(None),
             graphs: HashMap::new(),
             sm_count,
             error: RefCell::new(None),

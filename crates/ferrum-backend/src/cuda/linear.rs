@@ -17,11 +17,6 @@ use super::weights::{CudaWeight, WeightData};
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
 pub(super) const GEMV_MAX_ROWS: usize = 8;
 
-/// Bytes of each weight row the GEMVs ask L2 for before they wait for their input, under
-/// `FERRUM_CUDA_PREFETCH=1`: all of an FP8 row of 4096 columns; a quarter of the 8B's bf16 rows,
-/// so that the first wave of its largest GEMV asks for about a third of the L2, not more.
-const GEMV_PREFETCH: i32 = 4096;
-
 impl CudaBackend {
     /// Grows the FP8 dequantization scratch to `n` values (at load, before any forward).
     pub(super) fn reserve_dequant(&self, n: usize) -> Result<()> {
@@ -32,13 +27,43 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// The GEMV kernels' launch: eight output columns (warps) per block.
-    fn gemv_cfg(n: usize) -> LaunchConfig {
+    /// The GEMV kernels' launch: eight warps a block, `split` of them a row.
+    fn gemv_cfg(n: usize, split: usize) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (n.div_ceil(8) as u32, 1, 1),
+            grid_dim: (n.div_ceil(8 / split) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
+    }
+
+    /// Warps a row for a GEMV over `w` (`split` in linear.cu): doubled, up to 8, while the
+    /// rows' warps stay within 32 a multiprocessor (half of its warp slots) and each
+    /// warp's share of a row stays whole scale blocks and at least one 16-byte load a lane.
+    /// Qwen3-30B-A3B's o_proj (2048 rows) takes 2, its routers (128 rows) 8; layers of many
+    /// rows, 1.
+    fn gemv_split(&self, w: &CudaWeight) -> usize {
+        if !self.tune.gemv_split {
+            return 1;
+        }
+        // values a 16-byte load, and the columns a share must be a multiple of
+        let (per_load, unit) = match &w.data {
+            WeightData::Fp8 { bk, .. } => (16, (*bk).max(16)),
+            WeightData::Half(_) => (8, 8),
+        };
+        let mut split = 1;
+        while split < 8 {
+            let next = 2 * split;
+            let share = w.k / next;
+            if w.rows * next > 32 * self.sm_count
+                || !w.k.is_multiple_of(next)
+                || !share.is_multiple_of(unit)
+                || share < 32 * per_load
+            {
+                break;
+            }
+            split = next;
+        }
+        split
     }
 
     /// The GEMV kernel that takes this layer at `rows` rows, or `None` for cuBLAS: the one
@@ -93,23 +118,22 @@ impl CudaBackend {
             return self.gemm_rows(xp, rows, &w.data, 0, w.rows, w.k, op);
         };
         let dims = [I(rows as i32), I(w.rows as i32), I(w.k as i32)];
-        // the bytes of each weight row asked of L2 before the kernel waits for its input
-        let prefetch = I(if self.tune.prefetch { GEMV_PREFETCH } else { 0 });
+        let split = self.gemv_split(w);
         let args: Vec<Arg> = match &w.data {
             WeightData::Fp8 {
                 codes, scales, bk, ..
             } => [P(xp), P(self.ptr(codes)), P(self.ptr(scales)), P(op)]
                 .into_iter()
                 .chain(dims)
-                .chain([I(*bk as i32), prefetch])
+                .chain([I(*bk as i32), I(split as i32)])
                 .collect(),
             WeightData::Half(m) => [P(xp), P(self.ptr(m)), P(op)]
                 .into_iter()
                 .chain(dims)
-                .chain([prefetch])
+                .chain([I(split as i32)])
                 .collect(),
         };
-        self.launch(kernel, Self::gemv_cfg(w.rows), &args)
+        self.launch(kernel, Self::gemv_cfg(w.rows, split), &args)
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked

@@ -246,7 +246,7 @@ impl CudaBackend {
         s: &mut CudaMoeScratch,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::{I, L, P};
+        use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
         let gate_up = ExpertGemv {
             x: self.ptr(&x.mem),
@@ -264,29 +264,8 @@ impl CudaBackend {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        // the down weights the next kernel reads, asked of L2 meanwhile (`FERRUM_CUDA_PREFETCH`)
-        let (bytes, per_row) = match &ex.down {
-            WeightData::Fp8 { bk, .. } => (1, ex.inter.div_ceil(*bk)),
-            WeightData::Half(_) => (2, 0),
-        };
-        let down = match &ex.down {
-            _ if !self.tune.prefetch => [P(0), L(0), P(0), I(0)],
-            WeightData::Fp8 { codes, scales, .. } => [
-                P(self.ptr(codes)),
-                L((ex.hidden * ex.inter * bytes) as i64),
-                P(self.ptr(scales)),
-                I((ex.hidden * per_row) as i32),
-            ],
-            WeightData::Half(m) => [
-                P(self.ptr(m)),
-                L((ex.hidden * ex.inter * bytes) as i64),
-                P(0),
-                I(0),
-            ],
-        };
-        let tail = [[P(ids), P(act)].as_slice(), &down].concat();
         let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
-        self.expert_launch(kernels, &ex.gate_up, &gate_up, &tail, cfg)?;
+        self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
             x_div: 1,
