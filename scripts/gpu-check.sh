@@ -107,10 +107,6 @@ checks() {
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
         "$dev/cuda_engine" --ignored --nocapture
-    # the opt-in kernels of the last lease's A/B in graphs: split-row GEMVs, merging in the
-    # split attention kernel
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 \
-        step cuda_engine_opt "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
@@ -180,9 +176,6 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
-    # several warps a row for GEMVs of few rows; the split attention's last slice merging
-    FERRUM_CUDA_GEMV_SPLIT=1 step bench_decode_8b_gemv_split "$dev/ferrum" "${b1[@]}"
-    FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_8b_fused_merge "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV
@@ -234,18 +227,9 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    # several warps a row for GEMVs of few rows (the o_proj, the router); the split attention's
-    # last slice merging; both
-    FERRUM_CUDA_GEMV_SPLIT=1 step bench_decode_qwen3moe_fp8_gemv_split "$dev/ferrum" "${fp8[@]}" \
+    # one warp a row for the GEMVs of few rows (the o_proj, the router)
+    FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_fused_merge "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_both \
-        "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 \
-        --num-iters-warmup 1
-    FERRUM_CUDA_GEMV_SPLIT=1 FERRUM_CUDA_FUSED_MERGE=1 step bench_decode_qwen3moe_fp8_8k_both \
-        "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
-        --num-iters-warmup 1
     # decode attention per head instead of per GQA group over slices of the keys; at 1 and at
     # 8000 tokens of context
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_qwen3moe_fp8_head_split "$dev/ferrum" "${fp8[@]}" \

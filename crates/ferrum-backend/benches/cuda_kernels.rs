@@ -118,7 +118,7 @@ fn main() -> Result<()> {
         let w = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
         let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
         let mut out = b.be.up(&vec![0.0; n]);
-        // one warp a row, then several where the rows are few (FERRUM_CUDA_GEMV_SPLIT)
+        // one warp a row, then several where the rows are few (the default)
         for split in [false, true] {
             b.be.set_gemv_split(split);
             let how = if split { ", split rows" } else { "" };
@@ -128,7 +128,6 @@ fn main() -> Result<()> {
                 Ok(())
             })?;
         }
-        b.be.set_gemv_split(false);
     }
 
     // the small ops of a batch-1 MoE layer at Qwen3-30B's width: the residual add + RMSNorm, and
@@ -171,7 +170,6 @@ fn main() -> Result<()> {
             Ok(())
         })?;
     }
-    b.be.set_gemv_split(false);
 
     // half linear layers at 1 and 8 rows (Llama-3.1-8B's MLP), cuBLAS and our GEMV
     for (n, k) in [(28672, 4096), (4096, 14336)] {
@@ -206,20 +204,16 @@ fn main() -> Result<()> {
     let dims = AttnDims::new(32, 4, 128);
     let kv_dim = dims.n_kv_heads * dims.head_dim;
     let shapes = [
-        (1usize, 128usize, false, false),
-        (1, 128, true, false),
-        (1, 128, true, true),
-        (1, 8192, false, false),
-        (1, 8192, true, false),
-        (1, 8192, true, true),
-        (16, 8000, false, false),
-        (16, 8000, true, false),
-        (16, 8000, true, true),
-        (128, 512, false, false),
+        (1usize, 128usize, false),
+        (1, 128, true),
+        (1, 8192, false),
+        (1, 8192, true),
+        (16, 8000, false),
+        (16, 8000, true),
+        (128, 512, false),
     ];
-    for (rows, ctx, group_split, fused) in shapes {
+    for (rows, ctx, group_split) in shapes {
         b.be.set_decode_group_split(group_split);
-        b.be.set_fused_merge(fused);
         let ctx = ctx.div_ceil(div);
         let meta = decode_meta(rows, ctx);
         let spec = KvSpec {
@@ -233,10 +227,10 @@ fn main() -> Result<()> {
         let q_len = rows * dims.n_heads * dims.head_dim;
         let q = b.be.up(&rand_vec(&mut rng, q_len, 1.0));
         let mut out = b.be.up(&vec![0.0; q_len]);
-        let how = match (group_split, fused) {
-            (true, true) => ", per group, split, merged in the kernel",
-            (true, false) => ", per group, split",
-            _ => "",
+        let how = if group_split {
+            ", per group, split"
+        } else {
+            ""
         };
         let label =
             format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128{how}");

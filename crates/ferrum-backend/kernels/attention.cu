@@ -170,48 +170,39 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 // that wait on nothing (a loop deciding each slice on its own loaded sum waited on one memory
 // round trip a slice).
 #define MERGE_MAX_SPLITS 1024
-// One (token, head)'s `used` slices at p (stride 2 + head_dim) into orow, by the whole block;
-// `wgt`: shared memory for `used` floats. The partials are read past L1 (`__ldcg`): the per-group
-// kernel's last block reads what other blocks just wrote.
 template <typename T>
-__device__ void merge_slices(const float* p, int used, int head_dim, T* orow, float* wgt) {
+__device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
+                                int splits, int unit, int min_keys, int direct) {
+    __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, stride = 2 + head_dim;
+    const i64 t = blockIdx.x;
+    const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int stride = 2 + head_dim;
+    const float* p = part + (t * n_heads + h) * splits * (i64)stride;
+    const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
+    if (direct && used == 1) return;
     float big = NEG_INF;
     for (int s = threadIdx.x; s < used; s += blockDim.x)
-        if (__ldcg(p + s * stride + 1) > 0.f) big = fmaxf(big, __ldcg(p + s * stride));
+        if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
     big = warp_max(big);
-    __syncthreads();  // `red` may still be read by a previous call
     if (lane == 0) red[warp] = big;
     __syncthreads();
     big = NEG_INF;
     for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
     float total = 0.f;
     for (int s = threadIdx.x; s < used; s += blockDim.x) {
-        const float l = __ldcg(p + s * stride + 1);
-        wgt[s] = l > 0.f ? __expf(__ldcg(p + s * stride) - big) : 0.f;
+        const float l = p[s * stride + 1];
+        wgt[s] = l > 0.f ? __expf(p[s * stride] - big) : 0.f;
         total += l * wgt[s];
     }
     total = block_sum(total);  // its barriers also publish wgt
+    T* orow = out + (t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float v = 0.f;
 #pragma unroll 4
-        for (int s = 0; s < used; s++) v += wgt[s] * __ldcg(p + s * stride + 2 + d);
+        for (int s = 0; s < used; s++) v += wgt[s] * p[s * stride + 2 + d];
         orow[d] = from_f32<T>(v / total);
     }
-    __syncthreads();  // wgt read before a next call rewrites it
-}
-
-template <typename T>
-__device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
-                                int splits, int unit, int min_keys, int direct) {
-    __shared__ float wgt[MERGE_MAX_SPLITS];
-    const i64 t = blockIdx.x;
-    const int h = blockIdx.y;
-    const float* p = part + (t * n_heads + h) * splits * (i64)(2 + head_dim);
-    const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
-    if (direct && used == 1) return;
-    merge_slices<T>(p, used, head_dim, out + (t * n_heads + h) * head_dim, wgt);
 }
 
 // Prefill (any step with a sequence of two or more query tokens): paged attention tiled so
@@ -377,14 +368,12 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // sequences of ~600 keys on an H100, 30 % of the step.) Head sizes 64 and 128.
 // Split-KV (`part` non-null): block (t, kv head, s) takes the s-th slice of the token's keys
 // (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
-// `part` as `paged_attention_split` does, for `attention_merge`; or, with `counters` (one zeroed
-// int a (token, kv head)), the last of a token's slices to finish merges them itself (one launch
-// fewer a layer; it leaves its counter at zero again).
+// `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
-                                      int* counters, int n_heads, int n_kv_heads, int block_size, float scale,
+                                      int n_heads, int n_kv_heads, int block_size, float scale,
                                       float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
@@ -412,6 +401,17 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     if (used == 1) part = nullptr;
     const int lo = min(all, (int)blockIdx.z * per), keys = min(all, lo + per) - lo;
     const u32* table = block_tables + tok_table[t];
+    const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
+    for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
+        const int r = e / D, d = e % D;
+        qs[r * LD + d] = r < group ? qrow[r * D + d] : from_f32<T>(0.f);
+    }
+    // row indices in the accumulators' layout: ridx.x[i] is the row of element i of any of them
+    for (int e = lane; e < 16 * 16; e += 32) ws.s[(e / 16) * SLD + e % 16] = float(e / 16);
+    __syncwarp();
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> ridx;
+    wmma::load_matrix_sync(ridx, ws.s, SLD, wmma::mem_row_major);
+    __syncthreads();  // qs written; ws.s read before the first tile's scores overwrite it
 
     // 16-byte chunks of a tile's K (or V) rows, and each lane's share of them
     constexpr int PER = 16 / sizeof(C), ROW_CHUNKS = D / PER, LOADS = GQ_KEYS * ROW_CHUNKS / 32;
@@ -429,26 +429,13 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             }
         }
     };
-    // the warp's first tile asked for before the queries are staged: the two wait together
-    const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
-    if (warp < tiles) fetch(warp);
-    const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
-    for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
-        const int r = e / D, d = e % D;
-        qs[r * LD + d] = r < group ? qrow[r * D + d] : from_f32<T>(0.f);
-    }
-    // row indices in the accumulators' layout: ridx.x[i] is the row of element i of any of them
-    for (int e = lane; e < 16 * 16; e += 32) ws.s[(e / 16) * SLD + e % 16] = float(e / 16);
-    __syncwarp();
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> ridx;
-    wmma::load_matrix_sync(ridx, ws.s, SLD, wmma::mem_row_major);
-    __syncthreads();  // qs written; ws.s read before the first tile's scores overwrite it
-
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> o[D / 16];
 #pragma unroll
     for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
     const int r = lane >> 1, c0 = (lane & 1) * 8;  // this lane's row of S and first key of it
     float m = NEG_INF, l = 0.f;                     // the row's running max and sum
+    const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
+    if (warp < tiles) fetch(warp);
     for (int tile = warp; tile < tiles; tile += ATTN_WARPS) {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
@@ -546,25 +533,6 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
         } else {
             out[(t * n_heads + h) * D + d] = from_f32<T>(acc / sum);
         }
-    }
-    if (!part || !counters) return;
-    // the partials published, then counted: the last slice's block merges (the counter back at 0)
-    __shared__ int last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int* c = counters + t * n_kv_heads + kvh;
-        last = atomicAdd(c, 1) == used - 1;
-        if (last) *c = 0;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    float* wgt = reinterpret_cast<float*>(wsm);  // the tiles are done with
-    for (int g = 0; g < group; g++) {
-        const i64 h = (i64)kvh * group + g;
-        merge_slices<T>(part + (t * n_heads + h) * gridDim.z * (i64)(2 + D), used, D, out + (t * n_heads + h) * D,
-                        wgt);
     }
 }
 
@@ -752,12 +720,11 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
-                                            int* counters, int n_heads, int n_kv_heads, int head_dim,      \
-                                            int block_size, float scale, float k_scale, float v_scale,     \
-                                            int min_keys) {                                                \
+                                            int n_heads, int n_kv_heads, int head_dim, int block_size,     \
+                                            float scale, float k_scale, float v_scale, int min_keys) {     \
         grid_dependency();                                                                                 \
-        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, counters,  \
-                                       n_heads, n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);\
+        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
 // `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
 #define ATTENTION(T, S)                                                                                    \

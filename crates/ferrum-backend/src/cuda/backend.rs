@@ -152,9 +152,6 @@ pub struct CudaBackend {
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
-    /// The per-group split kernel's count of finished slices per (token, kv head), zero between
-    /// launches (allocated with `attn_part`).
-    attn_counters: RefCell<Option<CudaSlice<i32>>>,
     /// Captured forwards (CUDA graphs), by key (the decode batch size).
     graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
@@ -223,7 +220,6 @@ impl CudaBackend {
             tune,
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
-            attn_counters: RefCell::new(None),
             graphs: HashMap::new(),
             sm_count,
             error: RefCell::new(None),

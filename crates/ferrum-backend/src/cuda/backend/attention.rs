@@ -139,16 +139,8 @@ impl CudaBackend {
             } else {
                 0
             };
-            // the last slice of each (token, kv head) merges them (FERRUM_CUDA_FUSED_MERGE)
-            let fused = splits > 1 && self.tune.fused_merge;
-            let counters = if fused {
-                self.attn_counters(blocks)?
-            } else {
-                0
-            };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
-            args.insert(8, P(counters));
             args.push(I(GROUP_SLICING.min_keys as i32));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
@@ -163,12 +155,7 @@ impl CudaBackend {
                 )
             };
             self.launch(name, grouped, &args)?;
-            if splits > MERGE_MAX_SPLITS {
-                bail!(
-                    "split-KV attention over {splits} slices; the merge takes {MERGE_MAX_SPLITS}"
-                );
-            }
-            return if splits > 1 && !fused {
+            return if splits > 1 {
                 self.attention_merge(part, out, heads, d.head_dim, splits, &GROUP_SLICING)
             } else {
                 Ok(())
@@ -207,21 +194,6 @@ impl CudaBackend {
             *part = Some(self.stream.alloc_zeros::<f32>(cap)?);
         }
         Ok(self.ptr(part.as_ref().unwrap()))
-    }
-
-    /// The per-group split kernel's counters for `blocks` (token, kv head) pairs: allocated
-    /// zeroed once, for as many as a split step can have (under two waves of blocks), never
-    /// moved (captured graphs hold them); each launch leaves them at zero.
-    fn attn_counters(&self, blocks: usize) -> Result<u64> {
-        let cap = 2 * self.sm_count;
-        if blocks > cap {
-            bail!("split-KV attention over {blocks} (token, kv head) pairs, more than its {cap}");
-        }
-        let mut counters = self.attn_counters.borrow_mut();
-        if counters.is_none() {
-            *counters = Some(self.stream.alloc_zeros::<i32>(cap)?);
-        }
-        Ok(self.ptr(counters.as_ref().unwrap()))
     }
 
     /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
