@@ -227,12 +227,6 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    # the experts' rows staged in shared memory (moe_swiglu_staged, moe_combine_staged)
-    FERRUM_CUDA_MOE_STAGED=1 step bench_decode_qwen3moe_fp8_staged "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_MOE_STAGED=1 step ablate_qwen3moe_fp8_none_staged "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
-    FERRUM_CUDA_MOE_STAGED=1 FERRUM_CUDA_SKIP=moe_swiglu_staged_fp8,moe_combine_staged_fp8 \
-        step ablate_qwen3moe_fp8_experts_staged "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     # one warp a row for the GEMVs of few rows (the o_proj, the router)
     FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1

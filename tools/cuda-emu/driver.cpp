@@ -112,7 +112,6 @@ CUresult cuDeviceGetAttribute(int* v, int attr, CUdevice) {
         case 16: *v = 132; break;            // multiprocessors
         case 75: *v = 9; break;              // compute capability major
         case 76: *v = 0; break;              // minor
-        case 81: *v = 228 * 1024; break;     // shared memory per multiprocessor
         case 97: *v = 227 * 1024; break;     // shared memory per block, opt-in
         default: *v = 0;                     // memory pools (115) and the rest: no
     }

@@ -156,9 +156,6 @@ pub struct CudaBackend {
     graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
     pub(super) sm_count: usize,
-    /// Shared memory a block may have (opt-in, above the 48 KB default) and a multiprocessor's.
-    pub(super) smem_block: usize,
-    pub(super) smem_sm: usize,
     /// Sampling parameters and chosen ids of `sample`'s device path (`sample.rs`).
     pub(super) sampling: DeviceSampling,
     error: RefCell<Option<anyhow::Error>>,
@@ -185,13 +182,6 @@ impl CudaBackend {
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
             .context("the GPU's multiprocessor count")? as usize;
-        use cudarc::driver::sys::CUdevice_attribute as A;
-        let smem_block = ctx
-            .attribute(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
-            .context("the GPU's shared memory a block")? as usize;
-        let smem_sm = ctx
-            .attribute(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)
-            .context("the GPU's shared memory a multiprocessor")? as usize;
         // a stream of its own: the legacy default stream cannot be captured into a graph
         let stream = ctx.new_stream().context("creating a CUDA stream")?;
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
@@ -232,8 +222,6 @@ impl CudaBackend {
             attn_part: RefCell::new(None),
             graphs: HashMap::new(),
             sm_count,
-            smem_block,
-            smem_sm,
             error: RefCell::new(None),
         })
     }

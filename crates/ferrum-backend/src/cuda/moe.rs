@@ -234,52 +234,6 @@ impl CudaBackend {
         self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
     }
 
-    /// Rows a block and shared memory of the staged per-pair kernels (`moe_swiglu_staged`,
-    /// `moe_combine_staged`) for `rows` tokens of `top_k` pairs, or `None` where they do not
-    /// take the shapes (pieces of 16 bytes, their blocks' shared memory within the GPU's) or
-    /// are off (`FERRUM_CUDA_MOE_STAGED`).
-    fn staged_plan(&self, ex: &CudaExperts, rows: usize, top_k: usize) -> Option<StagedPlan> {
-        if !self.tune.moe_staged {
-            return None;
-        }
-        let (gw, gsc) = staged_layout(&ex.gate_up, ex.hidden)?;
-        let (dw, dsc) = staged_layout(&ex.down, ex.inter)?;
-        let half = 2; // bytes of an activation value
-        // gate and up slabs, the input, their scales
-        let gate_up = |rb: usize| 2 * rb * ex.hidden * gw + ex.hidden * half + 2 * rb * gsc * 4;
-        // per expert: its slab, its activations, their scales and its outputs
-        let down =
-            |rb: usize| top_k * (rb * ex.inter * dw + ex.inter * half + rb * dsc * 4 + rb * 4);
-        let gate_up = self.staged_rows(&[8, 16, 32], gate_up, |rb| {
-            rows * top_k * ex.inter.div_ceil(rb)
-        })?;
-        let down = self.staged_rows(&[2, 4, 8, 16], down, |rb| rows * ex.hidden.div_ceil(rb))?;
-        Some(StagedPlan { gate_up, down })
-    }
-
-    /// Of `choices` (rows a block, ascending), the fewest whose blocks (`blocks(rb)`, of
-    /// `smem(rb)` bytes and 256 threads each) all fit on the GPU at once; where none does, the
-    /// fewest a block's shared memory takes (more, smaller blocks resident a multiprocessor).
-    /// With the shared memory it takes.
-    fn staged_rows(
-        &self,
-        choices: &[usize],
-        smem: impl Fn(usize) -> usize,
-        blocks: impl Fn(usize) -> usize,
-    ) -> Option<(usize, usize)> {
-        let fitting = || {
-            choices
-                .iter()
-                .map(|&rb| (rb, smem(rb)))
-                .filter(|&(_, bytes)| bytes <= self.smem_block)
-        };
-        // a block also takes the 1 KB the driver reserves; at most 8 blocks of 256 threads
-        let one_wave = |&(rb, bytes): &(usize, usize)| {
-            blocks(rb) <= (self.smem_sm / (bytes + 1024)).min(8) * self.sm_count
-        };
-        fitting().find(one_wave).or_else(|| fitting().next())
-    }
-
     /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with
     /// SiLU-and-mul into `s.act`, then down with the weighted combine straight into `out` (two
     /// launches: at a handful of tokens each launch costs more than its math).
@@ -294,9 +248,6 @@ impl CudaBackend {
     ) -> Result<()> {
         use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
-        if let Some(plan) = self.staged_plan(ex, rows, k) {
-            return self.experts_staged(x, ex, rows, k, s, out, &plan);
-        }
         let gate_up = ExpertGemv {
             x: self.ptr(&x.mem),
             x_div: k,
@@ -335,55 +286,6 @@ impl CudaBackend {
         };
         let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
-    }
-
-    /// [`Self::experts_per_pair`] through the staged kernels, `plan`'s rows a block.
-    #[allow(clippy::too_many_arguments)]
-    fn experts_staged(
-        &self,
-        x: &CudaBuf,
-        ex: &CudaExperts,
-        rows: usize,
-        k: usize,
-        s: &mut CudaMoeScratch,
-        out: &mut CudaBuf,
-        plan: &StagedPlan,
-    ) -> Result<()> {
-        use Arg::{I, P};
-        let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
-        let cfg = |grid: (usize, usize), smem: usize| LaunchConfig {
-            grid_dim: (grid.0 as u32, grid.1 as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: smem as u32,
-        };
-        let (rb, smem) = plan.gate_up;
-        let gate_up = ExpertGemv {
-            x: self.ptr(&x.mem),
-            x_div: k,
-            rows: ex.inter,
-            k: ex.hidden,
-        };
-        let grid = (rows * k, ex.inter.div_ceil(rb));
-        let kernels = ("moe_swiglu_staged", "moe_swiglu_staged_fp8");
-        let tail = [P(ids), P(act), I(rb as i32)];
-        self.expert_launch(kernels, &ex.gate_up, &gate_up, &tail, cfg(grid, smem))?;
-        let (rb, smem) = plan.down;
-        let down = ExpertGemv {
-            x: act,
-            x_div: 1,
-            rows: ex.hidden,
-            k: ex.inter,
-        };
-        let tail = [
-            P(ids),
-            P(self.ptr(&s.weights)),
-            I(k as i32),
-            P(self.ptr(&out.mem)),
-            I(rb as i32),
-        ];
-        let kernels = ("moe_combine_staged", "moe_combine_staged_fp8");
-        let grid = (rows, ex.hidden.div_ceil(rb));
-        self.expert_launch(kernels, &ex.down, &down, &tail, cfg(grid, smem))
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
@@ -617,22 +519,4 @@ struct ExpertGemv {
     x_div: usize,
     rows: usize,
     k: usize,
-}
-
-/// Rows a block and shared memory bytes of the two staged per-pair kernels.
-struct StagedPlan {
-    gate_up: (usize, usize),
-    down: (usize, usize),
-}
-
-/// Bytes a value and scales a row of `cols` columns of an expert stack, where the staged
-/// kernels take its layout: rows of whole 16-byte pieces (and block-FP8 scale blocks of whole
-/// pieces, as `row_dot`'s vector path).
-fn staged_layout(data: &WeightData, cols: usize) -> Option<(usize, usize)> {
-    match data {
-        WeightData::Fp8 { bk, .. } => {
-            (cols.is_multiple_of(16) && bk.is_multiple_of(16)).then(|| (1, cols.div_ceil(*bk)))
-        }
-        WeightData::Half(_) => cols.is_multiple_of(8).then_some((2, 0)),
-    }
 }

@@ -47,10 +47,6 @@ pub(super) struct Tunables {
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
     /// 3.58 ms.
     pub gemv_split: bool,
-    /// A handful of tokens' experts stage each block's weight rows in shared memory
-    /// (`moe_swiglu_staged`, `moe_combine_staged`) instead of holding them in registers;
-    /// opt-in (`FERRUM_CUDA_MOE_STAGED=1`) until measured.
-    pub moe_staged: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -98,7 +94,6 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
-            moe_staged: env_is("FERRUM_CUDA_MOE_STAGED", "1"),
             skip: skipped(),
         }
     }
@@ -121,12 +116,6 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_SPLIT=0`); the op tests check both.
     pub fn set_gemv_split(&mut self, on: bool) {
         self.tune.gemv_split = on;
-    }
-
-    /// Whether a handful of tokens' experts stage their rows in shared memory
-    /// (`FERRUM_CUDA_MOE_STAGED=1`); the op tests check both.
-    pub fn set_moe_staged(&mut self, on: bool) {
-        self.tune.moe_staged = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
