@@ -263,14 +263,12 @@ fn main() -> Result<()> {
         routing,
     };
     let mut scratch = b.be.moe_scratch(128, &d)?;
-    let kernels: [(usize, bool, bool, &str); 4] = [
-        (1, true, false, "per-pair GEMVs"),
-        (1, true, true, "per-pair GEMVs, routed in the gate/up GEMV"),
-        (128, true, false, "cp.async"),
-        (128, false, false, "register-staged"),
+    let kernels: [(usize, bool, &str); 3] = [
+        (1, true, "per-pair GEMVs"),
+        (128, true, "cp.async"),
+        (128, false, "register-staged"),
     ];
-    for (rows, pipe, fold, kind) in kernels {
-        b.be.set_fold_route(fold);
+    for (rows, pipe, kind) in kernels {
         let x = b.be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
         let logits = b.be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
         let mut out = b.be.up(&vec![0.0; rows * hidden]);

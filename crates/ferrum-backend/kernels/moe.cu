@@ -63,10 +63,12 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
 // token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
 // on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
 // rounds takes the warp's best expert not yet chosen.
-// One token's logits row `l`, by one warp: lane j < top_k gets the j-th choice and its weight.
 template <typename T, int SLOTS>
-__device__ void route_softmax_warp(const T* l, int n_experts, int top_k, int norm, u32* id, float* wt) {
-    const int lane = threadIdx.x & 31;
+__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
+                                  int top_k, int norm) {
+    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (t >= tokens) return;
+    const T* l = logits + (i64)t * n_experts;
     float p[SLOTS], max = NEG_INF;
 #pragma unroll
     for (int i = 0; i < SLOTS; i++) {
@@ -100,23 +102,11 @@ __device__ void route_softmax_warp(const T* l, int n_experts, int top_k, int nor
             my_w = bv;
         }
     }
-    *id = my_id;
-    *wt = norm ? my_w / s : my_w;
-}
-
-// The router kernels: a warp a token, one store a lane (lane 0 storing each choice, then reading
-// them back to normalize, waited on a memory round trip per choice).
-template <typename T, int SLOTS>
-__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
-                                  int top_k, int norm) {
-    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (t >= tokens) return;
-    u32 id;
-    float wt;
-    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, n_experts, top_k, norm, &id, &wt);
+    // one store a lane (lane 0 storing each choice, then reading them back to normalize, waited
+    // on a memory round trip per choice)
     if (lane < top_k) {
-        ids[(i64)t * top_k + lane] = id;
-        w[(i64)t * top_k + lane] = wt;
+        ids[(i64)t * top_k + lane] = my_id;
+        w[(i64)t * top_k + lane] = norm ? my_w / s : my_w;
     }
 }
 
@@ -125,9 +115,12 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 // scores, optionally renormalized, times `scaling`. One warp per token, as the softmax router:
 // a group's best two and each of the top_k choices are warp rounds over the lanes' registers.
 template <typename T, int SLOTS>
-__device__ void route_sigmoid_warp(const T* l, const T* bias, int n_experts, int top_k, int n_group,
-                                   int topk_group, int norm, float scaling, u32* id, float* wt) {
-    const int lane = threadIdx.x & 31;
+__device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
+                                  int n_experts, int top_k, int n_group, int topk_group, int norm,
+                                  float scaling) {
+    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (t >= tokens) return;
+    const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
     float sig[SLOTS], choice[SLOTS];  // the sigmoid, and it plus the bias
 #pragma unroll
@@ -178,23 +171,9 @@ __device__ void route_sigmoid_warp(const T* l, const T* bias, int n_experts, int
         }
     }
     const float denom = s + 1e-20f;
-    *id = my_id;
-    *wt = (norm ? my_w / denom : my_w) * scaling;
-}
-
-template <typename T, int SLOTS>
-__device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
-                                  int n_experts, int top_k, int n_group, int topk_group, int norm,
-                                  float scaling) {
-    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (t >= tokens) return;
-    u32 id;
-    float wt;
-    route_sigmoid_warp<T, SLOTS>(logits + (i64)t * n_experts, bias, n_experts, top_k, n_group, topk_group, norm,
-                                 scaling, &id, &wt);
     if (lane < top_k) {
-        ids[(i64)t * top_k + lane] = id;
-        w[(i64)t * top_k + lane] = wt;
+        ids[(i64)t * top_k + lane] = my_id;
+        w[(i64)t * top_k + lane] = (norm ? my_w / denom : my_w) * scaling;
     }
 }
 
@@ -203,28 +182,6 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     if ((n_experts) <= 128) ROUTER<T, 4>(__VA_ARGS__);                                                     \
     else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
     else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
-
-// A router's inputs, for the gate/up GEMV that routes its own token (`moe_gemv_swiglu`):
-// `logits` null when the router kernel ran before it.
-template <typename T>
-struct Route {
-    const T* logits;
-    const T* bias;
-    int n_experts, n_group, topk_group, norm, sigmoid;
-    float scaling;
-};
-
-// Token t's routing by the calling warp, as the router kernels do (lane j < top_k: choice j).
-template <typename T>
-__device__ void route_token(const Route<T>& r, i64 t, int top_k, u32* id, float* wt) {
-    const T* l = r.logits + t * r.n_experts;
-    if (r.sigmoid) {
-        ROUTE_DISPATCH(route_sigmoid_warp, T, r.n_experts, l, r.bias, r.n_experts, top_k, r.n_group, r.topk_group,
-                       r.norm, r.scaling, id, wt)
-    } else {
-        ROUTE_DISPATCH(route_softmax_warp, T, r.n_experts, l, r.n_experts, top_k, r.norm, id, wt)
-    }
-}
 
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
 // a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
@@ -245,34 +202,14 @@ __device__ void route_token(const Route<T>& r, i64 t, int top_k, u32* id, float*
 // layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
 // with 4 (94 registers); 39.4 before the loads were issued ahead.
 #define MOE_GEMV_ROWS 2
-// With `route.logits` (`FERRUM_CUDA_FOLD_ROUTE`), each block's first warp routes the pair's
-// token itself (x_div is top_k) instead of reading ids[p] from the router kernel, which does not
-// run: one launch and its memory round trips fewer a layer; the blocks of each token's first pair
-// and first rows store the token's ids and weights for the down GEMV.
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
-                                u32* ids, T* act, Route<T> route, float* weights) {
+                                const u32* ids, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
     __shared__ float up[4][RB];
-    __shared__ u32 routed;
     const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
-    if (route.logits) {
-        if (warp == 0) {
-            u32 id;
-            float wt;
-            const i64 t = p / x_div;
-            const int j = (int)(p - t * x_div);
-            route_token<T>(route, t, x_div, &id, &wt);
-            if (lane == j) routed = id;
-            if (j == 0 && blockIdx.y == 0 && lane < x_div) {
-                ids[t * x_div + lane] = id;
-                weights[t * x_div + lane] = wt;
-            }
-        }
-        __syncthreads();
-    }
-    const i64 row = (i64)(route.logits ? routed : ids[p]) * 2 * inter + is_up * inter + r0;
+    const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -665,33 +602,14 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
-                                                   u32* ids, T* act) {                                     \
+                                                   const u32* ids, T* act) {                               \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act, Route<T>{},      \
-                                             nullptr);                                                     \
+        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
-                                                       int inter, int k, int bk, u32* ids, T* act) {       \
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
         grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act, Route<T>{},         \
-                                               nullptr);                                                   \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256, 4)                                                   \
-        moe_gemv_swiglu_routed_##S(const T* x, int x_div, const T* w, int inter, int k, u32* ids, T* act,  \
-                                   float* weights, const T* logits, const T* bias, int n_experts,          \
-                                   int n_group, int topk_group, int norm, int sigmoid, float scaling) {    \
-        grid_dependency();                                                                                 \
-        const Route<T> r{logits, bias, n_experts, n_group, topk_group, norm, sigmoid, scaling};            \
-        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act, r, weights);     \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256, 4)                                                   \
-        moe_gemv_swiglu_routed_fp8_##S(const T* x, int x_div, const fp8* w, const float* s, int inter,     \
-                                       int k, int bk, u32* ids, T* act, float* weights, const T* logits,   \
-                                       const T* bias, int n_experts, int n_group, int topk_group,          \
-                                       int norm, int sigmoid, float scaling) {                             \
-        grid_dependency();                                                                                 \
-        const Route<T> r{logits, bias, n_experts, n_group, topk_group, norm, sigmoid, scaling};            \
-        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act, r, weights);        \
+        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
                                                     const u32* ids, const float* weights, int top_k,       \

@@ -180,33 +180,18 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let logits = P(self.ptr(&router_logits.mem));
-        // a handful of tokens: the gate/up GEMV routes its own token (FERRUM_CUDA_FOLD_ROUTE)
-        let fold = rows <= MOE_GEMV_MAX_TOKENS && self.tune.fold_route;
-        let route = match d.routing {
+        match d.routing {
             Routing::Softmax { norm_topk_prob } => {
-                if !fold {
-                    let args = [
-                        logits,
-                        P(ids),
-                        P(w),
-                        I(rows as i32),
-                        I(d.n_experts as i32),
-                        I(k as i32),
-                        I(norm_topk_prob as i32),
-                    ];
-                    self.launch("moe_route_softmax", per_warp, &args)?;
-                }
-                [
-                    P(w),
+                let args = [
                     logits,
-                    P(0),
+                    P(ids),
+                    P(w),
+                    I(rows as i32),
                     I(d.n_experts as i32),
-                    I(1),
-                    I(1),
+                    I(k as i32),
                     I(norm_topk_prob as i32),
-                    I(0),
-                    F(1.0),
-                ]
+                ];
+                self.launch("moe_route_softmax", per_warp, &args)?;
             }
             Routing::SigmoidGroupLimited {
                 n_group,
@@ -220,39 +205,25 @@ impl CudaBackend {
                         d.n_experts
                     );
                 }
-                let bias = P(correction_bias.map_or(0, |b| self.ptr(&b.mem)));
-                if !fold {
-                    let args = [
-                        logits,
-                        bias,
-                        P(ids),
-                        P(w),
-                        I(rows as i32),
-                        I(d.n_experts as i32),
-                        I(k as i32),
-                        I(n_group as i32),
-                        I(topk_group as i32),
-                        I(norm_topk_prob as i32),
-                        F(routed_scaling_factor),
-                    ];
-                    self.launch("moe_route_sigmoid", per_warp, &args)?;
-                }
-                [
-                    P(w),
+                let args = [
                     logits,
-                    bias,
+                    P(correction_bias.map_or(0, |b| self.ptr(&b.mem))),
+                    P(ids),
+                    P(w),
+                    I(rows as i32),
                     I(d.n_experts as i32),
+                    I(k as i32),
                     I(n_group as i32),
                     I(topk_group as i32),
                     I(norm_topk_prob as i32),
-                    I(1),
                     F(routed_scaling_factor),
-                ]
+                ];
+                self.launch("moe_route_sigmoid", per_warp, &args)?;
             }
-        };
+        }
         let y = self.ptr(&s.y);
         if rows <= MOE_GEMV_MAX_TOKENS {
-            return self.experts_per_pair(x, ex, rows, k, s, out, fold.then_some(&route));
+            return self.experts_per_pair(x, ex, rows, k, s, out);
         }
         if rows <= self.tune.moe_device_grouped_max {
             self.experts_device_grouped(x, ex, k, pairs, s)?;
@@ -265,10 +236,7 @@ impl CudaBackend {
 
     /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with
     /// SiLU-and-mul into `s.act`, then down with the weighted combine straight into `out` (two
-    /// launches: at a handful of tokens each launch costs more than its math). `route`: the
-    /// router's arguments (`moe_gemv_swiglu_routed`'s tail), when the gate/up GEMV routes each
-    /// token itself and no router kernel ran.
-    #[allow(clippy::too_many_arguments)]
+    /// launches: at a handful of tokens each launch costs more than its math).
     fn experts_per_pair(
         &self,
         x: &CudaBuf,
@@ -277,7 +245,6 @@ impl CudaBackend {
         k: usize,
         s: &mut CudaMoeScratch,
         out: &mut CudaBuf,
-        route: Option<&[Arg; 9]>,
     ) -> Result<()> {
         use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
@@ -297,17 +264,8 @@ impl CudaBackend {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        match route {
-            Some(route) => {
-                let tail = [[P(ids), P(act)].as_slice(), route].concat();
-                let kernels = ("moe_gemv_swiglu_routed", "moe_gemv_swiglu_routed_fp8");
-                self.expert_launch(kernels, &ex.gate_up, &gate_up, &tail, cfg)?;
-            }
-            None => {
-                let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
-                self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
-            }
-        }
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
+        self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
             x_div: 1,

@@ -47,10 +47,6 @@ pub(super) struct Tunables {
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
     /// 3.58 ms.
     pub gemv_split: bool,
-    /// A handful of tokens' gate/up GEMV routes each token itself (`moe_gemv_swiglu_routed`)
-    /// instead of reading the router kernel's choices: one launch fewer a layer; opt-in
-    /// (`FERRUM_CUDA_FOLD_ROUTE=1`) until measured.
-    pub fold_route: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -98,7 +94,6 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
-            fold_route: env_is("FERRUM_CUDA_FOLD_ROUTE", "1"),
             skip: skipped(),
         }
     }
@@ -121,12 +116,6 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_SPLIT=0`); the op tests check both.
     pub fn set_gemv_split(&mut self, on: bool) {
         self.tune.gemv_split = on;
-    }
-
-    /// Whether a handful of tokens' gate/up GEMV routes each token itself
-    /// (`FERRUM_CUDA_FOLD_ROUTE=1`); the op tests check both.
-    pub fn set_fold_route(&mut self, on: bool) {
-        self.tune.fold_route = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
