@@ -187,8 +187,26 @@ impl CudaBackend {
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
         let mut functions = HashMap::new();
-        for f in kernels::FILES {
-            let c = nvrtc::compile(f.name, &f.source(), &arch)?;
+        let fresh = kernels::FILES
+            .iter()
+            .filter(|f| !nvrtc::is_cached(f.name, &f.source(), &arch))
+            .count();
+        if fresh > 0 {
+            let cache = nvrtc::cache_dir().map_or("nowhere".into(), |d| d.display().to_string());
+            tracing::info!(
+                "compiling {fresh} CUDA kernel files for {arch} (the first start of this build here; cached in {cache})"
+            );
+        }
+        let t = std::time::Instant::now();
+        let compiled = nvrtc::compile_all(kernels::FILES, &arch);
+        if fresh > 0 {
+            tracing::info!(
+                "CUDA kernels compiled in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        for (f, c) in kernels::FILES.iter().zip(compiled) {
+            let c = c?;
             let module = ctx
                 .load_module(Ptx::from_binary(c.image))
                 .with_context(|| format!("loading kernels {}.cu for {arch}", f.name))?;

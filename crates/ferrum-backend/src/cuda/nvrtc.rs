@@ -107,8 +107,9 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(base.join("ferrum").join("kernels"))
 }
 
-/// Compiles `src` (named `name` in messages) for `arch`, through the disk cache.
-pub fn compile(name: &str, src: &str, arch: &str) -> Result<Compiled> {
+/// The options `src` compiles with for `arch`, and its file in the disk cache (`None`: no
+/// cache), keyed by source, architecture, options and NVRTC version.
+fn cache_entry(name: &str, src: &str, arch: &str) -> Result<(Vec<String>, Option<PathBuf>)> {
     let (major, minor) = version()?;
     let include = cuda_include_dir()?;
     let opts = options(arch, &include);
@@ -119,13 +120,43 @@ pub fn compile(name: &str, src: &str, arch: &str) -> Result<Compiled> {
         opts.join(" ").as_bytes(),
         nv.as_bytes(),
     ]);
+    let ext = if arch.starts_with("sm_") {
+        "cubin"
+    } else {
+        "ptx"
+    };
+    let file = cache_dir().map(|d| d.join(format!("{name}-{arch}-{key:016x}.{ext}")));
+    Ok((opts, file))
+}
+
+/// Whether the disk cache holds `src` compiled for `arch`.
+pub fn is_cached(name: &str, src: &str, arch: &str) -> bool {
+    cache_entry(name, src, arch).is_ok_and(|(_, f)| f.is_some_and(|f| f.is_file()))
+}
+
+/// Every file of `files` compiled for `arch` (through the disk cache), each on its own thread:
+/// NVRTC programs are independent, and a first start compiles them all (attention.cu alone
+/// takes seconds). In `files`' order.
+pub fn compile_all(files: &[super::kernels::KernelFile], arch: &str) -> Vec<Result<Compiled>> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = files
+            .iter()
+            .map(|f| s.spawn(move || compile(f.name, &f.source(), arch)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a kernel compile thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// Compiles `src` (named `name` in messages) for `arch`, through the disk cache.
+pub fn compile(name: &str, src: &str, arch: &str) -> Result<Compiled> {
+    let (opts, file) = cache_entry(name, src, arch)?;
     let cubin = arch.starts_with("sm_");
-    let file = cache_dir().map(|d| {
-        d.join(format!(
-            "{name}-{arch}-{key:016x}.{}",
-            if cubin { "cubin" } else { "ptx" }
-        ))
-    });
     if let Some(f) = &file
         && let Ok(image) = std::fs::read(f)
         && !image.is_empty()
