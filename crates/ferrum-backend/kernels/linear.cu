@@ -62,11 +62,11 @@ __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int r
 
 // out[r][j] = Σ_i x[r][i] · w[j][i] for half weights and r < rows (at most GEMV_MAX_ROWS): the
 // decode path, bound by reading the weight once. Eight warps a block, `split` a row (as
-// `gemv_fp8`); each lane reads 16 bytes (eight values) of the weight row per load, four loads in flight, and
-// the matching eight values of each x row (L1-resident: every warp reads the same x). k is a
-// multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 82 registers
-// (two blocks a multiprocessor; on an H200 1.5 TB/s, so opt-in, FERRUM_CUDA_GEMV=1); R = 1,
-// `gemv_half_row`, takes 31 and one-row layers by default (on an H100 the 8B's gate/up at
+// `gemv_fp8`); each lane reads 16 bytes (eight values) of the weight row per load, four loads in
+// flight, and the matching eight values of each x row (L1-resident: every warp reads the same x).
+// k is a multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 82
+// registers (two blocks a multiprocessor; on an H200 1.5 TB/s, so opt-in, FERRUM_CUDA_GEMV=1);
+// R = 1, `gemv_half_row`, takes 31 and one-row layers by default (on an H100 the 8B's gate/up at
 // 3.0 TB/s against cuBLAS's 2.9).
 template <typename T, int R>
 __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k, int split) {
@@ -181,27 +181,27 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 }
 
 #define LINEAR(T, S)                                                                                       \
-    extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,      \
+    extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,       \
                                              int split) {                                                  \
         grid_dependency();                                                                                 \
-        gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k, split);                                                \
+        gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k, split);                                         \
     }                                                                                                      \
-    extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k,  \
+    extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k,   \
                                                  int split) {                                              \
         grid_dependency();                                                                                 \
-        gemv_half<T, 1>(x, w, out, rows, n, k, split);                                                            \
+        gemv_half<T, 1>(x, w, out, rows, n, k, split);                                                     \
     }                                                                                                      \
-    extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,  \
+    extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,    \
                                             int n, int k, int bk, int split) {                             \
         grid_dependency();                                                                                 \
-        gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk, split);                                          \
+        gemv_fp8<T, GEMV_MAX_ROWS>(x, w, s, out, rows, n, k, bk, split);                                   \
     }                                                                                                      \
-    extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,        \
+    extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,          \
                                                 int rows, int n, int k, int bk, int split) {               \
         grid_dependency();                                                                                 \
-        gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                                   \
+        gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                            \
     }                                                                                                      \
-    extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,        \
+    extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,         \
                                                int bk) {                                                   \
         grid_dependency();                                                                                 \
         dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
@@ -210,7 +210,7 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
         grid_dependency();                                                                                 \
         quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
     }                                                                                                      \
-    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, fp8* q, float* s, int rows, int k,       \
+    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, fp8* q, float* s, int rows, int k,        \
                                                      const int* offsets, int experts) {                    \
         grid_dependency();                                                                                 \
         quant_fp8_grouped<T>(x, q, s, rows, k, offsets, experts);                                          \
