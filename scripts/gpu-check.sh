@@ -176,6 +176,8 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
+    # the MLP's gate/up GEMV and silu_mul in one launch
+    FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_swiglu "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV
@@ -266,10 +268,12 @@ bench_moe() {
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
         --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507 --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
-    step bench_decode_glm45air_fp8 "$dev/ferrum" bench latency --device cuda --load-format dummy \
-        --tokenizer .device/tokenizers/qwen3 --max-model-len 8192 \
-        --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1 --input-len 1 \
-        --output-len 64 --num-iters 2 --num-iters-warmup 1
+    local glm=(bench latency --device cuda --load-format dummy --tokenizer .device/tokenizers/qwen3
+        --max-model-len 8192 --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1
+        --input-len 1 --output-len 64 --num-iters 2 --num-iters-warmup 1)
+    step bench_decode_glm45air_fp8 "$dev/ferrum" "${glm[@]}"
+    # its shared experts' (and first layer's) gate/up GEMV and silu_mul in one launch
+    FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_glm45air_fp8_swiglu "$dev/ferrum" "${glm[@]}"
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8

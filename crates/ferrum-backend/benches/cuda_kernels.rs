@@ -198,6 +198,28 @@ fn main() -> Result<()> {
     b.be.set_half_gemv(false);
     b.be.set_gemv_row(true);
 
+    // the 8B's gate/up and silu_mul at one row: two launches, then one (`gemv_swiglu`)
+    let (inter, k) = (14336 / div, 4096 / div);
+    let w = W::Dense(rand_vec(&mut rng, 2 * inter * k, 0.05)).host("w", 2 * inter, k);
+    let w = b.be.upload_linear(w)?;
+    let x = b.be.up(&rand_vec(&mut rng, k, 1.0));
+    let mut gate_up = b.be.up(&vec![0.0; 2 * inter]);
+    let mut act = b.be.up(&vec![0.0; inter]);
+    for fused in [false, true] {
+        b.be.set_gemv_swiglu(fused);
+        let how = if fused {
+            "one launch"
+        } else {
+            "GEMV, then silu_mul"
+        };
+        let label = format!("bf16 1×{k} · {}×{k}ᵀ and SiLU-and-mul, {how}", 2 * inter);
+        b.run(&label, 2 * 2 * inter * k, &one, |be| {
+            be.linear_swiglu(&x, 1, &w, inter, &mut gate_up, &mut act);
+            Ok(())
+        })?;
+    }
+    b.be.set_gemv_swiglu(false);
+
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024
     // keys; and per GQA group over slices of the keys), 128 tokens over 512 keys (per GQA group)

@@ -98,6 +98,28 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
     gemv_store<T, R>(acc, out, rows, n, j, split);
 }
 
+// act[j] = silu(gate_j · x) · (up_j · x), j < inter, for one row x and a weight stacking the gate
+// rows over the up rows (2·inter of k; e4m3 codes with per-row scales, or T): the one-row GEMV
+// and `silu_mul` in one launch, gate and up rounded to T as the two ops round them. Block: four
+// j, warp 2i the gate row and warp 2i + 1 the up row of the i-th (`row_dot`, four loads a lane
+// in flight), joined through shared memory.
+template <typename T, typename W>
+__device__ void gemv_swiglu(const T* x, const W* w, const float* s, T* act, int inter, int k, int bk) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int j = blockIdx.x * 4 + (warp >> 1), is_up = warp & 1;
+    __shared__ float up[4];
+    float acc[1] = {0.f};
+    if (j < inter) {
+        const i64 row = (i64)is_up * inter + j;
+        const T* xs[1] = {x};
+        row_dot<T, W, 1, 4>(w + row * k, s ? s + row * ((k + bk - 1) / bk) : nullptr, bk, k, xs, 1, acc);
+    }
+    const float v = round_to<T>(warp_sum(acc[0]));
+    if (is_up && lane == 0) up[warp >> 1] = v;
+    __syncthreads();
+    if (!is_up && lane == 0 && j < inter) act[j] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
+}
+
 // out = the weight in T (n·k values): the prefill path dequantizes into a scratch buffer for a
 // cuBLAS GEMM, which at many rows is bound by compute, not by reading the weight twice.
 template <typename T>
@@ -200,6 +222,15 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
                                                 int rows, int n, int k, int bk, int split) {               \
         grid_dependency();                                                                                 \
         gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                            \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_swiglu_half_##S(const T* x, const T* w, T* act, int inter, int k) {    \
+        grid_dependency();                                                                                 \
+        gemv_swiglu<T, T>(x, w, nullptr, act, inter, k, 8);                                                \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_swiglu_fp8_##S(const T* x, const fp8* w, const float* s, T* act,     \
+                                                   int inter, int k, int bk) {                             \
+        grid_dependency();                                                                                 \
+        gemv_swiglu<T, fp8>(x, w, s, act, inter, k, bk);                                                   \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,         \
                                                int bk) {                                                   \

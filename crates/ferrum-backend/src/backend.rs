@@ -361,6 +361,21 @@ pub trait Backend: Weights {
     );
     /// `out = silu(gate) * up` for `rows` rows of `[gate | up]` (2·inter wide).
     fn silu_mul(&self, gate_up: &Self::Buf, rows: usize, inter: usize, out: &mut Self::Buf);
+    /// A SwiGLU MLP's first half: `gate_up = x · wᵀ` (w stacks the gate and up projections,
+    /// 2·inter rows), then `act = silu(gate) * up`. A backend may fuse the two (the CUDA one at
+    /// one row, `FERRUM_CUDA_GEMV_SWIGLU=1`), leaving `gate_up` unwritten.
+    fn linear_swiglu(
+        &self,
+        x: &Self::Buf,
+        rows: usize,
+        w: &Self::Weight,
+        inter: usize,
+        gate_up: &mut Self::Buf,
+        act: &mut Self::Buf,
+    ) {
+        self.linear(x, rows, w, gate_up);
+        self.silu_mul(gate_up, rows, inter, act);
+    }
     /// Routed experts: routing from `router_logits` (`rows × n_experts`), the chosen experts'
     /// SwiGLU MLPs, and their weighted sum into `out`.
     #[allow(clippy::too_many_arguments)]

@@ -341,6 +341,54 @@ fn cuda_ops_match_the_cpu_backend() {
         }
     }
 
+    // a SwiGLU MLP's gate/up and silu_mul (`linear_swiglu`; one launch on the GPU at one row
+    // with FERRUM_CUDA_GEMV_SWIGLU=1, else the two ops): half and block-FP8 weights, an inter
+    // that leaves the last block part-empty, k = 130 (the scalar loads), three rows (unfused)
+    for &(rows, k, inter, fp8) in &[
+        (1usize, 256usize, 77usize, false),
+        (1, 512, 200, true),
+        (1, 130, 40, true),
+        (3, 256, 77, false),
+    ] {
+        let (meta, _) = step(&[(rows, 0)], &mut rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(&mut rng, rows * k, 1.0);
+        let w = if fp8 {
+            W::fp8(&mut rng, 2 * inter, k)
+        } else {
+            W::Dense(rand_vec(&mut rng, 2 * inter * k, 0.05))
+        };
+        fn swiglu<B: Up>(
+            be: &B,
+            x: &[f32],
+            w: &W,
+            rows: usize,
+            k: usize,
+            inter: usize,
+        ) -> Vec<f32> {
+            let wt = be.upload_linear(w.host("w", 2 * inter, k)).unwrap();
+            let mut gate_up = be.up(&vec![0.0; rows * 2 * inter]);
+            let mut act = be.up(&vec![0.0; rows * inter]);
+            be.linear_swiglu(&be.up(x), rows, &wt, inter, &mut gate_up, &mut act);
+            read(be, &act, rows * inter)
+        }
+        let a = swiglu(&c, &x, &w, rows, k, inter);
+        for fused in [false, true] {
+            g.set_gemv_swiglu(fused);
+            let b = swiglu(&g, &x, &w, rows, k, inter);
+            let how = if fused { ", one launch" } else { "" };
+            let kind = if fp8 { "fp8 " } else { "" };
+            compare(
+                &format!("linear_swiglu {kind}{rows}×{k} · {}×{k}ᵀ{how}", 2 * inter),
+                &a,
+                &b,
+                2e-2,
+            );
+        }
+        g.set_gemv_swiglu(false);
+    }
+
     // rotary: neox full, interleaved partial, llama3 scaling, positions up to ~5000
     for (style, rot, scaling) in [
         (RopeStyle::Neox, 128usize, RopeScaling::None),

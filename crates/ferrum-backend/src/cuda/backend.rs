@@ -683,12 +683,19 @@ impl Backend for CudaBackend {
     }
 
     fn silu_mul(&self, gate_up: &CudaBuf, rows: usize, inter: usize, out: &mut CudaBuf) {
-        let args = [
-            P(self.ptr(&gate_up.mem)),
-            P(self.ptr(&out.mem)),
-            I(inter as i32),
-        ];
-        self.record(self.launch("silu_mul", Self::cols_cfg(rows, inter), &args));
+        self.record(self.silu_mul_into(gate_up, rows, inter, out));
+    }
+
+    fn linear_swiglu(
+        &self,
+        x: &CudaBuf,
+        rows: usize,
+        w: &CudaWeight,
+        inter: usize,
+        gate_up: &mut CudaBuf,
+        act: &mut CudaBuf,
+    ) {
+        self.record(self.linear_swiglu_into(x, rows, w, inter, gate_up, act));
     }
 
     fn moe(

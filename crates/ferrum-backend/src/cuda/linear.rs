@@ -136,6 +136,71 @@ impl CudaBackend {
         self.launch(kernel, Self::gemv_cfg(w.rows, split), &args)
     }
 
+    /// `silu_mul`: `out = silu(gate) * up` over `rows` rows of `[gate | up]`.
+    pub(super) fn silu_mul_into(
+        &self,
+        gate_up: &CudaBuf,
+        rows: usize,
+        inter: usize,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let args = [
+            P(self.ptr(&gate_up.mem)),
+            P(self.ptr(&out.mem)),
+            I(inter as i32),
+        ];
+        self.launch("silu_mul", Self::cols_cfg(rows, inter), &args)
+    }
+
+    /// [`crate::Backend::linear_swiglu`]: at one row, where a one-row GEMV takes the weight and
+    /// `FERRUM_CUDA_GEMV_SWIGLU=1`, one launch (`gemv_swiglu`: each block four gate rows and
+    /// their up rows, `act` written directly); otherwise the linear layer, then `silu_mul`.
+    pub(super) fn linear_swiglu_into(
+        &self,
+        x: &CudaBuf,
+        rows: usize,
+        w: &CudaWeight,
+        inter: usize,
+        gate_up: &mut CudaBuf,
+        act: &mut CudaBuf,
+    ) -> Result<()> {
+        use Arg::{I, P};
+        let fused = self.tune.gemv_swiglu && rows == 1 && w.rows == 2 * inter;
+        let kernel = match self.gemv_for(w, rows) {
+            Some("gemv_fp8_row") if fused => "gemv_swiglu_fp8",
+            Some("gemv_half_row") if fused => "gemv_swiglu_half",
+            _ => {
+                self.linear_into(x, rows, w, gate_up)?;
+                return self.silu_mul_into(gate_up, rows, inter, act);
+            }
+        };
+        let (xp, op) = (self.ptr(&x.mem), self.ptr(&act.mem));
+        let args: Vec<Arg> = match &w.data {
+            WeightData::Fp8 {
+                codes, scales, bk, ..
+            } => vec![
+                P(xp),
+                P(self.ptr(codes)),
+                P(self.ptr(scales)),
+                P(op),
+                I(inter as i32),
+                I(w.k as i32),
+                I(*bk as i32),
+            ],
+            WeightData::Half(m) => {
+                vec![P(xp), P(self.ptr(m)), P(op), I(inter as i32), I(w.k as i32)]
+            }
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (inter.div_ceil(4) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let label = || format!("linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
+        self.timed(label, || self.launch_now(kernel, cfg, &args))
+    }
+
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked
     /// weight of row length `k` (one expert of a stack, or the whole layer), through cuBLAS;
     /// block-FP8 rows through the W8A8 GEMM where it takes them (`fp8_gemm.rs`), otherwise

@@ -47,6 +47,9 @@ pub(super) struct Tunables {
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
     /// 3.58 ms.
     pub gemv_split: bool,
+    /// A SwiGLU MLP's gate/up GEMV and `silu_mul` in one launch at one row (`gemv_swiglu`);
+    /// opt-in (`FERRUM_CUDA_GEMV_SWIGLU=1`) until measured.
+    pub gemv_swiglu: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -94,6 +97,7 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
+            gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             skip: skipped(),
         }
     }
@@ -116,6 +120,12 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_SPLIT=0`); the op tests check both.
     pub fn set_gemv_split(&mut self, on: bool) {
         self.tune.gemv_split = on;
+    }
+
+    /// Whether a SwiGLU MLP's gate/up GEMV and `silu_mul` are one launch at one row
+    /// (`FERRUM_CUDA_GEMV_SWIGLU=1`); the op tests check both.
+    pub fn set_gemv_swiglu(&mut self, on: bool) {
+        self.tune.gemv_swiglu = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)

@@ -38,8 +38,14 @@ impl<B: Backend> Mlp<B> {
         ws: &mut Workspace<B>,
         out: Out,
     ) -> Result<()> {
-        be.linear(&ws.normed, t, &self.gate_up, &mut ws.gate_up);
-        be.silu_mul(&ws.gate_up, t, self.inter, &mut ws.act);
+        be.linear_swiglu(
+            &ws.normed,
+            t,
+            &self.gate_up,
+            self.inter,
+            &mut ws.gate_up,
+            &mut ws.act,
+        );
         let out = match out {
             Out::Proj => &mut ws.proj,
             Out::Shared => &mut ws.shared,
