@@ -9,6 +9,15 @@
 // k / split of them (whole scale blocks), and the shares' sums meet in shared memory. A layer of
 // few rows (Qwen3-30B-A3B's o_proj: 2048 rows of 4096 FP8 columns, 256 blocks at one warp a row)
 // otherwise leaves each warp two memory round trips in a row and most warp slots empty.
+// This warp's row j and its share of the columns, [c0, c0 + seg).
+struct GemvShare {
+    int j, c0, seg;
+};
+__device__ __forceinline__ GemvShare gemv_share(int split, int k) {
+    const int warp = threadIdx.x >> 5, seg = k / split;
+    return {(int)blockIdx.x * (8 / split) + warp / split, (warp % split) * seg, seg};
+}
+
 // out[r][j] = the sum of the warps' acc[r] of row j (r < rows), in share order.
 template <typename T, int R>
 __device__ __forceinline__ void gemv_store(float* acc, T* out, int rows, int n, int j, int split) {
@@ -41,12 +50,11 @@ __device__ __forceinline__ void gemv_store(float* acc, T* out, int rows, int n, 
 // weight byte once for all rows. Eight warps a block, `split` a row; each lane loads sixteen
 // codes at a time (`row_dot`), their products summed and then scaled by their block's scale.
 // R = GEMV_MAX_ROWS takes 72 registers, three blocks a multiprocessor. `gemv_fp8_row` is R = 1
-// with four loads a lane issued before the sums (DEPTH 4, 46 registers): on an H100
+// with four loads a lane issued before the sums (DEPTH 4, 48 registers): on an H100
 // Qwen3-30B-A3B's QKV 5.2 µs against 8.2 for the eight-row kernel.
 template <typename T, int R, int DEPTH = 0>
 __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk, int split) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int j = blockIdx.x * (8 / split) + warp / split, seg = k / split, c0 = (warp % split) * seg;
+    const auto [j, c0, seg] = gemv_share(split, k);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
@@ -64,14 +72,14 @@ __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int r
 // decode path, bound by reading the weight once. Eight warps a block, `split` a row (as
 // `gemv_fp8`); each lane reads 16 bytes (eight values) of the weight row per load, four loads in
 // flight, and the matching eight values of each x row (L1-resident: every warp reads the same x).
-// k is a multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 82
-// registers (two blocks a multiprocessor; on an H200 1.5 TB/s, so opt-in, FERRUM_CUDA_GEMV=1);
-// R = 1, `gemv_half_row`, takes 31 and one-row layers by default (on an H100 the 8B's gate/up at
+// k is a multiple of 8 (the host checks; cuBLAS takes the rest). R = GEMV_MAX_ROWS takes 64
+// registers (82 before the split rows; on an H200 1.5 TB/s, so opt-in, FERRUM_CUDA_GEMV=1);
+// R = 1, `gemv_half_row`, takes 32 and one-row layers by default (on an H100 the 8B's gate/up at
 // 3.0 TB/s against cuBLAS's 2.9).
 template <typename T, int R>
 __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k, int split) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int j = blockIdx.x * (8 / split) + warp / split, seg = k / split, c0 = (warp % split) * seg;
+    const int lane = threadIdx.x & 31;
+    const auto [j, c0, seg] = gemv_share(split, k);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;

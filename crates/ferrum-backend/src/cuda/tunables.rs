@@ -10,7 +10,7 @@ pub(super) struct Tunables {
     /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
     /// streams 3.8 (docs/BENCHMARKS.md).
     pub gemv: bool,
-    /// One-row half-weight layers take our one-row GEMV (`gemv_half_row`, 31 registers) instead
+    /// One-row half-weight layers take our one-row GEMV (`gemv_half_row`, 32 registers) instead
     /// of cuBLAS; `FERRUM_CUDA_GEMV_ROW=0` takes cuBLAS. On an H100 the 8B's gate/up took 77.5
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
