@@ -107,6 +107,11 @@ checks() {
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
         "$dev/cuda_engine" --ignored --nocapture
+    # the models and the engine with each pre-norm computed inside the GEMV after it
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=1 step cuda_reference_norm_gemv \
+        "$dev/cuda_reference" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=1 step cuda_engine_norm_gemv \
+        "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
@@ -178,6 +183,10 @@ bench_dense() {
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
     # the MLP's gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_swiglu "$dev/ferrum" "${b1[@]}"
+    # the input norm computed inside the QKV GEMV (one launch), alone and with the one above
+    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_8b_norm_gemv "$dev/ferrum" "${b1[@]}"
+    FERRUM_CUDA_NORM_GEMV=1 FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_norm_gemv_swiglu \
+        "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV
@@ -229,6 +238,9 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
+    # both norms computed inside the GEMVs after them (the QKV, the router): two launches fewer
+    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_qwen3moe_fp8_norm_gemv "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # one warp a row for the GEMVs of few rows (the o_proj, the router)
     FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
@@ -274,6 +286,8 @@ bench_moe() {
     step bench_decode_glm45air_fp8 "$dev/ferrum" "${glm[@]}"
     # its shared experts' (and first layer's) gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_glm45air_fp8_swiglu "$dev/ferrum" "${glm[@]}"
+    # both norms computed inside the GEMVs after them (the QKV, the router)
+    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_glm45air_fp8_norm_gemv "$dev/ferrum" "${glm[@]}"
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8

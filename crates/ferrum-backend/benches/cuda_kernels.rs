@@ -136,23 +136,38 @@ fn main() -> Result<()> {
     let norm =
         b.be.upload_vector(tensor("w", vec![width], &rand_vec(&mut rng, width, 1.0)))?;
     let x = b.be.up(&rand_vec(&mut rng, width, 1.0));
-    let mut residual = b.be.up(&rand_vec(&mut rng, width, 1.0));
+    let residual = b.be.up(&rand_vec(&mut rng, width, 1.0));
+    let mut sum = b.be.up(&vec![0.0; width]);
     let mut normed = b.be.up(&vec![0.0; width]);
     b.run(&format!("add_rms_norm 1×{width}"), 6 * width, &one, |be| {
-        be.add_rms_norm(&mut residual, &x, &norm, 1e-6, 1, &mut normed);
+        be.add_rms_norm(&residual, &x, &norm, 1e-6, 1, &mut sum, &mut normed);
         Ok(())
     })?;
-    // the norm, then Qwen3's QKV GEMV over its output: under programmatic dependent launch with
-    // FERRUM_CUDA_PREFETCH=1 the GEMV's weights stream into L2 while the norm runs
+    // the norm, then Qwen3's QKV GEMV over its output: two launches, then one (`gemv_norm`)
     let (n, k) = (5120 / div, width);
     let qkv = b.be.upload_linear(W::fp8(&mut rng, n, k).host("w", n, k))?;
     let mut out = b.be.up(&vec![0.0; n]);
-    let label = format!("add_rms_norm 1×{k}, then fp8 GEMV · {n}×{k}ᵀ");
-    b.run(&label, n * k, &one, |be| {
-        be.add_rms_norm(&mut residual, &x, &norm, 1e-6, 1, &mut normed);
-        be.linear(&normed, 1, &qkv, &mut out);
-        Ok(())
-    })?;
+    for fused in [false, true] {
+        b.be.set_norm_gemv(fused);
+        let how = if fused { "in one launch" } else { "then" };
+        let label = format!("add_rms_norm 1×{k}, {how} fp8 GEMV · {n}×{k}ᵀ");
+        b.run(&label, n * k, &one, |be| {
+            let y = Some(&x);
+            be.norm_linear(
+                &residual,
+                y,
+                &norm,
+                1e-6,
+                1,
+                &mut sum,
+                &mut normed,
+                &qkv,
+                &mut out,
+            );
+            Ok(())
+        })?;
+    }
+    b.be.set_norm_gemv(false);
     let router = W::Dense(rand_vec(&mut rng, 128 * width, 0.05)).host("r", 128, width);
     let router = b.be.upload_linear(router)?;
     let mut logits = b.be.up(&vec![0.0; 128]);
@@ -219,6 +234,40 @@ fn main() -> Result<()> {
         })?;
     }
     b.be.set_gemv_swiglu(false);
+
+    // the 8B's input norm and QKV GEMV (bf16, 6144 rows of 4096) at one row: two launches,
+    // then one (`gemv_norm`)
+    let (n, k) = (6144 / div, 4096 / div);
+    let w = W::Dense(rand_vec(&mut rng, n * k, 0.05)).host("w", n, k);
+    let w = b.be.upload_linear(w)?;
+    let norm =
+        b.be.upload_vector(tensor("g", vec![k], &rand_vec(&mut rng, k, 1.0)))?;
+    let (x, y) = (
+        b.be.up(&rand_vec(&mut rng, k, 1.0)),
+        b.be.up(&rand_vec(&mut rng, k, 1.0)),
+    );
+    let (mut sum, mut normed) = (b.be.up(&vec![0.0; k]), b.be.up(&vec![0.0; k]));
+    let mut out = b.be.up(&vec![0.0; n]);
+    for fused in [false, true] {
+        b.be.set_norm_gemv(fused);
+        let how = if fused { "in one launch" } else { "then" };
+        let label = format!("add_rms_norm 1×{k}, {how} bf16 GEMV · {n}×{k}ᵀ");
+        b.run(&label, 2 * n * k, &one, |be| {
+            be.norm_linear(
+                &x,
+                Some(&y),
+                &norm,
+                1e-6,
+                1,
+                &mut sum,
+                &mut normed,
+                &w,
+                &mut out,
+            );
+            Ok(())
+        })?;
+    }
+    b.be.set_norm_gemv(false);
 
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024

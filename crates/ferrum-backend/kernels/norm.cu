@@ -21,15 +21,15 @@ __device__ void rms_norm(const T* x, const T* w, T* out, int width, float eps) {
     rms_norm_row<T>(x + r * width, w, out + r * width, width, eps);
 }
 
-// x += y (the residual stream, rounded to T), then out = RMSNorm(x).
+// sum = x + y (the residual stream, rounded to T), then out = RMSNorm(sum).
 template <typename T>
-__device__ void add_rms_norm(T* x, const T* y, const T* w, T* out, int width, float eps) {
+__device__ void add_rms_norm(const T* x, const T* y, const T* w, T* sum, T* out, int width, float eps) {
     const i64 r = blockIdx.x;
-    T* xr = x + r * width;
-    const T* yr = y + r * width;
-    for (int i = threadIdx.x; i < width; i += blockDim.x) xr[i] = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
+    const T *xr = x + r * width, *yr = y + r * width;
+    T* sr = sum + r * width;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) sr[i] = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
     __syncthreads();
-    rms_norm_row<T>(xr, w, out + r * width, width, eps);
+    rms_norm_row<T>(sr, w, out + r * width, width, eps);
 }
 
 #define NORM(T, S)                                                                                         \
@@ -37,9 +37,9 @@ __device__ void add_rms_norm(T* x, const T* y, const T* w, T* out, int width, fl
         grid_dependency();                                                                                 \
         rms_norm<T>(x, w, out, width, eps);                                                                \
     }                                                                                                      \
-    extern "C" __global__ void add_rms_norm_##S(T* x, const T* y, const T* w, T* out, int width,          \
-                                                float eps) {                                               \
+    extern "C" __global__ void add_rms_norm_##S(const T* x, const T* y, const T* w, T* sum, T* out,       \
+                                                int width, float eps) {                                    \
         grid_dependency();                                                                                 \
-        add_rms_norm<T>(x, y, w, out, width, eps);                                                         \
+        add_rms_norm<T>(x, y, w, sum, out, width, eps);                                                    \
     }
 FOR_HALF_TYPES(NORM)

@@ -298,16 +298,37 @@ pub trait Backend: Weights {
     fn rms_norm(&self, x: &Self::Buf, w: &Self::Vector, eps: f32, rows: usize, out: &mut Self::Buf);
     /// In place (per-head q/k norms: `rows` = tokens × heads).
     fn rms_norm_inplace(&self, x: &mut Self::Buf, w: &Self::Vector, eps: f32, rows: usize);
-    /// `residual += x; out = rms_norm(residual)`.
+    /// `sum = x + y` (the residual stream and a block's output), then `out = rms_norm(sum)`.
+    #[allow(clippy::too_many_arguments)]
     fn add_rms_norm(
         &self,
-        residual: &mut Self::Buf,
         x: &Self::Buf,
+        y: &Self::Buf,
         w: &Self::Vector,
         eps: f32,
         rows: usize,
+        sum: &mut Self::Buf,
         out: &mut Self::Buf,
     );
+    /// A block's pre-norm and its first linear layer: `sum = x + y` (with a `y`; without, `x`
+    /// is normed as it is and `sum` left alone), `normed = rms_norm(sum)` with weight `g`, then
+    /// `out = normed · wᵀ`. The default is the two ops; a backend may fuse them (the CUDA one at
+    /// one row, `FERRUM_CUDA_NORM_GEMV=1`, computing `out` from the unrounded norm).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_linear(
+        &self,
+        x: &Self::Buf,
+        y: Option<&Self::Buf>,
+        g: &Self::Vector,
+        eps: f32,
+        rows: usize,
+        sum: &mut Self::Buf,
+        normed: &mut Self::Buf,
+        w: &Self::Weight,
+        out: &mut Self::Buf,
+    ) {
+        norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
+    }
     /// `acc[..len] += x[..len]`.
     fn add(&self, acc: &mut Self::Buf, x: &Self::Buf, len: usize);
     /// `out = x · wᵀ` for `rows` rows.
@@ -513,4 +534,25 @@ pub enum RowOutput {
     Sampled(ferrum_engine::Sampled),
     /// The accepted drafts plus one token.
     Verified(Vec<ferrum_engine::Sampled>),
+}
+
+/// [`Backend::norm_linear`] as its two ops (the default, and where a fusing backend can't).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_then_linear<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Buf,
+    y: Option<&B::Buf>,
+    g: &B::Vector,
+    eps: f32,
+    rows: usize,
+    sum: &mut B::Buf,
+    normed: &mut B::Buf,
+    w: &B::Weight,
+    out: &mut B::Buf,
+) {
+    match y {
+        Some(y) => be.add_rms_norm(x, y, g, eps, rows, sum, normed),
+        None => be.rms_norm(x, g, eps, rows, normed),
+    }
+    be.linear(normed, rows, w, out);
 }

@@ -105,23 +105,29 @@ fn cuda_ops_match_the_cpu_backend() {
             c.upload_vector(tensor("w", vec![width], &w)).unwrap(),
             g.upload_vector(tensor("w", vec![width], &w)).unwrap(),
         );
-        fn norms<B: Up>(be: &B, x: &[f32], y: &[f32], w: &B::Vector, rows: usize) -> [Vec<f32>; 3] {
+        fn norms<B: Up>(be: &B, x: &[f32], y: &[f32], w: &B::Vector, rows: usize) -> [Vec<f32>; 4] {
             let n = x.len();
             let (bx, by) = (be.up(x), be.up(y));
             let mut out = be.up(&vec![0.0; n]);
             be.rms_norm(&bx, w, 1e-6, rows, &mut out);
             let plain = read(be, &out, n);
-            let mut res = be.up(x);
-            be.add_rms_norm(&mut res, &by, w, 1e-6, rows, &mut out);
+            let mut sum = be.up(&vec![0.0; n]);
+            be.add_rms_norm(&bx, &by, w, 1e-6, rows, &mut sum, &mut out);
             let fused = read(be, &out, n);
             let mut acc = be.up(x);
             be.add(&mut acc, &by, n);
-            [plain, fused, read(be, &acc, n)]
+            [plain, fused, read(be, &sum, n), read(be, &acc, n)]
         }
-        let [a, b, s] = norms(&c, &x, &y, &cw, rows);
-        let [ga, gb, gs] = norms(&g, &x, &y, &gw, rows);
+        let [a, b, bs, s] = norms(&c, &x, &y, &cw, rows);
+        let [ga, gb, gbs, gs] = norms(&g, &x, &y, &gw, rows);
         compare(&format!("rms_norm {rows}×{width}"), &a, &ga, 2e-2);
         compare(&format!("add_rms_norm {rows}×{width}"), &b, &gb, 2e-2);
+        compare(
+            &format!("add_rms_norm's sum {rows}×{width}"),
+            &bs,
+            &gbs,
+            1e-2,
+        );
         compare(&format!("add {rows}×{width}"), &s, &gs, 1e-2);
     }
 

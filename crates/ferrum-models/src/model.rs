@@ -16,6 +16,13 @@ pub struct CausalLm<W: Weights> {
     lm_head: Option<W::Weight>,
 }
 
+/// The buffer a [`Workspace::norm_linear`] writes.
+#[derive(Clone, Copy)]
+pub enum NormOut {
+    Qkv,
+    RouterLogits,
+}
+
 impl<W: Weights> CausalLm<W> {
     /// Loads every parameter through `l` (which counts them and checks formats).
     pub fn load(cfg: ModelConfig, l: &ParamLoader<W>) -> Result<Self> {
@@ -45,7 +52,12 @@ impl<W: Weights> CausalLm<W> {
 pub struct Workspace<B: Backend> {
     pub max_tokens: usize,
     pub max_logits: usize,
+    /// The residual stream; an add writes the sum into `x_next`, and [`Self::advance`] makes it
+    /// the stream (so that a fused add and the GEMV reading it never write what others read).
     pub x: B::Buf,
+    pub x_next: B::Buf,
+    /// Whether `x` and `x_next` are swapped from where the forward's embedding wrote.
+    flipped: bool,
     pub normed: B::Buf,
     pub qkv: B::Buf,
     pub q: B::Buf,
@@ -91,6 +103,8 @@ impl<B: Backend> Workspace<B> {
             max_tokens: t,
             max_logits: r,
             x: be.alloc(t * h)?,
+            x_next: be.alloc(t * h)?,
+            flipped: false,
             normed: be.alloc(t * h)?,
             qkv: be.alloc(t * (qd + 2 * kvd))?,
             q: be.alloc(t * qd)?,
@@ -110,6 +124,53 @@ impl<B: Backend> Workspace<B> {
         })
     }
 
+    /// The sum just written into `x_next` becomes the residual stream.
+    pub fn advance(&mut self) {
+        std::mem::swap(&mut self.x, &mut self.x_next);
+        self.flipped = !self.flipped;
+    }
+
+    /// Back to the buffers a forward starts from: every forward (and every captured graph)
+    /// then walks the same buffers in the same order, and the logits read the stream it left.
+    fn restart(&mut self) {
+        if self.flipped {
+            self.advance();
+        }
+    }
+
+    /// A block's pre-norm and first linear layer ([`Backend::norm_linear`]): `normed` =
+    /// RMSNorm of the stream, with the previous block's output in `proj` added first (`add`),
+    /// and `out = normed · wᵀ`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_linear(
+        &mut self,
+        be: &B,
+        g: &B::Vector,
+        eps: f32,
+        t: usize,
+        add: bool,
+        w: &B::Weight,
+        out: NormOut,
+    ) {
+        let Workspace {
+            x,
+            x_next,
+            normed,
+            proj,
+            qkv,
+            router_logits,
+            ..
+        } = self;
+        let out = match out {
+            NormOut::Qkv => qkv,
+            NormOut::RouterLogits => router_logits,
+        };
+        be.norm_linear(x, add.then_some(&*proj), g, eps, t, x_next, normed, w, out);
+        if add {
+            self.advance();
+        }
+    }
+
     /// Bytes of activations per token of the largest step, f32 (the profile of a forward: it
     /// allocates nothing beyond this workspace).
     pub fn bytes_per_token(c: &ModelConfig) -> usize {
@@ -119,7 +180,7 @@ impl<B: Backend> Workspace<B> {
             .as_ref()
             .map_or(0, |m| m.inter * m.n_shared.max(1) * m.top_k.max(1))
             .max(c.intermediate_size);
-        4 * (6 * h + 3 * qd + 4 * kvd + 3 * inter + c.moe.as_ref().map_or(0, |m| m.n_experts))
+        4 * (7 * h + 3 * qd + 4 * kvd + 3 * inter + c.moe.as_ref().map_or(0, |m| m.n_experts))
     }
 }
 
@@ -140,6 +201,7 @@ impl<B: Backend> CausalLm<B> {
                 ws.max_tokens
             );
         }
+        ws.restart();
         be.embedding(&self.embed, &mut ws.x)?;
         for (i, layer) in self.layers.iter().enumerate() {
             layer.forward(be, &self.cfg, t, i, kv, ws)?;

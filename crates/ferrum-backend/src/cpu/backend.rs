@@ -319,16 +319,18 @@ impl Backend for CpuBackend {
 
     fn add_rms_norm(
         &self,
-        residual: &mut Vec<f32>,
         x: &Vec<f32>,
+        y: &Vec<f32>,
         w: &Vec<f32>,
         eps: f32,
         rows: usize,
+        sum: &mut Vec<f32>,
         out: &mut Vec<f32>,
     ) {
         let n = rows * w.len();
-        add_inplace(&mut residual[..n], &x[..n]);
-        rms_norm_rows(&residual[..n], w, eps, &mut out[..n]);
+        sum[..n].copy_from_slice(&x[..n]);
+        add_inplace(&mut sum[..n], &y[..n]);
+        rms_norm_rows(&sum[..n], w, eps, &mut out[..n]);
     }
 
     fn add(&self, acc: &mut Vec<f32>, x: &Vec<f32>, len: usize) {

@@ -568,22 +568,42 @@ impl Backend for CudaBackend {
 
     fn add_rms_norm(
         &self,
-        residual: &mut CudaBuf,
         x: &CudaBuf,
+        y: &CudaBuf,
         w: &CudaVector,
         eps: f32,
         rows: usize,
+        sum: &mut CudaBuf,
         out: &mut CudaBuf,
     ) {
         let args = [
-            P(self.ptr(&residual.mem)),
             P(self.ptr(&x.mem)),
+            P(self.ptr(&y.mem)),
             P(self.ptr(&w.mem)),
+            P(self.ptr(&sum.mem)),
             P(self.ptr(&out.mem)),
             I(w.len as i32),
             F(eps),
         ];
         self.record(self.launch("add_rms_norm", self.norm_cfg(rows), &args));
+    }
+
+    fn norm_linear(
+        &self,
+        x: &CudaBuf,
+        y: Option<&CudaBuf>,
+        g: &CudaVector,
+        eps: f32,
+        rows: usize,
+        sum: &mut CudaBuf,
+        normed: &mut CudaBuf,
+        w: &CudaWeight,
+        out: &mut CudaBuf,
+    ) {
+        if !self.norm_gemv_fits(g, rows, w) {
+            return crate::backend::norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
+        }
+        self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out));
     }
 
     fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {

@@ -99,6 +99,8 @@ pub const FILES: &[KernelFile] = &[
             "gemv_fp8_row",
             "gemv_swiglu_half",
             "gemv_swiglu_fp8",
+            "gemv_norm_half",
+            "gemv_norm_fp8",
             "dequant_fp8",
             "quant_fp8_rows",
             "quant_fp8_grouped",

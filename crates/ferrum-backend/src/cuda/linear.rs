@@ -12,7 +12,7 @@ use cudarc::driver::LaunchConfig;
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::fp8_gemm::{FP8_TILE, tile_ld};
-use super::weights::{CudaWeight, WeightData};
+use super::weights::{CudaVector, CudaWeight, WeightData};
 
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
 pub(super) const GEMV_MAX_ROWS: usize = 8;
@@ -199,6 +199,70 @@ impl CudaBackend {
         };
         let label = || format!("linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
         self.timed(label, || self.launch_now(kernel, cfg, &args))
+    }
+
+    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`): opt-in
+    /// (`FERRUM_CUDA_NORM_GEMV=1`), at one row, where a one-row GEMV takes the weight, the norm
+    /// is as wide as its columns, and each 16-byte piece of weights stays within a scale block.
+    pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
+        let pieces_fit = match &w.data {
+            WeightData::Fp8 { bk, .. } => w.k.is_multiple_of(16) && bk.is_multiple_of(16),
+            WeightData::Half(_) => w.k.is_multiple_of(8),
+        };
+        self.tune.norm_gemv
+            && rows == 1
+            && g.len == w.k
+            && pieces_fit
+            && matches!(
+                self.gemv_for(w, rows),
+                Some("gemv_fp8_row" | "gemv_half_row")
+            )
+    }
+
+    /// `gemv_norm` (linear.cu): the pre-norm's sum and norm computed by the GEMV that reads
+    /// them, each block writing its slice of `sum` and `normed`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn norm_gemv(
+        &self,
+        x: &CudaBuf,
+        y: Option<&CudaBuf>,
+        g: &CudaVector,
+        eps: f32,
+        sum: &mut CudaBuf,
+        normed: &mut CudaBuf,
+        w: &CudaWeight,
+        out: &mut CudaBuf,
+    ) -> Result<()> {
+        use Arg::{F, I, P};
+        let split = self.gemv_split(w);
+        let head = [
+            P(self.ptr(&x.mem)),
+            P(y.map_or(0, |y| self.ptr(&y.mem))),
+            P(self.ptr(&g.mem)),
+            F(eps),
+            P(self.ptr(&sum.mem)),
+            P(self.ptr(&normed.mem)),
+        ];
+        let tail = [
+            P(self.ptr(&out.mem)),
+            I(w.rows as i32),
+            I(w.k as i32),
+            I(split as i32),
+        ];
+        let (kernel, weight): (&str, Vec<Arg>) = match &w.data {
+            WeightData::Fp8 {
+                codes, scales, bk, ..
+            } => (
+                "gemv_norm_fp8",
+                vec![P(self.ptr(codes)), P(self.ptr(scales)), I(*bk as i32)],
+            ),
+            WeightData::Half(m) => ("gemv_norm_half", vec![P(self.ptr(m))]),
+        };
+        let args: Vec<Arg> = head.into_iter().chain(weight).chain(tail).collect();
+        let label = || format!("norm + linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
+        self.timed(label, || {
+            self.launch_now(kernel, Self::gemv_cfg(w.rows, split), &args)
+        })
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked

@@ -50,6 +50,10 @@ pub(super) struct Tunables {
     /// A SwiGLU MLP's gate/up GEMV and `silu_mul` in one launch at one row (`gemv_swiglu`);
     /// opt-in (`FERRUM_CUDA_GEMV_SWIGLU=1`) until measured.
     pub gemv_swiglu: bool,
+    /// A block's pre-norm computed inside the one-row GEMV that reads it (`gemv_norm`: one
+    /// launch for `add_rms_norm` and the layer); opt-in (`FERRUM_CUDA_NORM_GEMV=1`) until
+    /// measured.
+    pub norm_gemv: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -98,6 +102,7 @@ impl Tunables {
             pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
+            norm_gemv: env_is("FERRUM_CUDA_NORM_GEMV", "1"),
             skip: skipped(),
         }
     }
@@ -126,6 +131,12 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_SWIGLU=1`); the op tests check both.
     pub fn set_gemv_swiglu(&mut self, on: bool) {
         self.tune.gemv_swiglu = on;
+    }
+
+    /// Whether a block's pre-norm is computed inside the one-row GEMV after it
+    /// (`FERRUM_CUDA_NORM_GEMV=1`); the op tests check both.
+    pub fn set_norm_gemv(&mut self, on: bool) {
+        self.tune.norm_gemv = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)

@@ -1,6 +1,7 @@
 //! The linear layers of `cuda_ops`: half weights through our GEMVs and cuBLAS, block-FP8
-//! through the GEMVs, the W8A8 GEMM and the dequantizing path, and the SwiGLU gate/up with
-//! `silu_mul` (`linear_swiglu`), each against the CPU backend.
+//! through the GEMVs, the W8A8 GEMM and the dequantizing path, the SwiGLU gate/up with
+//! `silu_mul` (`linear_swiglu`) and a pre-norm with the layer after it (`norm_linear`), each
+//! against the CPU backend.
 
 use ferrum_backend::host::HostLinear;
 use ferrum_backend::{Backend, CpuBackend};
@@ -211,5 +212,85 @@ pub fn linear_ops(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rng)
             );
         }
         g.set_gemv_swiglu(false);
+    }
+
+    // a block's pre-norm and first linear layer (`norm_linear`; one launch on the GPU at one
+    // row with FERRUM_CUDA_NORM_GEMV=1, else the two ops): with and without the residual add,
+    // half and block-FP8 weights, split rows (129 rows: eight warps a row; 300: four), a part-
+    // empty last block (1003 rows), three rows (unfused); the sum and the norm checked too
+    for &(rows, k, n, fp8, add) in &[
+        (1usize, 2048usize, 129usize, true, true),
+        (1, 1024, 300, false, true),
+        (1, 1024, 1003, false, false),
+        (1, 2048, 1003, true, false),
+        (1, 512, 77, true, true),
+        (3, 256, 77, false, true),
+    ] {
+        let (meta, _) = step(&[(rows, 0)], rng);
+        c.begin_step(&meta).unwrap();
+        g.begin_step(&meta).unwrap();
+        let x = rand_vec(rng, rows * k, 2.0);
+        let y = rand_vec(rng, rows * k, 2.0);
+        let gw = rand_vec(rng, k, 1.5);
+        let w = if fp8 {
+            W::fp8(rng, n, k)
+        } else {
+            W::Dense(rand_vec(rng, n * k, 0.05))
+        };
+        #[allow(clippy::too_many_arguments)]
+        fn norm_lin<B: Up>(
+            be: &B,
+            x: &[f32],
+            y: Option<&[f32]>,
+            gw: &[f32],
+            w: &W,
+            rows: usize,
+            k: usize,
+            n: usize,
+        ) -> [Vec<f32>; 3] {
+            let wt = be.upload_linear(w.host("w", n, k)).unwrap();
+            let gv = be.upload_vector(tensor("g", vec![k], gw)).unwrap();
+            let y = y.map(|y| be.up(y));
+            let (mut sum, mut normed) = (be.up(&vec![0.0; rows * k]), be.up(&vec![0.0; rows * k]));
+            let mut out = be.up(&vec![0.0; rows * n]);
+            let xb = be.up(x);
+            be.norm_linear(
+                &xb,
+                y.as_ref(),
+                &gv,
+                1e-6,
+                rows,
+                &mut sum,
+                &mut normed,
+                &wt,
+                &mut out,
+            );
+            let sum = if y.is_some() {
+                read(be, &sum, rows * k)
+            } else {
+                vec![]
+            };
+            [sum, read(be, &normed, rows * k), read(be, &out, rows * n)]
+        }
+        let yr = add.then_some(&y[..]);
+        let [sa, na, oa] = norm_lin(&*c, &x, yr, &gw, &w, rows, k, n);
+        for fused in [false, true] {
+            g.set_norm_gemv(fused);
+            g.set_gemv_split(true);
+            let [sb, nb, ob] = norm_lin(&*g, &x, yr, &gw, &w, rows, k, n);
+            let how = if fused { ", one launch" } else { "" };
+            let kind = format!(
+                "{}{rows}×{k} · {n}×{k}ᵀ{how}",
+                if fp8 { "fp8 " } else { "" }
+            );
+            let op = if add { "add_rms_norm" } else { "rms_norm" };
+            if add {
+                compare(&format!("norm_linear's sum {kind}"), &sa, &sb, 1e-2);
+            }
+            compare(&format!("norm_linear's {op} {kind}"), &na, &nb, 2e-2);
+            compare(&format!("norm_linear {kind}"), &oa, &ob, 2e-2);
+        }
+        g.set_norm_gemv(false);
+        g.set_gemv_split(false);
     }
 }

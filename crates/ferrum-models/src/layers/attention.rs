@@ -60,8 +60,16 @@ impl<W: Weights> Attention<W> {
     }
 }
 
+impl<W: Weights> Attention<W> {
+    /// The stacked q/k/v projection (the layer runs it together with the norm before it).
+    pub fn qkv(&self) -> &W::Weight {
+        &self.qkv
+    }
+}
+
 impl<B: Backend> Attention<B> {
-    /// Attends `ws.normed` (t rows) and leaves the output projection in `ws.proj`.
+    /// Attends the step's projected q/k/v in `ws.qkv` (t rows) and leaves the output
+    /// projection in `ws.proj`.
     pub fn forward(
         &self,
         be: &B,
@@ -72,7 +80,6 @@ impl<B: Backend> Attention<B> {
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         let dims = AttnDims::new(c.num_heads, c.num_kv_heads, c.head_dim);
-        be.linear(&ws.normed, t, &self.qkv, &mut ws.qkv);
         let qk_norm = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => Some((qn, kn, c.rms_norm_eps)),
             _ => None,

@@ -3,7 +3,7 @@
 
 use super::{Attention, MoeBlock, mlp::Mlp, mlp::Out};
 use crate::config::ModelConfig;
-use crate::model::Workspace;
+use crate::model::{NormOut, Workspace};
 use crate::params::{ParamLoader, Split};
 use anyhow::Result;
 use ferrum_backend::{Backend, Weights};
@@ -53,8 +53,10 @@ impl<W: Weights> DecoderLayer<W> {
 
 impl<B: Backend> DecoderLayer<B> {
     /// Layer `index` (its slice of the KV cache). The first layer's `ws.x` is fresh from the
-    /// embedding; otherwise the previous layer's FFN output in
-    /// `ws.proj` is still to be added to it. Leaves this layer's FFN output in `ws.proj`.
+    /// embedding; otherwise the previous layer's FFN output in `ws.proj` is still to be added to
+    /// it. Each add is fused with the norm after it, and each norm with the linear layer that
+    /// reads it where that is one (q/k/v, the router). Leaves this layer's FFN output in
+    /// `ws.proj`.
     pub fn forward(
         &self,
         be: &B,
@@ -65,23 +67,36 @@ impl<B: Backend> DecoderLayer<B> {
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         let eps = c.rms_norm_eps;
-        if index == 0 {
-            be.rms_norm(&ws.x, &self.input_norm, eps, t, &mut ws.normed);
-        } else {
-            be.add_rms_norm(
-                &mut ws.x,
-                &ws.proj,
-                &self.input_norm,
-                eps,
-                t,
-                &mut ws.normed,
-            );
-        }
+        let qkv = self.attn.qkv();
+        ws.norm_linear(be, &self.input_norm, eps, t, index > 0, qkv, NormOut::Qkv);
         self.attn.forward(be, c, t, index, kv, ws)?;
-        be.add_rms_norm(&mut ws.x, &ws.proj, &self.post_norm, eps, t, &mut ws.normed);
         match &self.ffn {
-            Ffn::Dense(mlp) => mlp.forward(be, t, c.hidden_size, ws, Out::Proj),
-            Ffn::Moe(moe) => moe.forward(be, t, ws),
+            Ffn::Dense(mlp) => {
+                be.add_rms_norm(
+                    &ws.x,
+                    &ws.proj,
+                    &self.post_norm,
+                    eps,
+                    t,
+                    &mut ws.x_next,
+                    &mut ws.normed,
+                );
+                ws.advance();
+                mlp.forward(be, t, c.hidden_size, ws, Out::Proj)
+            }
+            Ffn::Moe(moe) => {
+                let router = moe.router();
+                ws.norm_linear(
+                    be,
+                    &self.post_norm,
+                    eps,
+                    t,
+                    true,
+                    router,
+                    NormOut::RouterLogits,
+                );
+                moe.forward(be, t, ws)
+            }
         }
     }
 }

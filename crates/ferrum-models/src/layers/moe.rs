@@ -52,8 +52,16 @@ impl<W: Weights> MoeBlock<W> {
     }
 }
 
+impl<W: Weights> MoeBlock<W> {
+    /// The router (the layer runs it together with the norm before it).
+    pub fn router(&self) -> &W::Weight {
+        &self.router
+    }
+}
+
 impl<B: Backend> MoeBlock<B> {
-    /// `ws.proj = moe(ws.normed)` for t rows.
+    /// `ws.proj = moe(ws.normed)` for t rows, the router's logits already in
+    /// `ws.router_logits`.
     pub fn forward(&self, be: &B, t: usize, ws: &mut Workspace<B>) -> Result<()> {
         let Workspace {
             normed,
@@ -62,7 +70,6 @@ impl<B: Backend> MoeBlock<B> {
             proj,
             ..
         } = ws;
-        be.linear(normed, t, &self.router, router_logits);
         let scratch = moe.as_mut().expect("an MoE model has MoE scratch");
         be.moe(
             normed,
