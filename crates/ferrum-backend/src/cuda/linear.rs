@@ -17,6 +17,10 @@ use super::weights::{CudaVector, CudaWeight, WeightData};
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
 pub(super) const GEMV_MAX_ROWS: usize = 8;
 
+/// The most dynamic shared memory `gemv_norm` takes without raising its limit: the norm of
+/// k ≤ 24576 half values.
+const NORM_GEMV_MAX_SMEM: usize = 48 * 1024;
+
 impl CudaBackend {
     /// Grows the FP8 dequantization scratch to `n` values (at load, before any forward).
     pub(super) fn reserve_dequant(&self, n: usize) -> Result<()> {
@@ -212,6 +216,7 @@ impl CudaBackend {
         self.tune.norm_gemv
             && rows == 1
             && g.len == w.k
+            && 2 * w.k <= NORM_GEMV_MAX_SMEM
             && pieces_fit
             && matches!(
                 self.gemv_for(w, rows),
@@ -219,8 +224,8 @@ impl CudaBackend {
             )
     }
 
-    /// `gemv_norm` (linear.cu): the pre-norm's sum and norm computed by the GEMV that reads
-    /// them, each block writing its slice of `sum` and `normed`.
+    /// `gemv_norm` (linear.cu): each block computes the pre-norm into shared memory and runs
+    /// the one-row GEMV over it, writing its slice of `sum` and `normed`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_gemv(
         &self,
@@ -260,9 +265,11 @@ impl CudaBackend {
         };
         let args: Vec<Arg> = head.into_iter().chain(weight).chain(tail).collect();
         let label = || format!("norm + linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
-        self.timed(label, || {
-            self.launch_now(kernel, Self::gemv_cfg(w.rows, split), &args)
-        })
+        let cfg = LaunchConfig {
+            shared_mem_bytes: 2 * w.k as u32,
+            ..Self::gemv_cfg(w.rows, split)
+        };
+        self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked
