@@ -135,10 +135,20 @@ __device__ void gemv_swiglu(const T* x, const W* w, const float* s, T* act, int 
 // GEMV over it, as `row_dot` at DEPTH 4 does; each lane's first weight loads are issued before
 // the norm, so that the norm's reads and its block-wide sum overlap the weights' first trip to
 // memory. Each block writes its slice of `sum` and `normed` for the layers after. W = e4m3
-// codes with `s` (bk a multiple of 16) or T; k a multiple of 16 / sizeof(W) (the host checks).
+// codes with `s` (bk a multiple of 16) or T; k a multiple of 16 values (the host checks).
 // (A first version read sum's pieces beside the weights and summed their squares on the way,
 // unrounded and with no shared memory: on an H100 slower than the two launches, 10.9 µs against
 // 8.1 for Qwen3-30B-A3B's QKV.)
+// Eight floats to T at p (16-byte aligned), one 16-byte store.
+template <typename T>
+__device__ __forceinline__ void store16(T* p, const float* f) {
+    uint4 v;
+    T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+    for (int c = 0; c < 8; c++) e[c] = from_f32<T>(f[c]);
+    *reinterpret_cast<uint4*>(p) = v;
+}
+
 template <typename T, typename W>
 __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const W* w, const float* s,
                           int bk, T* out, int n, int k, int split) {
@@ -163,22 +173,37 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
         }
     };
     if (j < n) load(V * lane);
-    // the norm: sum's squares over the block, then normed into shared memory
+    // the norm, eight values a thread at a time (16-byte loads): sum and its squares, then
+    // normed into shared memory, this block's slice to memory too
     float ss = 0.f;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) {
-        const float v = y ? round_to<T>(to_f32(x[i]) + to_f32(y[i])) : to_f32(x[i]);
-        xn[i] = from_f32<T>(v);
-        ss += v * v;
+    const int k8 = k / 8;
+#pragma unroll 4
+    for (int c = threadIdx.x; c < k8; c += blockDim.x) {
+        float v[8];
+        load16_f32(x + 8 * c, v);
+        if (y) {
+            float yv[8];
+            load16_f32(y + 8 * c, yv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[e] = round_to<T>(v[e] + yv[e]);
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+        store16(xn + 8 * c, v);
     }
     const float inv = rsqrtf(block_sum(ss) / k + eps);
-    const int per = (k + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(k, lo + per);
-    for (int i = threadIdx.x; i < k; i += blockDim.x) {
-        const float v = to_f32(xn[i]);
-        const T nv = from_f32<T>(to_f32(g[i]) * round_to<T>(v * inv));
-        xn[i] = nv;
-        if (i >= lo && i < hi) {
-            if (y) sum[i] = from_f32<T>(v);
-            normed[i] = nv;
+    const int per = (k8 + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(k8, lo + per);
+#pragma unroll 4
+    for (int c = threadIdx.x; c < k8; c += blockDim.x) {
+        float v[8], gv[8], nv[8];
+        load16_f32(xn + 8 * c, v);
+        load16_f32(g + 8 * c, gv);
+#pragma unroll
+        for (int e = 0; e < 8; e++) nv[e] = gv[e] * round_to<T>(v[e] * inv);
+        store16(xn + 8 * c, nv);
+        if (c >= lo && c < hi) {
+            if (y) store16(sum + 8 * c, v);
+            store16(normed + 8 * c, nv);
         }
     }
     __syncthreads();

@@ -211,7 +211,7 @@ impl CudaBackend {
     pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
         let pieces_fit = match &w.data {
             WeightData::Fp8 { bk, .. } => w.k.is_multiple_of(16) && bk.is_multiple_of(16),
-            WeightData::Half(_) => w.k.is_multiple_of(8),
+            WeightData::Half(_) => w.k.is_multiple_of(16),
         };
         self.tune.norm_gemv
             && rows == 1
