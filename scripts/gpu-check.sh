@@ -107,10 +107,8 @@ checks() {
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
         "$dev/cuda_engine" --ignored --nocapture
-    # the models and the engine with each pre-norm computed inside the GEMV after it
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=1 step cuda_reference_norm_gemv \
-        "$dev/cuda_reference" --ignored --nocapture
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=1 step cuda_engine_norm_gemv \
+    # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=0 step cuda_engine_norm_apart \
         "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
@@ -181,11 +179,10 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
-    # the MLP's gate/up GEMV and silu_mul in one launch
-    FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_swiglu "$dev/ferrum" "${b1[@]}"
-    # the input norm computed inside the QKV GEMV (one launch), alone and with the one above
-    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_8b_norm_gemv "$dev/ferrum" "${b1[@]}"
-    FERRUM_CUDA_NORM_GEMV=1 FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_norm_gemv_swiglu \
+    # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
+    # the gate/up GEMV and silu_mul in one launch
+    FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
+    FERRUM_CUDA_NORM_GEMV=0 FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_norm_apart_swiglu \
         "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
@@ -227,19 +224,20 @@ bench_moe() {
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
-    # difference from `none` over 8 is their time a layer (gemv_half_row: the router and the
-    # LM head)
+    # difference from `none` over 8 is their time a layer (the norms run inside the QKV
+    # (gemv_norm_fp8) and router (gemv_norm_half) GEMVs; gemv_fp8_row: the o_proj;
+    # gemv_half_row: the LM head)
     local l8=(--hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 128
         --num-iters 3 --num-iters-warmup 1)
-    local ablations=(none: norms:add_rms_norm,rms_norm cache:qkv_to_cache_fp8
+    local ablations=(none: cache:qkv_to_cache_fp8
         attention:paged_attention_group_d128_fp8,attention_merge,paged_attention_fp8,paged_attention_split_fp8
-        proj:gemv_fp8_row router:gemv_half_row route:moe_route_softmax
+        proj:gemv_fp8_row,gemv_norm_fp8 router:gemv_norm_half route:moe_route_softmax
         experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8 down:moe_gemv_combine_fp8)
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    # both norms computed inside the GEMVs after them (the QKV, the router): two launches fewer
-    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_qwen3moe_fp8_norm_gemv "$dev/ferrum" "${fp8[@]}" \
+    # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
+    FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # one warp a row for the GEMVs of few rows (the o_proj, the router)
     FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \
@@ -286,8 +284,8 @@ bench_moe() {
     step bench_decode_glm45air_fp8 "$dev/ferrum" "${glm[@]}"
     # its shared experts' (and first layer's) gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_glm45air_fp8_swiglu "$dev/ferrum" "${glm[@]}"
-    # both norms computed inside the GEMVs after them (the QKV, the router)
-    FERRUM_CUDA_NORM_GEMV=1 step bench_decode_glm45air_fp8_norm_gemv "$dev/ferrum" "${glm[@]}"
+    # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
+    FERRUM_CUDA_NORM_GEMV=0 step bench_decode_glm45air_fp8_norm_apart "$dev/ferrum" "${glm[@]}"
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8

@@ -21,6 +21,7 @@ pub struct CausalLm<W: Weights> {
 pub enum NormOut {
     Qkv,
     RouterLogits,
+    GateUp,
 }
 
 impl<W: Weights> CausalLm<W> {
@@ -159,11 +160,13 @@ impl<B: Backend> Workspace<B> {
             proj,
             qkv,
             router_logits,
+            gate_up,
             ..
         } = self;
         let out = match out {
             NormOut::Qkv => qkv,
             NormOut::RouterLogits => router_logits,
+            NormOut::GateUp => gate_up,
         };
         be.norm_linear(x, add.then_some(&*proj), g, eps, t, x_next, normed, w, out);
         if add {

@@ -205,8 +205,8 @@ impl CudaBackend {
         self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
-    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`): opt-in
-    /// (`FERRUM_CUDA_NORM_GEMV=1`), at one row, where a one-row GEMV takes the weight, the norm
+    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`; the default,
+    /// `FERRUM_CUDA_NORM_GEMV=0` for two): at one row, where a one-row GEMV takes the weight, the norm
     /// is as wide as its columns, and each 16-byte piece of weights stays within a scale block.
     pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
         let pieces_fit = match &w.data {

@@ -1,7 +1,7 @@
 //! One pre-norm decoder layer: `x += attn(norm(x))`, then `x += ffn(norm(x))`, the FFN a dense
 //! MLP or an MoE block. The residual add is fused with the next norm.
 
-use super::{Attention, MoeBlock, mlp::Mlp, mlp::Out};
+use super::{Attention, MoeBlock, mlp::Mlp};
 use crate::config::ModelConfig;
 use crate::model::{NormOut, Workspace};
 use crate::params::{ParamLoader, Split};
@@ -55,7 +55,7 @@ impl<B: Backend> DecoderLayer<B> {
     /// Layer `index` (its slice of the KV cache). The first layer's `ws.x` is fresh from the
     /// embedding; otherwise the previous layer's FFN output in `ws.proj` is still to be added to
     /// it. Each add is fused with the norm after it, and each norm with the linear layer that
-    /// reads it where that is one (q/k/v, the router). Leaves this layer's FFN output in
+    /// reads it (q/k/v; gate/up or the router). Leaves this layer's FFN output in
     /// `ws.proj`.
     pub fn forward(
         &self,
@@ -71,19 +71,7 @@ impl<B: Backend> DecoderLayer<B> {
         ws.norm_linear(be, &self.input_norm, eps, t, index > 0, qkv, NormOut::Qkv);
         self.attn.forward(be, c, t, index, kv, ws)?;
         match &self.ffn {
-            Ffn::Dense(mlp) => {
-                be.add_rms_norm(
-                    &ws.x,
-                    &ws.proj,
-                    &self.post_norm,
-                    eps,
-                    t,
-                    &mut ws.x_next,
-                    &mut ws.normed,
-                );
-                ws.advance();
-                mlp.forward(be, t, c.hidden_size, ws, Out::Proj)
-            }
+            Ffn::Dense(mlp) => mlp.forward_normed(be, t, c.hidden_size, &self.post_norm, eps, ws),
             Ffn::Moe(moe) => {
                 let router = moe.router();
                 ws.norm_linear(

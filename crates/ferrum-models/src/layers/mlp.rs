@@ -1,6 +1,6 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) * up(x))`, gate and up stacked into one matmul.
 
-use crate::model::Workspace;
+use crate::model::{NormOut, Workspace};
 use crate::params::{ParamLoader, Split};
 use anyhow::Result;
 use ferrum_backend::{Backend, Weights};
@@ -29,6 +29,23 @@ impl<W: Weights> Mlp<W> {
 }
 
 impl<B: Backend> Mlp<B> {
+    /// `ws.proj = mlp(rms_norm(ws.x + ws.proj))` for t rows: a dense layer's post-attention
+    /// norm, run with the gate/up projection ([`Workspace::norm_linear`]).
+    pub fn forward_normed(
+        &self,
+        be: &B,
+        t: usize,
+        hidden: usize,
+        norm: &B::Vector,
+        eps: f32,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        ws.norm_linear(be, norm, eps, t, true, &self.gate_up, NormOut::GateUp);
+        be.silu_mul(&ws.gate_up, t, self.inter, &mut ws.act);
+        be.linear(&ws.act, t, &self.down, &mut ws.proj);
+        be.all_reduce(&mut ws.proj, t * hidden)
+    }
+
     /// `out = mlp(ws.normed)` for t rows (uses `ws.gate_up` and `ws.act`).
     pub fn forward(
         &self,
