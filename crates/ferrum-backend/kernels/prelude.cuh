@@ -172,12 +172,13 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
 // acc[q] += Σ_i w[q·k + i] · x[i] for the RB consecutive weight rows q < n (of k values), each
 // lane taking its share of the columns as `row_dot` does (the same sums per row), but each
 // sixteen bytes of x loaded once for all RB rows and every row's weight loads (two pieces a lane)
-// issued before the first product. `scales` (or none): row q's at scales[q·sc + i / bk]. The
+// issued before the first product, DEPTH pieces a row (two: a 2048-column FP8 row in two
+// memory round trips; four: one). `scales` (or none): row q's at scales[q·sc + i / bk]. The
 // lanes' partial sums still need a warp_sum.
-template <typename T, typename W, int RB>
+template <typename T, typename W, int RB, int DEPTH = 2>
 __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc, int bk, int k, const T* x, int n,
                                          float* acc) {
-    constexpr int V = 16 / sizeof(W), DEPTH = 2;
+    constexpr int V = 16 / sizeof(W);
     const int lane = threadIdx.x & 31;
     if (k % V == 0 && (!scales || bk % V == 0)) {
         for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
@@ -238,5 +239,13 @@ __device__ __forceinline__ void grid_dependency() {
 #endif
 }
 
-// Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix.
+// Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix;
+// the backend compiles each file for its model's dtype alone (`FERRUM_ONLY_BF16` /
+// `FERRUM_ONLY_F16`, defined before this prelude): half the instantiations, half NVRTC's time.
+#if defined(FERRUM_ONLY_BF16)
+#define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16)
+#elif defined(FERRUM_ONLY_F16)
+#define FOR_HALF_TYPES(M) M(__half, f16)
+#else
 #define FOR_HALF_TYPES(M) M(__nv_bfloat16, bf16) M(__half, f16)
+#endif

@@ -25,31 +25,33 @@ fn every_kernel_compiles_for_ampere_and_hopper() {
     unsafe { std::env::set_var("FERRUM_KERNEL_CACHE", &cache) };
     let (major, minor) = nvrtc::version().unwrap();
     for arch in ARCHS {
-        // every file at once, as a backend's first start compiles them
-        let t = std::time::Instant::now();
-        let all = nvrtc::compile_all(kernels::FILES, arch);
-        eprintln!(
-            "nvrtc {major}.{minor}: {} files for {arch} in {:.2?}",
-            all.len(),
-            t.elapsed()
-        );
-        for (f, c) in kernels::FILES.iter().zip(all) {
-            let c = c.unwrap_or_else(|e| panic!("{} for {arch}: {e:#}", f.name));
-            assert!(c.cubin && !c.cached && c.image.starts_with(b"\x7fELF"));
-            for e in f.entry_points() {
-                assert!(
-                    c.image.windows(e.len()).any(|w| w == e.as_bytes()),
-                    "{}.cu for {arch} defines no `{e}`",
-                    f.name
-                );
+        for dtype in kernels::DTYPES {
+            // every file at once for one dtype, as a backend's first start compiles them
+            let t = std::time::Instant::now();
+            let all = nvrtc::compile_all(kernels::FILES, dtype, arch);
+            eprintln!(
+                "nvrtc {major}.{minor}: {} files for {arch}, {dtype} in {:.2?}",
+                all.len(),
+                t.elapsed()
+            );
+            for (f, c) in kernels::FILES.iter().zip(all) {
+                let c = c.unwrap_or_else(|e| panic!("{} for {arch}, {dtype}: {e:#}", f.name));
+                assert!(c.cubin && !c.cached && c.image.starts_with(b"\x7fELF"));
+                for e in f.entry_points(dtype) {
+                    assert!(
+                        c.image.windows(e.len()).any(|w| w == e.as_bytes()),
+                        "{}.cu for {arch} defines no `{e}`",
+                        f.name
+                    );
+                }
+                eprintln!("  {}.cu: {} bytes", f.name, c.image.len());
             }
-            eprintln!("  {}.cu: {} bytes", f.name, c.image.len());
         }
     }
     // the second time comes from the cache, byte for byte
-    let f = &kernels::FILES[0];
-    assert!(nvrtc::is_cached(f.name, &f.source(), "sm_90a"));
-    let again = nvrtc::compile(f.name, &f.source(), "sm_90a").unwrap();
+    let (f, src) = (&kernels::FILES[0], kernels::FILES[0].source("bf16"));
+    assert!(nvrtc::is_cached(f.name, &src, "sm_90a"));
+    let again = nvrtc::compile(f.name, &src, "sm_90a").unwrap();
     assert!(again.cached);
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -189,16 +189,17 @@ impl CudaBackend {
         let mut functions = HashMap::new();
         let fresh = kernels::FILES
             .iter()
-            .filter(|f| !nvrtc::is_cached(f.name, &f.source(), &arch))
+            .filter(|f| !nvrtc::is_cached(f.name, &f.source(dtype.suffix()), &arch))
             .count();
         if fresh > 0 {
             let cache = nvrtc::cache_dir().map_or("nowhere".into(), |d| d.display().to_string());
             tracing::info!(
-                "compiling {fresh} CUDA kernel files for {arch} (the first start of this build here; cached in {cache})"
+                "compiling {fresh} CUDA kernel files for {arch} and {} (the first start of this build here; cached in {cache})",
+                dtype.suffix()
             );
         }
         let t = std::time::Instant::now();
-        let compiled = nvrtc::compile_all(kernels::FILES, &arch);
+        let compiled = nvrtc::compile_all(kernels::FILES, dtype.suffix(), &arch);
         if fresh > 0 {
             tracing::info!(
                 "CUDA kernels compiled in {:.1} s",

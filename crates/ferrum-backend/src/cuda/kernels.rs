@@ -77,6 +77,8 @@ pub const FILES: &[KernelFile] = &[
             "moe_route_sigmoid",
             "moe_gemv_swiglu",
             "moe_gemv_swiglu_fp8",
+            "moe_gemv_swiglu_d4",
+            "moe_gemv_swiglu_d4_fp8",
             "moe_gemv_combine",
             "moe_gemv_combine_fp8",
             "moe_count",
@@ -122,17 +124,20 @@ pub const FILES: &[KernelFile] = &[
 ];
 
 impl KernelFile {
-    /// The source NVRTC compiles: the prelude, then the file (a `#line` keeps error lines
-    /// pointing into the file).
-    pub fn source(&self) -> String {
-        format!("{PRELUDE}\n#line 1 \"{}.cu\"\n{}", self.name, self.src)
+    /// The source NVRTC compiles for activations of `dtype` (one of [`DTYPES`]; the entry
+    /// points instantiated for it alone, as a backend runs one dtype): the dtype's define, the
+    /// prelude, then the file (a `#line` keeps error lines pointing into the file).
+    pub fn source(&self, dtype: &str) -> String {
+        let only = dtype.to_uppercase();
+        format!(
+            "#define FERRUM_ONLY_{only}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
+            self.name, self.src
+        )
     }
 
-    /// Every entry point's name.
-    pub fn entry_points(&self) -> impl Iterator<Item = String> + '_ {
-        self.functions
-            .iter()
-            .flat_map(|f| DTYPES.iter().map(move |d| format!("{f}_{d}")))
+    /// Every entry point's name for `dtype`.
+    pub fn entry_points<'a>(&'a self, dtype: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.functions.iter().map(move |f| format!("{f}_{dtype}"))
     }
 }
 

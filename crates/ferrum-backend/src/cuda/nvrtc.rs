@@ -134,14 +134,18 @@ pub fn is_cached(name: &str, src: &str, arch: &str) -> bool {
     cache_entry(name, src, arch).is_ok_and(|(_, f)| f.is_some_and(|f| f.is_file()))
 }
 
-/// Every file of `files` compiled for `arch` (through the disk cache), each on its own thread:
-/// NVRTC programs are independent, and a first start compiles them all (attention.cu alone
-/// takes seconds). In `files`' order.
-pub fn compile_all(files: &[super::kernels::KernelFile], arch: &str) -> Vec<Result<Compiled>> {
+/// Every file of `files` compiled for activations of `dtype` and for `arch` (through the disk
+/// cache), each on its own thread: NVRTC programs are independent, and a first start compiles
+/// them all (attention.cu alone takes seconds). In `files`' order.
+pub fn compile_all(
+    files: &[super::kernels::KernelFile],
+    dtype: &str,
+    arch: &str,
+) -> Vec<Result<Compiled>> {
     std::thread::scope(|s| {
         let threads: Vec<_> = files
             .iter()
-            .map(|f| s.spawn(move || compile(f.name, &f.source(), arch)))
+            .map(|f| s.spawn(move || compile(f.name, &f.source(dtype), arch)))
             .collect();
         threads
             .into_iter()
