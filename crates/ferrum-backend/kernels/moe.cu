@@ -202,7 +202,7 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 // layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
 // with 4 (94 registers); 39.4 before the loads were issued ahead.
 #define MOE_GEMV_ROWS 2
-template <typename T, typename W, int RB, int DEPTH = 2>
+template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
     const i64 p = blockIdx.x;
@@ -214,7 +214,7 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
     const T* xr = x + (p / x_div) * k;
-    if (n > 0) rows_dot<T, W, RB, DEPTH>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, xr, n, acc);
+    if (n > 0) rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, xr, n, acc);
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = round_to<T>(warp_sum(acc[q]));
     if (is_up && lane == 0)
@@ -599,8 +599,7 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }
 }
 
-// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts);
-// `moe_gemv_swiglu_d4`: four pieces of each row a lane in flight, not two.
+// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
                                                    const u32* ids, T* act) {                               \
@@ -611,17 +610,6 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                        int inter, int k, int bk, const u32* ids, T* act) { \
         grid_dependency();                                                                                 \
         moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_d4_##S(const T* x, int x_div, const T* w, int inter, int k,\
-                                                      const u32* ids, T* act) {                            \
-        grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS, 4>(x, x_div, w, nullptr, inter, k, 1, ids, act);              \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_d4_fp8_##S(const T* x, int x_div, const fp8* w,             \
-                                                          const float* s, int inter, int k, int bk,        \
-                                                          const u32* ids, T* act) {                        \
-        grid_dependency();                                                                                 \
-        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS, 4>(x, x_div, w, s, inter, k, bk, ids, act);                 \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
                                                     const u32* ids, const float* weights, int top_k,       \

@@ -77,8 +77,6 @@ pub const FILES: &[KernelFile] = &[
             "moe_route_sigmoid",
             "moe_gemv_swiglu",
             "moe_gemv_swiglu_fp8",
-            "moe_gemv_swiglu_d4",
-            "moe_gemv_swiglu_d4_fp8",
             "moe_gemv_combine",
             "moe_gemv_combine_fp8",
             "moe_count",

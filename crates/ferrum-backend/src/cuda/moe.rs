@@ -264,11 +264,7 @@ impl CudaBackend {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if self.tune.moe_gemv_deep {
-            ("moe_gemv_swiglu_d4", "moe_gemv_swiglu_d4_fp8")
-        } else {
-            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8")
-        };
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,

@@ -58,10 +58,6 @@ pub(super) struct Tunables {
     /// 20.95 against 24.85; a batch-1 token 3.41 against 3.53 ms (Qwen3), 6.21 against 6.29
     /// (the 8B, its input norm only).
     pub norm_gemv: bool,
-    /// The per-pair expert gate/up GEMV with four pieces of each row a lane in flight
-    /// (`moe_gemv_swiglu_d4`: a 2048-column FP8 row in one memory round trip, more registers);
-    /// opt-in (`FERRUM_CUDA_MOE_DEEP=1`) until measured.
-    pub moe_gemv_deep: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -111,7 +107,6 @@ impl Tunables {
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
-            moe_gemv_deep: env_is("FERRUM_CUDA_MOE_DEEP", "1"),
             skip: skipped(),
         }
     }
@@ -146,12 +141,6 @@ impl CudaBackend {
     /// runs as its own kernel (`FERRUM_CUDA_NORM_GEMV=0`); the op tests check both.
     pub fn set_norm_gemv(&mut self, on: bool) {
         self.tune.norm_gemv = on;
-    }
-
-    /// Whether the per-pair expert gate/up GEMV keeps four pieces a lane in flight
-    /// (`FERRUM_CUDA_MOE_DEEP=1`) or two (the default); the op tests check both.
-    pub fn set_moe_gemv_deep(&mut self, on: bool) {
-        self.tune.moe_gemv_deep = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
