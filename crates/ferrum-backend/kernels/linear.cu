@@ -128,17 +128,6 @@ __device__ void gemv_swiglu(const T* x, const W* w, const float* s, T* act, int 
     if (!is_up && lane == 0 && j < inter) act[j] = from_f32<T>(silu_round<T>(v) * up[warp >> 1]);
 }
 
-// A block's pre-norm and its first linear layer at one row, in one launch: sum = x + y (the
-// residual stream rounded to T; no y: sum = x, not written), normed = RMSNorm(sum) · g rounded
-// as `add_rms_norm` rounds it, out[j] = w[j] · normed. Each block computes the whole norm into
-// shared memory (k values of T, the launch's dynamic shared memory) and then runs the one-row
-// GEMV over it, as `row_dot` at DEPTH 4 does; each lane's first weight loads are issued before
-// the norm, so that the norm's reads and its block-wide sum overlap the weights' first trip to
-// memory. Each block writes its slice of `sum` and `normed` for the layers after. W = e4m3
-// codes with `s` (bk a multiple of 16) or T; k a multiple of 16 values (the host checks).
-// (A first version read sum's pieces beside the weights and summed their squares on the way,
-// unrounded and with no shared memory: on an H100 slower than the two launches, 10.9 µs against
-// 8.1 for Qwen3-30B-A3B's QKV.)
 // Eight floats to T at p (16-byte aligned), one 16-byte store.
 template <typename T>
 __device__ __forceinline__ void store16(T* p, const float* f) {
@@ -149,9 +138,13 @@ __device__ __forceinline__ void store16(T* p, const float* f) {
     *reinterpret_cast<uint4*>(p) = v;
 }
 
-template <typename T, typename W>
-__device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const W* w, const float* s,
-                          int bk, T* out, int n, int k, int split) {
+// The one-row GEMV over an input each block first computes whole into shared memory (k values
+// of T, the launch's dynamic shared memory): `fill(xn)` writes it, the threads of the block
+// together, then out[j] = w[j] · xn as `row_dot` at DEPTH 4 sums it. Each lane's first weight
+// loads are issued before `fill`, so that its reads overlap the weights' first trip to memory.
+// W = e4m3 codes with `s` (bk a multiple of 16) or T; k a multiple of 16 (the host checks).
+template <typename T, typename W, typename Fill>
+__device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* out, int n, int k, int split) {
     constexpr int V = 16 / sizeof(W), DEPTH = 4, STEP = DEPTH * 32 * V;
     DYNAMIC_SHARED(smem);
     T* xn = reinterpret_cast<T*>(smem);
@@ -173,39 +166,7 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
         }
     };
     if (j < n) load(V * lane);
-    // the norm, eight values a thread at a time (16-byte loads): sum and its squares, then
-    // normed into shared memory, this block's slice to memory too
-    float ss = 0.f;
-    const int k8 = k / 8;
-#pragma unroll 4
-    for (int c = threadIdx.x; c < k8; c += blockDim.x) {
-        float v[8];
-        load16_f32(x + 8 * c, v);
-        if (y) {
-            float yv[8];
-            load16_f32(y + 8 * c, yv);
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[e] = round_to<T>(v[e] + yv[e]);
-        }
-#pragma unroll
-        for (int e = 0; e < 8; e++) ss += v[e] * v[e];
-        store16(xn + 8 * c, v);
-    }
-    const float inv = rsqrtf(block_sum(ss) / k + eps);
-    const int per = (k8 + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(k8, lo + per);
-#pragma unroll 4
-    for (int c = threadIdx.x; c < k8; c += blockDim.x) {
-        float v[8], gv[8], nv[8];
-        load16_f32(xn + 8 * c, v);
-        load16_f32(g + 8 * c, gv);
-#pragma unroll
-        for (int e = 0; e < 8; e++) nv[e] = gv[e] * round_to<T>(v[e] * inv);
-        store16(xn + 8 * c, nv);
-        if (c >= lo && c < hi) {
-            if (y) store16(sum + 8 * c, v);
-            store16(normed + 8 * c, nv);
-        }
-    }
+    fill(xn);
     __syncthreads();
     float acc = 0.f;
     if (j < n)
@@ -223,6 +184,71 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
             }
         }
     gemv_store<T, 1>(&acc, out, 1, n, j, split);
+}
+
+// A block's pre-norm and its first linear layer at one row, in one launch (`gemv_staged`): sum =
+// x + y (the residual stream rounded to T; no y: sum = x, not written), normed = RMSNorm(sum) · g
+// rounded as `add_rms_norm` rounds it, eight values a thread at a time (16-byte loads), then
+// out = w · normed. Each block writes its slice of `sum` and `normed` for the layers after.
+// (On an H100 two earlier versions lost to the two launches: reading sum's pieces beside the
+// weights and summing their squares on the way, with no shared memory, 10.9 µs against 8.1
+// for Qwen3-30B-A3B's QKV; the norm in shared memory with 2-byte loads, 9.5 against 8.2.)
+template <typename T, typename W>
+__device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const W* w, const float* s,
+                          int bk, T* out, int n, int k, int split) {
+    auto fill = [&](T* xn) {
+        float ss = 0.f;
+        const int k8 = k / 8;
+#pragma unroll 4
+        for (int c = threadIdx.x; c < k8; c += blockDim.x) {
+            float v[8];
+            load16_f32(x + 8 * c, v);
+            if (y) {
+                float yv[8];
+                load16_f32(y + 8 * c, yv);
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[e] = round_to<T>(v[e] + yv[e]);
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) ss += v[e] * v[e];
+            store16(xn + 8 * c, v);
+        }
+        const float inv = rsqrtf(block_sum(ss) / k + eps);
+        const int per = (k8 + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(k8, lo + per);
+#pragma unroll 4
+        for (int c = threadIdx.x; c < k8; c += blockDim.x) {
+            float v[8], gv[8], nv[8];
+            load16_f32(xn + 8 * c, v);
+            load16_f32(g + 8 * c, gv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) nv[e] = gv[e] * round_to<T>(v[e] * inv);
+            store16(xn + 8 * c, nv);
+            if (c >= lo && c < hi) {
+                if (y) store16(sum + 8 * c, v);
+                store16(normed + 8 * c, nv);
+            }
+        }
+    };
+    gemv_staged<T, W>(fill, w, s, bk, out, n, k, split);
+}
+
+// A SwiGLU MLP's down projection at one row with `silu_mul` in front, in one launch
+// (`gemv_staged`): act = silu(gate) · up from `gate_up` ([gate | up], 2·k), rounded as
+// `silu_mul` rounds it, then out = w · act. `act` itself is not written.
+template <typename T, typename W>
+__device__ void gemv_act(const T* gate_up, const W* w, const float* s, int bk, T* out, int n, int k, int split) {
+    auto fill = [&](T* xn) {
+#pragma unroll 4
+        for (int c = threadIdx.x; c < k / 8; c += blockDim.x) {
+            float gv[8], uv[8], a[8];
+            load16_f32(gate_up + 8 * c, gv);
+            load16_f32(gate_up + k + 8 * c, uv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) a[e] = silu_round<T>(gv[e]) * uv[e];
+            store16(xn + 8 * c, a);
+        }
+    };
+    gemv_staged<T, W>(fill, w, s, bk, out, n, k, split);
 }
 
 // out = the weight in T (n·k values): the prefill path dequantizes into a scratch buffer for a
@@ -347,6 +373,16 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
                                                  int n, int k, int split) {                                \
         grid_dependency();                                                                                 \
         gemv_norm<T, fp8>(x, y, g, eps, sum, normed, w, s, bk, out, n, k, split);                          \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_act_half_##S(const T* gate_up, const T* w, T* out, int n, int k,         \
+                                                 int split) {                                              \
+        grid_dependency();                                                                                 \
+        gemv_act<T, T>(gate_up, w, nullptr, 16, out, n, k, split);                                         \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_act_fp8_##S(const T* gate_up, const fp8* w, const float* s, int bk,     \
+                                                T* out, int n, int k, int split) {                         \
+        grid_dependency();                                                                                 \
+        gemv_act<T, fp8>(gate_up, w, s, bk, out, n, k, split);                                             \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,         \
                                                int bk) {                                                   \

@@ -601,7 +601,7 @@ impl Backend for CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) {
-        if !self.norm_gemv_fits(g, rows, w) {
+        if !(self.tune.norm_gemv && g.len == w.k && self.staged_gemv_fits(rows, w)) {
             return crate::backend::norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
         }
         self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out));
@@ -717,6 +717,23 @@ impl Backend for CudaBackend {
         act: &mut CudaBuf,
     ) {
         self.record(self.linear_swiglu_into(x, rows, w, inter, gate_up, act));
+    }
+
+    fn silu_mul_linear(
+        &self,
+        gate_up: &CudaBuf,
+        rows: usize,
+        inter: usize,
+        act: &mut CudaBuf,
+        w: &CudaWeight,
+        out: &mut CudaBuf,
+    ) {
+        if self.tune.act_gemv && w.k == inter && self.staged_gemv_fits(rows, w) {
+            self.record(self.act_gemv(gate_up, w, out));
+        } else {
+            self.silu_mul(gate_up, rows, inter, act);
+            self.linear(act, rows, w, out);
+        }
     }
 
     fn moe(
