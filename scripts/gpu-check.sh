@@ -107,9 +107,6 @@ checks() {
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
         "$dev/cuda_engine" --ignored --nocapture
-    # the engine with silu_mul inside the down GEMV
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_ACT_GEMV=1 step cuda_engine_act_gemv \
-        "$dev/cuda_engine" --ignored --nocapture
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=0 step cuda_engine_norm_apart \
         "$dev/cuda_engine" --ignored --nocapture
@@ -187,8 +184,6 @@ bench_dense() {
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
     FERRUM_CUDA_NORM_GEMV=0 FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_8b_norm_apart_swiglu \
         "$dev/ferrum" "${b1[@]}"
-    # silu_mul computed inside the down GEMV (one launch)
-    FERRUM_CUDA_ACT_GEMV=1 step bench_decode_8b_act_gemv "$dev/ferrum" "${b1[@]}"
     # decode attention per head instead of per GQA group over slices of the keys
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV

@@ -269,25 +269,6 @@ fn main() -> Result<()> {
     }
     b.be.set_norm_gemv(false);
 
-    // the 8B's silu_mul and down GEMV (bf16, 4096 rows of 14336) at one row: two launches,
-    // then one (`gemv_act`)
-    let (n, inter) = (4096 / div, 14336 / div);
-    let w = W::Dense(rand_vec(&mut rng, n * inter, 0.05)).host("w", n, inter);
-    let w = b.be.upload_linear(w)?;
-    let gate_up = b.be.up(&rand_vec(&mut rng, 2 * inter, 1.0));
-    let mut act = b.be.up(&vec![0.0; inter]);
-    let mut out = b.be.up(&vec![0.0; n]);
-    for fused in [false, true] {
-        b.be.set_act_gemv(fused);
-        let how = if fused { "in one launch" } else { "then" };
-        let label = format!("silu_mul 1×{inter}, {how} bf16 GEMV · {n}×{inter}ᵀ");
-        b.run(&label, 2 * n * inter, &one, |be| {
-            be.silu_mul_linear(&gate_up, 1, inter, &mut act, &w, &mut out);
-            Ok(())
-        })?;
-    }
-    b.be.set_act_gemv(false);
-
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024
     // keys; and per GQA group over slices of the keys), 128 tokens over 512 keys (per GQA group)

@@ -397,22 +397,6 @@ pub trait Backend: Weights {
         self.linear(x, rows, w, gate_up);
         self.silu_mul(gate_up, rows, inter, act);
     }
-    /// A SwiGLU MLP's second half: `act = silu(gate) * up` over `rows` rows of `gate_up`, then
-    /// `out = act · wᵀ`. The default is the two ops; a backend may fuse them (the CUDA one at one
-    /// row, `FERRUM_CUDA_ACT_GEMV=1`), leaving `act` unwritten.
-    #[allow(clippy::too_many_arguments)]
-    fn silu_mul_linear(
-        &self,
-        gate_up: &Self::Buf,
-        rows: usize,
-        inter: usize,
-        act: &mut Self::Buf,
-        w: &Self::Weight,
-        out: &mut Self::Buf,
-    ) {
-        self.silu_mul(gate_up, rows, inter, act);
-        self.linear(act, rows, w, out);
-    }
     /// Routed experts: routing from `router_logits` (`rows × n_experts`), the chosen experts'
     /// SwiGLU MLPs, and their weighted sum into `out`.
     #[allow(clippy::too_many_arguments)]

@@ -719,23 +719,6 @@ impl Backend for CudaBackend {
         self.record(self.linear_swiglu_into(x, rows, w, inter, gate_up, act));
     }
 
-    fn silu_mul_linear(
-        &self,
-        gate_up: &CudaBuf,
-        rows: usize,
-        inter: usize,
-        act: &mut CudaBuf,
-        w: &CudaWeight,
-        out: &mut CudaBuf,
-    ) {
-        if self.tune.act_gemv && w.k == inter && self.staged_gemv_fits(rows, w) {
-            self.record(self.act_gemv(gate_up, w, out));
-        } else {
-            self.silu_mul(gate_up, rows, inter, act);
-            self.linear(act, rows, w, out);
-        }
-    }
-
     fn moe(
         &self,
         x: &CudaBuf,

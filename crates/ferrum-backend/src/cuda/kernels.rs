@@ -101,8 +101,6 @@ pub const FILES: &[KernelFile] = &[
             "gemv_swiglu_fp8",
             "gemv_norm_half",
             "gemv_norm_fp8",
-            "gemv_act_half",
-            "gemv_act_fp8",
             "dequant_fp8",
             "quant_fp8_rows",
             "quant_fp8_grouped",

@@ -205,8 +205,8 @@ impl CudaBackend {
         self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
-    /// Whether a one-row GEMV that computes its input first (`gemv_staged` in linear.cu:
-    /// `gemv_norm`, `gemv_act`) takes `w` at `rows` rows: one row, where a one-row GEMV takes the
+    /// Whether a one-row GEMV that computes its input first (`gemv_staged` in linear.cu, as
+    /// `gemv_norm` does) takes `w` at `rows` rows: one row, where a one-row GEMV takes the
     /// weight, its input fits the shared memory, and each 16-byte piece of weights stays within
     /// a scale block.
     pub(super) fn staged_gemv_fits(&self, rows: usize, w: &CudaWeight) -> bool {
@@ -257,19 +257,6 @@ impl CudaBackend {
             ..Self::gemv_cfg(w.rows, split)
         };
         self.timed(label, || self.launch_now(kernel, cfg, &args))
-    }
-
-    /// `gemv_act` (linear.cu): each block computes `silu(gate) * up` into shared memory and runs
-    /// the one-row GEMV over it.
-    pub(super) fn act_gemv(
-        &self,
-        gate_up: &CudaBuf,
-        w: &CudaWeight,
-        out: &mut CudaBuf,
-    ) -> Result<()> {
-        let head = [Arg::P(self.ptr(&gate_up.mem))];
-        let kernels = ("gemv_act_half", "gemv_act_fp8");
-        self.staged_gemv(kernels, &head, w, out, "silu_mul + linear")
     }
 
     /// `gemv_norm` (linear.cu): each block computes the pre-norm into shared memory and runs

@@ -58,9 +58,6 @@ pub(super) struct Tunables {
     /// 20.95 against 24.85; a batch-1 token 3.41 against 3.53 ms (Qwen3), 6.21 against 6.29
     /// (the 8B, its input norm only).
     pub norm_gemv: bool,
-    /// A SwiGLU MLP's `silu_mul` computed inside the one-row down GEMV after it (`gemv_act`);
-    /// opt-in (`FERRUM_CUDA_ACT_GEMV=1`) until measured.
-    pub act_gemv: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -110,7 +107,6 @@ impl Tunables {
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
-            act_gemv: env_is("FERRUM_CUDA_ACT_GEMV", "1"),
             skip: skipped(),
         }
     }
@@ -145,12 +141,6 @@ impl CudaBackend {
     /// runs as its own kernel (`FERRUM_CUDA_NORM_GEMV=0`); the op tests check both.
     pub fn set_norm_gemv(&mut self, on: bool) {
         self.tune.norm_gemv = on;
-    }
-
-    /// Whether a SwiGLU MLP's `silu_mul` is computed inside the one-row down GEMV
-    /// (`FERRUM_CUDA_ACT_GEMV=1`); the op tests check both.
-    pub fn set_act_gemv(&mut self, on: bool) {
-        self.tune.act_gemv = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)

@@ -1,7 +1,7 @@
 //! The linear layers of `cuda_ops`: half weights through our GEMVs and cuBLAS, block-FP8
 //! through the GEMVs, the W8A8 GEMM and the dequantizing path, the SwiGLU gate/up with
-//! `silu_mul` (`linear_swiglu`), a pre-norm with the layer after it (`norm_linear`) and `silu_mul`
-//! with the down projection (`silu_mul_linear`), each against the CPU backend.
+//! `silu_mul` (`linear_swiglu`) and a pre-norm with the layer after it (`norm_linear`), each
+//! against the CPU backend.
 
 use ferrum_backend::host::HostLinear;
 use ferrum_backend::{Backend, CpuBackend};
@@ -291,57 +291,6 @@ pub fn linear_ops(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rng)
             compare(&format!("norm_linear {kind}"), &oa, &ob, 2e-2);
         }
         g.set_norm_gemv(false);
-        g.set_gemv_split(false);
-    }
-
-    // a SwiGLU MLP's silu_mul with the down projection after it (`silu_mul_linear`; one
-    // launch on the GPU at one row with FERRUM_CUDA_ACT_GEMV=1, else the two ops): half and
-    // block-FP8 weights, split rows (129 rows of 2048: eight warps a row), a part-empty last
-    // block, three rows (unfused)
-    for &(rows, inter, n, fp8) in &[
-        (1usize, 2048usize, 129usize, true),
-        (1, 1024, 1003, false),
-        (1, 512, 77, true),
-        (3, 256, 77, false),
-    ] {
-        let (meta, _) = step(&[(rows, 0)], rng);
-        c.begin_step(&meta).unwrap();
-        g.begin_step(&meta).unwrap();
-        let gate_up = rand_vec(rng, rows * 2 * inter, 2.0);
-        let w = if fp8 {
-            W::fp8(rng, n, inter)
-        } else {
-            W::Dense(rand_vec(rng, n * inter, 0.05))
-        };
-        fn act_lin<B: Up>(
-            be: &B,
-            gate_up: &[f32],
-            w: &W,
-            rows: usize,
-            inter: usize,
-            n: usize,
-        ) -> Vec<f32> {
-            let wt = be.upload_linear(w.host("w", n, inter)).unwrap();
-            let mut act = be.up(&vec![0.0; rows * inter]);
-            let mut out = be.up(&vec![0.0; rows * n]);
-            be.silu_mul_linear(&be.up(gate_up), rows, inter, &mut act, &wt, &mut out);
-            read(be, &out, rows * n)
-        }
-        let a = act_lin(&*c, &gate_up, &w, rows, inter, n);
-        for fused in [false, true] {
-            g.set_act_gemv(fused);
-            g.set_gemv_split(true);
-            let b = act_lin(&*g, &gate_up, &w, rows, inter, n);
-            let how = if fused { ", one launch" } else { "" };
-            let kind = if fp8 { "fp8 " } else { "" };
-            compare(
-                &format!("silu_mul_linear {kind}{rows}×{inter} · {n}×{inter}ᵀ{how}"),
-                &a,
-                &b,
-                2e-2,
-            );
-        }
-        g.set_act_gemv(false);
         g.set_gemv_split(false);
     }
 }

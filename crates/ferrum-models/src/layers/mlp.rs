@@ -41,8 +41,8 @@ impl<B: Backend> Mlp<B> {
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         ws.norm_linear(be, norm, eps, t, true, &self.gate_up, NormOut::GateUp);
-        let (gate_up, act) = (&ws.gate_up, &mut ws.act);
-        be.silu_mul_linear(gate_up, t, self.inter, act, &self.down, &mut ws.proj);
+        be.silu_mul(&ws.gate_up, t, self.inter, &mut ws.act);
+        be.linear(&ws.act, t, &self.down, &mut ws.proj);
         be.all_reduce(&mut ws.proj, t * hidden)
     }
 
