@@ -292,6 +292,12 @@ bench_moe() {
 # as the deployment runs it (fp8 KV cache, 16k context; with the seed guides' 8000 in / 1024 out)
 bench_serve() {
     serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${LLAMA[@]}"
+    # a first start's ready on the same machine, each with an empty kernel cache: the kernels
+    # compiled while the weights load (the default), then before (FERRUM_CUDA_COMPILE_ASYNC=0)
+    FERRUM_KERNEL_CACHE=/tmp/ferrum-kernel-cache-cold1 serve_bench serve_8b_cold "1" \
+        .device/tokenizers/llama3.1 "${LLAMA[@]}"
+    FERRUM_KERNEL_CACHE=/tmp/ferrum-kernel-cache-cold2 FERRUM_CUDA_COMPILE_ASYNC=0 \
+        serve_bench serve_8b_cold_sync_compile "1" .device/tokenizers/llama3.1 "${LLAMA[@]}"
     serve_bench serve_qwen3moe_fp8 "1 16 64 256 16:8000:1024" .device/tokenizers/qwen3 --device cuda \
         --load-format dummy --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8 \
         --tokenizer .device/tokenizers/qwen3 --kv-cache-dtype fp8 --max-model-len 16384

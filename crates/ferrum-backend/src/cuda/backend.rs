@@ -17,8 +17,8 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
     DeviceRepr, LaunchConfig, sys,
 };
-use cudarc::nvrtc::Ptx;
 
+use super::GpuInfo;
 use super::fp8_gemm::Fp8Gemm;
 use super::moe::{CudaExperts, CudaMoeScratch};
 use super::profile::OpProfile;
@@ -27,7 +27,6 @@ use super::staging::Staging;
 use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::tunables::Tunables;
 use super::weights::{CudaVector, CudaWeight};
-use super::{GpuInfo, kernels, nvrtc};
 use crate::backend::{
     AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
     StepMeta, host_sample, qkv_to_cache_op_by_op,
@@ -36,6 +35,9 @@ use crate::cpu::{Rope, RopeStyle};
 
 mod attention;
 mod launch;
+mod modules;
+
+use modules::Modules;
 
 /// The activation and weight dtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +137,8 @@ pub struct CudaBackend {
     pub(crate) stream: Arc<CudaStream>,
     pub(super) blas: CudaBlas,
     pub(crate) dtype: Half,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// The kernels, compiling on a thread of their own until the first launch (`modules.rs`).
+    modules: Modules,
     step: DeviceStep,
     /// Row indices for `gather_rows` (given per call on the host).
     rows: RefCell<Option<CudaSlice<u32>>>,
@@ -162,8 +165,8 @@ pub struct CudaBackend {
 }
 
 impl CudaBackend {
-    /// Opens GPU `ordinal`, compiles (or takes from the disk cache) every kernel for its
-    /// architecture and loads them.
+    /// Opens GPU `ordinal` and starts compiling (or reading from the disk cache) every kernel
+    /// for its architecture and `dtype` (`modules.rs`: loaded at the first launch).
     pub fn new(ordinal: usize, dtype: Half) -> Result<CudaBackend> {
         if !super::driver_available() {
             bail!("the CUDA driver (libcuda.so) was not found");
@@ -186,40 +189,9 @@ impl CudaBackend {
         let stream = ctx.new_stream().context("creating a CUDA stream")?;
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
-        let mut functions = HashMap::new();
-        let fresh = kernels::FILES
-            .iter()
-            .filter(|f| !nvrtc::is_cached(f.name, &f.source(dtype.suffix()), &arch))
-            .count();
-        if fresh > 0 {
-            let cache = nvrtc::cache_dir().map_or("nowhere".into(), |d| d.display().to_string());
-            tracing::info!(
-                "compiling {fresh} CUDA kernel files for {arch} and {} (the first start of this build here; cached in {cache})",
-                dtype.suffix()
-            );
-        }
-        let t = std::time::Instant::now();
-        let compiled = nvrtc::compile_all(kernels::FILES, dtype.suffix(), &arch);
-        if fresh > 0 {
-            tracing::info!(
-                "CUDA kernels compiled in {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
-        }
-        for (f, c) in kernels::FILES.iter().zip(compiled) {
-            let c = c?;
-            let module = ctx
-                .load_module(Ptx::from_binary(c.image))
-                .with_context(|| format!("loading kernels {}.cu for {arch}", f.name))?;
-            // this backend's dtype only, keyed by the function's own name: a launch looks up
-            // without building a string
-            for &name in f.functions {
-                let e = format!("{name}_{}", dtype.suffix());
-                let func = module
-                    .load_function(&e)
-                    .with_context(|| format!("kernel {e} in {}.cu", f.name))?;
-                functions.insert(name, func);
-            }
+        let modules = Modules::start(&arch, dtype.suffix());
+        if std::env::var("FERRUM_CUDA_COMPILE_ASYNC").is_ok_and(|v| v == "0") {
+            modules.load(&ctx)?;
         }
         let profile = OpProfile::from_env(&ctx)?;
         let tune = Tunables::from_env(sm_count, gpu.capability);
@@ -229,7 +201,7 @@ impl CudaBackend {
             stream,
             blas,
             dtype,
-            functions,
+            modules,
             step: DeviceStep::default(),
             rows: RefCell::new(None),
             dequant: RefCell::new(None),
@@ -245,11 +217,9 @@ impl CudaBackend {
         })
     }
 
-    /// The kernel `name` for this backend's dtype.
-    fn f(&self, name: &str) -> &CudaFunction {
-        self.functions
-            .get(name)
-            .unwrap_or_else(|| panic!("kernel {name} is not in kernels::FILES"))
+    /// The kernel `name` for this backend's dtype (the first call waits for the compile).
+    fn f(&self, name: &str) -> Result<&CudaFunction> {
+        self.modules.get(&self.ctx, name)
     }
 
     pub(super) fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {

@@ -20,7 +20,7 @@ impl CudaBackend {
         if self.tune.skip.iter().any(|s| s == name) {
             return Ok(());
         }
-        let f = self.f(name);
+        let f = self.f(name)?;
         if cfg.shared_mem_bytes > 48 * 1024 {
             // dynamic shared memory above 48 KB: the kernel's limit raised first
             f.set_attribute(
