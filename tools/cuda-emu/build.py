@@ -3,7 +3,7 @@
 crates/ferrum-backend/kernels compiled as host C++) and a fake libcublas.so, into OUT_DIR
 (default target/cuda-emu). Put OUT_DIR first on LD_LIBRARY_PATH and the CUDA backend runs on the
 CPU. The kernels' entry points come from the one list the backend loads from
-(src/cuda/kernels.rs: each file's functions × the dtypes)."""
+(src/cuda/kernels.rs: each file's functions, every part, × the dtypes)."""
 import os
 import re
 import subprocess
@@ -20,7 +20,8 @@ def entry_points():
     src = open(LIST).read()
     dtypes = re.findall(r'"(\w+)"', re.search(r"DTYPES: \[&str; \d+\] = \[([^\]]*)\]", src).group(1))
     files = []
-    for m in re.finditer(r'KernelFile \{\s*name: "(\w+)",.*?functions: &\[([^\]]*)\]', src, re.S):
+    # each file's parts: `parts: &[&["f", ...], ...]`, up to the struct's closing brace
+    for m in re.finditer(r'KernelFile \{\s*name: "(\w+)",\s*src: [^\n]*\n\s*parts: (.*?)\n    \},', src, re.S):
         funcs = re.findall(r'"(\w+)"', m.group(2))
         files.append((m.group(1), [f"{f}_{d}" for f in funcs for d in dtypes]))
     if not files:

@@ -676,7 +676,11 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
 #undef ROW_AT
 }
 
-#define ATTENTION_CACHE(T, C, NAME)                                                                        \
+// Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
+// for NVRTC, compiled in parallel with the others: 1 the per-head and tiled kernels and the
+// merge, 2 the per-group decode kernels, 3 the tensor-core prefill kernels.
+#if IN_PART(1)
+#define ATTENTION_PLAIN(T, C, NAME)                                                                        \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
         paged_attention_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,             \
                                const u32* tok_table, const u32* tok_keys, T* out, int n_heads,             \
@@ -703,20 +707,22 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         grid_dependency();                                                                                 \
         paged_attention_tiled<T, C>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,     \
                                     n_kv_heads, head_dim, block_size, scale, k_scale, v_scale);            \
-    }                                                                                                      \
-    ATTENTION_MMA(T, C, NAME, 64) ATTENTION_MMA(T, C, NAME, 128)
-// `paged_attention_mma_d128_bf16` and the like: the tiled kernel's arguments (head_dim is D); the
-// per-group decode kernel `paged_attention_group_d128_bf16` and the like, the per-head one's
-#define ATTENTION_MMA(T, C, NAME, D)                                                                       \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        paged_attention_mma_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,  \
-                                          const u32* tok_table, const u32* tok_keys, const u32* tiles,     \
-                                          T* out, int n_heads, int n_kv_heads, int head_dim,               \
-                                          int block_size, float scale, float k_scale, float v_scale) {     \
+    }
+#define ATTENTION_MERGE(T, S)                                                                              \
+    extern "C" __global__ void attention_merge_##S(const float* part, T* out, const u32* tok_keys,         \
+                                                   int n_heads, int head_dim, int splits, int unit,        \
+                                                   int min_keys, int direct) {                             \
         grid_dependency();                                                                                 \
-        paged_attention_mma<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,    \
-                                     n_kv_heads, block_size, scale, k_scale, v_scale);                     \
-    }                                                                                                      \
+        attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys, direct);        \
+    }
+#else
+#define ATTENTION_PLAIN(T, C, NAME)
+#define ATTENTION_MERGE(T, S)
+#endif
+// the per-group decode kernel `paged_attention_group_d128_bf16` and the like: the per-head one's
+// arguments and the split's
+#if IN_PART(2)
+#define ATTENTION_GROUP(T, C, NAME, D)                                                                     \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
@@ -726,13 +732,27 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
                                        n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
-// `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
-#define ATTENTION(T, S)                                                                                    \
-    ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S)                                              \
-    extern "C" __global__ void attention_merge_##S(const float* part, T* out, const u32* tok_keys,         \
-                                                   int n_heads, int head_dim, int splits, int unit,        \
-                                                   int min_keys, int direct) {                             \
+#else
+#define ATTENTION_GROUP(T, C, NAME, D)
+#endif
+// `paged_attention_mma_d128_bf16` and the like: the tiled kernel's arguments (head_dim is D)
+#if IN_PART(3)
+#define ATTENTION_MMA(T, C, NAME, D)                                                                       \
+    extern "C" __global__ void __launch_bounds__(128)                                                      \
+        paged_attention_mma_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,  \
+                                          const u32* tok_table, const u32* tok_keys, const u32* tiles,     \
+                                          T* out, int n_heads, int n_kv_heads, int head_dim,               \
+                                          int block_size, float scale, float k_scale, float v_scale) {     \
         grid_dependency();                                                                                 \
-        attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys, direct);        \
+        paged_attention_mma<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,    \
+                                     n_kv_heads, block_size, scale, k_scale, v_scale);                     \
     }
+#else
+#define ATTENTION_MMA(T, C, NAME, D)
+#endif
+#define ATTENTION_CACHE(T, C, NAME)                                                                        \
+    ATTENTION_PLAIN(T, C, NAME) ATTENTION_GROUP(T, C, NAME, 64) ATTENTION_GROUP(T, C, NAME, 128)           \
+    ATTENTION_MMA(T, C, NAME, 64) ATTENTION_MMA(T, C, NAME, 128)
+// `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
+#define ATTENTION(T, S) ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S) ATTENTION_MERGE(T, S)
 FOR_HALF_TYPES(ATTENTION)

@@ -599,6 +599,9 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
     }
 }
 
+// Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
+// for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
+// combine, 2 the register-staged expert kernel, 3 the pipelined one.
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
@@ -626,6 +629,7 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.
+#if IN_PART(3)
 #define MOE_PIPE(T, S, NAME, KC)                                                                           \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32)                                          \
         NAME##_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets, const u32* sorted, \
@@ -640,7 +644,12 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         moe_expert_pipe<T, fp8, KC, 4>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                 \
     }
 
-#define MOE(T, S)                                                                                          \
+#else
+#define MOE_PIPE(T, S, NAME, KC)
+#endif
+
+#if IN_PART(1)
+#define MOE_SMALL(T, S)                                                                                    \
     extern "C" __global__ void moe_count_##S(const u32* ids, int pairs, int* counts) {                    \
         grid_dependency();                                                                                 \
         moe_count(ids, pairs, counts);                                                                     \
@@ -667,6 +676,17 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                        n_group, topk_group, norm, scaling)                                                 \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
+    extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
+                                               int top_k) {                                                \
+        grid_dependency();                                                                                 \
+        moe_combine<T>(y, weights, out, hidden, top_k);                                                    \
+    }
+#else
+#define MOE_SMALL(T, S)
+#endif
+
+#if IN_PART(2)
+#define MOE_MMA(T, S)                                                                                      \
     extern "C" __global__ void __launch_bounds__(EXP_WARPS * 32, 3)                                       \
         moe_expert_mma_##S(const T* x, int x_div, const T* w, int rows, int k, const int* offsets,        \
                            const u32* sorted, T* out) {                                                    \
@@ -678,11 +698,10 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                int bk, const int* offsets, const u32* sorted, T* out) {                    \
         grid_dependency();                                                                                 \
         moe_expert_mma<T, fp8>(x, x_div, w, s, rows, k, bk, offsets, sorted, out);                         \
-    }                                                                                                      \
-    MOE_PIPE(T, S, moe_expert_pipe, 64)                                                                    \
-    extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
-                                               int top_k) {                                                \
-        grid_dependency();                                                                                 \
-        moe_combine<T>(y, weights, out, hidden, top_k);                                                    \
     }
+#else
+#define MOE_MMA(T, S)
+#endif
+
+#define MOE(T, S) MOE_SMALL(T, S) MOE_MMA(T, S) MOE_PIPE(T, S, moe_expert_pipe, 64)
 FOR_HALF_TYPES(MOE)

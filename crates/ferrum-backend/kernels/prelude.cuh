@@ -241,6 +241,13 @@ __device__ __forceinline__ void grid_dependency() {
 #endif
 }
 
+// The part of a file this program defines the entry points of (`KernelFile::parts` in
+// kernels.rs: a large file's parts compile as programs of their own, in parallel); 0, all.
+#ifndef FERRUM_PART
+#define FERRUM_PART 0
+#endif
+#define IN_PART(n) (FERRUM_PART == 0 || FERRUM_PART == (n))
+
 // Instantiates `NAME##_bf16` and `NAME##_f16` from a macro taking the element type and suffix;
 // the backend compiles each file for its model's dtype alone (`FERRUM_ONLY_BF16` /
 // `FERRUM_ONLY_F16`, defined before this prelude): half the instantiations, half NVRTC's time.

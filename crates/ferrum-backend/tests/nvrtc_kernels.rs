@@ -26,32 +26,34 @@ fn every_kernel_compiles_for_ampere_and_hopper() {
     let (major, minor) = nvrtc::version().unwrap();
     for arch in ARCHS {
         for dtype in kernels::DTYPES {
-            // every file at once for one dtype, as a backend's first start compiles them
+            // every program at once for one dtype, as a backend's first start compiles them
+            let programs = kernels::programs();
             let t = std::time::Instant::now();
-            let all = nvrtc::compile_all(kernels::FILES, dtype, arch);
+            let all = nvrtc::compile_all(&programs, dtype, arch);
             eprintln!(
-                "nvrtc {major}.{minor}: {} files for {arch}, {dtype} in {:.2?}",
+                "nvrtc {major}.{minor}: {} programs for {arch}, {dtype} in {:.2?}",
                 all.len(),
                 t.elapsed()
             );
-            for (f, c) in kernels::FILES.iter().zip(all) {
-                let c = c.unwrap_or_else(|e| panic!("{} for {arch}, {dtype}: {e:#}", f.name));
+            for (p, c) in programs.iter().zip(all) {
+                let name = p.name();
+                let c = c.unwrap_or_else(|e| panic!("{name} for {arch}, {dtype}: {e:#}"));
                 assert!(c.cubin && !c.cached && c.image.starts_with(b"\x7fELF"));
-                for e in f.entry_points(dtype) {
+                for e in p.entry_points(dtype) {
                     assert!(
                         c.image.windows(e.len()).any(|w| w == e.as_bytes()),
-                        "{}.cu for {arch} defines no `{e}`",
-                        f.name
+                        "{name} for {arch} defines no `{e}`"
                     );
                 }
-                eprintln!("  {}.cu: {} bytes", f.name, c.image.len());
+                eprintln!("  {name}: {} bytes", c.image.len());
             }
         }
     }
     // the second time comes from the cache, byte for byte
-    let (f, src) = (&kernels::FILES[0], kernels::FILES[0].source("bf16"));
-    assert!(nvrtc::is_cached(f.name, &src, "sm_90a"));
-    let again = nvrtc::compile(f.name, &src, "sm_90a").unwrap();
+    let p = &kernels::programs()[0];
+    let (name, src) = (p.name(), p.source("bf16"));
+    assert!(nvrtc::is_cached(&name, &src, "sm_90a"));
+    let again = nvrtc::compile(&name, &src, "sm_90a").unwrap();
     assert!(again.cached);
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -5,11 +5,12 @@
 pub const PRELUDE: &str = include_str!("../../kernels/prelude.cuh");
 
 /// One `.cu` file: its entry points are `{function}_{dtype}` for each function and each of
-/// [`DTYPES`].
+/// [`DTYPES`]. A large file comes in parts (`IN_PART(n)` in the file, around each part's entry
+/// points), each part an NVRTC program of its own, so that they compile in parallel.
 pub struct KernelFile {
     pub name: &'static str,
     src: &'static str,
-    pub functions: &'static [&'static str],
+    pub parts: &'static [&'static [&'static str]],
 }
 
 /// The activation dtypes every kernel is instantiated for.
@@ -19,80 +20,86 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "elementwise",
         src: include_str!("../../kernels/elementwise.cu"),
-        functions: &[
+        parts: &[&[
             "add",
             "hold",
             "silu_mul",
             "split_qkv",
             "gather_rows",
             "to_float",
-        ],
+        ]],
     },
     KernelFile {
         name: "norm",
         src: include_str!("../../kernels/norm.cu"),
-        functions: &["rms_norm", "add_rms_norm"],
+        parts: &[&["rms_norm", "add_rms_norm"]],
     },
     KernelFile {
         name: "rope",
         src: include_str!("../../kernels/rope.cu"),
-        functions: &["rope"],
+        parts: &[&["rope"]],
     },
     KernelFile {
         name: "cache_write",
         src: include_str!("../../kernels/cache_write.cu"),
-        functions: &[
+        parts: &[&[
             "write_kv",
             "qkv_to_cache",
             "write_kv_fp8",
             "qkv_to_cache_fp8",
-        ],
+        ]],
     },
     KernelFile {
         name: "attention",
         src: include_str!("../../kernels/attention.cu"),
-        functions: &[
-            "paged_attention",
-            "paged_attention_group_d64",
-            "paged_attention_group_d128",
-            "paged_attention_split",
-            "paged_attention_tiled",
-            "paged_attention_mma_d64",
-            "paged_attention_mma_d128",
-            "paged_attention_fp8",
-            "paged_attention_group_d64_fp8",
-            "paged_attention_group_d128_fp8",
-            "paged_attention_split_fp8",
-            "paged_attention_tiled_fp8",
-            "paged_attention_mma_d64_fp8",
-            "paged_attention_mma_d128_fp8",
-            "attention_merge",
+        parts: &[
+            &[
+                "paged_attention",
+                "paged_attention_split",
+                "paged_attention_tiled",
+                "paged_attention_fp8",
+                "paged_attention_split_fp8",
+                "paged_attention_tiled_fp8",
+                "attention_merge",
+            ],
+            &[
+                "paged_attention_group_d64",
+                "paged_attention_group_d128",
+                "paged_attention_group_d64_fp8",
+                "paged_attention_group_d128_fp8",
+            ],
+            &[
+                "paged_attention_mma_d64",
+                "paged_attention_mma_d128",
+                "paged_attention_mma_d64_fp8",
+                "paged_attention_mma_d128_fp8",
+            ],
         ],
     },
     KernelFile {
         name: "moe",
         src: include_str!("../../kernels/moe.cu"),
-        functions: &[
-            "moe_route_softmax",
-            "moe_route_sigmoid",
-            "moe_gemv_swiglu",
-            "moe_gemv_swiglu_fp8",
-            "moe_gemv_combine",
-            "moe_gemv_combine_fp8",
-            "moe_count",
-            "moe_offsets",
-            "moe_scatter",
-            "moe_expert_mma",
-            "moe_expert_mma_fp8",
-            "moe_expert_pipe",
-            "moe_expert_pipe_fp8",
-            "moe_combine",
+        parts: &[
+            &[
+                "moe_route_softmax",
+                "moe_route_sigmoid",
+                "moe_gemv_swiglu",
+                "moe_gemv_swiglu_fp8",
+                "moe_gemv_combine",
+                "moe_gemv_combine_fp8",
+                "moe_count",
+                "moe_offsets",
+                "moe_scatter",
+                "moe_combine",
+            ],
+            &["moe_expert_mma", "moe_expert_mma_fp8"],
+            &["moe_expert_pipe", "moe_expert_pipe_fp8"],
         ],
     },
     KernelFile {
         name: "linear",
         src: include_str!("../../kernels/linear.cu"),
-        functions: &[
+        parts: &[&[
             "gemv_half",
             "gemv_half_row",
             "gemv_fp8",
@@ -104,12 +111,12 @@ pub const FILES: &[KernelFile] = &[
             "dequant_fp8",
             "quant_fp8_rows",
             "quant_fp8_grouped",
-        ],
+        ]],
     },
     KernelFile {
         name: "sample",
         src: include_str!("../../kernels/sample.cu"),
-        functions: &[
+        parts: &[&[
             "argmax_rows",
             "sample_rows",
             "sample_chunks",
@@ -117,19 +124,55 @@ pub const FILES: &[KernelFile] = &[
             "sample_processed",
             "process_rows",
             "score_rows",
-        ],
+        ]],
     },
 ];
 
-impl KernelFile {
+/// One NVRTC program: a file, or one part of a file of several.
+pub struct Program {
+    pub file: &'static KernelFile,
+    /// 1-based within a file of several parts; 0 for a file of one (all of it).
+    pub part: usize,
+    pub functions: &'static [&'static str],
+}
+
+/// Every program of every file, in [`FILES`]' order.
+pub fn programs() -> Vec<Program> {
+    FILES
+        .iter()
+        .flat_map(|file| {
+            let whole = file.parts.len() == 1;
+            file.parts
+                .iter()
+                .enumerate()
+                .map(move |(i, &functions)| Program {
+                    file,
+                    part: if whole { 0 } else { i + 1 },
+                    functions,
+                })
+        })
+        .collect()
+}
+
+impl Program {
+    /// The file's name, with the part after a dot for a file of several (cache files and
+    /// messages).
+    pub fn name(&self) -> String {
+        match self.part {
+            0 => self.file.name.to_string(),
+            p => format!("{}.{p}", self.file.name),
+        }
+    }
+
     /// The source NVRTC compiles for activations of `dtype` (one of [`DTYPES`]; the entry
-    /// points instantiated for it alone, as a backend runs one dtype): the dtype's define, the
-    /// prelude, then the file (a `#line` keeps error lines pointing into the file).
+    /// points instantiated for it alone, as a backend runs one dtype): the dtype's and the
+    /// part's defines, the prelude, then the file (a `#line` keeps error lines pointing into the
+    /// file).
     pub fn source(&self, dtype: &str) -> String {
         let only = dtype.to_uppercase();
         format!(
-            "#define FERRUM_ONLY_{only}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
-            self.name, self.src
+            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
+            self.part, self.file.name, self.file.src
         )
     }
 

@@ -1,4 +1,4 @@
-//! The backend's kernels: every file compiled by NVRTC for the device's architecture and the
+//! The backend's kernels: every program (a file, or a part of one) compiled by NVRTC for the device's architecture and the
 //! model's dtype (or taken from the disk cache) on a thread of its own, started by
 //! `CudaBackend::new`, so that a first start's compile (CPU work, several seconds) overlaps the
 //! weights' loading; the modules are loaded at the first launch, which waits for the compile if
@@ -31,20 +31,20 @@ impl Modules {
     /// Starts compiling every kernel file for `arch` and `dtype` (the disk cache's files are
     /// read, not compiled), saying so when some file is not cached.
     pub fn start(arch: &str, dtype: &'static str) -> Modules {
-        let fresh = kernels::FILES
+        let fresh = kernels::programs()
             .iter()
-            .filter(|f| !nvrtc::is_cached(f.name, &f.source(dtype), arch))
+            .filter(|p| !nvrtc::is_cached(&p.name(), &p.source(dtype), arch))
             .count();
         if fresh > 0 {
             let cache = nvrtc::cache_dir().map_or("nowhere".into(), |d| d.display().to_string());
             tracing::info!(
-                "compiling {fresh} CUDA kernel files for {arch} and {dtype} (the first start of this build here; cached in {cache})"
+                "compiling {fresh} CUDA kernel programs for {arch} and {dtype} (the first start of this build here; cached in {cache})"
             );
         }
         let thread_arch = arch.to_string();
         let compile = std::thread::spawn(move || {
             let t = std::time::Instant::now();
-            let compiled = nvrtc::compile_all(kernels::FILES, dtype, &thread_arch);
+            let compiled = nvrtc::compile_all(&kernels::programs(), dtype, &thread_arch);
             if fresh > 0 {
                 let s = t.elapsed().as_secs_f64();
                 tracing::info!("CUDA kernels compiled in {s:.1} s");
@@ -79,18 +79,18 @@ impl Modules {
             .join()
             .map_err(|_| anyhow!("the CUDA kernel compile thread panicked"))?;
         let mut functions = HashMap::new();
-        for (f, c) in kernels::FILES.iter().zip(compiled) {
-            let arch = &self.arch;
+        for (p, c) in kernels::programs().iter().zip(compiled) {
+            let (arch, name) = (&self.arch, p.name());
             let c = c?;
             let module = ctx
                 .load_module(Ptx::from_binary(c.image))
-                .with_context(|| format!("loading kernels {}.cu for {arch}", f.name))?;
-            for &name in f.functions {
-                let e = format!("{name}_{}", self.dtype);
+                .with_context(|| format!("loading kernels {name} for {arch}"))?;
+            for &f in p.functions {
+                let e = format!("{f}_{}", self.dtype);
                 let func = module
                     .load_function(&e)
-                    .with_context(|| format!("kernel {e} in {}.cu", f.name))?;
-                functions.insert(name, func);
+                    .with_context(|| format!("kernel {e} in {name}"))?;
+                functions.insert(f, func);
             }
         }
         Ok(self.functions.get_or_init(|| functions))
