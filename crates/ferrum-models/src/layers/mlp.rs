@@ -46,14 +46,14 @@ impl<B: Backend> Mlp<B> {
         be.all_reduce(&mut ws.proj, t * hidden)
     }
 
-    /// `out = mlp(ws.normed)` for t rows (uses `ws.gate_up` and `ws.act`).
-    pub fn forward(
+    /// `ws.shared = mlp(ws.normed)` for t rows: an MoE block's shared experts, whose output
+    /// sits beside the routed one (uses `ws.gate_up` and `ws.act`).
+    pub fn forward_shared(
         &self,
         be: &B,
         t: usize,
         hidden: usize,
         ws: &mut Workspace<B>,
-        out: Out,
     ) -> Result<()> {
         be.linear_swiglu(
             &ws.normed,
@@ -63,18 +63,7 @@ impl<B: Backend> Mlp<B> {
             &mut ws.gate_up,
             &mut ws.act,
         );
-        let out = match out {
-            Out::Proj => &mut ws.proj,
-            Out::Shared => &mut ws.shared,
-        };
-        be.linear(&ws.act, t, &self.down, out);
-        be.all_reduce(out, t * hidden)
+        be.linear(&ws.act, t, &self.down, &mut ws.shared);
+        be.all_reduce(&mut ws.shared, t * hidden)
     }
-}
-
-/// Which workspace buffer an MLP writes (the shared experts' output sits beside the routed one).
-#[derive(Clone, Copy)]
-pub enum Out {
-    Proj,
-    Shared,
 }

@@ -1,7 +1,7 @@
 //! A mixture-of-experts feed-forward: a router (linear, f32), the backend's routed-experts op,
 //! and optional shared experts added to the routed output (GLM-4.5: `routed + shared`).
 
-use super::mlp::{Mlp, Out};
+use super::mlp::Mlp;
 use crate::config::MoeConfig;
 use crate::model::Workspace;
 use crate::params::{ParamLoader, Split};
@@ -83,7 +83,7 @@ impl<B: Backend> MoeBlock<B> {
         )?;
         be.all_reduce(proj, t * self.dims.hidden)?;
         if let Some(shared) = &self.shared {
-            shared.forward(be, t, self.dims.hidden, ws, Out::Shared)?;
+            shared.forward_shared(be, t, self.dims.hidden, ws)?;
             be.add(&mut ws.proj, &ws.shared, t * self.dims.hidden);
         }
         Ok(())
