@@ -294,6 +294,7 @@ bench_serve() {
     serve_bench serve_8b "1 16 64 256" .device/tokenizers/llama3.1 "${LLAMA[@]}"
     # a first start's ready on the same machine, each with an empty kernel cache: the kernels
     # compiled while the weights load (the default), then before (FERRUM_CUDA_COMPILE_ASYNC=0)
+    rm -rf /tmp/ferrum-kernel-cache-cold1 /tmp/ferrum-kernel-cache-cold2
     FERRUM_KERNEL_CACHE=/tmp/ferrum-kernel-cache-cold1 serve_bench serve_8b_cold "1" \
         .device/tokenizers/llama3.1 "${LLAMA[@]}"
     FERRUM_KERNEL_CACHE=/tmp/ferrum-kernel-cache-cold2 FERRUM_CUDA_COMPILE_ASYNC=0 \
