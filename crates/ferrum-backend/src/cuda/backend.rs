@@ -189,12 +189,12 @@ impl CudaBackend {
         let stream = ctx.new_stream().context("creating a CUDA stream")?;
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
+        let tune = Tunables::from_env(sm_count, gpu.capability);
         let modules = Modules::start(&arch, dtype.suffix());
-        if std::env::var("FERRUM_CUDA_COMPILE_ASYNC").is_ok_and(|v| v == "0") {
+        if !tune.compile_async {
             modules.load(&ctx)?;
         }
         let profile = OpProfile::from_env(&ctx)?;
-        let tune = Tunables::from_env(sm_count, gpu.capability);
         Ok(CudaBackend {
             gpu,
             ctx,
@@ -571,7 +571,7 @@ impl Backend for CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) {
-        if !(self.tune.norm_gemv && g.len == w.k && self.staged_gemv_fits(rows, w)) {
+        if !self.norm_gemv_fits(g, rows, w) {
             return crate::backend::norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
         }
         self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out));

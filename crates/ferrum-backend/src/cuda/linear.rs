@@ -17,8 +17,8 @@ use super::weights::{CudaVector, CudaWeight, WeightData};
 /// Rows up to which block-FP8 layers take the GEMV (`GEMV_MAX_ROWS` in `linear.cu`).
 pub(super) const GEMV_MAX_ROWS: usize = 8;
 
-/// The most dynamic shared memory a `gemv_staged` kernel takes without raising its limit: an
-/// input of k ≤ 24576 half values.
+/// The most dynamic shared memory `gemv_norm` takes without raising its limit: a norm of
+/// k ≤ 24576 half values.
 const STAGED_GEMV_MAX_SMEM: usize = 48 * 1024;
 
 impl CudaBackend {
@@ -205,16 +205,18 @@ impl CudaBackend {
         self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
-    /// Whether a one-row GEMV that computes its input first (`gemv_staged` in linear.cu, as
-    /// `gemv_norm` does) takes `w` at `rows` rows: one row, where a one-row GEMV takes the
-    /// weight, its input fits the shared memory, and each 16-byte piece of weights stays within
-    /// a scale block.
-    pub(super) fn staged_gemv_fits(&self, rows: usize, w: &CudaWeight) -> bool {
+    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`; the default,
+    /// `FERRUM_CUDA_NORM_GEMV=0` for two): at one row, where a one-row GEMV takes the weight,
+    /// the norm is as wide as its columns and fits the shared memory, and each 16-byte piece of
+    /// weights stays within a scale block.
+    pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
         let pieces_fit = match &w.data {
             WeightData::Fp8 { bk, .. } => w.k.is_multiple_of(16) && bk.is_multiple_of(16),
             WeightData::Half(_) => w.k.is_multiple_of(16),
         };
-        rows == 1
+        self.tune.norm_gemv
+            && rows == 1
+            && g.len == w.k
             && 2 * w.k <= STAGED_GEMV_MAX_SMEM
             && pieces_fit
             && matches!(
@@ -223,44 +225,8 @@ impl CudaBackend {
             )
     }
 
-    /// A `gemv_staged` kernel's launch over `w`: `head` (its input's arguments), the weight,
-    /// then the output and shape; k values of T in dynamic shared memory.
-    fn staged_gemv(
-        &self,
-        kernels: (&str, &str),
-        head: &[Arg],
-        w: &CudaWeight,
-        out: &mut CudaBuf,
-        what: &str,
-    ) -> Result<()> {
-        use Arg::{I, P};
-        let split = self.gemv_split(w);
-        let tail = [
-            P(self.ptr(&out.mem)),
-            I(w.rows as i32),
-            I(w.k as i32),
-            I(split as i32),
-        ];
-        let (kernel, weight): (&str, Vec<Arg>) = match &w.data {
-            WeightData::Fp8 {
-                codes, scales, bk, ..
-            } => (
-                kernels.1,
-                vec![P(self.ptr(codes)), P(self.ptr(scales)), I(*bk as i32)],
-            ),
-            WeightData::Half(m) => (kernels.0, vec![P(self.ptr(m))]),
-        };
-        let args: Vec<Arg> = head.iter().copied().chain(weight).chain(tail).collect();
-        let label = || format!("{what} {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
-        let cfg = LaunchConfig {
-            shared_mem_bytes: 2 * w.k as u32,
-            ..Self::gemv_cfg(w.rows, split)
-        };
-        self.timed(label, || self.launch_now(kernel, cfg, &args))
-    }
-
-    /// `gemv_norm` (linear.cu): each block computes the pre-norm into shared memory and runs
-    /// the one-row GEMV over it, writing its slice of `sum` and `normed`.
+    /// `gemv_norm` (linear.cu): each block computes the pre-norm into shared memory (k values
+    /// of T) and runs the one-row GEMV over it, writing its slice of `sum` and `normed`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_gemv(
         &self,
@@ -273,8 +239,9 @@ impl CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::{F, P};
-        let head = [
+        use Arg::{F, I, P};
+        let split = self.gemv_split(w);
+        let input = [
             P(self.ptr(&x.mem)),
             P(y.map_or(0, |y| self.ptr(&y.mem))),
             P(self.ptr(&g.mem)),
@@ -282,8 +249,28 @@ impl CudaBackend {
             P(self.ptr(&sum.mem)),
             P(self.ptr(&normed.mem)),
         ];
-        let kernels = ("gemv_norm_half", "gemv_norm_fp8");
-        self.staged_gemv(kernels, &head, w, out, "norm + linear")
+        let (kernel, weight): (&str, Vec<Arg>) = match &w.data {
+            WeightData::Fp8 {
+                codes, scales, bk, ..
+            } => (
+                "gemv_norm_fp8",
+                vec![P(self.ptr(codes)), P(self.ptr(scales)), I(*bk as i32)],
+            ),
+            WeightData::Half(m) => ("gemv_norm_half", vec![P(self.ptr(m))]),
+        };
+        let tail = [
+            P(self.ptr(&out.mem)),
+            I(w.rows as i32),
+            I(w.k as i32),
+            I(split as i32),
+        ];
+        let args: Vec<Arg> = input.into_iter().chain(weight).chain(tail).collect();
+        let label = || format!("norm + linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
+        let cfg = LaunchConfig {
+            shared_mem_bytes: 2 * w.k as u32,
+            ..Self::gemv_cfg(w.rows, split)
+        };
+        self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked

@@ -58,6 +58,10 @@ pub(super) struct Tunables {
     /// 20.95 against 24.85; a batch-1 token 3.41 against 3.53 ms (Qwen3), 6.21 against 6.29
     /// (the 8B, its input norm only).
     pub norm_gemv: bool,
+    /// The kernels compiled on a thread of their own while the weights load, loaded at the
+    /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
+    /// `CudaBackend::new`. Not measured on a GPU yet (`serve_8b_cold*` in gpu-check).
+    pub compile_async: bool,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -107,6 +111,7 @@ impl Tunables {
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
+            compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
             skip: skipped(),
         }
     }
