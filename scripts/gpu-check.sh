@@ -188,6 +188,10 @@ bench_dense() {
     FERRUM_CUDA_DECODE_SPLIT=head step bench_decode_8b_head_split "$dev/ferrum" "${b1[@]}"
     # cuBLAS instead of our one-row GEMV
     FERRUM_CUDA_GEMV_ROW=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
+    # each kernel's own time by Nsight Compute (as ncu_decode_qwen3moe_fp8), 4 layers
+    step ncu_decode_8b /usr/local/cuda/bin/ncu --metrics gpu__time_duration.sum --csv "$dev/ferrum" \
+        bench latency "${LLAMA[@]}" --enforce-eager --hf-overrides '{"num_hidden_layers": 4}' \
+        --batch-size 1 --input-len 1 --output-len 4 --num-iters 1 --num-iters-warmup 0
     FERRUM_CUDA_PROFILE=decode step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     # (prefill runs no decode graph: eager saves their capture)
@@ -236,6 +240,12 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
+    # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
+    # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
+    local ncu=(/usr/local/cuda/bin/ncu --metrics gpu__time_duration.sum --csv)
+    step ncu_decode_qwen3moe_fp8 "${ncu[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager \
+        --hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 4 \
+        --num-iters 1 --num-iters-warmup 0
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
@@ -286,6 +296,9 @@ bench_moe() {
     FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_glm45air_fp8_swiglu "$dev/ferrum" "${glm[@]}"
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_glm45air_fp8_norm_apart "$dev/ferrum" "${glm[@]}"
+    # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
+    # per-layer time where no H200 comes
+    step bench_decode_glm45air_fp8_24l "$dev/ferrum" "${glm[@]}" --hf-overrides '{"num_hidden_layers": 24}'
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8
@@ -308,6 +321,10 @@ bench_serve() {
     serve_bench serve_glm45air_fp8 "1 16" .device/tokenizers/qwen3 --device cuda --load-format dummy \
         --model scripts/fixtures/configs/glm-4.5-air-fp8 --tokenizer .device/tokenizers/qwen3 \
         --hf-overrides '{"vocab_size": 151936}' --max-model-len 8192
+    # the same with its first 24 layers, for an H100
+    serve_bench serve_glm45air_fp8_24l "1 16" .device/tokenizers/qwen3 --device cuda --load-format dummy \
+        --model scripts/fixtures/configs/glm-4.5-air-fp8 --tokenizer .device/tokenizers/qwen3 \
+        --hf-overrides '{"vocab_size": 151936, "num_hidden_layers": 24}' --max-model-len 8192
 }
 
 # `ferrum serve` MODEL-ARGS in the background: the seconds from launch to a healthy /health

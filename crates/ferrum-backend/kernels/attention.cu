@@ -180,6 +180,9 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     const int stride = 2 + head_dim;
     const float* p = part + (t * n_heads + h) * splits * (i64)stride;
     const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
+    // the step's metadata read; the partials (or, direct, the output) are the kernel before's:
+    // every block waits for it, so that this kernel ends after it
+    wait_for_dependencies();
     if (direct && used == 1) return;
     float big = NEG_INF;
     for (int s = threadIdx.x; s < used; s += blockDim.x)
@@ -396,11 +399,43 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     // this block's keys [lo, lo + keys): slices of whole tiles
     const int per = slice_keys(all, gridDim.z, GQ_KEYS, min_keys);
     const int used = slices_used(all, per);
-    if ((int)blockIdx.z >= used) return;
+    if ((int)blockIdx.z >= used) return;  // (before the wait below: slice 0 always waits)
     // a token whose keys fill one slice: its output written here, the merge skips it
     if (used == 1) part = nullptr;
     const int lo = min(all, (int)blockIdx.z * per), keys = min(all, lo + per) - lo;
     const u32* table = block_tables + tok_table[t];
+
+    // 16-byte chunks of a tile's K (or V) rows, and each lane's share of them: where they sit
+    // in the cache (-1 past the keys), then their loads
+    constexpr int PER = 16 / sizeof(C), ROW_CHUNKS = D / PER, LOADS = GQ_KEYS * ROW_CHUNKS / 32;
+    i64 at[LOADS];
+    uint4 kr[LOADS], vr[LOADS];
+    auto locate = [&](int tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; i++) {
+            const int c = lane + 32 * i, j = lo + tile * GQ_KEYS + c / ROW_CHUNKS;
+            at[i] = -1;
+            if (j < lo + keys) {
+                const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
+                at[i] = slot * kv_dim + kvh * D + (c % ROW_CHUNKS) * PER;
+            }
+        }
+    };
+    auto fetch = [&]() {
+#pragma unroll
+        for (int i = 0; i < LOADS; i++) {
+            kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+            if (at[i] >= 0) {
+                kr[i] = *reinterpret_cast<const uint4*>(kc + at[i]);
+                vr[i] = *reinterpret_cast<const uint4*>(vc + at[i]);
+            }
+        }
+    };
+    const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
+    // the step's metadata (no kernel writes it) read before waiting for the kernel before (PDL),
+    // which wrote q and the newest key
+    if (warp < tiles) locate(warp);
+    wait_for_dependencies();
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
     for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
         const int r = e / D, d = e % D;
@@ -413,29 +448,12 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     wmma::load_matrix_sync(ridx, ws.s, SLD, wmma::mem_row_major);
     __syncthreads();  // qs written; ws.s read before the first tile's scores overwrite it
 
-    // 16-byte chunks of a tile's K (or V) rows, and each lane's share of them
-    constexpr int PER = 16 / sizeof(C), ROW_CHUNKS = D / PER, LOADS = GQ_KEYS * ROW_CHUNKS / 32;
-    uint4 kr[LOADS], vr[LOADS];
-    auto fetch = [&](int tile) {
-#pragma unroll
-        for (int i = 0; i < LOADS; i++) {
-            const int c = lane + 32 * i, j = lo + tile * GQ_KEYS + c / ROW_CHUNKS;
-            kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
-            if (j < lo + keys) {
-                const i64 slot = (i64)table[j / block_size] * block_size + j % block_size;
-                const i64 at = slot * kv_dim + kvh * D + (c % ROW_CHUNKS) * PER;
-                kr[i] = *reinterpret_cast<const uint4*>(kc + at);
-                vr[i] = *reinterpret_cast<const uint4*>(vc + at);
-            }
-        }
-    };
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> o[D / 16];
 #pragma unroll
     for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
     const int r = lane >> 1, c0 = (lane & 1) * 8;  // this lane's row of S and first key of it
     float m = NEG_INF, l = 0.f;                     // the row's running max and sum
-    const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
-    if (warp < tiles) fetch(warp);
+    if (warp < tiles) fetch();
     for (int tile = warp; tile < tiles; tile += ATTN_WARPS) {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
@@ -447,7 +465,10 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             }
         }
         __syncwarp();
-        if (tile + ATTN_WARPS < tiles) fetch(tile + ATTN_WARPS);
+        if (tile + ATTN_WARPS < tiles) {
+            locate(tile + ATTN_WARPS);
+            fetch();
+        }
         {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
             wmma::fill_fragment(sf, 0.f);
@@ -712,7 +733,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
     extern "C" __global__ void attention_merge_##S(const float* part, T* out, const u32* tok_keys,         \
                                                    int n_heads, int head_dim, int splits, int unit,        \
                                                    int min_keys, int direct) {                             \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         attention_merge<T>(part, out, tok_keys, n_heads, head_dim, splits, unit, min_keys, direct);        \
     }
 #else
@@ -728,7 +749,7 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
                                             int n_heads, int n_kv_heads, int head_dim, int block_size,     \
                                             float scale, float k_scale, float v_scale, int min_keys) {     \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
                                        n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }

@@ -42,50 +42,62 @@ __device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const
     if (s >= n_heads + 2 * n_kv_heads) return;  // (no block-wide barrier below)
     const int kvd = n_kv_heads * head_dim, width = n_heads * head_dim + 2 * kvd;
     const bool is_q = s < n_heads, is_v = s >= n_heads + n_kv_heads;
-    float x[QKV_MAX_DIM / 32];
+    // first what no kernel of the step writes (the step's metadata, the weights, the rotation's
+    // angles), then the wait for the kernel before (PDL), then its projection
+    constexpr int NC = QKV_MAX_DIM / 32;
+    const T* nw = is_q ? q_norm : k_norm;
+    const i64 slot = slots[t];
+    const float pos = is_v ? 0.f : (float)positions[t];
+    const int half = rot_dim / 2;
+    float bv[NC], gv[NC], sn[NC], cs[NC];
 #pragma unroll
-    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+    for (int c = 0; c < NC; c++) {
+        const int d = lane + 32 * c;
+        bv[c] = bias && d < head_dim ? to_f32(bias[s * head_dim + d]) : 0.f;
+        gv[c] = !is_v && nw && d < head_dim ? to_f32(nw[d]) : 0.f;
+        if (!is_v && d < rot_dim) {
+            // the pair (a, b) this dim belongs to: neox (i, i + half), else (2i, 2i + 1)
+            const int i = neox ? (d < half ? d : d - half) : d >> 1;
+            sincosf(pos * inv_freq[i], &sn[c], &cs[c]);
+        }
+    }
+    wait_for_dependencies();
+    float x[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
         const int d = lane + 32 * c, col = s * head_dim + d;
         x[c] = 0.f;
-        if (d < head_dim) x[c] = round_to<T>(to_f32(qkv[t * width + col]) + (bias ? to_f32(bias[col]) : 0.f));
+        if (d < head_dim) x[c] = round_to<T>(to_f32(qkv[t * width + col]) + bv[c]);
     }
     if (!is_v) {
-        const T* nw = is_q ? q_norm : k_norm;
         if (nw) {
             float ss = 0.f;
 #pragma unroll
-            for (int c = 0; c < QKV_MAX_DIM / 32; c++) ss += x[c] * x[c];
+            for (int c = 0; c < NC; c++) ss += x[c] * x[c];
             const float inv = rsqrtf(warp_sum(ss) / head_dim + eps);
 #pragma unroll
-            for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+            for (int c = 0; c < NC; c++) {
                 const int d = lane + 32 * c;
-                if (d < head_dim) x[c] = round_to<T>(to_f32(nw[d]) * round_to<T>(x[c] * inv));
+                if (d < head_dim) x[c] = round_to<T>(gv[c] * round_to<T>(x[c] * inv));
             }
         }
         float* b = buf[warp];
 #pragma unroll
-        for (int c = 0; c < QKV_MAX_DIM / 32; c++)
+        for (int c = 0; c < NC; c++)
             if (lane + 32 * c < head_dim) b[lane + 32 * c] = x[c];
         __syncwarp();
-        const float pos = (float)positions[t];
-        const int half = rot_dim / 2;
 #pragma unroll
-        for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+        for (int c = 0; c < NC; c++) {
             const int d = lane + 32 * c;
             if (d >= rot_dim) continue;
-            // the pair (a, b) this dim belongs to: neox (i, i + half), else (2i, 2i + 1)
             const bool first = neox ? d < half : (d & 1) == 0;
-            const int i = neox ? (first ? d : d - half) : d >> 1;
             const int other = neox ? (first ? d + half : d - half) : d ^ 1;
-            float sn, cs;
-            sincosf(pos * inv_freq[i], &sn, &cs);
             const float xa = first ? b[d] : b[other], xb = first ? b[other] : b[d];
-            x[c] = round_to<T>(first ? xa * cs - xb * sn : xb * cs + xa * sn);
+            x[c] = round_to<T>(first ? xa * cs[c] - xb * sn[c] : xb * cs[c] + xa * sn[c]);
         }
     }
-    const i64 slot = slots[t];
 #pragma unroll
-    for (int c = 0; c < QKV_MAX_DIM / 32; c++) {
+    for (int c = 0; c < NC; c++) {
         const int d = lane + 32 * c;
         if (d >= head_dim) continue;
         if (is_q) {
@@ -111,7 +123,7 @@ __device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const
                                                    const i64* slots, T* q, C* kc, C* vc, int n_heads,       \
                                                    int n_kv_heads, int head_dim, float k_scale,             \
                                                    float v_scale) {                                         \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                                \
         qkv_to_cache<T, C>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots, q,   \
                            kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                       \
     }

@@ -65,6 +65,7 @@ __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int r
         const int sc = (k + bk - 1) / bk;
         row_dot<T, fp8, R, DEPTH>(w + (i64)j * k + c0, s + (i64)j * sc + c0 / bk, bk, seg, xs, rows, acc);
     }
+    wait_for_dependencies();  // (row_dot waited once its first weight loads were out)
     gemv_store<T, R>(acc, out, rows, n, j, split);
 }
 
@@ -166,6 +167,7 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
         }
     };
     if (j < n) load(V * lane);
+    wait_for_dependencies();  // the weights' first loads out; the input is the kernel before's
     fill(xn);
     __syncthreads();
     float acc = 0.f;
@@ -334,7 +336,7 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_row_##S(const T* x, const fp8* w, const float* s, T* out,          \
                                                 int rows, int n, int k, int bk, int split) {               \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                            \
     }                                                                                                      \
     extern "C" __global__ void gemv_swiglu_half_##S(const T* x, const T* w, T* act, int inter, int k) {    \
@@ -348,13 +350,13 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_half_##S(const T* x, const T* y, const T* g, float eps, T* sum,    \
                                                   T* normed, const T* w, T* out, int n, int k, int split) { \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, out, n, k, split);                      \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_fp8_##S(const T* x, const T* y, const T* g, float eps, T* sum,     \
                                                  T* normed, const fp8* w, const float* s, int bk, T* out,  \
                                                  int n, int k, int split) {                                \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         gemv_norm<T, fp8>(x, y, g, eps, sum, normed, w, s, bk, out, n, k, split);                          \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,         \

@@ -233,12 +233,16 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
     const i64 t = blockIdx.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
-    __shared__ float y[32][RB];  // top_k <= 32 (the host checks)
+    __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
     for (int j = warp; j < top_k; j += blockDim.x >> 5) {
         const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
+        if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums
         float acc[RB];
 #pragma unroll
         for (int q = 0; q < RB; q++) acc[q] = 0.f;
+        // (under PDL the ids and the weight rows load before the gate/up kernel has finished:
+        // the routing before it has, see moe_gemv_swiglu's entry; rows_dot waits for it before
+        // reading `act`)
         rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, act + p * k, n, acc);
 #pragma unroll
         for (int q = 0; q < RB; q++) {
@@ -246,10 +250,11 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
             if (lane == 0) y[j][q] = v;
         }
     }
+    wait_for_dependencies();  // (a lane whose rows_dot had no columns)
     __syncthreads();
     if ((int)threadIdx.x < n) {
         float s = 0.f;
-        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * y[j][threadIdx.x];
+        for (int j = 0; j < top_k; j++) s += wt[j] * y[j][threadIdx.x];
         out[t * rows + r0 + threadIdx.x] = from_f32<T>(s);
     }
 }
@@ -606,24 +611,24 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
                                                    const u32* ids, T* act) {                               \
-        grid_dependency();                                                                                 \
+        wait_then_launch();                                                                                \
         moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
                                                        int inter, int k, int bk, const u32* ids, T* act) { \
-        grid_dependency();                                                                                 \
+        wait_then_launch();                                                                                \
         moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
                                                     const u32* ids, const float* weights, int top_k,       \
                                                     T* out) {                                              \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
                                                         int rows, int k, int bk, const u32* ids,           \
                                                         const float* weights, int top_k, T* out) {         \
-        grid_dependency();                                                                                 \
+        launch_dependents();                                                                               \
         moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
     }
 

@@ -9,6 +9,38 @@ typedef unsigned int u32;
 typedef long long i64;
 typedef __nv_fp8_e4m3 fp8;
 
+// Programmatic dependent launch (Hopper on; `FERRUM_CUDA_PDL`): a kernel launched with the
+// programmatic-serialization attribute may start while the one before it in the stream is still
+// running, so every kernel's first statement is `grid_dependency()`: `launch_dependents()` lets
+// the next kernel launch now (its blocks are placed once every block of this one has passed it),
+// then `wait_for_dependencies()` waits until the kernels before this one have finished and their
+// writes are visible; nothing of this kernel touches global memory before that. A kernel that
+// reads its weights (which no kernel writes) first starts with `launch_dependents()` alone and
+// calls `wait_for_dependencies()` once those loads are issued, before any other global access:
+// its weights' trip to memory overlaps the tail of the kernel before. (A second wait returns at
+// once.) No-ops where there is no such dependency (and before sm_90).
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_dependencies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependency() {
+    launch_dependents();
+    wait_for_dependencies();
+}
+// The other order, for a kernel whose next one loads, before its own wait, what the kernel
+// before this one wrote (the experts' down GEMV reads the routing's ids two kernels on): that
+// one launches only once this one's wait has seen the kernel before finish.
+__device__ __forceinline__ void wait_then_launch() {
+    wait_for_dependencies();
+    launch_dependents();
+}
+
 // NVRTC has no <cmath>: -inf by its bits.
 #define NEG_INF __int_as_float(0xff800000)
 
@@ -140,6 +172,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
                         sc[u] = scales ? scales[i / bk] : 1.f;
                     }
                 }
+                wait_for_dependencies();  // the weights' loads issued, now the input's
 #pragma unroll
                 for (int u = 0; u < DEPTH; u++) {
                     const int i = i0 + u * 32 * V;
@@ -152,6 +185,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
             return;
         }
     }
+    wait_for_dependencies();
     if (k % V == 0 && (!scales || bk % V == 0)) {
 #pragma unroll 2
         for (int i = V * lane; i < k; i += 32 * V) {
@@ -196,6 +230,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
                         s[q][u] = scales ? scales[q * sc + i / bk] : 1.f;
                     }
                 }
+            wait_for_dependencies();  // the weights' loads issued, now the input's
 #pragma unroll
             for (int u = 0; u < DEPTH; u++) {
                 const int i = i0 + u * 32 * V;
@@ -213,6 +248,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
             }
         }
     } else {
+        wait_for_dependencies();
         for (int i = lane; i < k; i += 32) {
             const float xv = to_f32(x[i]);
 #pragma unroll
@@ -227,19 +263,6 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
 #ifndef FERRUM_EMU
 #define DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
-
-// Programmatic dependent launch (Hopper on; `FERRUM_CUDA_PDL`): a kernel launched with the
-// programmatic-serialization attribute may start while the one before it in the stream is still
-// running, so every kernel's first statement is this. It lets the next kernel launch now (its
-// blocks are placed once every block of this one has started) and then waits until the kernels
-// before this one have finished and their writes are visible; nothing of this kernel touches
-// global memory before that. No-ops where there is no such dependency (and before sm_90).
-__device__ __forceinline__ void grid_dependency() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 // The part of a file this program defines the entry points of (`KernelFile::parts` in
 // kernels.rs: a large file's parts compile as programs of their own, in parallel); 0, all.
