@@ -179,11 +179,6 @@ bench_dense() {
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
     # programmatic dependent launch: each kernel's launch overlaps the one before it
     FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
-    # the per-group split decode attention's slices at least 128 / 256 keys, not 64 (one slice,
-    # no merge, for most of a short context; the block's warps walk more tiles in turn)
-    for n in 128 256; do
-        FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_8b_slice$n "$dev/ferrum" "${b1[@]}"
-    done
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -231,10 +226,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    for n in 128 256; do
-        FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_qwen3moe_fp8_slice$n "$dev/ferrum" "${fp8[@]}" \
-            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (the norms run inside the QKV

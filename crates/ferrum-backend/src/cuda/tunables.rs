@@ -5,10 +5,6 @@
 use super::backend::CudaBackend;
 use super::moe::MOE_DEVICE_GROUPED_MAX_TOKENS;
 
-/// The fewest keys a slice of the per-group split-KV decode takes by default: a 16-key tile for
-/// each of its block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
-const GROUP_SLICE_KEYS: usize = 64;
-
 pub(super) struct Tunables {
     /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
     /// `FERRUM_CUDA_GEMV=1`: off by default, as on an H200 it ran at 1.5 TB/s where cuBLAS
@@ -32,11 +28,6 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
-    /// The fewest keys a slice of the per-group split takes (`GROUP_SLICE_KEYS`, a multiple of
-    /// its 16-key tiles, at least 64: a tile for each of the block's four warps);
-    /// `FERRUM_CUDA_GROUP_SLICE_KEYS=N` to compare (more keys a slice: fewer short contexts
-    /// split, each block's warps walking more tiles in turn).
-    pub group_slice_keys: usize,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -111,12 +102,6 @@ impl Tunables {
                 sm_count
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
-            group_slice_keys: std::env::var("FERRUM_CUDA_GROUP_SLICE_KEYS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .map_or(GROUP_SLICE_KEYS, |n| {
-                    n.max(GROUP_SLICE_KEYS).next_multiple_of(16)
-                }),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
