@@ -99,13 +99,14 @@ setup() {
 checks() {
     step nvrtc_kernels "$dev/nvrtc_kernels" --nocapture
     step cuda_ops "$dev/cuda_ops" --ignored --nocapture
-    # every op again with programmatic dependent launch (each kernel may start before the one
-    # before it ends: a kernel reading or writing memory before its grid_dependency() shows here)
-    FERRUM_CUDA_PDL=1 step cuda_ops_pdl "$dev/cuda_ops" --ignored --nocapture
+    # every op again without programmatic dependent launch (on Hopper each kernel may start
+    # before the one before it ends: a kernel reading what that one writes before its
+    # wait_for_dependencies() shows as a difference between the two)
+    FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=1 step cuda_engine_pdl \
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
         "$dev/cuda_engine" --ignored --nocapture
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=0 step cuda_engine_norm_apart \
@@ -172,13 +173,14 @@ bench_dense() {
     ceilings
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
-    FERRUM_CUDA_PDL=1 step kernel_bench_pdl "$dev/cuda_kernels"
+    FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
     step bench_decode_8b_eager "$dev/ferrum" "${b1[@]}" --enforce-eager
-    # programmatic dependent launch: each kernel's launch overlaps the one before it
-    FERRUM_CUDA_PDL=1 step bench_decode_8b_pdl "$dev/ferrum" "${b1[@]}"
+    # without programmatic dependent launch (each kernel's launch, and its weight loads,
+    # overlapping the one before it: the default on Hopper)
+    FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -224,7 +226,7 @@ bench_moe() {
     local fp8=(bench latency "${q3[@]}" --kv-cache-dtype fp8 --model scripts/fixtures/configs/qwen3-30b-a3b-instruct-2507-fp8)
     step bench_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 \
         --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
+    FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
@@ -265,7 +267,7 @@ bench_moe() {
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
         --output-len 128 --num-iters 2 --num-iters-warmup 1
-    FERRUM_CUDA_PDL=1 step bench_decode_qwen3moe_fp8_b128_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 128 \
+    FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_b128_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 128 \
         --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0

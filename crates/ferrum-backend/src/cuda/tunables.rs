@@ -37,10 +37,12 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
-    /// Kernels launched with programmatic dependent launch (`FERRUM_CUDA_PDL=1`, compute
-    /// capability 9.0 and up): each launch overlaps the tail of the kernel before it. Measured
-    /// on an H200 within noise of off (Qwen3-30B-A3B FP8 batch 1 4.86 against 4.89 ms, 128
-    /// sequences 4229 against 4214 tok/s, the 8B 5.03 against 5.04 ms), so off by default.
+    /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
+    /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
+    /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
+    /// writes (weights, step metadata, rotary angles) before they wait for it. On an H100, one
+    /// machine: the 8B at batch 1 5.86 against 6.09 ms, Qwen3-30B-A3B FP8 3.38 against 3.45 ms,
+    /// at 128 sequences 4246 against 4198 tok/s. (Without the loads ahead, within noise of off.)
     pub pdl: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
@@ -107,7 +109,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            pdl: capability.0 >= 9 && env_is("FERRUM_CUDA_PDL", "1"),
+            pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),

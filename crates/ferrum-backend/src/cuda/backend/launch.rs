@@ -1,5 +1,5 @@
 //! Every kernel launch: `cuLaunchKernelEx` with the arguments packed as the driver reads them,
-//! and on Hopper with `FERRUM_CUDA_PDL=1` the programmatic-serialization attribute
+//! and on Hopper (unless `FERRUM_CUDA_PDL=0`) the programmatic-serialization attribute
 //! (programmatic dependent launch: a kernel's launch overlaps the tail of the one before it,
 //! and its first statement, `grid_dependency()` in `prelude.cuh`, waits for that one's writes).
 
