@@ -211,6 +211,11 @@ bench_dense() {
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     done
+    # batched decode without programmatic dependent launch (the default's A/B)
+    for b in 8 128; do
+        FERRUM_CUDA_PDL=0 step bench_decode_8b_b${b}_no_pdl "$dev/ferrum" bench latency "${LLAMA[@]}" \
+            --batch-size $b --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    done
     FERRUM_CUDA_GEMV=1 step bench_decode_8b_b8_gemv "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size 8 \
         --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     # batched decode: with the per-head attention instead of the per-group one, and per op
