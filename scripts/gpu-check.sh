@@ -103,6 +103,7 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
+    FERRUM_CUDA_HALF_ROW_AHEAD=1 step cuda_ops_half_row_ahead "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -174,6 +175,7 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
+    FERRUM_CUDA_HALF_ROW_AHEAD=1 step kernel_bench_half_row_ahead "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -181,6 +183,9 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
+    # the one-row half GEMV (o_proj, down, the LM head) with its first weight loads ahead of
+    # its wait, as the FP8 and norm GEMVs under PDL
+    FERRUM_CUDA_HALF_ROW_AHEAD=1 step bench_decode_8b_half_row_ahead "$dev/ferrum" "${b1[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"

@@ -102,6 +102,7 @@ pub const FILES: &[KernelFile] = &[
         parts: &[&[
             "gemv_half",
             "gemv_half_row",
+            "gemv_half_row_ahead",
             "gemv_fp8",
             "gemv_fp8_row",
             "gemv_swiglu_half",

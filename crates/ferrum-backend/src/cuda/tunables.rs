@@ -15,6 +15,10 @@ pub(super) struct Tunables {
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
     pub gemv_row: bool,
+    /// The one-row half GEMV with its first weight loads ahead of its wait for the kernel
+    /// before (`gemv_half_row_ahead`; `FERRUM_CUDA_HALF_ROW_AHEAD=1`, not yet measured: the
+    /// next lease's `bench_decode_8b_half_row_ahead`).
+    pub half_row_ahead: bool,
     /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub mma_attention: bool,
@@ -109,6 +113,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            half_row_ahead: env_is("FERRUM_CUDA_HALF_ROW_AHEAD", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
