@@ -110,9 +110,9 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
 // `gemv_half` at one row (`gemv_half_row`'s sums in the same order) with each lane's first
 // AHEAD weight loads issued before waiting for the kernel before (PDL), as the FP8 and norm
 // GEMVs do, held to 32 registers (two loads ahead took 37 unbounded); opt-in
-// (`FERRUM_CUDA_HALF_ROW_AHEAD=1`, not yet measured): `gemv_half` with four loads ahead took 44
-// registers and an H100 ran the 8B's down projection in 50.7 µs under PDL against 42.5
-// (eleventh session).
+// (`FERRUM_CUDA_HALF_ROW_AHEAD=1`, not yet measured): `gemv_half` itself with four loads ahead
+// took 44 registers, and an H100 ran the 8B's down projection in 46.0 µs without PDL and 50.7
+// with it, where this kernel's plain version took 44.4 / 44.1 (eleventh session).
 template <typename T, int AHEAD>
 __device__ void gemv_half_row_ahead(const T* x, const T* w, T* out, int n, int k, int split) {
     const int lane = threadIdx.x & 31;

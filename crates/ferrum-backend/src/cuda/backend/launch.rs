@@ -1,7 +1,8 @@
 //! Every kernel launch: `cuLaunchKernelEx` with the arguments packed as the driver reads them,
 //! and on Hopper (unless `FERRUM_CUDA_PDL=0`) the programmatic-serialization attribute
 //! (programmatic dependent launch: a kernel's launch overlaps the tail of the one before it,
-//! and its first statement, `grid_dependency()` in `prelude.cuh`, waits for that one's writes).
+//! and it waits for that one's writes with `wait_for_dependencies()` in `prelude.cuh`: as its
+//! first statement, or once it has issued the loads of what no kernel of the step writes).
 
 use anyhow::{Context, Result};
 use cudarc::driver::{LaunchConfig, sys};
