@@ -84,7 +84,10 @@ setup() {
         local t0=$SECONDS rc=0
         # at most STEP_TIMEOUT seconds a step (default 240), so that one slow step cannot eat a
         # whole device call (the lease's 8000-in / 1024-out serve step did) and lose its log
-        timeout "${STEP_TIMEOUT:-240}" "$@" > "$out/$name.log" 2>&1 || rc=$?
+        timeout -k 10 "${STEP_TIMEOUT:-240}" "$@" > "$out/$name.log" 2>&1 || rc=$?
+        # a step cut off can leave a process of ours holding the GPU's memory (ncu's child did,
+        # and every step after it failed to open the device): none outlives its step
+        if [ $rc != 0 ]; then pkill -KILL -f '\.device/bin/' 2>/dev/null || true; sleep 2; fi
         if [ $rc = 0 ]; then status+=("$name: ok ($((SECONDS - t0)) s)")
         elif [ $rc = 124 ]; then status+=("$name: TIMED OUT after $((SECONDS - t0)) s (see $name.log)")
         else status+=("$name: FAILED ($((SECONDS - t0)) s, see $name.log)"); fi
@@ -103,7 +106,8 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
-    FERRUM_CUDA_HALF_ROW_AHEAD=1 step cuda_ops_half_row_ahead "$dev/cuda_ops" --ignored --nocapture
+    # the per-pair expert GEMVs at 4 rows a warp (the A/B of bench_decode_qwen3moe_fp8_moe_rows4)
+    FERRUM_CUDA_MOE_ROWS=4 step cuda_ops_moe_rows4 "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -168,6 +172,14 @@ print(f"cuBLAS bf16 GEMM 2048x4096x28672: {2 * 2048 * 4096 * 28672 / t / 1e12:.0
 # graphs, eager, with our half GEMV instead of cuBLAS's, and an eager per-op profile; prefill at 512
 # and 2048 (and 2048 with the f32 attention, and its profile); decode with 8 to 128 sequences of
 # 512 in / 128 out (and 128 with the per-head decode attention; a profile at 64)
+# Nsight Compute over a few eager decode steps, the decode kernels alone (the GEMVs, MoE, decode
+# attention; the first NCU_COUNT launches of them): each serialized (no gaps between them),
+# its time, the DRAM bytes it read, the warps it kept active, its registers and grid. Metrics of
+# one pass (no kernel replay: a replay saves and restores the device's memory, seconds a kernel
+# with a model loaded) and a small KV cache.
+NCU=(/usr/local/cuda/bin/ncu --csv --print-units base -c "${NCU_COUNT:-120}"
+    -k 'regex:^(gemv|moe_gemv|moe_route|paged_attention_group|paged_attention_split|attention_merge|qkv_to_cache)'
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size)
 LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-3.1-8b-instruct
     --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
 bench_dense() {
@@ -175,7 +187,7 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_HALF_ROW_AHEAD=1 step kernel_bench_half_row_ahead "$dev/cuda_kernels"
+    FERRUM_CUDA_MOE_ROWS=4 step kernel_bench_moe_rows4 "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -183,9 +195,6 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
-    # the one-row half GEMV (o_proj, down, the LM head) with its first weight loads ahead of
-    # its wait, as the FP8 and norm GEMVs under PDL
-    FERRUM_CUDA_HALF_ROW_AHEAD=1 step bench_decode_8b_half_row_ahead "$dev/ferrum" "${b1[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -196,8 +205,8 @@ bench_dense() {
     # cuBLAS instead of our one-row GEMV
     FERRUM_CUDA_GEMV_ROW=0 step bench_decode_8b_cublas "$dev/ferrum" "${b1[@]}"
     # each kernel's own time by Nsight Compute (as ncu_decode_qwen3moe_fp8), 4 layers
-    step ncu_decode_8b /usr/local/cuda/bin/ncu --metrics gpu__time_duration.sum --csv "$dev/ferrum" \
-        bench latency "${LLAMA[@]}" --enforce-eager --hf-overrides '{"num_hidden_layers": 4}' \
+    step ncu_decode_8b "${NCU[@]}" "$dev/ferrum" \
+        bench latency "${LLAMA[@]}" --enforce-eager --hf-overrides '{"num_hidden_layers": 4}' --num-gpu-blocks-override 260 \
         --batch-size 1 --input-len 1 --output-len 4 --num-iters 1 --num-iters-warmup 0
     FERRUM_CUDA_PROFILE=decode step profile_decode_8b "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
@@ -254,12 +263,14 @@ bench_moe() {
     done
     # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
     # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
-    local ncu=(/usr/local/cuda/bin/ncu --metrics gpu__time_duration.sum --csv)
-    step ncu_decode_qwen3moe_fp8 "${ncu[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager \
+    step ncu_decode_qwen3moe_fp8 "${NCU[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager --num-gpu-blocks-override 1040 \
         --hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 4 \
         --num-iters 1 --num-iters-warmup 0
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the per-pair expert GEMVs at 4 rows a warp held to 64 registers (one wave of blocks each)
+    FERRUM_CUDA_MOE_ROWS=4 step bench_decode_qwen3moe_fp8_moe_rows4 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # one warp a row for the GEMVs of few rows (the o_proj, the router)
     FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \

@@ -107,44 +107,6 @@ __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k
     gemv_store<T, R>(acc, out, rows, n, j, split);
 }
 
-// `gemv_half` at one row (`gemv_half_row`'s sums in the same order) with each lane's first
-// AHEAD weight loads issued before waiting for the kernel before (PDL), as the FP8 and norm
-// GEMVs do, held to 32 registers (two loads ahead took 37 unbounded); opt-in
-// (`FERRUM_CUDA_HALF_ROW_AHEAD=1`, not yet measured): `gemv_half` itself with four loads ahead
-// took 44 registers, and an H100 ran the 8B's down projection in 46.0 µs without PDL and 50.7
-// with it, where this kernel's plain version took 44.4 / 44.1 (eleventh session).
-template <typename T, int AHEAD>
-__device__ void gemv_half_row_ahead(const T* x, const T* w, T* out, int n, int k, int split) {
-    const int lane = threadIdx.x & 31;
-    const GemvShare sh = gemv_share(split, k);
-    const int j = sh.j, c0 = sh.c0, seg = sh.seg;  // (the lambda below captures them)
-    float acc = 0.f;
-    if (j < n) {
-        const uint4* wr = reinterpret_cast<const uint4*>(w + (i64)j * k + c0);
-        const uint4* xr = reinterpret_cast<const uint4*>(x + c0);
-        const int k8 = seg / 8;
-        auto piece = [&](const uint4& wv, int i) {
-            const uint4 xv = xr[i];
-            const T* we = reinterpret_cast<const T*>(&wv);
-            const T* xe = reinterpret_cast<const T*>(&xv);
-#pragma unroll
-            for (int c = 0; c < 8; c++) acc += to_f32(we[c]) * to_f32(xe[c]);
-        };
-        uint4 first[AHEAD];
-#pragma unroll
-        for (int u = 0; u < AHEAD; u++)
-            if (lane + 32 * u < k8) first[u] = wr[lane + 32 * u];
-        wait_for_dependencies();
-#pragma unroll
-        for (int u = 0; u < AHEAD; u++)
-            if (lane + 32 * u < k8) piece(first[u], lane + 32 * u);
-#pragma unroll 4
-        for (int i = lane + 32 * AHEAD; i < k8; i += 32) piece(wr[i], i);
-    }
-    wait_for_dependencies();
-    gemv_store<T, 1>(&acc, out, 1, n, j, split);
-}
-
 // act[j] = silu(gate_j · x) · (up_j · x), j < inter, for one row x and a weight stacking the gate
 // rows over the up rows (2·inter of k; e4m3 codes with per-row scales, or T): the one-row GEMV
 // and `silu_mul` in one launch, gate and up rounded to T as the two ops round them. Block: four
@@ -366,11 +328,6 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
                                                  int split) {                                              \
         grid_dependency();                                                                                 \
         gemv_half<T, 1>(x, w, out, rows, n, k, split);                                                     \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256, 8)                                                   \
-        gemv_half_row_ahead_##S(const T* x, const T* w, T* out, int, int n, int k, int split) {            \
-        launch_dependents();                                                                               \
-        gemv_half_row_ahead<T, 2>(x, w, out, n, k, split);                                                 \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,    \
                                             int n, int k, int bk, int split) {                             \

@@ -87,6 +87,10 @@ pub const FILES: &[KernelFile] = &[
                 "moe_gemv_swiglu_fp8",
                 "moe_gemv_combine",
                 "moe_gemv_combine_fp8",
+                "moe_gemv_swiglu_r4",
+                "moe_gemv_swiglu_fp8_r4",
+                "moe_gemv_combine_r4",
+                "moe_gemv_combine_fp8_r4",
                 "moe_count",
                 "moe_offsets",
                 "moe_scatter",
@@ -102,7 +106,6 @@ pub const FILES: &[KernelFile] = &[
         parts: &[&[
             "gemv_half",
             "gemv_half_row",
-            "gemv_half_row_ahead",
             "gemv_fp8",
             "gemv_fp8_row",
             "gemv_swiglu_half",

@@ -137,10 +137,6 @@ impl CudaBackend {
                 .chain([I(split as i32)])
                 .collect(),
         };
-        let kernel = match kernel {
-            "gemv_half_row" if self.tune.half_row_ahead => "gemv_half_row_ahead",
-            k => k,
-        };
         self.launch(kernel, Self::gemv_cfg(w.rows, split), &args)
     }
 

@@ -3,7 +3,7 @@
 //! and the kernel benchmark set them through `CudaBackend`'s setters.
 
 use super::backend::CudaBackend;
-use super::moe::MOE_DEVICE_GROUPED_MAX_TOKENS;
+use super::moe::{MOE_DEVICE_GROUPED_MAX_TOKENS, MOE_GEMV_ROWS};
 
 pub(super) struct Tunables {
     /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
@@ -15,10 +15,6 @@ pub(super) struct Tunables {
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
     pub gemv_row: bool,
-    /// The one-row half GEMV with its first weight loads ahead of its wait for the kernel
-    /// before (`gemv_half_row_ahead`; `FERRUM_CUDA_HALF_ROW_AHEAD=1`, not yet measured: the
-    /// next lease's `bench_decode_8b_half_row_ahead`).
-    pub half_row_ahead: bool,
     /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
     /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
     pub mma_attention: bool,
@@ -41,6 +37,11 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
+    /// Rows a warp of the per-pair expert GEMVs (batch-1 decode): `MOE_GEMV_ROWS` (2, no
+    /// register bound) by default; `FERRUM_CUDA_MOE_ROWS=4` takes 4 held to 64 registers
+    /// (`moe_gemv_*_r4`: Qwen3-30B-A3B's gate/up 384 blocks and down 512, one wave each on an
+    /// H100 at four blocks a multiprocessor; not yet measured).
+    pub moe_gemv_rows: usize,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -113,7 +114,11 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            half_row_ahead: env_is("FERRUM_CUDA_HALF_ROW_AHEAD", "1"),
+            moe_gemv_rows: if env_is("FERRUM_CUDA_MOE_ROWS", "4") {
+                4
+            } else {
+                MOE_GEMV_ROWS
+            },
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
