@@ -269,6 +269,9 @@ bench_moe() {
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the norm fused into the half-weight GEMV (the router) only, its own kernel before the QKV
+    FERRUM_CUDA_NORM_GEMV=half step bench_decode_qwen3moe_fp8_norm_half "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # the per-pair expert GEMVs at 4 rows a warp held to 64 registers (one wave of blocks each)
     FERRUM_CUDA_MOE_ROWS=4 step bench_decode_qwen3moe_fp8_moe_rows4 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1

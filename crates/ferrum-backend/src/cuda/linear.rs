@@ -206,16 +206,18 @@ impl CudaBackend {
     }
 
     /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`; the default,
-    /// `FERRUM_CUDA_NORM_GEMV=0` for two): at one row, where a one-row GEMV takes the weight,
-    /// the norm is as wide as its columns and fits the shared memory, and each 16-byte piece of
-    /// weights stays within a scale block.
+    /// `FERRUM_CUDA_NORM_GEMV=0` for two, `=half` for two before block-FP8 weights): at one
+    /// row, where a one-row GEMV takes the weight, the norm is as wide as its columns and fits
+    /// the shared memory, and each 16-byte piece of weights stays within a scale block.
     pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
-        let pieces_fit = match &w.data {
-            WeightData::Fp8 { bk, .. } => w.k.is_multiple_of(16) && bk.is_multiple_of(16),
-            WeightData::Half(_) => w.k.is_multiple_of(16),
+        let (on, pieces_fit) = match &w.data {
+            WeightData::Fp8 { bk, .. } => (
+                self.tune.norm_gemv_fp8,
+                w.k.is_multiple_of(16) && bk.is_multiple_of(16),
+            ),
+            WeightData::Half(_) => (self.tune.norm_gemv, w.k.is_multiple_of(16)),
         };
-        self.tune.norm_gemv
-            && rows == 1
+        on && rows == 1
             && g.len == w.k
             && 2 * w.k <= STAGED_GEMV_MAX_SMEM
             && pieces_fit

@@ -65,6 +65,11 @@ pub(super) struct Tunables {
     /// 20.95 against 24.85; a batch-1 token 3.41 against 3.53 ms (Qwen3), 6.21 against 6.29
     /// (the 8B, its input norm only).
     pub norm_gemv: bool,
+    /// The same for block-FP8 weights; `FERRUM_CUDA_NORM_GEMV=half` fuses the norm into
+    /// half-weight GEMVs only (under PDL `kernel_bench` had Qwen3's FP8 QKV apart 6.35 µs
+    /// against 7.12 fused, the 8B's bf16 QKV fused 19.55 against 24.02; not yet measured in a
+    /// model).
+    pub norm_gemv_fp8: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
     /// `CudaBackend::new`. Not measured on a GPU yet (`serve_8b_cold*` in gpu-check).
@@ -123,6 +128,8 @@ impl Tunables {
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
+            norm_gemv_fp8: !env_is("FERRUM_CUDA_NORM_GEMV", "0")
+                && !env_is("FERRUM_CUDA_NORM_GEMV", "half"),
             compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
             skip: skipped(),
         }
@@ -158,6 +165,7 @@ impl CudaBackend {
     /// runs as its own kernel (`FERRUM_CUDA_NORM_GEMV=0`); the op tests check both.
     pub fn set_norm_gemv(&mut self, on: bool) {
         self.tune.norm_gemv = on;
+        self.tune.norm_gemv_fp8 = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)
