@@ -106,8 +106,6 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
-    # the per-pair expert GEMVs at 4 rows a warp (the A/B of bench_decode_qwen3moe_fp8_moe_rows4)
-    FERRUM_CUDA_MOE_ROWS=4 step cuda_ops_moe_rows4 "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -187,7 +185,6 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_MOE_ROWS=4 step kernel_bench_moe_rows4 "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -249,14 +246,14 @@ bench_moe() {
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
-    # difference from `none` over 8 is their time a layer (the norms run inside the QKV
-    # (gemv_norm_fp8) and router (gemv_norm_half) GEMVs; gemv_fp8_row: the o_proj;
-    # gemv_half_row: the LM head)
+    # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
+    # QKV's norm an add_rms_norm before it; the router's norm runs inside its GEMV,
+    # gemv_norm_half; gemv_half_row: the LM head)
     local l8=(--hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 128
         --num-iters 3 --num-iters-warmup 1)
     local ablations=(none: cache:qkv_to_cache_fp8
         attention:paged_attention_group_d128_fp8,attention_merge,paged_attention_fp8,paged_attention_split_fp8
-        proj:gemv_fp8_row,gemv_norm_fp8 router:gemv_norm_half route:moe_route_softmax
+        proj:gemv_fp8_row,gemv_norm_fp8 norms:add_rms_norm router:gemv_norm_half route:moe_route_softmax
         experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8 down:moe_gemv_combine_fp8)
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
@@ -269,11 +266,8 @@ bench_moe() {
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the norm fused into the half-weight GEMV (the router) only, its own kernel before the QKV
-    FERRUM_CUDA_NORM_GEMV=half step bench_decode_qwen3moe_fp8_norm_half "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the per-pair expert GEMVs at 4 rows a warp held to 64 registers (one wave of blocks each)
-    FERRUM_CUDA_MOE_ROWS=4 step bench_decode_qwen3moe_fp8_moe_rows4 "$dev/ferrum" "${fp8[@]}" \
+    # the norm fused into the FP8 QKV GEMV too (by default only into the router's bf16 one)
+    FERRUM_CUDA_NORM_GEMV=all step bench_decode_qwen3moe_fp8_norm_fused "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # one warp a row for the GEMVs of few rows (the o_proj, the router)
     FERRUM_CUDA_GEMV_SPLIT=0 step bench_decode_qwen3moe_fp8_gemv_one "$dev/ferrum" "${fp8[@]}" \

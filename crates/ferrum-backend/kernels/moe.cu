@@ -607,36 +607,29 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
-// `moe_gemv_swiglu{R}_S`, `moe_gemv_combine{R}_S` (half experts) and their `_fp8{R}_S` (e4m3
-// experts) at RB rows a warp, bounded to BLOCKS blocks of 256 threads a multiprocessor (0: no
-// bound): R empty at MOE_GEMV_ROWS unbounded (the default), `_r4` at 4 rows held to 64
-// registers (`FERRUM_CUDA_MOE_ROWS=4`: both GEMVs one wave of blocks on an H100, where 4 rows
-// unbounded took 94 registers, two blocks a multiprocessor).
-#define MOE_BOUNDS_0
-#define MOE_BOUNDS_4 __launch_bounds__(256, 4)
-#define MOE_GEMV(T, S, R, RB, BLOCKS)                                                                      \
-    extern "C" __global__ void MOE_BOUNDS_##BLOCKS moe_gemv_swiglu##R##_##S(                               \
-        const T* x, int x_div, const T* w, int inter, int k, const u32* ids, T* act) {                     \
+// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
+#define MOE_GEMV(T, S)                                                                                     \
+    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
+                                                   const u32* ids, T* act) {                               \
         wait_then_launch();                                                                                \
-        moe_gemv_swiglu<T, T, RB>(x, x_div, w, nullptr, inter, k, 1, ids, act);                            \
+        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
-    extern "C" __global__ void MOE_BOUNDS_##BLOCKS moe_gemv_swiglu_fp8##R##_##S(                           \
-        const T* x, int x_div, const fp8* w, const float* s, int inter, int k, int bk, const u32* ids,     \
-        T* act) {                                                                                          \
+    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
         wait_then_launch();                                                                                \
-        moe_gemv_swiglu<T, fp8, RB>(x, x_div, w, s, inter, k, bk, ids, act);                               \
+        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
-    extern "C" __global__ void MOE_BOUNDS_##BLOCKS moe_gemv_combine##R##_##S(                              \
-        const T* act, int, const T* w, int rows, int k, const u32* ids, const float* weights, int top_k,   \
-        T* out) {                                                                                          \
+    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
+                                                    const u32* ids, const float* weights, int top_k,       \
+                                                    T* out) {                                              \
         launch_dependents();                                                                               \
-        moe_gemv_combine<T, T, RB>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);                 \
+        moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
     }                                                                                                      \
-    extern "C" __global__ void MOE_BOUNDS_##BLOCKS moe_gemv_combine_fp8##R##_##S(                          \
-        const T* act, int, const fp8* w, const float* s, int rows, int k, int bk, const u32* ids,          \
-        const float* weights, int top_k, T* out) {                                                         \
+    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
+                                                        int rows, int k, int bk, const u32* ids,           \
+                                                        const float* weights, int top_k, T* out) {         \
         launch_dependents();                                                                               \
-        moe_gemv_combine<T, fp8, RB>(act, w, s, rows, k, bk, ids, weights, top_k, out);                    \
+        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
     }
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
@@ -687,8 +680,7 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
         ROUTE_DISPATCH(moe_route_sigmoid, T, n_experts, logits, bias, ids, w, tokens, n_experts, top_k,    \
                        n_group, topk_group, norm, scaling)                                                 \
     }                                                                                                      \
-    MOE_GEMV(T, S, , MOE_GEMV_ROWS, 0)                                                                     \
-    MOE_GEMV(T, S, _r4, 4, 4)                                                                              \
+    MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
                                                int top_k) {                                                \
         grid_dependency();                                                                                 \

@@ -205,10 +205,11 @@ impl CudaBackend {
         self.timed(label, || self.launch_now(kernel, cfg, &args))
     }
 
-    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`; the default,
-    /// `FERRUM_CUDA_NORM_GEMV=0` for two, `=half` for two before block-FP8 weights): at one
-    /// row, where a one-row GEMV takes the weight, the norm is as wide as its columns and fits
-    /// the shared memory, and each 16-byte piece of weights stays within a scale block.
+    /// Whether [`crate::Backend::norm_linear`] takes one launch (`gemv_norm`): before half
+    /// weights by default (`FERRUM_CUDA_NORM_GEMV=0` takes two launches), before block-FP8
+    /// ones with `FERRUM_CUDA_NORM_GEMV=all` (see `Tunables::norm_gemv_fp8`); at one row, where
+    /// a one-row GEMV takes the weight, the norm is as wide as its columns and fits the shared
+    /// memory, and each 16-byte piece of weights stays within a scale block.
     pub(super) fn norm_gemv_fits(&self, g: &CudaVector, rows: usize, w: &CudaWeight) -> bool {
         let (on, pieces_fit) = match &w.data {
             WeightData::Fp8 { bk, .. } => (

@@ -21,7 +21,7 @@ use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
 
 /// Consecutive rows a warp of the per-pair GEMVs (`MOE_GEMV_ROWS` in moe.cu).
-pub(super) const MOE_GEMV_ROWS: usize = 2;
+const MOE_GEMV_ROWS: usize = 2;
 /// Tokens up to which the pairs are grouped on the device by default; above, GEMMs per expert.
 pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
 use crate::backend::{MoeDims, Routing};
@@ -254,19 +254,17 @@ impl CudaBackend {
             rows: ex.inter,
             k: ex.hidden,
         };
-        let rb = self.tune.moe_gemv_rows;
-        let four = rb == 4;
         // four row groups a block, gate and up of each on two warps
         let cfg = LaunchConfig {
-            grid_dim: ((rows * k) as u32, ex.inter.div_ceil(4 * rb) as u32, 1),
+            grid_dim: (
+                (rows * k) as u32,
+                ex.inter.div_ceil(4 * MOE_GEMV_ROWS) as u32,
+                1,
+            ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if four {
-            ("moe_gemv_swiglu_r4", "moe_gemv_swiglu_fp8_r4")
-        } else {
-            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8")
-        };
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
@@ -280,17 +278,13 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        // a block per `rb` output rows, the token's experts dealt to up to eight warps
+        // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
         let cfg = LaunchConfig {
-            grid_dim: (rows as u32, ex.hidden.div_ceil(rb) as u32, 1),
+            grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
             block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if four {
-            ("moe_gemv_combine_r4", "moe_gemv_combine_fp8_r4")
-        } else {
-            ("moe_gemv_combine", "moe_gemv_combine_fp8")
-        };
+        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 

@@ -3,7 +3,7 @@
 //! and the kernel benchmark set them through `CudaBackend`'s setters.
 
 use super::backend::CudaBackend;
-use super::moe::{MOE_DEVICE_GROUPED_MAX_TOKENS, MOE_GEMV_ROWS};
+use super::moe::MOE_DEVICE_GROUPED_MAX_TOKENS;
 
 pub(super) struct Tunables {
     /// Half-weight linear layers of up to eight rows take our GEMV instead of cuBLAS with
@@ -37,11 +37,6 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
-    /// Rows a warp of the per-pair expert GEMVs (batch-1 decode): `MOE_GEMV_ROWS` (2, no
-    /// register bound) by default; `FERRUM_CUDA_MOE_ROWS=4` takes 4 held to 64 registers
-    /// (`moe_gemv_*_r4`: Qwen3-30B-A3B's gate/up 384 blocks and down 512, one wave each on an
-    /// H100 at four blocks a multiprocessor; not yet measured).
-    pub moe_gemv_rows: usize,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -59,16 +54,17 @@ pub(super) struct Tunables {
     /// ms with it and without, and dense layers now take the norm fused with gate/up instead
     /// (`norm_gemv`), so it serves the shared experts and `FERRUM_CUDA_NORM_GEMV=0` only.
     pub gemv_swiglu: bool,
-    /// A block's pre-norm computed inside the one-row GEMV that reads it (`gemv_norm`: one
-    /// launch for `add_rms_norm` and the layer); `FERRUM_CUDA_NORM_GEMV=0` takes the two. On
-    /// an H100 Qwen3-30B-A3B FP8's add_rms_norm and QKV took 8.05 µs against 8.24, the 8B's
-    /// 20.95 against 24.85; a batch-1 token 3.41 against 3.53 ms (Qwen3), 6.21 against 6.29
-    /// (the 8B, its input norm only).
+    /// A block's pre-norm computed inside the one-row half-weight GEMV that reads it
+    /// (`gemv_norm`: one launch for `add_rms_norm` and the layer); `FERRUM_CUDA_NORM_GEMV=0`
+    /// takes the two. On an H100 the 8B's add_rms_norm and QKV took 20.95 µs against 24.85, a
+    /// batch-1 token 6.21 against 6.29 ms (its input norm only).
     pub norm_gemv: bool,
-    /// The same for block-FP8 weights; `FERRUM_CUDA_NORM_GEMV=half` fuses the norm into
-    /// half-weight GEMVs only (under PDL `kernel_bench` had Qwen3's FP8 QKV apart 6.35 µs
-    /// against 7.12 fused, the 8B's bf16 QKV fused 19.55 against 24.02; not yet measured in a
-    /// model).
+    /// The same before block-FP8 weights: off by default (`FERRUM_CUDA_NORM_GEMV=all` on).
+    /// Under PDL the norm as its own kernel lets the GEMV's weight loads run during it: on an
+    /// H100 Qwen3-30B-A3B FP8's add_rms_norm and QKV took 6.31 µs apart against 7.12 fused, a
+    /// batch-1 token 3.11 / 3.09 ms against 3.39 / 3.43 (every norm fused) and 3.24 / 3.25
+    /// (every norm apart: its router's bf16 GEMV keeps the fused one), GLM-4.5-Air-FP8 (24
+    /// layers) 4.41 / 4.38 against 4.49 / 4.50 (twelfth session, one machine, two rounds).
     pub norm_gemv_fp8: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
@@ -119,17 +115,11 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            moe_gemv_rows: if env_is("FERRUM_CUDA_MOE_ROWS", "4") {
-                4
-            } else {
-                MOE_GEMV_ROWS
-            },
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
-            norm_gemv_fp8: !env_is("FERRUM_CUDA_NORM_GEMV", "0")
-                && !env_is("FERRUM_CUDA_NORM_GEMV", "half"),
+            norm_gemv_fp8: env_is("FERRUM_CUDA_NORM_GEMV", "all"),
             compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
             skip: skipped(),
         }
