@@ -279,12 +279,18 @@ impl CudaBackend {
             P(self.ptr(&out.mem)),
         ];
         // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
+        // (`sets` of them a warp at once: then up to four, the `_x2` kernels' launch bound)
+        let sets = self.tune.moe_down_sets;
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
-            block_dim: (32 * k.min(8) as u32, 1, 1),
+            block_dim: (32 * k.div_ceil(sets).min(8 / sets) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
+        let kernels = if sets == 2 {
+            ("moe_gemv_combine_x2", "moe_gemv_combine_fp8_x2")
+        } else {
+            ("moe_gemv_combine", "moe_gemv_combine_fp8")
+        };
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 

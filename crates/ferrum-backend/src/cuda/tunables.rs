@@ -37,6 +37,10 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
+    /// The token's experts a warp of the batch-1 down GEMV + combine at once: 1 by default,
+    /// `FERRUM_CUDA_MOE_DOWN_SETS=2` takes two, every weight load of both before the PDL wait
+    /// (`moe_gemv_combine_x2`; not yet measured).
+    pub moe_down_sets: usize,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -115,6 +119,11 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            moe_down_sets: if env_is("FERRUM_CUDA_MOE_DOWN_SETS", "2") {
+                2
+            } else {
+                1
+            },
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -168,6 +177,13 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
+    }
+
+    /// The token's experts a warp of the batch-1 down GEMV at once: 1 (the default) or 2
+    /// (`FERRUM_CUDA_MOE_DOWN_SETS=2`); the op tests check both.
+    pub fn set_moe_down_sets(&mut self, sets: usize) {
+        assert!(sets == 1 || sets == 2, "1 or 2 experts a warp");
+        self.tune.moe_down_sets = sets;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
