@@ -67,8 +67,9 @@ pub(super) struct Tunables {
     /// Under PDL the norm as its own kernel lets the GEMV's weight loads run during it: on an
     /// H100 Qwen3-30B-A3B FP8's add_rms_norm and QKV took 6.31 µs apart against 7.12 fused, a
     /// batch-1 token 3.11 / 3.09 ms against 3.39 / 3.43 (every norm fused) and 3.24 / 3.25
-    /// (every norm apart: its router's bf16 GEMV keeps the fused one), GLM-4.5-Air-FP8 (24
-    /// layers) 4.41 / 4.38 against 4.49 / 4.50 (twelfth session, one machine, two rounds).
+    /// (every norm apart: the router's bf16 GEMV does better with its norm fused);
+    /// GLM-4.5-Air-FP8 (24 layers) 4.41 / 4.38 against 4.49 / 4.50 (twelfth session, one
+    /// machine, two rounds).
     pub norm_gemv_fp8: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
