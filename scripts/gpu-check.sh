@@ -185,7 +185,7 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_MOE_DOWN_SETS=2 step kernel_bench_down_sets2 "$dev/cuda_kernels"
+    FERRUM_CUDA_MOE_X2=both step kernel_bench_moe_x2 "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -267,9 +267,11 @@ bench_moe() {
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the experts' down GEMV with two of the token's experts a warp, all their loads ahead
-    FERRUM_CUDA_MOE_DOWN_SETS=2 step bench_decode_qwen3moe_fp8_down_sets2 "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the expert GEMVs with two sets of rows a warp (gate and up; two experts in the down GEMV)
+    for x2 in gate_up down both; do
+        FERRUM_CUDA_MOE_X2=$x2 step bench_decode_qwen3moe_fp8_x2_$x2 "$dev/ferrum" "${fp8[@]}" \
+            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    done
     # the norm fused into the FP8 QKV GEMV too (by default only into the router's bf16 one)
     FERRUM_CUDA_NORM_GEMV=all step bench_decode_qwen3moe_fp8_norm_fused "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
@@ -323,8 +325,8 @@ bench_moe() {
     # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
     # per-layer time where no H200 comes
     step bench_decode_glm45air_fp8_24l "$dev/ferrum" "${glm[@]}" --hf-overrides '{"num_hidden_layers": 24}'
-    # (and with two of a token's experts a warp in the down GEMV)
-    FERRUM_CUDA_MOE_DOWN_SETS=2 step bench_decode_glm45air_fp8_24l_down_sets2 "$dev/ferrum" "${glm[@]}" \
+    # (and with the expert GEMVs at two sets of rows a warp)
+    FERRUM_CUDA_MOE_X2=both step bench_decode_glm45air_fp8_24l_x2 "$dev/ferrum" "${glm[@]}" \
         --hf-overrides '{"num_hidden_layers": 24}'
 }
 

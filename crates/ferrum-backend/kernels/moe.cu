@@ -227,6 +227,34 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
             if (q < n) act[p * inter + r0 + q] = from_f32<T>(silu_round<T>(acc[q]) * up[warp >> 1][q]);
 }
 
+// The same act[p][r] with a row group's gate and up rows on one warp (`rows_dot_sets` over the
+// two: every weight load of both issued at once, no join through shared memory): block
+// (p, ⌈inter / (warps·RB)⌉), warp i the rows [r0, r0 + RB) of row group i.
+template <typename T, typename W, int RB>
+__device__ void moe_gemv_swiglu_sets(const T* x, int x_div, const W* w, const float* scales, int inter, int k,
+                                     int bk, const u32* ids, T* act) {
+    const i64 p = blockIdx.x;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
+    const int r0 = (blockIdx.y * (blockDim.x >> 5) + warp) * RB, n = min(RB, inter - r0);
+    if (n <= 0) return;
+    const i64 gate = (i64)ids[p] * 2 * inter + r0, up = gate + inter;
+    const T* xr = x + (p / x_div) * k;
+    const W* ws[2] = {w + gate * k, w + up * k};
+    const float* ss[2] = {scales ? scales + gate * sc : nullptr, scales ? scales + up * sc : nullptr};
+    const T* xs[2] = {xr, xr};
+    float acc[2][RB];
+#pragma unroll
+    for (int e = 0; e < 2; e++)
+#pragma unroll
+        for (int q = 0; q < RB; q++) acc[e][q] = 0.f;
+    rows_dot_sets<T, W, RB, 2>(ws, ss, sc, bk, k, xs, 2, n, acc);
+#pragma unroll
+    for (int q = 0; q < RB; q++) {
+        const float g = round_to<T>(warp_sum(acc[0][q])), u = round_to<T>(warp_sum(acc[1][q]));
+        if (lane == 0 && q < n) act[p * inter + r0 + q] = from_f32<T>(silu_round<T>(g) * u);
+    }
+}
+
 template <typename T, typename W, int RB, int E>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
@@ -627,10 +655,9 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts);
+// `moe_gemv_swiglu{,_fp8}_x2_S`: a row group's gate and up rows on one warp;
 // `moe_gemv_combine{,_fp8}_x2_S`: two of the token's experts a warp, every weight load of both
-// issued before the wait (`FERRUM_CUDA_MOE_DOWN_SETS=2`, not yet measured: blocks of four warps,
-// 80 registers, six blocks a multiprocessor; Qwen3-30B-A3B's 1024 down blocks in 1.3 waves on an
-// H100 against 1.9, half again as many bytes in flight a multiprocessor).
+// issued before the wait (`FERRUM_CUDA_MOE_X2`, not yet measured: see `Tunables::moe_down_x2`).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
                                                    const u32* ids, T* act) {                               \
@@ -653,6 +680,18 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                         const float* weights, int top_k, T* out) {         \
         launch_dependents();                                                                               \
         moe_gemv_combine<T, fp8, MOE_GEMV_ROWS, 1>(act, w, s, rows, k, bk, ids, weights, top_k, out);      \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                                      \
+        moe_gemv_swiglu_x2_##S(const T* x, int x_div, const T* w, int inter, int k, const u32* ids,        \
+                               T* act) {                                                                   \
+        wait_then_launch();                                                                                \
+        moe_gemv_swiglu_sets<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);            \
+    }                                                                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                                      \
+        moe_gemv_swiglu_fp8_x2_##S(const T* x, int x_div, const fp8* w, const float* s, int inter, int k,  \
+                                   int bk, const u32* ids, T* act) {                                       \
+        wait_then_launch();                                                                                \
+        moe_gemv_swiglu_sets<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);               \
     }                                                                                                      \
     extern "C" __global__ void __launch_bounds__(128)                                                      \
         moe_gemv_combine_x2_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,            \

@@ -596,16 +596,16 @@ fn cuda_ops_match_the_cpu_backend() {
                 }
                 g.set_moe_pipe(true);
             }
-            // up to 8 tokens the down GEMV with two of a token's experts a warp (the A/B of
-            // one), half and FP8 experts
+            // up to 8 tokens the expert GEMVs with two sets of rows a warp (gate and up, two
+            // experts in the down GEMV; the A/B of one), half and FP8 experts
             if rows <= 8 {
-                g.set_moe_down_sets(2);
+                g.set_moe_x2(true, true);
                 for (experts, ws, cpu) in [("", &gates, &a), (", fp8 experts", &fp8_gates, &a8)] {
                     let g3 = moe(&mut g, ws, b, &d, &x, &logits, rows);
-                    let label = format!("moe {name}{experts}, {rows} tokens, two experts a warp");
+                    let label = format!("moe {name}{experts}, {rows} tokens, two sets a warp");
                     compare(&label, cpu, &g3, 3e-2);
                 }
-                g.set_moe_down_sets(1);
+                g.set_moe_x2(false, false);
             }
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the

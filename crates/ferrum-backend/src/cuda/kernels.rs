@@ -87,6 +87,8 @@ pub const FILES: &[KernelFile] = &[
                 "moe_gemv_swiglu_fp8",
                 "moe_gemv_combine",
                 "moe_gemv_combine_fp8",
+                "moe_gemv_swiglu_x2",
+                "moe_gemv_swiglu_fp8_x2",
                 "moe_gemv_combine_x2",
                 "moe_gemv_combine_fp8_x2",
                 "moe_count",
