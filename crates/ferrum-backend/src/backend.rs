@@ -313,7 +313,7 @@ pub trait Backend: Weights {
     /// A block's pre-norm and its first linear layer: `sum = x + y` (with a `y`; without, `x`
     /// is normed as it is and `sum` left alone), `normed = rms_norm(sum)` with weight `g`, then
     /// `out = normed · wᵀ`. The default is the two ops; a backend may fuse them (the CUDA one at
-    /// one row: each block computes the norm, then its rows).
+    /// one row before half weights: each block computes the norm, then its rows).
     #[allow(clippy::too_many_arguments)]
     fn norm_linear(
         &self,
