@@ -185,7 +185,8 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_MOE_X2=both step kernel_bench_moe_x2 "$dev/cuda_kernels"
+    # the per-group decode attention loading its first tile's older keys before the PDL wait
+    FERRUM_CUDA_ATTN_EARLY=1 step kernel_bench_attn_early "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -193,6 +194,7 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
+    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_8b_attn_early "$dev/ferrum" "${b1[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -245,6 +247,9 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the decode attention's older keys loaded before the PDL wait (also at 8k context below)
+    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_qwen3moe_fp8_attn_early "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -267,11 +272,6 @@ bench_moe() {
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_qwen3moe_fp8_norm_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the expert GEMVs with two sets of rows a warp (gate and up; two experts in the down GEMV)
-    for x2 in gate_up down both; do
-        FERRUM_CUDA_MOE_X2=$x2 step bench_decode_qwen3moe_fp8_x2_$x2 "$dev/ferrum" "${fp8[@]}" \
-            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
     # the norm fused into the FP8 QKV GEMV too (by default only into the router's bf16 one)
     FERRUM_CUDA_NORM_GEMV=all step bench_decode_qwen3moe_fp8_norm_fused "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
@@ -287,6 +287,8 @@ bench_moe() {
             "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
             --num-iters-warmup 1
     done
+    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_qwen3moe_fp8_8k_attn_early "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \
@@ -325,9 +327,6 @@ bench_moe() {
     # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
     # per-layer time where no H200 comes
     step bench_decode_glm45air_fp8_24l "$dev/ferrum" "${glm[@]}" --hf-overrides '{"num_hidden_layers": 24}'
-    # (and with the expert GEMVs at two sets of rows a warp)
-    FERRUM_CUDA_MOE_X2=both step bench_decode_glm45air_fp8_24l_x2 "$dev/ferrum" "${glm[@]}" \
-        --hf-overrides '{"num_hidden_layers": 24}'
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8

@@ -227,77 +227,30 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
             if (q < n) act[p * inter + r0 + q] = from_f32<T>(silu_round<T>(acc[q]) * up[warp >> 1][q]);
 }
 
-// The same act[p][r] with a row group's gate and up rows on one warp (`rows_dot_sets` over the
-// two: every weight load of both issued at once, no join through shared memory): block
-// (p, ⌈inter / (warps·RB)⌉), warp i the rows [r0, r0 + RB) of row group i.
 template <typename T, typename W, int RB>
-__device__ void moe_gemv_swiglu_sets(const T* x, int x_div, const W* w, const float* scales, int inter, int k,
-                                     int bk, const u32* ids, T* act) {
-    const i64 p = blockIdx.x;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
-    const int r0 = (blockIdx.y * (blockDim.x >> 5) + warp) * RB, n = min(RB, inter - r0);
-    if (n <= 0) return;
-    const i64 gate = (i64)ids[p] * 2 * inter + r0, up = gate + inter;
-    const T* xr = x + (p / x_div) * k;
-    const W* ws[2] = {w + gate * k, w + up * k};
-    const float* ss[2] = {scales ? scales + gate * sc : nullptr, scales ? scales + up * sc : nullptr};
-    const T* xs[2] = {xr, xr};
-    float acc[2][RB];
-#pragma unroll
-    for (int e = 0; e < 2; e++)
-#pragma unroll
-        for (int q = 0; q < RB; q++) acc[e][q] = 0.f;
-    rows_dot_sets<T, W, RB, 2>(ws, ss, sc, bk, k, xs, 2, n, acc);
-#pragma unroll
-    for (int q = 0; q < RB; q++) {
-        const float g = round_to<T>(warp_sum(acc[0][q])), u = round_to<T>(warp_sum(acc[1][q]));
-        if (lane == 0 && q < n) act[p * inter + r0 + q] = from_f32<T>(silu_round<T>(g) * u);
-    }
-}
-
-template <typename T, typename W, int RB, int E>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
     const i64 t = blockIdx.x;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    const int sc = (k + bk - 1) / bk, r0 = blockIdx.y * RB, n = min(RB, rows - r0);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
+    const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
     __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
-    // the warp's experts j0, j0 + warps, ... (up to E of them at once)
-    for (int j0 = warp; j0 < top_k; j0 += warps * E) {
-        const W* ws[E];
-        const float* ss[E];
-        const T* xs[E];
-        int sets = 0;
+    for (int j = warp; j < top_k; j += blockDim.x >> 5) {
+        const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
+        if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums
+        float acc[RB];
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            const int j = j0 + e * warps;
-            ws[e] = nullptr, ss[e] = nullptr, xs[e] = nullptr;
-            if (j < top_k) {
-                const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
-                if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums
-                ws[e] = w + row * k, ss[e] = scales ? scales + row * sc : nullptr, xs[e] = act + p * k;
-                sets = e + 1;
-            }
-        }
-        float acc[E][RB];
-#pragma unroll
-        for (int e = 0; e < E; e++)
-#pragma unroll
-            for (int q = 0; q < RB; q++) acc[e][q] = 0.f;
+        for (int q = 0; q < RB; q++) acc[q] = 0.f;
         // (under PDL the ids and the weight rows load before the gate/up kernel has finished:
-        // the routing before it has, see moe_gemv_swiglu's entry; rows_dot_sets waits for it
-        // before reading `act`)
-        rows_dot_sets<T, W, RB, E>(ws, ss, sc, bk, k, xs, sets, n, acc);
+        // the routing before it has, see moe_gemv_swiglu's entry; rows_dot waits for it before
+        // reading `act`)
+        rows_dot<T, W, RB>(w + row * k, scales ? scales + row * sc : nullptr, sc, bk, k, act + p * k, n, acc);
 #pragma unroll
-        for (int e = 0; e < E; e++)
-            if (e < sets)
-#pragma unroll
-                for (int q = 0; q < RB; q++) {
-                    const float v = round_to<T>(warp_sum(acc[e][q]));
-                    if (lane == 0) y[j0 + e * warps][q] = v;
-                }
+        for (int q = 0; q < RB; q++) {
+            const float v = round_to<T>(warp_sum(acc[q]));
+            if (lane == 0) y[j][q] = v;
+        }
     }
-    wait_for_dependencies();  // (a lane whose rows_dot_sets had no columns)
+    wait_for_dependencies();  // (a lane whose rows_dot had no columns)
     __syncthreads();
     if ((int)threadIdx.x < n) {
         float s = 0.f;
@@ -654,10 +607,7 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
-// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts);
-// `moe_gemv_swiglu{,_fp8}_x2_S`: a row group's gate and up rows on one warp;
-// `moe_gemv_combine{,_fp8}_x2_S`: two of the token's experts a warp, every weight load of both
-// issued before the wait (`FERRUM_CUDA_MOE_X2`, not yet measured: see `Tunables::moe_down_x2`).
+// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
 #define MOE_GEMV(T, S)                                                                                     \
     extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
                                                    const u32* ids, T* act) {                               \
@@ -673,37 +623,13 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                     const u32* ids, const float* weights, int top_k,       \
                                                     T* out) {                                              \
         launch_dependents();                                                                               \
-        moe_gemv_combine<T, T, MOE_GEMV_ROWS, 1>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);   \
+        moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
     }                                                                                                      \
     extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
                                                         int rows, int k, int bk, const u32* ids,           \
                                                         const float* weights, int top_k, T* out) {         \
         launch_dependents();                                                                               \
-        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS, 1>(act, w, s, rows, k, bk, ids, weights, top_k, out);      \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        moe_gemv_swiglu_x2_##S(const T* x, int x_div, const T* w, int inter, int k, const u32* ids,        \
-                               T* act) {                                                                   \
-        wait_then_launch();                                                                                \
-        moe_gemv_swiglu_sets<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);            \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        moe_gemv_swiglu_fp8_x2_##S(const T* x, int x_div, const fp8* w, const float* s, int inter, int k,  \
-                                   int bk, const u32* ids, T* act) {                                       \
-        wait_then_launch();                                                                                \
-        moe_gemv_swiglu_sets<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);               \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        moe_gemv_combine_x2_##S(const T* act, int, const T* w, int rows, int k, const u32* ids,            \
-                                const float* weights, int top_k, T* out) {                                 \
-        launch_dependents();                                                                               \
-        moe_gemv_combine<T, T, MOE_GEMV_ROWS, 2>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);   \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        moe_gemv_combine_fp8_x2_##S(const T* act, int, const fp8* w, const float* s, int rows, int k,      \
-                                    int bk, const u32* ids, const float* weights, int top_k, T* out) {     \
-        launch_dependents();                                                                               \
-        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS, 2>(act, w, s, rows, k, bk, ids, weights, top_k, out);      \
+        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
     }
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of

@@ -203,78 +203,59 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
     }
 }
 
-// acc[e][q] += Σ_i w[e][q·k + i] · x[e][i] for the RB consecutive weight rows q < n (of k values)
-// of each of `sets` <= E sets of rows (each set its own weights, scales and input: a token's
-// experts dealt to one warp), each lane taking its share of the columns as `row_dot` does (the
-// same sums per row), each sixteen bytes of a set's x loaded once for its RB rows, and every
-// set's weight loads (two pieces a row a lane) issued before the first product and before the
-// wait for the kernel before (PDL), so that the sets cost one memory round trip, not one each.
-// (Four pieces a row, which puts a 2048-column FP8 row in one round trip, measured no faster for
-// the experts' gate/up on an H100: 28.9 µs against 29.0.) `scales[e]` (or none): row q's at
-// scales[e][q·sc + i / bk]. The lanes' partial sums still need a warp_sum.
-template <typename T, typename W, int RB, int E>
-__device__ __forceinline__ void rows_dot_sets(const W* const* w, const float* const* scales, int sc, int bk, int k,
-                                              const T* const* x, int sets, int n, float (*acc)[RB]) {
+// acc[q] += Σ_i w[q·k + i] · x[i] for the RB consecutive weight rows q < n (of k values), each
+// lane taking its share of the columns as `row_dot` does (the same sums per row), but each
+// sixteen bytes of x loaded once for all RB rows and every row's weight loads (two pieces a lane)
+// issued before the first product (two pieces a row; four, which puts a 2048-column FP8 row in
+// one memory round trip, measured no faster for the experts' gate/up on an H100: 28.9 µs
+// against 29.0).
+// `scales` (or none): row q's at scales[q·sc + i / bk]. The lanes' partial sums still need a
+// warp_sum.
+template <typename T, typename W, int RB>
+__device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc, int bk, int k, const T* x, int n,
+                                         float* acc) {
     constexpr int V = 16 / sizeof(W), DEPTH = 2;
     const int lane = threadIdx.x & 31;
-    if (k % V == 0 && (!scales[0] || bk % V == 0)) {
+    if (k % V == 0 && (!scales || bk % V == 0)) {
         for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
-            uint4 wv[E][RB][DEPTH];
-            float s[E][RB][DEPTH];
+            uint4 wv[RB][DEPTH];
+            float s[RB][DEPTH];
 #pragma unroll
-            for (int e = 0; e < E; e++)
+            for (int q = 0; q < RB; q++)
 #pragma unroll
-                for (int q = 0; q < RB; q++)
-#pragma unroll
-                    for (int u = 0; u < DEPTH; u++) {
-                        const int i = i0 + u * 32 * V;
-                        if (e < sets && q < n && i < k) {
-                            wv[e][q][u] = *reinterpret_cast<const uint4*>(w[e] + (i64)q * k + i);
-                            s[e][q][u] = scales[e] ? scales[e][q * sc + i / bk] : 1.f;
-                        }
+                for (int u = 0; u < DEPTH; u++) {
+                    const int i = i0 + u * 32 * V;
+                    if (q < n && i < k) {
+                        wv[q][u] = *reinterpret_cast<const uint4*>(w + (i64)q * k + i);
+                        s[q][u] = scales ? scales[q * sc + i / bk] : 1.f;
                     }
-            wait_for_dependencies();  // the weights' loads issued, now the inputs'
+                }
+            wait_for_dependencies();  // the weights' loads issued, now the input's
 #pragma unroll
             for (int u = 0; u < DEPTH; u++) {
                 const int i = i0 + u * 32 * V;
                 if (i >= k) break;
+                float xf[V];
 #pragma unroll
-                for (int e = 0; e < E; e++)
-                    if (e < sets) {
-                        float xf[V];
+                for (int h = 0; h < V; h += 8) load16_f32(x + i + h, xf + h);
 #pragma unroll
-                        for (int h = 0; h < V; h += 8) load16_f32(x[e] + i + h, xf + h);
-#pragma unroll
-                        for (int q = 0; q < RB; q++)
-                            if (q < n) {
-                                float wf[V];
-                                decode16(wv[e][q][u], w[e], wf);
-                                acc[e][q] += s[e][q][u] * piece_dot<V>(wf, xf);
-                            }
+                for (int q = 0; q < RB; q++)
+                    if (q < n) {
+                        float wf[V];
+                        decode16(wv[q][u], w, wf);
+                        acc[q] += s[q][u] * piece_dot<V>(wf, xf);
                     }
             }
         }
     } else {
         wait_for_dependencies();
-        for (int i = lane; i < k; i += 32)
+        for (int i = lane; i < k; i += 32) {
+            const float xv = to_f32(x[i]);
 #pragma unroll
-            for (int e = 0; e < E; e++)
-                if (e < sets) {
-                    const float xv = to_f32(x[e][i]);
-#pragma unroll
-                    for (int q = 0; q < RB; q++)
-                        if (q < n)
-                            acc[e][q] += w_f32(w[e][(i64)q * k + i]) *
-                                         (scales[e] ? scales[e][q * sc + i / bk] : 1.f) * xv;
-                }
+            for (int q = 0; q < RB; q++)
+                if (q < n) acc[q] += w_f32(w[(i64)q * k + i]) * (scales ? scales[q * sc + i / bk] : 1.f) * xv;
+        }
     }
-}
-
-// `rows_dot_sets` over one set of rows.
-template <typename T, typename W, int RB>
-__device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc, int bk, int k, const T* x, int n,
-                                         float* acc) {
-    rows_dot_sets<T, W, RB, 1>(&w, &scales, sc, bk, k, &x, 1, n, reinterpret_cast<float(*)[RB]>(acc));
 }
 
 // The launch's dynamic shared memory (its shared_mem_bytes; above 48 KB the host raises the

@@ -254,22 +254,17 @@ impl CudaBackend {
             rows: ex.inter,
             k: ex.hidden,
         };
-        // four row groups a block, gate and up of each on two warps (on one, x2)
-        let gate_up_x2 = self.tune.moe_gate_up_x2;
+        // four row groups a block, gate and up of each on two warps
         let cfg = LaunchConfig {
             grid_dim: (
                 (rows * k) as u32,
                 ex.inter.div_ceil(4 * MOE_GEMV_ROWS) as u32,
                 1,
             ),
-            block_dim: (if gate_up_x2 { 128 } else { 256 }, 1, 1),
+            block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if gate_up_x2 {
-            ("moe_gemv_swiglu_x2", "moe_gemv_swiglu_fp8_x2")
-        } else {
-            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8")
-        };
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
@@ -284,19 +279,12 @@ impl CudaBackend {
             P(self.ptr(&out.mem)),
         ];
         // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
-        // (`sets` of them a warp at once: then up to four, the `_x2` kernels' launch bound)
-        let down_x2 = self.tune.moe_down_x2;
-        let sets = if down_x2 { 2 } else { 1 };
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
-            block_dim: (32 * k.div_ceil(sets).min(8 / sets) as u32, 1, 1),
+            block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if down_x2 {
-            ("moe_gemv_combine_x2", "moe_gemv_combine_fp8_x2")
-        } else {
-            ("moe_gemv_combine", "moe_gemv_combine_fp8")
-        };
+        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 

@@ -28,6 +28,10 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
+    /// The per-group decode kernel loads its first tile's keys, all but each token's newest,
+    /// before waiting for the kernel before it (PDL), so that their memory round trip overlaps
+    /// that kernel (`FERRUM_CUDA_ATTN_EARLY=1`; not yet measured).
+    pub attn_early: bool,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -37,15 +41,6 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
-    /// The batch-1 expert GEMVs with two sets of rows a warp, every weight load of both issued
-    /// at once (`FERRUM_CUDA_MOE_X2=gate_up|down|both`; not yet measured): a row group's gate
-    /// and up rows (`moe_gemv_swiglu_x2`, no join through shared memory), two of the token's
-    /// experts in the down GEMV + combine (`moe_gemv_combine_x2`, before the PDL wait). Both in
-    /// blocks of four warps at 80 registers, six a multiprocessor: Qwen3-30B-A3B's 768 gate/up
-    /// blocks in one wave on an H100 instead of 1.45, its 1024 down blocks in 1.3 instead of 1.9.
-    pub moe_gate_up_x2: bool,
-    /// The down GEMV's half of `moe_gate_up_x2`'s A/B.
-    pub moe_down_x2: bool,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -125,10 +120,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            moe_gate_up_x2: env_is("FERRUM_CUDA_MOE_X2", "gate_up")
-                || env_is("FERRUM_CUDA_MOE_X2", "both"),
-            moe_down_x2: env_is("FERRUM_CUDA_MOE_X2", "down")
-                || env_is("FERRUM_CUDA_MOE_X2", "both"),
+            attn_early: env_is("FERRUM_CUDA_ATTN_EARLY", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -184,12 +176,10 @@ impl CudaBackend {
         self.tune.moe_pipe = on;
     }
 
-    /// Whether the batch-1 expert GEMVs take two sets of rows a warp (gate/up: a row group's
-    /// gate and up rows; down: two of the token's experts) or one (the default); the op tests
-    /// check both.
-    pub fn set_moe_x2(&mut self, gate_up: bool, down: bool) {
-        self.tune.moe_gate_up_x2 = gate_up;
-        self.tune.moe_down_x2 = down;
+    /// Whether the per-group decode kernel loads its first tile's older keys before waiting
+    /// for the kernel before it (`FERRUM_CUDA_ATTN_EARLY=1`); the op tests check both.
+    pub fn set_attn_early(&mut self, on: bool) {
+        self.tune.attn_early = on;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
