@@ -114,6 +114,10 @@ checks() {
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=0 step cuda_engine_norm_apart \
         "$dev/cuda_engine" --ignored --nocapture
+    # the engine with the decode attention's older keys loaded before its PDL wait (a key some
+    # kernel of the step still writes, loaded early, shows as a difference)
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_ATTN_EARLY=1 step cuda_engine_attn_early \
+        "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
