@@ -191,6 +191,8 @@ bench_dense() {
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
     # the per-group decode attention loading its first tile's older keys before the PDL wait
     FERRUM_CUDA_ATTN_EARLY=1 step kernel_bench_attn_early "$dev/cuda_kernels"
+    # the batch-1 expert GEMVs built for five blocks a multiprocessor
+    FERRUM_CUDA_MOE_OCC5=both step kernel_bench_moe_occ5 "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -251,6 +253,11 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the batch-1 expert GEMVs built for five blocks a multiprocessor (gate/up, down, both)
+    for occ in gate_up down both; do
+        FERRUM_CUDA_MOE_OCC5=$occ step bench_decode_qwen3moe_fp8_occ5_$occ "$dev/ferrum" "${fp8[@]}" \
+            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    done
     # the decode attention's older keys loaded before the PDL wait (also at 8k context below)
     FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_qwen3moe_fp8_attn_early "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1

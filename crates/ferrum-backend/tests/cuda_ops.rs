@@ -609,6 +609,17 @@ fn cuda_ops_match_the_cpu_backend() {
                 }
                 g.set_moe_pipe(true);
             }
+            // up to 8 tokens the expert GEMVs built for five blocks a multiprocessor (the A/B of
+            // the default), half and FP8 experts
+            if rows <= 8 {
+                g.set_moe_occ5(true, true);
+                for (experts, ws, cpu) in [("", &gates, &a), (", fp8 experts", &fp8_gates, &a8)] {
+                    let g3 = moe(&mut g, ws, b, &d, &x, &logits, rows);
+                    let label = format!("moe {name}{experts}, {rows} tokens, five blocks an SM");
+                    compare(&label, cpu, &g3, 3e-2);
+                }
+                g.set_moe_occ5(false, false);
+            }
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the
             // down projections): the activations' e4m3 rounding adds its error

@@ -41,6 +41,10 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
+    /// The batch-1 expert GEMVs (gate/up, down) held to five blocks a multiprocessor
+    /// (`moe_gemv_*_o5`: 48 registers, fewer waves of blocks; `FERRUM_CUDA_MOE_OCC5=gate_up|down|both`,
+    /// not yet measured).
+    pub moe_occ5: (bool, bool),
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -120,6 +124,10 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            moe_occ5: (
+                env_is("FERRUM_CUDA_MOE_OCC5", "gate_up") || env_is("FERRUM_CUDA_MOE_OCC5", "both"),
+                env_is("FERRUM_CUDA_MOE_OCC5", "down") || env_is("FERRUM_CUDA_MOE_OCC5", "both"),
+            ),
             attn_early: env_is("FERRUM_CUDA_ATTN_EARLY", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
@@ -174,6 +182,12 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
+    }
+
+    /// Whether the batch-1 expert GEMVs (gate/up, down) take their five-blocks-a-multiprocessor
+    /// builds (`FERRUM_CUDA_MOE_OCC5`); the op tests check both.
+    pub fn set_moe_occ5(&mut self, gate_up: bool, down: bool) {
+        self.tune.moe_occ5 = (gate_up, down);
     }
 
     /// Whether the per-group decode kernel loads its first tile's older keys before waiting
