@@ -114,10 +114,6 @@ checks() {
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_NORM_GEMV=0 step cuda_engine_norm_apart \
         "$dev/cuda_engine" --ignored --nocapture
-    # the engine with the decode attention's older keys loaded before its PDL wait (a key some
-    # kernel of the step still writes, loaded early, shows as a difference)
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_ATTN_EARLY=1 step cuda_engine_attn_early \
-        "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_memory "$dev/cuda_memory" --ignored --nocapture
     step generate_qwen3_fixture "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3/model --tokenizer .device/tokenizers/qwen3 \
@@ -189,10 +185,6 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    # the per-group decode attention loading its first tile's older keys before the PDL wait
-    FERRUM_CUDA_ATTN_EARLY=1 step kernel_bench_attn_early "$dev/cuda_kernels"
-    # the batch-1 expert GEMVs built for five blocks a multiprocessor
-    FERRUM_CUDA_MOE_OCC5=both step kernel_bench_moe_occ5 "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -200,7 +192,6 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
-    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_8b_attn_early "$dev/ferrum" "${b1[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -253,14 +244,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the batch-1 expert GEMVs built for five blocks a multiprocessor (gate/up, down, both)
-    for occ in gate_up down both; do
-        FERRUM_CUDA_MOE_OCC5=$occ step bench_decode_qwen3moe_fp8_occ5_$occ "$dev/ferrum" "${fp8[@]}" \
-            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
-    # the decode attention's older keys loaded before the PDL wait (also at 8k context below)
-    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_qwen3moe_fp8_attn_early "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -298,8 +281,6 @@ bench_moe() {
             "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
             --num-iters-warmup 1
     done
-    FERRUM_CUDA_ATTN_EARLY=1 step bench_decode_qwen3moe_fp8_8k_attn_early "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \

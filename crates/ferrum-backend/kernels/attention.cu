@@ -377,7 +377,7 @@ template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
                                       int n_heads, int n_kv_heads, int block_size, float scale,
-                                      float k_scale, float v_scale, int min_keys, int early) {
+                                      float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
     // a warp's K and V tiles (later its f32 O), scores, probabilities and row corrections
@@ -421,29 +421,21 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             }
         }
     };
-    // tile's chunks of key `only` (any key: -1), or of every key but `skip`
-    auto fetch = [&](int tile, int only, int skip) {
+    auto fetch = [&]() {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
-            const int j = lo + tile * GQ_KEYS + (lane + 32 * i) / ROW_CHUNKS;
-            if (only < 0) kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
-            if (at[i] >= 0 && (only < 0 ? j != skip : j == only)) {
+            kr[i] = vr[i] = make_uint4(0, 0, 0, 0);
+            if (at[i] >= 0) {
                 kr[i] = *reinterpret_cast<const uint4*>(kc + at[i]);
                 vr[i] = *reinterpret_cast<const uint4*>(vc + at[i]);
             }
         }
     };
     const int tiles = (keys + GQ_KEYS - 1) / GQ_KEYS;
-    // Before waiting for the kernel before (PDL), which wrote q and the newest key (a decode
-    // step's token is its sequence's only one, so key all - 1 is the one key written this step):
-    // the step's metadata (no kernel writes it) and, with `early`, the first tile's older keys,
-    // whose memory round trip then overlaps the kernel before instead of following it.
-    if (warp < tiles) {
-        locate(warp);
-        if (early) fetch(warp, -1, all - 1);
-    }
+    // the step's metadata (no kernel writes it) read before waiting for the kernel before (PDL),
+    // which wrote q and the newest key
+    if (warp < tiles) locate(warp);
     wait_for_dependencies();
-    if (early && warp < tiles) fetch(warp, all - 1, -1);
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
     for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
         const int r = e / D, d = e % D;
@@ -461,7 +453,7 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
     const int r = lane >> 1, c0 = (lane & 1) * 8;  // this lane's row of S and first key of it
     float m = NEG_INF, l = 0.f;                     // the row's running max and sum
-    if (!early && warp < tiles) fetch(warp, -1, -1);
+    if (warp < tiles) fetch();
     for (int tile = warp; tile < tiles; tile += ATTN_WARPS) {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
@@ -475,7 +467,7 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
         __syncwarp();
         if (tile + ATTN_WARPS < tiles) {
             locate(tile + ATTN_WARPS);
-            fetch(tile + ATTN_WARPS, -1, -1);
+            fetch();
         }
         {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> sf;
@@ -756,11 +748,10 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
                                             int n_heads, int n_kv_heads, int head_dim, int block_size,     \
-                                            float scale, float k_scale, float v_scale, int min_keys,       \
-                                            int early) {                                                   \
+                                            float scale, float k_scale, float v_scale, int min_keys) {     \
         launch_dependents();                                                                               \
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
-                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys, early);  \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
 #else
 #define ATTENTION_GROUP(T, C, NAME, D)

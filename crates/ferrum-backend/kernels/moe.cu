@@ -607,37 +607,30 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
-// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts);
-// the same `..._o5_S` held to five blocks of 256 threads a multiprocessor (48 registers: the FP8
-// gate/up spills 4 bytes, the down 24; Qwen3-30B-A3B's 768 gate/up blocks in 1.16 waves on an
-// H100 instead of 1.45, its 1024 down blocks in 1.55 instead of 1.94; `FERRUM_CUDA_MOE_OCC=5`,
-// not yet measured).
-#define MOE_GEMV_BOUND(T, S, V, BOUNDS)                                                                    \
-    extern "C" __global__ void BOUNDS moe_gemv_swiglu##V##_##S(const T* x, int x_div, const T* w, int inter,\
-                                                               int k, const u32* ids, T* act) {            \
+// `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
+#define MOE_GEMV(T, S)                                                                                     \
+    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
+                                                   const u32* ids, T* act) {                               \
         wait_then_launch();                                                                                \
         moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
     }                                                                                                      \
-    extern "C" __global__ void BOUNDS moe_gemv_swiglu_fp8##V##_##S(const T* x, int x_div, const fp8* w,    \
-                                                                   const float* s, int inter, int k, int bk,\
-                                                                   const u32* ids, T* act) {               \
+    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
         wait_then_launch();                                                                                \
         moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
     }                                                                                                      \
-    extern "C" __global__ void BOUNDS moe_gemv_combine##V##_##S(const T* act, int, const T* w, int rows,   \
-                                                                int k, const u32* ids, const float* weights,\
-                                                                int top_k, T* out) {                       \
+    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
+                                                    const u32* ids, const float* weights, int top_k,       \
+                                                    T* out) {                                              \
         launch_dependents();                                                                               \
         moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
     }                                                                                                      \
-    extern "C" __global__ void BOUNDS moe_gemv_combine_fp8##V##_##S(const T* act, int, const fp8* w,       \
-                                                                    const float* s, int rows, int k, int bk,\
-                                                                    const u32* ids, const float* weights,  \
-                                                                    int top_k, T* out) {                   \
+    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
+                                                        int rows, int k, int bk, const u32* ids,           \
+                                                        const float* weights, int top_k, T* out) {         \
         launch_dependents();                                                                               \
         moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
     }
-#define MOE_GEMV(T, S) MOE_GEMV_BOUND(T, S, , ) MOE_GEMV_BOUND(T, S, _o5, __launch_bounds__(256, 5))
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.

@@ -321,43 +321,31 @@ fn cuda_ops_match_the_cpu_backend() {
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
         // the kernels to check: (label, tensor-core prefill, fewest blocks for the per-group
-        // decode kernel, below them the per-group kernel over slices of the keys, its older
-        // keys loaded before the wait)
-        let split = (", per group, split", true, usize::MAX - 1, true, false);
-        let split_early = (
-            ", per group, split, early",
-            true,
-            usize::MAX - 1,
-            true,
-            true,
-        );
-        let kernels: &[(&str, bool, usize, bool, bool)] =
-            if seqs == mixed && [64, 128].contains(&hd) {
-                &[
-                    ("", true, usize::MAX, false, false),
-                    (", f32 tiles", false, usize::MAX, false, false),
-                ]
-            } else if seqs == short_decode {
-                &[
-                    ("", true, usize::MAX, false, false),
-                    (", per group", true, 0, false, false),
-                    (", per group, early", true, 0, false, true),
-                    split,
-                    split_early,
-                ]
-            } else if seqs == long_decode && [64, 128].contains(&hd) {
-                &[("", true, usize::MAX, false, false), split, split_early]
-            } else {
-                &[("", true, usize::MAX, false, false)]
-            };
-        for (fp8, &(kernel, mma, group_min, group_split, early)) in [false, true]
+        // decode kernel, below them the per-group kernel over slices of the keys)
+        let split = (", per group, split", true, usize::MAX - 1, true);
+        let kernels: &[(&str, bool, usize, bool)] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[
+                ("", true, usize::MAX, false),
+                (", f32 tiles", false, usize::MAX, false),
+            ]
+        } else if seqs == short_decode {
+            &[
+                ("", true, usize::MAX, false),
+                (", per group", true, 0, false),
+                split,
+            ]
+        } else if seqs == long_decode && [64, 128].contains(&hd) {
+            &[("", true, usize::MAX, false), split]
+        } else {
+            &[("", true, usize::MAX, false)]
+        };
+        for (fp8, &(kernel, mma, group_min, group_split)) in [false, true]
             .into_iter()
             .flat_map(|f| kernels.iter().map(move |k| (f, k)))
         {
             g.set_mma_attention(mma);
             g.set_decode_group_min_blocks(group_min);
             g.set_decode_group_split(group_split);
-            g.set_attn_early(early);
             let kv = (&k_all[..], &v_all[..], kvd);
             let a = attn(&mut c, &fill, &meta, blocks, kv, &q, &dims, fp8);
             let b = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
@@ -371,7 +359,6 @@ fn cuda_ops_match_the_cpu_backend() {
         }
         g.set_mma_attention(true);
         g.set_decode_group_split(true);
-        g.set_attn_early(false);
     }
 
     // the attention's input in one op (split + bias, per-head q/k norms, rotary, K/V write; one
@@ -608,17 +595,6 @@ fn cuda_ops_match_the_cpu_backend() {
                     compare(&label, cpu, &g3, 3e-2);
                 }
                 g.set_moe_pipe(true);
-            }
-            // up to 8 tokens the expert GEMVs built for five blocks a multiprocessor (the A/B of
-            // the default), half and FP8 experts
-            if rows <= 8 {
-                g.set_moe_occ5(true, true);
-                for (experts, ws, cpu) in [("", &gates, &a), (", fp8 experts", &fp8_gates, &a8)] {
-                    let g3 = moe(&mut g, ws, b, &d, &x, &logits, rows);
-                    let label = format!("moe {name}{experts}, {rows} tokens, five blocks an SM");
-                    compare(&label, cpu, &g3, 3e-2);
-                }
-                g.set_moe_occ5(false, false);
             }
             let g2 = moe(&mut g, &fp8_gates, b, &d, &x, &logits, rows);
             // above 256 tokens the experts' GEMMs are W8A8 where their shapes allow (here the

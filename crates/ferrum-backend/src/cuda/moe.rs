@@ -264,11 +264,7 @@ impl CudaBackend {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if self.tune.moe_occ5.0 {
-            ("moe_gemv_swiglu_o5", "moe_gemv_swiglu_fp8_o5")
-        } else {
-            ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8")
-        };
+        let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
         self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
@@ -288,11 +284,7 @@ impl CudaBackend {
             block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let kernels = if self.tune.moe_occ5.1 {
-            ("moe_gemv_combine_o5", "moe_gemv_combine_fp8_o5")
-        } else {
-            ("moe_gemv_combine", "moe_gemv_combine_fp8")
-        };
+        let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");
         self.expert_launch(kernels, &ex.down, &down, &tail, cfg)
     }
 

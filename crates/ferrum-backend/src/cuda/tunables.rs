@@ -28,10 +28,6 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
-    /// The per-group decode kernel loads its first tile's keys, all but each token's newest,
-    /// before waiting for the kernel before it (PDL), so that their memory round trip overlaps
-    /// that kernel (`FERRUM_CUDA_ATTN_EARLY=1`; not yet measured).
-    pub attn_early: bool,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -41,10 +37,6 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
-    /// The batch-1 expert GEMVs (gate/up, down) held to five blocks a multiprocessor
-    /// (`moe_gemv_*_o5`: 48 registers, fewer waves of blocks; `FERRUM_CUDA_MOE_OCC5=gate_up|down|both`,
-    /// not yet measured).
-    pub moe_occ5: (bool, bool),
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -124,11 +116,6 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            moe_occ5: (
-                env_is("FERRUM_CUDA_MOE_OCC5", "gate_up") || env_is("FERRUM_CUDA_MOE_OCC5", "both"),
-                env_is("FERRUM_CUDA_MOE_OCC5", "down") || env_is("FERRUM_CUDA_MOE_OCC5", "both"),
-            ),
-            attn_early: env_is("FERRUM_CUDA_ATTN_EARLY", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -182,18 +169,6 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
-    }
-
-    /// Whether the batch-1 expert GEMVs (gate/up, down) take their five-blocks-a-multiprocessor
-    /// builds (`FERRUM_CUDA_MOE_OCC5`); the op tests check both.
-    pub fn set_moe_occ5(&mut self, gate_up: bool, down: bool) {
-        self.tune.moe_occ5 = (gate_up, down);
-    }
-
-    /// Whether the per-group decode kernel loads its first tile's older keys before waiting
-    /// for the kernel before it (`FERRUM_CUDA_ATTN_EARLY=1`); the op tests check both.
-    pub fn set_attn_early(&mut self, on: bool) {
-        self.tune.attn_early = on;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys

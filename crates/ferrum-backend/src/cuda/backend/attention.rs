@@ -142,7 +142,6 @@ impl CudaBackend {
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
             args.push(I(GROUP_SLICING.min_keys as i32));
-            args.push(I(self.tune.attn_early as i32));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
                 ..cfg(1)
