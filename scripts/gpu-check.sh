@@ -8,7 +8,9 @@
 #   scripts/gpu-check.sh PHASE...  there (the `device` tool's `run`, carrying .device.tgz and one
 #                                GGUF part, the command starting `tar xzf .device.tgz &&`), phases in
 #                                order, logs in $OUT/logs.tgz (or .device/logs.tgz, refreshed after
-#                                every step), a summary last:
+#                                every step), a summary and the benchmark table
+#                                (scripts/gpu_table.py: each row beside its floor and llama.cpp's
+#                                figure, table.md in the logs) last:
 #     run          run-fixtures, then run-8b:
 #     run-fixtures NVRTC compile of every kernel for the GPU's architecture, every op against the
 #                  CPU backend (tests/cuda_ops.rs: dense ops, fp8 KV, MoE, FP8 linear, split-KV),
@@ -415,6 +417,11 @@ gguf() {
 summary() {
     echo "== summary"
     printf '%s\n' "${status[@]}"
+    # the issues' rows from every log in the folder (this call's and earlier calls' on the same
+    # warm machine), each beside its floor and llama.cpp's figure
+    echo "== the benchmark table"
+    python3 scripts/gpu_table.py "$out" | tee "$out/table.md" || true
+    tar -czf "${OUT:-.device}/logs.tgz" -C "$out" .
 }
 
 if [ "${1:-}" = build ]; then

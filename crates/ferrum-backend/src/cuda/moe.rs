@@ -126,8 +126,15 @@ impl CudaBackend {
     pub(super) fn new_moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
         let pairs = max_tokens.max(1) * d.top_k;
         let grouped = grouped_rows(pairs, d.n_experts);
+        // each token's ranks start as distinct experts (j mod n_experts): the router overwrites
+        // them before any use, but an ablation run without it (`FERRUM_CUDA_SKIP`) then times
+        // the experts over as many distinct weights as a routed step reads, not one expert k
+        // times out of L2
+        let first: Vec<u32> = (0..pairs)
+            .map(|p| ((p % d.top_k) % d.n_experts) as u32)
+            .collect();
         Ok(CudaMoeScratch {
-            ids: self.stream.alloc_zeros(pairs)?,
+            ids: self.stream.clone_htod(&first)?,
             weights: self.stream.alloc_zeros(pairs)?,
             gate_up: self.stream.alloc_zeros(grouped * 2 * d.inter)?,
             act: self.stream.alloc_zeros(grouped * d.inter)?,
