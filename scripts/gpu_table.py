@@ -169,6 +169,7 @@ def rows(logs: Path) -> list[tuple[str, str, str, str]]:
     for b in (8, 32, 64, 128):
         rate_row(f"8B decode, {b} sequences (512 in / 128 out)", f"bench_decode_8b_b{b}")
     serve_rows("8B", "serve_8b", ["c1", "c16", "c64", "c256"])
+    serve_rows("8B, an empty kernel cache (the first start)", "serve_8b_cold", [])
     t = ready(logs, "serve_smollm2")
     if t is not None:
         out.append(("SmolLM2 GGUF: `ferrum serve` to ready", f"{t:.2f} s", "—", "—"))
