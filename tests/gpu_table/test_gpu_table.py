@@ -28,7 +28,7 @@ def test_decode_rows_carry_floor_ratio_and_peer():
     assert ferrum == "5.72 ms/token"
     # 15.01 GB ÷ 3.04 TB/s = 4.94 ms; 5.72 / 4.94 = 1.16
     assert floor == "15.01 GB ÷ 3.04 TB/s = 4.94 ms (1.16×)"
-    assert peer == "6.12 ms"  # llama.cpp on an H100 (../shared/GPU.md)
+    assert peer == "6.12 ms"  # llama.cpp on an H100 (gpu_table.LLAMACPP)
     ferrum, floor, peer = rows["Qwen3-30B-A3B FP8 batch-1 decode"]
     assert (ferrum, floor) == ("3.10 ms/token", "3.35 GB ÷ 3.04 TB/s = 1.10 ms (2.81×)")
     assert peer == "—"  # llama.cpp's Qwen3 figures are an H200's only
