@@ -30,7 +30,8 @@
 #                  machine); once all three are there, the SmolLM2 GGUF against llama.cpp on the GPU
 #                  (tests/cuda_gguf.rs) and its `ferrum serve` ready time and `bench serve`;
 #     all          every phase (more than one call of the device tool's 10-minute limit can hold).
-#   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX.
+#   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX; ONLY=table
+#                only those the benchmark table reads (scripts/gpu_table.py --steps).
 #   STEP_TIMEOUT=SECONDS  each step's limit (default 240).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -428,6 +429,8 @@ if [ "${1:-}" = build ]; then
     build
     exit
 fi
+# ONLY=table: just the steps whose logs the benchmark table reads
+if [ "${ONLY:-}" = table ]; then ONLY=$(python3 scripts/gpu_table.py --steps); fi
 [ $# -gt 0 ] || { echo "usage: $0 build | PHASE... (run = run-fixtures run-8b; bench-dense bench-moe bench-serve gguf; all = every one)" >&2; exit 2; }
 setup
 for phase in "$@"; do

@@ -2,6 +2,7 @@
 """The CUDA issues' benchmark tables from a `scripts/gpu-check.sh` log folder.
 
     python3 scripts/gpu_table.py /tmp/ferrum-gpu-logs
+    python3 scripts/gpu_table.py --steps    # the steps it reads, as gpu-check's ONLY regex
 
 gpu-check runs this at the end of every run, so one lease prints the rows that docs/BENCHMARKS.md
 records: each number beside its floor (bytes a step must read ÷ the copy bandwidth measured in the
@@ -206,7 +207,31 @@ def table(logs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Asked:
+    """A log folder with nothing in it that notes every file the table asks for."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    def __truediv__(self, name: str) -> Path:
+        self.names.append(name)
+        return Path("/nonexistent") / name
+
+
+def steps() -> list[str]:
+    """The gpu-check steps whose logs the table reads (`ONLY=table` runs just these)."""
+    asked = _Asked()
+    rows(asked)  # type: ignore[arg-type]
+    logs = {n[: -len(".log")] for n in asked.names if n.endswith(".log")}
+    # a ready time comes with a server, which gpu-check starts for a `bench serve` step of it
+    ready = {n[: -len("-ready.txt")] + "_c1" for n in asked.names if n.endswith("-ready.txt")}
+    return sorted(logs | ready)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: gpu_table.py LOG_FOLDER")
-    sys.stdout.write(table(Path(sys.argv[1])))
+    if sys.argv[1:] == ["--steps"]:
+        print("|".join(steps()))
+    elif len(sys.argv) == 2:
+        sys.stdout.write(table(Path(sys.argv[1])))
+    else:
+        sys.exit("usage: gpu_table.py LOG_FOLDER | --steps")

@@ -60,3 +60,14 @@ def test_table_is_markdown_with_one_line_a_row():
     assert lines[0].startswith("Device: NVIDIA H100")
     assert lines[2] == "| row | ferrum | floor | llama.cpp, same device kind |"
     assert len(lines) == 4 + len(gpu_table.rows(LOGS))
+
+
+def test_steps_name_every_row_and_the_servers_to_start():
+    steps = gpu_table.steps()
+    for step in ["ceilings", "bench_decode_8b", "bench_decode_8b_b128", "bench_prefill_8b_2048",
+                 "bench_decode_qwen3moe_fp8", "bench_decode_glm45air_fp8", "serve_8b_c16",
+                 "serve_qwen3moe_fp8_c16_8000x1024"]:
+        assert step in steps
+    # ready-only rows ask gpu-check for their server's first `bench serve` step
+    assert "serve_8b_cold_c1" in steps and "serve_smollm2_c1" in steps
+    assert "gpu" not in steps and not any(s.endswith("-ready") for s in steps)
