@@ -62,13 +62,11 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
 // Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One warp per
 // token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
 // on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
-// rounds takes the warp's best expert not yet chosen.
+// rounds takes the warp's best expert not yet chosen. The calling warp routes the token whose
+// logits are `l`, its choices into ids[0..top_k) and w[0..top_k).
 template <typename T, int SLOTS>
-__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
-                                  int top_k, int norm) {
-    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (t >= tokens) return;
-    const T* l = logits + (i64)t * n_experts;
+__device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts, int top_k, int norm) {
+    const int lane = threadIdx.x & 31;
     float p[SLOTS], max = NEG_INF;
 #pragma unroll
     for (int i = 0; i < SLOTS; i++) {
@@ -105,9 +103,19 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
     // one store a lane (lane 0 storing each choice, then reading them back to normalize, waited
     // on a memory round trip per choice)
     if (lane < top_k) {
-        ids[(i64)t * top_k + lane] = my_id;
-        w[(i64)t * top_k + lane] = norm ? my_w / s : my_w;
+        ids[lane] = my_id;
+        w[lane] = norm ? my_w / s : my_w;
     }
+}
+
+// `route_softmax_warp` for every token, a warp each.
+template <typename T, int SLOTS>
+__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
+                                  int top_k, int norm) {
+    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (t >= tokens) return;
+    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids + (i64)t * top_k, w + (i64)t * top_k,
+                                 n_experts, top_k, norm);
 }
 
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
@@ -182,6 +190,30 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     if ((n_experts) <= 128) ROUTER<T, 4>(__VA_ARGS__);                                                     \
     else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
     else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
+
+// One token's router and its top-k in one launch (opt-in `FERRUM_CUDA_ROUTE_FOLD=1`): each block
+// its share of `gemv_norm` (the MoE block's pre-norm, then its rows of the logits), then the last
+// block to finish, counted in `done` (which it leaves at zero for the next launch), routes the
+// token over the logits every block wrote, read past L1. One launch and one wait fewer a layer
+// than `gemv_norm_half` and `moe_route_softmax`; unlike the routing inside the gate/up GEMV that
+// lost (768 blocks each repeating the top-k before their first load), one block routes, once.
+template <typename T, int SLOTS>
+__device__ void route_last_block(const T* logits, u32* ids, float* w, int n_experts, int top_k, int norm,
+                                 int* done) {
+    __shared__ int last;
+    __shared__ T lg[32 * SLOTS];
+    __threadfence();  // this block's logits, visible to whichever block is last
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(done, 1) == (int)gridDim.x - 1;
+        if (last) *done = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    for (int e = threadIdx.x; e < n_experts; e += blockDim.x) lg[e] = __ldcg(logits + e);
+    __syncthreads();
+    if (threadIdx.x < 32) route_softmax_warp<T, SLOTS>(lg, ids, w, n_experts, top_k, norm);
+}
 
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
 // a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
@@ -672,6 +704,14 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                      int n_experts, int top_k, int norm) {                 \
         grid_dependency();                                                                                 \
         ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, norm)    \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_norm_route_softmax_##S(const T* x, const T* y, const T* g, float eps,  \
+                                                           T* sum, T* normed, const T* w, T* logits, int n, \
+                                                           int k, int split, u32* ids, float* weights,      \
+                                                           int top_k, int norm, int* done) {                \
+        launch_dependents();                                                                               \
+        gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, logits, n, k, split);                   \
+        ROUTE_DISPATCH(route_last_block, T, n, logits, ids, weights, n, top_k, norm, done)                 \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
                                                      int tokens, int n_experts, int top_k, int n_group,    \

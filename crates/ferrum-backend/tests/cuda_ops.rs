@@ -20,8 +20,11 @@ use rand_chacha::ChaCha8Rng;
 mod common;
 #[path = "cuda_ops/linear.rs"]
 mod linear;
+#[path = "cuda_ops/moe.rs"]
+mod moe_ops;
 use common::{Up, W, gpu, rand_vec, tensor};
 use ferrum_backend::cuda::CudaBackend;
+use moe_ops::{expert_weights, upload_experts};
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -196,6 +199,7 @@ fn cuda_ops_match_the_cpu_backend() {
 
     // linear layers: half, block-FP8 and the SwiGLU gate/up (cuda_ops/linear.rs)
     linear::linear_ops(&mut c, &mut g, &mut rng);
+    moe_ops::router_ops(&mut c, &mut g, &mut rng);
 
     // rotary: neox full, interleaved partial, llama3 scaling, positions up to ~5000
     for (style, rot, scaling) in [
@@ -458,28 +462,6 @@ fn cuda_ops_match_the_cpu_backend() {
 
     // routed experts: both routers, odd token counts, most experts idle at one token
     let (hidden, inter, n_experts, top_k) = (256usize, 96usize, 16usize, 4usize);
-    /// `n` experts' (gate, up, down) weights, random, in half or block-FP8.
-    fn expert_weights(
-        rng: &mut ChaCha8Rng,
-        n: usize,
-        hidden: usize,
-        inter: usize,
-        fp8: bool,
-    ) -> Vec<[W; 3]> {
-        let w = |rng: &mut ChaCha8Rng, rows: usize, k: usize| match fp8 {
-            true => W::fp8(rng, rows, k),
-            false => W::Dense(rand_vec(rng, rows * k, 0.1)),
-        };
-        (0..n)
-            .map(|_| {
-                [
-                    w(rng, inter, hidden),
-                    w(rng, inter, hidden),
-                    w(rng, hidden, inter),
-                ]
-            })
-            .collect()
-    }
     let gates = expert_weights(&mut rng, n_experts, hidden, inter, false);
     // the same shapes in block-FP8 (as Qwen3-30B-A3B-FP8's experts)
     let fp8_gates = expert_weights(&mut rng, n_experts, hidden, inter, true);
@@ -493,20 +475,8 @@ fn cuda_ops_match_the_cpu_backend() {
         logits: &[f32],
         rows: usize,
     ) -> Vec<f32> {
-        let (h, i) = (d.hidden, d.inter);
-        let experts = gates
-            .iter()
-            .map(|[g, u, dn]| {
-                let lin = |name: &str, r: usize, k: usize, w: &W| {
-                    be.upload_linear(w.host(name, r, k)).unwrap()
-                };
-                let gu = be
-                    .stack(vec![lin("gate", i, h, g), lin("up", i, h, u)])
-                    .unwrap();
-                (gu, lin("down", h, i, dn))
-            })
-            .collect();
-        let experts = be.experts(experts).unwrap();
+        let h = d.hidden;
+        let experts = upload_experts(be, gates, d);
         let bias = bias.map(|b| be.upload_vector(tensor("bias", vec![b.len()], b)).unwrap());
         let mut scratch = be.moe_scratch(300, d).unwrap();
         let mut out = be.up(&vec![0.0; rows * h]);

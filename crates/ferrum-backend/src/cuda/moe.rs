@@ -84,6 +84,10 @@ pub struct CudaMoeScratch {
     cursor: CudaSlice<i32>,
     sorted: CudaSlice<u32>,
     max_tokens: usize,
+    /// The blocks of `gemv_norm_route_softmax` done so far (its last one resets it), and
+    /// whether it has routed the step's token for the `moe` call that follows.
+    done: CudaSlice<i32>,
+    routed: bool,
 }
 
 impl CudaBackend {
@@ -148,7 +152,52 @@ impl CudaBackend {
             cursor: self.stream.alloc_zeros(d.n_experts)?,
             sorted: self.stream.alloc_zeros(pairs)?,
             max_tokens,
+            done: self.stream.alloc_zeros(1)?,
+            routed: false,
         })
+    }
+
+    /// `Backend::norm_router` at one token with softmax routing and `route_fold`: the pre-norm,
+    /// the (half) router and the top-k into `s` in one launch (`gemv_norm_route_softmax`);
+    /// false where that does not apply (the caller then runs `norm_linear`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn norm_router_fused(
+        &self,
+        x: &CudaBuf,
+        y: Option<&CudaBuf>,
+        g: &CudaVector,
+        eps: f32,
+        rows: usize,
+        sum: &mut CudaBuf,
+        normed: &mut CudaBuf,
+        router: &CudaWeight,
+        logits: &mut CudaBuf,
+        d: &MoeDims,
+        s: &mut CudaMoeScratch,
+    ) -> Result<bool> {
+        use Arg::{I, P};
+        let Routing::Softmax { norm_topk_prob } = d.routing else {
+            return Ok(false);
+        };
+        if !self.tune.route_fold
+            || !matches!(router.data, WeightData::Half(_))
+            || !self.norm_gemv_fits(g, rows, router)
+            || router.rows != d.n_experts
+            || d.n_experts > ROUTE_MAX_EXPERTS
+            || d.top_k > 32
+        {
+            return Ok(false);
+        }
+        let route = vec![
+            P(self.ptr(&s.ids)),
+            P(self.ptr(&s.weights)),
+            I(d.top_k as i32),
+            I(norm_topk_prob as i32),
+            P(self.ptr(&s.done)),
+        ];
+        self.norm_gemv(x, y, g, eps, sum, normed, router, logits, route)?;
+        s.routed = true;
+        Ok(true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -188,6 +237,8 @@ impl CudaBackend {
         };
         let logits = P(self.ptr(&router_logits.mem));
         match d.routing {
+            // routed already, in the router's GEMV (`norm_router`)
+            _ if std::mem::take(&mut s.routed) => {}
             Routing::Softmax { norm_topk_prob } => {
                 let args = [
                     logits,

@@ -37,6 +37,10 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
+    /// One token's top-k in the last block of its router's GEMV (`gemv_norm_route_softmax`:
+    /// softmax routing, the router's pre-norm fused; `FERRUM_CUDA_ROUTE_FOLD=1`, not yet
+    /// measured) instead of a `moe_route_softmax` launch after it.
+    pub route_fold: bool,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -116,6 +120,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            route_fold: env_is("FERRUM_CUDA_ROUTE_FOLD", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -169,6 +174,12 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
+    }
+
+    /// Whether one token's top-k runs in its router GEMV's last block
+    /// (`FERRUM_CUDA_ROUTE_FOLD=1`); the op tests check both.
+    pub fn set_route_fold(&mut self, on: bool) {
+        self.tune.route_fold = on;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
