@@ -213,6 +213,9 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{F, I, P};
+        // routed already, in the router's GEMV (`norm_router`): taken first, so that no error
+        // below leaves it standing for a later step
+        let routed = std::mem::take(&mut s.routed);
         if rows > s.max_tokens
             || d.top_k > 32
             || d.n_experts != ex.n
@@ -237,8 +240,7 @@ impl CudaBackend {
         };
         let logits = P(self.ptr(&router_logits.mem));
         match d.routing {
-            // routed already, in the router's GEMV (`norm_router`)
-            _ if std::mem::take(&mut s.routed) => {}
+            _ if routed => {}
             Routing::Softmax { norm_topk_prob } => {
                 let args = [
                     logits,
