@@ -1,6 +1,8 @@
 // Linear layers whose weights stay block-FP8 on the device: e4m3 codes `[n][k]` with one f32
 // scale per row and block of `bk` columns (the checkpoint's `weight_scale_inv` tiles expanded to
 // rows at load, so that stacked q/k/v or gate/up parts keep theirs): w[j][i] = fp8 · s[j][i / bk].
+// The GEMVs' shared pieces (`split` warps a row, `gemv_store`, the staged and pre-norm GEMVs
+// `gemv_staged` / `gemv_norm`) are in the prelude: moe.cu's router with its top-k uses them too.
 
 #define GEMV_MAX_ROWS 8
 
