@@ -127,6 +127,11 @@ checks() {
     step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "1 2 3" --max-tokens 16
+    # the transformers fixtures and the engine with the device-grouped FP8 experts in W8A8
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_W8A8=1 step cuda_reference_moe_w8a8 \
+        "$dev/cuda_reference" --ignored --nocapture
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_W8A8=1 step cuda_engine_moe_w8a8 \
+        "$dev/cuda_engine" --ignored --nocapture
 }
 
 # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here, against
@@ -298,6 +303,19 @@ bench_moe() {
         --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
+    # the experts in W8A8 on the FP8 tensor cores (moe_expert_w8a8: inputs quantized to e4m3,
+    # weights never converted) instead of moe_expert_pipe's e4m3 weights scaled to bf16
+    FERRUM_CUDA_MOE_W8A8=1 step bench_decode_qwen3moe_fp8_b128_w8a8 "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    FERRUM_CUDA_MOE_W8A8=1 FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128_w8a8 \
+        "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 \
+        --num-iters-warmup 0
+    for b in 16 64; do
+        for w in "" 1; do
+            FERRUM_CUDA_MOE_W8A8=$w step bench_decode_qwen3moe_fp8_b$b${w:+_w8a8} "$dev/ferrum" \
+                "${fp8[@]}" --batch-size $b --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
+        done
+    done
     # the experts' weights staged through registers (moe_expert_mma) instead of streamed through
     # asynchronous copies (moe_expert_pipe, the default)
     FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \

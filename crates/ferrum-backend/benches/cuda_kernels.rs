@@ -334,16 +334,18 @@ fn main() -> Result<()> {
         routing,
     };
     let mut scratch = b.be.moe_scratch(128, &d)?;
-    let kernels: [(usize, bool, &str); 3] = [
-        (1, true, "per-pair GEMVs"),
-        (128, true, "cp.async"),
-        (128, false, "register-staged"),
+    let kernels: [(usize, bool, bool, &str); 4] = [
+        (1, true, false, "per-pair GEMVs"),
+        (128, true, false, "cp.async"),
+        (128, false, false, "register-staged"),
+        (128, true, true, "W8A8 tensor cores"),
     ];
-    for (rows, pipe, kind) in kernels {
+    for (rows, pipe, w8a8, kind) in kernels {
         let x = b.be.up(&rand_vec(&mut rng, rows * hidden, 1.0));
         let logits = b.be.up(&rand_vec(&mut rng, rows * n_experts, 2.0));
         let mut out = b.be.up(&vec![0.0; rows * hidden]);
         b.be.set_moe_pipe(pipe);
+        b.be.set_moe_w8a8(w8a8);
         // the experts a step reads: top_k at one token, nearly all at 128
         let bytes = (rows * top_k).min(n_experts) * 3 * inter * hidden;
         let label = format!("moe fp8 {rows} tokens, {n_experts} experts top {top_k}: {kind}");

@@ -577,6 +577,48 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
     }
+    // the W8A8 experts (`moe_expert_w8a8`, device-grouped steps of 9 to 256 tokens) against the
+    // CPU's dequantized experts: both projections where the rows are whole 128-column blocks
+    // (inter 128), gate/up alone with a last block of 32 of its 64 rows (inter 80: 160 rows);
+    // passes of up to 32 pairs (256 tokens × 4 of 16 experts: about 64 an expert). The inputs'
+    // e4m3 rounding adds its error (as the W8A8 GEMMs above 256 tokens); the outputs must differ
+    // from the dequantizing kernel's, or the W8A8 kernel was not taken.
+    for inter in [128usize, 80] {
+        let fp8_gates = expert_weights(&mut rng, n_experts, hidden, inter, true);
+        let d = MoeDims {
+            n_experts,
+            top_k,
+            hidden,
+            inter,
+            routing: Routing::Softmax {
+                norm_topk_prob: true,
+            },
+        };
+        for rows in [9usize, 37, 256] {
+            let x = rand_vec(&mut rng, rows * hidden, 1.0);
+            let logits = rand_vec(&mut rng, rows * n_experts, 2.0);
+            let cpu = moe(&mut c, &fp8_gates, None, &d, &x, &logits, rows);
+            let pipe = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
+            g.set_moe_w8a8(true);
+            let w8 = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
+            g.set_moe_w8a8(false);
+            let label = format!("moe fp8 experts in W8A8, inter {inter}, {rows} tokens");
+            compare(&label, &cpu, &w8, 8e-2);
+            assert!(
+                w8 != pipe,
+                "{label}: the same outputs as the dequantizing kernel"
+            );
+            // the same quantized inputs through the host-grouped path's per-expert W8A8 GEMMs
+            // (cuBLASLt on Hopper; both projections' rows whole 128-row tiles at inter 128):
+            // only the sums' order differs
+            if inter == 128 && g.w8a8_fp8() {
+                g.set_moe_device_grouped_max(Some(0));
+                let lt = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
+                g.set_moe_device_grouped_max(None);
+                compare(&format!("{label}, vs cuBLASLt's W8A8"), &lt, &w8, 1e-2);
+            }
+        }
+    }
     // both routers over more experts than a warp has lanes (several in a lane's registers; the
     // sigmoid's groups straddling lanes): 160 experts as GLM-4.5, groups of 20, top 8
     {

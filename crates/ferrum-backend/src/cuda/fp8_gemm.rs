@@ -237,7 +237,7 @@ impl CudaBackend {
     }
 
     /// One warp per (row, block of 128 columns), eight to a block.
-    fn quant_cfg(rows: usize, groups: usize) -> LaunchConfig {
+    pub(super) fn quant_cfg(rows: usize, groups: usize) -> LaunchConfig {
         LaunchConfig {
             grid_dim: ((rows * groups).div_ceil(8) as u32, 1, 1),
             block_dim: (256, 1, 1),

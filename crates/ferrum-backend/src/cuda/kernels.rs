@@ -98,6 +98,11 @@ pub const FILES: &[KernelFile] = &[
         ],
     },
     KernelFile {
+        name: "moe_w8a8",
+        src: include_str!("../../kernels/moe_w8a8.cu"),
+        parts: &[&["moe_expert_w8a8"]],
+    },
+    KernelFile {
         name: "linear",
         src: include_str!("../../kernels/linear.cu"),
         parts: &[&[

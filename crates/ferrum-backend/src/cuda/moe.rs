@@ -48,6 +48,11 @@ fn pipe_smem_bytes(fp8: bool) -> usize {
     raw + xs + ws + stages * rows * 4
 }
 
+/// Dynamic shared memory of `moe_expert_w8a8` (`W8Smem` in moe_w8a8.cu): four stages of the
+/// block's 64 rows and of 32 pairs' codes, 128 columns each in rows of 144 bytes, and their
+/// scales.
+const W8A8_SMEM_BYTES: usize = 4 * ((64 + 32) * 144 + (64 + 32) * 4);
+
 /// The most rows the host-grouped path can pad `pairs` pairs over `experts` experts to.
 fn grouped_rows(pairs: usize, experts: usize) -> usize {
     pairs + (GROUP_ROWS - 1) * experts
@@ -83,6 +88,10 @@ pub struct CudaMoeScratch {
     offsets: CudaSlice<i32>,
     cursor: CudaSlice<i32>,
     sorted: CudaSlice<u32>,
+    /// `moe_expert_w8a8`'s inputs as e4m3 codes and their scales per 128 columns (sized for the
+    /// device-grouped steps: the tokens' hidden states or the pairs' activations).
+    q: CudaSlice<u8>,
+    q_scales: CudaSlice<f32>,
     max_tokens: usize,
     /// The blocks of `gemv_norm_route_softmax` done so far (its last one resets it), and
     /// whether it has routed the step's token for the `moe` call that follows.
@@ -137,6 +146,14 @@ impl CudaBackend {
         let first: Vec<u32> = (0..pairs)
             .map(|p| ((p % d.top_k) % d.n_experts) as u32)
             .collect();
+        // the W8A8 experts' quantized inputs: the hidden states of a device-grouped step's
+        // tokens (gate/up), or its pairs' activations (down)
+        let w8 = max_tokens.min(self.tune.moe_device_grouped_max);
+        let (q_rows_h, q_rows_i) = (w8, w8 * d.top_k);
+        let q_bytes = (q_rows_h * d.hidden).max(q_rows_i * d.inter).max(1);
+        let q_blocks = (q_rows_h * d.hidden.div_ceil(FP8_TILE))
+            .max(q_rows_i * d.inter.div_ceil(FP8_TILE))
+            .max(1);
         Ok(CudaMoeScratch {
             ids: self.stream.clone_htod(&first)?,
             weights: self.stream.alloc_zeros(pairs)?,
@@ -151,6 +168,8 @@ impl CudaBackend {
             offsets: self.stream.alloc_zeros(d.n_experts + 1)?,
             cursor: self.stream.alloc_zeros(d.n_experts)?,
             sorted: self.stream.alloc_zeros(pairs)?,
+            q: self.stream.alloc_zeros(q_bytes)?,
+            q_scales: self.stream.alloc_zeros(q_blocks)?,
             max_tokens,
             done: self.stream.alloc_zeros(1)?,
             routed: false,
@@ -383,10 +402,16 @@ impl CudaBackend {
         self.launch("moe_offsets", one, &args)?;
         let args = [P(ids), I(pairs as i32), P(cursor), P(sorted)];
         self.launch("moe_scatter", per_pair, &args)?;
+        let q = (self.ptr(&s.q), s.q.len(), self.ptr(&s.q_scales));
         // one block of four warps per (expert, 64 output rows); blocks of experts no pair
         // chose return at once
         let proj =
             |data: &WeightData, x: u64, x_div: usize, rows_out: usize, k_in: usize, out: u64| {
+                let group = (n, offsets, sorted);
+                let x_rows = (x, pairs / x_div, x_div);
+                if self.experts_w8a8(data, x_rows, rows_out, k_in, q, group, out)? {
+                    return Ok(());
+                }
                 let cfg = LaunchConfig {
                     grid_dim: (n as u32, rows_out.div_ceil(64) as u32, 1),
                     block_dim: (128, 1, 1),
@@ -422,6 +447,72 @@ impl CudaBackend {
                 self.expert_launch(kernels, data, &w, &tail, cfg)
             };
         self.swiglu(ex, self.ptr(&x.mem), k, pairs, s, self.ptr(&s.y), proj)
+    }
+
+    /// One device-grouped expert projection in W8A8 (`moe_expert_w8a8`) where it applies
+    /// (`tune.moe_w8a8`, block-FP8 weights with scale blocks of 128 and rows of whole blocks,
+    /// the inputs fitting the scratch `q`: codes, their bytes, scales): the inputs, `x.1` rows
+    /// of which pair p reads row p / `x.2`, quantized per 128 columns, then the kernel. False
+    /// where it does not apply. `group`: the experts, and the device grouping's offsets and
+    /// sorted pairs.
+    #[allow(clippy::too_many_arguments)]
+    fn experts_w8a8(
+        &self,
+        data: &WeightData,
+        x: (u64, usize, usize),
+        rows_out: usize,
+        k_in: usize,
+        q: (u64, usize, u64),
+        group: (usize, u64, u64),
+        out: u64,
+    ) -> Result<bool> {
+        use Arg::{I, P};
+        let WeightData::Fp8 {
+            codes, scales, bk, ..
+        } = data
+        else {
+            return Ok(false);
+        };
+        let (x, in_rows, x_div) = x;
+        let (codes_q, q_bytes, scales_q) = q;
+        if !self.tune.moe_w8a8
+            || *bk != FP8_TILE
+            || !k_in.is_multiple_of(FP8_TILE)
+            || in_rows * k_in > q_bytes
+        {
+            return Ok(false);
+        }
+        let groups = k_in / FP8_TILE;
+        let args = [
+            P(x),
+            P(codes_q),
+            P(scales_q),
+            I(in_rows as i32),
+            I(in_rows as i32),
+            I(k_in as i32),
+        ];
+        self.launch("quant_fp8_rows", Self::quant_cfg(in_rows, groups), &args)?;
+        let (n_experts, offsets, sorted) = group;
+        let cfg = LaunchConfig {
+            grid_dim: (n_experts as u32, rows_out.div_ceil(64) as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: W8A8_SMEM_BYTES as u32,
+        };
+        let args = [
+            P(codes_q),
+            P(scales_q),
+            I(in_rows as i32),
+            I(x_div as i32),
+            P(self.ptr(codes)),
+            P(self.ptr(scales)),
+            I(rows_out as i32),
+            I(k_in as i32),
+            P(offsets),
+            P(sorted),
+            P(out),
+        ];
+        self.launch("moe_expert_w8a8", cfg, &args)?;
+        Ok(true)
     }
 
     /// The pairs grouped by expert on the host: the tokens' inputs gathered in expert order, each

@@ -37,6 +37,11 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
+    /// Block-FP8 device-grouped experts (scale blocks of 128, rows of whole blocks) in W8A8 on
+    /// the FP8 tensor cores (`moe_expert_w8a8`, compute capability 8.9 and up): their inputs
+    /// quantized to e4m3 per 128 columns, the weights never converted. Opt-in
+    /// (`FERRUM_CUDA_MOE_W8A8=1`) until measured against `moe_expert_pipe`.
+    pub moe_w8a8: bool,
     /// One token's top-k in the last block of its router's GEMV (`gemv_norm_route_softmax`:
     /// softmax routing, the router's pre-norm fused; `FERRUM_CUDA_ROUTE_FOLD=1`, not yet
     /// measured) instead of a `moe_route_softmax` launch after it.
@@ -120,6 +125,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
+            moe_w8a8: capability >= (8, 9) && env_is("FERRUM_CUDA_MOE_W8A8", "1"),
             route_fold: env_is("FERRUM_CUDA_ROUTE_FOLD", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
@@ -174,6 +180,19 @@ impl CudaBackend {
     /// (`moe_expert_pipe`, the default) or take `moe_expert_mma`; the op tests check both.
     pub fn set_moe_pipe(&mut self, on: bool) {
         self.tune.moe_pipe = on;
+    }
+
+    /// Whether block-FP8 device-grouped experts run in W8A8 on the FP8 tensor cores
+    /// (`FERRUM_CUDA_MOE_W8A8=1`; never before compute capability 8.9); the op tests check both.
+    pub fn set_moe_w8a8(&mut self, on: bool) {
+        self.tune.moe_w8a8 = on && self.gpu.capability >= (8, 9);
+    }
+
+    /// The most tokens of a MoE step whose pairs are grouped on the device (`None`: the
+    /// default); above, one GEMM per expert (W8A8 through cuBLASLt for block-FP8 experts). The
+    /// op tests compare the two paths.
+    pub fn set_moe_device_grouped_max(&mut self, tokens: Option<usize>) {
+        self.tune.moe_device_grouped_max = tokens.unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS);
     }
 
     /// Whether one token's top-k runs in its router GEMV's last block
