@@ -330,6 +330,10 @@ bench_moe() {
     FERRUM_CUDA_MOE_DEVICE_GROUPED=1000000 step bench_prefill_qwen3moe_fp8_device_grouped "$dev/ferrum" \
         "${fp8[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
         --num-iters-warmup 1
+    # and so in W8A8 on the tensor cores (moe_expert_w8a8, passes of 32 pairs)
+    FERRUM_CUDA_MOE_DEVICE_GROUPED=1000000 FERRUM_CUDA_MOE_W8A8=1 step bench_prefill_qwen3moe_fp8_device_grouped_w8a8 \
+        "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
+        --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_bf16 "$dev/ferrum" bench latency "${q3[@]}" \
