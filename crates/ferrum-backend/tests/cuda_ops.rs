@@ -600,12 +600,14 @@ fn cuda_ops_match_the_cpu_backend() {
             let cpu = moe(&mut c, &fp8_gates, None, &d, &x, &logits, rows);
             let pipe = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
             g.set_moe_w8a8(true);
+            // (before compute capability 8.9 there are no FP8 tensor cores: the setting stays off)
+            let taken = g.moe_w8a8();
             let w8 = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
             g.set_moe_w8a8(false);
             let label = format!("moe fp8 experts in W8A8, inter {inter}, {rows} tokens");
             compare(&label, &cpu, &w8, 8e-2);
             assert!(
-                w8 != pipe,
+                !taken || w8 != pipe,
                 "{label}: the same outputs as the dequantizing kernel"
             );
             // the same quantized inputs through the host-grouped path's per-expert W8A8 GEMMs

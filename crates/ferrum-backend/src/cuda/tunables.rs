@@ -188,6 +188,12 @@ impl CudaBackend {
         self.tune.moe_w8a8 = on && self.gpu.capability >= (8, 9);
     }
 
+    /// Whether block-FP8 device-grouped experts run in W8A8 (off before compute capability 8.9,
+    /// whatever was asked).
+    pub fn moe_w8a8(&self) -> bool {
+        self.tune.moe_w8a8
+    }
+
     /// The most tokens of a MoE step whose pairs are grouped on the device (`None`: the
     /// default); above, one GEMM per expert (W8A8 through cuBLASLt for block-FP8 experts). The
     /// op tests compare the two paths.
