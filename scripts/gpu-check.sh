@@ -127,11 +127,6 @@ checks() {
     step generate_qwen3_moe_fp8 "$dev/ferrum" generate --device cuda \
         --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
         --prompt "1 2 3" --max-tokens 16
-    # the transformers fixtures and the engine with the device-grouped FP8 experts in W8A8
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_W8A8=1 step cuda_reference_moe_w8a8 \
-        "$dev/cuda_reference" --ignored --nocapture
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_W8A8=1 step cuda_engine_moe_w8a8 \
-        "$dev/cuda_engine" --ignored --nocapture
 }
 
 # a model with Llama-3.1-8B's widths and vocabulary, 4 layers, made by transformers here, against
@@ -303,22 +298,19 @@ bench_moe() {
         --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 --num-iters-warmup 0
-    # the experts in W8A8 on the FP8 tensor cores (moe_expert_w8a8: inputs quantized to e4m3,
-    # weights never converted) instead of moe_expert_pipe's e4m3 weights scaled to bf16
-    FERRUM_CUDA_MOE_W8A8=1 step bench_decode_qwen3moe_fp8_b128_w8a8 "$dev/ferrum" "${fp8[@]}" \
+    # the experts' e4m3 weights scaled to bf16 for WMMA (moe_expert_pipe) instead of W8A8 on the
+    # FP8 tensor cores (moe_expert_w8a8, the default); at 16 and 64 sequences too
+    FERRUM_CUDA_MOE_W8A8=0 step bench_decode_qwen3moe_fp8_b128_dequant "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
-    FERRUM_CUDA_MOE_W8A8=1 FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8_b128_w8a8 \
-        "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 --output-len 40 --num-iters 1 \
-        --num-iters-warmup 0
     for b in 16 64; do
-        for w in "" 1; do
-            FERRUM_CUDA_MOE_W8A8=$w step bench_decode_qwen3moe_fp8_b$b${w:+_w8a8} "$dev/ferrum" \
+        for w in "" 0; do
+            FERRUM_CUDA_MOE_W8A8=$w step bench_decode_qwen3moe_fp8_b$b${w:+_dequant} "$dev/ferrum" \
                 "${fp8[@]}" --batch-size $b --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
         done
     done
-    # the experts' weights staged through registers (moe_expert_mma) instead of streamed through
-    # asynchronous copies (moe_expert_pipe, the default)
-    FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \
+    # of the dequantizing kernels, the experts' weights staged through registers (moe_expert_mma)
+    # instead of streamed through asynchronous copies (moe_expert_pipe)
+    FERRUM_CUDA_MOE_W8A8=0 FERRUM_CUDA_MOE_PIPE=0 step bench_decode_qwen3moe_fp8_b128_mma "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
@@ -329,10 +321,6 @@ bench_moe() {
     # copy) instead of one cuBLASLt GEMM per expert from the host
     FERRUM_CUDA_MOE_DEVICE_GROUPED=1000000 step bench_prefill_qwen3moe_fp8_device_grouped "$dev/ferrum" \
         "${fp8[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
-        --num-iters-warmup 1
-    # and so in W8A8 on the tensor cores (moe_expert_w8a8, passes of 32 pairs)
-    FERRUM_CUDA_MOE_DEVICE_GROUPED=1000000 FERRUM_CUDA_MOE_W8A8=1 step bench_prefill_qwen3moe_fp8_device_grouped_w8a8 \
-        "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
         --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0

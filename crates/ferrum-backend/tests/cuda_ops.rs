@@ -460,7 +460,9 @@ fn cuda_ops_match_the_cpu_backend() {
         compare(&format!("{name}, fused vs ops"), &ops, &b, 1e-2);
     }
 
-    // routed experts: both routers, odd token counts, most experts idle at one token
+    // routed experts: both routers, odd token counts, most experts idle at one token (the
+    // dequantizing expert kernels: the W8A8 one, the default on sm_89 and up, is checked below)
+    g.set_moe_w8a8(false);
     let (hidden, inter, n_experts, top_k) = (256usize, 96usize, 16usize, 4usize);
     let gates = expert_weights(&mut rng, n_experts, hidden, inter, false);
     // the same shapes in block-FP8 (as Qwen3-30B-A3B-FP8's experts)
@@ -612,15 +614,18 @@ fn cuda_ops_match_the_cpu_backend() {
             );
             // the same quantized inputs through the host-grouped path's per-expert W8A8 GEMMs
             // (cuBLASLt on Hopper; both projections' rows whole 128-row tiles at inter 128):
-            // only the sums' order differs
+            // bit for bit on the emulator (whose cuBLASLt sums in f32 as this kernel does); on
+            // an H200 cuBLASLt's FP8 GEMM sums otherwise, 0.8–1.9 % of the scale apart, and a
+            // gate/up output rounded the other way can move an activation's e4m3 code
             if inter == 128 && g.w8a8_fp8() {
                 g.set_moe_device_grouped_max(Some(0));
                 let lt = moe(&mut g, &fp8_gates, None, &d, &x, &logits, rows);
                 g.set_moe_device_grouped_max(None);
-                compare(&format!("{label}, vs cuBLASLt's W8A8"), &lt, &w8, 1e-2);
+                compare(&format!("{label}, vs cuBLASLt's W8A8"), &lt, &w8, 3e-2);
             }
         }
     }
+    g.set_moe_w8a8(true); // the default again
     // both routers over more experts than a warp has lanes (several in a lane's registers; the
     // sigmoid's groups straddling lanes): 160 experts as GLM-4.5, groups of 20, top 8
     {
