@@ -247,12 +247,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # one token's top-k in the router GEMV's last block (one launch fewer a layer)
-    FERRUM_CUDA_ROUTE_FOLD=1 step bench_decode_qwen3moe_fp8_route_fold "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_ROUTE_FOLD=1 step generate_qwen3_moe_fp8_route_fold "$dev/ferrum" generate --device cuda \
-        --model crates/ferrum-models/tests/fixtures/hf/qwen3_moe_fp8/model --tokenizer .device/tokenizers/qwen3 \
-        --prompt "1 2 3" --max-tokens 16
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the

@@ -191,30 +191,6 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
     else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
 
-// One token's router and its top-k in one launch (opt-in `FERRUM_CUDA_ROUTE_FOLD=1`): each block
-// its share of `gemv_norm` (the MoE block's pre-norm, then its rows of the logits), then the last
-// block to finish, counted in `done` (which it leaves at zero for the next launch), routes the
-// token over the logits every block wrote, read past L1. One launch and one wait fewer a layer
-// than `gemv_norm_half` and `moe_route_softmax`; unlike the routing inside the gate/up GEMV that
-// lost (768 blocks each repeating the top-k before their first load), one block routes, once.
-template <typename T, int SLOTS>
-__device__ void route_last_block(const T* logits, u32* ids, float* w, int n_experts, int top_k, int norm,
-                                 int* done) {
-    __shared__ int last;
-    __shared__ T lg[32 * SLOTS];
-    __threadfence();  // this block's logits, visible to whichever block is last
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        last = atomicAdd(done, 1) == (int)gridDim.x - 1;
-        if (last) *done = 0;
-    }
-    __syncthreads();
-    if (!last) return;
-    for (int e = threadIdx.x; e < n_experts; e += blockDim.x) lg[e] = __ldcg(logits + e);
-    __syncthreads();
-    if (threadIdx.x < 32) route_softmax_warp<T, SLOTS>(lg, ids, w, n_experts, top_k, norm);
-}
-
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
 // a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
 // folded in (at batch 1 each launch costs more than its math). `W` is T rows, or fp8
@@ -704,14 +680,6 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                                                      int n_experts, int top_k, int norm) {                 \
         grid_dependency();                                                                                 \
         ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, norm)    \
-    }                                                                                                      \
-    extern "C" __global__ void gemv_norm_route_softmax_##S(const T* x, const T* y, const T* g, float eps,  \
-                                                           T* sum, T* normed, const T* w, T* logits, int n, \
-                                                           int k, int split, u32* ids, float* weights,      \
-                                                           int top_k, int norm, int* done) {                \
-        launch_dependents();                                                                               \
-        gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, logits, n, k, split);                   \
-        ROUTE_DISPATCH(route_last_block, T, n, logits, ids, weights, n, top_k, norm, done)                 \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
                                                      int tokens, int n_experts, int top_k, int n_group,    \

@@ -397,27 +397,6 @@ pub trait Backend: Weights {
         self.linear(x, rows, w, gate_up);
         self.silu_mul(gate_up, rows, inter, act);
     }
-    /// A MoE block's pre-norm and router ([`Backend::norm_linear`] into `logits`). A backend
-    /// may route here too (the CUDA one at one row with softmax routing, opt-in
-    /// `FERRUM_CUDA_ROUTE_FOLD=1`: the top-k in the router GEMV's last block), keeping the
-    /// choice in `scratch` for the [`Backend::moe`] call that follows, which then takes it.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_router(
-        &self,
-        x: &Self::Buf,
-        y: Option<&Self::Buf>,
-        g: &Self::Vector,
-        eps: f32,
-        rows: usize,
-        sum: &mut Self::Buf,
-        normed: &mut Self::Buf,
-        router: &Self::Weight,
-        logits: &mut Self::Buf,
-        _d: &MoeDims,
-        _scratch: &mut Self::MoeScratch,
-    ) {
-        self.norm_linear(x, y, g, eps, rows, sum, normed, router, logits);
-    }
     /// Routed experts: routing from `router_logits` (`rows × n_experts`), the chosen experts'
     /// SwiGLU MLPs, and their weighted sum into `out`.
     #[allow(clippy::too_many_arguments)]

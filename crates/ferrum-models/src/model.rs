@@ -20,6 +20,7 @@ pub struct CausalLm<W: Weights> {
 #[derive(Clone, Copy)]
 pub enum NormOut {
     Qkv,
+    RouterLogits,
     GateUp,
 }
 
@@ -158,55 +159,19 @@ impl<B: Backend> Workspace<B> {
             normed,
             proj,
             qkv,
+            router_logits,
             gate_up,
             ..
         } = self;
         let out = match out {
             NormOut::Qkv => qkv,
+            NormOut::RouterLogits => router_logits,
             NormOut::GateUp => gate_up,
         };
         be.norm_linear(x, add.then_some(&*proj), g, eps, t, x_next, normed, w, out);
         if add {
             self.advance();
         }
-    }
-
-    /// A MoE block's pre-norm and router ([`Backend::norm_router`]): as
-    /// [`Workspace::norm_linear`] with the previous block's output added, into
-    /// `router_logits` (and, where the backend routes there too, its choice into the scratch).
-    pub fn norm_router(
-        &mut self,
-        be: &B,
-        g: &B::Vector,
-        eps: f32,
-        t: usize,
-        router: &B::Weight,
-        d: &MoeDims,
-    ) {
-        let Workspace {
-            x,
-            x_next,
-            normed,
-            proj,
-            router_logits,
-            moe,
-            ..
-        } = self;
-        let scratch = moe.as_mut().expect("an MoE model has MoE scratch");
-        be.norm_router(
-            x,
-            Some(&*proj),
-            g,
-            eps,
-            t,
-            x_next,
-            normed,
-            router,
-            router_logits,
-            d,
-            scratch,
-        );
-        self.advance();
     }
 
     /// Bytes of activations per token of the largest step, f32 (the profile of a forward: it

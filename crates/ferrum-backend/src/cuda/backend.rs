@@ -574,7 +574,7 @@ impl Backend for CudaBackend {
         if !self.norm_gemv_fits(g, rows, w) {
             return crate::backend::norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
         }
-        self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out, Vec::new()));
+        self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out));
     }
 
     fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {
@@ -687,29 +687,6 @@ impl Backend for CudaBackend {
         act: &mut CudaBuf,
     ) {
         self.record(self.linear_swiglu_into(x, rows, w, inter, gate_up, act));
-    }
-
-    fn norm_router(
-        &self,
-        x: &CudaBuf,
-        y: Option<&CudaBuf>,
-        g: &CudaVector,
-        eps: f32,
-        rows: usize,
-        sum: &mut CudaBuf,
-        normed: &mut CudaBuf,
-        router: &CudaWeight,
-        logits: &mut CudaBuf,
-        d: &MoeDims,
-        scratch: &mut CudaMoeScratch,
-    ) {
-        let fused =
-            self.norm_router_fused(x, y, g, eps, rows, sum, normed, router, logits, d, scratch);
-        match fused {
-            Ok(true) => {}
-            Ok(false) => self.norm_linear(x, y, g, eps, rows, sum, normed, router, logits),
-            Err(e) => self.record(Err(e)),
-        }
     }
 
     fn moe(

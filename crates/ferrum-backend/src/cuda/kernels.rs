@@ -82,7 +82,6 @@ pub const FILES: &[KernelFile] = &[
         parts: &[
             &[
                 "moe_route_softmax",
-                "gemv_norm_route_softmax",
                 "moe_route_sigmoid",
                 "moe_gemv_swiglu",
                 "moe_gemv_swiglu_fp8",

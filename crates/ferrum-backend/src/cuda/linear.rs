@@ -6,7 +6,7 @@
 //! cuBLAS GEMM (compute-bound there, so reading the weight twice costs little). The scratch is
 //! sized at load, by the largest FP8 weight, so a forward allocates nothing.
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Result, anyhow};
 use cudarc::cublas::sys as blas;
 use cudarc::driver::LaunchConfig;
 
@@ -229,9 +229,7 @@ impl CudaBackend {
     }
 
     /// `gemv_norm` (the prelude): each block computes the pre-norm into shared memory (k values
-    /// of T) and runs the one-row GEMV over it, writing its slice of `sum` and `normed`. With
-    /// `route` (a half router's arguments after the GEMV's: ids, weights, top_k, norm, done),
-    /// `gemv_norm_route_softmax` (moe.cu): the last block then routes the token.
+    /// of T) and runs the one-row GEMV over it, writing its slice of `sum` and `normed`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_gemv(
         &self,
@@ -243,7 +241,6 @@ impl CudaBackend {
         normed: &mut CudaBuf,
         w: &CudaWeight,
         out: &mut CudaBuf,
-        route: Vec<Arg>,
     ) -> Result<()> {
         use Arg::{F, I, P};
         let split = self.gemv_split(w);
@@ -262,27 +259,15 @@ impl CudaBackend {
                 "gemv_norm_fp8",
                 vec![P(self.ptr(codes)), P(self.ptr(scales)), I(*bk as i32)],
             ),
-            WeightData::Half(m) if !route.is_empty() => {
-                ("gemv_norm_route_softmax", vec![P(self.ptr(m))])
-            }
             WeightData::Half(m) => ("gemv_norm_half", vec![P(self.ptr(m))]),
         };
-        ensure!(
-            route.is_empty() || kernel == "gemv_norm_route_softmax",
-            "the router's top-k folds into half router weights only"
-        );
         let tail = [
             P(self.ptr(&out.mem)),
             I(w.rows as i32),
             I(w.k as i32),
             I(split as i32),
         ];
-        let args: Vec<Arg> = input
-            .into_iter()
-            .chain(weight)
-            .chain(tail)
-            .chain(route)
-            .collect();
+        let args: Vec<Arg> = input.into_iter().chain(weight).chain(tail).collect();
         let label = || format!("norm + linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
         let cfg = LaunchConfig {
             shared_mem_bytes: 2 * w.k as u32,

@@ -93,10 +93,6 @@ pub struct CudaMoeScratch {
     q: CudaSlice<u8>,
     q_scales: CudaSlice<f32>,
     max_tokens: usize,
-    /// The blocks of `gemv_norm_route_softmax` done so far (its last one resets it), and
-    /// whether it has routed the step's token for the `moe` call that follows.
-    done: CudaSlice<i32>,
-    routed: bool,
 }
 
 impl CudaBackend {
@@ -171,52 +167,7 @@ impl CudaBackend {
             q: self.stream.alloc_zeros(q_bytes)?,
             q_scales: self.stream.alloc_zeros(q_blocks)?,
             max_tokens,
-            done: self.stream.alloc_zeros(1)?,
-            routed: false,
         })
-    }
-
-    /// `Backend::norm_router` at one token with softmax routing and `route_fold`: the pre-norm,
-    /// the (half) router and the top-k into `s` in one launch (`gemv_norm_route_softmax`);
-    /// false where that does not apply (the caller then runs `norm_linear`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn norm_router_fused(
-        &self,
-        x: &CudaBuf,
-        y: Option<&CudaBuf>,
-        g: &CudaVector,
-        eps: f32,
-        rows: usize,
-        sum: &mut CudaBuf,
-        normed: &mut CudaBuf,
-        router: &CudaWeight,
-        logits: &mut CudaBuf,
-        d: &MoeDims,
-        s: &mut CudaMoeScratch,
-    ) -> Result<bool> {
-        use Arg::{I, P};
-        let Routing::Softmax { norm_topk_prob } = d.routing else {
-            return Ok(false);
-        };
-        if !self.tune.route_fold
-            || !matches!(router.data, WeightData::Half(_))
-            || !self.norm_gemv_fits(g, rows, router)
-            || router.rows != d.n_experts
-            || d.n_experts > ROUTE_MAX_EXPERTS
-            || d.top_k > 32
-        {
-            return Ok(false);
-        }
-        let route = vec![
-            P(self.ptr(&s.ids)),
-            P(self.ptr(&s.weights)),
-            I(d.top_k as i32),
-            I(norm_topk_prob as i32),
-            P(self.ptr(&s.done)),
-        ];
-        self.norm_gemv(x, y, g, eps, sum, normed, router, logits, route)?;
-        s.routed = true;
-        Ok(true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -232,9 +183,6 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{F, I, P};
-        // routed already, in the router's GEMV (`norm_router`): taken first, so that no error
-        // below leaves it standing for a later step
-        let routed = std::mem::take(&mut s.routed);
         if rows > s.max_tokens
             || d.top_k > 32
             || d.n_experts != ex.n
@@ -259,7 +207,6 @@ impl CudaBackend {
         };
         let logits = P(self.ptr(&router_logits.mem));
         match d.routing {
-            _ if routed => {}
             Routing::Softmax { norm_topk_prob } => {
                 let args = [
                     logits,

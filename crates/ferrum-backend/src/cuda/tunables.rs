@@ -43,10 +43,6 @@ pub(super) struct Tunables {
     /// takes `moe_expert_pipe`. On an H200 Qwen3-30B-A3B FP8's experts at 128 tokens took 297
     /// µs a call against 514, 128 sequences of 512 in / 128 out 6540 tok/s against 4238.
     pub moe_w8a8: bool,
-    /// One token's top-k in the last block of its router's GEMV (`gemv_norm_route_softmax`:
-    /// softmax routing, the router's pre-norm fused; `FERRUM_CUDA_ROUTE_FOLD=1`, not yet
-    /// measured) instead of a `moe_route_softmax` launch after it.
-    pub route_fold: bool,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
     /// decode GEMVs, `qkv_to_cache` and the decode attention load what no kernel of the step
@@ -127,7 +123,6 @@ impl Tunables {
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             moe_w8a8: capability >= (8, 9) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
-            route_fold: env_is("FERRUM_CUDA_ROUTE_FOLD", "1"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -201,12 +196,6 @@ impl CudaBackend {
     /// op tests compare the two paths.
     pub fn set_moe_device_grouped_max(&mut self, tokens: Option<usize>) {
         self.tune.moe_device_grouped_max = tokens.unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS);
-    }
-
-    /// Whether one token's top-k runs in its router GEMV's last block
-    /// (`FERRUM_CUDA_ROUTE_FOLD=1`); the op tests check both.
-    pub fn set_route_fold(&mut self, on: bool) {
-        self.tune.route_fold = on;
     }
 
     /// Whether decode steps of few (token, kv head) blocks take the per-group kernel with the keys
