@@ -315,7 +315,8 @@ impl CudaBackend {
     }
 
     /// The pairs grouped by expert on the device, then per chosen expert one pass over its rows
-    /// for up to 64 of its pairs on the tensor cores (`moe_expert_mma`), into `s.y` in pair order.
+    /// for up to 32 of its pairs on the tensor cores (block-FP8: `moe_expert_w8a8`; else
+    /// `moe_expert_pipe`, or `moe_expert_mma` for 64), into `s.y` in pair order.
     fn experts_device_grouped(
         &self,
         x: &CudaBuf,
@@ -397,11 +398,11 @@ impl CudaBackend {
     }
 
     /// One device-grouped expert projection in W8A8 (`moe_expert_w8a8`) where it applies
-    /// (`tune.moe_w8a8`, block-FP8 weights with scale blocks of 128 and rows of whole blocks,
-    /// the inputs fitting the scratch `q`: codes, their bytes, scales): the inputs, `x.1` rows
-    /// of which pair p reads row p / `x.2`, quantized per 128 columns, then the kernel. False
-    /// where it does not apply. `group`: the experts, and the device grouping's offsets and
-    /// sorted pairs.
+    /// (`tune.moe_w8a8`, block-FP8 weights with scale blocks of 128 and row lengths a multiple
+    /// of 128, the inputs fitting the scratch `q`: codes, their bytes, scales): the inputs,
+    /// `x.1` rows of which pair p reads row p / `x.2`, quantized per 128 columns, then the
+    /// kernel. False where it does not apply. `group`: the experts, and the device grouping's
+    /// offsets and sorted pairs.
     #[allow(clippy::too_many_arguments)]
     fn experts_w8a8(
         &self,

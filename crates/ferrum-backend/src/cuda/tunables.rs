@@ -37,11 +37,12 @@ pub(super) struct Tunables {
     /// sequences: 4175 tok/s against 3125 with `moe_expert_mma` on an H100);
     /// `FERRUM_CUDA_MOE_PIPE=0` takes `moe_expert_mma` everywhere.
     pub moe_pipe: bool,
-    /// Block-FP8 device-grouped experts (scale blocks of 128, rows of whole blocks) in W8A8 on
-    /// the FP8 tensor cores (`moe_expert_w8a8`, compute capability 8.9 and up): their inputs
-    /// quantized to e4m3 per 128 columns, the weights never converted; `FERRUM_CUDA_MOE_W8A8=0`
-    /// takes `moe_expert_pipe`. On an H200 Qwen3-30B-A3B FP8's experts at 128 tokens took 297
-    /// µs a call against 514, 128 sequences of 512 in / 128 out 6540 tok/s against 4238.
+    /// Block-FP8 device-grouped experts (scale blocks of 128, row lengths a multiple of 128) in
+    /// W8A8 on the FP8 tensor cores (`moe_expert_w8a8`, compute capability 8.9 and up): their
+    /// inputs quantized to e4m3 per 128 columns, the weights never converted;
+    /// `FERRUM_CUDA_MOE_W8A8=0` takes `moe_expert_pipe`. On an H200 Qwen3-30B-A3B FP8's experts
+    /// at 128 tokens took 297 µs a call against 514, 128 sequences of 512 in / 128 out 6540
+    /// tok/s against 4238.
     pub moe_w8a8: bool,
     /// Kernels launched with programmatic dependent launch (compute capability 9.0 and up;
     /// `FERRUM_CUDA_PDL=0` off): each launch overlaps the tail of the kernel before it, and the
