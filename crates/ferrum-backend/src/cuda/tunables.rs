@@ -84,6 +84,12 @@ pub(super) struct Tunables {
     pub skip: Vec<String>,
 }
 
+/// Whether a GPU of this compute capability has FP8 tensor cores (`mma` on e4m3: sm_89 and up),
+/// which `moe_expert_w8a8` needs.
+fn fp8_mma(capability: (i32, i32)) -> bool {
+    capability >= (8, 9)
+}
+
 /// Whether environment variable `name` is set to `value`.
 fn env_is(name: &str, value: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == value)
@@ -123,7 +129,7 @@ impl Tunables {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MOE_DEVICE_GROUPED_MAX_TOKENS),
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
-            moe_w8a8: capability >= (8, 9) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
+            moe_w8a8: fp8_mma(capability) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
@@ -183,7 +189,7 @@ impl CudaBackend {
     /// default; never before compute capability 8.9) or dequantize (`FERRUM_CUDA_MOE_W8A8=0`);
     /// the op tests check both.
     pub fn set_moe_w8a8(&mut self, on: bool) {
-        self.tune.moe_w8a8 = on && self.gpu.capability >= (8, 9);
+        self.tune.moe_w8a8 = on && fp8_mma(self.gpu.capability);
     }
 
     /// Whether block-FP8 device-grouped experts run in W8A8 (off before compute capability 8.9,
