@@ -29,7 +29,7 @@ fn every_kernel_compiles_for_ampere_and_hopper() {
             // every program at once for one dtype, as a backend's first start compiles them
             let programs = kernels::programs();
             let t = std::time::Instant::now();
-            let all = nvrtc::compile_all(&programs, dtype, arch);
+            let all = nvrtc::compile_all(&programs, dtype, "", arch);
             eprintln!(
                 "nvrtc {major}.{minor}: {} programs for {arch}, {dtype} in {:.2?}",
                 all.len(),
@@ -49,9 +49,29 @@ fn every_kernel_compiles_for_ampere_and_hopper() {
             }
         }
     }
+    // the GEMVs with the L2 prefetch compiled in (FERRUM_CUDA_L2_PREFETCH=ahead; Hopper's bulk
+    // prefetch, nothing before it): they compile, and to other code than without it
+    let gemvs: Vec<_> = kernels::programs()
+        .into_iter()
+        .filter(|p| p.functions.iter().any(|f| f.contains("gemv")))
+        .collect();
+    assert_eq!(gemvs.len(), 2, "linear.cu and moe.cu's first part");
+    let plain = nvrtc::compile_all(&gemvs, "bf16", "", "sm_90a");
+    let prefetch = nvrtc::compile_all(&gemvs, "bf16", &kernels::defines(2), "sm_90a");
+    for ((p, a), b) in gemvs.iter().zip(plain).zip(prefetch) {
+        let (a, b) = (
+            a.unwrap(),
+            b.unwrap_or_else(|e| panic!("{} with the prefetch: {e:#}", p.name())),
+        );
+        assert!(
+            a.image != b.image,
+            "{}: FERRUM_L2_PREFETCH changed nothing",
+            p.name()
+        );
+    }
     // the second time comes from the cache, byte for byte
     let p = &kernels::programs()[0];
-    let (name, src) = (p.name(), p.source("bf16"));
+    let (name, src) = (p.name(), p.source("bf16", ""));
     assert!(nvrtc::is_cached(&name, &src, "sm_90a"));
     let again = nvrtc::compile(&name, &src, "sm_90a").unwrap();
     assert!(again.cached);

@@ -133,6 +133,16 @@ pub const FILES: &[KernelFile] = &[
     },
 ];
 
+/// The defines of the compile-time tunables (whole lines before the prelude, part of the kernel
+/// cache's key through the source): `l2_prefetch` 0 (none), 1 or 2 (`FERRUM_L2_PREFETCH`, see
+/// the prelude's `prefetch_rows`).
+pub fn defines(l2_prefetch: u8) -> String {
+    match l2_prefetch {
+        0 => String::new(),
+        level => format!("#define FERRUM_L2_PREFETCH {level}\n"),
+    }
+}
+
 /// One NVRTC program: a file, or one part of a file of several.
 pub struct Program {
     pub file: &'static KernelFile,
@@ -171,12 +181,12 @@ impl Program {
 
     /// The source NVRTC compiles for activations of `dtype` (one of [`DTYPES`]; the entry
     /// points instantiated for it alone, as a backend runs one dtype): the dtype's and the
-    /// part's defines, the prelude, then the file (a `#line` keeps error lines pointing into the
-    /// file).
-    pub fn source(&self, dtype: &str) -> String {
+    /// part's defines, the tunables' (`defines`, whole lines: `Tunables::kernel_defines`), the
+    /// prelude, then the file (a `#line` keeps error lines pointing into the file).
+    pub fn source(&self, dtype: &str, defines: &str) -> String {
         let only = dtype.to_uppercase();
         format!(
-            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
+            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{defines}{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
             self.part, self.file.name, self.file.src
         )
     }

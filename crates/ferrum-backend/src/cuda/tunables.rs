@@ -78,6 +78,11 @@ pub(super) struct Tunables {
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
     /// `CudaBackend::new`. Not measured on a GPU yet (`serve_8b_cold*` in gpu-check).
     pub compile_async: bool,
+    /// The GEMVs ask the L2 for their blocks' weight rows before they wait for the kernel before
+    /// them (`FERRUM_CUDA_L2_PREFETCH=own`), and at `ahead` for the rows of the block half a
+    /// grid later too where a launch reads at most 40 MB (`prefetch_rows` in the prelude):
+    /// compiled in (`kernel_defines`), Hopper's bulk prefetch. Opt-in until measured.
+    pub l2_prefetch: u8,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -136,8 +141,18 @@ impl Tunables {
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
             norm_gemv_fp8: env_is("FERRUM_CUDA_NORM_GEMV", "all"),
             compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
+            l2_prefetch: match std::env::var("FERRUM_CUDA_L2_PREFETCH").as_deref() {
+                Ok("own") => 1,
+                Ok("ahead") => 2,
+                _ => 0,
+            },
             skip: skipped(),
         }
+    }
+
+    /// The defines the kernels compile with for these choices.
+    pub(super) fn kernel_defines(&self) -> String {
+        super::kernels::defines(self.l2_prefetch)
     }
 }
 
