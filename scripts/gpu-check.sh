@@ -203,6 +203,18 @@ bench_dense() {
     for p in own ahead; do
         FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_8b_prefetch_$p "$dev/ferrum" "${b1[@]}"
     done
+    # what each kernel costs inside the decode graph, as ablate_qwen3moe_fp8_* (8 layers, batch
+    # 1, FERRUM_CUDA_SKIP; timing only): the decode attention, the rotary + cache write, silu_mul,
+    # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head), and with the
+    # L2 prefetch
+    local l8=(--hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 128
+        --num-iters 3 --num-iters-warmup 1)
+    local a ablations=(none: attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
+        cache:qkv_to_cache silu:silu_mul rows:gemv_half_row)
+    for a in "${ablations[@]}"; do
+        FERRUM_CUDA_SKIP=${a#*:} step ablate_8b_${a%%:*} "$dev/ferrum" bench latency "${LLAMA[@]}" "${l8[@]}"
+    done
+    FERRUM_CUDA_L2_PREFETCH=ahead step ablate_8b_none_prefetch "$dev/ferrum" bench latency "${LLAMA[@]}" "${l8[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
