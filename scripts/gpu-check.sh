@@ -109,8 +109,9 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
-    # every op with the GEMVs' L2 prefetch compiled in (a hint: the same values, no fault)
-    FERRUM_CUDA_L2_PREFETCH=ahead step cuda_ops_prefetch "$dev/cuda_ops" --ignored --nocapture
+    # every op with the GEMVs' L2 prefetch compiled in (a hint: the same values, no fault) and
+    # three rows a warp in the batch-1 expert GEMVs
+    FERRUM_CUDA_L2_PREFETCH=ahead FERRUM_CUDA_MOE_ROWS=3 step cuda_ops_prefetch "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -267,10 +268,15 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the GEMVs' (and the batch-1 experts') L2 prefetch, as bench_decode_8b_prefetch_*
+    # the GEMVs' (and the batch-1 experts') L2 prefetch, as bench_decode_8b_prefetch_*; three
+    # rows a warp in the batch-1 expert GEMVs (gate/up in one wave), alone and with the prefetch
     for p in own ahead; do
         FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_qwen3moe_fp8_prefetch_$p "$dev/ferrum" "${fp8[@]}" \
             --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    done
+    for p in "" ahead; do
+        FERRUM_CUDA_MOE_ROWS=3 FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_qwen3moe_fp8_moe_rows3${p:+_prefetch_$p} \
+            "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     done
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the

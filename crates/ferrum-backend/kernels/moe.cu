@@ -209,7 +209,10 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 // weight load in flight at once): on an H100 Qwen3-30B-A3B FP8's batch-1 experts took 31.2 µs a
 // layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
 // with 4 (94 registers); 39.4 before the loads were issued ahead.
+// (2 unless the host compiles another in: `FERRUM_CUDA_MOE_ROWS`, cuda/tunables.rs)
+#ifndef MOE_GEMV_ROWS
 #define MOE_GEMV_ROWS 2
+#endif
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {

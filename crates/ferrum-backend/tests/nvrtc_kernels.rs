@@ -49,25 +49,27 @@ fn every_kernel_compiles_for_ampere_and_hopper() {
             }
         }
     }
-    // the GEMVs with the L2 prefetch compiled in (FERRUM_CUDA_L2_PREFETCH=ahead; Hopper's bulk
-    // prefetch, nothing before it): they compile, and to other code than without it
+    // the GEMVs with the compile-time tunables' other choices (FERRUM_CUDA_L2_PREFETCH=ahead:
+    // Hopper's bulk prefetch, nothing before it; FERRUM_CUDA_MOE_ROWS=3): they compile, and to
+    // other code than without them
     let gemvs: Vec<_> = kernels::programs()
         .into_iter()
         .filter(|p| p.functions.iter().any(|f| f.contains("gemv")))
         .collect();
     assert_eq!(gemvs.len(), 2, "linear.cu and moe.cu's first part");
+    let tuned = kernels::Defines {
+        l2_prefetch: 2,
+        moe_gemv_rows: 3,
+    };
     let plain = nvrtc::compile_all(&gemvs, "bf16", "", "sm_90a");
-    let prefetch = nvrtc::compile_all(&gemvs, "bf16", &kernels::defines(2), "sm_90a");
-    for ((p, a), b) in gemvs.iter().zip(plain).zip(prefetch) {
+    let other = nvrtc::compile_all(&gemvs, "bf16", &tuned.lines(), "sm_90a");
+    for ((p, a), b) in gemvs.iter().zip(plain).zip(other) {
+        let name = p.name();
         let (a, b) = (
             a.unwrap(),
-            b.unwrap_or_else(|e| panic!("{} with the prefetch: {e:#}", p.name())),
+            b.unwrap_or_else(|e| panic!("{name} with {tuned:?}: {e:#}")),
         );
-        assert!(
-            a.image != b.image,
-            "{}: FERRUM_L2_PREFETCH changed nothing",
-            p.name()
-        );
+        assert!(a.image != b.image, "{name}: {tuned:?} changed nothing");
     }
     // the second time comes from the cache, byte for byte
     let p = &kernels::programs()[0];

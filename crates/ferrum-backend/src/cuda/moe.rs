@@ -20,8 +20,6 @@ use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
 /// Tokens up to which the experts run as per-pair GEMVs.
 pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
 
-/// Consecutive rows a warp of the per-pair GEMVs (`MOE_GEMV_ROWS` in moe.cu).
-const MOE_GEMV_ROWS: usize = 2;
 /// Tokens up to which the pairs are grouped on the device by default; above, GEMMs per expert.
 pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
 use crate::backend::{MoeDims, Routing};
@@ -284,7 +282,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: (
                 (rows * k) as u32,
-                ex.inter.div_ceil(4 * MOE_GEMV_ROWS) as u32,
+                ex.inter.div_ceil(4 * self.tune.moe_gemv_rows) as u32,
                 1,
             ),
             block_dim: (256, 1, 1),
@@ -304,9 +302,14 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
+        // a block per `moe_gemv_rows` output rows (MOE_GEMV_ROWS in moe.cu), the token's
+        // experts dealt to up to eight warps
         let cfg = LaunchConfig {
-            grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
+            grid_dim: (
+                rows as u32,
+                ex.hidden.div_ceil(self.tune.moe_gemv_rows) as u32,
+                1,
+            ),
             block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };

@@ -83,6 +83,10 @@ pub(super) struct Tunables {
     /// grid later too where a launch reads at most 40 MB (`prefetch_rows` in the prelude):
     /// compiled in (`kernel_defines`), Hopper's bulk prefetch. Opt-in until measured.
     pub l2_prefetch: u8,
+    /// Consecutive rows a warp of the batch-1 expert GEMVs (`MOE_GEMV_ROWS`, compiled in): 2, or
+    /// 1 to 4 with `FERRUM_CUDA_MOE_ROWS=N` (3: Qwen3-30B-A3B's gate/up in one wave of 512
+    /// blocks, its down in 683 blocks instead of 1024). Opt-in until measured.
+    pub moe_gemv_rows: usize,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -146,13 +150,22 @@ impl Tunables {
                 Ok("ahead") => 2,
                 _ => 0,
             },
+            moe_gemv_rows: std::env::var("FERRUM_CUDA_MOE_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|r| (1..=4).contains(r))
+                .unwrap_or(2),
             skip: skipped(),
         }
     }
 
     /// The defines the kernels compile with for these choices.
     pub(super) fn kernel_defines(&self) -> String {
-        super::kernels::defines(self.l2_prefetch)
+        super::kernels::Defines {
+            l2_prefetch: self.l2_prefetch,
+            moe_gemv_rows: self.moe_gemv_rows,
+        }
+        .lines()
     }
 }
 
