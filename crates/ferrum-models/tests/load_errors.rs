@@ -8,13 +8,35 @@ fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/qwen2/model")
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ferrum-load-errors-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A test's folder in the temp dir, removed when the test is done with it.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
 }
 
-fn with_weights(tag: &str, bytes: &[u8]) -> PathBuf {
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
+    let d = std::env::temp_dir().join(format!("ferrum-load-errors-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    Scratch(d)
+}
+
+fn with_weights(tag: &str, bytes: &[u8]) -> Scratch {
     let d = scratch(tag);
     std::fs::copy(fixture_dir().join("config.json"), d.join("config.json")).unwrap();
     std::fs::write(d.join("model.safetensors"), bytes).unwrap();

@@ -133,6 +133,7 @@ fn prompts_file_answers_in_input_order_with_counters() {
         counters["prefix_cache_queries"].as_u64().unwrap()
             > counters["prefix_cache_hits"].as_u64().unwrap()
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -157,4 +158,5 @@ fn bad_input_gets_a_clear_error() {
     );
     let out = ferrum(&["generate", "--model", "/nonexistent.gguf", "--prompt", "hi"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.gguf does not exist"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
