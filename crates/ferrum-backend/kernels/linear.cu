@@ -229,8 +229,7 @@ __device__ void gemv_swiglu(const T* x, const W* w, const float* s, T* act, int 
     const int j = blockIdx.x * 4 + (warp >> 1), is_up = warp & 1;
     __shared__ float up[4];
     if (threadIdx.x == 0) {  // the block's four gate rows and four up rows (as prefetch_block_rows)
-        const i64 half = (gridDim.x + 1) / 2, ahead = blockIdx.x < half ? half * 4 : 0;
-        const i64 bytes = 2 * (i64)inter * k * (i64)sizeof(W);
+        const i64 ahead = ahead_rows(blockIdx.x, gridDim.x, 4), bytes = 2 * (i64)inter * k * (i64)sizeof(W);
         prefetch_rows(w, k, blockIdx.x * 4, 4, inter, ahead, bytes);
         prefetch_rows(w + (i64)inter * k, k, blockIdx.x * 4, 4, inter, ahead, bytes);
     }
@@ -361,7 +360,7 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_half_##S(const T* x, const T* y, const T* g, float eps, T* sum,    \
                                                   T* normed, const T* w, T* out, int n, int k, int split) { \
-        launch_dependents();                                                                                \
+        launch_dependents();                                                                               \
         gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, out, n, k, split);                      \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_fp8_##S(const T* x, const T* y, const T* g, float eps, T* sum,     \

@@ -223,7 +223,7 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
     const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
     if (threadIdx.x == 0) {  // the block's gate rows and up rows (as prefetch_block_rows, in y)
         const W* e = w + (i64)ids[p] * 2 * inter * k;
-        const i64 rb = 4 * RB, half = (gridDim.y + 1) / 2, ahead = blockIdx.y < half ? half * rb : 0;
+        const i64 rb = 4 * RB, ahead = ahead_rows(blockIdx.y, gridDim.y, rb);
         const i64 bytes = (i64)gridDim.x * 2 * inter * k * (i64)sizeof(W);
         prefetch_rows(e, k, blockIdx.y * rb, rb, inter, ahead, bytes);
         prefetch_rows(e + (i64)inter * k, k, blockIdx.y * rb, rb, inter, ahead, bytes);
@@ -253,7 +253,7 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
     __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
     if ((int)threadIdx.x < top_k) {  // the block's rows of each of the token's experts
-        const i64 half = (gridDim.y + 1) / 2, ahead = blockIdx.y < half ? half * RB : 0;
+        const i64 ahead = ahead_rows(blockIdx.y, gridDim.y, RB);
         const i64 bytes = (i64)gridDim.x * top_k * rows * k * (i64)sizeof(W);
         prefetch_rows(w + (i64)ids[t * top_k + threadIdx.x] * rows * k, k, r0, RB, rows, ahead, bytes);
     }

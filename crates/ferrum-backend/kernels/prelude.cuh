@@ -80,13 +80,18 @@ __device__ __forceinline__ void prefetch_rows(const W* w, i64 k, i64 r0, i64 nr,
 #endif
 }
 
+// `ahead` for block b of `blocks` (one grid dimension) that reads rb rows: the rows of block
+// b + ⌈blocks / 2⌉ (the second wave's, for a first-wave block), none for the second half.
+__device__ __forceinline__ i64 ahead_rows(i64 b, i64 blocks, i64 rb) {
+    const i64 half = (blocks + 1) / 2;
+    return b < half ? half * rb : 0;
+}
+
 // The rows of a launch whose block b reads rows [b · rb, + rb) of w (one grid dimension, `blocks`
-// of them): block b's, and at level 2 those of block b + ⌈blocks / 2⌉ (the second wave's, for a
-// first-wave block). Thread 0 asks.
+// of them), as `prefetch_rows` asks them. Thread 0 asks.
 template <typename W>
 __device__ __forceinline__ void prefetch_block_rows(const W* w, i64 k, i64 rb, i64 n, i64 b, i64 blocks) {
-    const i64 half = (blocks + 1) / 2;
-    if (threadIdx.x == 0) prefetch_rows(w, k, b * rb, rb, n, b < half ? half * rb : 0, n * k * (i64)sizeof(W));
+    if (threadIdx.x == 0) prefetch_rows(w, k, b * rb, rb, n, ahead_rows(b, blocks, rb), n * k * (i64)sizeof(W));
 }
 
 // NVRTC has no <cmath>: -inf by its bits.
