@@ -282,7 +282,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: (
                 (rows * k) as u32,
-                ex.inter.div_ceil(4 * self.tune.moe_gemv_rows) as u32,
+                ex.inter.div_ceil(4 * self.tune.defines.moe_gemv_rows) as u32,
                 1,
             ),
             block_dim: (256, 1, 1),
@@ -307,7 +307,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: (
                 rows as u32,
-                ex.hidden.div_ceil(self.tune.moe_gemv_rows) as u32,
+                ex.hidden.div_ceil(self.tune.defines.moe_gemv_rows) as u32,
                 1,
             ),
             block_dim: (32 * k.min(8) as u32, 1, 1),
