@@ -2,17 +2,34 @@
 
 use super::*;
 
-fn write_config(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("ferrum-vllm-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+/// A test's own scratch folder (tests run in parallel), removed when the test ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("ferrum-vllm-flags-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write_config(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
 fn config_file_expands_like_vllm() {
-    let path = write_config(
+    let scratch = Scratch::new("expands");
+    let path = scratch.write_config(
         "serve.yaml",
         "port: 12323\n\
          max_model_len: 16k\n\
@@ -69,6 +86,7 @@ fn config_file_expands_like_vllm() {
 
 #[test]
 fn config_file_errors_name_the_file() {
+    let scratch = Scratch::new("errors");
     let e = norm("m --config /nonexistent/serve.yaml").unwrap_err();
     assert!(
         e.starts_with("--config /nonexistent/serve.yaml: cannot read the config file: "),
@@ -83,25 +101,25 @@ fn config_file_errors_name_the_file() {
         "m --config a.yaml --config b.yaml",
         "--config given more than once; vLLM reads one config file",
     );
-    let bad = write_config("bad.yaml", "port: [1\n");
+    let bad = scratch.write_config("bad.yaml", "port: [1\n");
     assert!(
         norm(&format!("m --config {bad}"))
             .unwrap_err()
             .starts_with(&format!("--config {bad}: not valid YAML"))
     );
-    let list = write_config("list.yml", "- port\n");
+    let list = scratch.write_config("list.yml", "- port\n");
     err(
         &format!("m --config {list}"),
         &format!("--config {list}: expected a mapping of flag names to values"),
     );
-    let nested = write_config("nested.yaml", "config: other.yaml\n");
+    let nested = scratch.write_config("nested.yaml", "config: other.yaml\n");
     err(
         &format!("m --config {nested}"),
         &format!("--config {nested}: a config file cannot name another one (`config`)"),
     );
-    let empty = write_config("empty.yaml", "");
+    let empty = scratch.write_config("empty.yaml", "");
     ok(&format!("m --config {empty}"), "m", &[]);
-    let removed = write_config(
+    let removed = scratch.write_config(
         "removed.yaml",
         "swap-space: 4\nuse-v2-block-manager: true\n",
     );
