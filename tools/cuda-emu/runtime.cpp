@@ -1,10 +1,9 @@
 // ferrum's CUDA emulator, the kernel scheduler: a launch runs its blocks one after another, each
-// block's threads as fibers switched at `__syncthreads` and warp shuffles. A fiber starts on its
-// own stack by a two-instruction stack switch and parks and resumes with _setjmp/_longjmp, so a
-// switch makes no system call (ucontext's swapcontext saves the signal mask each time: it took
-// three quarters of the emulator's time).
-#include <csetjmp>
-
+// block's threads as fibers switched at `__syncthreads` and warp shuffles. A switch is our own
+// `emu_swap` (the callee-saved registers pushed, the stack pointer exchanged): no system call
+// (ucontext's swapcontext saves the signal mask each time: it took three quarters of the
+// emulator's time), and none of glibc's _longjmp bookkeeping (its cancellation-handler walk and
+// unwinding took an eighth).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -14,6 +13,33 @@
 
 #include "emu.h"
 #include "registry.h"
+
+// Saves the callee-saved registers of the System V x86-64 ABI on the running stack, stores its
+// stack pointer in *from, and resumes the context saved at `to` (pushed the same way).
+extern "C" void emu_swap(void** from, void* to);
+asm(R"(
+    .text
+    .globl emu_swap
+    .hidden emu_swap
+    .type emu_swap, @function
+emu_swap:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_swap, .-emu_swap
+)");
 
 namespace emu {
 thread_local ThreadState* cur = nullptr;
@@ -25,8 +51,7 @@ enum class St { Ready, WaitBlock, WaitWarp, Done };
 
 struct Fiber {
     ThreadState ts;
-    jmp_buf jb;
-    bool started = false;
+    void* sp = nullptr;  // where emu_swap left it when it parked
     St st = St::Ready;
     unsigned wait_gen = 0;
 };
@@ -42,7 +67,7 @@ struct Block {
     std::vector<Warp> warps;
     int live = 0, arrived = 0;
     unsigned gen = 0;
-    jmp_buf sched;
+    void* sched = nullptr;  // the scheduler's stack pointer while a fiber runs
     Fiber* running = nullptr;
     const Kernel* kernel = nullptr;
     void** params = nullptr;
@@ -63,7 +88,7 @@ void park(St st, unsigned gen) {
     Fiber* f = blk->running;
     f->st = st;
     f->wait_gen = gen;
-    if (_setjmp(f->jb) == 0) _longjmp(blk->sched, 1);
+    emu_swap(&f->sp, blk->sched);
 }
 
 // A fiber's first frame: runs the thread, then hands back to the scheduler for good.
@@ -77,20 +102,20 @@ void park(St st, unsigned gen) {
     w.live--;
     settle(b->arrived, b->live, b->gen);
     settle(w.arrived, w.live, w.gen);
-    _longjmp(b->sched, 1);
+    void* gone;
+    emu_swap(&gone, b->sched);
+    __builtin_unreachable();
 }
 
-// Calls fiber_main on the stack below `top` (16-byte aligned; the call leaves it as a function
-// entry expects). Never returns: the fiber leaves by _longjmp.
-[[noreturn]] void start_fiber(char* top) {
-    asm volatile(
-        "mov %0, %%rsp\n\t"
-        "call *%1\n\t"
-        "ud2"
-        :
-        : "r"(top), "r"(&fiber_main)
-        : "memory");
-    __builtin_unreachable();
+// A new fiber's stack below `top` (16-byte aligned) as emu_swap leaves a parked one: six zero
+// registers, then fiber_main as the return address, then a null one, so that fiber_main starts
+// with the stack as a call leaves it (8 below a 16-byte boundary).
+void* fresh_stack(char* top) {
+    void** sp = (void**)top - 8;
+    for (int i = 0; i < 6; i++) sp[i] = nullptr;
+    sp[6] = (void*)&fiber_main;
+    sp[7] = nullptr;
+    return sp;
 }
 
 void run_block(Block& b) {
@@ -98,7 +123,7 @@ void run_block(Block& b) {
     while (stacks.size() < n) stacks.emplace_back(new char[STACK]);
     for (size_t i = 0; i < n; i++) {
         b.fibers[i].st = St::Ready;
-        b.fibers[i].started = false;
+        b.fibers[i].sp = fresh_stack(stacks[i].get() + STACK);
     }
     size_t done = 0;
     while (done < n) {
@@ -115,11 +140,7 @@ void run_block(Block& b) {
             f.st = St::Ready;
             b.running = &f;
             cur = &f.ts;
-            if (_setjmp(b.sched) == 0) {
-                if (f.started) _longjmp(f.jb, 1);
-                f.started = true;
-                start_fiber(stacks[i].get() + STACK);
-            }
+            emu_swap(&b.sched, f.sp);
             progress = true;
             if (f.st == St::Done) done++;
         }
