@@ -1,9 +1,9 @@
 // ferrum's CUDA emulator, the kernel scheduler: a launch runs its blocks one after another, each
-// block's threads as fibers switched at `__syncthreads` and warp shuffles. A switch is our own
-// `emu_swap` (the callee-saved registers pushed, the stack pointer exchanged): no system call
-// (ucontext's swapcontext saves the signal mask each time: it took three quarters of the
-// emulator's time), and none of glibc's _longjmp bookkeeping (its cancellation-handler walk and
-// unwinding took an eighth).
+// block's threads as fibers switched at `__syncthreads` and warp shuffles, each handing on to the
+// next that can run. A switch is our own `emu_swap` (the callee-saved registers pushed, the stack
+// pointer exchanged): no system call (ucontext's swapcontext saves the signal mask each time: it
+// took three quarters of the emulator's time), and none of glibc's _longjmp bookkeeping (its
+// cancellation-handler walk and unwinding took an eighth).
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -67,7 +67,7 @@ struct Block {
     std::vector<Warp> warps;
     int live = 0, arrived = 0;
     unsigned gen = 0;
-    void* sched = nullptr;  // the scheduler's stack pointer while a fiber runs
+    void* sched = nullptr;  // the scheduler's stack pointer while the fibers run
     Fiber* running = nullptr;
     const Kernel* kernel = nullptr;
     void** params = nullptr;
@@ -84,14 +84,43 @@ void settle(int& arrived, int live, unsigned& gen) {
     }
 }
 
+// Whether `f` can run: not finished, and not at a barrier that has not been released.
+bool runnable(const Block& b, const Fiber& f) {
+    switch (f.st) {
+        case St::Done: return false;
+        case St::WaitBlock: return b.gen != f.wait_gen;
+        case St::WaitWarp: return b.warps[f.ts.warp].gen != f.wait_gen;
+        default: return true;
+    }
+}
+
+// Leaves the running fiber (its stack pointer saved at `sp`) for the next one in thread order
+// that can run, straight from fiber to fiber (half the switches of going through the
+// scheduler); for the scheduler when none can.
+void switch_away(void** sp) {
+    Block* b = blk;
+    const size_t n = b->fibers.size(), i = b->running - b->fibers.data();
+    for (size_t d = 1; d <= n; d++) {
+        Fiber& f = b->fibers[(i + d) % n];
+        if (!runnable(*b, f)) continue;
+        f.st = St::Ready;
+        if (&f == b->running) return;  // its own barrier, released meanwhile
+        b->running = &f;
+        cur = &f.ts;
+        emu_swap(sp, f.sp);
+        return;
+    }
+    emu_swap(sp, b->sched);
+}
+
 void park(St st, unsigned gen) {
     Fiber* f = blk->running;
     f->st = st;
     f->wait_gen = gen;
-    emu_swap(&f->sp, blk->sched);
+    switch_away(&f->sp);
 }
 
-// A fiber's first frame: runs the thread, then hands back to the scheduler for good.
+// A fiber's first frame: runs the thread, then hands on for good.
 [[noreturn]] void fiber_main() {
     Block* b = blk;
     b->kernel->call(b->params);
@@ -103,7 +132,7 @@ void park(St st, unsigned gen) {
     settle(b->arrived, b->live, b->gen);
     settle(w.arrived, w.live, w.gen);
     void* gone;
-    emu_swap(&gone, b->sched);
+    switch_away(&gone);
     __builtin_unreachable();
 }
 
@@ -118,39 +147,28 @@ void* fresh_stack(char* top) {
     return sp;
 }
 
+// Runs the block's threads from the first; the fibers hand on to each other, and the scheduler
+// gets control back once none can run: all finished, or some wait at a barrier that the others
+// never reach.
 void run_block(Block& b) {
     const size_t n = b.fibers.size();
+    if (n == 0) return;
     while (stacks.size() < n) stacks.emplace_back(new char[STACK]);
     for (size_t i = 0; i < n; i++) {
         b.fibers[i].st = St::Ready;
         b.fibers[i].sp = fresh_stack(stacks[i].get() + STACK);
     }
+    b.running = &b.fibers[0];
+    cur = &b.fibers[0].ts;
+    emu_swap(&b.sched, b.fibers[0].sp);
     size_t done = 0;
-    while (done < n) {
-        bool progress = false;
-        done = 0;
-        for (size_t i = 0; i < n; i++) {
-            Fiber& f = b.fibers[i];
-            if (f.st == St::Done) {
-                done++;
-                continue;
-            }
-            if (f.st == St::WaitBlock && b.gen == f.wait_gen) continue;
-            if (f.st == St::WaitWarp && b.warps[f.ts.warp].gen == f.wait_gen) continue;
-            f.st = St::Ready;
-            b.running = &f;
-            cur = &f.ts;
-            emu_swap(&b.sched, f.sp);
-            progress = true;
-            if (f.st == St::Done) done++;
-        }
-        if (!progress && done < n) {
-            std::fprintf(stderr,
-                         "cuda-emu: deadlock in kernel %s: %zu of %zu threads wait at a barrier "
-                         "the others never reach\n",
-                         b.kernel->name, n - done, n);
-            std::abort();
-        }
+    for (const Fiber& f : b.fibers) done += f.st == St::Done;
+    if (done < n) {
+        std::fprintf(stderr,
+                     "cuda-emu: deadlock in kernel %s: %zu of %zu threads wait at a barrier "
+                     "the others never reach\n",
+                     b.kernel->name, n - done, n);
+        std::abort();
     }
     cur = nullptr;
 }
