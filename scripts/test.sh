@@ -19,5 +19,7 @@ export FERRUM_CUDA_INCLUDE="$cu13/include" FERRUM_REQUIRE_NVRTC=1
 cargo test --workspace --release
 # the GPU tests (ignored above) on the CUDA emulator: the CUDA backend's logic, not its speed
 ./scripts/cuda-emu.sh
-cargo build --release -p ferrum
+# target/release/ferrum is the binary `cargo test` built for the CLI tests (`cargo build -p ferrum`
+# would build its crates again with other features, 40 s here, for the same code)
+test -x target/release/ferrum
 FERRUM_BIN="$PWD/target/release/ferrum" .venv-test/bin/pytest -q tests
