@@ -30,9 +30,7 @@ struct ThreadState {
     std::vector<AsyncCopy> copies;
     std::vector<size_t> groups;
 };
-// the running fiber's thread; hidden, so that a kernel finds it at an offset from its module's
-// thread-local block (local-dynamic: one __tls_get_addr a function, not one a read)
-extern __attribute__((visibility("hidden"))) thread_local ThreadState* cur;
+extern thread_local ThreadState* cur;
 void sync_block();
 void sync_warp();
 unsigned char* dynamic_shared();
