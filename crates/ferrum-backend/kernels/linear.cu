@@ -44,16 +44,6 @@ __device__ __forceinline__ void gemv_store(float* acc, T* out, int rows, int n, 
             }
 }
 
-// Eight floats to T at p (16-byte aligned), one 16-byte store.
-template <typename T>
-__device__ __forceinline__ void store16(T* p, const float* f) {
-    uint4 v;
-    T* e = reinterpret_cast<T*>(&v);
-#pragma unroll
-    for (int c = 0; c < 8; c++) e[c] = from_f32<T>(f[c]);
-    *reinterpret_cast<uint4*>(p) = v;
-}
-
 // The one-row GEMV over an input each block first computes whole into shared memory (k values
 // of T, the launch's dynamic shared memory): `fill(xn)` writes it, the threads of the block
 // together, then out[j] = w[j] · xn as `row_dot` at DEPTH 4 sums it. Each lane's first weight

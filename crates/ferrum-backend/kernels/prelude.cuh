@@ -177,6 +177,16 @@ __device__ __forceinline__ void load16_f32(const W* p, float* f) {
     decode16(*reinterpret_cast<const uint4*>(p), p, f);
 }
 
+// Eight floats to T at p (16-byte aligned), one 16-byte store.
+template <typename T>
+__device__ __forceinline__ void store16(T* p, const float* f) {
+    uint4 v;
+    T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+    for (int c = 0; c < 8; c++) e[c] = from_f32<T>(f[c]);
+    *reinterpret_cast<uint4*>(p) = v;
+}
+
 // Σ_c wf[c] · xf[c] over one piece of V values, in order.
 template <int V>
 __device__ __forceinline__ float piece_dot(const float* wf, const float* xf) {

@@ -77,6 +77,16 @@ pub const FILES: &[KernelFile] = &[
         ],
     },
     KernelFile {
+        name: "flash_attention",
+        src: include_str!("../../kernels/flash_attention.cu"),
+        parts: &[&[
+            "flash_attention_d64",
+            "flash_attention_d128",
+            "flash_attention_d64_fp8",
+            "flash_attention_d128_fp8",
+        ]],
+    },
+    KernelFile {
         name: "moe",
         src: include_str!("../../kernels/moe.cu"),
         parts: &[

@@ -44,6 +44,24 @@ const HEAD_SLICING: Slicing = Slicing {
     direct: false,
 };
 
+/// Keys a tile of `flash_attention` (`FA_KEYS` in flash_attention.cu).
+const FLASH_KEYS: usize = 64;
+
+/// The dynamic shared memory `flash_attention` takes (`FlashSmem` in flash_attention.cu): two
+/// stages of a tile's K and V rows as the cache holds them, each row padded by 16 bytes, and for
+/// an fp8 cache the tile's K and V converted to the model's (two-byte) dtype, rows padded by 8
+/// values.
+fn flash_smem_bytes(head_dim: usize, fp8: bool) -> usize {
+    let cache = if fp8 { 1 } else { 2 };
+    let stage = 2 * FLASH_KEYS * (head_dim * cache + 16);
+    let converted = if fp8 {
+        2 * FLASH_KEYS * (head_dim + 8) * 2
+    } else {
+        0
+    };
+    2 * stage + converted
+}
+
 /// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
 const MERGE_MAX_SPLITS: usize = 1024;
 
@@ -104,7 +122,7 @@ impl CudaBackend {
             args[6] = P(st.tiles);
             args.insert(7, P(self.ptr(&out.mem)));
             let rows = if mma { 64 } else { 32 };
-            let tiled = LaunchConfig {
+            let mut tiled = LaunchConfig {
                 grid_dim: (
                     self.step.n_tiles as u32,
                     d.n_kv_heads as u32,
@@ -113,6 +131,14 @@ impl CudaBackend {
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             };
+            if mma && self.tune.flash_attention {
+                tiled.shared_mem_bytes = flash_smem_bytes(d.head_dim, kv.fp8) as u32;
+                let name = match d.head_dim {
+                    64 => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
+                    _ => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
+                };
+                return self.launch(name, tiled, &args);
+            }
             let name = match (mma, d.head_dim) {
                 (true, 64) => kv.kernel("paged_attention_mma_d64", "paged_attention_mma_d64_fp8"),
                 (true, _) => kv.kernel("paged_attention_mma_d128", "paged_attention_mma_d128_fp8"),
