@@ -109,9 +109,6 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
-    # every op with the GEMVs' L2 prefetch compiled in (a hint: the same values, no fault) and
-    # three rows a warp in the batch-1 expert GEMVs
-    FERRUM_CUDA_L2_PREFETCH=ahead FERRUM_CUDA_MOE_ROWS=3 step cuda_ops_prefetch "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -196,7 +193,6 @@ bench_dense() {
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
-    FERRUM_CUDA_L2_PREFETCH=ahead step kernel_bench_prefetch "$dev/cuda_kernels"
     local b1=(bench latency "${LLAMA[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3
         --num-iters-warmup 1)
     step bench_decode_8b "$dev/ferrum" "${b1[@]}"
@@ -204,15 +200,9 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
-    # the GEMVs asking the L2 for their blocks' weight rows before their PDL wait (own), and
-    # for the second wave's rows too (ahead)
-    for p in own ahead; do
-        FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_8b_prefetch_$p "$dev/ferrum" "${b1[@]}"
-    done
     # what each kernel costs inside the decode graph, as ablate_qwen3moe_fp8_* (8 layers, batch
     # 1, FERRUM_CUDA_SKIP; timing only): the decode attention, the rotary + cache write, silu_mul,
-    # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head), and with the
-    # L2 prefetch
+    # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head)
     local l8=(--hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 128
         --num-iters 3 --num-iters-warmup 1)
     local a ablations=(none: attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
@@ -220,7 +210,6 @@ bench_dense() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_8b_${a%%:*} "$dev/ferrum" bench latency "${LLAMA[@]}" "${l8[@]}"
     done
-    FERRUM_CUDA_L2_PREFETCH=ahead step ablate_8b_none_prefetch "$dev/ferrum" bench latency "${LLAMA[@]}" "${l8[@]}"
     # each pre-norm as its own kernel, not inside the GEMV after it (QKV, gate/up); and so with
     # the gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_8b_norm_apart "$dev/ferrum" "${b1[@]}"
@@ -283,16 +272,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the GEMVs' (and the batch-1 experts') L2 prefetch, as bench_decode_8b_prefetch_*; three
-    # rows a warp in the batch-1 expert GEMVs (gate/up in one wave), alone and with the prefetch
-    for p in own ahead; do
-        FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_qwen3moe_fp8_prefetch_$p "$dev/ferrum" "${fp8[@]}" \
-            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
-    for p in "" ahead; do
-        FERRUM_CUDA_MOE_ROWS=3 FERRUM_CUDA_L2_PREFETCH=$p step bench_decode_qwen3moe_fp8_moe_rows3${p:+_prefetch_$p} \
-            "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -306,9 +285,6 @@ bench_moe() {
         experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8 down:moe_gemv_combine_fp8)
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
-        # the same with the L2 prefetch (what each kernel costs a layer with it)
-        FERRUM_CUDA_L2_PREFETCH=ahead FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*}_prefetch \
-            "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
     # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
     # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
@@ -376,7 +352,6 @@ bench_moe() {
         --max-model-len 8192 --model scripts/fixtures/configs/glm-4.5-air-fp8 --batch-size 1
         --input-len 1 --output-len 64 --num-iters 2 --num-iters-warmup 1)
     step bench_decode_glm45air_fp8 "$dev/ferrum" "${glm[@]}"
-    FERRUM_CUDA_L2_PREFETCH=ahead step bench_decode_glm45air_fp8_prefetch_ahead "$dev/ferrum" "${glm[@]}"
     # its shared experts' (and first layer's) gate/up GEMV and silu_mul in one launch
     FERRUM_CUDA_GEMV_SWIGLU=1 step bench_decode_glm45air_fp8_swiglu "$dev/ferrum" "${glm[@]}"
     # both norms as kernels of their own, not inside the GEMVs after them (QKV, the router)

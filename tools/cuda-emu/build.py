@@ -34,9 +34,6 @@ def main():
     gen = os.path.join(out, "gen")
     os.makedirs(gen, exist_ok=True)
     flags = ["g++", "-std=c++17", "-O2", "-fno-strict-aliasing", "-fPIC", "-w", f"-I{HERE}", f"-I{HERE}/include", f"-I{KERNELS}"]
-    # the compile-time tunables' other choices, as the backend compiles them in (e.g.
-    # FERRUM_EMU_DEFINES="MOE_GEMV_ROWS=3" with FERRUM_CUDA_MOE_ROWS=3 and another OUT_DIR)
-    flags += [f"-D{d}" for d in os.environ.get("FERRUM_EMU_DEFINES", "").split()]
     units = [os.path.join(HERE, "driver.cpp"), os.path.join(HERE, "runtime.cpp")]
     for name, entries in entry_points():
         ns = f"kfile_{name}"

@@ -59,7 +59,6 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
     const int j = sh.j, c0 = sh.c0, seg = sh.seg;
     const W* wr = w + (i64)j * k + c0;
     const float* sr = s ? s + (i64)j * ((k + bk - 1) / bk) + c0 / bk : nullptr;
-    prefetch_block_rows(w, k, 8 / split, n, blockIdx.x, gridDim.x);
     uint4 wv[DEPTH];
     float sc[DEPTH];
     auto load = [&](int i0) {
@@ -153,7 +152,6 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
 template <typename T, int R, int DEPTH = 0>
 __device__ void gemv_fp8(const T* x, const fp8* w, const float* s, T* out, int rows, int n, int k, int bk, int split) {
     const auto [j, c0, seg] = gemv_share(split, k);
-    prefetch_block_rows(w, k, 8 / split, n, blockIdx.x, gridDim.x);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
@@ -180,8 +178,6 @@ template <typename T, int R>
 __device__ void gemv_half(const T* x, const T* w, T* out, int rows, int n, int k, int split) {
     const int lane = threadIdx.x & 31;
     const auto [j, c0, seg] = gemv_share(split, k);
-    prefetch_block_rows(w, k, 8 / split, n, blockIdx.x, gridDim.x);
-    wait_for_dependencies();  // (only the prefetch before it: the weights' rows into the L2)
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
@@ -218,12 +214,6 @@ __device__ void gemv_swiglu(const T* x, const W* w, const float* s, T* act, int 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int j = blockIdx.x * 4 + (warp >> 1), is_up = warp & 1;
     __shared__ float up[4];
-    if (threadIdx.x == 0) {  // the block's four gate rows and four up rows (as prefetch_block_rows)
-        const i64 ahead = ahead_rows(blockIdx.x, gridDim.x, 4), bytes = 2 * (i64)inter * k * (i64)sizeof(W);
-        prefetch_rows(w, k, blockIdx.x * 4, 4, inter, ahead, bytes);
-        prefetch_rows(w + (i64)inter * k, k, blockIdx.x * 4, 4, inter, ahead, bytes);
-    }
-    wait_for_dependencies();  // (only the prefetch before it)
     float acc[1] = {0.f};
     if (j < inter) {
         const i64 row = (i64)is_up * inter + j;
@@ -321,12 +311,12 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,       \
                                              int split) {                                                  \
-        launch_dependents();                                                                               \
+        grid_dependency();                                                                                 \
         gemv_half<T, GEMV_MAX_ROWS>(x, w, out, rows, n, k, split);                                         \
     }                                                                                                      \
     extern "C" __global__ void gemv_half_row_##S(const T* x, const T* w, T* out, int rows, int n, int k,   \
                                                  int split) {                                              \
-        launch_dependents();                                                                               \
+        grid_dependency();                                                                                 \
         gemv_half<T, 1>(x, w, out, rows, n, k, split);                                                     \
     }                                                                                                      \
     extern "C" __global__ void gemv_fp8_##S(const T* x, const fp8* w, const float* s, T* out, int rows,    \
@@ -340,12 +330,12 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
         gemv_fp8<T, 1, 4>(x, w, s, out, rows, n, k, bk, split);                                            \
     }                                                                                                      \
     extern "C" __global__ void gemv_swiglu_half_##S(const T* x, const T* w, T* act, int inter, int k) {    \
-        launch_dependents();                                                                               \
+        grid_dependency();                                                                                 \
         gemv_swiglu<T, T>(x, w, nullptr, act, inter, k, 8);                                                \
     }                                                                                                      \
     extern "C" __global__ void gemv_swiglu_fp8_##S(const T* x, const fp8* w, const float* s, T* act,     \
                                                    int inter, int k, int bk) {                             \
-        launch_dependents();                                                                               \
+        grid_dependency();                                                                                 \
         gemv_swiglu<T, fp8>(x, w, s, act, inter, k, bk);                                                   \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_half_##S(const T* x, const T* y, const T* g, float eps, T* sum,    \

@@ -208,11 +208,10 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 // RB (MOE_GEMV_ROWS) consecutive rows a warp (`rows_dot`: the input loaded once for them, every
 // weight load in flight at once): on an H100 Qwen3-30B-A3B FP8's batch-1 experts took 31.2 µs a
 // layer with 2 rows a warp, 34.6 with one (2048 one-row blocks for the down projection), 34.1
-// with 4 (94 registers); 39.4 before the loads were issued ahead.
-// (2 unless the host compiles another in: `FERRUM_CUDA_MOE_ROWS`, cuda/tunables.rs)
-#ifndef MOE_GEMV_ROWS
+// with 4 (94 registers); 39.4 before the loads were issued ahead. (Three lost too, on an H100 in
+// the seventeenth session: a batch-1 token 3.15 against 3.07 ms.) The host mirrors it
+// (`MOE_GEMV_ROWS` in cuda/moe.rs).
 #define MOE_GEMV_ROWS 2
-#endif
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
                                 const u32* ids, T* act) {
@@ -221,13 +220,6 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
     __shared__ float up[4][RB];
     const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
     const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
-    if (threadIdx.x == 0) {  // the block's gate rows and up rows (as prefetch_block_rows, in y)
-        const W* e = w + (i64)ids[p] * 2 * inter * k;
-        const i64 rb = 4 * RB, ahead = ahead_rows(blockIdx.y, gridDim.y, rb);
-        const i64 bytes = (i64)gridDim.x * 2 * inter * k * (i64)sizeof(W);
-        prefetch_rows(e, k, blockIdx.y * rb, rb, inter, ahead, bytes);
-        prefetch_rows(e + (i64)inter * k, k, blockIdx.y * rb, rb, inter, ahead, bytes);
-    }
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -252,11 +244,6 @@ __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
     __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
-    if ((int)threadIdx.x < top_k) {  // the block's rows of each of the token's experts
-        const i64 ahead = ahead_rows(blockIdx.y, gridDim.y, RB);
-        const i64 bytes = (i64)gridDim.x * top_k * rows * k * (i64)sizeof(W);
-        prefetch_rows(w + (i64)ids[t * top_k + threadIdx.x] * rows * k, k, r0, RB, rows, ahead, bytes);
-    }
     for (int j = warp; j < top_k; j += blockDim.x >> 5) {
         const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
         if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums

@@ -41,59 +41,6 @@ __device__ __forceinline__ void wait_then_launch() {
     launch_dependents();
 }
 
-// L2 prefetch of a GEMV's weights (`FERRUM_CUDA_L2_PREFETCH`, compiled in as FERRUM_L2_PREFETCH:
-// 1, each block asks for its own rows; 2, also for the rows of the block half a grid later in
-// launch order, where everything the launch reads fits PREFETCH_AHEAD_MAX_BYTES of the L2).
-// Hopper's bulk prefetch is one thread's instruction for a whole range, issued before the PDL
-// wait: the block's rows stream from memory while the kernel before it still runs (the decode
-// attention, the norms, the routing leave the memory idle) and beyond the loads its warps hold
-// in registers, and the second wave's rows while the first computes. A hint: no value changes.
-// Nothing before sm_90 and in the emulator.
-#ifndef FERRUM_L2_PREFETCH
-#define FERRUM_L2_PREFETCH 0
-#endif
-#define PREFETCH_AHEAD_MAX_BYTES (40ll << 20)
-
-// The 16-byte aligned part of [p, p + bytes) into the L2, a megabyte an instruction.
-__device__ __forceinline__ void prefetch_l2(const void* p, i64 bytes) {
-#if FERRUM_L2_PREFETCH && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const unsigned long long a = (unsigned long long)p, hi = (a + bytes) & ~15ull;
-    for (unsigned long long c = (a + 15) & ~15ull; c < hi; c += 1ull << 20) {
-        const unsigned size = (unsigned)(hi - c < (1ull << 20) ? hi - c : 1ull << 20);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c), "r"(size) : "memory");
-    }
-#endif
-}
-
-// Rows [r0, r0 + nr) of the row-major `w` (k values a row, n rows) into the L2 and, at level 2
-// with `ahead` > 0 and `launch_bytes` (what the whole launch reads) within the budget, rows
-// [r0 + ahead, + nr) too. One thread of the block calls it.
-template <typename W>
-__device__ __forceinline__ void prefetch_rows(const W* w, i64 k, i64 r0, i64 nr, i64 n, i64 ahead, i64 launch_bytes) {
-#if FERRUM_L2_PREFETCH
-    auto rows = [&](i64 a) {
-        const i64 b = a + nr < n ? a + nr : n;
-        if (a < b) prefetch_l2(w + a * k, (b - a) * k * (i64)sizeof(W));
-    };
-    rows(r0);
-    if (FERRUM_L2_PREFETCH >= 2 && ahead > 0 && launch_bytes <= PREFETCH_AHEAD_MAX_BYTES) rows(r0 + ahead);
-#endif
-}
-
-// `ahead` for block b of `blocks` (one grid dimension) that reads rb rows: the rows of block
-// b + ⌈blocks / 2⌉ (the second wave's, for a first-wave block), none for the second half.
-__device__ __forceinline__ i64 ahead_rows(i64 b, i64 blocks, i64 rb) {
-    const i64 half = (blocks + 1) / 2;
-    return b < half ? half * rb : 0;
-}
-
-// The rows of a launch whose block b reads rows [b · rb, + rb) of w (one grid dimension, `blocks`
-// of them), as `prefetch_rows` asks them. Thread 0 asks.
-template <typename W>
-__device__ __forceinline__ void prefetch_block_rows(const W* w, i64 k, i64 rb, i64 n, i64 b, i64 blocks) {
-    if (threadIdx.x == 0) prefetch_rows(w, k, b * rb, rb, n, ahead_rows(b, blocks, rb), n * k * (i64)sizeof(W));
-}
-
 // NVRTC has no <cmath>: -inf by its bits.
 #define NEG_INF __int_as_float(0xff800000)
 

@@ -190,7 +190,7 @@ impl CudaBackend {
         let blas = CudaBlas::new(stream.clone()).context("creating the cuBLAS handle")?;
         let arch = gpu.arch();
         let tune = Tunables::from_env(sm_count, gpu.capability);
-        let modules = Modules::start(&arch, dtype.suffix(), tune.defines.lines());
+        let modules = Modules::start(&arch, dtype.suffix());
         if !tune.compile_async {
             modules.load(&ctx)?;
         }

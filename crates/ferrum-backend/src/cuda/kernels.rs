@@ -143,39 +143,6 @@ pub const FILES: &[KernelFile] = &[
     },
 ];
 
-/// The compile-time tunables (`cuda/tunables.rs`), as defines before the prelude.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Defines {
-    /// `FERRUM_L2_PREFETCH`: 0 (none), 1 or 2 (the prelude's `prefetch_rows`).
-    pub l2_prefetch: u8,
-    /// `MOE_GEMV_ROWS`: consecutive rows a warp of the per-pair expert GEMVs (moe.cu).
-    pub moe_gemv_rows: usize,
-}
-
-impl Default for Defines {
-    fn default() -> Defines {
-        Defines {
-            l2_prefetch: 0,
-            moe_gemv_rows: 2,
-        }
-    }
-}
-
-impl Defines {
-    /// Whole lines, one a choice that differs from the default (the defaults' source is the
-    /// plain one); part of the kernel cache's key through the source.
-    pub fn lines(&self) -> String {
-        let mut s = String::new();
-        if self.l2_prefetch != 0 {
-            s += &format!("#define FERRUM_L2_PREFETCH {}\n", self.l2_prefetch);
-        }
-        if self.moe_gemv_rows != Defines::default().moe_gemv_rows {
-            s += &format!("#define MOE_GEMV_ROWS {}\n", self.moe_gemv_rows);
-        }
-        s
-    }
-}
-
 /// One NVRTC program: a file, or one part of a file of several.
 pub struct Program {
     pub file: &'static KernelFile,
@@ -214,12 +181,12 @@ impl Program {
 
     /// The source NVRTC compiles for activations of `dtype` (one of [`DTYPES`]; the entry
     /// points instantiated for it alone, as a backend runs one dtype): the dtype's and the
-    /// part's defines, the tunables' (`defines`, whole lines: [`Defines::lines`]), the
-    /// prelude, then the file (a `#line` keeps error lines pointing into the file).
-    pub fn source(&self, dtype: &str, defines: &str) -> String {
+    /// part's defines, the prelude, then the file (a `#line` keeps error lines pointing into the
+    /// file).
+    pub fn source(&self, dtype: &str) -> String {
         let only = dtype.to_uppercase();
         format!(
-            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{defines}{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
+            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
             self.part, self.file.name, self.file.src
         )
     }

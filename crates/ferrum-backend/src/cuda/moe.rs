@@ -28,6 +28,9 @@ use crate::backend::{MoeDims, Routing};
 /// runs whole 16-row groups only).
 const GROUP_ROWS: usize = 16;
 
+/// Consecutive rows a warp of the per-pair expert GEMVs (`MOE_GEMV_ROWS` in moe.cu).
+const MOE_GEMV_ROWS: usize = 2;
+
 /// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
 const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
@@ -282,7 +285,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: (
                 (rows * k) as u32,
-                ex.inter.div_ceil(4 * self.tune.defines.moe_gemv_rows) as u32,
+                ex.inter.div_ceil(4 * MOE_GEMV_ROWS) as u32,
                 1,
             ),
             block_dim: (256, 1, 1),
@@ -302,14 +305,9 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        // a block per `moe_gemv_rows` output rows (MOE_GEMV_ROWS in moe.cu), the token's
-        // experts dealt to up to eight warps
+        // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
         let cfg = LaunchConfig {
-            grid_dim: (
-                rows as u32,
-                ex.hidden.div_ceil(self.tune.defines.moe_gemv_rows) as u32,
-                1,
-            ),
+            grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
             block_dim: (32 * k.min(8) as u32, 1, 1),
             shared_mem_bytes: 0,
         };

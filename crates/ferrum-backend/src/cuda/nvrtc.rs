@@ -134,20 +134,18 @@ pub fn is_cached(name: &str, src: &str, arch: &str) -> bool {
     cache_entry(name, src, arch).is_ok_and(|(_, f)| f.is_some_and(|f| f.is_file()))
 }
 
-/// Every program of `programs` compiled for activations of `dtype`, the tunables' `defines`
-/// (`Program::source`) and `arch` (through the disk cache), each on its own thread: NVRTC
-/// programs are independent, and a first start compiles them all (a part of attention.cu alone
-/// takes seconds). In `programs`' order.
+/// Every program of `programs` compiled for activations of `dtype` and for `arch` (through the
+/// disk cache), each on its own thread: NVRTC programs are independent, and a first start
+/// compiles them all (a part of attention.cu alone takes seconds). In `programs`' order.
 pub fn compile_all(
     programs: &[super::kernels::Program],
     dtype: &str,
-    defines: &str,
     arch: &str,
 ) -> Vec<Result<Compiled>> {
     std::thread::scope(|s| {
         let threads: Vec<_> = programs
             .iter()
-            .map(|p| s.spawn(move || compile(&p.name(), &p.source(dtype, defines), arch)))
+            .map(|p| s.spawn(move || compile(&p.name(), &p.source(dtype), arch)))
             .collect();
         threads
             .into_iter()

@@ -3,7 +3,6 @@
 //! and the kernel benchmark set them through `CudaBackend`'s setters.
 
 use super::backend::CudaBackend;
-use super::kernels::Defines;
 use super::moe::MOE_DEVICE_GROUPED_MAX_TOKENS;
 
 pub(super) struct Tunables {
@@ -23,7 +22,7 @@ pub(super) struct Tunables {
     /// softmax state and output in registers, the next K/V tile landing by `cp.async`) instead
     /// of the two-pass WMMA kernel; opt-in until measured (`FERRUM_CUDA_FLASH_ATTENTION=1`).
     /// On an H100 the WMMA kernel took about a third of the 8B's 2048-token prefill
-    /// (`profile_prefill_8b_2048`, sixteenth session).
+    /// (`profile_prefill_8b_2048`, seventeenth session).
     pub flash_attention: bool,
     /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
     /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
@@ -85,15 +84,6 @@ pub(super) struct Tunables {
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
     /// `CudaBackend::new`. Not measured on a GPU yet (`serve_8b_cold*` in gpu-check).
     pub compile_async: bool,
-    /// The choices compiled into the kernels (`kernels::Defines`), both opt-in until measured:
-    /// - `l2_prefetch`: the GEMVs ask the L2 for their blocks' weight rows before they wait for
-    ///   the kernel before them (`FERRUM_CUDA_L2_PREFETCH=own`), and at `ahead` for the rows of
-    ///   the block half a grid later too where a launch reads at most 40 MB (`prefetch_rows` in
-    ///   the prelude; Hopper's bulk prefetch);
-    /// - `moe_gemv_rows`: consecutive rows a warp of the batch-1 expert GEMVs, 2, or 1 to 4 with
-    ///   `FERRUM_CUDA_MOE_ROWS=N` (3: Qwen3-30B-A3B's gate/up in one wave of 512 blocks, its
-    ///   down in 683 blocks instead of 1024).
-    pub defines: Defines,
     /// Kernels not launched at all (`FERRUM_CUDA_SKIP=name,name`, base names as `kernels.rs`
     /// lists them): for timing only, to see what each kernel costs inside a decode graph (the
     /// outputs are wrong; start-up says so).
@@ -153,31 +143,9 @@ impl Tunables {
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
             norm_gemv_fp8: env_is("FERRUM_CUDA_NORM_GEMV", "all"),
             compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
-            defines: defines_from_env(),
             skip: skipped(),
         }
     }
-}
-
-/// The compiled-in choices from `FERRUM_CUDA_L2_PREFETCH` (`own`, `ahead`) and
-/// `FERRUM_CUDA_MOE_ROWS` (1 to 4); a value outside those is named in a warning, and the
-/// default kept.
-fn defines_from_env() -> Defines {
-    let mut d = Defines::default();
-    if let Ok(v) = std::env::var("FERRUM_CUDA_L2_PREFETCH") {
-        match v.as_str() {
-            "own" => d.l2_prefetch = 1,
-            "ahead" => d.l2_prefetch = 2,
-            _ => tracing::warn!("FERRUM_CUDA_L2_PREFETCH={v:?} ignored: own or ahead"),
-        }
-    }
-    if let Ok(v) = std::env::var("FERRUM_CUDA_MOE_ROWS") {
-        match v.parse() {
-            Ok(r @ 1..=4) => d.moe_gemv_rows = r,
-            _ => tracing::warn!("FERRUM_CUDA_MOE_ROWS={v:?} ignored: 1 to 4"),
-        }
-    }
-    d
 }
 
 impl CudaBackend {

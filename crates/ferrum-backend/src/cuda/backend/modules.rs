@@ -28,12 +28,12 @@ pub(super) struct Modules {
 }
 
 impl Modules {
-    /// Starts compiling every kernel file for `arch`, `dtype` and the tunables' `defines` (the
-    /// disk cache's files are read, not compiled), saying so when some file is not cached.
-    pub fn start(arch: &str, dtype: &'static str, defines: String) -> Modules {
+    /// Starts compiling every kernel file for `arch` and `dtype` (the disk cache's files are
+    /// read, not compiled), saying so when some file is not cached.
+    pub fn start(arch: &str, dtype: &'static str) -> Modules {
         let fresh = kernels::programs()
             .iter()
-            .filter(|p| !nvrtc::is_cached(&p.name(), &p.source(dtype, &defines), arch))
+            .filter(|p| !nvrtc::is_cached(&p.name(), &p.source(dtype), arch))
             .count();
         if fresh > 0 {
             let cache = nvrtc::cache_dir().map_or("nowhere".into(), |d| d.display().to_string());
@@ -44,7 +44,7 @@ impl Modules {
         let thread_arch = arch.to_string();
         let compile = std::thread::spawn(move || {
             let t = std::time::Instant::now();
-            let compiled = nvrtc::compile_all(&kernels::programs(), dtype, &defines, &thread_arch);
+            let compiled = nvrtc::compile_all(&kernels::programs(), dtype, &thread_arch);
             if fresh > 0 {
                 let s = t.elapsed().as_secs_f64();
                 tracing::info!("CUDA kernels compiled in {s:.1} s");
