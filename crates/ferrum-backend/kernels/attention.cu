@@ -334,18 +334,6 @@ __device__ void paged_attention_tiled(const T* q, const C* kc, const C* vc, cons
     }
 }
 
-// Prefill on the tensor cores (WMMA: T inputs, f32 sums), for head sizes D of 64 and 128: the
-// tiles of `paged_attention_tiled`, MMA_ROWS rows a block (16 a warp, row R as there). WMMA leaves
-// an accumulator's layout unspecified, so its rows cannot be rescaled as an online softmax's max
-// grows; instead two passes over the keys: the first takes each row's max m and sum l of
-// exp(s - m), the second writes P = exp(s - m) / l (rounded to T, as flash attention does) and
-// accumulates O = P·V, already normalized. Q·Kᵀ runs twice, cheap on tensor cores next to the
-// f32 FMAs of `paged_attention_tiled`. Per tile of MMA_KEYS keys: K (and V) as T in shared memory
-// (rows padded by 8 elements against bank conflicts), each warp's scores in f32 and its P in T;
-// two lanes per row take 16 keys each.
-#define MMA_ROWS 64
-#define MMA_KEYS 32
-
 // Eight cache values of a K or V row into a T tile: a 16-byte copy when the cache holds T.
 __device__ __forceinline__ void tile_load8(__nv_bfloat16* dst, const __nv_bfloat16* src, float) {
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
@@ -557,149 +545,9 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     }
 }
 
-template <typename T, typename C, int D>
-__device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const u32* block_tables,
-                                    const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out,
-                                    int n_heads, int n_kv_heads, int block_size, float scale,
-                                    float k_scale, float v_scale) {
-    using namespace nvcuda;
-    constexpr int LD = D + 8, SLD = MMA_KEYS + 4, PLD = MMA_KEYS + 8;  // row strides (elements)
-    constexpr int KV_BYTES = MMA_KEYS * LD * sizeof(T), S_BYTES = 16 * SLD * 4, P_BYTES = 16 * PLD * sizeof(T);
-    constexpr int WORK = 2 * KV_BYTES + 4 * (S_BYTES + P_BYTES), Q_BYTES = MMA_ROWS * LD * sizeof(T);
-    // K and V tiles, then each warp's scores and probabilities; Q passes through first
-    __shared__ __align__(128) unsigned char smem[WORK > Q_BYTES ? WORK : Q_BYTES];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    T* qs = reinterpret_cast<T*>(smem);
-    T* ks = reinterpret_cast<T*>(smem);
-    T* vs = reinterpret_cast<T*>(smem + KV_BYTES);
-    float* ss = reinterpret_cast<float*>(smem + 2 * KV_BYTES + warp * S_BYTES);
-    T* ps = reinterpret_cast<T*>(smem + 2 * KV_BYTES + 4 * S_BYTES + warp * P_BYTES);
-
-    const int group = n_heads / n_kv_heads, kvh = blockIdx.y;
-    const int t0 = tiles[2 * blockIdx.x], nt = tiles[2 * blockIdx.x + 1];
-    const int row0 = blockIdx.z * MMA_ROWS, rows = min(MMA_ROWS, nt * group - row0);
-    if (rows <= 0) return;
-    const int kv_dim = n_kv_heads * D;
-    const u32* table = block_tables + tok_table[t0];
-    // the output (or query) row of block row r
-#define ROW_AT(r) (((t0 + (row0 + (r)) / group) * (i64)n_heads + kvh * group + (row0 + (r)) % group) * D)
-    for (int i = threadIdx.x * 8; i < MMA_ROWS * D; i += blockDim.x * 8) {
-        const int r = i / D, d = i % D;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < rows) v = *reinterpret_cast<const uint4*>(q + ROW_AT(r) + d);
-        *reinterpret_cast<uint4*>(qs + r * LD + d) = v;
-    }
-    __syncthreads();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[D / 16];
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(qf[kk], qs + warp * 16 * LD + kk * 16, LD);
-    // a warp with no rows still loads its share of every tile
-    const bool active = warp * 16 < rows;
-    const int wr = lane >> 1, c0 = (lane & 1) * 16;  // this lane's row of the warp and first key
-    const int nk = warp * 16 + wr < rows ? (int)tok_keys[t0 + (row0 + warp * 16 + wr) / group] : 0;
-    const int max_keys = tok_keys[t0 + (row0 + rows - 1) / group];  // keys ascend with the token
-
-    // K (and V) of keys [k0, k0 + MMA_KEYS) into the tiles; zeros past the last key
-    auto load_tile = [&](int k0, bool with_v) {
-        __syncthreads();  // Q's fragments loaded; the previous tile read
-        for (int i = threadIdx.x * 8; i < MMA_KEYS * D; i += blockDim.x * 8) {
-            const int j = i / D, d = i % D, key = k0 + j;
-            T* kd = ks + j * LD + d;
-            T* vd = vs + j * LD + d;
-            if (key < max_keys) {
-                const i64 slot = (i64)table[key / block_size] * block_size + key % block_size;
-                const i64 at = slot * kv_dim + kvh * D + d;
-                tile_load8(kd, kc + at, k_scale);
-                if (with_v) tile_load8(vd, vc + at, v_scale);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; e++) kd[e] = vd[e] = from_f32<T>(0.f);
-            }
-        }
-        __syncthreads();
-    };
-    // this warp's 16 rows of Q·Kᵀ over the tile, into its scores (f32)
-    auto scores = [&]() {
-#pragma unroll
-        for (int nn = 0; nn < MMA_KEYS / 16; nn++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kf;
-                wmma::load_matrix_sync(kf, ks + nn * 16 * LD + kk * 16, LD);
-                wmma::mma_sync(acc, qf[kk], kf, acc);
-            }
-            wmma::store_matrix_sync(ss + nn * 16, acc, SLD, wmma::mem_row_major);
-        }
-        __syncwarp();
-    };
-
-    float m = NEG_INF, l = 0.f;
-    for (int k0 = 0; k0 < max_keys; k0 += MMA_KEYS) {
-        load_tile(k0, false);
-        if (!active) continue;
-        scores();
-        float s[16], tmax = NEG_INF;
-#pragma unroll
-        for (int c = 0; c < 16; c++) {
-            s[c] = k0 + c0 + c < nk ? ss[wr * SLD + c0 + c] * scale : NEG_INF;
-            tmax = fmaxf(tmax, s[c]);
-        }
-        const float m_new = fmaxf(m, fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1)));
-        float sum = 0.f;
-#pragma unroll
-        for (int c = 0; c < 16; c++) sum += m_new == NEG_INF ? 0.f : __expf(s[c] - m_new);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        if (m_new != NEG_INF) {
-            l = l * __expf(m - m_new) + sum;
-            m = m_new;
-        }
-    }
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> o[D / 16];
-#pragma unroll
-    for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
-    const float inv_l = l > 0.f ? 1.f / l : 0.f;
-    for (int k0 = 0; k0 < max_keys; k0 += MMA_KEYS) {
-        load_tile(k0, true);
-        if (!active) continue;
-        scores();
-#pragma unroll
-        for (int c = 0; c < 16; c++) {
-            const float p = k0 + c0 + c < nk ? __expf(ss[wr * SLD + c0 + c] * scale - m) * inv_l : 0.f;
-            ps[wr * PLD + c0 + c] = from_f32<T>(p);
-        }
-        __syncwarp();
-#pragma unroll
-        for (int kk = 0; kk < MMA_KEYS / 16; kk++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
-            wmma::load_matrix_sync(pf, ps + kk * 16, PLD);
-#pragma unroll
-            for (int nn = 0; nn < D / 16; nn++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
-                wmma::load_matrix_sync(vf, vs + kk * 16 * LD + nn * 16, LD);
-                wmma::mma_sync(o[nn], pf, vf, o[nn]);
-            }
-        }
-    }
-    if (!active) return;
-    // each 16×16 piece of O through the warp's scores to the output rows
-#pragma unroll
-    for (int nn = 0; nn < D / 16; nn++) {
-        wmma::store_matrix_sync(ss, o[nn], SLD, wmma::mem_row_major);
-        __syncwarp();
-        for (int e = lane; e < 256; e += 32) {
-            const int r = e >> 4, c = e & 15;
-            if (warp * 16 + r < rows) out[ROW_AT(warp * 16 + r) + nn * 16 + c] = from_f32<T>(ss[r * SLD + c]);
-        }
-        __syncwarp();
-    }
-#undef ROW_AT
-}
-
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
 // for NVRTC, compiled in parallel with the others: 1 the per-head and tiled kernels and the
-// merge, 2 the per-group decode kernels, 3 the tensor-core prefill kernels.
+// merge, 2 the per-group decode kernels. (The tensor-core prefill is flash_attention.cu.)
 #if IN_PART(1)
 #define ATTENTION_PLAIN(T, C, NAME)                                                                        \
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                                          \
@@ -756,24 +604,8 @@ __device__ void paged_attention_mma(const T* q, const C* kc, const C* vc, const 
 #else
 #define ATTENTION_GROUP(T, C, NAME, D)
 #endif
-// `paged_attention_mma_d128_bf16` and the like: the tiled kernel's arguments (head_dim is D)
-#if IN_PART(3)
-#define ATTENTION_MMA(T, C, NAME, D)                                                                       \
-    extern "C" __global__ void __launch_bounds__(128)                                                      \
-        paged_attention_mma_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,  \
-                                          const u32* tok_table, const u32* tok_keys, const u32* tiles,     \
-                                          T* out, int n_heads, int n_kv_heads, int head_dim,               \
-                                          int block_size, float scale, float k_scale, float v_scale) {     \
-        grid_dependency();                                                                                 \
-        paged_attention_mma<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,    \
-                                     n_kv_heads, block_size, scale, k_scale, v_scale);                     \
-    }
-#else
-#define ATTENTION_MMA(T, C, NAME, D)
-#endif
 #define ATTENTION_CACHE(T, C, NAME)                                                                        \
-    ATTENTION_PLAIN(T, C, NAME) ATTENTION_GROUP(T, C, NAME, 64) ATTENTION_GROUP(T, C, NAME, 128)           \
-    ATTENTION_MMA(T, C, NAME, 64) ATTENTION_MMA(T, C, NAME, 128)
+    ATTENTION_PLAIN(T, C, NAME) ATTENTION_GROUP(T, C, NAME, 64) ATTENTION_GROUP(T, C, NAME, 128)
 // `paged_attention_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3), and the like
 #define ATTENTION(T, S) ATTENTION_CACHE(T, T, S) ATTENTION_CACHE(T, fp8, fp8_##S) ATTENTION_MERGE(T, S)
 FOR_HALF_TYPES(ATTENTION)

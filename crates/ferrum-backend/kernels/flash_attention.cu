@@ -1,15 +1,16 @@
 // Prefill attention in one pass over the keys, flash attention 2's way, on the tensor cores
-// through `mma.sync.m16n8k16` (T inputs, f32 sums), for head sizes D of 64 and 128. The tiles of
-// `paged_attention_mma` (attention.cu: up to TILE_TOKENS query tokens of one sequence × their
-// GQA group's heads, FA_ROWS rows a block, 16 a warp), but each warp keeps its scores, its
-// softmax state and its output in registers: PTX fixes the fragments' layouts (WMMA does not),
-// so a row's running max, sum and output rescale as the keys go by, and the scores' accumulators
-// are the probabilities' input fragments as they stand. Q·Kᵀ runs once (the WMMA kernel runs it
-// twice, and goes through shared memory for the scores and probabilities), and the next tile's K
-// and V land by `cp.async` while the warps work on this one. P is rounded to T for P·V, as flash
-// attention does. An fp8 cache's codes land as they are and are converted to T once a tile in
-// shared memory (exactly: every e4m3 value is a bf16 and an f16); its scales apply to the scores
-// and the output in f32.
+// through `mma.sync.m16n8k16` (T inputs, f32 sums), for head sizes D of 64 and 128: the tiles of
+// attention.cu's `paged_attention_tiled` (up to TILE_TOKENS query tokens of one sequence × their
+// GQA group's heads), FA_ROWS rows a block, 16 a warp. Each warp keeps its scores, its softmax
+// state and its output in registers: PTX fixes the fragments' layouts (WMMA does not), so a row's
+// running max, sum and output rescale as the keys go by, and the scores' accumulators are the
+// probabilities' input fragments as they stand. The next tile's K and V land by `cp.async` while
+// the warps work on this one. P is rounded to T for P·V, as flash attention does. An fp8 cache's
+// codes land as they are and are converted to T once a tile in shared memory (exactly: every
+// e4m3 value is a bf16 and an f16); its scales apply to the scores and the output in f32.
+// (The two-pass WMMA kernel before it ran Q·Kᵀ twice and took the scores and probabilities
+// through shared memory: on an H100 the 8B's 2048-token prefill 27744 tok/s against 35305 with
+// this one, Qwen3-30B-A3B FP8's 17652 against 25880.)
 #include <cuda_pipeline_primitives.h>
 
 #define FA_WARPS 4

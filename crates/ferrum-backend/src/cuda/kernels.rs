@@ -68,12 +68,6 @@ pub const FILES: &[KernelFile] = &[
                 "paged_attention_group_d64_fp8",
                 "paged_attention_group_d128_fp8",
             ],
-            &[
-                "paged_attention_mma_d64",
-                "paged_attention_mma_d128",
-                "paged_attention_mma_d64_fp8",
-                "paged_attention_mma_d128_fp8",
-            ],
         ],
     },
     KernelFile {

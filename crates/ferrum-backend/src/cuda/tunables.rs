@@ -15,15 +15,11 @@ pub(super) struct Tunables {
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
     pub gemv_row: bool,
-    /// Prefill attention on the tensor cores (`paged_attention_mma`, head sizes 64 and 128);
-    /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead.
+    /// Prefill attention on the tensor cores (`flash_attention`, head sizes 64 and 128);
+    /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead. (On an H100 the one-pass
+    /// kernel made the 8B's 2048-token prefill 35305 tok/s against 27744 with the two-pass WMMA
+    /// kernel before it, Qwen3-30B-A3B FP8's 25880 against 17652; seventeenth session.)
     pub mma_attention: bool,
-    /// The tensor-core prefill in one pass, flash attention 2's way (`flash_attention`: scores,
-    /// softmax state and output in registers, the next K/V tile landing by `cp.async`) instead
-    /// of the two-pass WMMA kernel; opt-in until measured (`FERRUM_CUDA_FLASH_ATTENTION=1`).
-    /// On an H100 the WMMA kernel took about a third of the 8B's 2048-token prefill
-    /// (`profile_prefill_8b_2048`, seventeenth session).
-    pub flash_attention: bool,
     /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
     /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
     /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
@@ -124,7 +120,6 @@ impl Tunables {
             gemv: env_is("FERRUM_CUDA_GEMV", "1"),
             gemv_row: !env_is("FERRUM_CUDA_GEMV_ROW", "0"),
             mma_attention: !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
-            flash_attention: env_is("FERRUM_CUDA_FLASH_ATTENTION", "1"),
             decode_group_min_blocks: if env_is("FERRUM_CUDA_DECODE_GROUP", "0") {
                 usize::MAX
             } else {
@@ -184,12 +179,6 @@ impl CudaBackend {
     /// or on the f32 tiled kernel; the op tests check both.
     pub fn set_mma_attention(&mut self, on: bool) {
         self.tune.mma_attention = on;
-    }
-
-    /// The one-pass tensor-core prefill kernel (`flash_attention`) when the tensor cores take
-    /// the prefill.
-    pub fn set_flash_attention(&mut self, on: bool) {
-        self.tune.flash_attention = on;
     }
 
     /// Whether the device-grouped experts stream their weights through asynchronous copies

@@ -131,19 +131,14 @@ impl CudaBackend {
                 block_dim: (128, 1, 1),
                 shared_mem_bytes: 0,
             };
-            if mma && self.tune.flash_attention {
-                tiled.shared_mem_bytes = flash_smem_bytes(d.head_dim, kv.fp8) as u32;
-                let name = match d.head_dim {
-                    64 => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
-                    _ => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
-                };
-                return self.launch(name, tiled, &args);
-            }
             let name = match (mma, d.head_dim) {
-                (true, 64) => kv.kernel("paged_attention_mma_d64", "paged_attention_mma_d64_fp8"),
-                (true, _) => kv.kernel("paged_attention_mma_d128", "paged_attention_mma_d128_fp8"),
+                (true, 64) => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
+                (true, _) => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
                 _ => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
             };
+            if mma {
+                tiled.shared_mem_bytes = flash_smem_bytes(d.head_dim, kv.fp8) as u32;
+            }
             return self.launch(name, tiled, &args);
         }
         // one block per GQA group reads each K/V row once for all of the group's heads: with
