@@ -112,9 +112,6 @@ checks() {
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
-    # the engine with the split decode attention merging its slices itself
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_ATTN_FOLD=1 step cuda_engine_fold \
-        "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
         "$dev/cuda_engine" --ignored --nocapture
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
@@ -198,8 +195,6 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
-    # the split decode attention merging its slices itself (no merge kernel after it)
-    FERRUM_CUDA_ATTN_FOLD=1 step bench_decode_8b_fold "$dev/ferrum" "${b1[@]}"
     # what each kernel costs inside the decode graph, as ablate_qwen3moe_fp8_* (8 layers, batch
     # 1, FERRUM_CUDA_SKIP; timing only): the decode attention, the rotary + cache write, silu_mul,
     # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head)
@@ -262,8 +257,6 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_ATTN_FOLD=1 step bench_decode_qwen3moe_fp8_fold "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
-        --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -301,8 +294,6 @@ bench_moe() {
             "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 \
             --num-iters-warmup 1
     done
-    FERRUM_CUDA_ATTN_FOLD=1 step bench_decode_qwen3moe_fp8_8k_fold "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
-        --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=decode step profile_decode_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 140 --num-iters 1 --num-iters-warmup 0
     step bench_decode_qwen3moe_fp8_b128 "$dev/ferrum" "${fp8[@]}" --batch-size 128 --input-len 512 \

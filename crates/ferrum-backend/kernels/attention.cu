@@ -359,45 +359,13 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // sequences of ~600 keys on an H100, 30 % of the step.) Head sizes 64 and 128.
 // Split-KV (`part` non-null): block (t, kv head, s) takes the s-th slice of the token's keys
 // (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
-// `part` as `paged_attention_split` does, for `attention_merge`; or, with `fold` (a zeroed
-// counter per (token, kv head)), the last of the token's slices to finish merges them itself
-// (`fold_merge`), and no merge kernel runs.
+// `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
-
-// The merge of `attention_merge` for the `group` heads of (t, kv head kvh) from inside the
-// split kernel: a warp a head, the partials read past L1 (other blocks wrote them).
-template <typename T, int D>
-__device__ void fold_merge(const float* part, T* out, i64 t, int kvh, int group, int n_heads, int splits, int used) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, stride = 2 + D;
-    for (int g = warp; g < group; g += ATTN_WARPS) {
-        const i64 h = (i64)kvh * group + g;
-        const float* p = part + (t * n_heads + h) * splits * (i64)stride;
-        float big = NEG_INF;
-        for (int s = lane; s < used; s += 32)
-            if (__ldcg(p + s * stride + 1) > 0.f) big = fmaxf(big, __ldcg(p + s * stride));
-        big = warp_max(big);
-        float total = 0.f;
-        for (int s = lane; s < used; s += 32) {
-            const float l = __ldcg(p + s * stride + 1);
-            if (l > 0.f) total += l * __expf(__ldcg(p + s * stride) - big);
-        }
-        total = warp_sum(total);
-        for (int d = lane; d < D; d += 32) {
-            float v = 0.f;
-            for (int s = 0; s < used; s++) {
-                const float l = __ldcg(p + s * stride + 1);
-                if (l > 0.f) v += __expf(__ldcg(p + s * stride) - big) * __ldcg(p + s * stride + 2 + d);
-            }
-            out[(t * n_heads + h) * D + d] = from_f32<T>(v / total);
-        }
-    }
-}
-
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
                                       int n_heads, int n_kv_heads, int block_size, float scale,
-                                      float k_scale, float v_scale, int min_keys, u32* fold) {
+                                      float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
     // a warp's K and V tiles (later its f32 O), scores, probabilities and row corrections
@@ -575,20 +543,6 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             out[(t * n_heads + h) * D + d] = from_f32<T>(acc / sum);
         }
     }
-    if (part && fold) {
-        // this slice's partials out to every block, then the count of the token's slices done:
-        // the last one merges them and zeroes the count for the next launch
-        __shared__ int last;
-        __threadfence();
-        __syncthreads();
-        u32* done = fold + t * n_kv_heads + kvh;
-        if (threadIdx.x == 0) last = atomicAdd(done, 1u) == (u32)(used - 1);
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-        fold_merge<T, D>(part, out, t, kvh, group, n_heads, gridDim.z, used);
-        if (threadIdx.x == 0) *done = 0;
-    }
 }
 
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
@@ -642,11 +596,10 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
                                             int n_heads, int n_kv_heads, int head_dim, int block_size,     \
-                                            float scale, float k_scale, float v_scale, int min_keys,       \
-                                            u32* fold) {                                                   \
+                                            float scale, float k_scale, float v_scale, int min_keys) {     \
         launch_dependents();                                                                               \
         paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
-                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys, fold);   \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
 #else
 #define ATTENTION_GROUP(T, C, NAME, D)

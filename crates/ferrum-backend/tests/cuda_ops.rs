@@ -324,34 +324,29 @@ fn cuda_ops_match_the_cpu_backend() {
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
         // the kernels to check: (label, tensor-core prefill, fewest blocks for the per-group
-        // decode kernel, below them the per-group kernel over slices of the keys, those slices
-        // merged by the kernel itself)
-        let split = (", per group, split", true, usize::MAX - 1, true, false);
-        let fold = (", per group, split, fold", true, usize::MAX - 1, true, true);
-        let kernels: &[(&str, bool, usize, bool, bool)] =
-            if seqs == mixed && [64, 128].contains(&hd) {
-                &[
-                    ("", true, usize::MAX, false, false),
-                    (", f32 tiles", false, usize::MAX, false, false),
-                ]
-            } else if seqs == short_decode {
-                &[
-                    ("", true, usize::MAX, false, false),
-                    (", per group", true, 0, false, false),
-                    split,
-                    fold,
-                ]
-            } else if seqs == long_decode && [64, 128].contains(&hd) {
-                &[("", true, usize::MAX, false, false), split, fold]
-            } else {
-                &[("", true, usize::MAX, false, false)]
-            };
-        for (fp8, &(kernel, mma, group_min, group_split, folded)) in [false, true]
+        // decode kernel, below them the per-group kernel over slices of the keys)
+        let split = (", per group, split", true, usize::MAX - 1, true);
+        let kernels: &[(&str, bool, usize, bool)] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[
+                ("", true, usize::MAX, false),
+                (", f32 tiles", false, usize::MAX, false),
+            ]
+        } else if seqs == short_decode {
+            &[
+                ("", true, usize::MAX, false),
+                (", per group", true, 0, false),
+                split,
+            ]
+        } else if seqs == long_decode && [64, 128].contains(&hd) {
+            &[("", true, usize::MAX, false), split]
+        } else {
+            &[("", true, usize::MAX, false)]
+        };
+        for (fp8, &(kernel, mma, group_min, group_split)) in [false, true]
             .into_iter()
             .flat_map(|f| kernels.iter().map(move |k| (f, k)))
         {
             g.set_mma_attention(mma);
-            g.set_attention_fold(folded);
             g.set_decode_group_min_blocks(group_min);
             g.set_decode_group_split(group_split);
             let kv = (&k_all[..], &v_all[..], kvd);
@@ -366,7 +361,6 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
         g.set_mma_attention(true);
-        g.set_attention_fold(false);
         g.set_decode_group_split(true);
     }
 

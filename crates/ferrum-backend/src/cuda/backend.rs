@@ -155,8 +155,6 @@ pub struct CudaBackend {
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
-    /// The per-group split kernel's counts of slices done (`attention.rs`'s fold).
-    attn_fold: RefCell<Option<CudaSlice<u32>>>,
     /// Captured forwards (CUDA graphs), by key (the decode batch size).
     graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
@@ -213,7 +211,6 @@ impl CudaBackend {
             tune,
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
-            attn_fold: RefCell::new(None),
             graphs: HashMap::new(),
             sm_count,
             error: RefCell::new(None),

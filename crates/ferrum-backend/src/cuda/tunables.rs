@@ -30,12 +30,6 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
-    /// The per-group split kernel merges its slices itself, the last slice of each (token, kv
-    /// head) to finish reading the others' partials (`fold_merge`), instead of a merge kernel
-    /// after it; opt-in until measured (`FERRUM_CUDA_ATTN_FOLD=1`). At batch 1 the decode
-    /// attention and its merge took 9 µs a layer of the 8B on an H100 (seventeenth session's
-    /// ablation), a small kernel in a graph about 2.4.
-    pub attention_fold: bool,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -132,7 +126,6 @@ impl Tunables {
                 sm_count
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
-            attention_fold: env_is("FERRUM_CUDA_ATTN_FOLD", "1"),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -219,12 +212,6 @@ impl CudaBackend {
     /// the op tests check both.
     pub fn set_decode_group_split(&mut self, on: bool) {
         self.tune.decode_group_split = on;
-    }
-
-    /// Whether the per-group split kernel merges its slices itself (`FERRUM_CUDA_ATTN_FOLD=1`)
-    /// or a merge kernel runs after it; the op tests check both.
-    pub fn set_attention_fold(&mut self, on: bool) {
-        self.tune.attention_fold = on;
     }
 
     /// The fewest (token, kv head) blocks for which decode attention takes the kernel that reads

@@ -160,16 +160,9 @@ impl CudaBackend {
             } else {
                 0
             };
-            // with the fold, the last slice of each (token, kv head) to finish merges them
-            let fold = if splits > 1 && self.tune.attention_fold {
-                self.attn_fold_counts()?
-            } else {
-                0
-            };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
             args.push(I(GROUP_SLICING.min_keys as i32));
-            args.push(P(fold));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
                 ..cfg(1)
@@ -183,7 +176,7 @@ impl CudaBackend {
                 )
             };
             self.launch(name, grouped, &args)?;
-            return if splits > 1 && fold == 0 {
+            return if splits > 1 {
                 self.attention_merge(part, out, heads, d.head_dim, splits, &GROUP_SLICING)
             } else {
                 Ok(())
@@ -222,17 +215,6 @@ impl CudaBackend {
             *part = Some(self.stream.alloc_zeros::<f32>(cap)?);
         }
         Ok(self.ptr(part.as_ref().unwrap()))
-    }
-
-    /// The per-group split kernel's counts of slices done, one a (token, kv head), zeroed once
-    /// (the kernel zeroes each count again when it merged): allocated at the most blocks a split
-    /// step has (under two waves), never moved (captured graphs hold it).
-    fn attn_fold_counts(&self) -> Result<u64> {
-        let mut counts = self.attn_fold.borrow_mut();
-        if counts.is_none() {
-            *counts = Some(self.stream.alloc_zeros::<u32>(2 * self.sm_count)?);
-        }
-        Ok(self.ptr(counts.as_ref().unwrap()))
     }
 
     /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
