@@ -73,28 +73,23 @@ __device__ __forceinline__ void mma_16816_lanes(float (&d)[4], const u32 (&a)[4]
 // (a[0], a[2]) and g + 8 (a[1], a[3]) at columns 2t, 2t + 1 (a[0], a[1]) and 2t + 8, 2t + 9 (a[2],
 // a[3]); b column g at rows 2t, 2t + 1 (b[0]) and 2t + 8, 2t + 9 (b[1]); d rows g (d[0], d[1]) and
 // g + 8 (d[2], d[3]) at columns 2t and 2t + 1.
-__device__ __forceinline__ void mma_16816(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2], const __nv_bfloat16*) {
+// (one overload a type: the tag's pointer type picks it, PTX names the type in the instruction)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#define MMA_16816(T, PTX)                                                                                  \
+    __device__ __forceinline__ void mma_16816(float(&d)[4], const u32(&a)[4], const u32(&b)[2], const T*) { \
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX                                   \
+                     ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                          \
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                      \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));                  \
+    }
 #else
-    mma_16816_lanes<__nv_bfloat16>(d, a, b);
+#define MMA_16816(T, PTX)                                                                                  \
+    __device__ __forceinline__ void mma_16816(float(&d)[4], const u32(&a)[4], const u32(&b)[2], const T*) { \
+        mma_16816_lanes<T>(d, a, b);                                                                       \
+    }
 #endif
-}
-__device__ __forceinline__ void mma_16816(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2], const __half*) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-    mma_16816_lanes<__half>(d, a, b);
-#endif
-}
+MMA_16816(__nv_bfloat16, "bf16")
+MMA_16816(__half, "f16")
 
 template <typename T, typename C, int D>
 __device__ void flash_attention(const T* q, const C* kc, const C* vc, const u32* block_tables, const u32* tok_table,
