@@ -50,23 +50,30 @@ __device__ __forceinline__ float dot2(u32 a, u32 b) {
     return to_f32(x[0]) * to_f32(y[0]) + to_f32(x[1]) * to_f32(y[1]);
 }
 
-// The sums of `mma_16816` gathered through the warp's shuffles: the CPU emulator's path (the
-// host launches this file's kernels from sm_80 on, where the instruction runs).
+// The sums of `mma_16816` from every lane's fragments through shared memory: the CPU emulator's
+// path (the host takes the tensor-core prefill from sm_80 on, where the instruction runs), two
+// warp barriers where gathering them by shuffles took 32 (a shuffle is a barrier there).
 template <typename T>
 __device__ __forceinline__ void mma_16816_lanes(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    __shared__ u32 frag[32][32][6];  // [warp][lane]: a[0..3], b[0..1]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    u32* mine = frag[warp][lane];
+#pragma unroll
+    for (int i = 0; i < 4; i++) mine[i] = a[i];
+    mine[4] = b[0];
+    mine[5] = b[1];
+    __syncwarp();
 #pragma unroll
     for (int s = 0; s < 4; s++) {  // lane 4·g + s holds row g's columns 2s, 2s + 1 and 2s + 8, 2s + 9
-        const u32 a0 = __shfl_sync(0xffffffffu, a[0], 4 * g + s), a1 = __shfl_sync(0xffffffffu, a[1], 4 * g + s);
-        const u32 a2 = __shfl_sync(0xffffffffu, a[2], 4 * g + s), a3 = __shfl_sync(0xffffffffu, a[3], 4 * g + s);
-        const u32 b00 = __shfl_sync(0xffffffffu, b[0], 8 * t + s), b01 = __shfl_sync(0xffffffffu, b[1], 8 * t + s);
-        const u32 b10 = __shfl_sync(0xffffffffu, b[0], 8 * t + 4 + s);
-        const u32 b11 = __shfl_sync(0xffffffffu, b[1], 8 * t + 4 + s);
-        d[0] += dot2<T>(a0, b00) + dot2<T>(a2, b01);
-        d[1] += dot2<T>(a0, b10) + dot2<T>(a2, b11);
-        d[2] += dot2<T>(a1, b00) + dot2<T>(a3, b01);
-        d[3] += dot2<T>(a1, b10) + dot2<T>(a3, b11);
+        const u32* x = frag[warp][4 * g + s];
+        const u32* c0 = frag[warp][8 * t + s];      // column 2t's rows
+        const u32* c1 = frag[warp][8 * t + 4 + s];  // column 2t + 1's
+        d[0] += dot2<T>(x[0], c0[4]) + dot2<T>(x[2], c0[5]);
+        d[1] += dot2<T>(x[0], c1[4]) + dot2<T>(x[2], c1[5]);
+        d[2] += dot2<T>(x[1], c0[4]) + dot2<T>(x[3], c0[5]);
+        d[3] += dot2<T>(x[1], c1[4]) + dot2<T>(x[3], c1[5]);
     }
+    __syncwarp();  // read before the next call writes
 }
 
 // d += a · b over one 16 × 8 × 16 tile, in PTX's fragment layouts (lane = 4·g + t): a holds rows g

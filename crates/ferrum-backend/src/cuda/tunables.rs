@@ -15,8 +15,9 @@ pub(super) struct Tunables {
     /// µs against cuBLAS's 81.4, its down 40.8 against 43.6. (One-row FP8 layers always take
     /// `gemv_fp8_row`.)
     pub gemv_row: bool,
-    /// Prefill attention on the tensor cores (`flash_attention`, head sizes 64 and 128);
-    /// `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32 tiled kernel instead. (On an H100 the one-pass
+    /// Prefill attention on the tensor cores (`flash_attention`, head sizes 64 and 128; its
+    /// `mma` on bf16 needs compute capability 8.0); `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32
+    /// tiled kernel instead. (On an H100 the one-pass
     /// kernel made the 8B's 2048-token prefill 35305 tok/s against 27744 with the two-pass WMMA
     /// kernel before it, Qwen3-30B-A3B FP8's 25880 against 17652; seventeenth session.)
     pub mma_attention: bool,
@@ -119,7 +120,7 @@ impl Tunables {
         Tunables {
             gemv: env_is("FERRUM_CUDA_GEMV", "1"),
             gemv_row: !env_is("FERRUM_CUDA_GEMV_ROW", "0"),
-            mma_attention: !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
+            mma_attention: capability >= (8, 0) && !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
             decode_group_min_blocks: if env_is("FERRUM_CUDA_DECODE_GROUP", "0") {
                 usize::MAX
             } else {
