@@ -98,7 +98,43 @@ __device__ __forceinline__ void mma_16816_lanes(float (&d)[4], const u32 (&a)[4]
 MMA_16816(__nv_bfloat16, "bf16")
 MMA_16816(__half, "f16")
 
-template <typename T, typename C, int D>
+// Four 8 × 8 matrices of 16-bit values from shared memory into mma fragments (`ldmatrix`): lane l
+// gives row l % 8 of matrix l / 8 (16 bytes, aligned), and r[j] receives matrix j's row l / 4 at
+// columns 2(l % 4), +1, or with TRANS its column l / 4 at rows 2(l % 4), +1. The emulator's path
+// gathers the rows' addresses through shared memory.
+template <bool TRANS>
+__device__ __forceinline__ void ldsm_x4(u32 (&r)[4], const void* row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const u32 a = (u32)__cvta_generic_to_shared(row);
+    if constexpr (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+#else
+    __shared__ const unsigned short* rows[32][32];  // [warp][lane]
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    rows[warp][lane] = static_cast<const unsigned short*>(row);
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        if (TRANS) {
+            const unsigned short* p0 = rows[warp][8 * j + 2 * (lane & 3)];
+            const unsigned short* p1 = rows[warp][8 * j + 2 * (lane & 3) + 1];
+            r[j] = p0[lane >> 2] | (u32)p1[lane >> 2] << 16;
+        } else {
+            const unsigned short* p = rows[warp][8 * j + (lane >> 2)];
+            r[j] = p[2 * (lane & 3)] | (u32)p[2 * (lane & 3) + 1] << 16;
+        }
+    }
+    __syncwarp();
+#endif
+}
+
+template <typename T, typename C, int D, bool LDM>
 __device__ void flash_attention(const T* q, const C* kc, const C* vc, const u32* block_tables, const u32* tok_table,
                                 const u32* tok_keys, const u32* tiles, T* out, int n_heads, int n_kv_heads,
                                 int block_size, float scale, float k_scale, float v_scale) {
@@ -198,12 +234,23 @@ __device__ void flash_attention(const T* q, const C* kc, const C* vc, const u32*
 #pragma unroll
             for (int n = 0; n < NK; n++) {
                 s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-                const T* krow = kt + (8 * n + g) * LD + 2 * t;
+                if constexpr (LDM) {  // two k-steps' fragments an ldmatrix
 #pragma unroll
-                for (int kk = 0; kk < KD; kk++) {
-                    const u32 b[2] = {*reinterpret_cast<const u32*>(krow + 16 * kk),
-                                      *reinterpret_cast<const u32*>(krow + 16 * kk + 8)};
-                    mma_16816(s[n], qf[kk], b, tag);
+                    for (int kk = 0; kk < KD; kk += 2) {
+                        u32 r[4];
+                        ldsm_x4<false>(r, kt + (8 * n + (lane & 7)) * LD + 16 * kk + 8 * (lane >> 3));
+                        const u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+                        mma_16816(s[n], qf[kk], b0, tag);
+                        mma_16816(s[n], qf[kk + 1], b1, tag);
+                    }
+                } else {
+                    const T* krow = kt + (8 * n + g) * LD + 2 * t;
+#pragma unroll
+                    for (int kk = 0; kk < KD; kk++) {
+                        const u32 b[2] = {*reinterpret_cast<const u32*>(krow + 16 * kk),
+                                          *reinterpret_cast<const u32*>(krow + 16 * kk + 8)};
+                        mma_16816(s[n], qf[kk], b, tag);
+                    }
                 }
             }
             // the online softmax, rows g (h = 0) and g + 8 (h = 1): the quad of lanes 4g.. holds a row
@@ -247,12 +294,25 @@ __device__ void flash_attention(const T* q, const C* kc, const C* vc, const u32*
                 const u32 a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                                   pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                   pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-                const T* vrow = vt + (16 * kk + 2 * t) * LD + g;
+                if constexpr (LDM) {  // two n-tiles' fragments an ldmatrix, transposed
+                    const int j = lane >> 3;
+                    const T* vrow = vt + (16 * kk + 8 * (j & 1) + (lane & 7)) * LD + 8 * (j >> 1);
 #pragma unroll
-                for (int n = 0; n < ND; n++) {
-                    const T* v = vrow + 8 * n;
-                    const u32 b[2] = {pack2_raw<T>(v[0], v[LD]), pack2_raw<T>(v[8 * LD], v[9 * LD])};
-                    mma_16816(o[n], a, b, tag);
+                    for (int n = 0; n < ND; n += 2) {
+                        u32 r[4];
+                        ldsm_x4<true>(r, vrow + 8 * n);
+                        const u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+                        mma_16816(o[n], a, b0, tag);
+                        mma_16816(o[n + 1], a, b1, tag);
+                    }
+                } else {
+                    const T* vrow = vt + (16 * kk + 2 * t) * LD + g;
+#pragma unroll
+                    for (int n = 0; n < ND; n++) {
+                        const T* v = vrow + 8 * n;
+                        const u32 b[2] = {pack2_raw<T>(v[0], v[LD]), pack2_raw<T>(v[8 * LD], v[9 * LD])};
+                        mma_16816(o[n], a, b, tag);
+                    }
                 }
             }
         }
@@ -273,16 +333,25 @@ __device__ void flash_attention(const T* q, const C* kc, const C* vc, const u32*
 
 // `flash_attention_d128_bf16`, `flash_attention_d128_fp8_bf16` and the like: the arguments of
 // attention.cu's tiled kernels (head_dim is D)
-#define FLASH_ATTENTION(T, C, NAME, D)                                                                     \
-    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)                                            \
-        flash_attention_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables,      \
-                                      const u32* tok_table, const u32* tok_keys, const u32* tiles, T* out, \
-                                      int n_heads, int n_kv_heads, int head_dim, int block_size,           \
-                                      float scale, float k_scale, float v_scale) {                         \
+#define FLASH_ATTENTION(T, C, NAME, D, KIND, LDM, BOUNDS)                                                  \
+    extern "C" __global__ void __launch_bounds__ BOUNDS                                                    \
+        flash_attention##KIND##_d##D##_##NAME(const T* q, const C* kc, const C* vc,                       \
+                                              const u32* block_tables, const u32* tok_table,               \
+                                              const u32* tok_keys, const u32* tiles, T* out, int n_heads,  \
+                                              int n_kv_heads, int head_dim, int block_size, float scale,   \
+                                              float k_scale, float v_scale) {                              \
         grid_dependency();                                                                                 \
-        flash_attention<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,        \
-                                 n_kv_heads, block_size, scale, k_scale, v_scale);                         \
+        flash_attention<T, C, D, LDM>(q, kc, vc, block_tables, tok_table, tok_keys, tiles, out, n_heads,   \
+                                      n_kv_heads, block_size, scale, k_scale, v_scale);                    \
     }
-#define FLASH_CACHE(T, C, NAME) FLASH_ATTENTION(T, C, NAME, 64) FLASH_ATTENTION(T, C, NAME, 128)
+// `flash_attention_ldm_*`: the fragments of K and V by `ldmatrix` (opt-in until measured,
+// `FERRUM_CUDA_FLASH_LDMATRIX=1`): a quarter of the shared-memory load instructions for K, an
+// eighth for V (each V fragment otherwise two 16-bit loads); held to three blocks a
+// multiprocessor's registers (168 at head size 128, as the plain kernel takes: 170 left free)
+#define FLASH_CACHE(T, C, NAME)                                                                            \
+    FLASH_ATTENTION(T, C, NAME, 64, , false, (FA_WARPS * 32))                                              \
+    FLASH_ATTENTION(T, C, NAME, 128, , false, (FA_WARPS * 32))                                             \
+    FLASH_ATTENTION(T, C, NAME, 64, _ldm, true, (FA_WARPS * 32, 3))                                        \
+    FLASH_ATTENTION(T, C, NAME, 128, _ldm, true, (FA_WARPS * 32, 3))
 #define FLASH(T, S) FLASH_CACHE(T, T, S) FLASH_CACHE(T, fp8, fp8_##S)
 FOR_HALF_TYPES(FLASH)
