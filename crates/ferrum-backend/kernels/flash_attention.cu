@@ -17,20 +17,19 @@
 #define FA_ROWS (FA_WARPS * 16)
 #define FA_KEYS 64
 
-// The bytes of dynamic shared memory the kernel takes: two stages of K and V rows as the cache
-// holds them (a row D values and 16 bytes of padding, so that a fragment's eight rows fall in
-// distinct banks), and for an fp8 cache one K and one V tile converted to T (the host mirrors it,
-// `flash_smem_bytes` in cuda/backend/attention.rs).
+// The dynamic shared memory's layout: two stages of K and V rows as the cache holds them (a row
+// D values and 16 bytes of padding, so that a fragment's eight rows fall in distinct banks), then
+// for an fp8 cache one K and one V tile converted to T (the host sums it, `flash_smem_bytes` in
+// cuda/backend/attention.rs).
 template <typename T, typename C, int D>
 struct FlashSmem {
     static constexpr int LD = D + 8;                        // a T tile's row stride (elements)
     static constexpr int CLD = D * (int)sizeof(C) + 16;     // a staged row's stride (bytes)
     static constexpr int STAGE = 2 * FA_KEYS * CLD;
     static constexpr bool RAW = sizeof(C) != sizeof(T);     // the stages need converting
-    static constexpr int BYTES = 2 * STAGE + (RAW ? 2 * FA_KEYS * LD * (int)sizeof(T) : 0);
 };
 
-// Two T values (lowest first) as one 32-bit fragment register, and their products' sum.
+// Two T values (lowest first) as one 32-bit fragment register.
 template <typename T>
 __device__ __forceinline__ u32 pack2_raw(T lo, T hi) {
     u32 v;
@@ -43,6 +42,9 @@ template <typename T>
 __device__ __forceinline__ u32 pack2(float lo, float hi) {
     return pack2_raw<T>(from_f32<T>(lo), from_f32<T>(hi));
 }
+
+// The emulator's path (no `mma` instruction on the CPU).
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
 template <typename T>
 __device__ __forceinline__ float dot2(u32 a, u32 b) {
     const T* x = reinterpret_cast<const T*>(&a);
@@ -75,6 +77,7 @@ __device__ __forceinline__ void mma_16816_lanes(float (&d)[4], const u32 (&a)[4]
     }
     __syncwarp();  // read before the next call writes
 }
+#endif
 
 // d += a · b over one 16 × 8 × 16 tile, in PTX's fragment layouts (lane = 4·g + t): a holds rows g
 // (a[0], a[2]) and g + 8 (a[1], a[3]) at columns 2t, 2t + 1 (a[0], a[1]) and 2t + 8, 2t + 9 (a[2],

@@ -17,9 +17,9 @@ pub(super) struct Tunables {
     pub gemv_row: bool,
     /// Prefill attention on the tensor cores (`flash_attention`, head sizes 64 and 128; its
     /// `mma` on bf16 needs compute capability 8.0); `FERRUM_CUDA_MMA_ATTENTION=0` takes the f32
-    /// tiled kernel instead. (On an H100 the one-pass
-    /// kernel made the 8B's 2048-token prefill 35305 tok/s against 27744 with the two-pass WMMA
-    /// kernel before it, Qwen3-30B-A3B FP8's 25880 against 17652; seventeenth session.)
+    /// tiled kernel instead. (On an H100 the one-pass kernel made the 8B's 2048-token prefill
+    /// 35305 tok/s against 27744 with the two-pass WMMA kernel before it, Qwen3-30B-A3B FP8's
+    /// 25880 against 17652; seventeenth session.)
     pub mma_attention: bool,
     /// The tensor-core prefill's K and V fragments by `ldmatrix` (`flash_attention_ldm_*`)
     /// instead of plain shared-memory loads; opt-in until measured

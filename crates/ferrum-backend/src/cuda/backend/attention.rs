@@ -122,16 +122,21 @@ impl CudaBackend {
             args[6] = P(st.tiles);
             args.insert(7, P(self.ptr(&out.mem)));
             let rows = if mma { 64 } else { 32 };
-            let mut tiled = LaunchConfig {
+            let tiled = LaunchConfig {
                 grid_dim: (
                     self.step.n_tiles as u32,
                     d.n_kv_heads as u32,
                     (TILE_TOKENS * group).div_ceil(rows) as u32,
                 ),
                 block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
+                shared_mem_bytes: if mma {
+                    flash_smem_bytes(d.head_dim, kv.fp8) as u32
+                } else {
+                    0
+                },
             };
             let name = match (mma, self.tune.flash_ldmatrix, d.head_dim) {
+                (false, ..) => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
                 (true, false, 64) => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
                 (true, false, _) => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
                 (true, true, 64) => {
@@ -140,11 +145,7 @@ impl CudaBackend {
                 (true, true, _) => {
                     kv.kernel("flash_attention_ldm_d128", "flash_attention_ldm_d128_fp8")
                 }
-                _ => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
             };
-            if mma {
-                tiled.shared_mem_bytes = flash_smem_bytes(d.head_dim, kv.fp8) as u32;
-            }
             return self.launch(name, tiled, &args);
         }
         // one block per GQA group reads each K/V row once for all of the group's heads: with
