@@ -112,9 +112,6 @@ checks() {
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
-    # the transformers fixtures with the prefill's fragments by ldmatrix
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_FLASH_LDMATRIX=1 step cuda_reference_ldm \
-        "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
         "$dev/cuda_engine" --ignored --nocapture
     # the engine with each pre-norm as its own kernel (not inside the GEMV after it)
@@ -228,13 +225,6 @@ bench_dense() {
         step bench_prefill_8b_$n "$dev/ferrum" bench latency "${LLAMA[@]}" --enforce-eager \
             --batch-size 1 --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
     done
-    # the tensor-core prefill's K and V fragments by ldmatrix (opt-in: the A/B), and its profile
-    for n in 512 2048; do
-        FERRUM_CUDA_FLASH_LDMATRIX=1 step bench_prefill_8b_${n}_ldm "$dev/ferrum" bench latency "${LLAMA[@]}" \
-            --enforce-eager --batch-size 1 --input-len $n --output-len 1 --num-iters 3 --num-iters-warmup 1
-    done
-    FERRUM_CUDA_FLASH_LDMATRIX=1 FERRUM_CUDA_PROFILE=1 step profile_prefill_8b_2048_ldm "$dev/ferrum" bench latency \
-        "${LLAMA[@]}" --batch-size 1 --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     # the same 2048 with the f32 tiled attention instead of the tensor cores' (the gain)
     FERRUM_CUDA_MMA_ATTENTION=0 step bench_prefill_8b_2048_f32_attention "$dev/ferrum" bench latency \
         "${LLAMA[@]}" --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 \
@@ -328,8 +318,6 @@ bench_moe() {
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_FLASH_LDMATRIX=1 step bench_prefill_qwen3moe_fp8_ldm "$dev/ferrum" "${fp8[@]}" --enforce-eager \
-        --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)
     FERRUM_CUDA_FP8_GEMM=dequant step bench_prefill_qwen3moe_fp8_dequant "$dev/ferrum" "${fp8[@]}" \
         --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1

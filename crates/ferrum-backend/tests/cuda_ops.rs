@@ -323,34 +323,30 @@ fn cuda_ops_match_the_cpu_backend() {
             read(be, &out, n)
         }
         // the f32/bf16 cache, then an fp8 one (both backends e4m3 with k/v scales 0.5 / 0.25)
-        // the kernels to check: (label, tensor-core prefill, its fragments by ldmatrix, fewest
-        // blocks for the per-group decode kernel, below them the per-group kernel over slices of
-        // the keys)
-        let split = (", per group, split", true, false, usize::MAX - 1, true);
-        let kernels: &[(&str, bool, bool, usize, bool)] =
-            if seqs == mixed && [64, 128].contains(&hd) {
-                &[
-                    ("", true, false, usize::MAX, false),
-                    (", ldmatrix", true, true, usize::MAX, false),
-                    (", f32 tiles", false, false, usize::MAX, false),
-                ]
-            } else if seqs == short_decode {
-                &[
-                    ("", true, false, usize::MAX, false),
-                    (", per group", true, false, 0, false),
-                    split,
-                ]
-            } else if seqs == long_decode && [64, 128].contains(&hd) {
-                &[("", true, false, usize::MAX, false), split]
-            } else {
-                &[("", true, false, usize::MAX, false)]
-            };
-        for (fp8, &(kernel, mma, ldm, group_min, group_split)) in [false, true]
+        // the kernels to check: (label, tensor-core prefill, fewest blocks for the per-group
+        // decode kernel, below them the per-group kernel over slices of the keys)
+        let split = (", per group, split", true, usize::MAX - 1, true);
+        let kernels: &[(&str, bool, usize, bool)] = if seqs == mixed && [64, 128].contains(&hd) {
+            &[
+                ("", true, usize::MAX, false),
+                (", f32 tiles", false, usize::MAX, false),
+            ]
+        } else if seqs == short_decode {
+            &[
+                ("", true, usize::MAX, false),
+                (", per group", true, 0, false),
+                split,
+            ]
+        } else if seqs == long_decode && [64, 128].contains(&hd) {
+            &[("", true, usize::MAX, false), split]
+        } else {
+            &[("", true, usize::MAX, false)]
+        };
+        for (fp8, &(kernel, mma, group_min, group_split)) in [false, true]
             .into_iter()
             .flat_map(|f| kernels.iter().map(move |k| (f, k)))
         {
             g.set_mma_attention(mma);
-            g.set_flash_ldmatrix(ldm);
             g.set_decode_group_min_blocks(group_min);
             g.set_decode_group_split(group_split);
             let kv = (&k_all[..], &v_all[..], kvd);
@@ -365,7 +361,6 @@ fn cuda_ops_match_the_cpu_backend() {
             );
         }
         g.set_mma_attention(true);
-        g.set_flash_ldmatrix(false);
         g.set_decode_group_split(true);
     }
 

@@ -78,10 +78,6 @@ pub const FILES: &[KernelFile] = &[
             "flash_attention_d128",
             "flash_attention_d64_fp8",
             "flash_attention_d128_fp8",
-            "flash_attention_ldm_d64",
-            "flash_attention_ldm_d128",
-            "flash_attention_ldm_d64_fp8",
-            "flash_attention_ldm_d128_fp8",
         ]],
     },
     KernelFile {

@@ -21,10 +21,6 @@ pub(super) struct Tunables {
     /// 35305 tok/s against 27744 with the two-pass WMMA kernel before it, Qwen3-30B-A3B FP8's
     /// 25880 against 17652; seventeenth session.)
     pub mma_attention: bool,
-    /// The tensor-core prefill's K and V fragments by `ldmatrix` (`flash_attention_ldm_*`)
-    /// instead of plain shared-memory loads; opt-in until measured
-    /// (`FERRUM_CUDA_FLASH_LDMATRIX=1`).
-    pub flash_ldmatrix: bool,
     /// Decode steps with at least this many (token, kv head) blocks take the kernel that reads
     /// K/V once per GQA group (`paged_attention_group`); the multiprocessor count by default,
     /// never with `FERRUM_CUDA_DECODE_GROUP=0`.
@@ -125,7 +121,6 @@ impl Tunables {
             gemv: env_is("FERRUM_CUDA_GEMV", "1"),
             gemv_row: !env_is("FERRUM_CUDA_GEMV_ROW", "0"),
             mma_attention: capability >= (8, 0) && !env_is("FERRUM_CUDA_MMA_ATTENTION", "0"),
-            flash_ldmatrix: env_is("FERRUM_CUDA_FLASH_LDMATRIX", "1"),
             decode_group_min_blocks: if env_is("FERRUM_CUDA_DECODE_GROUP", "0") {
                 usize::MAX
             } else {
@@ -185,12 +180,6 @@ impl CudaBackend {
     /// or on the f32 tiled kernel; the op tests check both.
     pub fn set_mma_attention(&mut self, on: bool) {
         self.tune.mma_attention = on;
-    }
-
-    /// Whether the tensor-core prefill takes its fragments by `ldmatrix`
-    /// (`FERRUM_CUDA_FLASH_LDMATRIX=1`); the op tests check both.
-    pub fn set_flash_ldmatrix(&mut self, on: bool) {
-        self.tune.flash_ldmatrix = on;
     }
 
     /// Whether the device-grouped experts stream their weights through asynchronous copies

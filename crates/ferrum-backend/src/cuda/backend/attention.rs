@@ -135,16 +135,10 @@ impl CudaBackend {
                     0
                 },
             };
-            let name = match (mma, self.tune.flash_ldmatrix, d.head_dim) {
-                (false, ..) => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
-                (true, false, 64) => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
-                (true, false, _) => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
-                (true, true, 64) => {
-                    kv.kernel("flash_attention_ldm_d64", "flash_attention_ldm_d64_fp8")
-                }
-                (true, true, _) => {
-                    kv.kernel("flash_attention_ldm_d128", "flash_attention_ldm_d128_fp8")
-                }
+            let name = match (mma, d.head_dim) {
+                (false, _) => kv.kernel("paged_attention_tiled", "paged_attention_tiled_fp8"),
+                (true, 64) => kv.kernel("flash_attention_d64", "flash_attention_d64_fp8"),
+                (true, _) => kv.kernel("flash_attention_d128", "flash_attention_d128_fp8"),
             };
             return self.launch(name, tiled, &args);
         }
