@@ -185,6 +185,8 @@ LLAMA=(--device cuda --load-format dummy --model scripts/fixtures/configs/llama-
     --tokenizer .device/tokenizers/llama3.1 --max-model-len 4096)
 bench_dense() {
     ceilings
+    # cuBLAS's bf16 rate at the 8B's prefill GEMM shapes, through cublasGemmEx and cuBLASLt
+    step gemm_shapes python3 scripts/gemm_shapes.py
     # every decode-path kernel alone at the target models' shapes, from CUDA graphs (A/B included)
     step kernel_bench "$dev/cuda_kernels"
     FERRUM_CUDA_PDL=0 step kernel_bench_no_pdl "$dev/cuda_kernels"
@@ -231,6 +233,16 @@ bench_dense() {
         --num-iters-warmup 1
     FERRUM_CUDA_PROFILE=1 step profile_prefill_8b_2048 "$dev/ferrum" bench latency "${LLAMA[@]}" \
         --batch-size 1 --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
+    # a long prompt's prefill: one 8192-token chunk, and its profile
+    local long=(bench latency --device cuda --load-format dummy --tokenizer .device/tokenizers/llama3.1
+        --model scripts/fixtures/configs/llama-3.1-8b-instruct --max-model-len 8200 --enforce-eager
+        --batch-size 1 --input-len 8192 --output-len 1 --num-iters-warmup 1)
+    step bench_prefill_8b_8192 "$dev/ferrum" "${long[@]}" --num-iters 3
+    FERRUM_CUDA_PROFILE=1 step profile_prefill_8b_8192 "$dev/ferrum" "${long[@]}" --num-iters 1
+    # (the A/B: every cuBLAS GEMM in calls of at most 2048 or 4096 rows)
+    for r in 2048 4096; do
+        FERRUM_CUDA_GEMM_ROWS=$r step bench_prefill_8b_8192_rows$r "$dev/ferrum" "${long[@]}" --num-iters 3
+    done
     for b in 8 32 64 128; do
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1

@@ -243,11 +243,11 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 // DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][ld]`, the rows of one
 // column block together (ld ≥ rows: the GEMM's rows, padded), the layout cuBLASLt reads for
 // 128-element block scaling. One warp per (row, column block), four values per lane.
-// Row r's block g of 128 columns to codes q[r][...] and its scale to *scale.
+// Row `xrow`'s block g of 128 columns to codes q[r][...] and its scale to *scale.
 template <typename T>
-__device__ __forceinline__ void quant_block(const T* x, fp8* q, float* scale, int r, int g, int k) {
+__device__ __forceinline__ void quant_block(const T* x, i64 xrow, fp8* q, float* scale, int r, int g, int k) {
     const int lane = threadIdx.x & 31, i0 = g * 128 + lane * 4;
-    const T* xr = x + (i64)r * k;
+    const T* xr = x + xrow * k;
     fp8* qr = q + (i64)r * k;
     // the lane's four values in one 8-byte load (and their codes in one 4-byte store) when they
     // are all inside the row and so aligned
@@ -285,15 +285,17 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, i
     const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
     if (warp >= rows * groups) return;
     const int r = warp / groups, g = warp - r * groups;
-    quant_block(x, q, s + (i64)g * ld + r, r, g, k);
+    quant_block(x, r, q, s + (i64)g * ld + r, r, g, k);
 }
 
 // The same for rows grouped by expert (the MoE prefill's W8A8 GEMMs): expert e's rows are
 // [offsets[e], offsets[e + 1]), and its scales a block of their own at offsets[e] · groups, laid
-// out as one GEMM's (`[k / 128][its rows]`), so that each expert's GEMM reads its slice.
+// out as one GEMM's (`[k / 128][its rows]`), so that each expert's GEMM reads its slice. Row r
+// quantizes x's row src[r] (the tokens' hidden states read in expert order: no gathered copy of
+// them first), or row r without src.
 template <typename T>
-__device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k, const int* offsets,
-                                  int experts) {
+__device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, int rows, int k,
+                                  const int* offsets, int experts) {
     const int groups = (k + 127) / 128;
     const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
     if (warp >= rows * groups) return;
@@ -305,7 +307,7 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
         else hi = mid;
     }
     const int first = offsets[lo], n = offsets[lo + 1] - first;
-    quant_block(x, q, s + (i64)first * groups + (i64)g * n + (r - first), r, g, k);
+    quant_block(x, src ? (i64)src[r] : (i64)r, q, s + (i64)first * groups + (i64)g * n + (r - first), r, g, k);
 }
 
 #define LINEAR(T, S)                                                                                       \
@@ -358,9 +360,9 @@ __device__ void quant_fp8_grouped(const T* x, fp8* q, float* s, int rows, int k,
         grid_dependency();                                                                                 \
         quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
     }                                                                                                      \
-    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, fp8* q, float* s, int rows, int k,        \
-                                                     const int* offsets, int experts) {                    \
+    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, const u32* src, fp8* q, float* s,         \
+                                                     int rows, int k, const int* offsets, int experts) {   \
         grid_dependency();                                                                                 \
-        quant_fp8_grouped<T>(x, q, s, rows, k, offsets, experts);                                          \
+        quant_fp8_grouped<T>(x, src, q, s, rows, k, offsets, experts);                                     \
     }
 FOR_HALF_TYPES(LINEAR)

@@ -603,13 +603,30 @@ __device__ void moe_expert_pipe(const T* x, int x_div, const W* w, const float* 
     }
 }
 
-// out[t] = Σ_j weight[t, j] · y[t·top_k + j] in rank order, one f32 sum rounded once.
+// out[t] = Σ_j weight[t, j] · y[row of pair t·top_k + j] in rank order, one f32 sum rounded once:
+// the row is pos[p] where the outputs lie in expert order (the host-grouped prefill: reading them
+// there saves gathering them back to pair order first), else p. Eight values a thread (16-byte
+// loads) where the rows allow it.
 template <typename T>
-__device__ void moe_combine(const T* y, const float* weights, T* out, int hidden, int top_k) {
+__device__ void moe_combine(const T* y, const u32* pos, const float* weights, T* out, int hidden, int top_k) {
     const i64 t = blockIdx.x;
+    auto row = [&](int j) { return y + (i64)(pos ? pos[t * top_k + j] : t * top_k + j) * hidden; };
+    if (hidden % 8 == 0) {
+        for (int i = 8 * threadIdx.x; i < hidden; i += 8 * blockDim.x) {
+            float s[8] = {}, v[8];
+            for (int j = 0; j < top_k; j++) {
+                const float w = weights[t * top_k + j];
+                load16_f32(row(j) + i, v);
+#pragma unroll
+                for (int e = 0; e < 8; e++) s[e] += w * v[e];
+            }
+            store16(out + t * hidden + i, s);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
         float s = 0.f;
-        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * to_f32(y[(t * top_k + j) * hidden + i]);
+        for (int j = 0; j < top_k; j++) s += weights[t * top_k + j] * to_f32(row(j)[i]);
         out[t * hidden + i] = from_f32<T>(s);
     }
 }
@@ -691,10 +708,10 @@ __device__ void moe_combine(const T* y, const float* weights, T* out, int hidden
                        n_group, topk_group, norm, scaling)                                                 \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
-    extern "C" __global__ void moe_combine_##S(const T* y, const float* weights, T* out, int hidden,      \
-                                               int top_k) {                                                \
+    extern "C" __global__ void moe_combine_##S(const T* y, const u32* pos, const float* weights, T* out,   \
+                                               int hidden, int top_k) {                                    \
         grid_dependency();                                                                                 \
-        moe_combine<T>(y, weights, out, hidden, top_k);                                                    \
+        moe_combine<T>(y, pos, weights, out, hidden, top_k);                                               \
     }
 #else
 #define MOE_SMALL(T, S)

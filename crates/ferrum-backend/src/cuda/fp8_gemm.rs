@@ -171,7 +171,8 @@ impl CudaBackend {
     }
 
     /// A stack of experts' W8A8 GEMMs over rows grouped by expert: expert e's rows are
-    /// `padded[e]..padded[e + 1]` of `x` and of `out` (whole 16-row groups; `padded_dev` holds
+    /// `padded[e]..padded[e + 1]` of the input and of `out` (input row r is `x`'s row `src[r]`,
+    /// or row r where `src` is 0; whole 16-row groups; `padded_dev` holds
     /// the same n + 1 offsets on the device), its weight rows `e·n..(e + 1)·n` of the stack. The
     /// activations are quantized for all experts in one launch, each expert's scales a block of
     /// their own, then each expert with rows is one cuBLASLt matmul writing its output rows in
@@ -183,7 +184,7 @@ impl CudaBackend {
     pub(super) fn expert_gemms_fp8(
         &self,
         lt: &Fp8Gemm,
-        x: u64,
+        (x, src): (u64, u64),
         (padded, padded_dev): (&[usize], u64),
         capacity: usize,
         (codes, tiles): (u64, u64),
@@ -217,6 +218,7 @@ impl CudaBackend {
         use Arg::{I, P};
         let args = [
             P(x),
+            P(src),
             P(qp),
             P(sp),
             I(total as i32),

@@ -70,7 +70,8 @@ pub struct CudaExperts {
 }
 
 /// Buffers for the largest step: ids and weights per (token, rank) pair, then each pair's gate/up
-/// outputs, activations and weighted-down inputs.
+/// outputs, activations and weighted-down inputs (`y`: the device-grouped steps' outputs in pair
+/// order, sized for those steps alone).
 pub struct CudaMoeScratch {
     ids: CudaSlice<u32>,
     weights: CudaSlice<f32>,
@@ -156,7 +157,7 @@ impl CudaBackend {
             weights: self.stream.alloc_zeros(pairs)?,
             gate_up: self.stream.alloc_zeros(grouped * 2 * d.inter)?,
             act: self.stream.alloc_zeros(grouped * d.inter)?,
-            y: self.stream.alloc_zeros(pairs * d.hidden)?,
+            y: self.stream.alloc_zeros((w8 * d.top_k * d.hidden).max(1))?,
             tok: self.stream.alloc_zeros(grouped)?,
             pos: self.stream.alloc_zeros(pairs)?,
             xs: self.stream.alloc_zeros(grouped * d.hidden)?,
@@ -248,16 +249,26 @@ impl CudaBackend {
                 self.launch("moe_route_sigmoid", per_warp, &args)?;
             }
         }
-        let y = self.ptr(&s.y);
         if rows <= MOE_GEMV_MAX_TOKENS {
             return self.experts_per_pair(x, ex, rows, k, s, out);
         }
-        if rows <= self.tune.moe_device_grouped_max {
+        // the pairs' outputs, and where pair p's lies (none: at row p)
+        let device_grouped = rows <= self.tune.moe_device_grouped_max && pairs * h <= s.y.len();
+        let (y, pos) = if device_grouped {
             self.experts_device_grouped(x, ex, k, pairs, s)?;
+            (self.ptr(&s.y), 0)
         } else {
             self.experts_grouped(x, ex, k, pairs, s)?;
-        }
-        let args = [P(y), P(w), P(self.ptr(&out.mem)), I(h as i32), I(k as i32)];
+            (self.ptr(&s.ys), self.ptr(&s.pos))
+        };
+        let args = [
+            P(y),
+            P(pos),
+            P(w),
+            P(self.ptr(&out.mem)),
+            I(h as i32),
+            I(k as i32),
+        ];
         self.launch("moe_combine", Self::rows_cfg(rows, 256), &args)
     }
 
@@ -464,11 +475,11 @@ impl CudaBackend {
         Ok(true)
     }
 
-    /// The pairs grouped by expert on the host: the tokens' inputs gathered in expert order, each
+    /// The pairs grouped by expert on the host: the tokens' inputs in expert order, each
     /// expert's rows padded to whole 16-row groups (the W8A8 GEMM's unit), one GEMM per expert
     /// with pairs for gate/up and one for down (block-FP8 experts: their activations quantized in
-    /// one launch for all), then the outputs back in pair order in `s.y`. Experts no token chose
-    /// cost nothing.
+    /// one launch for all, gate/up's read from the tokens' rows where they lie), the outputs left in expert order in `s.ys`, pair p's at row
+    /// `s.pos[p]` (the combine reads them there). Experts no token chose cost nothing.
     fn experts_grouped(
         &self,
         x: &CudaBuf,
@@ -511,34 +522,53 @@ impl CudaBackend {
         self.stream
             .memcpy_htod(&offsets, &mut s.offsets.slice_mut(..ex.n + 1))?;
         let (xs, ys) = (self.ptr(&s.xs), self.ptr(&s.ys));
-        let gather = |src: u64, index: u64, dst: u64, n: usize| {
-            let args = [P(src), P(index), P(dst), I(h as i32)];
+        let (x_in, tok) = (self.ptr(&x.mem), self.ptr(&s.tok));
+        // the tokens' inputs in expert order into xs, sorted rows first.. of them
+        let gather = |first: usize, n: usize| {
+            let args = [
+                P(x_in),
+                P(tok + (4 * first) as u64),
+                P(xs + (2 * first * h) as u64),
+                I(h as i32),
+            ];
             self.launch("gather_rows", Self::cols_cfg(n, h), &args)
         };
-        gather(self.ptr(&x.mem), self.ptr(&s.tok), xs, rows)?;
-        let padded_dev = self.ptr(&s.offsets);
-        // the inputs are already one row per sorted pair (and padding)
-        let proj = |data: &WeightData, x: u64, _: usize, rows_out: usize, k_in: usize, out: u64| {
-            let mut each: Vec<usize> = (0..ex.n).collect();
-            if let WeightData::Fp8 {
+        // a projection cuBLASLt takes in W8A8, its activations quantized in one launch
+        let lt_takes = |data: &WeightData, rows_out: usize, k_in: usize| match data {
+            WeightData::Fp8 {
                 codes,
                 tiles: Some(t),
                 ..
-            } = data
-                && let Some(lt) = self.fp8_gemm()
-                && rows_out.is_multiple_of(FP8_TILE)
-                && k_in.is_multiple_of(16)
-            {
-                let w = (self.ptr(codes), self.ptr(t));
+            } if rows_out.is_multiple_of(FP8_TILE) && k_in.is_multiple_of(16) => self
+                .fp8_gemm()
+                .map(|lt| (lt, (self.ptr(codes), self.ptr(t)))),
+            _ => None,
+        };
+        // there the gate/up quantization reads the tokens' rows of x through `tok` (no gathered
+        // copy); other paths read xs
+        let gate_up_direct = lt_takes(&ex.gate_up, 2 * ex.inter, h).is_some();
+        if !gate_up_direct {
+            gather(0, rows)?;
+        }
+        let padded_dev = self.ptr(&s.offsets);
+        // the inputs are one row per sorted pair (and padding)
+        let proj = |data: &WeightData, x: u64, _: usize, rows_out: usize, k_in: usize, out: u64| {
+            let direct = x == xs && gate_up_direct;
+            let mut each: Vec<usize> = (0..ex.n).collect();
+            if let Some((lt, w)) = lt_takes(data, rows_out, k_in) {
                 // the experts cuBLASLt had no algorithm for take the per-expert path below
                 let padded = (&start[..], padded_dev);
                 let cap = grouped_rows(s.max_tokens * k, ex.n);
-                each = self.expert_gemms_fp8(lt, x, padded, cap, w, rows_out, k_in, out)?;
+                let input = if direct { (x_in, tok) } else { (x, 0) };
+                each = self.expert_gemms_fp8(lt, input, padded, cap, w, rows_out, k_in, out)?;
             }
             let half = 2u64; // bytes per activation value
             for e in each {
                 let (first, n) = (start[e], count[e]);
                 if n > 0 {
+                    if direct {
+                        gather(first, n)?;
+                    }
                     let (xe, oe) = (
                         x + half * (first * k_in) as u64,
                         out + half * (first * rows_out) as u64,
@@ -548,8 +578,7 @@ impl CudaBackend {
             }
             Ok(())
         };
-        self.swiglu(ex, xs, 1, rows, s, ys, proj)?;
-        gather(ys, self.ptr(&s.pos), self.ptr(&s.y), pairs)
+        self.swiglu(ex, xs, 1, rows, s, ys, proj)
     }
 
     /// The routed experts' SwiGLU over the step's pairs, whatever the path: `proj(weights,
