@@ -239,10 +239,6 @@ bench_dense() {
         --batch-size 1 --input-len 8192 --output-len 1 --num-iters-warmup 1)
     step bench_prefill_8b_8192 "$dev/ferrum" "${long[@]}" --num-iters 3
     FERRUM_CUDA_PROFILE=1 step profile_prefill_8b_8192 "$dev/ferrum" "${long[@]}" --num-iters 1
-    # (the A/B: every cuBLAS GEMM in calls of at most 2048 or 4096 rows)
-    for r in 2048 4096; do
-        FERRUM_CUDA_GEMM_ROWS=$r step bench_prefill_8b_8192_rows$r "$dev/ferrum" "${long[@]}" --num-iters 3
-    done
     for b in 8 32 64 128; do
         step bench_decode_8b_b$b "$dev/ferrum" bench latency "${LLAMA[@]}" --batch-size $b \
             --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1

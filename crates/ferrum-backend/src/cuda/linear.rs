@@ -337,20 +337,11 @@ impl CudaBackend {
 
     /// cuBLAS: row-major `out[rows][n] = x[rows][k] · w[n][k]ᵀ` is column-major `outᵀ = w · xᵀ`
     /// with `w` read transposed (m = n, n = rows).
-    /// (At most `tune.gemm_rows` rows a call.)
     fn gemm(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {
-        let half = 2 * k as u64; // bytes of an input row; an output row is 2n
-        let mut r0 = 0;
-        while r0 < rows {
-            let r = (rows - r0).min(self.tune.gemm_rows);
-            let (xr, or) = (x + half * r0 as u64, out + 2 * (r0 * n) as u64);
-            self.timed(
-                || format!("cublas {r}×{k} · {n}×{k}ᵀ"),
-                || self.gemm_now(xr, r, w, n, k, or),
-            )?;
-            r0 += r;
-        }
-        Ok(())
+        self.timed(
+            || format!("cublas {rows}×{k} · {n}×{k}ᵀ"),
+            || self.gemm_now(x, rows, w, n, k, out),
+        )
     }
 
     fn gemm_now(&self, x: u64, rows: usize, w: u64, n: usize, k: usize, out: u64) -> Result<()> {

@@ -54,10 +54,6 @@ pub(super) struct Tunables {
     /// machine: the 8B at batch 1 5.86 against 6.09 ms, Qwen3-30B-A3B FP8 3.38 against 3.45 ms,
     /// at 128 sequences 4246 against 4198 tok/s. (Without the loads ahead, within noise of off.)
     pub pdl: bool,
-    /// The most rows one cuBLAS GEMM call takes (`FERRUM_CUDA_GEMM_ROWS=N`; none by default): a
-    /// longer one runs as calls of at most N rows. Opt-in until measured: in an H100 profile the
-    /// 8B's QKV GEMM at 8192 rows ran at ≈ 154 TFLOP/s, at 2048 rows 767.
-    pub gemm_rows: usize,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -138,11 +134,6 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             moe_w8a8: fp8_mma(capability) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
-            gemm_rows: std::env::var("FERRUM_CUDA_GEMM_ROWS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(usize::MAX),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
