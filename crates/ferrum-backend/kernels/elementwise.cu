@@ -17,14 +17,26 @@ __device__ void hold(int us) {
 
 // out = silu(gate) * up for rows of [gate | up] (2·inter wide); silu is rounded to T before the
 // product, as transformers' `act_fn(gate) * up` is.
+// Eight values a thread (16-byte loads) where the rows allow it.
 template <typename T>
 __device__ void silu_mul(const T* gate_up, T* out, int inter) {
     const i64 r = blockIdx.x;
     const T* g = gate_up + r * 2 * inter;
     const T* u = g + inter;
-    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < inter; i += gridDim.y * blockDim.x) {
-        out[r * inter + i] = from_f32<T>(silu_round<T>(to_f32(g[i])) * to_f32(u[i]));
+    T* o = out + r * inter;
+    const int first = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
+    if (inter % 8 == 0 && aligned16(g) && aligned16(o)) {
+        for (int i = 8 * first; i < inter; i += 8 * step) {
+            float gv[8], uv[8];
+            load16_f32(g + i, gv);
+            load16_f32(u + i, uv);
+#pragma unroll
+            for (int e = 0; e < 8; e++) gv[e] = silu_round<T>(gv[e]) * uv[e];
+            store16(o + i, gv);
+        }
+        return;
     }
+    for (int i = first; i < inter; i += step) o[i] = from_f32<T>(silu_round<T>(to_f32(g[i])) * to_f32(u[i]));
 }
 
 // Splits rows of [q | k | v] (qd + 2·kvd wide), adding the bias row when given.

@@ -611,7 +611,7 @@ template <typename T>
 __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T* out, int hidden, int top_k) {
     const i64 t = blockIdx.x;
     auto row = [&](int j) { return y + (i64)(pos ? pos[t * top_k + j] : t * top_k + j) * hidden; };
-    if (hidden % 8 == 0) {
+    if (hidden % 8 == 0 && aligned16(y) && aligned16(out)) {
         for (int i = 8 * threadIdx.x; i < hidden; i += 8 * blockDim.x) {
             float s[8] = {}, v[8];
             for (int j = 0; j < top_k; j++) {

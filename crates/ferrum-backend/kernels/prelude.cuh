@@ -118,6 +118,8 @@ __device__ __forceinline__ void decode16(const uint4& v, const fp8*, float* f) {
     }
 }
 
+__device__ __forceinline__ bool aligned16(const void* p) { return (unsigned long long)p % 16 == 0; }
+
 // Sixteen bytes at p (16-byte aligned) as floats.
 template <typename W>
 __device__ __forceinline__ void load16_f32(const W* p, float* f) {
