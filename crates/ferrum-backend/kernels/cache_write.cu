@@ -28,14 +28,16 @@ __device__ void write_kv(const T* k, const T* v, C* kc, C* vc, const i64* slots,
 // `split_qkv`; each q and k head RMS-normalized when `q_norm` is given, as `rms_norm`; rotated,
 // as `rope`; q written to `q`, k and v to the cache at the token's slot (none when negative), as
 // `write_kv`. Block (token, g) of four warps: warp w takes head slot 4g + w, each lane head dims
-// lane + 32c; a rotation's partner comes through shared memory.
-#define QKV_MAX_DIM 256
-template <typename T, typename C>
+// lane + 32c (c < NC: head sizes up to 32·NC); a rotation's partner comes through shared memory.
+// Two builds: NC 4 for head sizes up to 128 (`qkv_to_cache`), 8 up to 256 (`qkv_to_cache_wide`):
+// the arrays sized for 256 held the kernel to 80 registers, six blocks a multiprocessor, where a
+// prefill's many small blocks wait on memory.
+template <typename T, typename C, int NC>
 __device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const T* k_norm, float eps,
                              const u32* positions, const float* inv_freq, int rot_dim, int neox,
                              const i64* slots, T* q, C* kc, C* vc, int n_heads, int n_kv_heads, int head_dim,
                              float k_scale, float v_scale) {
-    __shared__ float buf[4][QKV_MAX_DIM];
+    __shared__ float buf[4][32 * NC];
     const i64 t = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int s = blockIdx.y * 4 + warp;
@@ -44,7 +46,6 @@ __device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const
     const bool is_q = s < n_heads, is_v = s >= n_heads + n_kv_heads;
     // first what no kernel of the step writes (the step's metadata, the weights, the rotation's
     // angles), then the wait for the kernel before (PDL), then its projection
-    constexpr int NC = QKV_MAX_DIM / 32;
     const T* nw = is_q ? q_norm : k_norm;
     const i64 slot = slots[t];
     const float pos = is_v ? 0.f : (float)positions[t];
@@ -111,22 +112,23 @@ __device__ void qkv_to_cache(const T* qkv, const T* bias, const T* q_norm, const
 }
 
 // `write_kv_bf16`, `qkv_to_cache_bf16` (cache in T) and `..._fp8_bf16` (cache in e4m3)
+#define QKV_TO_CACHE(T, C, NAME, KIND, NC)                                                                 \
+    extern "C" __global__ void qkv_to_cache##KIND##_##NAME(                                               \
+        const T* qkv, const T* bias, const T* q_norm, const T* k_norm, float eps, const u32* positions,     \
+        const float* inv_freq, int rot_dim, int neox, const i64* slots, T* q, C* kc, C* vc, int n_heads,   \
+        int n_kv_heads, int head_dim, float k_scale, float v_scale) {                                      \
+        launch_dependents();                                                                                \
+        qkv_to_cache<T, C, NC>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots,  \
+                               q, kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                \
+    }
 #define CACHE_WRITE(T, C, NAME)                                                                            \
     extern "C" __global__ void write_kv_##NAME(const T* k, const T* v, C* kc, C* vc, const i64* slots,    \
                                                int kv_dim, float k_scale, float v_scale) {                 \
         grid_dependency();                                                                                 \
         write_kv<T, C>(k, v, kc, vc, slots, kv_dim, k_scale, v_scale);                                     \
     }                                                                                                      \
-    extern "C" __global__ void qkv_to_cache_##NAME(const T* qkv, const T* bias, const T* q_norm,          \
-                                                   const T* k_norm, float eps, const u32* positions,       \
-                                                   const float* inv_freq, int rot_dim, int neox,            \
-                                                   const i64* slots, T* q, C* kc, C* vc, int n_heads,       \
-                                                   int n_kv_heads, int head_dim, float k_scale,             \
-                                                   float v_scale) {                                         \
-        launch_dependents();                                                                                \
-        qkv_to_cache<T, C>(qkv, bias, q_norm, k_norm, eps, positions, inv_freq, rot_dim, neox, slots, q,   \
-                           kc, vc, n_heads, n_kv_heads, head_dim, k_scale, v_scale);                       \
-    }
+    QKV_TO_CACHE(T, C, NAME, , 4)                                                                          \
+    QKV_TO_CACHE(T, C, NAME, _wide, 8)
 
 #define CACHE_WRITES(T, S) CACHE_WRITE(T, T, S) CACHE_WRITE(T, fp8, fp8_##S)
 FOR_HALF_TYPES(CACHE_WRITES)

@@ -45,8 +45,10 @@ pub const FILES: &[KernelFile] = &[
         parts: &[&[
             "write_kv",
             "qkv_to_cache",
+            "qkv_to_cache_wide",
             "write_kv_fp8",
             "qkv_to_cache_fp8",
+            "qkv_to_cache_wide_fp8",
         ]],
     },
     KernelFile {

@@ -295,7 +295,12 @@ impl CudaBackend {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.launch(kv.kernel("qkv_to_cache", "qkv_to_cache_fp8"), cfg, &args)
+        let name = if d.head_dim <= 128 {
+            kv.kernel("qkv_to_cache", "qkv_to_cache_fp8")
+        } else {
+            kv.kernel("qkv_to_cache_wide", "qkv_to_cache_wide_fp8")
+        };
+        self.launch(name, cfg, &args)
     }
 
     /// Slices of the keys for the per-group decode kernel at `blocks` (token, kv head) blocks:
