@@ -242,8 +242,9 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 // scale is the block's largest magnitude over 448 (e4m3's largest finite value), as vLLM and
 // DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][ld]`, the rows of one
 // column block together (ld ≥ rows: the GEMM's rows, padded), the layout cuBLASLt reads for
-// 128-element block scaling. One warp per (row, column block), four values per lane.
-// Row `xrow`'s block g of 128 columns to codes q[r][...] and its scale to *scale.
+// 128-element block scaling. One warp a row (`quant_row`).
+// Row `xrow`'s block g of 128 columns to codes q[r][...] and its scale to *scale, four values a
+// lane (any k).
 template <typename T>
 __device__ __forceinline__ void quant_block(const T* x, i64 xrow, fp8* q, float* scale, int r, int g, int k) {
     const int lane = threadIdx.x & 31, i0 = g * 128 + lane * 4;
@@ -279,13 +280,58 @@ __device__ __forceinline__ void quant_block(const T* x, i64 xrow, fp8* q, float*
     if (lane == 0) *scale = sc;
 }
 
+// Row `xrow` of x to codes q[r][...], block g's scale to scale(g), one warp. Where k is a
+// multiple of 128: sixteen bytes a lane, each half-warp one block at a time, the loads of up to
+// QUANT_BATCH pairs of blocks in flight before any is converted (one warp per (row, block) with
+// eight-byte loads ran at about 40 % of the copy rate on an H100); the same scales and codes as
+// `quant_block`, which takes other k.
+#define QUANT_BATCH 8
+template <typename T, typename Scale>
+__device__ __forceinline__ void quant_row(const T* x, i64 xrow, fp8* q, i64 r, int k, Scale scale) {
+    const int groups = (k + 127) / 128;
+    if (k % 128 != 0) {
+        for (int g = 0; g < groups; g++) quant_block(x, xrow, q, scale(g), r, g, k);
+        return;
+    }
+    const int lane = threadIdx.x & 31, half = lane >> 4, hl = lane & 15;
+    const T* xr = x + xrow * k + hl * 8;
+    fp8* qr = q + r * k + hl * 8;
+    for (int g0 = 0; g0 < groups; g0 += 2 * QUANT_BATCH) {
+        uint4 raw[QUANT_BATCH];
+#pragma unroll
+        for (int b = 0; b < QUANT_BATCH; b++) {
+            const int g = g0 + 2 * b + half;
+            if (g < groups) raw[b] = *reinterpret_cast<const uint4*>(xr + g * 128);
+        }
+#pragma unroll
+        for (int b = 0; b < QUANT_BATCH; b++) {
+            if (g0 + 2 * b >= groups) break;  // the same for the whole warp
+            const int g = g0 + 2 * b + half;
+            float v[8], amax = 0.f;
+            if (g < groups) {
+                decode16(raw[b], xr, v);
+#pragma unroll
+                for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
+            }
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+            if (g < groups) {
+                const float sc = amax > 0.f ? amax / 448.f : 1.f, inv = 1.f / sc;
+                u32 w[2] = {0u, 0u};
+#pragma unroll
+                for (int e = 0; e < 8; e++) w[e >> 2] |= (u32)fp8(v[e] * inv).__x << (8 * (e & 3));
+                *reinterpret_cast<uint2*>(qr + g * 128) = make_uint2(w[0], w[1]);
+                if (hl == 0) *scale(g) = sc;
+            }
+        }
+    }
+}
+
 template <typename T>
 __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, int k) {
-    const int groups = (k + 127) / 128;
-    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (warp >= rows * groups) return;
-    const int r = warp / groups, g = warp - r * groups;
-    quant_block(x, r, q, s + (i64)g * ld + r, r, g, k);
+    const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    quant_row(x, r, q, r, k, [&](int g) { return s + (i64)g * ld + r; });
 }
 
 // The same for rows grouped by expert (the MoE prefill's W8A8 GEMMs): expert e's rows are
@@ -297,9 +343,8 @@ template <typename T>
 __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, int rows, int k,
                                   const int* offsets, int experts) {
     const int groups = (k + 127) / 128;
-    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (warp >= rows * groups) return;
-    const int r = warp / groups, g = warp - r * groups;
+    const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (r >= rows) return;
     int lo = 0, hi = experts;  // the last expert whose rows start at or before r
     while (hi - lo > 1) {
         const int mid = (lo + hi) / 2;
@@ -307,7 +352,8 @@ __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, 
         else hi = mid;
     }
     const int first = offsets[lo], n = offsets[lo + 1] - first;
-    quant_block(x, src ? (i64)src[r] : (i64)r, q, s + (i64)first * groups + (i64)g * n + (r - first), r, g, k);
+    float* sr = s + (i64)first * groups + (r - first);
+    quant_row(x, src ? (i64)src[r] : (i64)r, q, r, k, [&](int g) { return sr + (i64)g * n; });
 }
 
 #define LINEAR(T, S)                                                                                       \

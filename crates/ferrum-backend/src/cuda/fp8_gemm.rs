@@ -152,7 +152,7 @@ impl CudaBackend {
             I(padded as i32),
             I(k as i32),
         ];
-        self.launch("quant_fp8_rows", Self::quant_cfg(rows, groups), &args)?;
+        self.launch("quant_fp8_rows", Self::quant_cfg(rows), &args)?;
         self.matmul_fp8(lt, (qp, sp), padded, (codes, tiles), n, k, d)?;
         if padded != rows {
             // SAFETY: `out` holds rows × n half values (the caller's buffer) and `d` padded × n;
@@ -226,7 +226,7 @@ impl CudaBackend {
             P(padded_dev),
             I(experts as i32),
         ];
-        self.launch("quant_fp8_grouped", Self::quant_cfg(total, groups), &args)?;
+        self.launch("quant_fp8_grouped", Self::quant_cfg(total), &args)?;
         for e in 0..experts {
             let (first, rows) = (padded[e], padded[e + 1] - padded[e]);
             if rows == 0 || missing.contains(&e) {
@@ -238,10 +238,10 @@ impl CudaBackend {
         Ok(missing)
     }
 
-    /// One warp per (row, block of 128 columns), eight to a block.
-    pub(super) fn quant_cfg(rows: usize, groups: usize) -> LaunchConfig {
+    /// One warp a row (`quant_row` in linear.cu), eight to a block.
+    pub(super) fn quant_cfg(rows: usize) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: ((rows * groups).div_ceil(8) as u32, 1, 1),
+            grid_dim: (rows.div_ceil(8) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
