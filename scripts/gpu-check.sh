@@ -109,6 +109,8 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
+    # every op again with the W8A8 activation quantization a warp a row (the opt-in's check)
+    FERRUM_CUDA_QUANT_ROW=1 step cuda_ops_quant_row "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
@@ -326,6 +328,14 @@ bench_moe() {
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
+    # the W8A8 activation quantization a warp a row (opt-in: the A/B), with its profile and at 128
+    # sequences (the device-grouped experts quantize too)
+    FERRUM_CUDA_QUANT_ROW=1 step bench_prefill_qwen3moe_fp8_quant_row "$dev/ferrum" "${fp8[@]}" --enforce-eager \
+        --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
+    FERRUM_CUDA_QUANT_ROW=1 FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8_quant_row "$dev/ferrum" \
+        "${fp8[@]}" --batch-size 1 --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
+    FERRUM_CUDA_QUANT_ROW=1 step bench_decode_qwen3moe_fp8_b128_quant_row "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     # the same with the FP8 layers dequantized for bf16 GEMMs instead of the W8A8 GEMM (the gain)
     FERRUM_CUDA_FP8_GEMM=dequant step bench_prefill_qwen3moe_fp8_dequant "$dev/ferrum" "${fp8[@]}" \
         --enforce-eager --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1

@@ -242,7 +242,7 @@ __device__ void dequant_fp8(const fp8* w, const float* s, T* out, i64 n, int k, 
 // scale is the block's largest magnitude over 448 (e4m3's largest finite value), as vLLM and
 // DeepGEMM quantize activations. Codes `[rows][k]`; scales `[k / 128][ld]`, the rows of one
 // column block together (ld ≥ rows: the GEMM's rows, padded), the layout cuBLASLt reads for
-// 128-element block scaling. One warp a row (`quant_row`).
+// 128-element block scaling. One warp per (row, block), or a warp a row (`quant_row`, opt-in).
 // Row `xrow`'s block g of 128 columns to codes q[r][...] and its scale to *scale, four values a
 // lane (any k).
 template <typename T>
@@ -283,8 +283,10 @@ __device__ __forceinline__ void quant_block(const T* x, i64 xrow, fp8* q, float*
 // Row `xrow` of x to codes q[r][...], block g's scale to scale(g), one warp. Where k is a
 // multiple of 128: sixteen bytes a lane, each half-warp one block at a time, the loads of up to
 // QUANT_BATCH pairs of blocks in flight before any is converted (one warp per (row, block) with
-// eight-byte loads ran at about 40 % of the copy rate on an H100); the same scales and codes as
-// `quant_block`, which takes other k.
+// eight-byte loads ran at about 40 % of the copy rate on an H100, the top of Qwen3-30B-A3B FP8's
+// prefill profile); the same scales and codes as
+// `quant_block`, which takes other k. (Opt-in, `FERRUM_CUDA_QUANT_ROW=1`: built in the eighteenth
+// session after its last lease; its outputs equal the default's on the emulator.)
 #define QUANT_BATCH 8
 template <typename T, typename Scale>
 __device__ __forceinline__ void quant_row(const T* x, i64 xrow, fp8* q, i64 r, int k, Scale scale) {
@@ -327,11 +329,19 @@ __device__ __forceinline__ void quant_row(const T* x, i64 xrow, fp8* q, i64 r, i
     }
 }
 
-template <typename T>
+// One warp per (row, block) (`BY_ROW` false, the default) or a warp a row (`quant_row`, opt-in
+// until measured: `FERRUM_CUDA_QUANT_ROW=1`).
+template <typename T, bool BY_ROW>
 __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, int k) {
-    const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (r >= rows) return;
-    quant_row(x, r, q, r, k, [&](int g) { return s + (i64)g * ld + r; });
+    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5), groups = (k + 127) / 128;
+    if (BY_ROW) {
+        if (warp >= rows) return;
+        quant_row(x, warp, q, warp, k, [&](int g) { return s + (i64)g * ld + warp; });
+        return;
+    }
+    if (warp >= rows * groups) return;
+    const int r = warp / groups, g = warp - r * groups;
+    quant_block(x, r, q, s + (i64)g * ld + r, r, g, k);
 }
 
 // The same for rows grouped by expert (the MoE prefill's W8A8 GEMMs): expert e's rows are
@@ -339,12 +349,13 @@ __device__ void quant_fp8_rows(const T* x, fp8* q, float* s, int rows, int ld, i
 // out as one GEMM's (`[k / 128][its rows]`), so that each expert's GEMM reads its slice. Row r
 // quantizes x's row src[r] (the tokens' hidden states read in expert order: no gathered copy of
 // them first), or row r without src.
-template <typename T>
+template <typename T, bool BY_ROW>
 __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, int rows, int k,
                                   const int* offsets, int experts) {
     const int groups = (k + 127) / 128;
-    const int r = blockIdx.x * 8 + (threadIdx.x >> 5);
-    if (r >= rows) return;
+    const int warp = blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (warp >= (BY_ROW ? rows : rows * groups)) return;
+    const int r = BY_ROW ? warp : warp / groups;
     int lo = 0, hi = experts;  // the last expert whose rows start at or before r
     while (hi - lo > 1) {
         const int mid = (lo + hi) / 2;
@@ -353,9 +364,28 @@ __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, 
     }
     const int first = offsets[lo], n = offsets[lo + 1] - first;
     float* sr = s + (i64)first * groups + (r - first);
-    quant_row(x, src ? (i64)src[r] : (i64)r, q, r, k, [&](int g) { return sr + (i64)g * n; });
+    const i64 xrow = src ? (i64)src[r] : (i64)r;
+    if (BY_ROW) {
+        quant_row(x, xrow, q, r, k, [&](int g) { return sr + (i64)g * n; });
+    } else {
+        const int g = warp - r * groups;
+        quant_block(x, xrow, q, sr + (i64)g * n, r, g, k);
+    }
 }
 
+// `quant_fp8_rows_S`, `quant_fp8_grouped_S` and their `_by_row_S` builds
+#define QUANT(T, S, KIND, BY_ROW)                                                                          \
+    extern "C" __global__ void quant_fp8_rows##KIND##_##S(const T* x, fp8* q, float* s, int rows, int ld,  \
+                                                          int k) {                                         \
+        grid_dependency();                                                                                 \
+        quant_fp8_rows<T, BY_ROW>(x, q, s, rows, ld, k);                                                   \
+    }                                                                                                      \
+    extern "C" __global__ void quant_fp8_grouped##KIND##_##S(const T* x, const u32* src, fp8* q, float* s, \
+                                                             int rows, int k, const int* offsets,          \
+                                                             int experts) {                                \
+        grid_dependency();                                                                                 \
+        quant_fp8_grouped<T, BY_ROW>(x, src, q, s, rows, k, offsets, experts);                             \
+    }
 #define LINEAR(T, S)                                                                                       \
     extern "C" __global__ void gemv_half_##S(const T* x, const T* w, T* out, int rows, int n, int k,       \
                                              int split) {                                                  \
@@ -402,13 +432,6 @@ __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, 
         grid_dependency();                                                                                 \
         dequant_fp8<T>(w, s, out, n, k, bk);                                                               \
     }                                                                                                      \
-    extern "C" __global__ void quant_fp8_rows_##S(const T* x, fp8* q, float* s, int rows, int ld, int k) { \
-        grid_dependency();                                                                                 \
-        quant_fp8_rows<T>(x, q, s, rows, ld, k);                                                           \
-    }                                                                                                      \
-    extern "C" __global__ void quant_fp8_grouped_##S(const T* x, const u32* src, fp8* q, float* s,         \
-                                                     int rows, int k, const int* offsets, int experts) {   \
-        grid_dependency();                                                                                 \
-        quant_fp8_grouped<T>(x, src, q, s, rows, k, offsets, experts);                                     \
-    }
+    QUANT(T, S, , false)                                                                                   \
+    QUANT(T, S, _by_row, true)
 FOR_HALF_TYPES(LINEAR)

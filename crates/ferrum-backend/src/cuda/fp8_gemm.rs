@@ -152,7 +152,7 @@ impl CudaBackend {
             I(padded as i32),
             I(k as i32),
         ];
-        self.launch("quant_fp8_rows", Self::quant_cfg(rows), &args)?;
+        self.quant_launch("quant_fp8_rows", rows, k, &args)?;
         self.matmul_fp8(lt, (qp, sp), padded, (codes, tiles), n, k, d)?;
         if padded != rows {
             // SAFETY: `out` holds rows × n half values (the caller's buffer) and `d` padded × n;
@@ -226,7 +226,7 @@ impl CudaBackend {
             P(padded_dev),
             I(experts as i32),
         ];
-        self.launch("quant_fp8_grouped", Self::quant_cfg(total), &args)?;
+        self.quant_launch("quant_fp8_grouped", total, k, &args)?;
         for e in 0..experts {
             let (first, rows) = (padded[e], padded[e + 1] - padded[e]);
             if rows == 0 || missing.contains(&e) {
@@ -238,13 +238,27 @@ impl CudaBackend {
         Ok(missing)
     }
 
-    /// One warp a row (`quant_row` in linear.cu), eight to a block.
-    pub(super) fn quant_cfg(rows: usize) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (rows.div_ceil(8) as u32, 1, 1),
+    /// `quant_fp8_rows` or `quant_fp8_grouped` (`kernel`) over `rows` rows of `k` columns: one
+    /// warp per (row, block of 128 columns), eight to a block, or with `tune.quant_by_row` one
+    /// warp a row (their `_by_row` builds).
+    pub(super) fn quant_launch(
+        &self,
+        kernel: &'static str,
+        rows: usize,
+        k: usize,
+        args: &[Arg],
+    ) -> Result<()> {
+        let (name, warps) = match (self.tune.quant_by_row, kernel) {
+            (false, _) => (kernel, rows * k.div_ceil(FP8_TILE)),
+            (true, "quant_fp8_rows") => ("quant_fp8_rows_by_row", rows),
+            (true, _) => ("quant_fp8_grouped_by_row", rows),
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (warps.div_ceil(8) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
-        }
+        };
+        self.launch(name, cfg, args)
     }
 
     /// Whether cuBLASLt has an algorithm for a `padded × k · n × kᵀ` W8A8 GEMM (asked once per

@@ -122,6 +122,8 @@ pub const FILES: &[KernelFile] = &[
             "dequant_fp8",
             "quant_fp8_rows",
             "quant_fp8_grouped",
+            "quant_fp8_rows_by_row",
+            "quant_fp8_grouped_by_row",
         ]],
     },
     KernelFile {

@@ -450,7 +450,7 @@ impl CudaBackend {
             I(in_rows as i32),
             I(k_in as i32),
         ];
-        self.launch("quant_fp8_rows", Self::quant_cfg(in_rows), &args)?;
+        self.quant_launch("quant_fp8_rows", in_rows, k_in, &args)?;
         let (n_experts, offsets, sorted) = group;
         let cfg = LaunchConfig {
             grid_dim: (n_experts as u32, rows_out.div_ceil(64) as u32, 1),

@@ -54,6 +54,11 @@ pub(super) struct Tunables {
     /// machine: the 8B at batch 1 5.86 against 6.09 ms, Qwen3-30B-A3B FP8 3.38 against 3.45 ms,
     /// at 128 sequences 4246 against 4198 tok/s. (Without the loads ahead, within noise of off.)
     pub pdl: bool,
+    /// The W8A8 activation quantization a warp a row (`quant_row` in linear.cu: 16-byte loads,
+    /// up to eight pairs of 128-column blocks in flight) instead of a warp per (row, block)
+    /// (`FERRUM_CUDA_QUANT_ROW=1`; opt-in until measured: built after the eighteenth session's
+    /// last lease, its outputs equal the default's on the emulator).
+    pub quant_by_row: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -134,6 +139,7 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             moe_w8a8: fp8_mma(capability) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
+            quant_by_row: env_is("FERRUM_CUDA_QUANT_ROW", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
