@@ -477,8 +477,9 @@ impl CudaBackend {
     /// The pairs grouped by expert on the host: the tokens' inputs in expert order, each
     /// expert's rows padded to whole 16-row groups (the W8A8 GEMM's unit), one GEMM per expert
     /// with pairs for gate/up and one for down (block-FP8 experts: their activations quantized in
-    /// one launch for all, gate/up's read from the tokens' rows where they lie), the outputs left in expert order in `s.ys`, pair p's at row
-    /// `s.pos[p]` (the combine reads them there). Experts no token chose cost nothing.
+    /// one launch for all, gate/up's read from the tokens' rows where they lie), the outputs
+    /// left in expert order in `s.ys`, pair p's at row `s.pos[p]` (the combine reads them
+    /// there). Experts no token chose cost nothing.
     fn experts_grouped(
         &self,
         x: &CudaBuf,
@@ -522,7 +523,7 @@ impl CudaBackend {
             .memcpy_htod(&offsets, &mut s.offsets.slice_mut(..ex.n + 1))?;
         let (xs, ys) = (self.ptr(&s.xs), self.ptr(&s.ys));
         let (x_in, tok) = (self.ptr(&x.mem), self.ptr(&s.tok));
-        // the tokens' inputs in expert order into xs, sorted rows first.. of them
+        // the tokens' inputs of sorted rows first..first + n into the same rows of xs
         let gather = |first: usize, n: usize| {
             let args = [
                 P(x_in),
