@@ -280,13 +280,13 @@ __device__ __forceinline__ void quant_block(const T* x, i64 xrow, fp8* q, float*
     if (lane == 0) *scale = sc;
 }
 
-// Row `xrow` of x to codes q[r][...], block g's scale to scale(g), one warp. Where k is a
-// multiple of 128: sixteen bytes a lane, each half-warp one block at a time, the loads of up to
-// QUANT_BATCH pairs of blocks in flight before any is converted (one warp per (row, block) with
-// eight-byte loads ran at about 40 % of the copy rate on an H100, the top of Qwen3-30B-A3B FP8's
-// prefill profile); the same scales and codes as
-// `quant_block`, which takes other k. (Opt-in, `FERRUM_CUDA_QUANT_ROW=1`: built in the eighteenth
-// session after its last lease; its outputs equal the default's on the emulator.)
+// Row `xrow` of x to codes q[r][...], block g's scale to scale(g), one warp; the same scales and
+// codes as `quant_block`, which takes k that are not a multiple of 128. Sixteen bytes a lane,
+// each half-warp one block at a time, the loads of up to QUANT_BATCH pairs of blocks in flight
+// before any is converted (one warp per (row, block) with eight-byte loads ran at about 40 % of
+// the copy rate on an H100, the top of Qwen3-30B-A3B FP8's prefill profile). Opt-in,
+// `FERRUM_CUDA_QUANT_ROW=1`: built in the eighteenth session after its last lease; its outputs
+// equal the default's on the emulator.
 #define QUANT_BATCH 8
 template <typename T, typename Scale>
 __device__ __forceinline__ void quant_row(const T* x, i64 xrow, fp8* q, i64 r, int k, Scale scale) {
