@@ -64,7 +64,7 @@ __device__ void gather_rows(const T* x, const u32* rows, T* out, int width) {
     T* dst = out + j * width;
     const int first = blockIdx.y * blockDim.x + threadIdx.x, step = gridDim.y * blockDim.x;
     constexpr int V = 16 / sizeof(T);
-    if (width % V == 0 && ((unsigned long long)src | (unsigned long long)dst) % 16 == 0) {
+    if (width % V == 0 && aligned16(src) && aligned16(dst)) {
         const uint4* s = reinterpret_cast<const uint4*>(src);
         uint4* d = reinterpret_cast<uint4*>(dst);
         for (int i = first; i < width / V; i += step) d[i] = s[i];
