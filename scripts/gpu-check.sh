@@ -360,6 +360,20 @@ bench_moe() {
     # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
     # per-layer time where no H200 comes
     step bench_decode_glm45air_fp8_24l "$dev/ferrum" "${glm[@]}" --hf-overrides '{"num_hidden_layers": 24}'
+    # what each kernel costs inside its decode graph (8 layers, the first dense; timing only, as
+    # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV, o_proj and the shared expert's two GEMVs;
+    # silu_mul and add are the shared expert's (silu_mul also the dense layer's)
+    local glm8=(--hf-overrides '{"num_hidden_layers": 8}' --output-len 128 --num-iters 3)
+    ablations=(none: cache:qkv_to_cache
+        attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
+        proj:gemv_fp8_row,gemv_norm_fp8 shared:silu_mul,add norms:add_rms_norm router:gemv_norm_half
+        route:moe_route_sigmoid experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8)
+    for a in "${ablations[@]}"; do
+        FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    done
+    step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
+        --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
+        --num-iters 1 --num-iters-warmup 0
 }
 
 # the server: ready time (dummy weights, graphs captured) and bench serve, the 8B and Qwen3-30B FP8

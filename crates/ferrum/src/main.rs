@@ -19,6 +19,9 @@ use std::path::PathBuf;
 #[command(
     name = "ferrum",
     version,
+    // a flag given twice takes its last value, as vLLM's argparse does (scripts that append an
+    // override to a base command line work unchanged)
+    args_override_self = true,
     about = "ferrum: an LLM inference and serving engine (vLLM-compatible)"
 )]
 struct Cli {
@@ -175,5 +178,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             kind: BenchKind::Throughput { runtime, bench },
         } => with_runtime(&runtime, |rt| bench::throughput(rt, &bench)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BenchKind, Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value_as_vllm_does() {
+        let argv = "ferrum bench latency --output-len 3 --batch-size 2 --output-len 4";
+        let cli = Cli::try_parse_from(argv.split_whitespace()).expect("parses");
+        let Command::Bench {
+            kind: BenchKind::Latency { bench, .. },
+        } = cli.command
+        else {
+            panic!("bench latency");
+        };
+        assert_eq!((bench.output_len, bench.batch_size), (4, 2));
     }
 }
