@@ -113,6 +113,9 @@ checks() {
     FERRUM_CUDA_QUANT_ROW=1 step cuda_ops_quant_row "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
+    # the transformers fixtures with GLM-4.5's shared expert among the routed ones (the opt-in)
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_SHARED_FOLD=1 step cuda_reference_fold \
+        "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
         "$dev/cuda_engine" --ignored --nocapture
@@ -359,7 +362,15 @@ bench_moe() {
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_glm45air_fp8_norm_apart "$dev/ferrum" "${glm[@]}"
     # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
     # per-layer time where no H200 comes
-    step bench_decode_glm45air_fp8_24l "$dev/ferrum" "${glm[@]}" --hf-overrides '{"num_hidden_layers": 24}'
+    # and with its shared expert among the routed ones (FERRUM_CUDA_MOE_SHARED_FOLD=1): at batch 1 and at
+    # 64 sequences of 512 in / 128 out (the device-grouped experts), 24 layers
+    local l24=(--hf-overrides '{"num_hidden_layers": 24}') f
+    for f in "" 1; do
+        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l${f:+_fold} "$dev/ferrum" "${glm[@]}" \
+            "${l24[@]}"
+        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l_b64${f:+_fold} "$dev/ferrum" \
+            "${glm[@]}" "${l24[@]}" --batch-size 64 --input-len 512 --output-len 128
+    done
     # what each kernel costs inside its decode graph (8 layers, the first dense; timing only, as
     # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV, o_proj and the shared expert's two GEMVs;
     # silu_mul and add are the shared expert's (silu_mul also the dense layer's)
@@ -371,6 +382,7 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     done
+    FERRUM_CUDA_MOE_SHARED_FOLD=1 step ablate_glm45air_fp8_none_fold "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

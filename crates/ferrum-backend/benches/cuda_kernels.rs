@@ -322,7 +322,7 @@ fn main() -> Result<()> {
             Ok((b.be.upload_linear(gate)?, b.be.upload_linear(down)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let experts = b.be.experts(experts)?;
+    let (experts, _) = b.be.experts(experts, None)?;
     let routing = Routing::Softmax {
         norm_topk_prob: true,
     };
@@ -331,6 +331,7 @@ fn main() -> Result<()> {
         top_k,
         hidden,
         inter,
+        n_shared: 0,
         routing,
     };
     let mut scratch = b.be.moe_scratch(128, &d)?;

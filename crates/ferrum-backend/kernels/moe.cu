@@ -108,14 +108,26 @@ __device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts
     }
 }
 
+// A token's slots past its top_k choices (`slots` a token in ids and w): the shared experts the
+// backend stacked after the n_experts routed ones (`n_shared` in cuda/moe.rs), weight 1 each.
+__device__ __forceinline__ void route_shared(u32* ids, float* w, int n_experts, int top_k, int slots) {
+    const int lane = threadIdx.x & 31;
+    if (lane >= top_k && lane < slots) {
+        ids[lane] = n_experts + lane - top_k;
+        w[lane] = 1.f;
+    }
+}
+
 // `route_softmax_warp` for every token, a warp each.
 template <typename T, int SLOTS>
 __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
-                                  int top_k, int norm) {
+                                  int top_k, int slots, int norm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (t >= tokens) return;
-    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids + (i64)t * top_k, w + (i64)t * top_k,
-                                 n_experts, top_k, norm);
+    ids += (i64)t * slots;
+    w += (i64)t * slots;
+    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids, w, n_experts, top_k, norm);
+    route_shared(ids, w, n_experts, top_k, slots);
 }
 
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
@@ -124,10 +136,13 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 // a group's best two and each of the top_k choices are warp rounds over the lanes' registers.
 template <typename T, int SLOTS>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
-                                  int n_experts, int top_k, int n_group, int topk_group, int norm,
-                                  float scaling) {
+                                  int n_experts, int top_k, int slots, int n_group, int topk_group,
+                                  int norm, float scaling) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= tokens) return;
+    ids += (i64)t * slots;
+    w += (i64)t * slots;
+    route_shared(ids, w, n_experts, top_k, slots);
     const T* l = logits + (i64)t * n_experts;
     const int per = n_experts / n_group;
     float sig[SLOTS], choice[SLOTS];  // the sigmoid, and it plus the bias
@@ -180,8 +195,8 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
     }
     const float denom = s + 1e-20f;
     if (lane < top_k) {
-        ids[(i64)t * top_k + lane] = my_id;
-        w[(i64)t * top_k + lane] = (norm ? my_w / denom : my_w) * scaling;
+        ids[lane] = my_id;
+        w[lane] = (norm ? my_w / denom : my_w) * scaling;
     }
 }
 
@@ -696,16 +711,17 @@ __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T*
         moe_scatter(ids, pairs, cursor, sorted);                                                           \
     }                                                                                                      \
     extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
-                                                     int n_experts, int top_k, int norm) {                 \
+                                                     int n_experts, int top_k, int slots, int norm) {      \
         grid_dependency();                                                                                 \
-        ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, norm)    \
+        ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, slots,   \
+                       norm)                                                                               \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
-                                                     int tokens, int n_experts, int top_k, int n_group,    \
-                                                     int topk_group, int norm, float scaling) {            \
+                                                     int tokens, int n_experts, int top_k, int slots,      \
+                                                     int n_group, int topk_group, int norm, float scaling) {\
         grid_dependency();                                                                                 \
         ROUTE_DISPATCH(moe_route_sigmoid, T, n_experts, logits, bias, ids, w, tokens, n_experts, top_k,    \
-                       n_group, topk_group, norm, scaling)                                                 \
+                       slots, n_group, topk_group, norm, scaling)                                          \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void moe_combine_##S(const T* y, const u32* pos, const float* weights, T* out,   \

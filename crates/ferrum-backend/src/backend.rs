@@ -28,8 +28,17 @@ pub trait Weights {
     fn upload_vector(&self, t: HostTensor<'_>) -> Result<Self::Vector>;
     /// Rows of several weights stacked into one (q/k/v, gate/up): one matmul instead of several.
     fn stack(&self, parts: Vec<Self::Weight>) -> Result<Self::Weight>;
-    /// `(gate_up, down)` per expert, in expert order.
-    fn experts(&self, experts: Vec<(Self::Weight, Self::Weight)>) -> Result<Self::Experts>;
+    /// `(gate_up, down)` per routed expert, in expert order, and the block's shared expert
+    /// where it has one (GLM-4.5: every token's output plus the shared MLP's). A backend may run
+    /// the shared expert among the routed ones, as one more that every token takes with weight 1
+    /// (fewer launches at small batches), and then keeps it; otherwise it comes back, for the
+    /// model to run as an MLP of its own.
+    #[allow(clippy::type_complexity)]
+    fn experts(
+        &self,
+        routed: Vec<(Self::Weight, Self::Weight)>,
+        shared: Option<(Self::Weight, Self::Weight)>,
+    ) -> Result<(Self::Experts, Option<(Self::Weight, Self::Weight)>)>;
 }
 
 /// Sizes without data: the model is built once over this to count its tensors and the bytes it
@@ -75,8 +84,12 @@ impl<B: Weights + WeightBytes + ?Sized> Weights for DryRun<'_, B> {
     fn stack(&self, _parts: Vec<()>) -> Result<()> {
         Ok(())
     }
-    fn experts(&self, _experts: Vec<((), ())>) -> Result<()> {
-        Ok(())
+    fn experts(
+        &self,
+        _routed: Vec<((), ())>,
+        shared: Option<((), ())>,
+    ) -> Result<((), Option<((), ())>)> {
+        Ok(((), shared))
     }
 }
 
@@ -214,6 +227,9 @@ pub struct MoeDims {
     pub hidden: usize,
     /// Each expert's intermediate size.
     pub inter: usize,
+    /// Shared experts (GLM-4.5: one, as wide as a routed expert): a backend that folds them
+    /// into the routed experts sizes its scratch for `top_k + n_shared` experts a token.
+    pub n_shared: usize,
     pub routing: Routing,
 }
 

@@ -24,7 +24,7 @@ mod linear;
 mod moe_ops;
 use common::{Up, W, gpu, rand_vec, tensor};
 use ferrum_backend::cuda::CudaBackend;
-use moe_ops::{expert_weights, upload_experts};
+use moe_ops::{expert_weights, shared_expert_fold, upload_experts};
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -550,6 +550,7 @@ fn cuda_ops_match_the_cpu_backend() {
                 top_k,
                 hidden,
                 inter,
+                n_shared: 0,
                 routing,
             };
             let (x, logits, b, name, a) =
@@ -591,6 +592,7 @@ fn cuda_ops_match_the_cpu_backend() {
             top_k,
             hidden,
             inter,
+            n_shared: 0,
             routing: Routing::Softmax {
                 norm_topk_prob: true,
             },
@@ -649,14 +651,16 @@ fn cuda_ops_match_the_cpu_backend() {
                     top_k,
                     hidden,
                     inter,
+                    n_shared: 0,
                     routing,
                 };
                 moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows);
             }
         }
     }
+    shared_expert_fold(&mut c, &mut g, &mut rng);
     // the per-pair GEMVs (up to 8 tokens) with more than eight experts a token (the down
-    // projection deals them to eight warps) and a row length that is no multiple of a
+    // projection a warp for each) and a row length that is no multiple of a
     // sixteen-byte load (one value a lane), half and FP8; over 2560 columns too (the FP8 gate/up
     // rows in two rounds of loads), and 250 (a last pair of rows a warp short of one)
     for (hidden, inter) in [(hidden, 96usize), (hidden, 100), (2560, 96), (250, 96)] {
@@ -666,6 +670,7 @@ fn cuda_ops_match_the_cpu_backend() {
             top_k,
             hidden,
             inter,
+            n_shared: 0,
             routing: routings[0],
         };
         for fp8 in [false, true] {

@@ -2,8 +2,8 @@
 //! metadata into one struct that the forward reads.
 
 use anyhow::{Context, Result, anyhow, bail};
-use ferrum_backend::Routing;
 use ferrum_backend::cpu::{RopeScaling, RopeStyle};
+use ferrum_backend::{MoeDims, Routing};
 use ferrum_gguf::GgufFile;
 use serde_json::Value;
 
@@ -21,6 +21,20 @@ pub struct MoeConfig {
     pub correction_bias: bool,
     /// Per layer: routed experts (true) or the dense MLP of `intermediate_size` (false).
     pub sparse_layers: Vec<bool>,
+}
+
+impl MoeConfig {
+    /// The backend's view of one MoE block of a model `hidden` wide.
+    pub fn dims(&self, hidden: usize) -> MoeDims {
+        MoeDims {
+            n_experts: self.n_experts,
+            top_k: self.top_k,
+            hidden,
+            inter: self.inter,
+            n_shared: self.n_shared,
+            routing: self.routing,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

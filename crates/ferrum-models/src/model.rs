@@ -5,7 +5,7 @@ use crate::config::ModelConfig;
 use crate::layers::DecoderLayer;
 use crate::params::{ParamLoader, Split};
 use anyhow::{Result, bail};
-use ferrum_backend::{Backend, MoeDims, RopeConfig, Weights};
+use ferrum_backend::{Backend, RopeConfig, Weights};
 
 pub struct CausalLm<W: Weights> {
     pub cfg: ModelConfig,
@@ -82,13 +82,7 @@ impl<B: Backend> Workspace<B> {
         let t = max_tokens.max(1);
         let r = max_logits.clamp(1, t);
         let (h, qd, kvd) = (c.hidden_size, c.q_dim(), c.kv_dim());
-        let moe_dims = c.moe.as_ref().map(|m| MoeDims {
-            n_experts: m.n_experts,
-            top_k: m.top_k,
-            hidden: h,
-            inter: m.inter,
-            routing: m.routing,
-        });
+        let moe_dims = c.moe.as_ref().map(|m| m.dims(h));
         // the widest MLP: dense layers, routed experts, or the shared experts together
         let inter = c.moe.as_ref().map_or(0, |m| m.inter * m.n_shared.max(1));
         let inter = inter.max(c.intermediate_size);

@@ -77,9 +77,15 @@ impl<'a, W: Weights + ?Sized> ParamLoader<'a, W> {
         timed(&self.times.read, || self.src.tensor(name, shape, self.dry))
     }
 
-    /// A routed-experts block from its experts' (gate/up, down) weights, timed as stacking.
-    pub fn experts(&self, experts: Vec<(W::Weight, W::Weight)>) -> Result<W::Experts> {
-        timed(&self.times.stack, || self.weights.experts(experts))
+    /// A routed-experts block from its experts' (gate/up, down) weights, timed as stacking, and
+    /// its shared expert unless the backend took it among them ([`Weights::experts`]).
+    #[allow(clippy::type_complexity)]
+    pub fn experts(
+        &self,
+        routed: Vec<(W::Weight, W::Weight)>,
+        shared: Option<(W::Weight, W::Weight)>,
+    ) -> Result<(W::Experts, Option<(W::Weight, W::Weight)>)> {
+        timed(&self.times.stack, || self.weights.experts(routed, shared))
     }
 
     /// Parameters loaded so far.

@@ -178,11 +178,17 @@ impl Weights for CpuBackend {
         })
     }
 
-    fn experts(&self, experts: Vec<(Weight, Weight)>) -> Result<Vec<Expert>> {
-        Ok(experts
+    /// The reference runs a shared expert as the model's own MLP: it comes back.
+    fn experts(
+        &self,
+        routed: Vec<(Weight, Weight)>,
+        shared: Option<(Weight, Weight)>,
+    ) -> Result<(Vec<Expert>, Option<(Weight, Weight)>)> {
+        let experts = routed
             .into_iter()
             .map(|(gate_up, down)| Expert { gate_up, down })
-            .collect())
+            .collect();
+        Ok((experts, shared))
     }
 }
 

@@ -15,7 +15,7 @@ use cudarc::driver::{CudaSlice, LaunchConfig};
 
 use super::backend::{Arg, CudaBackend, CudaBuf};
 use super::fp8_gemm::FP8_TILE;
-use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows};
+use super::weights::{CudaVector, CudaWeight, WeightData, concat_rows, same_format};
 
 /// Tokens up to which the experts run as per-pair GEMVs.
 pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
@@ -60,11 +60,14 @@ fn grouped_rows(pairs: usize, experts: usize) -> usize {
 }
 
 /// One MoE block's routed experts: `[expert][2·inter][hidden]` (gate rows, then up rows) and
-/// `[expert][hidden][inter]`, in the activations' half type or block-FP8.
+/// `[expert][hidden][inter]`, in the activations' half type or block-FP8; after them the block's
+/// shared expert where it is folded in (`shared`: every token takes it, weight 1).
 pub struct CudaExperts {
     gate_up: WeightData,
     down: WeightData,
+    /// Experts in the stack, the shared one included.
     n: usize,
+    shared: usize,
     hidden: usize,
     inter: usize,
 }
@@ -98,30 +101,48 @@ pub struct CudaMoeScratch {
 }
 
 impl CudaBackend {
+    /// The routed experts stacked, and the shared expert after them where
+    /// `tune.moe_shared_fold` is on and it has their shape and format (otherwise it comes back).
+    #[allow(clippy::type_complexity)]
     pub(super) fn stack_experts(
         &self,
-        experts: Vec<(CudaWeight, CudaWeight)>,
-    ) -> Result<CudaExperts> {
+        mut experts: Vec<(CudaWeight, CudaWeight)>,
+        shared: Option<(CudaWeight, CudaWeight)>,
+    ) -> Result<(CudaExperts, Option<(CudaWeight, CudaWeight)>)> {
         let Some((g0, d0)) = experts.first() else {
             bail!("an MoE block with no experts");
         };
         let (hidden, inter) = (g0.k, d0.k);
-        if experts
-            .iter()
-            .any(|(g, d)| g.rows != 2 * inter || g.k != hidden || d.rows != hidden || d.k != inter)
-        {
+        let like_routed = |(g, d): &(CudaWeight, CudaWeight)| {
+            g.rows == 2 * inter
+                && g.k == hidden
+                && d.rows == hidden
+                && d.k == inter
+                && same_format(&g.data, &g0.data)
+                && same_format(&d.data, &d0.data)
+        };
+        if !experts.iter().all(like_routed) {
             bail!(
                 "experts of one MoE block must all be {}×{hidden} and {hidden}×{inter}",
                 2 * inter
             );
         }
+        let fold = self.tune.moe_shared_fold && shared.as_ref().is_some_and(like_routed);
+        let fp8 = matches!(g0.data, WeightData::Fp8 { .. });
+        let (shared, apart) = match shared {
+            Some(w) if fold => {
+                experts.push(w);
+                (1, None)
+            }
+            other => (0, other),
+        };
         let n = experts.len();
-        if matches!(g0.data, WeightData::Fp8 { .. }) {
+        if fp8 {
             // the grouped path dequantizes one expert's gate/up at a time
             self.reserve_dequant(2 * inter * hidden)?;
         }
         let (gu, dn): (Vec<CudaWeight>, Vec<CudaWeight>) = experts.into_iter().unzip();
-        Ok(CudaExperts {
+        let experts = CudaExperts {
             gate_up: concat_rows(
                 self,
                 &gu.iter().map(|w| &w.data).collect::<Vec<_>>(),
@@ -129,25 +150,35 @@ impl CudaBackend {
             )?,
             down: concat_rows(self, &dn.iter().map(|w| &w.data).collect::<Vec<_>>(), inter)?,
             n,
+            shared,
             hidden,
             inter,
-        })
+        };
+        Ok((experts, apart))
+    }
+
+    /// Shared experts a block's stack holds after its routed ones: the block's one shared
+    /// expert where `tune.moe_shared_fold` is on (`stack_experts` folds it when its shape and
+    /// format are the routed experts'; the scratch is sized for it either way).
+    fn shared_slots(&self, d: &MoeDims) -> usize {
+        usize::from(self.tune.moe_shared_fold && d.n_shared == 1)
     }
 
     pub(super) fn new_moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
-        let pairs = max_tokens.max(1) * d.top_k;
-        let grouped = grouped_rows(pairs, d.n_experts);
+        // a token's slots: its routed choices, then the shared expert where it is folded in
+        let shared = self.shared_slots(d);
+        let (slots, experts) = (d.top_k + shared, d.n_experts + shared);
+        let pairs = max_tokens.max(1) * slots;
+        let grouped = grouped_rows(pairs, experts);
         // each token's ranks start as distinct experts (j mod n_experts): the router overwrites
         // them before any use, but an ablation run without it (`FERRUM_CUDA_SKIP`) then times
         // the experts over as many distinct weights as a routed step reads, not one expert k
         // times out of L2
-        let first: Vec<u32> = (0..pairs)
-            .map(|p| ((p % d.top_k) % d.n_experts) as u32)
-            .collect();
+        let first: Vec<u32> = (0..pairs).map(|p| ((p % slots) % experts) as u32).collect();
         // the W8A8 experts' quantized inputs: the hidden states of a device-grouped step's
         // tokens (gate/up), or its pairs' activations (down)
         let w8 = max_tokens.min(self.tune.moe_device_grouped_max);
-        let (q_rows_h, q_rows_i) = (w8, w8 * d.top_k);
+        let (q_rows_h, q_rows_i) = (w8, w8 * slots);
         let q_bytes = (q_rows_h * d.hidden).max(q_rows_i * d.inter).max(1);
         let q_blocks = (q_rows_h * d.hidden.div_ceil(FP8_TILE))
             .max(q_rows_i * d.inter.div_ceil(FP8_TILE))
@@ -157,14 +188,14 @@ impl CudaBackend {
             weights: self.stream.alloc_zeros(pairs)?,
             gate_up: self.stream.alloc_zeros(grouped * 2 * d.inter)?,
             act: self.stream.alloc_zeros(grouped * d.inter)?,
-            y: self.stream.alloc_zeros((w8 * d.top_k * d.hidden).max(1))?,
+            y: self.stream.alloc_zeros((w8 * slots * d.hidden).max(1))?,
             tok: self.stream.alloc_zeros(grouped)?,
             pos: self.stream.alloc_zeros(pairs)?,
             xs: self.stream.alloc_zeros(grouped * d.hidden)?,
             ys: self.stream.alloc_zeros(grouped * d.hidden)?,
-            counts: self.stream.alloc_zeros(d.n_experts)?,
-            offsets: self.stream.alloc_zeros(d.n_experts + 1)?,
-            cursor: self.stream.alloc_zeros(d.n_experts)?,
+            counts: self.stream.alloc_zeros(experts)?,
+            offsets: self.stream.alloc_zeros(experts + 1)?,
+            cursor: self.stream.alloc_zeros(experts)?,
             sorted: self.stream.alloc_zeros(pairs)?,
             q: self.stream.alloc_zeros(q_bytes)?,
             q_scales: self.stream.alloc_zeros(q_blocks)?,
@@ -185,21 +216,24 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{F, I, P};
+        // a token's slots: its top_k choices, then the shared expert where it is folded in
+        let (k, h) = (d.top_k + ex.shared, ex.hidden);
+        let pairs = rows * k;
         if rows > s.max_tokens
-            || d.top_k > 32
-            || d.n_experts != ex.n
+            || pairs > s.ids.len()
+            || k > 32
+            || d.n_experts + ex.shared != ex.n
             || d.n_experts > ROUTE_MAX_EXPERTS
         {
             bail!(
-                "moe: {rows} tokens (scratch for {}), top_k {} (at most 32), {} experts configured (at most {ROUTE_MAX_EXPERTS}), {} loaded",
-                s.max_tokens,
+                "moe: {rows} tokens (scratch for {} pairs), top_k {} + {} shared (at most 32), {} experts configured (at most {ROUTE_MAX_EXPERTS}), {} loaded",
+                s.ids.len(),
                 d.top_k,
+                ex.shared,
                 d.n_experts,
                 ex.n
             );
         }
-        let (k, h) = (d.top_k, ex.hidden);
-        let pairs = rows * k;
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
         // the routers take a warp per token, four to a block
         let per_warp = LaunchConfig {
@@ -216,6 +250,7 @@ impl CudaBackend {
                     P(w),
                     I(rows as i32),
                     I(d.n_experts as i32),
+                    I(d.top_k as i32),
                     I(k as i32),
                     I(norm_topk_prob as i32),
                 ];
@@ -240,6 +275,7 @@ impl CudaBackend {
                     P(w),
                     I(rows as i32),
                     I(d.n_experts as i32),
+                    I(d.top_k as i32),
                     I(k as i32),
                     I(n_group as i32),
                     I(topk_group as i32),
@@ -316,10 +352,10 @@ impl CudaBackend {
             I(k as i32),
             P(self.ptr(&out.mem)),
         ];
-        // a block per MOE_GEMV_ROWS output rows, the token's experts dealt to up to eight warps
+        // a block per MOE_GEMV_ROWS output rows, a warp per expert of the token (k <= 32)
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
-            block_dim: (32 * k.min(8) as u32, 1, 1),
+            block_dim: (32 * k as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         let kernels = ("moe_gemv_combine", "moe_gemv_combine_fp8");

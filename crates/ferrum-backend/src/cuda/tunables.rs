@@ -59,6 +59,11 @@ pub(super) struct Tunables {
     /// (`FERRUM_CUDA_QUANT_ROW=1`; opt-in until measured: built after the eighteenth session's
     /// last lease, its outputs equal the default's on the emulator).
     pub quant_by_row: bool,
+    /// An MoE block's shared expert (GLM-4.5's one, as wide as a routed expert) stacked after
+    /// the routed ones and run by the same kernels, every token taking it with weight 1 (one
+    /// slot more a token; no MLP of its own: at batch 1 four launches fewer a layer, the
+    /// weighted sum one rounding fewer); opt-in until measured (`FERRUM_CUDA_MOE_SHARED_FOLD=1`).
+    pub moe_shared_fold: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -140,6 +145,7 @@ impl Tunables {
             moe_w8a8: fp8_mma(capability) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
             quant_by_row: env_is("FERRUM_CUDA_QUANT_ROW", "1"),
+            moe_shared_fold: env_is("FERRUM_CUDA_MOE_SHARED_FOLD", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
@@ -161,6 +167,12 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_GEMV_ROW=0`); the op tests check both.
     pub fn set_gemv_row(&mut self, on: bool) {
         self.tune.gemv_row = on;
+    }
+
+    /// Whether MoE blocks stacked from here on take their shared expert among the routed ones
+    /// (`FERRUM_CUDA_MOE_SHARED_FOLD=1`); the op tests check both.
+    pub fn set_moe_shared_fold(&mut self, on: bool) {
+        self.tune.moe_shared_fold = on;
     }
 
     /// Whether GEMVs of few rows take several warps a row (the default) or one

@@ -58,6 +58,16 @@ pub struct CudaVector {
 
 /// Rows of `[rows][k]` weights one after another, all in one format. Block-FP8 scale tiles
 /// concatenate when every part but the last ends on a whole 128-row tile.
+/// Whether two weights' data can stack into one (`concat_rows`): both half, or both block-FP8
+/// with the same column blocks.
+pub(crate) fn same_format(a: &WeightData, b: &WeightData) -> bool {
+    match (a, b) {
+        (WeightData::Half(_), WeightData::Half(_)) => true,
+        (WeightData::Fp8 { bk: x, .. }, WeightData::Fp8 { bk: y, .. }) => x == y,
+        _ => false,
+    }
+}
+
 pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData], k: usize) -> Result<WeightData> {
     if parts.iter().all(|p| matches!(p, WeightData::Half(_))) {
         let mems: Vec<_> = parts
@@ -262,7 +272,11 @@ impl Weights for CudaBackend {
         Ok(CudaWeight { data, rows, k })
     }
 
-    fn experts(&self, experts: Vec<(CudaWeight, CudaWeight)>) -> Result<CudaExperts> {
-        self.stack_experts(experts)
+    fn experts(
+        &self,
+        routed: Vec<(CudaWeight, CudaWeight)>,
+        shared: Option<(CudaWeight, CudaWeight)>,
+    ) -> Result<(CudaExperts, Option<(CudaWeight, CudaWeight)>)> {
+        self.stack_experts(routed, shared)
     }
 }

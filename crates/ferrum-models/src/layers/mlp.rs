@@ -26,6 +26,15 @@ impl<W: Weights> Mlp<W> {
     pub fn into_parts(self) -> (W::Weight, W::Weight) {
         (self.gate_up, self.down)
     }
+
+    /// The MLP of `into_parts`' weights, `inter` wide.
+    pub fn from_parts(gate_up: W::Weight, down: W::Weight, inter: usize) -> Self {
+        Mlp {
+            gate_up,
+            down,
+            inter,
+        }
+    }
 }
 
 impl<B: Backend> Mlp<B> {

@@ -1,5 +1,6 @@
 //! A mixture-of-experts feed-forward: a router (linear, f32), the backend's routed-experts op,
-//! and optional shared experts added to the routed output (GLM-4.5: `routed + shared`).
+//! and optional shared experts added to the routed output (GLM-4.5: `routed + shared`), which
+//! the backend may run inside its routed-experts op instead.
 
 use super::mlp::Mlp;
 use crate::config::MoeConfig;
@@ -30,24 +31,21 @@ impl<W: Weights> MoeBlock<W> {
                 Mlp::load(l, &format!("{p}.experts.{e}"), hidden, m.inter).map(Mlp::into_parts)
             })
             .collect::<Result<Vec<_>>>()?;
+        let shared_inter = m.inter * m.n_shared;
         let shared = if m.n_shared > 0 {
-            let inter = m.inter * m.n_shared;
-            Some(Mlp::load(l, &format!("{p}.shared_experts"), hidden, inter)?)
+            let name = format!("{p}.shared_experts");
+            Some(Mlp::load(l, &name, hidden, shared_inter)?.into_parts())
         } else {
             None
         };
+        // the backend may take the shared expert among the routed ones
+        let (experts, shared) = l.experts(experts, shared)?;
         Ok(MoeBlock {
             router,
             correction_bias,
-            experts: l.experts(experts)?,
-            shared,
-            dims: MoeDims {
-                n_experts: m.n_experts,
-                top_k: m.top_k,
-                hidden,
-                inter: m.inter,
-                routing: m.routing,
-            },
+            experts,
+            shared: shared.map(|(gate_up, down)| Mlp::from_parts(gate_up, down, shared_inter)),
+            dims: m.dims(hidden),
         })
     }
 }
