@@ -109,12 +109,14 @@ checks() {
     # before the one before it ends: a kernel reading what that one writes before its
     # wait_for_dependencies() shows as a difference between the two)
     FERRUM_CUDA_PDL=0 step cuda_ops_no_pdl "$dev/cuda_ops" --ignored --nocapture
-    # every op again with the W8A8 activation quantization a warp a row (the opt-in's check)
+    # every op again with the W8A8 activation quantization a warp a row at any row count (by
+    # default only from eight rows a multiprocessor, which the op tests' sizes seldom reach)
     FERRUM_CUDA_QUANT_ROW=1 step cuda_ops_quant_row "$dev/cuda_ops" --ignored --nocapture
     step cuda_sample "$dev/cuda_sample" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_reference "$dev/cuda_reference" --ignored --nocapture
-    # the transformers fixtures with GLM-4.5's shared expert among the routed ones (the opt-in)
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_SHARED_FOLD=1 step cuda_reference_fold \
+    # the transformers fixtures with GLM-4.5's shared expert as the model's own MLP (by default
+    # the backend stacks it with the routed experts)
+    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_SHARED_FOLD=0 step cuda_reference_apart \
         "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
@@ -331,11 +333,12 @@ bench_moe() {
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
     step bench_prefill_qwen3moe_fp8 "$dev/ferrum" "${fp8[@]}" --enforce-eager --batch-size 1 \
         --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
-    # the W8A8 activation quantization a warp a row (opt-in: the A/B), with its profile and at 128
-    # sequences (the device-grouped experts quantize too)
-    FERRUM_CUDA_QUANT_ROW=1 step bench_prefill_qwen3moe_fp8_quant_row "$dev/ferrum" "${fp8[@]}" --enforce-eager \
+    # the W8A8 activation quantization a warp per (row, block) at every row count (by default a
+    # warp a row from eight rows a multiprocessor: the A/B), with its profile; and a warp a row
+    # at every count, at 128 sequences (the device-grouped experts quantize 128 and 1024 rows)
+    FERRUM_CUDA_QUANT_ROW=0 step bench_prefill_qwen3moe_fp8_quant_block "$dev/ferrum" "${fp8[@]}" --enforce-eager \
         --batch-size 1 --input-len 2048 --output-len 1 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_QUANT_ROW=1 FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8_quant_row "$dev/ferrum" \
+    FERRUM_CUDA_QUANT_ROW=0 FERRUM_CUDA_PROFILE=1 step profile_prefill_qwen3moe_fp8_quant_block "$dev/ferrum" \
         "${fp8[@]}" --batch-size 1 --input-len 2048 --output-len 1 --num-iters 1 --num-iters-warmup 0
     FERRUM_CUDA_QUANT_ROW=1 step bench_decode_qwen3moe_fp8_b128_quant_row "$dev/ferrum" "${fp8[@]}" \
         --batch-size 128 --input-len 512 --output-len 128 --num-iters 2 --num-iters-warmup 1
@@ -362,13 +365,13 @@ bench_moe() {
     FERRUM_CUDA_NORM_GEMV=0 step bench_decode_glm45air_fp8_norm_apart "$dev/ferrum" "${glm[@]}"
     # on an H100 (80 GB) the model's first 24 of its 46 layers (≈ 57 GB of weights): the
     # per-layer time where no H200 comes
-    # and with its shared expert among the routed ones (FERRUM_CUDA_MOE_SHARED_FOLD=1): at batch 1 and at
-    # 64 sequences of 512 in / 128 out (the device-grouped experts), 24 layers
+    # and with its shared expert as an MLP of its own (FERRUM_CUDA_MOE_SHARED_FOLD=0; by default
+    # stacked with the routed experts): at batch 1 and at 64 sequences of 512 in / 128 out
     local l24=(--hf-overrides '{"num_hidden_layers": 24}') f
-    for f in "" 1; do
-        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l${f:+_fold} "$dev/ferrum" "${glm[@]}" \
-            "${l24[@]}"
-        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l_b64${f:+_fold} "$dev/ferrum" \
+    for f in "" 0; do
+        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l${f:+_apart} "$dev/ferrum" \
+            "${glm[@]}" "${l24[@]}"
+        FERRUM_CUDA_MOE_SHARED_FOLD=$f step bench_decode_glm45air_fp8_24l_b64${f:+_apart} "$dev/ferrum" \
             "${glm[@]}" "${l24[@]}" --batch-size 64 --input-len 512 --output-len 128
     done
     # what each kernel costs inside its decode graph (8 layers, the first dense; timing only, as
@@ -382,7 +385,7 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     done
-    FERRUM_CUDA_MOE_SHARED_FOLD=1 step ablate_glm45air_fp8_none_fold "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    FERRUM_CUDA_MOE_SHARED_FOLD=0 step ablate_glm45air_fp8_none_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

@@ -239,8 +239,8 @@ impl CudaBackend {
     }
 
     /// `quant_fp8_rows` or `quant_fp8_grouped` (`kernel`) over `rows` rows of `k` columns: one
-    /// warp per (row, block of 128 columns), eight to a block, or with `tune.quant_by_row` one
-    /// warp a row (their `_by_row` builds).
+    /// warp per (row, block of 128 columns), eight to a block, or from
+    /// `tune.quant_by_row_min_rows` rows one warp a row (their `_by_row` builds).
     pub(super) fn quant_launch(
         &self,
         kernel: &'static str,
@@ -248,7 +248,8 @@ impl CudaBackend {
         k: usize,
         args: &[Arg],
     ) -> Result<()> {
-        let (name, warps) = match (self.tune.quant_by_row, kernel) {
+        let by_row = rows >= self.tune.quant_by_row_min_rows;
+        let (name, warps) = match (by_row, kernel) {
             (false, _) => (kernel, rows * k.div_ceil(FP8_TILE)),
             (true, "quant_fp8_rows") => ("quant_fp8_rows_by_row", rows),
             (true, _) => ("quant_fp8_grouped_by_row", rows),

@@ -55,14 +55,19 @@ pub(super) struct Tunables {
     /// at 128 sequences 4246 against 4198 tok/s. (Without the loads ahead, within noise of off.)
     pub pdl: bool,
     /// The W8A8 activation quantization a warp a row (`quant_row` in linear.cu: 16-byte loads,
-    /// up to eight pairs of 128-column blocks in flight) instead of a warp per (row, block)
-    /// (`FERRUM_CUDA_QUANT_ROW=1`; opt-in until measured: built after the eighteenth session's
-    /// last lease, its outputs equal the default's on the emulator).
-    pub quant_by_row: bool,
+    /// up to eight pairs of 128-column blocks in flight) instead of a warp per (row, block), from
+    /// this many rows: eight a multiprocessor by default (every one a block of eight warps);
+    /// `FERRUM_CUDA_QUANT_ROW=1` always, `=0` never. On an H100 (nineteenth session) the
+    /// grouped quantization of Qwen3-30B-A3B FP8's prefill took 6.5 ms a step against 14.2, its
+    /// 2048-token prefill 31363 tok/s against 30109; at 128 sequences (128 and 1024 rows) a warp
+    /// a row left most of the GPU idle: 20.33 ms a step against 19.90.
+    pub quant_by_row_min_rows: usize,
     /// An MoE block's shared expert (GLM-4.5's one, as wide as a routed expert) stacked after
-    /// the routed ones and run by the same kernels, every token taking it with weight 1 (one
-    /// slot more a token; no MLP of its own: at batch 1 four launches fewer a layer, the
-    /// weighted sum one rounding fewer); opt-in until measured (`FERRUM_CUDA_MOE_SHARED_FOLD=1`).
+    /// the routed ones: up to eight tokens the per-pair GEMVs take it as one more pair a token
+    /// (weight 1; four launches fewer a layer, the weighted sum one rounding fewer), larger steps
+    /// run it apart from the stack (`shared_apart` in moe.rs); `FERRUM_CUDA_MOE_SHARED_FOLD=0`
+    /// leaves it to the model's own MLP. On an H100 GLM-4.5-Air-FP8's first 24 layers took 4.10
+    /// ms a token at batch 1 against 4.23 (nineteenth session).
     pub moe_shared_fold: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
@@ -144,8 +149,12 @@ impl Tunables {
             moe_pipe: !env_is("FERRUM_CUDA_MOE_PIPE", "0"),
             moe_w8a8: fp8_mma(capability) && !env_is("FERRUM_CUDA_MOE_W8A8", "0"),
             pdl: capability.0 >= 9 && !env_is("FERRUM_CUDA_PDL", "0"),
-            quant_by_row: env_is("FERRUM_CUDA_QUANT_ROW", "1"),
-            moe_shared_fold: env_is("FERRUM_CUDA_MOE_SHARED_FOLD", "1"),
+            quant_by_row_min_rows: match std::env::var("FERRUM_CUDA_QUANT_ROW").as_deref() {
+                Ok("1") => 0,
+                Ok("0") => usize::MAX,
+                _ => 8 * sm_count,
+            },
+            moe_shared_fold: !env_is("FERRUM_CUDA_MOE_SHARED_FOLD", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
@@ -170,9 +179,14 @@ impl CudaBackend {
     }
 
     /// Whether MoE blocks stacked from here on take their shared expert among the routed ones
-    /// (`FERRUM_CUDA_MOE_SHARED_FOLD=1`); the op tests check both.
+    /// (the default) or leave it to the model (`FERRUM_CUDA_MOE_SHARED_FOLD=0`); the op tests
+    /// check both.
     pub fn set_moe_shared_fold(&mut self, on: bool) {
         self.tune.moe_shared_fold = on;
+    }
+
+    pub fn moe_shared_fold(&self) -> bool {
+        self.tune.moe_shared_fold
     }
 
     /// Whether GEMVs of few rows take several warps a row (the default) or one

@@ -103,11 +103,11 @@ fn moe_with_shared<B: Up>(
     (read(be, &out, rows * h), folded)
 }
 
-/// GLM-4.5's shared expert run among the routed ones on the GPU (one slot more a token, weight
-/// 1: `FERRUM_CUDA_MOE_SHARED_FOLD=1`) against the CPU's routed experts plus the shared MLP,
-/// through every path (per-pair GEMVs up to 8 tokens, grouped on the device to 256, on the host
-/// above), half and FP8 experts, sigmoid routing with its scaling factor (which the shared
-/// expert's weight does not take).
+/// GLM-4.5's shared expert stacked with the routed ones on the GPU (the default; up to 8 tokens
+/// one slot more a token for the per-pair GEMVs, weight 1; above, run apart from the stack after
+/// the device- or host-grouped experts) against the CPU's routed experts plus the shared MLP,
+/// half and FP8 experts, sigmoid routing with its scaling factor (which the shared expert's
+/// weight does not take).
 pub fn shared_expert_fold(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rng) {
     let (hidden, inter, n_experts, top_k) = (256usize, 128usize, 16usize, 4usize);
     let d = MoeDims {
@@ -124,6 +124,7 @@ pub fn shared_expert_fold(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut Cha
         },
     };
     let bias = rand_vec(rng, n_experts, 0.5);
+    let default = g.moe_shared_fold();
     g.set_moe_shared_fold(true);
     for fp8 in [false, true] {
         let mut gates = expert_weights(rng, n_experts + 1, hidden, inter, fp8);
@@ -150,5 +151,5 @@ pub fn shared_expert_fold(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut Cha
             );
         }
     }
-    g.set_moe_shared_fold(false);
+    g.set_moe_shared_fold(default);
 }
