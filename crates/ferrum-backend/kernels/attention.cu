@@ -424,10 +424,28 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     // which wrote q and the newest key
     if (warp < tiles) locate(warp);
     wait_for_dependencies();
+    // the first tile's K/V on their way (the newest key is the kernel before's) while the
+    // queries load and the block syncs
+    if (warp < tiles) fetch();
+    // the group's queries into a 16-row tile (zeros past the group) by 16-byte loads, every one
+    // issued before any store (a two-byte load and its store a turn waited sixteen round trips
+    // to q, which the kernel before has just written: on every decode step's critical path)
     const T* qrow = q + (t * n_heads + (i64)kvh * group) * D;
-    for (int e = threadIdx.x; e < 16 * D; e += blockDim.x) {
-        const int r = e / D, d = e % D;
-        qs[r * LD + d] = r < group ? qrow[r * D + d] : from_f32<T>(0.f);
+    {
+        constexpr int CHUNKS = 16 * D / 8, THREADS = ATTN_WARPS * 32, PER_T = CHUNKS / THREADS;
+        static_assert(CHUNKS % THREADS == 0, "whole chunks a thread");
+        uint4 qv[PER_T];
+#pragma unroll
+        for (int u = 0; u < PER_T; u++) {
+            const int c = threadIdx.x + u * THREADS, r = c / (D / 8);
+            qv[u] = make_uint4(0, 0, 0, 0);
+            if (r < group) qv[u] = *reinterpret_cast<const uint4*>(qrow + r * D + (c % (D / 8)) * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < PER_T; u++) {
+            const int c = threadIdx.x + u * THREADS;
+            *reinterpret_cast<uint4*>(qs + (c / (D / 8)) * LD + (c % (D / 8)) * 8) = qv[u];
+        }
     }
     // row indices in the accumulators' layout: ridx.x[i] is the row of element i of any of them
     for (int e = lane; e < 16 * 16; e += 32) ws.s[(e / 16) * SLD + e % 16] = float(e / 16);
@@ -441,7 +459,6 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     for (int nn = 0; nn < D / 16; nn++) wmma::fill_fragment(o[nn], 0.f);
     const int r = lane >> 1, c0 = (lane & 1) * 8;  // this lane's row of S and first key of it
     float m = NEG_INF, l = 0.f;                     // the row's running max and sum
-    if (warp < tiles) fetch();
     for (int tile = warp; tile < tiles; tile += ATTN_WARPS) {
 #pragma unroll
         for (int i = 0; i < LOADS; i++) {
