@@ -42,19 +42,35 @@ __device__ __forceinline__ void block_best(float& v, int& i) {
         }
 }
 
+// f(i, l[i]) for i = first, first + stride, ... below end, in that order, eight loads in flight
+// before their values are used (a load and its use a turn waited one round trip each: 148 for a
+// thread of a 1024-thread block over a 151936-token row of logits).
+template <typename T, typename F>
+__device__ __forceinline__ void for_strided(const T* l, int i, int end, int stride, F f) {
+    constexpr int U = 8;
+    for (; i + (U - 1) * stride < end; i += U * stride) {
+        T v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) v[u] = l[i + u * stride];
+#pragma unroll
+        for (int u = 0; u < U; u++) f(i + u * stride, to_f32(v[u]));
+    }
+    for (; i < end; i += stride) f(i, to_f32(l[i]));
+}
+
 // The argmax of one row (tokens the mask forbids count as -inf); thread 0 writes it to `out`.
 template <typename T>
 __device__ void argmax_row(const T* l, const u32* mask, int vocab, u32* out) {
     float best = NEG_INF;
     int idx = 0x7fffffff;
     // within a thread indices only grow, so strict > keeps the first of equal values
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = allowed(mask, i) ? to_f32(l[i]) : NEG_INF;
+    for_strided(l, threadIdx.x, vocab, blockDim.x, [&](int i, float x) {
+        const float v = allowed(mask, i) ? x : NEG_INF;
         if (v > best) {
             best = v;
             idx = i;
         }
-    }
+    });
     block_best(best, idx);
     if (threadIdx.x == 0) *out = idx == 0x7fffffff ? 0 : idx;
 }
@@ -397,19 +413,19 @@ __device__ void sample_chunks(const T* logits, int vocab, const int* in_rows, co
     const int lo = min(vocab, c * len), hi = min(vocab, lo + len);
 #define X(i) (allowed(mask, i) ? to_f32(l[i]) / temp : NEG_INF)
     float m = NEG_INF;
-    for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-        const float x = X(i);
+    for_strided(l, lo + threadIdx.x, hi, blockDim.x, [&](int i, float raw) {
+        const float x = allowed(mask, i) ? raw / temp : NEG_INF;
         if (!isnan(x)) m = fmaxf(m, x);
-    }
+    });
     m = block_max(m);
     float mass = 0.f, last = -1.f;
-    for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-        const float x = X(i);
+    for_strided(l, lo + threadIdx.x, hi, blockDim.x, [&](int i, float raw) {
+        const float x = allowed(mask, i) ? raw / temp : NEG_INF;
         if (!isnan(x) && x != NEG_INF) {
             mass += __expf(x - m);
             last = (float)i;
         }
-    }
+    });
     mass = block_sum(mass);
     last = block_max(last);
     if (threadIdx.x == 0) {
@@ -467,10 +483,10 @@ __device__ void sample_pick(const T* logits, int vocab, const int* in_rows, cons
     __shared__ float w_mass[32];
     __shared__ int found;
     float w = 0.f;
-    for (int i = lo + lane; i < hi; i += 32) {
-        const float x = X(i);
+    for_strided(l, lo + lane, hi, 32, [&](int i, float raw) {
+        const float x = allowed(mask, i) ? raw / temp : NEG_INF;
         if (!isnan(x) && x != NEG_INF) w += __expf(x - big);
-    }
+    });
     w = warp_sum(w);
     if (lane == 0) w_mass[warp] = w;
     if (tid == 0) found = -1;
