@@ -165,10 +165,12 @@ impl CudaBackend {
     }
 
     pub(super) fn new_moe_scratch(&self, max_tokens: usize, d: &MoeDims) -> Result<CudaMoeScratch> {
-        // a token's slots: its routed choices, then the shared expert where it is folded in
+        // a token's slots: its routed choices, then, in the per-pair steps, the shared expert
+        // where it is folded in (larger steps run it apart: no slot)
         let shared = self.shared_slots(d);
         let (slots, experts) = (d.top_k + shared, d.n_experts + shared);
-        let pairs = max_tokens.max(1) * slots;
+        let t = max_tokens.max(1);
+        let pairs = (t * d.top_k).max(t.min(MOE_GEMV_MAX_TOKENS) * slots);
         let grouped = grouped_rows(pairs, experts);
         // each token's ranks start as distinct experts (j mod n_experts): the router overwrites
         // them before any use, but an ablation run without it (`FERRUM_CUDA_SKIP`) then times
@@ -178,7 +180,7 @@ impl CudaBackend {
         // the W8A8 experts' quantized inputs: the hidden states of a device-grouped step's
         // tokens (gate/up), or its pairs' activations (down)
         let w8 = max_tokens.min(self.tune.moe_device_grouped_max);
-        let (q_rows_h, q_rows_i) = (w8, w8 * slots);
+        let (q_rows_h, q_rows_i) = (w8, w8 * d.top_k);
         let q_bytes = (q_rows_h * d.hidden).max(q_rows_i * d.inter).max(1);
         let q_blocks = (q_rows_h * d.hidden.div_ceil(FP8_TILE))
             .max(q_rows_i * d.inter.div_ceil(FP8_TILE))
@@ -188,7 +190,7 @@ impl CudaBackend {
             weights: self.stream.alloc_zeros(pairs)?,
             gate_up: self.stream.alloc_zeros(grouped * 2 * d.inter)?,
             act: self.stream.alloc_zeros(grouped * d.inter)?,
-            y: self.stream.alloc_zeros((w8 * slots * d.hidden).max(1))?,
+            y: self.stream.alloc_zeros((w8 * d.top_k * d.hidden).max(1))?,
             tok: self.stream.alloc_zeros(grouped)?,
             pos: self.stream.alloc_zeros(pairs)?,
             xs: self.stream.alloc_zeros(grouped * d.hidden)?,
