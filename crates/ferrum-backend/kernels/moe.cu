@@ -122,7 +122,7 @@ __device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts
 }
 
 // A token's slots past its top_k choices (`slots` a token in ids and w): the shared experts the
-// backend stacked after the n_experts routed ones (`n_shared` in cuda/moe.rs), weight 1 each.
+// backend stacked after the n_experts routed ones (`CudaExperts::shared`), weight 1 each.
 __device__ __forceinline__ void route_shared(u32* ids, float* w, int n_experts, int top_k, int slots) {
     const int lane = threadIdx.x & 31;
     if (lane >= top_k && lane < slots) {
