@@ -375,8 +375,9 @@ bench_moe() {
             "${glm[@]}" "${l24[@]}" --batch-size 64 --input-len 512 --output-len 128
     done
     # what each kernel costs inside its decode graph (8 layers, the first dense; timing only, as
-    # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV, o_proj and the shared expert's two GEMVs;
-    # silu_mul and add are the shared expert's (silu_mul also the dense layer's)
+    # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV and o_proj (and the dense layer's MLP);
+    # the shared expert runs inside the expert GEMVs at batch 1 (`_none_apart`: as an MLP of its
+    # own, whose GEMVs, silu_mul and add the `shared` and `proj` rows then leave out)
     local glm8=(--hf-overrides '{"num_hidden_layers": 8}' --output-len 128 --num-iters 3)
     ablations=(none: cache:qkv_to_cache
         attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
