@@ -375,9 +375,10 @@ bench_moe() {
             "${glm[@]}" "${l24[@]}" --batch-size 64 --input-len 512 --output-len 128
     done
     # what each kernel costs inside its decode graph (8 layers, the first dense; timing only, as
-    # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV and o_proj (and the dense layer's MLP);
-    # the shared expert runs inside the expert GEMVs at batch 1 (`_none_apart`: as an MLP of its
-    # own, whose GEMVs, silu_mul and add the `shared` and `proj` rows then leave out)
+    # ablate_qwen3moe_fp8_*): gemv_fp8_row is the QKV and o_proj (and the dense layer's MLP).
+    # At batch 1 the shared expert runs inside the expert GEMVs (the default), so `shared`
+    # (silu_mul, add) leaves out only the dense layer's silu_mul; `none_apart` times the step
+    # with the shared expert as an MLP of its own
     local glm8=(--hf-overrides '{"num_hidden_layers": 8}' --output-len 128 --num-iters 3)
     ablations=(none: cache:qkv_to_cache
         attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
