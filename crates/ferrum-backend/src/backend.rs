@@ -228,7 +228,7 @@ pub struct MoeDims {
     /// Each expert's intermediate size.
     pub inter: usize,
     /// Shared experts (GLM-4.5: one, as wide as a routed expert): a backend that folds them
-    /// into the routed experts sizes its scratch for `top_k + n_shared` experts a token.
+    /// into its routed experts ([`Weights::experts`]) sizes its scratch for them.
     pub n_shared: usize,
     pub routing: Routing,
 }

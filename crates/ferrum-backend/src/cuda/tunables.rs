@@ -185,6 +185,7 @@ impl CudaBackend {
         self.tune.moe_shared_fold = on;
     }
 
+    /// Whether MoE blocks stacked from here on take their shared expert.
     pub fn moe_shared_fold(&self) -> bool {
         self.tune.moe_shared_fold
     }

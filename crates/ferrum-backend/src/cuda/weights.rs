@@ -56,8 +56,6 @@ pub struct CudaVector {
     pub len: usize,
 }
 
-/// Rows of `[rows][k]` weights one after another, all in one format. Block-FP8 scale tiles
-/// concatenate when every part but the last ends on a whole 128-row tile.
 /// Whether two weights' data can stack into one (`concat_rows`): both half, or both block-FP8
 /// with the same column blocks.
 pub(crate) fn same_format(a: &WeightData, b: &WeightData) -> bool {
@@ -68,30 +66,30 @@ pub(crate) fn same_format(a: &WeightData, b: &WeightData) -> bool {
     }
 }
 
+/// Rows of `[rows][k]` weights one after another, all in one format (`same_format`). Block-FP8
+/// scale tiles concatenate when every part but the last ends on a whole 128-row tile.
 pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData], k: usize) -> Result<WeightData> {
-    if parts.iter().all(|p| matches!(p, WeightData::Half(_))) {
-        let mems: Vec<_> = parts
-            .iter()
-            .map(|p| match p {
-                WeightData::Half(m) => m,
-                WeightData::Fp8 { .. } => unreachable!(),
-            })
-            .collect();
-        return Ok(WeightData::Half(be.concat(&mems)?));
+    let Some(&first) = parts.first() else {
+        bail!("nothing to stack");
+    };
+    if !parts.iter().all(|p| same_format(p, first)) {
+        bail!(
+            "stacked weights (q/k/v, gate/up or experts) mix block-FP8 and bf16/f16 parts, or FP8 column blocks of different sizes"
+        );
     }
+    let mut halves = Vec::new();
     let mut codes = Vec::new();
     let mut scales = Vec::new();
     let mut tiles = Some(Vec::new());
-    let mut block = None;
     for (i, p) in parts.iter().enumerate() {
         match p {
+            WeightData::Half(m) => halves.push(m),
             WeightData::Fp8 {
                 codes: c,
                 scales: s,
-                bk,
                 tiles: t,
-            } if block.is_none_or(|b| b == *bk) => {
-                block = Some(*bk);
+                ..
+            } => {
                 codes.push(c);
                 scales.push(s);
                 let whole = i + 1 == parts.len() || (c.len() / k).is_multiple_of(FP8_TILE);
@@ -100,15 +98,15 @@ pub(crate) fn concat_rows(be: &CudaBackend, parts: &[&WeightData], k: usize) -> 
                     v
                 });
             }
-            _ => bail!(
-                "stacked weights (q/k/v, gate/up or experts) mix block-FP8 and bf16/f16 parts, or FP8 column blocks of different sizes"
-            ),
         }
     }
+    let WeightData::Fp8 { bk, .. } = first else {
+        return Ok(WeightData::Half(be.concat(&halves)?));
+    };
     Ok(WeightData::Fp8 {
         codes: be.concat(&codes)?,
         scales: be.concat(&scales)?,
-        bk: block.unwrap_or(128),
+        bk: *bk,
         tiles: tiles.map(|t| be.concat(&t)).transpose()?,
     })
 }
