@@ -58,7 +58,8 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
     const GemvShare sh = gemv_share(split, k);
     const int j = sh.j, c0 = sh.c0, seg = sh.seg;
     const W* wr = w + (i64)j * k + c0;
-    const float* sr = s ? s + (i64)j * ((k + bk - 1) / bk) + c0 / bk : nullptr;
+    const BlockOf block(bk);
+    const float* sr = s ? s + (i64)j * ((k + bk - 1) / bk) + block(c0) : nullptr;
     uint4 wv[DEPTH];
     float sc[DEPTH];
     auto load = [&](int i0) {
@@ -67,7 +68,7 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
             const int i = i0 + u * 32 * V;
             if (i < seg) {
                 wv[u] = *reinterpret_cast<const uint4*>(wr + i);
-                sc[u] = sr ? sr[i / bk] : 1.f;
+                sc[u] = sr ? sr[block(i)] : 1.f;
             }
         }
     };

@@ -383,7 +383,7 @@ __device__ __forceinline__ Piece16<W> fetch16(const W* row, const float* srow, i
     if (p.vec) {
 #pragma unroll
         for (int h = 0; h < (int)sizeof(W); h++) p.raw[h] = *reinterpret_cast<const uint4*>(row + c + h * V);
-        if (srow) p.scale = srow[c / bk];
+        if (srow) p.scale = srow[BlockOf(bk)(c)];
     }
     return p;
 }

@@ -158,6 +158,15 @@ __device__ __forceinline__ void piece_rows(const float* wf, float sc, const T* c
         }
 }
 
+// i / bk, the scale block of column i, as a shift when bk is a power of two (every block-FP8
+// checkpoint's 128): a division by a kernel argument is a ~25-instruction sequence, and in the
+// GEMVs one stood between each weight load and the next, holding back the loads in flight.
+struct BlockOf {
+    int bk, shift;
+    __device__ __forceinline__ explicit BlockOf(int bk_) : bk(bk_), shift(__popc(bk_) == 1 ? __ffs(bk_) - 1 : -1) {}
+    __device__ __forceinline__ int operator()(int i) const { return shift >= 0 ? i >> shift : i / bk; }
+};
+
 // acc[j] += Σ_i w[i] · xs[j][i] (j < n <= R) over a weight row of k values, each lane taking its
 // share of the columns: sixteen bytes of weights per load when k (and the scale block bk) are
 // multiples of that many values and the rows 16-byte aligned, else one value per lane. `scales`
@@ -171,6 +180,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
                                         float* acc) {
     constexpr int V = 16 / sizeof(W);
     const int lane = threadIdx.x & 31;
+    const BlockOf block(bk);
     if constexpr (DEPTH > 0) {
         if (k % V == 0 && (!scales || bk % V == 0)) {
             for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
@@ -181,7 +191,7 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
                     const int i = i0 + u * 32 * V;
                     if (i < k) {
                         wv[u] = *reinterpret_cast<const uint4*>(w + i);
-                        sc[u] = scales ? scales[i / bk] : 1.f;
+                        sc[u] = scales ? scales[block(i)] : 1.f;
                     }
                 }
                 wait_for_dependencies();  // the weights' loads issued, now the input's
@@ -203,11 +213,11 @@ __device__ __forceinline__ void row_dot(const W* w, const float* scales, int bk,
         for (int i = V * lane; i < k; i += 32 * V) {
             float wf[V];
             load16_f32(w + i, wf);
-            piece_rows<T, V, R>(wf, scales ? scales[i / bk] : 1.f, xs, i, n, acc);
+            piece_rows<T, V, R>(wf, scales ? scales[block(i)] : 1.f, xs, i, n, acc);
         }
     } else {
         for (int i = lane; i < k; i += 32) {
-            const float wv = w_f32(w[i]) * (scales ? scales[i / bk] : 1.f);
+            const float wv = w_f32(w[i]) * (scales ? scales[block(i)] : 1.f);
 #pragma unroll
             for (int j = 0; j < R; j++)
                 if (j < n) acc[j] += wv * to_f32(xs[j][i]);
@@ -228,6 +238,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
                                          float* acc) {
     constexpr int V = 16 / sizeof(W), DEPTH = 2;
     const int lane = threadIdx.x & 31;
+    const BlockOf block(bk);
     if (k % V == 0 && (!scales || bk % V == 0)) {
         for (int i0 = V * lane; i0 < k; i0 += DEPTH * 32 * V) {
             uint4 wv[RB][DEPTH];
@@ -239,7 +250,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
                     const int i = i0 + u * 32 * V;
                     if (q < n && i < k) {
                         wv[q][u] = *reinterpret_cast<const uint4*>(w + (i64)q * k + i);
-                        s[q][u] = scales ? scales[q * sc + i / bk] : 1.f;
+                        s[q][u] = scales ? scales[q * sc + block(i)] : 1.f;
                     }
                 }
             wait_for_dependencies();  // the weights' loads issued, now the input's
@@ -265,7 +276,7 @@ __device__ __forceinline__ void rows_dot(const W* w, const float* scales, int sc
             const float xv = to_f32(x[i]);
 #pragma unroll
             for (int q = 0; q < RB; q++)
-                if (q < n) acc[q] += w_f32(w[(i64)q * k + i]) * (scales ? scales[q * sc + i / bk] : 1.f) * xv;
+                if (q < n) acc[q] += w_f32(w[(i64)q * k + i]) * (scales ? scales[q * sc + block(i)] : 1.f) * xv;
         }
     }
 }
