@@ -74,19 +74,103 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
     if ((int)(*bid & 31) == lane) *taken |= 1u << (*bid >> 5);
 }
 
+// Where a router warp leaves its token's choices: ids[j] and held[j] (the value the weights are
+// made of, which for the sigmoid router is not the value that ranks) of the j-th choice, and the
+// ranking keys. A block's warps have one each (`ROUTE_WARPS` warps a block; the host mirrors it).
+#define ROUTE_WARPS 4
+template <int SLOTS>
+struct RouteShared {
+    unsigned long long key[32 * SLOTS];
+    u32 id[32];
+    float held[32];
+};
+
+// (v, expert e) as one unsigned number that orders as `beats` does: the value's bits made
+// monotonic (NaN above everything, -0 as +0), then the id reversed (ties to the lower id). 0 is
+// no key (nothing maps there: -inf's bits give 0x007fffff).
+__device__ __forceinline__ unsigned long long route_key(float v, u32 e) {
+    u32 b = __float_as_uint(v);
+    if (isnan(v)) b = 0xffffffffu;
+    else if (v == 0.f) b = 0x80000000u;
+    else b = (b & 0x80000000u) ? ~b : b | 0x80000000u;
+    return (unsigned long long)b << 32 | (0xffffffffu - e);
+}
+
+// The warp's top_k of its lanes' values v[i] (expert lane + 32·i; the candidates: bit i of
+// `cand`) in `beats` order into sh.id / sh.held (held[i] the value kept for slot i). `rank`:
+// every lane counts, for each of its candidates, the candidates that beat it (one shared-memory
+// key read and independent comparisons per expert); else top_k `route_round`s, each a chain of
+// warp shuffles that waits on the round before (`FERRUM_CUDA_ROUTE_RANK=0`). The same choices
+// either way: `beats` is a total order.
+template <int SLOTS>
+__device__ __forceinline__ void route_top(const float* v, const float* held, u32 cand, int n_experts, int top_k,
+                                          bool rank, RouteShared<SLOTS>& sh) {
+    const int lane = threadIdx.x & 31;
+    if (rank) {
+        unsigned long long mine[SLOTS];
+        int above_me[SLOTS];
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++) {
+            mine[i] = cand >> i & 1 ? route_key(v[i], lane + 32 * i) : 0ull;
+            sh.key[lane + 32 * i] = mine[i];
+            above_me[i] = 0;
+        }
+        __syncwarp();
+#pragma unroll 8
+        for (int e = 0; e < n_experts; e++) {
+            const unsigned long long k = sh.key[e];
+#pragma unroll
+            for (int i = 0; i < SLOTS; i++) above_me[i] += k > mine[i];
+        }
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++)
+            if (cand >> i & 1 && above_me[i] < top_k) {
+                sh.id[above_me[i]] = lane + 32 * i;
+                sh.held[above_me[i]] = held[i];
+            }
+    } else {
+        u32 taken = 0;
+        for (int j = 0; j < top_k; j++) {
+            float bv;
+            u32 bid;
+            route_round<SLOTS>(v, n_experts, &taken, [&](int e) { return (cand >> (e >> 5) & 1) != 0; }, &bv, &bid);
+            if ((int)(bid & 31) == lane) {
+#pragma unroll
+                for (int i = 0; i < SLOTS; i++)
+                    if (i == (int)(bid >> 5)) sh.held[j] = held[i];
+                sh.id[j] = bid;
+            }
+        }
+    }
+    __syncwarp();
+}
+
+// The sum of the choices' held values in rank order (every lane).
+template <int SLOTS>
+__device__ __forceinline__ float route_sum(const RouteShared<SLOTS>& sh, int top_k) {
+    float s = 0.f;
+    for (int j = 0; j < top_k; j++) s += sh.held[j];
+    return s;
+}
+
 // Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One warp per
 // token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
 // on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
 // rounds takes the warp's best expert not yet chosen. The calling warp routes the token whose
 // logits are `l`, its choices into ids[0..top_k) and w[0..top_k).
 template <typename T, int SLOTS>
-__device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts, int top_k, int norm) {
+__device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts, int top_k, int norm, bool rank,
+                                   RouteShared<SLOTS>& sh) {
     const int lane = threadIdx.x & 31;
     float p[SLOTS], max = NEG_INF;
     load_slots<T, SLOTS>(l, n_experts, NEG_INF, p);
+    u32 in = 0;
 #pragma unroll
     for (int i = 0; i < SLOTS; i++)
-        if (lane + 32 * i < n_experts && above(p[i], max)) max = p[i];
+        if (lane + 32 * i < n_experts) {
+            in |= 1u << i;
+            if (above(p[i], max)) max = p[i];
+        }
     for (int o = 16; o > 0; o >>= 1) {
         const float x = __shfl_xor_sync(0xffffffffu, max, o);
         if (above(x, max)) max = x;
@@ -101,23 +185,11 @@ __device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts
     const float inv = 1.f / warp_sum(sum);
 #pragma unroll
     for (int i = 0; i < SLOTS; i++) p[i] *= inv;
-    u32 taken = 0, my_id = 0;
-    float s = 0.f, my_w = 0.f;  // lane j keeps the j-th choice
-    for (int j = 0; j < top_k; j++) {
-        float bv;
-        u32 bid;
-        route_round<SLOTS>(p, n_experts, &taken, [](int) { return true; }, &bv, &bid);
-        s += bv;
-        if (lane == j) {
-            my_id = bid;
-            my_w = bv;
-        }
-    }
-    // one store a lane (lane 0 storing each choice, then reading them back to normalize, waited
-    // on a memory round trip per choice)
+    route_top<SLOTS>(p, p, in, n_experts, top_k, rank, sh);
+    const float s = route_sum(sh, top_k);
     if (lane < top_k) {
-        ids[lane] = my_id;
-        w[lane] = norm ? my_w / s : my_w;
+        ids[lane] = sh.id[lane];
+        w[lane] = norm ? sh.held[lane] / s : sh.held[lane];
     }
 }
 
@@ -134,12 +206,14 @@ __device__ __forceinline__ void route_shared(u32* ids, float* w, int n_experts, 
 // `route_softmax_warp` for every token, a warp each.
 template <typename T, int SLOTS>
 __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
-                                  int top_k, int slots, int norm) {
+                                  int top_k, int slots, int norm, int rank) {
+    __shared__ RouteShared<SLOTS> sh[ROUTE_WARPS];
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (t >= tokens) return;
     ids += (i64)t * slots;
     w += (i64)t * slots;
-    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids, w, n_experts, top_k, norm);
+    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids, w, n_experts, top_k, norm, rank != 0,
+                                 sh[threadIdx.x >> 5]);
     route_shared(ids, w, n_experts, top_k, slots);
 }
 
@@ -150,7 +224,8 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 template <typename T, int SLOTS>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
                                   int n_experts, int top_k, int slots, int n_group, int topk_group,
-                                  int norm, float scaling) {
+                                  int norm, float scaling, int rank) {
+    __shared__ RouteShared<SLOTS> sh[ROUTE_WARPS];
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= tokens) return;
     ids += (i64)t * slots;
@@ -199,28 +274,12 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
         const int e = lane + 32 * i;
         if (e < n_experts && (groups >> (e / per) & 1)) allowed |= 1u << i;
     }
-    u32 taken = 0, my_id = 0;
-    float s = 0.f, my_w = 0.f;  // lane j keeps the j-th choice
-    for (int j = 0; j < top_k; j++) {
-        float bv;
-        u32 bid;
-        route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return (allowed >> (e >> 5) & 1) != 0; }, &bv, &bid);
-        // the plain sigmoid of the chosen expert, from the register of the lane that holds it
-        float held = 0.f;
-#pragma unroll
-        for (int i = 0; i < SLOTS; i++)
-            if (i == (int)(bid >> 5)) held = sig[i];
-        const float v = __shfl_sync(0xffffffffu, held, bid & 31);
-        s += v;
-        if (lane == j) {
-            my_id = bid;
-            my_w = v;
-        }
-    }
-    const float denom = s + 1e-20f;
+    route_top<SLOTS>(choice, sig, allowed, n_experts, top_k, rank != 0, sh[threadIdx.x >> 5]);
+    const RouteShared<SLOTS>& top = sh[threadIdx.x >> 5];
+    const float denom = route_sum(top, top_k) + 1e-20f;
     if (lane < top_k) {
-        ids[lane] = my_id;
-        w[lane] = (norm ? my_w / denom : my_w) * scaling;
+        ids[lane] = top.id[lane];
+        w[lane] = (norm ? top.held[lane] / denom : top.held[lane]) * scaling;
     }
 }
 
@@ -735,17 +794,19 @@ __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T*
         moe_scatter(ids, pairs, cursor, sorted);                                                           \
     }                                                                                                      \
     extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
-                                                     int n_experts, int top_k, int slots, int norm) {      \
+                                                     int n_experts, int top_k, int slots, int norm,        \
+                                                     int rank) {                                           \
         grid_dependency();                                                                                 \
         ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, slots,   \
-                       norm)                                                                               \
+                       norm, rank)                                                                         \
     }                                                                                                      \
     extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
                                                      int tokens, int n_experts, int top_k, int slots,      \
-                                                     int n_group, int topk_group, int norm, float scaling) {\
+                                                     int n_group, int topk_group, int norm, float scaling, \
+                                                     int rank) {                                           \
         grid_dependency();                                                                                 \
         ROUTE_DISPATCH(moe_route_sigmoid, T, n_experts, logits, bias, ids, w, tokens, n_experts, top_k,    \
-                       slots, n_group, topk_group, norm, scaling)                                          \
+                       slots, n_group, topk_group, norm, scaling, rank)                                    \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void moe_combine_##S(const T* y, const u32* pos, const float* weights, T* out,   \

@@ -497,7 +497,7 @@ fn cuda_ops_match_the_cpu_backend() {
     /// One MoE step of `rows` random tokens under `d` on both backends, compared: returns its
     /// inputs (hidden states, router logits, the correction bias where the router takes one),
     /// the router's name and the CPU's output, for the caller's further kernels.
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn moe_checked<'b>(
         c: &mut CpuBackend,
         g: &mut CudaBackend,
@@ -506,6 +506,7 @@ fn cuda_ops_match_the_cpu_backend() {
         bias: &'b [f32],
         d: &MoeDims,
         rows: usize,
+        ties: bool,
     ) -> (
         Vec<f32>,
         Vec<f32>,
@@ -514,14 +515,31 @@ fn cuda_ops_match_the_cpu_backend() {
         Vec<f32>,
     ) {
         let x = rand_vec(rng, rows * d.hidden, 1.0);
-        let logits = rand_vec(rng, rows * d.n_experts, 2.0);
+        let mut logits = rand_vec(rng, rows * d.n_experts, 2.0);
+        if ties {
+            // a few distinct values among the experts: the choices' order among equal ones
+            // (ties to the lower id) decides the output
+            logits
+                .iter_mut()
+                .for_each(|l| *l = (*l * 2.0).round() / 2.0);
+        }
         let (b, name) = match d.routing {
             Routing::Softmax { .. } => (None, "softmax"),
             Routing::SigmoidGroupLimited { .. } => (Some(bias), "sigmoid group-limited"),
         };
         let a = moe(c, gates, b, d, &x, &logits, rows);
         let gpu = moe(g, gates, b, d, &x, &logits, rows);
+        // the routers' top-k by ranking (the default) and by rounds choose the same experts
+        g.set_route_rank(false);
+        let rounds = moe(g, gates, b, d, &x, &logits, rows);
+        g.set_route_rank(true);
         let (n, k) = (d.n_experts, d.top_k);
+        assert!(
+            gpu.iter()
+                .zip(&rounds)
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            "moe {name}, {rows} tokens, {n} experts top {k}: the ranking router and the rounds differ"
+        );
         compare(
             &format!("moe {name}, {rows} tokens, {n} experts top {k}"),
             &a,
@@ -554,7 +572,7 @@ fn cuda_ops_match_the_cpu_backend() {
                 routing,
             };
             let (x, logits, b, name, a) =
-                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows);
+                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows, false);
             let a8 = moe(&mut c, &fp8_gates, b, &d, &x, &logits, rows);
             // from 9 to 256 tokens the register-staged expert kernel (the A/B of the pipelined
             // one) against the same references, half and FP8 experts
@@ -633,6 +651,7 @@ fn cuda_ops_match_the_cpu_backend() {
         let (hidden, inter, n_experts, top_k) = (64usize, 32usize, 160usize, 8usize);
         let gates = expert_weights(&mut rng, n_experts, hidden, inter, false);
         let bias = rand_vec(&mut rng, n_experts, 0.5);
+        let no_bias = vec![0.0; n_experts];
         let routings = [
             Routing::Softmax {
                 norm_topk_prob: true,
@@ -654,7 +673,9 @@ fn cuda_ops_match_the_cpu_backend() {
                     n_shared: 0,
                     routing,
                 };
-                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows);
+                moe_checked(&mut c, &mut g, &mut rng, &gates, &bias, &d, rows, false);
+                // logits with many ties, no bias (whose values would part them)
+                moe_checked(&mut c, &mut g, &mut rng, &gates, &no_bias, &d, rows, true);
             }
         }
     }

@@ -34,6 +34,10 @@ const MOE_GEMV_ROWS: usize = 2;
 /// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
 const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
+/// The routers' warps a block, a token each (`ROUTE_WARPS` in moe.cu: its shared memory has a
+/// ranking area for each).
+const ROUTE_WARPS: usize = 4;
+
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
 
@@ -241,12 +245,13 @@ impl CudaBackend {
             );
         }
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        // the routers take a warp per token, four to a block
+        // the routers take a warp per token, ROUTE_WARPS to a block
         let per_warp = LaunchConfig {
-            grid_dim: (rows.div_ceil(4) as u32, 1, 1),
-            block_dim: (128, 1, 1),
+            grid_dim: (rows.div_ceil(ROUTE_WARPS) as u32, 1, 1),
+            block_dim: (32 * ROUTE_WARPS as u32, 1, 1),
             shared_mem_bytes: 0,
         };
+        let rank = I(self.tune.route_rank as i32);
         let logits = P(self.ptr(&router_logits.mem));
         match d.routing {
             Routing::Softmax { norm_topk_prob } => {
@@ -259,6 +264,7 @@ impl CudaBackend {
                     I(d.top_k as i32),
                     I(k as i32),
                     I(norm_topk_prob as i32),
+                    rank,
                 ];
                 self.launch("moe_route_softmax", per_warp, &args)?;
             }
@@ -287,6 +293,7 @@ impl CudaBackend {
                     I(topk_group as i32),
                     I(norm_topk_prob as i32),
                     F(routed_scaling_factor),
+                    rank,
                 ];
                 self.launch("moe_route_sigmoid", per_warp, &args)?;
             }

@@ -69,6 +69,11 @@ pub(super) struct Tunables {
     /// leaves it to the model's own MLP. On an H100 GLM-4.5-Air-FP8's first 24 layers took 4.10
     /// ms a token at batch 1 against 4.23 (nineteenth session).
     pub moe_shared_fold: bool,
+    /// The MoE routers' top-k by ranking (`route_top` in moe.cu: each lane counts the experts
+    /// that beat each of its own, comparisons independent of each other) instead of top_k
+    /// rounds of warp shuffles, each waiting on the one before; `FERRUM_CUDA_ROUTE_RANK=0`
+    /// takes the rounds. The same choices either way.
+    pub route_rank: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -155,6 +160,7 @@ impl Tunables {
                 _ => 8 * sm_count,
             },
             moe_shared_fold: !env_is("FERRUM_CUDA_MOE_SHARED_FOLD", "0"),
+            route_rank: !env_is("FERRUM_CUDA_ROUTE_RANK", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
@@ -188,6 +194,12 @@ impl CudaBackend {
     /// Whether MoE blocks stacked from here on take their shared expert.
     pub fn moe_shared_fold(&self) -> bool {
         self.tune.moe_shared_fold
+    }
+
+    /// Whether the MoE routers rank (the default) or take top_k rounds
+    /// (`FERRUM_CUDA_ROUTE_RANK=0`); the op tests check that both choose the same.
+    pub fn set_route_rank(&mut self, on: bool) {
+        self.tune.route_rank = on;
     }
 
     /// Whether GEMVs of few rows take several warps a row (the default) or one
