@@ -74,15 +74,17 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
     if ((int)(*bid & 31) == lane) *taken |= 1u << (*bid >> 5);
 }
 
-// Where a router warp leaves its token's choices: ids[j] and held[j] (the value the weights are
-// made of, which for the sigmoid router is not the value that ranks) of the j-th choice, and the
-// ranking keys. A block's warps have one each (`ROUTE_WARPS` warps a block; the host mirrors it).
-#define ROUTE_WARPS 4
+// A router block's shared memory (a block of ROUTE_THREADS a token; the host mirrors it): the
+// token's ranking keys and held values by expert (held: the value the weights are made of, which
+// for the sigmoid router is not the value that ranks), then its choices, id[j] and top[j] the
+// j-th's expert and held value.
+#define ROUTE_THREADS 128
 template <int SLOTS>
 struct RouteShared {
     unsigned long long key[32 * SLOTS];
+    float held[32 * SLOTS];
     u32 id[32];
-    float held[32];
+    float top[32];
 };
 
 // (v, expert e) as one unsigned number that orders as `beats` does: the value's bits made
@@ -96,39 +98,43 @@ __device__ __forceinline__ unsigned long long route_key(float v, u32 e) {
     return (unsigned long long)b << 32 | (0xffffffffu - e);
 }
 
-// The warp's top_k of its lanes' values v[i] (expert lane + 32·i; the candidates: bit i of
-// `cand`) in `beats` order into sh.id / sh.held (held[i] the value kept for slot i). `rank`:
-// every lane counts, for each of its candidates, the candidates that beat it (one shared-memory
-// key read and independent comparisons per expert); else top_k `route_round`s, each a chain of
-// warp shuffles that waits on the round before (`FERRUM_CUDA_ROUTE_RANK=0`). The same choices
-// either way: `beats` is a total order.
+// The token's top_k of the first warp's values v[i] (expert lane + 32·i; the candidates: bit i
+// of `cand`; held[i] the value kept for slot i) in `beats` order into sh.id / sh.top; every
+// thread of the block calls it. `rank`: the first warp writes every expert's key, then each
+// thread takes experts of its own and counts the candidates that beat them (a shared-memory
+// read and a comparison per expert, independent of each other, the block's four warps at once);
+// else the first warp takes top_k `route_round`s, each a chain of warp shuffles that waits on
+// the round before (`FERRUM_CUDA_ROUTE_RANK=0`). The same choices either way: `beats` is a total
+// order.
 template <int SLOTS>
 __device__ __forceinline__ void route_top(const float* v, const float* held, u32 cand, int n_experts, int top_k,
                                           bool rank, RouteShared<SLOTS>& sh) {
     const int lane = threadIdx.x & 31;
+    const bool first = threadIdx.x < 32;
     if (rank) {
-        unsigned long long mine[SLOTS];
-        int above_me[SLOTS];
+        if (first)
 #pragma unroll
-        for (int i = 0; i < SLOTS; i++) {
-            mine[i] = cand >> i & 1 ? route_key(v[i], lane + 32 * i) : 0ull;
-            sh.key[lane + 32 * i] = mine[i];
-            above_me[i] = 0;
-        }
-        __syncwarp();
-#pragma unroll 8
-        for (int e = 0; e < n_experts; e++) {
-            const unsigned long long k = sh.key[e];
-#pragma unroll
-            for (int i = 0; i < SLOTS; i++) above_me[i] += k > mine[i];
-        }
-#pragma unroll
-        for (int i = 0; i < SLOTS; i++)
-            if (cand >> i & 1 && above_me[i] < top_k) {
-                sh.id[above_me[i]] = lane + 32 * i;
-                sh.held[above_me[i]] = held[i];
+            for (int i = 0; i < SLOTS; i++) {
+                sh.key[lane + 32 * i] = cand >> i & 1 ? route_key(v[i], lane + 32 * i) : 0ull;
+                sh.held[lane + 32 * i] = held[i];
             }
-    } else {
+        __syncthreads();
+        for (int e = threadIdx.x; e < n_experts; e += blockDim.x) {
+            // four counts, so that the comparisons do not wait on one another's sums
+            const unsigned long long mine = sh.key[e];
+            int c[4] = {0, 0, 0, 0}, f = 0;
+#pragma unroll 2
+            for (; f + 4 <= n_experts; f += 4)
+#pragma unroll
+                for (int u = 0; u < 4; u++) c[u] += sh.key[f + u] > mine;
+            for (; f < n_experts; f++) c[0] += sh.key[f] > mine;
+            const int above = c[0] + c[1] + c[2] + c[3];
+            if (mine && above < top_k) {
+                sh.id[above] = e;
+                sh.top[above] = sh.held[e];
+            }
+        }
+    } else if (first) {
         u32 taken = 0;
         for (int j = 0; j < top_k; j++) {
             float bv;
@@ -137,60 +143,20 @@ __device__ __forceinline__ void route_top(const float* v, const float* held, u32
             if ((int)(bid & 31) == lane) {
 #pragma unroll
                 for (int i = 0; i < SLOTS; i++)
-                    if (i == (int)(bid >> 5)) sh.held[j] = held[i];
+                    if (i == (int)(bid >> 5)) sh.top[j] = held[i];
                 sh.id[j] = bid;
             }
         }
     }
-    __syncwarp();
+    __syncthreads();
 }
 
-// The sum of the choices' held values in rank order (every lane).
+// The sum of the choices' held values in rank order.
 template <int SLOTS>
 __device__ __forceinline__ float route_sum(const RouteShared<SLOTS>& sh, int top_k) {
     float s = 0.f;
-    for (int j = 0; j < top_k; j++) s += sh.held[j];
+    for (int j = 0; j < top_k; j++) s += sh.top[j];
     return s;
-}
-
-// Softmax over the experts, top-k (optionally renormalized): Qwen3-MoE, Mixtral. One warp per
-// token (a thread per token left one thread looping over every expert: 36 µs a layer at batch 1
-// on an H100): max and sum are warp reductions over the lanes' registers, and each of the top_k
-// rounds takes the warp's best expert not yet chosen. The calling warp routes the token whose
-// logits are `l`, its choices into ids[0..top_k) and w[0..top_k).
-template <typename T, int SLOTS>
-__device__ void route_softmax_warp(const T* l, u32* ids, float* w, int n_experts, int top_k, int norm, bool rank,
-                                   RouteShared<SLOTS>& sh) {
-    const int lane = threadIdx.x & 31;
-    float p[SLOTS], max = NEG_INF;
-    load_slots<T, SLOTS>(l, n_experts, NEG_INF, p);
-    u32 in = 0;
-#pragma unroll
-    for (int i = 0; i < SLOTS; i++)
-        if (lane + 32 * i < n_experts) {
-            in |= 1u << i;
-            if (above(p[i], max)) max = p[i];
-        }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float x = __shfl_xor_sync(0xffffffffu, max, o);
-        if (above(x, max)) max = x;
-    }
-    float sum = 0.f;
-#pragma unroll
-    for (int i = 0; i < SLOTS; i++)
-        if (lane + 32 * i < n_experts) {
-            p[i] = expf(p[i] - max);
-            sum += p[i];
-        }
-    const float inv = 1.f / warp_sum(sum);
-#pragma unroll
-    for (int i = 0; i < SLOTS; i++) p[i] *= inv;
-    route_top<SLOTS>(p, p, in, n_experts, top_k, rank, sh);
-    const float s = route_sum(sh, top_k);
-    if (lane < top_k) {
-        ids[lane] = sh.id[lane];
-        w[lane] = norm ? sh.held[lane] / s : sh.held[lane];
-    }
 }
 
 // A token's slots past its top_k choices (`slots` a token in ids and w): the shared experts the
@@ -203,83 +169,120 @@ __device__ __forceinline__ void route_shared(u32* ids, float* w, int n_experts, 
     }
 }
 
-// `route_softmax_warp` for every token, a warp each.
+// Softmax over the experts, then their top-k (optionally renormalized): Qwen3-MoE, Mixtral. A
+// block per token: its first warp holds the logits in registers (a thread per token left one
+// thread looping over every expert: 36 µs a layer at batch 1 on an H100) and takes max and sum
+// as warp reductions, then the block ranks them (`route_top`).
 template <typename T, int SLOTS>
 __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
                                   int top_k, int slots, int norm, int rank) {
-    __shared__ RouteShared<SLOTS> sh[ROUTE_WARPS];
-    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    __shared__ RouteShared<SLOTS> sh;
+    const int t = blockIdx.x, lane = threadIdx.x & 31;
     if (t >= tokens) return;
     ids += (i64)t * slots;
     w += (i64)t * slots;
-    route_softmax_warp<T, SLOTS>(logits + (i64)t * n_experts, ids, w, n_experts, top_k, norm, rank != 0,
-                                 sh[threadIdx.x >> 5]);
+    float p[SLOTS];
+    u32 in = 0;
+    if (threadIdx.x < 32) {
+        float max = NEG_INF;
+        load_slots<T, SLOTS>(logits + (i64)t * n_experts, n_experts, NEG_INF, p);
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++)
+            if (lane + 32 * i < n_experts) {
+                in |= 1u << i;
+                if (above(p[i], max)) max = p[i];
+            }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float x = __shfl_xor_sync(0xffffffffu, max, o);
+            if (above(x, max)) max = x;
+        }
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++)
+            if (lane + 32 * i < n_experts) {
+                p[i] = expf(p[i] - max);
+                sum += p[i];
+            }
+        const float inv = 1.f / warp_sum(sum);
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++) p[i] *= inv;
+    }
+    route_top<SLOTS>(p, p, in, n_experts, top_k, rank != 0, sh);
+    if (threadIdx.x >= 32) return;
+    const float s = route_sum(sh, top_k);
+    if (lane < top_k) {
+        ids[lane] = sh.id[lane];
+        w[lane] = norm ? sh.top[lane] / s : sh.top[lane];
+    }
     route_shared(ids, w, n_experts, top_k, slots);
 }
 
 // GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
 // `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
-// scores, optionally renormalized, times `scaling`. One warp per token, as the softmax router:
-// a group's best two and each of the top_k choices are warp rounds over the lanes' registers.
+// scores, optionally renormalized, times `scaling`. A block per token, as the softmax router:
+// its first warp holds the scores, a group's best two are warp rounds over the lanes' registers,
+// then the block ranks the allowed experts (`route_top`).
 template <typename T, int SLOTS>
 __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
                                   int n_experts, int top_k, int slots, int n_group, int topk_group,
                                   int norm, float scaling, int rank) {
-    __shared__ RouteShared<SLOTS> sh[ROUTE_WARPS];
-    const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    __shared__ RouteShared<SLOTS> sh;
+    const int t = blockIdx.x, lane = threadIdx.x & 31;
     if (t >= tokens) return;
     ids += (i64)t * slots;
     w += (i64)t * slots;
-    route_shared(ids, w, n_experts, top_k, slots);
-    const T* l = logits + (i64)t * n_experts;
-    const int per = n_experts / n_group;
     float sig[SLOTS], choice[SLOTS];  // the sigmoid, and it plus the bias
-    float logit[SLOTS], b[SLOTS];
-    load_slots<T, SLOTS>(l, n_experts, 0.f, logit);
-    if (bias) load_slots<T, SLOTS>(bias, n_experts, 0.f, b);
-#pragma unroll
-    for (int i = 0; i < SLOTS; i++) {
-        const bool in = lane + 32 * i < n_experts;
-        sig[i] = in ? sigmoidf(logit[i]) : 0.f;
-        choice[i] = in ? sig[i] + (bias ? b[i] : 0.f) : NEG_INF;
-    }
-    unsigned long long groups = ~0ull;
-    if (n_group > 1) {
-        float group_score[MOE_MAX_GROUPS];  // the same in every lane
-        for (int g = 0; g < n_group; g++) {
-            // the group's best two: two rounds over its experts (their own taken bits)
-            u32 taken = 0;
-            float sum = 0.f;
-            for (int r = 0; r < 2; r++) {
-                float bv;
-                u32 bid;
-                route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
-                sum += bv;
-            }
-            group_score[g] = sum;
-        }
-        groups = 0;
-        for (int r = 0; r < topk_group; r++) {
-            int best = -1;
-            for (int g = 0; g < n_group; g++)
-                if (!(groups & (1ull << g)) && (best < 0 || above(group_score[g], group_score[best]))) best = g;
-            groups |= 1ull << best;
-        }
-    }
-    // the lane's slots in the chosen groups, bit i for expert lane + 32·i (the division once,
-    // not in every round)
     u32 allowed = 0;
+    if (threadIdx.x < 32) {
+        route_shared(ids, w, n_experts, top_k, slots);
+        const T* l = logits + (i64)t * n_experts;
+        const int per = n_experts / n_group;
+        float logit[SLOTS], b[SLOTS];
+        load_slots<T, SLOTS>(l, n_experts, 0.f, logit);
+        if (bias) load_slots<T, SLOTS>(bias, n_experts, 0.f, b);
 #pragma unroll
-    for (int i = 0; i < SLOTS; i++) {
-        const int e = lane + 32 * i;
-        if (e < n_experts && (groups >> (e / per) & 1)) allowed |= 1u << i;
+        for (int i = 0; i < SLOTS; i++) {
+            const bool in = lane + 32 * i < n_experts;
+            sig[i] = in ? sigmoidf(logit[i]) : 0.f;
+            choice[i] = in ? sig[i] + (bias ? b[i] : 0.f) : NEG_INF;
+        }
+        unsigned long long groups = ~0ull;
+        if (n_group > 1) {
+            float group_score[MOE_MAX_GROUPS];  // the same in every lane
+            for (int g = 0; g < n_group; g++) {
+                // the group's best two: two rounds over its experts (their own taken bits)
+                u32 taken = 0;
+                float sum = 0.f;
+                for (int r = 0; r < 2; r++) {
+                    float bv;
+                    u32 bid;
+                    route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
+                    sum += bv;
+                }
+                group_score[g] = sum;
+            }
+            groups = 0;
+            for (int r = 0; r < topk_group; r++) {
+                int best = -1;
+                for (int g = 0; g < n_group; g++)
+                    if (!(groups & (1ull << g)) && (best < 0 || above(group_score[g], group_score[best]))) best = g;
+                groups |= 1ull << best;
+            }
+        }
+        // the lane's slots in the chosen groups, bit i for expert lane + 32·i (the division
+        // once, not in every round)
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++) {
+            const int e = lane + 32 * i;
+            if (e < n_experts && (groups >> (e / per) & 1)) allowed |= 1u << i;
+        }
     }
-    route_top<SLOTS>(choice, sig, allowed, n_experts, top_k, rank != 0, sh[threadIdx.x >> 5]);
-    const RouteShared<SLOTS>& top = sh[threadIdx.x >> 5];
-    const float denom = route_sum(top, top_k) + 1e-20f;
+    route_top<SLOTS>(choice, sig, allowed, n_experts, top_k, rank != 0, sh);
+    if (threadIdx.x >= 32) return;
+    const float denom = route_sum(sh, top_k) + 1e-20f;
     if (lane < top_k) {
-        ids[lane] = top.id[lane];
-        w[lane] = (norm ? top.held[lane] / denom : top.held[lane]) * scaling;
+        ids[lane] = sh.id[lane];
+        w[lane] = (norm ? sh.top[lane] / denom : sh.top[lane]) * scaling;
     }
 }
 

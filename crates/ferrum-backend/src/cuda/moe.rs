@@ -34,9 +34,8 @@ const MOE_GEMV_ROWS: usize = 2;
 /// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
 const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
-/// The routers' warps a block, a token each (`ROUTE_WARPS` in moe.cu: its shared memory has a
-/// ranking area for each).
-const ROUTE_WARPS: usize = 4;
+/// The routers' threads a block, a block a token (`ROUTE_THREADS` in moe.cu).
+const ROUTE_THREADS: u32 = 128;
 
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
@@ -245,10 +244,10 @@ impl CudaBackend {
             );
         }
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        // the routers take a warp per token, ROUTE_WARPS to a block
-        let per_warp = LaunchConfig {
-            grid_dim: (rows.div_ceil(ROUTE_WARPS) as u32, 1, 1),
-            block_dim: (32 * ROUTE_WARPS as u32, 1, 1),
+        // the routers take a block per token
+        let per_token = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (ROUTE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let rank = I(self.tune.route_rank as i32);
@@ -266,7 +265,7 @@ impl CudaBackend {
                     I(norm_topk_prob as i32),
                     rank,
                 ];
-                self.launch("moe_route_softmax", per_warp, &args)?;
+                self.launch("moe_route_softmax", per_token, &args)?;
             }
             Routing::SigmoidGroupLimited {
                 n_group,
@@ -295,7 +294,7 @@ impl CudaBackend {
                     F(routed_scaling_factor),
                     rank,
                 ];
-                self.launch("moe_route_sigmoid", per_warp, &args)?;
+                self.launch("moe_route_sigmoid", per_token, &args)?;
             }
         }
         if per_pair {
