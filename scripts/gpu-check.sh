@@ -33,6 +33,7 @@
 #   ONLY=REGEX scripts/gpu-check.sh PHASE...  only the steps whose names match REGEX; ONLY=table
 #                only those the benchmark table reads (scripts/gpu_table.py --steps).
 #   STEP_TIMEOUT=SECONDS  each step's limit (default 240).
+#   STEP_SUFFIX=_r2      appended to every step's log name: a second round in the same call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=.device/bin
@@ -87,6 +88,8 @@ setup() {
         local t0=$SECONDS rc=0
         # at most STEP_TIMEOUT seconds a step (default 240), so that one slow step cannot eat a
         # whole device call (the lease's 8000-in / 1024-out serve step did) and lose its log
+        # STEP_SUFFIX: a second round of the same steps in one call keeps the first's logs
+        name+=${STEP_SUFFIX:-}
         timeout -k 10 "${STEP_TIMEOUT:-240}" "$@" > "$out/$name.log" 2>&1 || rc=$?
         # a step cut off can leave a process of ours holding the GPU's memory (ncu's child did,
         # and every step after it failed to open the device): none outlives its step
@@ -272,6 +275,9 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the routers' top-k as rounds of warp shuffles (by default ranked by the block's threads)
+    FERRUM_CUDA_ROUTE_RANK=0 step bench_decode_qwen3moe_fp8_route_rounds "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -286,6 +292,7 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
+    FERRUM_CUDA_ROUTE_RANK=0 step ablate_qwen3moe_fp8_none_route_rounds "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
     # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
     step ncu_decode_qwen3moe_fp8 "${NCU[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager --num-gpu-blocks-override 1040 \
@@ -388,6 +395,8 @@ bench_moe() {
         FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     done
     FERRUM_CUDA_MOE_SHARED_FOLD=0 step ablate_glm45air_fp8_none_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    FERRUM_CUDA_ROUTE_RANK=0 step ablate_glm45air_fp8_none_route_rounds "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    FERRUM_CUDA_ROUTE_RANK=0 step bench_decode_glm45air_fp8_24l_route_rounds "$dev/ferrum" "${glm[@]}" "${l24[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0
