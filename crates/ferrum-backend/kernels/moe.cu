@@ -74,18 +74,37 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
     if ((int)(*bid & 31) == lane) *taken |= 1u << (*bid >> 5);
 }
 
-// A router block's shared memory (a block of ROUTE_THREADS a token; the host mirrors it): the
-// token's ranking keys and held values by expert (held: the value the weights are made of, which
-// for the sigmoid router is not the value that ranks), then its choices, id[j] and top[j] the
-// j-th's expert and held value.
-#define ROUTE_THREADS 128
-template <int SLOTS>
+// Where a block routes its token (every kernel that routes has one, static): the ranking keys
+// and held values by expert (held: the value the weights are made of, which for the sigmoid
+// router is not the value that ranks), then the choices: id[j] and top[j] the j-th's expert and
+// held value, weight[j] its weight (slots past top_k: the stacked shared experts, weight 1).
 struct RouteShared {
-    unsigned long long key[32 * SLOTS];
-    float held[32 * SLOTS];
+    unsigned long long key[32 * ROUTE_SLOTS];
+    float held[32 * ROUTE_SLOTS];
     u32 id[32];
-    float top[32];
+    float top[32], weight[32];
 };
+
+// A router's configuration as the kernels that route take it (`ROUTE_PARAMS`, in this order;
+// `route_args` in cuda/moe.rs builds them).
+#define ROUTE_SOFTMAX 0  // softmax, top-k, optionally renormalized (Qwen3-MoE, Mixtral)
+#define ROUTE_SIGMOID 1  // sigmoid + bias, group-limited (GLM-4.5, DeepSeek-V3 `noaux_tc`)
+#define ROUTE_ROUNDS 0   // top-k methods (`route_top`)
+#define ROUTE_RANK 1
+#define ROUTE_REDUX 2
+template <typename T>
+struct RouteArgs {
+    const T* logits;  // [token][n_experts]
+    const T* bias;    // the sigmoid's correction bias, or null
+    int n_experts, top_k, kind, n_group, topk_group, norm;
+    float scaling;
+    int method;
+};
+#define ROUTE_PARAMS(T)                                                                                    \
+    const T *r_logits, const T *r_bias, int r_experts, int r_top_k, int r_kind, int r_groups,             \
+        int r_topk_group, int r_norm, float r_scaling, int r_method
+#define ROUTE_ARGS(T)                                                                                      \
+    RouteArgs<T> { r_logits, r_bias, r_experts, r_top_k, r_kind, r_groups, r_topk_group, r_norm, r_scaling, r_method }
 
 // (v, expert e) as one unsigned number that orders as `beats` does: the value's bits made
 // monotonic (NaN above everything, -0 as +0), then the id reversed (ties to the lower id). 0 is
@@ -100,18 +119,20 @@ __device__ __forceinline__ unsigned long long route_key(float v, u32 e) {
 
 // The token's top_k of the first warp's values v[i] (expert lane + 32·i; the candidates: bit i
 // of `cand`; held[i] the value kept for slot i) in `beats` order into sh.id / sh.top; every
-// thread of the block calls it. `rank`: the first warp writes every expert's key, then each
-// thread takes experts of its own and counts the candidates that beat them (a shared-memory
-// read and a comparison per expert, independent of each other, the block's four warps at once);
-// else the first warp takes top_k `route_round`s, each a chain of warp shuffles that waits on
-// the round before (`FERRUM_CUDA_ROUTE_RANK=0`). The same choices either way: `beats` is a total
-// order.
+// thread of the block calls it. The same choices by every method (`beats` is a total order):
+// - ROUTE_REDUX: each lane sorts its candidates' keys, then each of the top_k rounds is two
+//   warp reductions (`__reduce_max_sync`: the best key's value bits, then its id among the
+//   lanes that hold them) over the lanes' best, and the lane that holds it moves to its next;
+// - ROUTE_RANK: the first warp writes every expert's key, then each thread takes experts of its
+//   own and counts the candidates that beat them (a shared-memory read and a comparison per
+//   expert, independent of each other, the block's threads at once; n² comparisons);
+// - ROUTE_ROUNDS: top_k `route_round`s, each a chain of warp shuffles.
 template <int SLOTS>
 __device__ __forceinline__ void route_top(const float* v, const float* held, u32 cand, int n_experts, int top_k,
-                                          bool rank, RouteShared<SLOTS>& sh) {
+                                          int method, RouteShared& sh) {
     const int lane = threadIdx.x & 31;
     const bool first = threadIdx.x < 32;
-    if (rank) {
+    if (method == ROUTE_RANK) {
         if (first)
 #pragma unroll
             for (int i = 0; i < SLOTS; i++) {
@@ -134,6 +155,40 @@ __device__ __forceinline__ void route_top(const float* v, const float* held, u32
                 sh.top[above] = sh.held[e];
             }
         }
+    } else if (first && method == ROUTE_REDUX) {
+        unsigned long long k[SLOTS];
+        float h[SLOTS];
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++) {
+            k[i] = cand >> i & 1 ? route_key(v[i], lane + 32 * i) : 0ull;
+            h[i] = held[i];
+        }
+#pragma unroll
+        for (int a = 0; a < SLOTS; a++)
+#pragma unroll
+            for (int b = 0; b + 1 < SLOTS - a; b++)
+                if (k[b] < k[b + 1]) {
+                    const unsigned long long kt = k[b];
+                    k[b] = k[b + 1];
+                    k[b + 1] = kt;
+                    const float ht = h[b];
+                    h[b] = h[b + 1];
+                    h[b + 1] = ht;
+                }
+        for (int j = 0; j < top_k; j++) {
+            const u32 hi = __reduce_max_sync(0xffffffffu, (u32)(k[0] >> 32));
+            const u32 lo = __reduce_max_sync(0xffffffffu, (u32)(k[0] >> 32) == hi ? (u32)k[0] : 0u);
+            if (k[0] == ((unsigned long long)hi << 32 | lo)) {
+                sh.id[j] = 0xffffffffu - lo;
+                sh.top[j] = h[0];
+#pragma unroll
+                for (int i = 0; i + 1 < SLOTS; i++) {
+                    k[i] = k[i + 1];
+                    h[i] = h[i + 1];
+                }
+                k[SLOTS - 1] = 0;
+            }
+        }
     } else if (first) {
         u32 taken = 0;
         for (int j = 0; j < top_k; j++) {
@@ -151,41 +206,17 @@ __device__ __forceinline__ void route_top(const float* v, const float* held, u32
     __syncthreads();
 }
 
-// The sum of the choices' held values in rank order.
-template <int SLOTS>
-__device__ __forceinline__ float route_sum(const RouteShared<SLOTS>& sh, int top_k) {
-    float s = 0.f;
-    for (int j = 0; j < top_k; j++) s += sh.top[j];
-    return s;
-}
-
-// A token's slots past its top_k choices (`slots` a token in ids and w): the shared experts the
-// backend stacked after the n_experts routed ones (`CudaExperts::shared`), weight 1 each.
-__device__ __forceinline__ void route_shared(u32* ids, float* w, int n_experts, int top_k, int slots) {
-    const int lane = threadIdx.x & 31;
-    if (lane >= top_k && lane < slots) {
-        ids[lane] = n_experts + lane - top_k;
-        w[lane] = 1.f;
-    }
-}
-
-// Softmax over the experts, then their top-k (optionally renormalized): Qwen3-MoE, Mixtral. A
-// block per token: its first warp holds the logits in registers (a thread per token left one
-// thread looping over every expert: 36 µs a layer at batch 1 on an H100) and takes max and sum
-// as warp reductions, then the block ranks them (`route_top`).
+// Softmax over the experts, then their top-k: the first warp holds the logits in registers (a
+// thread per token left one thread looping over every expert: 36 µs a layer at batch 1 on an
+// H100) and takes max and sum as warp reductions, then `route_top`.
 template <typename T, int SLOTS>
-__device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int tokens, int n_experts,
-                                  int top_k, int slots, int norm, int rank) {
-    __shared__ RouteShared<SLOTS> sh;
-    const int t = blockIdx.x, lane = threadIdx.x & 31;
-    if (t >= tokens) return;
-    ids += (i64)t * slots;
-    w += (i64)t * slots;
+__device__ void route_softmax(const RouteArgs<T>& r, i64 t, RouteShared& sh) {
+    const int lane = threadIdx.x & 31, n_experts = r.n_experts;
     float p[SLOTS];
     u32 in = 0;
     if (threadIdx.x < 32) {
         float max = NEG_INF;
-        load_slots<T, SLOTS>(logits + (i64)t * n_experts, n_experts, NEG_INF, p);
+        load_slots<T, SLOTS>(r.logits + t * n_experts, n_experts, NEG_INF, p);
 #pragma unroll
         for (int i = 0; i < SLOTS; i++)
             if (lane + 32 * i < n_experts) {
@@ -207,44 +238,28 @@ __device__ void moe_route_softmax(const T* logits, u32* ids, float* w, int token
 #pragma unroll
         for (int i = 0; i < SLOTS; i++) p[i] *= inv;
     }
-    route_top<SLOTS>(p, p, in, n_experts, top_k, rank != 0, sh);
-    if (threadIdx.x >= 32) return;
-    const float s = route_sum(sh, top_k);
-    if (lane < top_k) {
-        ids[lane] = sh.id[lane];
-        w[lane] = norm ? sh.top[lane] / s : sh.top[lane];
-    }
-    route_shared(ids, w, n_experts, top_k, slots);
+    route_top<SLOTS>(p, p, in, n_experts, r.top_k, r.method, sh);
 }
 
-// GLM-4.5 / DeepSeek-V3 (`noaux_tc`): sigmoid scores plus the correction bias choose, within the
-// `topk_group` groups whose best two scores sum highest; the weights are the plain sigmoid
-// scores, optionally renormalized, times `scaling`. A block per token, as the softmax router:
-// its first warp holds the scores, a group's best two are warp rounds over the lanes' registers,
-// then the block ranks the allowed experts (`route_top`).
+// Sigmoid scores plus the correction bias choose, within the `topk_group` groups whose best two
+// scores sum highest; the weights are the plain sigmoid scores. The first warp holds the
+// scores, a group's best two are warp rounds over the lanes' registers, then `route_top` over
+// the allowed experts.
 template <typename T, int SLOTS>
-__device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, float* w, int tokens,
-                                  int n_experts, int top_k, int slots, int n_group, int topk_group,
-                                  int norm, float scaling, int rank) {
-    __shared__ RouteShared<SLOTS> sh;
-    const int t = blockIdx.x, lane = threadIdx.x & 31;
-    if (t >= tokens) return;
-    ids += (i64)t * slots;
-    w += (i64)t * slots;
+__device__ void route_sigmoid(const RouteArgs<T>& r, i64 t, RouteShared& sh) {
+    const int lane = threadIdx.x & 31, n_experts = r.n_experts, n_group = r.n_group;
     float sig[SLOTS], choice[SLOTS];  // the sigmoid, and it plus the bias
     u32 allowed = 0;
     if (threadIdx.x < 32) {
-        route_shared(ids, w, n_experts, top_k, slots);
-        const T* l = logits + (i64)t * n_experts;
         const int per = n_experts / n_group;
         float logit[SLOTS], b[SLOTS];
-        load_slots<T, SLOTS>(l, n_experts, 0.f, logit);
-        if (bias) load_slots<T, SLOTS>(bias, n_experts, 0.f, b);
+        load_slots<T, SLOTS>(r.logits + t * n_experts, n_experts, 0.f, logit);
+        if (r.bias) load_slots<T, SLOTS>(r.bias, n_experts, 0.f, b);
 #pragma unroll
         for (int i = 0; i < SLOTS; i++) {
             const bool in = lane + 32 * i < n_experts;
             sig[i] = in ? sigmoidf(logit[i]) : 0.f;
-            choice[i] = in ? sig[i] + (bias ? b[i] : 0.f) : NEG_INF;
+            choice[i] = in ? sig[i] + (r.bias ? b[i] : 0.f) : NEG_INF;
         }
         unsigned long long groups = ~0ull;
         if (n_group > 1) {
@@ -253,7 +268,7 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
                 // the group's best two: two rounds over its experts (their own taken bits)
                 u32 taken = 0;
                 float sum = 0.f;
-                for (int r = 0; r < 2; r++) {
+                for (int q = 0; q < 2; q++) {
                     float bv;
                     u32 bid;
                     route_round<SLOTS>(choice, n_experts, &taken, [&](int e) { return e / per == g; }, &bv, &bid);
@@ -262,35 +277,72 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
                 group_score[g] = sum;
             }
             groups = 0;
-            for (int r = 0; r < topk_group; r++) {
+            for (int q = 0; q < r.topk_group; q++) {
                 int best = -1;
                 for (int g = 0; g < n_group; g++)
                     if (!(groups & (1ull << g)) && (best < 0 || above(group_score[g], group_score[best]))) best = g;
                 groups |= 1ull << best;
             }
         }
-        // the lane's slots in the chosen groups, bit i for expert lane + 32·i (the division
-        // once, not in every round)
+        // the lane's slots in the chosen groups, bit i for expert lane + 32·i
 #pragma unroll
         for (int i = 0; i < SLOTS; i++) {
             const int e = lane + 32 * i;
             if (e < n_experts && (groups >> (e / per) & 1)) allowed |= 1u << i;
         }
     }
-    route_top<SLOTS>(choice, sig, allowed, n_experts, top_k, rank != 0, sh);
-    if (threadIdx.x >= 32) return;
-    const float denom = route_sum(sh, top_k) + 1e-20f;
-    if (lane < top_k) {
-        ids[lane] = sh.id[lane];
-        w[lane] = (norm ? sh.top[lane] / denom : sh.top[lane]) * scaling;
-    }
+    route_top<SLOTS>(choice, sig, allowed, n_experts, r.top_k, r.method, sh);
 }
 
 // Calls ROUTER<T, SLOTS>(...) with the fewest slots a lane that hold `n_experts`.
-#define ROUTE_DISPATCH(ROUTER, T, n_experts, ...)                                                          \
-    if ((n_experts) <= 128) ROUTER<T, 4>(__VA_ARGS__);                                                     \
-    else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
-    else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
+#define ROUTE_DISPATCH(ROUTER, T, MAX_SLOTS, n_experts, ...)                                               \
+    if ((n_experts) <= 128 || MAX_SLOTS <= 4) ROUTER<T, 4>(__VA_ARGS__);                                   \
+    else if ((n_experts) <= 256 || MAX_SLOTS <= 8) ROUTER<T, (MAX_SLOTS < 8 ? MAX_SLOTS : 8)>(__VA_ARGS__); \
+    else ROUTER<T, MAX_SLOTS>(__VA_ARGS__);
+
+
+// Token t's choices into sh.id / sh.weight for its `slots` (its top_k choices, then the shared
+// experts the backend stacked after the n_experts routed ones, `CudaExperts::shared`, weight 1);
+// every thread of the block calls it. The weights: softmax, optionally renormalized; sigmoid,
+// optionally renormalized, times the scaling factor.
+// (MAX_SLOTS: the most register slots a lane it is built for; the expert GEMVs that route take
+// up to 256 experts, 8 a lane, as more left their registers spilling.)
+template <typename T, int MAX_SLOTS = ROUTE_SLOTS>
+__device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, RouteShared& sh) {
+    if (r.kind == ROUTE_SOFTMAX) {
+        ROUTE_DISPATCH(route_softmax, T, MAX_SLOTS, r.n_experts, r, t, sh)
+    } else {
+        ROUTE_DISPATCH(route_sigmoid, T, MAX_SLOTS, r.n_experts, r, t, sh)
+    }
+    const int lane = threadIdx.x & 31, top_k = r.top_k;
+    if (threadIdx.x < 32) {
+        float s = 0.f;
+        for (int j = 0; j < top_k; j++) s += sh.top[j];
+        if (lane < top_k) {
+            const float v = sh.top[lane];
+            sh.weight[lane] = r.kind == ROUTE_SOFTMAX ? (r.norm ? v / s : v)
+                                                      : (r.norm ? v / (s + 1e-20f) : v) * r.scaling;
+        } else if (lane < slots) {
+            sh.id[lane] = r.n_experts + lane - top_k;
+            sh.weight[lane] = 1.f;
+        }
+    }
+    __syncthreads();
+}
+
+// ids[t·slots + j], w[t·slots + j] for token t = the block (`route_token`).
+template <typename T>
+__device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids, float* w) {
+    __shared__ RouteShared sh;
+    const i64 t = blockIdx.x;
+    if (t >= tokens) return;
+    route_token<T>(r, t, slots, sh);
+    const int lane = threadIdx.x;
+    if (lane < slots) {
+        ids[t * slots + lane] = sh.id[lane];
+        w[t * slots + lane] = sh.weight[lane];
+    }
+}
 
 // A handful of tokens: per (token, expert) pair p, GEMVs that read only the chosen experts' rows,
 // a few rows a warp, eight warps a block, f32 sums, with SiLU-and-mul and the weighted combine
@@ -315,12 +367,12 @@ __device__ void moe_route_sigmoid(const T* logits, const T* bias, u32* ids, floa
 #define MOE_GEMV_ROWS 2
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
-                                const u32* ids, T* act) {
+                                u32 expert, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
     __shared__ float up[4][RB];
     const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
-    const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
+    const i64 row = (i64)expert * 2 * inter + is_up * inter + r0;
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -341,13 +393,14 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
+    // ids and weights: the token's own (top_k of each)
     const i64 t = blockIdx.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
     __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
     for (int j = warp; j < top_k; j += blockDim.x >> 5) {
-        const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
-        if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums
+        const i64 p = t * top_k + j, row = (i64)ids[j] * rows + r0;
+        if (lane == 0) wt[j] = weights[j];  // loaded beside the ids, not after the sums
         float acc[RB];
 #pragma unroll
         for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -736,29 +789,45 @@ __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T*
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
-#define MOE_GEMV(T, S)                                                                                     \
-    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
-                                                   const u32* ids, T* act) {                               \
+// Each routes its own pairs where given the router (`r_logits` not null; the routing kernel
+// then does not run, nor does the experts' kernel wait for it: every block ranks its token's
+// experts from the logits, the same choices as `moe_route`), else reads `ids` (and `weights`).
+// (WPRE / WPOST: the weights' parameters before the row count and after the row length — the
+// e4m3 experts' scales and scale block; S_ARG, BK_ARG: what the kernels pass for them)
+#define MOE_GEMV_ENTRY(T, S, SUFFIX, W, WPRE, WPOST, S_ARG, BK_ARG)                                        \
+    extern "C" __global__ void __launch_bounds__(256, 4)                                                  \
+        moe_gemv_swiglu##SUFFIX##_##S(const T* x, int x_div, WPRE, int inter, int k WPOST,                 \
+                                      ROUTE_PARAMS(T), const u32* ids, T* act) {                           \
         wait_then_launch();                                                                                \
-        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
+        __shared__ RouteShared sh;                                                                         \
+        u32 expert;                                                                                        \
+        if (r_logits) {                                                                                    \
+            route_token<T, 8>(ROUTE_ARGS(T), blockIdx.x / x_div, x_div, sh);                               \
+            expert = sh.id[blockIdx.x % x_div];                                                            \
+        } else {                                                                                           \
+            expert = ids[blockIdx.x];                                                                      \
+        }                                                                                                  \
+        moe_gemv_swiglu<T, W, MOE_GEMV_ROWS>(x, x_div, w, S_ARG, inter, k, BK_ARG, expert, act);           \
     }                                                                                                      \
-    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
-                                                       int inter, int k, int bk, const u32* ids, T* act) { \
-        wait_then_launch();                                                                                \
-        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
-                                                    const u32* ids, const float* weights, int top_k,       \
-                                                    T* out) {                                              \
+    extern "C" __global__ void __launch_bounds__(1024, 1)                                                 \
+        moe_gemv_combine##SUFFIX##_##S(const T* act, int, WPRE, int rows, int k WPOST, ROUTE_PARAMS(T),    \
+                                       const u32* ids, const float* weights, int top_k, T* out) {          \
         launch_dependents();                                                                               \
-        moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
-    }                                                                                                      \
-    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
-                                                        int rows, int k, int bk, const u32* ids,           \
-                                                        const float* weights, int top_k, T* out) {         \
-        launch_dependents();                                                                               \
-        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
+        __shared__ RouteShared sh;                                                                         \
+        const i64 t = blockIdx.x;                                                                          \
+        if (r_logits) {                                                                                    \
+            route_token<T, 8>(ROUTE_ARGS(T), t, top_k, sh);                                                \
+            moe_gemv_combine<T, W, MOE_GEMV_ROWS>(act, w, S_ARG, rows, k, BK_ARG, sh.id, sh.weight, top_k, \
+                                                  out);                                                    \
+        } else {                                                                                           \
+            moe_gemv_combine<T, W, MOE_GEMV_ROWS>(act, w, S_ARG, rows, k, BK_ARG, ids + t * top_k,         \
+                                                  weights + t * top_k, top_k, out);                        \
+        }                                                                                                  \
     }
+#define COMMA ,
+#define MOE_GEMV(T, S)                                                                                     \
+    MOE_GEMV_ENTRY(T, S, , T, const T* w, , nullptr, 1)                                                    \
+    MOE_GEMV_ENTRY(T, S, _fp8, fp8, const fp8* w COMMA const float* s, COMMA int bk, s, bk)
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.
@@ -796,20 +865,9 @@ __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T*
         grid_dependency();                                                                                 \
         moe_scatter(ids, pairs, cursor, sorted);                                                           \
     }                                                                                                      \
-    extern "C" __global__ void moe_route_softmax_##S(const T* logits, u32* ids, float* w, int tokens,     \
-                                                     int n_experts, int top_k, int slots, int norm,        \
-                                                     int rank) {                                           \
+    extern "C" __global__ void moe_route_##S(ROUTE_PARAMS(T), int tokens, int slots, u32* ids, float* w) {  \
         grid_dependency();                                                                                 \
-        ROUTE_DISPATCH(moe_route_softmax, T, n_experts, logits, ids, w, tokens, n_experts, top_k, slots,   \
-                       norm, rank)                                                                         \
-    }                                                                                                      \
-    extern "C" __global__ void moe_route_sigmoid_##S(const T* logits, const T* bias, u32* ids, float* w,  \
-                                                     int tokens, int n_experts, int top_k, int slots,      \
-                                                     int n_group, int topk_group, int norm, float scaling, \
-                                                     int rank) {                                           \
-        grid_dependency();                                                                                 \
-        ROUTE_DISPATCH(moe_route_sigmoid, T, n_experts, logits, bias, ids, w, tokens, n_experts, top_k,    \
-                       slots, n_group, topk_group, norm, scaling, rank)                                    \
+        moe_route<T>(ROUTE_ARGS(T), tokens, slots, ids, w);                                                \
     }                                                                                                      \
     MOE_GEMV(T, S)                                                                                         \
     extern "C" __global__ void moe_combine_##S(const T* y, const u32* pos, const float* weights, T* out,   \

@@ -23,7 +23,7 @@ mod linear;
 #[path = "cuda_ops/moe.rs"]
 mod moe_ops;
 use common::{Up, W, gpu, rand_vec, tensor};
-use ferrum_backend::cuda::CudaBackend;
+use ferrum_backend::cuda::{CudaBackend, RouteTopk};
 use moe_ops::{expert_weights, shared_expert_fold, upload_experts};
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
@@ -529,17 +529,26 @@ fn cuda_ops_match_the_cpu_backend() {
         };
         let a = moe(c, gates, b, d, &x, &logits, rows);
         let gpu = moe(g, gates, b, d, &x, &logits, rows);
-        // the routers' top-k by ranking (the default) and by rounds choose the same experts
-        g.set_route_rank(false);
-        let rounds = moe(g, gates, b, d, &x, &logits, rows);
-        g.set_route_rank(true);
+        // every way of taking the top-k, in the routing kernel and (up to eight tokens) in the
+        // expert GEMVs, chooses the same experts: the same output to the bit
         let (n, k) = (d.n_experts, d.top_k);
-        assert!(
-            gpu.iter()
-                .zip(&rounds)
-                .all(|(p, q)| p.to_bits() == q.to_bits()),
-            "moe {name}, {rows} tokens, {n} experts top {k}: the ranking router and the rounds differ"
-        );
+        let (fused0, how0) = (g.moe_route_fused(), g.route_topk());
+        for fused in [false, true] {
+            for how in [RouteTopk::Rounds, RouteTopk::Rank, RouteTopk::Redux] {
+                g.set_moe_route_fused(fused);
+                g.set_route_topk(how);
+                let other = moe(g, gates, b, d, &x, &logits, rows);
+                assert!(
+                    gpu.iter()
+                        .zip(&other)
+                        .all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "moe {name}, {rows} tokens, {n} experts top {k}: routed {how:?}{} differs",
+                    if fused { " in the expert GEMVs" } else { "" }
+                );
+            }
+        }
+        g.set_moe_route_fused(fused0);
+        g.set_route_topk(how0);
         compare(
             &format!("moe {name}, {rows} tokens, {n} experts top {k}"),
             &a,

@@ -87,8 +87,7 @@ pub const FILES: &[KernelFile] = &[
         src: include_str!("../../kernels/moe.cu"),
         parts: &[
             &[
-                "moe_route_softmax",
-                "moe_route_sigmoid",
+                "moe_route",
                 "moe_gemv_swiglu",
                 "moe_gemv_swiglu_fp8",
                 "moe_gemv_combine",

@@ -17,6 +17,7 @@ mod weights;
 
 pub use backend::{CudaBackend, CudaBuf, CudaKv, CudaRope, Half};
 pub use moe::{CudaExperts, CudaMoeScratch};
+pub use tunables::RouteTopk;
 pub use weights::{CudaVector, CudaWeight};
 
 use anyhow::{Context, Result, bail};

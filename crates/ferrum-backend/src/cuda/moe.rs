@@ -34,8 +34,22 @@ const MOE_GEMV_ROWS: usize = 2;
 /// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
 const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
-/// The routers' threads a block, a block a token (`ROUTE_THREADS` in moe.cu).
+/// The routing kernel's threads a block, a block a token.
 const ROUTE_THREADS: u32 = 128;
+
+/// No router for the expert GEMVs (null logits): they read the routing kernel's ids.
+const NO_ROUTE: [Arg; 10] = [
+    Arg::P(0),
+    Arg::P(0),
+    Arg::I(0),
+    Arg::I(0),
+    Arg::I(0),
+    Arg::I(1),
+    Arg::I(1),
+    Arg::I(0),
+    Arg::F(1.0),
+    Arg::I(0),
+];
 
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
@@ -220,7 +234,7 @@ impl CudaBackend {
         s: &mut CudaMoeScratch,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::{F, I, P};
+        use Arg::{I, P};
         // a token's slots: its top_k choices, then in the per-pair path the shared expert where
         // it is folded in (larger steps run it apart, `shared_apart`: as one more expert that
         // every token takes it made the device-grouped steps slower, GLM-4.5-Air's 24 layers at
@@ -244,61 +258,23 @@ impl CudaBackend {
             );
         }
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        // the routers take a block per token
+        let route = self.route_args(router_logits, correction_bias, d)?;
+        // up to eight tokens the expert GEMVs may route their own pairs (up to 256 experts: the
+        // registers they hold for it)
+        if per_pair && self.tune.moe_route_fused && d.n_experts <= 256 {
+            return self.experts_per_pair(x, ex, rows, k, s, out, &route);
+        }
+        // a block per token
         let per_token = LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
             block_dim: (ROUTE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let rank = I(self.tune.route_rank as i32);
-        let logits = P(self.ptr(&router_logits.mem));
-        match d.routing {
-            Routing::Softmax { norm_topk_prob } => {
-                let args = [
-                    logits,
-                    P(ids),
-                    P(w),
-                    I(rows as i32),
-                    I(d.n_experts as i32),
-                    I(d.top_k as i32),
-                    I(k as i32),
-                    I(norm_topk_prob as i32),
-                    rank,
-                ];
-                self.launch("moe_route_softmax", per_token, &args)?;
-            }
-            Routing::SigmoidGroupLimited {
-                n_group,
-                topk_group,
-                norm_topk_prob,
-                routed_scaling_factor,
-            } => {
-                if n_group == 0 || n_group > 64 || !d.n_experts.is_multiple_of(n_group) {
-                    bail!(
-                        "moe: n_group {n_group} must divide {} experts (at most 64 groups)",
-                        d.n_experts
-                    );
-                }
-                let args = [
-                    logits,
-                    P(correction_bias.map_or(0, |b| self.ptr(&b.mem))),
-                    P(ids),
-                    P(w),
-                    I(rows as i32),
-                    I(d.n_experts as i32),
-                    I(d.top_k as i32),
-                    I(k as i32),
-                    I(n_group as i32),
-                    I(topk_group as i32),
-                    I(norm_topk_prob as i32),
-                    F(routed_scaling_factor),
-                    rank,
-                ];
-                self.launch("moe_route_sigmoid", per_token, &args)?;
-            }
-        }
+        let mut args = route.to_vec();
+        args.extend([I(rows as i32), I(k as i32), P(ids), P(w)]);
+        self.launch("moe_route", per_token, &args)?;
         if per_pair {
-            return self.experts_per_pair(x, ex, rows, k, s, out);
+            return self.experts_per_pair(x, ex, rows, k, s, out, &NO_ROUTE);
         }
         // the pairs' outputs, and where pair p's lies (none: at row p)
         let device_grouped = rows <= self.tune.moe_device_grouped_max && pairs * h <= s.y.len();
@@ -354,9 +330,60 @@ impl CudaBackend {
         self.launch("add", Self::flat_cfg(rows * h), &args)
     }
 
+    /// The router's arguments as the kernels that route take them (`ROUTE_PARAMS` in moe.cu).
+    fn route_args(
+        &self,
+        logits: &CudaBuf,
+        correction_bias: Option<&CudaVector>,
+        d: &MoeDims,
+    ) -> Result<[Arg; 10]> {
+        use Arg::{F, I, P};
+        // kind, groups, groups kept, renormalized, scaling
+        let (kind, n_group, topk_group, norm, scaling) = match d.routing {
+            Routing::Softmax { norm_topk_prob } => (0, 1, 1, norm_topk_prob, 1.0),
+            Routing::SigmoidGroupLimited {
+                n_group,
+                topk_group,
+                norm_topk_prob,
+                routed_scaling_factor,
+            } => {
+                if n_group == 0 || n_group > 64 || !d.n_experts.is_multiple_of(n_group) {
+                    bail!(
+                        "moe: n_group {n_group} must divide {} experts (at most 64 groups)",
+                        d.n_experts
+                    );
+                }
+                (
+                    1,
+                    n_group,
+                    topk_group,
+                    norm_topk_prob,
+                    routed_scaling_factor,
+                )
+            }
+        };
+        let bias = match (kind, correction_bias) {
+            (1, Some(b)) => self.ptr(&b.mem),
+            _ => 0,
+        };
+        Ok([
+            P(self.ptr(&logits.mem)),
+            P(bias),
+            I(d.n_experts as i32),
+            I(d.top_k as i32),
+            I(kind),
+            I(n_group as i32),
+            I(topk_group as i32),
+            I(norm as i32),
+            F(scaling),
+            I(self.tune.route_topk as i32),
+        ])
+    }
+
     /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with
     /// SiLU-and-mul into `s.act`, then down with the weighted combine straight into `out` (two
     /// launches: at a handful of tokens each launch costs more than its math).
+    #[allow(clippy::too_many_arguments)]
     fn experts_per_pair(
         &self,
         x: &CudaBuf,
@@ -365,6 +392,7 @@ impl CudaBackend {
         k: usize,
         s: &mut CudaMoeScratch,
         out: &mut CudaBuf,
+        route: &[Arg; 10],
     ) -> Result<()> {
         use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
@@ -385,19 +413,22 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
-        self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
+        let mut tail = route.to_vec();
+        tail.extend([P(ids), P(act)]);
+        self.expert_launch(kernels, &ex.gate_up, &gate_up, &tail, cfg)?;
         let down = ExpertGemv {
             x: act,
             x_div: 1,
             rows: ex.hidden,
             k: ex.inter,
         };
-        let tail = [
+        let mut tail = route.to_vec();
+        tail.extend([
             P(ids),
             P(self.ptr(&s.weights)),
             I(k as i32),
             P(self.ptr(&out.mem)),
-        ];
+        ]);
         // a block per MOE_GEMV_ROWS output rows, a warp per expert of the token (k <= 32)
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),
