@@ -121,9 +121,6 @@ checks() {
     # the backend stacks it with the routed experts)
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_SHARED_FOLD=0 step cuda_reference_apart \
         "$dev/cuda_reference" --ignored --nocapture
-    # and with the expert GEMVs routing their own pairs (by default a routing kernel before them)
-    CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_MOE_ROUTE_FUSED=1 step cuda_reference_route_fused \
-        "$dev/cuda_reference" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" step cuda_engine "$dev/cuda_engine" --ignored --nocapture
     CARGO_MANIFEST_DIR="$PWD/crates/ferrum-models" FERRUM_CUDA_PDL=0 step cuda_engine_no_pdl \
         "$dev/cuda_engine" --ignored --nocapture
@@ -278,14 +275,9 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the routers' top-k other ways (by default ranked by the block's threads: FERRUM_CUDA_ROUTE_TOPK),
-    # and the expert GEMVs routing their own pairs (FERRUM_CUDA_MOE_ROUTE_FUSED=1)
-    local routes=(rounds:0:rounds redux:0:redux fused:1:redux fused_rank:1:rank) r
-    for r in "${routes[@]}"; do
-        IFS=: read -r rname rfused rtopk <<< "$r"
-        FERRUM_CUDA_MOE_ROUTE_FUSED=$rfused FERRUM_CUDA_ROUTE_TOPK=$rtopk step bench_decode_qwen3moe_fp8_route_$rname \
-            "$dev/ferrum" "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
+    # the routers' top-k as rounds of warp shuffles (by default ranked by the block's threads)
+    FERRUM_CUDA_ROUTE_TOPK=rounds step bench_decode_qwen3moe_fp8_route_rounds "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -300,11 +292,7 @@ bench_moe() {
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    for r in "${routes[@]}"; do
-        IFS=: read -r rname rfused rtopk <<< "$r"
-        FERRUM_CUDA_MOE_ROUTE_FUSED=$rfused FERRUM_CUDA_ROUTE_TOPK=$rtopk step ablate_qwen3moe_fp8_none_route_$rname \
-            "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
-    done
+    FERRUM_CUDA_ROUTE_TOPK=rounds step ablate_qwen3moe_fp8_none_route_rounds "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
     # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
     step ncu_decode_qwen3moe_fp8 "${NCU[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager --num-gpu-blocks-override 1040 \
@@ -407,14 +395,8 @@ bench_moe() {
         FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     done
     FERRUM_CUDA_MOE_SHARED_FOLD=0 step ablate_glm45air_fp8_none_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
-    local routes=(rounds:0:rounds redux:0:redux fused:1:redux fused_rank:1:rank) r
-    for r in "${routes[@]}"; do
-        IFS=: read -r rname rfused rtopk <<< "$r"
-        FERRUM_CUDA_MOE_ROUTE_FUSED=$rfused FERRUM_CUDA_ROUTE_TOPK=$rtopk step ablate_glm45air_fp8_none_route_$rname \
-            "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
-        FERRUM_CUDA_MOE_ROUTE_FUSED=$rfused FERRUM_CUDA_ROUTE_TOPK=$rtopk step bench_decode_glm45air_fp8_24l_route_$rname \
-            "$dev/ferrum" "${glm[@]}" "${l24[@]}"
-    done
+    FERRUM_CUDA_ROUTE_TOPK=rounds step ablate_glm45air_fp8_none_route_rounds "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    FERRUM_CUDA_ROUTE_TOPK=rounds step bench_decode_glm45air_fp8_24l_route_rounds "$dev/ferrum" "${glm[@]}" "${l24[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

@@ -107,15 +107,6 @@ inline T __shfl_down_sync(unsigned, T v, unsigned d, int = 32) {
     return emu_shfl(v, s < 32 ? s : emu::cur->lane);
 }
 
-// The warp's maximum, to every lane (a butterfly of shuffles here; one instruction on sm_80+).
-inline unsigned __reduce_max_sync(unsigned, unsigned v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        const unsigned x = __shfl_xor_sync(0xffffffffu, v, o);
-        v = x > v ? x : v;
-    }
-    return v;
-}
-
 // Atomics: a block's threads are fibers of one OS thread and blocks run one after another, so a
 // plain read-modify-write is atomic here.
 template <typename T>

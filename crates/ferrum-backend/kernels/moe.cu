@@ -74,7 +74,7 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
     if ((int)(*bid & 31) == lane) *taken |= 1u << (*bid >> 5);
 }
 
-// Where a block routes its token (every kernel that routes has one, static): the ranking keys
+// Where the routing kernel's block routes its token: the ranking keys
 // and held values by expert (held: the value the weights are made of, which for the sigmoid
 // router is not the value that ranks), then the choices: id[j] and top[j] the j-th's expert and
 // held value, weight[j] its weight (slots past top_k: the stacked shared experts, weight 1).
@@ -85,13 +85,12 @@ struct RouteShared {
     float top[32], weight[32];
 };
 
-// A router's configuration as the kernels that route take it (`ROUTE_PARAMS`, in this order;
-// `route_args` in cuda/moe.rs builds them).
+// A router's configuration as `moe_route` takes it (`ROUTE_PARAMS`, in this order; `route_args`
+// in cuda/moe.rs builds them).
 #define ROUTE_SOFTMAX 0  // softmax, top-k, optionally renormalized (Qwen3-MoE, Mixtral)
 #define ROUTE_SIGMOID 1  // sigmoid + bias, group-limited (GLM-4.5, DeepSeek-V3 `noaux_tc`)
 #define ROUTE_ROUNDS 0   // top-k methods (`route_top`)
 #define ROUTE_RANK 1
-#define ROUTE_REDUX 2
 template <typename T>
 struct RouteArgs {
     const T* logits;  // [token][n_experts]
@@ -119,14 +118,16 @@ __device__ __forceinline__ unsigned long long route_key(float v, u32 e) {
 
 // The token's top_k of the first warp's values v[i] (expert lane + 32·i; the candidates: bit i
 // of `cand`; held[i] the value kept for slot i) in `beats` order into sh.id / sh.top; every
-// thread of the block calls it. The same choices by every method (`beats` is a total order):
-// - ROUTE_REDUX: each lane sorts its candidates' keys, then each of the top_k rounds is two
-//   warp reductions (`__reduce_max_sync`: the best key's value bits, then its id among the
-//   lanes that hold them) over the lanes' best, and the lane that holds it moves to its next;
+// thread of the block calls it. The same choices either way (`beats` is a total order):
 // - ROUTE_RANK: the first warp writes every expert's key, then each thread takes experts of its
 //   own and counts the candidates that beat them (a shared-memory read and a comparison per
-//   expert, independent of each other, the block's threads at once; n² comparisons);
-// - ROUTE_ROUNDS: top_k `route_round`s, each a chain of warp shuffles.
+//   expert, independent of each other, the block's threads at once);
+// - ROUTE_ROUNDS: top_k `route_round`s, each a chain of warp shuffles that waits on the round
+//   before.
+// (Two more lost on an H100, twentieth session: each of the top_k rounds two warp reductions
+// over the lanes' sorted candidates, `__reduce_max_sync`, took Qwen3-30B-A3B FP8's batch-1
+// token 3.24 ms against 3.23 / 3.26 ranked; the per-pair expert GEMVs routing their own pairs,
+// no routing kernel between, 3.49 / 3.49 — every block's routing cost more than the kernel.)
 template <int SLOTS>
 __device__ __forceinline__ void route_top(const float* v, const float* held, u32 cand, int n_experts, int top_k,
                                           int method, RouteShared& sh) {
@@ -153,40 +154,6 @@ __device__ __forceinline__ void route_top(const float* v, const float* held, u32
             if (mine && above < top_k) {
                 sh.id[above] = e;
                 sh.top[above] = sh.held[e];
-            }
-        }
-    } else if (first && method == ROUTE_REDUX) {
-        unsigned long long k[SLOTS];
-        float h[SLOTS];
-#pragma unroll
-        for (int i = 0; i < SLOTS; i++) {
-            k[i] = cand >> i & 1 ? route_key(v[i], lane + 32 * i) : 0ull;
-            h[i] = held[i];
-        }
-#pragma unroll
-        for (int a = 0; a < SLOTS; a++)
-#pragma unroll
-            for (int b = 0; b + 1 < SLOTS - a; b++)
-                if (k[b] < k[b + 1]) {
-                    const unsigned long long kt = k[b];
-                    k[b] = k[b + 1];
-                    k[b + 1] = kt;
-                    const float ht = h[b];
-                    h[b] = h[b + 1];
-                    h[b + 1] = ht;
-                }
-        for (int j = 0; j < top_k; j++) {
-            const u32 hi = __reduce_max_sync(0xffffffffu, (u32)(k[0] >> 32));
-            const u32 lo = __reduce_max_sync(0xffffffffu, (u32)(k[0] >> 32) == hi ? (u32)k[0] : 0u);
-            if (k[0] == ((unsigned long long)hi << 32 | lo)) {
-                sh.id[j] = 0xffffffffu - lo;
-                sh.top[j] = h[0];
-#pragma unroll
-                for (int i = 0; i + 1 < SLOTS; i++) {
-                    k[i] = k[i + 1];
-                    h[i] = h[i + 1];
-                }
-                k[SLOTS - 1] = 0;
             }
         }
     } else if (first) {
@@ -295,24 +262,22 @@ __device__ void route_sigmoid(const RouteArgs<T>& r, i64 t, RouteShared& sh) {
 }
 
 // Calls ROUTER<T, SLOTS>(...) with the fewest slots a lane that hold `n_experts`.
-#define ROUTE_DISPATCH(ROUTER, T, MAX_SLOTS, n_experts, ...)                                               \
-    if ((n_experts) <= 128 || MAX_SLOTS <= 4) ROUTER<T, 4>(__VA_ARGS__);                                   \
-    else if ((n_experts) <= 256 || MAX_SLOTS <= 8) ROUTER<T, (MAX_SLOTS < 8 ? MAX_SLOTS : 8)>(__VA_ARGS__); \
-    else ROUTER<T, MAX_SLOTS>(__VA_ARGS__);
+#define ROUTE_DISPATCH(ROUTER, T, n_experts, ...)                                                          \
+    if ((n_experts) <= 128) ROUTER<T, 4>(__VA_ARGS__);                                                     \
+    else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
+    else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
 
 
 // Token t's choices into sh.id / sh.weight for its `slots` (its top_k choices, then the shared
 // experts the backend stacked after the n_experts routed ones, `CudaExperts::shared`, weight 1);
 // every thread of the block calls it. The weights: softmax, optionally renormalized; sigmoid,
 // optionally renormalized, times the scaling factor.
-// (MAX_SLOTS: the most register slots a lane it is built for; the expert GEMVs that route take
-// up to 256 experts, 8 a lane, as more left their registers spilling.)
-template <typename T, int MAX_SLOTS = ROUTE_SLOTS>
+template <typename T>
 __device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, RouteShared& sh) {
     if (r.kind == ROUTE_SOFTMAX) {
-        ROUTE_DISPATCH(route_softmax, T, MAX_SLOTS, r.n_experts, r, t, sh)
+        ROUTE_DISPATCH(route_softmax, T, r.n_experts, r, t, sh)
     } else {
-        ROUTE_DISPATCH(route_sigmoid, T, MAX_SLOTS, r.n_experts, r, t, sh)
+        ROUTE_DISPATCH(route_sigmoid, T, r.n_experts, r, t, sh)
     }
     const int lane = threadIdx.x & 31, top_k = r.top_k;
     if (threadIdx.x < 32) {
@@ -367,12 +332,12 @@ __device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids
 #define MOE_GEMV_ROWS 2
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* scales, int inter, int k, int bk,
-                                u32 expert, T* act) {
+                                const u32* ids, T* act) {
     const i64 p = blockIdx.x;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sc = (k + bk - 1) / bk;
     __shared__ float up[4][RB];
     const int r0 = (blockIdx.y * 4 + (warp >> 1)) * RB, is_up = warp & 1, n = max(0, min(RB, inter - r0));
-    const i64 row = (i64)expert * 2 * inter + is_up * inter + r0;
+    const i64 row = (i64)ids[p] * 2 * inter + is_up * inter + r0;
     float acc[RB];
 #pragma unroll
     for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -393,14 +358,13 @@ __device__ void moe_gemv_swiglu(const T* x, int x_div, const W* w, const float* 
 template <typename T, typename W, int RB>
 __device__ void moe_gemv_combine(const T* act, const W* w, const float* scales, int rows, int k, int bk,
                                  const u32* ids, const float* weights, int top_k, T* out) {
-    // ids and weights: the token's own (top_k of each)
     const i64 t = blockIdx.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sc = (k + bk - 1) / bk;
     const int r0 = blockIdx.y * RB, n = min(RB, rows - r0);
     __shared__ float y[32][RB], wt[32];  // top_k <= 32 (the host checks)
     for (int j = warp; j < top_k; j += blockDim.x >> 5) {
-        const i64 p = t * top_k + j, row = (i64)ids[j] * rows + r0;
-        if (lane == 0) wt[j] = weights[j];  // loaded beside the ids, not after the sums
+        const i64 p = t * top_k + j, row = (i64)ids[p] * rows + r0;
+        if (lane == 0) wt[j] = weights[p];  // loaded beside the ids, not after the sums
         float acc[RB];
 #pragma unroll
         for (int q = 0; q < RB; q++) acc[q] = 0.f;
@@ -789,45 +753,29 @@ __device__ void moe_combine(const T* y, const u32* pos, const float* weights, T*
 // for NVRTC, compiled in parallel with the others: 1 routing, grouping, the per-pair GEMVs and the
 // combine, 2 the register-staged expert kernel, 3 the pipelined one.
 // `moe_gemv_swiglu_S`, `moe_gemv_combine_S` (half experts) and their `_fp8_S` (e4m3 experts).
-// Each routes its own pairs where given the router (`r_logits` not null; the routing kernel
-// then does not run, nor does the experts' kernel wait for it: every block ranks its token's
-// experts from the logits, the same choices as `moe_route`), else reads `ids` (and `weights`).
-// (WPRE / WPOST: the weights' parameters before the row count and after the row length — the
-// e4m3 experts' scales and scale block; S_ARG, BK_ARG: what the kernels pass for them)
-#define MOE_GEMV_ENTRY(T, S, SUFFIX, W, WPRE, WPOST, S_ARG, BK_ARG)                                        \
-    extern "C" __global__ void __launch_bounds__(256, 4)                                                  \
-        moe_gemv_swiglu##SUFFIX##_##S(const T* x, int x_div, WPRE, int inter, int k WPOST,                 \
-                                      ROUTE_PARAMS(T), const u32* ids, T* act) {                           \
-        wait_then_launch();                                                                                \
-        __shared__ RouteShared sh;                                                                         \
-        u32 expert;                                                                                        \
-        if (r_logits) {                                                                                    \
-            route_token<T, 8>(ROUTE_ARGS(T), blockIdx.x / x_div, x_div, sh);                               \
-            expert = sh.id[blockIdx.x % x_div];                                                            \
-        } else {                                                                                           \
-            expert = ids[blockIdx.x];                                                                      \
-        }                                                                                                  \
-        moe_gemv_swiglu<T, W, MOE_GEMV_ROWS>(x, x_div, w, S_ARG, inter, k, BK_ARG, expert, act);           \
-    }                                                                                                      \
-    extern "C" __global__ void __launch_bounds__(1024, 1)                                                 \
-        moe_gemv_combine##SUFFIX##_##S(const T* act, int, WPRE, int rows, int k WPOST, ROUTE_PARAMS(T),    \
-                                       const u32* ids, const float* weights, int top_k, T* out) {          \
-        launch_dependents();                                                                               \
-        __shared__ RouteShared sh;                                                                         \
-        const i64 t = blockIdx.x;                                                                          \
-        if (r_logits) {                                                                                    \
-            route_token<T, 8>(ROUTE_ARGS(T), t, top_k, sh);                                                \
-            moe_gemv_combine<T, W, MOE_GEMV_ROWS>(act, w, S_ARG, rows, k, BK_ARG, sh.id, sh.weight, top_k, \
-                                                  out);                                                    \
-        } else {                                                                                           \
-            moe_gemv_combine<T, W, MOE_GEMV_ROWS>(act, w, S_ARG, rows, k, BK_ARG, ids + t * top_k,         \
-                                                  weights + t * top_k, top_k, out);                        \
-        }                                                                                                  \
-    }
-#define COMMA ,
 #define MOE_GEMV(T, S)                                                                                     \
-    MOE_GEMV_ENTRY(T, S, , T, const T* w, , nullptr, 1)                                                    \
-    MOE_GEMV_ENTRY(T, S, _fp8, fp8, const fp8* w COMMA const float* s, COMMA int bk, s, bk)
+    extern "C" __global__ void moe_gemv_swiglu_##S(const T* x, int x_div, const T* w, int inter, int k,   \
+                                                   const u32* ids, T* act) {                               \
+        wait_then_launch();                                                                                \
+        moe_gemv_swiglu<T, T, MOE_GEMV_ROWS>(x, x_div, w, nullptr, inter, k, 1, ids, act);                 \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_swiglu_fp8_##S(const T* x, int x_div, const fp8* w, const float* s,\
+                                                       int inter, int k, int bk, const u32* ids, T* act) { \
+        wait_then_launch();                                                                                \
+        moe_gemv_swiglu<T, fp8, MOE_GEMV_ROWS>(x, x_div, w, s, inter, k, bk, ids, act);                    \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_##S(const T* act, int, const T* w, int rows, int k,        \
+                                                    const u32* ids, const float* weights, int top_k,       \
+                                                    T* out) {                                              \
+        launch_dependents();                                                                               \
+        moe_gemv_combine<T, T, MOE_GEMV_ROWS>(act, w, nullptr, rows, k, 1, ids, weights, top_k, out);      \
+    }                                                                                                      \
+    extern "C" __global__ void moe_gemv_combine_fp8_##S(const T* act, int, const fp8* w, const float* s,   \
+                                                        int rows, int k, int bk, const u32* ids,           \
+                                                        const float* weights, int top_k, T* out) {         \
+        launch_dependents();                                                                               \
+        moe_gemv_combine<T, fp8, MOE_GEMV_ROWS>(act, w, s, rows, k, bk, ids, weights, top_k, out);         \
+    }
 
 // `NAME_S` (half experts, three stages) and `NAME_fp8_S` (e4m3 experts, four stages) over chunks of
 // KC columns.

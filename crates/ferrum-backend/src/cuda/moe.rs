@@ -37,20 +37,6 @@ const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 /// The routing kernel's threads a block, a block a token.
 const ROUTE_THREADS: u32 = 128;
 
-/// No router for the expert GEMVs (null logits): they read the routing kernel's ids.
-const NO_ROUTE: [Arg; 10] = [
-    Arg::P(0),
-    Arg::P(0),
-    Arg::I(0),
-    Arg::I(0),
-    Arg::I(0),
-    Arg::I(1),
-    Arg::I(1),
-    Arg::I(0),
-    Arg::F(1.0),
-    Arg::I(0),
-];
-
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
 
@@ -258,23 +244,17 @@ impl CudaBackend {
             );
         }
         let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        let route = self.route_args(router_logits, correction_bias, d)?;
-        // up to eight tokens the expert GEMVs may route their own pairs (up to 256 experts: the
-        // registers they hold for it)
-        if per_pair && self.tune.moe_route_fused && d.n_experts <= 256 {
-            return self.experts_per_pair(x, ex, rows, k, s, out, &route);
-        }
         // a block per token
         let per_token = LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
             block_dim: (ROUTE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut args = route.to_vec();
+        let mut args = self.route_args(router_logits, correction_bias, d)?.to_vec();
         args.extend([I(rows as i32), I(k as i32), P(ids), P(w)]);
         self.launch("moe_route", per_token, &args)?;
         if per_pair {
-            return self.experts_per_pair(x, ex, rows, k, s, out, &NO_ROUTE);
+            return self.experts_per_pair(x, ex, rows, k, s, out);
         }
         // the pairs' outputs, and where pair p's lies (none: at row p)
         let device_grouped = rows <= self.tune.moe_device_grouped_max && pairs * h <= s.y.len();
@@ -330,7 +310,7 @@ impl CudaBackend {
         self.launch("add", Self::flat_cfg(rows * h), &args)
     }
 
-    /// The router's arguments as the kernels that route take them (`ROUTE_PARAMS` in moe.cu).
+    /// The router's arguments as `moe_route` takes them (`ROUTE_PARAMS` in moe.cu).
     fn route_args(
         &self,
         logits: &CudaBuf,
@@ -383,7 +363,6 @@ impl CudaBackend {
     /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with
     /// SiLU-and-mul into `s.act`, then down with the weighted combine straight into `out` (two
     /// launches: at a handful of tokens each launch costs more than its math).
-    #[allow(clippy::too_many_arguments)]
     fn experts_per_pair(
         &self,
         x: &CudaBuf,
@@ -392,7 +371,6 @@ impl CudaBackend {
         k: usize,
         s: &mut CudaMoeScratch,
         out: &mut CudaBuf,
-        route: &[Arg; 10],
     ) -> Result<()> {
         use Arg::{I, P};
         let (ids, act) = (self.ptr(&s.ids), self.ptr(&s.act));
@@ -413,22 +391,19 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let kernels = ("moe_gemv_swiglu", "moe_gemv_swiglu_fp8");
-        let mut tail = route.to_vec();
-        tail.extend([P(ids), P(act)]);
-        self.expert_launch(kernels, &ex.gate_up, &gate_up, &tail, cfg)?;
+        self.expert_launch(kernels, &ex.gate_up, &gate_up, &[P(ids), P(act)], cfg)?;
         let down = ExpertGemv {
             x: act,
             x_div: 1,
             rows: ex.hidden,
             k: ex.inter,
         };
-        let mut tail = route.to_vec();
-        tail.extend([
+        let tail = [
             P(ids),
             P(self.ptr(&s.weights)),
             I(k as i32),
             P(self.ptr(&out.mem)),
-        ]);
+        ];
         // a block per MOE_GEMV_ROWS output rows, a warp per expert of the token (k <= 32)
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, ex.hidden.div_ceil(MOE_GEMV_ROWS) as u32, 1),

@@ -69,16 +69,13 @@ pub(super) struct Tunables {
     /// leaves it to the model's own MLP. On an H100 GLM-4.5-Air-FP8's first 24 layers took 4.10
     /// ms a token at batch 1 against 4.23 (nineteenth session).
     pub moe_shared_fold: bool,
-    /// How the MoE routers take their top-k (`route_top` in moe.cu; the same choices every way):
-    /// by default ranked, the block's threads each counting the experts that beat its own;
-    /// `FERRUM_CUDA_ROUTE_TOPK=redux`: each of the top_k rounds two warp reductions over the
-    /// lanes' sorted candidates; `=rounds`: rounds of warp shuffles, each waiting on the one
-    /// before. On an H100 (twentieth session, one machine, two rounds) ranking against rounds:
-    /// Qwen3-30B-A3B FP8 at batch 1 2.98 / 2.99 against 3.16 / 3.16 ms a token.
+    /// How the MoE routers take their top-k (`route_top` in moe.cu; the same choices either
+    /// way): by default ranked, the routing block's threads each counting the experts that beat
+    /// its own; `FERRUM_CUDA_ROUTE_TOPK=rounds`: top_k rounds of warp shuffles, each waiting on
+    /// the one before. On an H100 (twentieth session, one machine, two rounds) Qwen3-30B-A3B FP8
+    /// at batch 1 2.98 / 2.99 ms a token against 3.16 / 3.16, GLM-4.5-Air-FP8's first 24
+    /// layers 3.82 / 3.83 against 3.88 / 3.88.
     pub route_topk: RouteTopk,
-    /// Up to eight tokens the expert GEMVs route their own pairs from the router's logits, no
-    /// routing kernel between (`FERRUM_CUDA_MOE_ROUTE_FUSED=1`; up to 256 experts).
-    pub moe_route_fused: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -112,12 +109,11 @@ pub(super) struct Tunables {
     pub skip: Vec<String>,
 }
 
-/// The MoE routers' top-k methods (`ROUTE_ROUNDS`, `ROUTE_RANK`, `ROUTE_REDUX` in moe.cu).
+/// The MoE routers' top-k methods (`ROUTE_ROUNDS`, `ROUTE_RANK` in moe.cu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteTopk {
     Rounds = 0,
     Rank = 1,
-    Redux = 2,
 }
 
 /// Whether a GPU of this compute capability has FP8 tensor cores (`mma` on e4m3: sm_89 and up),
@@ -173,12 +169,11 @@ impl Tunables {
                 _ => 8 * sm_count,
             },
             moe_shared_fold: !env_is("FERRUM_CUDA_MOE_SHARED_FOLD", "0"),
-            route_topk: match std::env::var("FERRUM_CUDA_ROUTE_TOPK").as_deref() {
-                Ok("redux") => RouteTopk::Redux,
-                Ok("rounds") => RouteTopk::Rounds,
-                _ => RouteTopk::Rank,
+            route_topk: if env_is("FERRUM_CUDA_ROUTE_TOPK", "rounds") {
+                RouteTopk::Rounds
+            } else {
+                RouteTopk::Rank
             },
-            moe_route_fused: env_is("FERRUM_CUDA_MOE_ROUTE_FUSED", "1"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
@@ -215,7 +210,7 @@ impl CudaBackend {
     }
 
     /// How the MoE routers take their top-k (`FERRUM_CUDA_ROUTE_TOPK`); the op tests check that
-    /// every way chooses the same.
+    /// both choose the same.
     pub fn set_route_topk(&mut self, how: RouteTopk) {
         self.tune.route_topk = how;
     }
@@ -223,16 +218,6 @@ impl CudaBackend {
     /// How the MoE routers take their top-k.
     pub fn route_topk(&self) -> RouteTopk {
         self.tune.route_topk
-    }
-
-    /// Whether the per-pair expert GEMVs route their own pairs (`FERRUM_CUDA_MOE_ROUTE_FUSED`).
-    pub fn set_moe_route_fused(&mut self, on: bool) {
-        self.tune.moe_route_fused = on;
-    }
-
-    /// Whether the per-pair expert GEMVs route their own pairs.
-    pub fn moe_route_fused(&self) -> bool {
-        self.tune.moe_route_fused
     }
 
     /// Whether GEMVs of few rows take several warps a row (the default) or one
