@@ -78,14 +78,19 @@ pub struct Workspace<B: Backend> {
 }
 
 impl<B: Backend> Workspace<B> {
-    pub fn new(be: &B, c: &ModelConfig, max_tokens: usize, max_logits: usize) -> Result<Self> {
+    /// Buffers for steps of up to `max_tokens` tokens and `max_logits` logits rows of `model`:
+    /// sized by the layers it loaded (a model whose every layer is MoE has no dense MLP, and a
+    /// shared expert the backend stacks with the routed ones needs no buffers of the model's).
+    pub fn new(be: &B, model: &CausalLm<B>, max_tokens: usize, max_logits: usize) -> Result<Self> {
+        let c = &model.cfg;
         let t = max_tokens.max(1);
         let r = max_logits.clamp(1, t);
         let (h, qd, kvd) = (c.hidden_size, c.q_dim(), c.kv_dim());
         let moe_dims = c.moe.as_ref().map(|m| m.dims(h));
-        // the widest MLP: dense layers, routed experts, or the shared experts together
-        let inter = c.moe.as_ref().map_or(0, |m| m.inter * m.n_shared.max(1));
-        let inter = inter.max(c.intermediate_size);
+        // the widest MLP run through gate_up / act: dense layers, or shared experts apart
+        let mlps = model.workspace_mlps();
+        let inter = mlps.iter().map(|&(w, _)| w).max().unwrap_or(0);
+        let shared = mlps.iter().any(|&(_, shared)| shared);
         let n_experts = c.moe.as_ref().map_or(0, |m| m.n_experts);
         let rope = be.rope(&RopeConfig {
             head_dim: c.head_dim,
@@ -107,7 +112,7 @@ impl<B: Backend> Workspace<B> {
             v: be.alloc(t * kvd)?,
             attn: be.alloc(t * qd)?,
             proj: be.alloc(t * h)?,
-            shared: be.alloc(if c.moe.is_some() { t * h } else { 0 })?,
+            shared: be.alloc(if shared { t * h } else { 0 })?,
             gate_up: be.alloc(t * 2 * inter)?,
             act: be.alloc(t * inter)?,
             router_logits: be.alloc(t * n_experts)?,
@@ -182,6 +187,14 @@ impl<B: Backend> Workspace<B> {
 }
 
 impl<W: Weights> CausalLm<W> {
+    /// The MLPs its layers run through the workspace: (width, whether a shared experts' MLP).
+    fn workspace_mlps(&self) -> Vec<(usize, bool)> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.workspace_mlp(&self.cfg))
+            .collect()
+    }
+
     /// Per layer, the checkpoint's FP8 KV-cache scales `(k_scale, v_scale)`, if it has them.
     pub fn kv_scales(&self) -> Vec<Option<(f32, f32)>> {
         self.layers.iter().map(DecoderLayer::kv_scales).collect()

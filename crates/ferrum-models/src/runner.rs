@@ -306,7 +306,7 @@ impl<B: Backend> Runner<B> {
         let c = &model.cfg;
         // room for one sequence's verification rows on top of one row per sequence
         let max_logits = lim.max_num_seqs + lim.num_speculative_tokens;
-        let mut ws = Workspace::new(&be, c, lim.max_num_batched_tokens, max_logits)?;
+        let mut ws = Workspace::new(&be, &model, lim.max_num_batched_tokens, max_logits)?;
         let block_bytes = kv_bytes_per_block(c, lim.block_size, lim.kv_dtype) as u64;
         let num_blocks = match (lim.num_blocks_override, lim.kv_cache_memory_bytes) {
             (Some(n), _) => n,

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use ferrum_backend::{CpuBackend, Shard};
 use ferrum_models::weights::SafetensorsSource;
-use ferrum_models::{LoadFormat, ParamLoader, Split, load};
+use ferrum_models::{LoadFormat, ParamLoader, Split, Workspace, load};
 use std::path::PathBuf;
 
 fn gguf_fixture(name: &str) -> PathBuf {
@@ -38,6 +38,30 @@ fn qwen3_moe_f32_matches_transformers() {
 #[test]
 fn glm4_moe_f32_matches_transformers() {
     assert_f32_match(check("glm4_moe"));
+}
+
+/// The workspace holds the MLP buffers only the loaded layers use: Qwen3-MoE (every layer sparse,
+/// no shared experts) none, though its config names an `intermediate_size`; GLM-4.5 (a dense
+/// first layer, a shared expert the CPU runs as the model's own MLP) the widest of the two and
+/// the shared experts' output.
+#[test]
+fn workspace_holds_the_mlp_buffers_the_layers_use() {
+    let be = CpuBackend::new();
+    let t = 5;
+    let qwen = load(&hf_fixture("qwen3_moe").join("model"), LoadFormat::Auto, 0).unwrap();
+    assert_eq!(qwen.config().intermediate_size, 128);
+    let ws = Workspace::new(&be, &qwen.model, t, t).unwrap();
+    assert_eq!((ws.gate_up.len(), ws.act.len(), ws.shared.len()), (0, 0, 0));
+    let glm = load(&hf_fixture("glm4_moe").join("model"), LoadFormat::Auto, 0).unwrap();
+    let c = glm.config();
+    let moe = c.moe.as_ref().unwrap();
+    // the dense layer (64) is wider than the shared expert (16 × 1)
+    assert_eq!((c.intermediate_size, moe.inter * moe.n_shared), (64, 16));
+    let ws = Workspace::new(&be, &glm.model, t, t).unwrap();
+    assert_eq!(
+        (ws.gate_up.len(), ws.act.len(), ws.shared.len()),
+        (t * 2 * 64, t * 64, t * c.hidden_size)
+    );
 }
 
 /// transformers' reference comes from the dequantized model, so an exact dequantizing loader

@@ -21,6 +21,16 @@ pub struct DecoderLayer<W: Weights> {
 }
 
 impl<W: Weights> DecoderLayer<W> {
+    /// The widest MLP this layer runs through the workspace (its dense MLP, or its MoE block's
+    /// shared experts where the model runs them), and whether that is a shared experts' MLP;
+    /// `None`: none (the routed experts use the backend's own scratch).
+    pub fn workspace_mlp(&self, c: &ModelConfig) -> Option<(usize, bool)> {
+        match &self.ffn {
+            Ffn::Dense(_) => Some((c.intermediate_size, false)),
+            Ffn::Moe(m) => m.shared_mlp_width().map(|w| (w, true)),
+        }
+    }
+
     /// The checkpoint's FP8 KV-cache scales of this layer, if any.
     pub fn kv_scales(&self) -> Option<(f32, f32)> {
         self.attn.kv_scales

@@ -49,7 +49,7 @@ impl<'m, 'b, B: Backend> Session<'m, 'b, B> {
             dtype: kv_dtype,
         };
         let kv = be.alloc_kv(&spec).unwrap();
-        let ws = Workspace::new(&*be, c, max_step, max_step).unwrap();
+        let ws = Workspace::new(&*be, model, max_step, max_step).unwrap();
         let mut table: Vec<u32> = (0..blocks as u32).collect();
         if scattered {
             table.reverse();
