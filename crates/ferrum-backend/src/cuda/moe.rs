@@ -37,6 +37,10 @@ const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 /// The routing kernel's threads a block, a block a token.
 const ROUTE_THREADS: u32 = 128;
 
+/// The routers `moe_route` takes (`ROUTE_SOFTMAX`, `ROUTE_SIGMOID` in moe.cu).
+const ROUTE_SOFTMAX: i32 = 0;
+const ROUTE_SIGMOID: i32 = 1;
+
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
 
@@ -318,9 +322,9 @@ impl CudaBackend {
         d: &MoeDims,
     ) -> Result<[Arg; 10]> {
         use Arg::{F, I, P};
-        // kind, groups, groups kept, renormalized, scaling
+        // router, groups, groups kept, renormalized, scaling
         let (kind, n_group, topk_group, norm, scaling) = match d.routing {
-            Routing::Softmax { norm_topk_prob } => (0, 1, 1, norm_topk_prob, 1.0),
+            Routing::Softmax { norm_topk_prob } => (ROUTE_SOFTMAX, 1, 1, norm_topk_prob, 1.0),
             Routing::SigmoidGroupLimited {
                 n_group,
                 topk_group,
@@ -334,7 +338,7 @@ impl CudaBackend {
                     );
                 }
                 (
-                    1,
+                    ROUTE_SIGMOID,
                     n_group,
                     topk_group,
                     norm_topk_prob,
@@ -343,7 +347,7 @@ impl CudaBackend {
             }
         };
         let bias = match (kind, correction_bias) {
-            (1, Some(b)) => self.ptr(&b.mem),
+            (ROUTE_SIGMOID, Some(b)) => self.ptr(&b.mem),
             _ => 0,
         };
         Ok([
