@@ -83,11 +83,15 @@ pub const FILES: &[KernelFile] = &[
         ]],
     },
     KernelFile {
+        name: "moe_route",
+        src: include_str!("../../kernels/moe_route.cu"),
+        parts: &[&["moe_route"]],
+    },
+    KernelFile {
         name: "moe",
         src: include_str!("../../kernels/moe.cu"),
         parts: &[
             &[
-                "moe_route",
                 "moe_gemv_swiglu",
                 "moe_gemv_swiglu_fp8",
                 "moe_gemv_combine",

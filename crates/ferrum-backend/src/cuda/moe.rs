@@ -1,4 +1,4 @@
-//! Routed experts on the GPU (`kernels/moe.cu`): routing on the device, then the chosen experts'
+//! Routed experts on the GPU (`kernels/moe_route.cu`, `kernels/moe.cu`): routing on the device, then the chosen experts'
 //! SwiGLU, then the weighted combine in rank order. Up to [`MOE_GEMV_MAX_TOKENS`] tokens each
 //! (token, expert) pair is a GEMV reading only its expert's rows, SiLU-and-mul and the combine
 //! folded into the GEMVs; up to [`MOE_DEVICE_GROUPED_MAX_TOKENS`] (batched decode) the pairs are
@@ -31,13 +31,13 @@ const GROUP_ROWS: usize = 16;
 /// Consecutive rows a warp of the per-pair expert GEMVs (`MOE_GEMV_ROWS` in moe.cu).
 const MOE_GEMV_ROWS: usize = 2;
 
-/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe.cu`).
+/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe_route.cu`).
 const ROUTE_MAX_EXPERTS: usize = 32 * 16;
 
 /// The routing kernel's threads a block, a block a token.
 const ROUTE_THREADS: u32 = 128;
 
-/// The routers `moe_route` takes (`ROUTE_SOFTMAX`, `ROUTE_SIGMOID` in moe.cu).
+/// The routers `moe_route` takes (`ROUTE_SOFTMAX`, `ROUTE_SIGMOID` in moe_route.cu).
 const ROUTE_SOFTMAX: i32 = 0;
 const ROUTE_SIGMOID: i32 = 1;
 
@@ -314,7 +314,7 @@ impl CudaBackend {
         self.launch("add", Self::flat_cfg(rows * h), &args)
     }
 
-    /// The router's arguments as `moe_route` takes them (`ROUTE_PARAMS` in moe.cu).
+    /// The router's arguments as `moe_route` takes them (`ROUTE_PARAMS` in moe_route.cu).
     fn route_args(
         &self,
         logits: &CudaBuf,

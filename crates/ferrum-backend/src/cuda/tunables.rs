@@ -69,7 +69,7 @@ pub(super) struct Tunables {
     /// leaves it to the model's own MLP. On an H100 GLM-4.5-Air-FP8's first 24 layers took 4.10
     /// ms a token at batch 1 against 4.23 (nineteenth session).
     pub moe_shared_fold: bool,
-    /// How the MoE routers take their top-k (`route_top` in moe.cu; the same choices either
+    /// How the MoE routers take their top-k (`route_top` in moe_route.cu; the same choices either
     /// way): by default ranked, the routing block's threads each counting the experts that beat
     /// its own; `FERRUM_CUDA_ROUTE_TOPK=rounds`: top_k rounds of warp shuffles, each waiting on
     /// the one before. On an H100 (twentieth session, one machine, two rounds) Qwen3-30B-A3B FP8
@@ -109,7 +109,7 @@ pub(super) struct Tunables {
     pub skip: Vec<String>,
 }
 
-/// The MoE routers' top-k methods (`ROUTE_ROUNDS`, `ROUTE_RANK` in moe.cu).
+/// The MoE routers' top-k methods (`ROUTE_ROUNDS`, `ROUTE_RANK` in moe_route.cu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteTopk {
     Rounds = 0,
