@@ -191,7 +191,7 @@ impl<W: Weights> CausalLm<W> {
     fn workspace_mlps(&self) -> Vec<(usize, bool)> {
         self.layers
             .iter()
-            .filter_map(|l| l.workspace_mlp(&self.cfg))
+            .filter_map(DecoderLayer::workspace_mlp)
             .collect()
     }
 

@@ -24,10 +24,10 @@ impl<W: Weights> DecoderLayer<W> {
     /// The widest MLP this layer runs through the workspace (its dense MLP, or its MoE block's
     /// shared experts where the model runs them), and whether that is a shared experts' MLP;
     /// `None`: none (the routed experts use the backend's own scratch).
-    pub fn workspace_mlp(&self, c: &ModelConfig) -> Option<(usize, bool)> {
+    pub fn workspace_mlp(&self) -> Option<(usize, bool)> {
         match &self.ffn {
-            Ffn::Dense(_) => Some((c.intermediate_size, false)),
-            Ffn::Moe(m) => m.shared_mlp_width().map(|w| (w, true)),
+            Ffn::Dense(mlp) => Some((mlp.inter(), false)),
+            Ffn::Moe(m) => m.shared_mlp().map(|mlp| (mlp.inter(), true)),
         }
     }
 

@@ -27,6 +27,11 @@ impl<W: Weights> Mlp<W> {
         (self.gate_up, self.down)
     }
 
+    /// Its intermediate width (gate and up rows each).
+    pub fn inter(&self) -> usize {
+        self.inter
+    }
+
     /// The MLP of `into_parts`' weights, `inter` wide.
     pub fn from_parts(gate_up: W::Weight, down: W::Weight, inter: usize) -> Self {
         Mlp {

@@ -56,12 +56,10 @@ impl<W: Weights> MoeBlock<W> {
         &self.router
     }
 
-    /// The width of the shared experts' MLP where the model runs it (through the workspace's
-    /// `gate_up`, `act` and `shared`); `None` where there is none or the backend took it.
-    pub fn shared_mlp_width(&self) -> Option<usize> {
-        self.shared
-            .as_ref()
-            .map(|_| self.dims.inter * self.dims.n_shared)
+    /// The shared experts' MLP where the model runs it (through the workspace's `gate_up`,
+    /// `act` and `shared`); `None` where there is none or the backend took it.
+    pub fn shared_mlp(&self) -> Option<&Mlp<W>> {
+        self.shared.as_ref()
     }
 }
 
