@@ -74,15 +74,15 @@ __device__ __forceinline__ void route_round(const float* v, int n_experts, u32* 
 // Where the routing kernel's block routes its token: the ranking keys
 // and held values by expert (held: the value the weights are made of, which for the sigmoid
 // router is not the value that ranks), then the choices: id[j] and top[j] the j-th's expert and
-// held value, weight[j] its weight (slots past top_k: the stacked shared experts, weight 1).
+// held value.
 struct RouteShared {
     unsigned long long key[32 * ROUTE_SLOTS];
     float held[32 * ROUTE_SLOTS];
     u32 id[32];
-    float top[32], weight[32];
+    float top[32];
 };
 
-// A router's configuration as `moe_route` takes it (`ROUTE_PARAMS`, in this order; `route_args`
+// A router's configuration as `moe_route` takes it (its parameters in this order; `route_args`
 // in cuda/moe.rs builds them).
 #define ROUTE_SOFTMAX 0  // softmax, top-k, optionally renormalized (Qwen3-MoE, Mixtral)
 #define ROUTE_SIGMOID 1  // sigmoid + bias, group-limited (GLM-4.5, DeepSeek-V3 `noaux_tc`)
@@ -96,11 +96,6 @@ struct RouteArgs {
     float scaling;
     int method;
 };
-#define ROUTE_PARAMS(T)                                                                                    \
-    const T *r_logits, const T *r_bias, int r_experts, int r_top_k, int r_kind, int r_groups,             \
-        int r_topk_group, int r_norm, float r_scaling, int r_method
-#define ROUTE_ARGS(T)                                                                                      \
-    RouteArgs<T> { r_logits, r_bias, r_experts, r_top_k, r_kind, r_groups, r_topk_group, r_norm, r_scaling, r_method }
 
 // (v, expert e) as one unsigned number that orders as `beats` does: the value's bits made
 // monotonic (NaN above everything, -0 as +0), then the id reversed (ties to the lower id). 0 is
@@ -264,52 +259,44 @@ __device__ void route_sigmoid(const RouteArgs<T>& r, i64 t, RouteShared& sh) {
     else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
     else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
 
-
-// Token t's choices into sh.id / sh.weight for its `slots` (its top_k choices, then the shared
-// experts the backend stacked after the n_experts routed ones, `CudaExperts::shared`, weight 1);
-// every thread of the block calls it. The weights: softmax, optionally renormalized; sigmoid,
+// ids[t·slots + j], w[t·slots + j] for token t = the block and its `slots`: its top_k choices,
+// then the shared experts the backend stacked after the n_experts routed ones
+// (`CudaExperts::shared`, weight 1). The weights: softmax, optionally renormalized; sigmoid,
 // optionally renormalized, times the scaling factor.
-template <typename T>
-__device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, RouteShared& sh) {
-    if (r.kind == ROUTE_SOFTMAX) {
-        ROUTE_DISPATCH(route_softmax, T, r.n_experts, r, t, sh)
-    } else {
-        ROUTE_DISPATCH(route_sigmoid, T, r.n_experts, r, t, sh)
-    }
-    const int lane = threadIdx.x & 31, top_k = r.top_k;
-    if (threadIdx.x < 32) {
-        float s = 0.f;
-        for (int j = 0; j < top_k; j++) s += sh.top[j];
-        if (lane < top_k) {
-            const float v = sh.top[lane];
-            sh.weight[lane] = r.kind == ROUTE_SOFTMAX ? (r.norm ? v / s : v)
-                                                      : (r.norm ? v / (s + 1e-20f) : v) * r.scaling;
-        } else if (lane < slots) {
-            sh.id[lane] = r.n_experts + lane - top_k;
-            sh.weight[lane] = 1.f;
-        }
-    }
-    __syncthreads();
-}
-
-// ids[t·slots + j], w[t·slots + j] for token t = the block (`route_token`).
 template <typename T>
 __device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids, float* w) {
     __shared__ RouteShared sh;
     const i64 t = blockIdx.x;
     if (t >= tokens) return;
-    route_token<T>(r, t, slots, sh);
-    const int lane = threadIdx.x;
-    if (lane < slots) {
-        ids[t * slots + lane] = sh.id[lane];
-        w[t * slots + lane] = sh.weight[lane];
+    if (r.kind == ROUTE_SOFTMAX) {
+        ROUTE_DISPATCH(route_softmax, T, r.n_experts, r, t, sh)
+    } else {
+        ROUTE_DISPATCH(route_sigmoid, T, r.n_experts, r, t, sh)
+    }
+    const int lane = threadIdx.x, top_k = r.top_k;
+    if (lane >= slots) return;
+    ids += t * slots;
+    w += t * slots;
+    if (lane < top_k) {
+        float s = 0.f;  // in rank order
+        for (int j = 0; j < top_k; j++) s += sh.top[j];
+        const float v = sh.top[lane];
+        ids[lane] = sh.id[lane];
+        w[lane] = r.kind == ROUTE_SOFTMAX ? (r.norm ? v / s : v) : (r.norm ? v / (s + 1e-20f) : v) * r.scaling;
+    } else {
+        ids[lane] = r.n_experts + lane - top_k;
+        w[lane] = 1.f;
     }
 }
 
 // `moe_route_S`: ids and weights, `slots` a token (`moe_route`).
 #define MOE_ROUTE(T, S)                                                                                    \
-    extern "C" __global__ void moe_route_##S(ROUTE_PARAMS(T), int tokens, int slots, u32* ids, float* w) {  \
+    extern "C" __global__ void moe_route_##S(const T* logits, const T* bias, int n_experts, int top_k,    \
+                                             int kind, int n_group, int topk_group, int norm,              \
+                                             float scaling, int method, int tokens, int slots, u32* ids,   \
+                                             float* w) {                                                   \
         grid_dependency();                                                                                 \
-        moe_route<T>(ROUTE_ARGS(T), tokens, slots, ids, w);                                                \
+        const RouteArgs<T> r{logits, bias, n_experts, top_k, kind, n_group, topk_group, norm, scaling, method}; \
+        moe_route<T>(r, tokens, slots, ids, w);                                                            \
     }
 FOR_HALF_TYPES(MOE_ROUTE)

@@ -254,7 +254,7 @@ impl CudaBackend {
             block_dim: (ROUTE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut args = self.route_args(router_logits, correction_bias, d)?.to_vec();
+        let mut args = self.route_args(router_logits, correction_bias, d)?;
         args.extend([I(rows as i32), I(k as i32), P(ids), P(w)]);
         self.launch("moe_route", per_token, &args)?;
         if per_pair {
@@ -314,13 +314,13 @@ impl CudaBackend {
         self.launch("add", Self::flat_cfg(rows * h), &args)
     }
 
-    /// The router's arguments as `moe_route` takes them (`ROUTE_PARAMS` in moe_route.cu).
+    /// The router's arguments as `moe_route` takes them (`RouteArgs` in moe_route.cu), first.
     fn route_args(
         &self,
         logits: &CudaBuf,
         correction_bias: Option<&CudaVector>,
         d: &MoeDims,
-    ) -> Result<[Arg; 10]> {
+    ) -> Result<Vec<Arg>> {
         use Arg::{F, I, P};
         // router, groups, groups kept, renormalized, scaling
         let (kind, n_group, topk_group, norm, scaling) = match d.routing {
@@ -350,7 +350,7 @@ impl CudaBackend {
             (ROUTE_SIGMOID, Some(b)) => self.ptr(&b.mem),
             _ => 0,
         };
-        Ok([
+        Ok(vec![
             P(self.ptr(&logits.mem)),
             P(bias),
             I(d.n_experts as i32),
