@@ -275,24 +275,24 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the routers' top-k as rounds of warp shuffles (by default ranked by the block's threads)
-    FERRUM_CUDA_ROUTE_TOPK=rounds step bench_decode_qwen3moe_fp8_route_rounds "$dev/ferrum" "${fp8[@]}" \
+    # the routing as its own kernel after the router (by default the router's GEMV routes too)
+    FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_qwen3moe_fp8_route_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
-    # QKV's norm an add_rms_norm before it; the router's norm runs inside its GEMV,
-    # gemv_norm_half; gemv_half_row: the LM head)
+    # QKV's norm an add_rms_norm before it; the router's norm and the routing run inside its
+    # GEMV, gemv_norm_route; gemv_half_row: the LM head)
     local l8=(--hf-overrides '{"num_hidden_layers": 8}' --batch-size 1 --input-len 1 --output-len 128
         --num-iters 3 --num-iters-warmup 1)
     local ablations=(none: cache:qkv_to_cache_fp8
         attention:paged_attention_group_d128_fp8,attention_merge,paged_attention_fp8,paged_attention_split_fp8
-        proj:gemv_fp8_row,gemv_norm_fp8 norms:add_rms_norm router:gemv_norm_half route:moe_route
+        proj:gemv_fp8_row,gemv_norm_fp8 norms:add_rms_norm router:gemv_norm_route
         experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8 down:moe_gemv_combine_fp8)
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_qwen3moe_fp8_${a%%:*} "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     done
-    FERRUM_CUDA_ROUTE_TOPK=rounds step ablate_qwen3moe_fp8_none_route_rounds "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
+    FERRUM_CUDA_ROUTE_FUSED=0 step ablate_qwen3moe_fp8_none_route_apart "$dev/ferrum" "${fp8[@]}" "${l8[@]}"
     # each kernel's own time by Nsight Compute (serialized, so without the gaps between them):
     # the 8-layer model eager, 4 new tokens (the last ones in the log are one decode step's)
     step ncu_decode_qwen3moe_fp8 "${NCU[@]}" "$dev/ferrum" "${fp8[@]}" --enforce-eager --num-gpu-blocks-override 1040 \
@@ -389,14 +389,14 @@ bench_moe() {
     local glm8=(--hf-overrides '{"num_hidden_layers": 8}' --output-len 128 --num-iters 3)
     ablations=(none: cache:qkv_to_cache
         attention:paged_attention_group_d128,attention_merge,paged_attention,paged_attention_split
-        proj:gemv_fp8_row,gemv_norm_fp8 shared:silu_mul,add norms:add_rms_norm router:gemv_norm_half
-        route:moe_route experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8)
+        proj:gemv_fp8_row,gemv_norm_fp8 shared:silu_mul,add norms:add_rms_norm
+        router:gemv_norm_route experts:moe_gemv_swiglu_fp8,moe_gemv_combine_fp8)
     for a in "${ablations[@]}"; do
         FERRUM_CUDA_SKIP=${a#*:} step ablate_glm45air_fp8_${a%%:*} "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     done
     FERRUM_CUDA_MOE_SHARED_FOLD=0 step ablate_glm45air_fp8_none_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
-    FERRUM_CUDA_ROUTE_TOPK=rounds step ablate_glm45air_fp8_none_route_rounds "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
-    FERRUM_CUDA_ROUTE_TOPK=rounds step bench_decode_glm45air_fp8_24l_route_rounds "$dev/ferrum" "${glm[@]}" "${l24[@]}"
+    FERRUM_CUDA_ROUTE_FUSED=0 step ablate_glm45air_fp8_none_route_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
+    FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_glm45air_fp8_24l_route_apart "$dev/ferrum" "${glm[@]}" "${l24[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

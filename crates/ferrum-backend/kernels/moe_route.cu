@@ -1,7 +1,9 @@
 // Mixture-of-experts routing: each token's top-k experts and their weights from the router's
 // logits (softmax, or sigmoid with a correction bias and group-limited choice), for the expert
 // kernels of moe.cu. Routing mirrors the CPU reference (`cpu/moe.rs`) step by step, ties to the
-// lower expert id.
+// lower expert id. At one token the router's GEMV routes too (`gemv_norm_route`).
+
+#include "gemv.cuh"
 
 #define MOE_MAX_GROUPS 64
 
@@ -40,13 +42,15 @@ __device__ __forceinline__ void warp_best(float* bv, u32* bid) {
 // load issued before any is used. (Each load under its own `e < n` branch with its value used in
 // the branch, as the routers first read their logits, waited on one memory round trip a slot:
 // the sigmoid router, its bias too, took 18.8 µs a launch under Nsight Compute on an H100 for
-// one token of GLM-4.5-Air.) The clamped index keeps the loads in bounds without a branch.
+// one token of GLM-4.5-Air.) The clamped index keeps the loads in bounds without a branch; the
+// loads skip L1, which is not kept coherent with the other blocks of `gemv_norm_route` that
+// wrote the logits.
 template <typename T, int SLOTS>
 __device__ __forceinline__ void load_slots(const T* x, int n, float fill, float (&v)[SLOTS]) {
     const int lane = threadIdx.x & 31;
     T raw[SLOTS];
 #pragma unroll
-    for (int i = 0; i < SLOTS; i++) raw[i] = x[min(lane + 32 * i, n - 1)];
+    for (int i = 0; i < SLOTS; i++) raw[i] = __ldcg(x + min(lane + 32 * i, n - 1));
 #pragma unroll
     for (int i = 0; i < SLOTS; i++) v[i] = lane + 32 * i < n ? to_f32(raw[i]) : fill;
 }
@@ -259,15 +263,13 @@ __device__ void route_sigmoid(const RouteArgs<T>& r, i64 t, RouteShared& sh) {
     else if ((n_experts) <= 256) ROUTER<T, 8>(__VA_ARGS__);                                                \
     else ROUTER<T, ROUTE_SLOTS>(__VA_ARGS__);
 
-// ids[t·slots + j], w[t·slots + j] for token t = the block and its `slots`: its top_k choices,
-// then the shared experts the backend stacked after the n_experts routed ones
-// (`CudaExperts::shared`, weight 1). The weights: softmax, optionally renormalized; sigmoid,
-// optionally renormalized, times the scaling factor.
+// ids[t·slots + j], w[t·slots + j] for token t and its `slots`: its top_k choices, then the
+// shared experts the backend stacked after the n_experts routed ones (`CudaExperts::shared`,
+// weight 1). The weights: softmax, optionally renormalized; sigmoid, optionally renormalized,
+// times the scaling factor. Every thread of the block calls it.
 template <typename T>
-__device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids, float* w) {
+__device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, u32* ids, float* w) {
     __shared__ RouteShared sh;
-    const i64 t = blockIdx.x;
-    if (t >= tokens) return;
     if (r.kind == ROUTE_SOFTMAX) {
         ROUTE_DISPATCH(route_softmax, T, r.n_experts, r, t, sh)
     } else {
@@ -289,7 +291,30 @@ __device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids
     }
 }
 
-// `moe_route_S`: ids and weights, `slots` a token (`moe_route`).
+// An MoE block's pre-norm, router and routing at one token, in one launch: `gemv_norm` writes
+// the router's logits (`r.logits`, n_experts rows of `w`), then the block that finishes last
+// (counted in `done`, which it sets back to 0 for the next launch) routes the token. Each
+// block's fence orders its logits before its count, and the last block's before its reads.
+// (Apart, the routing kernel between the router and the experts cost 8.9 µs a layer on an H100
+// by ablation, twentieth session: mostly the launch and the waits on either side of it.)
+template <typename T>
+__device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const T* w, int k,
+                                int split, T* logits, const RouteArgs<T>& r, int slots, u32* ids, float* wts,
+                                u32* done) {
+    gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, logits, r.n_experts, k, split);
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    route_token<T>(r, 0, slots, ids, wts);
+    if (threadIdx.x == 0) *done = 0;
+}
+
+// `moe_route_S`: ids and weights, `slots` a token, a block a token (`route_token`).
+// `gemv_norm_route_S`: the norm, the router's logits, and the one token's ids and weights.
 #define MOE_ROUTE(T, S)                                                                                    \
     extern "C" __global__ void moe_route_##S(const T* logits, const T* bias, int n_experts, int top_k,    \
                                              int kind, int n_group, int topk_group, int norm,              \
@@ -297,6 +322,14 @@ __device__ void moe_route(const RouteArgs<T>& r, int tokens, int slots, u32* ids
                                              float* w) {                                                   \
         grid_dependency();                                                                                 \
         const RouteArgs<T> r{logits, bias, n_experts, top_k, kind, n_group, topk_group, norm, scaling, method}; \
-        moe_route<T>(r, tokens, slots, ids, w);                                                            \
+        if ((int)blockIdx.x < tokens) route_token<T>(r, blockIdx.x, slots, ids, w);                        \
+    }                                                                                                      \
+    extern "C" __global__ void gemv_norm_route_##S(                                                        \
+        const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const T* w, int k, int split,    \
+        T* logits, const T* bias, int n_experts, int top_k, int kind, int n_group, int topk_group,         \
+        int norm, float scaling, int method, int slots, u32* ids, float* wts, u32* done) {                 \
+        launch_dependents();                                                                               \
+        const RouteArgs<T> r{logits, bias, n_experts, top_k, kind, n_group, topk_group, norm, scaling, method}; \
+        gemv_norm_route<T>(x, y, g, eps, sum, normed, w, k, split, logits, r, slots, ids, wts, done);      \
     }
 FOR_HALF_TYPES(MOE_ROUTE)

@@ -233,6 +233,15 @@ pub struct MoeDims {
     pub routing: Routing,
 }
 
+/// An MoE block's router as [`Backend::norm_router`] takes it: its weight, the sigmoid
+/// router's correction bias, and the experts it routes to.
+pub struct MoeRouter<'a, W: Weights + ?Sized> {
+    pub weight: &'a W::Weight,
+    pub correction_bias: Option<&'a W::Vector>,
+    pub experts: &'a W::Experts,
+    pub dims: &'a MoeDims,
+}
+
 /// Device memory as the backend sees it, for sizing the KV cache and refusing what cannot fit.
 #[derive(Clone, Copy, Debug)]
 pub struct MemInfo {
@@ -344,6 +353,26 @@ pub trait Backend: Weights {
         out: &mut Self::Buf,
     ) {
         norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
+    }
+    /// An MoE block's pre-norm and router: [`Backend::norm_linear`] with the router's weight
+    /// into `logits`. A backend may route the tokens in the same launch, into `scratch`, for the
+    /// [`Backend::moe`] call over these logits that must follow, which then does not route them
+    /// again (the CUDA one at one token: the router's last block to finish routes).
+    #[allow(clippy::too_many_arguments)]
+    fn norm_router(
+        &self,
+        x: &Self::Buf,
+        y: Option<&Self::Buf>,
+        g: &Self::Vector,
+        eps: f32,
+        rows: usize,
+        sum: &mut Self::Buf,
+        normed: &mut Self::Buf,
+        router: &MoeRouter<'_, Self>,
+        _scratch: &mut Self::MoeScratch,
+        logits: &mut Self::Buf,
+    ) {
+        self.norm_linear(x, y, g, eps, rows, sum, normed, router.weight, logits);
     }
     /// `acc[..len] += x[..len]`.
     fn add(&self, acc: &mut Self::Buf, x: &Self::Buf, len: usize);

@@ -10,8 +10,8 @@ pub mod cuda;
 pub mod host;
 
 pub use backend::{
-    AttnDims, Backend, DryRun, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, Routing,
-    RowOutput, StepMeta, StepSeq, WeightBytes, Weights,
+    AttnDims, Backend, DryRun, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, MoeRouter, RopeConfig,
+    Routing, RowOutput, StepMeta, StepSeq, WeightBytes, Weights,
 };
 pub use cpu::CpuBackend;
 pub use host::{HostDtype, HostLinear, HostTensor, Shard};

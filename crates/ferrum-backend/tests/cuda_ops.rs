@@ -24,7 +24,7 @@ mod linear;
 mod moe_ops;
 use common::{Up, W, gpu, rand_vec, tensor};
 use ferrum_backend::cuda::{CudaBackend, RouteTopk};
-use moe_ops::{expert_weights, shared_expert_fold, upload_experts};
+use moe_ops::{expert_weights, router_fused, shared_expert_fold, upload_experts};
 
 fn read<B: Backend>(be: &B, x: &B::Buf, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
@@ -713,4 +713,5 @@ fn cuda_ops_match_the_cpu_backend() {
         }
     }
     shared_expert_fold(&mut c, &mut g, &mut rng);
+    router_fused(&mut c, &mut g, &mut rng);
 }

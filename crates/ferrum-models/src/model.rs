@@ -5,7 +5,7 @@ use crate::config::ModelConfig;
 use crate::layers::DecoderLayer;
 use crate::params::{ParamLoader, Split};
 use anyhow::{Result, bail};
-use ferrum_backend::{Backend, RopeConfig, Weights};
+use ferrum_backend::{Backend, MoeRouter, RopeConfig, Weights};
 
 pub struct CausalLm<W: Weights> {
     pub cfg: ModelConfig,
@@ -20,7 +20,6 @@ pub struct CausalLm<W: Weights> {
 #[derive(Clone, Copy)]
 pub enum NormOut {
     Qkv,
-    RouterLogits,
     GateUp,
 }
 
@@ -158,19 +157,46 @@ impl<B: Backend> Workspace<B> {
             normed,
             proj,
             qkv,
-            router_logits,
             gate_up,
             ..
         } = self;
         let out = match out {
             NormOut::Qkv => qkv,
-            NormOut::RouterLogits => router_logits,
             NormOut::GateUp => gate_up,
         };
         be.norm_linear(x, add.then_some(&*proj), g, eps, t, x_next, normed, w, out);
         if add {
             self.advance();
         }
+    }
+
+    /// An MoE block's pre-norm and router ([`Backend::norm_router`]), the attention's output in
+    /// `proj` added first: the logits into `router_logits` and, where the backend routes in the
+    /// same launch, the routing into the MoE scratch for the block's `moe` call.
+    pub fn norm_router(&mut self, be: &B, g: &B::Vector, eps: f32, t: usize, r: &MoeRouter<'_, B>) {
+        let Workspace {
+            x,
+            x_next,
+            normed,
+            proj,
+            router_logits,
+            moe,
+            ..
+        } = self;
+        let scratch = moe.as_mut().expect("an MoE model has MoE scratch");
+        be.norm_router(
+            x,
+            Some(&*proj),
+            g,
+            eps,
+            t,
+            x_next,
+            normed,
+            r,
+            scratch,
+            router_logits,
+        );
+        self.advance();
     }
 
     /// Bytes of activations per token of the largest step, f32 (the profile of a forward: it

@@ -28,8 +28,8 @@ use super::step::{DeviceStep, StepPtrs, TILE_TOKENS};
 use super::tunables::Tunables;
 use super::weights::{CudaVector, CudaWeight};
 use crate::backend::{
-    AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, RopeConfig, RowOutput,
-    StepMeta, host_sample, qkv_to_cache_op_by_op,
+    AttnDims, Backend, KvDtype, KvSpec, LogitsRow, MemInfo, MoeDims, MoeRouter, RopeConfig,
+    RowOutput, StepMeta, host_sample, qkv_to_cache_op_by_op,
 };
 use crate::cpu::{Rope, RopeStyle};
 
@@ -575,6 +575,26 @@ impl Backend for CudaBackend {
             return crate::backend::norm_then_linear(self, x, y, g, eps, rows, sum, normed, w, out);
         }
         self.record(self.norm_gemv(x, y, g, eps, sum, normed, w, out));
+    }
+
+    fn norm_router(
+        &self,
+        x: &CudaBuf,
+        y: Option<&CudaBuf>,
+        g: &CudaVector,
+        eps: f32,
+        rows: usize,
+        sum: &mut CudaBuf,
+        normed: &mut CudaBuf,
+        router: &MoeRouter<'_, Self>,
+        scratch: &mut CudaMoeScratch,
+        logits: &mut CudaBuf,
+    ) {
+        if !self.router_fuses(g, rows, router.weight) {
+            return self.norm_linear(x, y, g, eps, rows, sum, normed, router.weight, logits);
+        }
+        let r = self.norm_router_fused(x, y, g, eps, sum, normed, router, scratch, logits);
+        self.record(r);
     }
 
     fn add(&self, acc: &mut CudaBuf, x: &CudaBuf, len: usize) {

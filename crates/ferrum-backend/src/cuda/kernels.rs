@@ -4,6 +4,36 @@
 /// Prepended to every file: type helpers and reductions.
 pub const PRELUDE: &str = include_str!("../../kernels/prelude.cuh");
 
+/// The headers kernel files include (`#include "name"` on a line of its own), which
+/// [`Program::source`] writes in place for NVRTC (the emulator's compiler finds them on its
+/// include path).
+const HEADERS: &[(&str, &str)] = &[("gemv.cuh", include_str!("../../kernels/gemv.cuh"))];
+
+/// `src` (the file `name`) with each `#include "h"` of [`HEADERS`] replaced by h's text, `#line`s
+/// keeping error lines pointing into the file they come from.
+fn with_headers(name: &str, src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    for (i, line) in src.lines().enumerate() {
+        let header = line
+            .strip_prefix("#include \"")
+            .and_then(|r| r.strip_suffix('"'))
+            .and_then(|h| HEADERS.iter().find(|(n, _)| *n == h));
+        match header {
+            Some((h, text)) => {
+                out.push_str(&format!(
+                    "#line 1 \"{h}\"\n{text}\n#line {} \"{name}\"\n",
+                    i + 2
+                ));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// One `.cu` file: its entry points are `{function}_{dtype}` for each function and each of
 /// [`DTYPES`]. A large file comes in parts (`IN_PART(n)` in the file, around each part's entry
 /// points), each part an NVRTC program of its own, so that they compile in parallel.
@@ -85,7 +115,7 @@ pub const FILES: &[KernelFile] = &[
     KernelFile {
         name: "moe_route",
         src: include_str!("../../kernels/moe_route.cu"),
-        parts: &[&["moe_route"]],
+        parts: &[&["moe_route", "gemv_norm_route"]],
     },
     KernelFile {
         name: "moe",
@@ -182,13 +212,15 @@ impl Program {
 
     /// The source NVRTC compiles for activations of `dtype` (one of [`DTYPES`]; the entry
     /// points instantiated for it alone, as a backend runs one dtype): the dtype's and the
-    /// part's defines, the prelude, then the file (a `#line` keeps error lines pointing into the
-    /// file).
+    /// part's defines, the prelude, then the file with its headers (`#line`s keep error lines
+    /// pointing into the file).
     pub fn source(&self, dtype: &str) -> String {
         let only = dtype.to_uppercase();
+        let name = format!("{}.cu", self.file.name);
         format!(
-            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{PRELUDE}\n#line 1 \"{}.cu\"\n{}",
-            self.part, self.file.name, self.file.src
+            "#define FERRUM_ONLY_{only}\n#define FERRUM_PART {}\n{PRELUDE}\n#line 1 \"{name}\"\n{}",
+            self.part,
+            with_headers(&name, self.file.src)
         )
     }
 
@@ -200,7 +232,20 @@ impl Program {
 
 #[cfg(test)]
 mod tests {
-    use super::FILES;
+    use super::{FILES, programs};
+
+    /// Every `#include "…"` of a kernel file is written in place by `Program::source` (NVRTC is
+    /// given no include path of ours), headers included by headers too.
+    #[test]
+    fn every_include_is_written_in_place() {
+        for p in programs() {
+            let src = p.source("bf16");
+            let left = src
+                .lines()
+                .find(|l| l.trim_start().starts_with("#include \""));
+            assert!(left.is_none(), "{}: {left:?} left for NVRTC", p.name());
+        }
+    }
 
     /// Under programmatic dependent launch (`FERRUM_CUDA_PDL`) a kernel may start before the one
     /// before it has finished: each entry point's first statement must be `grid_dependency()`,

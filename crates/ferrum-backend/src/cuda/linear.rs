@@ -45,7 +45,7 @@ impl CudaBackend {
     /// warp's share of a row stays whole scale blocks and at least one 16-byte load a lane.
     /// Qwen3-30B-A3B's o_proj (2048 rows) takes 2, its routers (128 rows) 8; layers of many
     /// rows, 1.
-    fn gemv_split(&self, w: &CudaWeight) -> usize {
+    pub(super) fn gemv_split(&self, w: &CudaWeight) -> usize {
         if !self.tune.gemv_split {
             return 1;
         }
@@ -242,16 +242,9 @@ impl CudaBackend {
         w: &CudaWeight,
         out: &mut CudaBuf,
     ) -> Result<()> {
-        use Arg::{F, I, P};
+        use Arg::{I, P};
         let split = self.gemv_split(w);
-        let input = [
-            P(self.ptr(&x.mem)),
-            P(y.map_or(0, |y| self.ptr(&y.mem))),
-            P(self.ptr(&g.mem)),
-            F(eps),
-            P(self.ptr(&sum.mem)),
-            P(self.ptr(&normed.mem)),
-        ];
+        let input = self.norm_args(x, y, g, eps, sum, normed);
         let (kernel, weight): (&str, Vec<Arg>) = match &w.data {
             WeightData::Fp8 {
                 codes, scales, bk, ..
@@ -269,11 +262,38 @@ impl CudaBackend {
         ];
         let args: Vec<Arg> = input.into_iter().chain(weight).chain(tail).collect();
         let label = || format!("norm + linear {kernel} 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
-        let cfg = LaunchConfig {
+        let cfg = Self::norm_gemv_cfg(w, split);
+        self.timed(label, || self.launch_now(kernel, cfg, &args))
+    }
+
+    /// `gemv_norm`'s first arguments: the stream, the output to add, the norm's weight and
+    /// epsilon, and where the sum and the normed stream go.
+    pub(super) fn norm_args(
+        &self,
+        x: &CudaBuf,
+        y: Option<&CudaBuf>,
+        g: &CudaVector,
+        eps: f32,
+        sum: &CudaBuf,
+        normed: &CudaBuf,
+    ) -> [Arg; 6] {
+        use Arg::{F, P};
+        [
+            P(self.ptr(&x.mem)),
+            P(y.map_or(0, |y| self.ptr(&y.mem))),
+            P(self.ptr(&g.mem)),
+            F(eps),
+            P(self.ptr(&sum.mem)),
+            P(self.ptr(&normed.mem)),
+        ]
+    }
+
+    /// `gemv_norm`'s launch over `w`: the GEMV's, with the normed row in shared memory.
+    pub(super) fn norm_gemv_cfg(w: &CudaWeight, split: usize) -> LaunchConfig {
+        LaunchConfig {
             shared_mem_bytes: 2 * w.k as u32,
             ..Self::gemv_cfg(w.rows, split)
-        };
-        self.timed(label, || self.launch_now(kernel, cfg, &args))
+        }
     }
 
     /// `out[rows][n] = x[rows][k] · W[first..first + n]ᵀ`, rows `first..first + n` of a stacked

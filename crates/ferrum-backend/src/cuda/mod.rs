@@ -7,6 +7,7 @@ mod fp8_gemm;
 pub mod kernels;
 mod linear;
 mod moe;
+mod moe_route;
 pub mod nvrtc;
 mod profile;
 mod sample;

@@ -22,7 +22,7 @@ pub(super) const MOE_GEMV_MAX_TOKENS: usize = 8;
 
 /// Tokens up to which the pairs are grouped on the device by default; above, GEMMs per expert.
 pub(super) const MOE_DEVICE_GROUPED_MAX_TOKENS: usize = 256;
-use crate::backend::{MoeDims, Routing};
+use crate::backend::MoeDims;
 
 /// The host-grouped path pads each expert's rows to a multiple of this (cuBLASLt's W8A8 GEMM
 /// runs whole 16-row groups only).
@@ -30,16 +30,6 @@ const GROUP_ROWS: usize = 16;
 
 /// Consecutive rows a warp of the per-pair expert GEMVs (`MOE_GEMV_ROWS` in moe.cu).
 const MOE_GEMV_ROWS: usize = 2;
-
-/// The most experts the routers take: 32 lanes × `ROUTE_SLOTS` registers each (`moe_route.cu`).
-const ROUTE_MAX_EXPERTS: usize = 32 * 16;
-
-/// The routing kernel's threads a block, a block a token.
-const ROUTE_THREADS: u32 = 128;
-
-/// The routers `moe_route` takes (`ROUTE_SOFTMAX`, `ROUTE_SIGMOID` in moe_route.cu).
-const ROUTE_SOFTMAX: i32 = 0;
-const ROUTE_SIGMOID: i32 = 1;
 
 /// The columns `moe_expert_pipe` copies a chunk (its KC in moe.cu).
 const PIPE_CHUNK: usize = 64;
@@ -73,8 +63,8 @@ pub struct CudaExperts {
     gate_up: WeightData,
     down: WeightData,
     /// Experts in the stack, the shared one included.
-    n: usize,
-    shared: usize,
+    pub(super) n: usize,
+    pub(super) shared: usize,
     hidden: usize,
     inter: usize,
 }
@@ -83,8 +73,8 @@ pub struct CudaExperts {
 /// outputs, activations and weighted-down inputs (`y`: the device-grouped steps' outputs in pair
 /// order, sized for those steps alone).
 pub struct CudaMoeScratch {
-    ids: CudaSlice<u32>,
-    weights: CudaSlice<f32>,
+    pub(super) ids: CudaSlice<u32>,
+    pub(super) weights: CudaSlice<f32>,
     gate_up: CudaSlice<u16>,
     act: CudaSlice<u16>,
     y: CudaSlice<u16>,
@@ -104,7 +94,11 @@ pub struct CudaMoeScratch {
     /// device-grouped steps: the tokens' hidden states or the pairs' activations).
     q: CudaSlice<u8>,
     q_scales: CudaSlice<f32>,
-    max_tokens: usize,
+    pub(super) max_tokens: usize,
+    /// Tokens the router's launch has routed for the next `moe` call (`norm_router_fused`),
+    /// and the count of its blocks done (`gemv_norm_route`: 0 between launches).
+    pub(super) routed: Option<usize>,
+    pub(super) route_done: CudaSlice<u32>,
 }
 
 impl CudaBackend {
@@ -209,6 +203,8 @@ impl CudaBackend {
             q: self.stream.alloc_zeros(q_bytes)?,
             q_scales: self.stream.alloc_zeros(q_blocks)?,
             max_tokens,
+            routed: None,
+            route_done: self.stream.alloc_zeros(1)?,
         })
     }
 
@@ -225,39 +221,10 @@ impl CudaBackend {
         out: &mut CudaBuf,
     ) -> Result<()> {
         use Arg::{I, P};
-        // a token's slots: its top_k choices, then in the per-pair path the shared expert where
-        // it is folded in (larger steps run it apart, `shared_apart`: as one more expert that
-        // every token takes it made the device-grouped steps slower, GLM-4.5-Air's 24 layers at
-        // 64 sequences 28.37 ms a step against 26.27 on an H100)
-        let per_pair = rows <= MOE_GEMV_MAX_TOKENS;
-        let (k, h) = (d.top_k + if per_pair { ex.shared } else { 0 }, ex.hidden);
-        let pairs = rows * k;
-        if rows > s.max_tokens
-            || pairs > s.ids.len()
-            || k > 32
-            || d.n_experts + ex.shared != ex.n
-            || d.n_experts > ROUTE_MAX_EXPERTS
-        {
-            bail!(
-                "moe: {rows} tokens (scratch for {} pairs), top_k {} + {} shared (at most 32), {} experts configured (at most {ROUTE_MAX_EXPERTS}), {} loaded",
-                s.ids.len(),
-                d.top_k,
-                ex.shared,
-                d.n_experts,
-                ex.n
-            );
-        }
-        let (ids, w) = (self.ptr(&s.ids), self.ptr(&s.weights));
-        // a block per token
-        let per_token = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (ROUTE_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut args = self.route_args(router_logits, correction_bias, d)?;
-        args.extend([I(rows as i32), I(k as i32), P(ids), P(w)]);
-        self.launch("moe_route", per_token, &args)?;
-        if per_pair {
+        let k = Self::route_slots(rows, ex, d, s)?;
+        let (h, pairs, w) = (ex.hidden, rows * k, self.ptr(&s.weights));
+        self.route(router_logits, correction_bias, d, rows, k, s)?;
+        if rows <= MOE_GEMV_MAX_TOKENS {
             return self.experts_per_pair(x, ex, rows, k, s, out);
         }
         // the pairs' outputs, and where pair p's lies (none: at row p)
@@ -312,56 +279,6 @@ impl CudaBackend {
         self.gemm_rows(act, rows, &ex.down, e * h, h, inter, y)?;
         let args = [P(self.ptr(&out.mem)), P(y), L((rows * h) as i64)];
         self.launch("add", Self::flat_cfg(rows * h), &args)
-    }
-
-    /// The router's arguments as `moe_route` takes them (`RouteArgs` in moe_route.cu), first.
-    fn route_args(
-        &self,
-        logits: &CudaBuf,
-        correction_bias: Option<&CudaVector>,
-        d: &MoeDims,
-    ) -> Result<Vec<Arg>> {
-        use Arg::{F, I, P};
-        // router, groups, groups kept, renormalized, scaling
-        let (kind, n_group, topk_group, norm, scaling) = match d.routing {
-            Routing::Softmax { norm_topk_prob } => (ROUTE_SOFTMAX, 1, 1, norm_topk_prob, 1.0),
-            Routing::SigmoidGroupLimited {
-                n_group,
-                topk_group,
-                norm_topk_prob,
-                routed_scaling_factor,
-            } => {
-                if n_group == 0 || n_group > 64 || !d.n_experts.is_multiple_of(n_group) {
-                    bail!(
-                        "moe: n_group {n_group} must divide {} experts (at most 64 groups)",
-                        d.n_experts
-                    );
-                }
-                (
-                    ROUTE_SIGMOID,
-                    n_group,
-                    topk_group,
-                    norm_topk_prob,
-                    routed_scaling_factor,
-                )
-            }
-        };
-        let bias = match (kind, correction_bias) {
-            (ROUTE_SIGMOID, Some(b)) => self.ptr(&b.mem),
-            _ => 0,
-        };
-        Ok(vec![
-            P(self.ptr(&logits.mem)),
-            P(bias),
-            I(d.n_experts as i32),
-            I(d.top_k as i32),
-            I(kind),
-            I(n_group as i32),
-            I(topk_group as i32),
-            I(norm as i32),
-            F(scaling),
-            I(self.tune.route_topk as i32),
-        ])
     }
 
     /// Each (token, expert) pair's SwiGLU as GEMVs that read only its expert's rows: gate/up with

@@ -76,6 +76,11 @@ pub(super) struct Tunables {
     /// at batch 1 2.98 / 2.99 ms a token against 3.16 / 3.16, GLM-4.5-Air-FP8's first 24
     /// layers 3.82 / 3.83 against 3.88 / 3.88.
     pub route_topk: RouteTopk,
+    /// At one token the MoE router's GEMV (with its pre-norm) routes the token too, its last
+    /// block to finish taking the routing (`gemv_norm_route` in moe_route.cu), one launch a
+    /// layer fewer; `FERRUM_CUDA_ROUTE_FUSED=0` runs `moe_route` after the router. Not yet
+    /// measured on a GPU.
+    pub route_fused: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -174,6 +179,7 @@ impl Tunables {
             } else {
                 RouteTopk::Rank
             },
+            route_fused: !env_is("FERRUM_CUDA_ROUTE_FUSED", "0"),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
@@ -218,6 +224,12 @@ impl CudaBackend {
     /// How the MoE routers take their top-k.
     pub fn route_topk(&self) -> RouteTopk {
         self.tune.route_topk
+    }
+
+    /// Whether a one-token MoE router's GEMV routes the token too (`FERRUM_CUDA_ROUTE_FUSED`);
+    /// the op tests check both.
+    pub fn set_route_fused(&mut self, on: bool) {
+        self.tune.route_fused = on;
     }
 
     /// Whether GEMVs of few rows take several warps a row (the default) or one

@@ -2,7 +2,7 @@
 //! into the routed ones.
 
 use ferrum_backend::cuda::CudaBackend;
-use ferrum_backend::{CpuBackend, MoeDims, Routing};
+use ferrum_backend::{CpuBackend, MoeDims, MoeRouter, Routing, Weights};
 use rand_chacha::ChaCha8Rng;
 
 use super::{compare, read};
@@ -152,4 +152,166 @@ pub fn shared_expert_fold(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut Cha
         }
     }
     g.set_moe_shared_fold(default);
+}
+
+/// A token's pre-norm, router and routing in one launch on the GPU (`norm_router`: at one token
+/// the router's last block to finish routes) against the CPU's norm, router and routed experts,
+/// and bit for bit against the GPU's router then `moe_route`. Both routers (the sigmoid one with
+/// groups, its bias and the shared expert folded) over more experts than a warp has lanes;
+/// three tokens in a row through one scratch, so that a launch whose count of finished blocks
+/// did not come back to 0 would leave the next token unrouted.
+pub fn router_fused(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rng) {
+    let inter = 64;
+    let sigmoid = Routing::SigmoidGroupLimited {
+        n_group: 4,
+        topk_group: 2,
+        norm_topk_prob: true,
+        routed_scaling_factor: 2.5,
+    };
+    let softmax = Routing::Softmax {
+        norm_topk_prob: true,
+    };
+    g.set_norm_gemv(true);
+    for (routing, n_experts, top_k, hidden, n_shared) in
+        [(softmax, 128, 8, 512, 0), (sigmoid, 96, 6, 256, 1)]
+    {
+        let d = MoeDims {
+            n_experts,
+            top_k,
+            hidden,
+            inter,
+            n_shared,
+            routing,
+        };
+        let mut gates = expert_weights(rng, n_experts + n_shared, hidden, inter, false);
+        let shared = (n_shared > 0).then(|| gates.pop().unwrap());
+        let router = W::Dense(rand_vec(rng, n_experts * hidden, 0.05));
+        let norm = rand_vec(rng, hidden, 1.5);
+        let bias = rand_vec(rng, n_experts, 0.5);
+        let tokens: Vec<[Vec<f32>; 2]> = (0..3)
+            .map(|_| [rand_vec(rng, hidden, 1.0), rand_vec(rng, hidden, 1.0)])
+            .collect();
+        let cpu = routed_tokens(
+            c,
+            &d,
+            &gates,
+            shared.as_ref(),
+            &router,
+            &norm,
+            &bias,
+            &tokens,
+        );
+        g.set_route_fused(false);
+        let apart = routed_tokens(
+            g,
+            &d,
+            &gates,
+            shared.as_ref(),
+            &router,
+            &norm,
+            &bias,
+            &tokens,
+        );
+        g.set_route_fused(true);
+        let (gw, gv) = (
+            g.upload_linear(router.host("router", n_experts, hidden))
+                .unwrap(),
+            g.upload_vector(tensor("norm", vec![hidden], &norm))
+                .unwrap(),
+        );
+        assert!(g.router_fuses(&gv, 1, &gw), "the router fuses at one token");
+        let fused = routed_tokens(
+            g,
+            &d,
+            &gates,
+            shared.as_ref(),
+            &router,
+            &norm,
+            &bias,
+            &tokens,
+        );
+        let name = format!("{n_experts} experts top {top_k}, {n_shared} shared");
+        for (t, ((a, b), f)) in cpu.iter().zip(&apart).zip(&fused).enumerate() {
+            assert!(
+                b.iter().zip(f).all(|(b, f)| b.to_bits() == f.to_bits()),
+                "norm + router + routing in one launch, {name}, token {t}: differs from the router then moe_route"
+            );
+            compare(
+                &format!("norm + router + routing in one launch, {name}, token {t}"),
+                a,
+                f,
+                3e-2,
+            );
+        }
+    }
+    g.set_norm_gemv(false);
+}
+
+/// Each token's MoE output on `be`, the tokens one at a time as a decode step runs them:
+/// `norm_router` over the stream `x` plus the attention's output `y`, then `moe` over its logits
+/// (and the shared expert's MLP where the backend left it apart).
+#[allow(clippy::too_many_arguments)]
+fn routed_tokens<B: Up>(
+    be: &mut B,
+    d: &MoeDims,
+    gates: &[[W; 3]],
+    shared: Option<&[W; 3]>,
+    router: &W,
+    norm: &[f32],
+    bias: &[f32],
+    tokens: &[[Vec<f32>; 2]],
+) -> Vec<Vec<f32>> {
+    let (h, i, n) = (d.hidden, d.inter, d.n_experts);
+    let (experts, apart) = upload_experts_shared(be, gates, shared, d);
+    let weight = be.upload_linear(router.host("router", n, h)).unwrap();
+    let bias = be.upload_vector(tensor("bias", vec![n], bias)).unwrap();
+    let g = be.upload_vector(tensor("norm", vec![h], norm)).unwrap();
+    let correction_bias = matches!(d.routing, Routing::SigmoidGroupLimited { .. }).then_some(&bias);
+    let r = MoeRouter {
+        weight: &weight,
+        correction_bias,
+        experts: &experts,
+        dims: d,
+    };
+    let mut scratch = be.moe_scratch(1, d).unwrap();
+    let (mut sum, mut normed) = (be.up(&vec![0.0; h]), be.up(&vec![0.0; h]));
+    let (mut logits, mut out) = (be.up(&vec![0.0; n]), be.up(&vec![0.0; h]));
+    tokens
+        .iter()
+        .map(|[x, y]| {
+            let (x, y) = (be.up(x), be.up(y));
+            be.norm_router(
+                &x,
+                Some(&y),
+                &g,
+                1e-6,
+                1,
+                &mut sum,
+                &mut normed,
+                &r,
+                &mut scratch,
+                &mut logits,
+            );
+            be.moe(
+                &normed,
+                1,
+                &logits,
+                correction_bias,
+                &experts,
+                d,
+                &mut scratch,
+                &mut out,
+            )
+            .unwrap();
+            if let Some((gate_up, down)) = &apart {
+                let mut gu = be.up(&vec![0.0; 2 * i]);
+                let mut act = be.up(&vec![0.0; i]);
+                let mut y = be.up(&vec![0.0; h]);
+                be.linear_swiglu(&normed, 1, gate_up, i, &mut gu, &mut act);
+                be.linear(&act, 1, down, &mut y);
+                be.add(&mut out, &y, h);
+            }
+            read(be, &out, h)
+        })
+        .collect()
 }

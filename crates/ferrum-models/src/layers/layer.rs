@@ -83,16 +83,7 @@ impl<B: Backend> DecoderLayer<B> {
         match &self.ffn {
             Ffn::Dense(mlp) => mlp.forward_normed(be, t, c.hidden_size, &self.post_norm, eps, ws),
             Ffn::Moe(moe) => {
-                let router = moe.router();
-                ws.norm_linear(
-                    be,
-                    &self.post_norm,
-                    eps,
-                    t,
-                    true,
-                    router,
-                    NormOut::RouterLogits,
-                );
+                ws.norm_router(be, &self.post_norm, eps, t, &moe.router());
                 moe.forward(be, t, ws)
             }
         }

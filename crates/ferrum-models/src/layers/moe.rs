@@ -7,7 +7,7 @@ use crate::config::MoeConfig;
 use crate::model::Workspace;
 use crate::params::{ParamLoader, Split};
 use anyhow::Result;
-use ferrum_backend::{Backend, MoeDims, Weights};
+use ferrum_backend::{Backend, MoeDims, MoeRouter, Weights};
 
 pub struct MoeBlock<W: Weights> {
     router: W::Weight,
@@ -51,9 +51,14 @@ impl<W: Weights> MoeBlock<W> {
 }
 
 impl<W: Weights> MoeBlock<W> {
-    /// The router (the layer runs it together with the norm before it).
-    pub fn router(&self) -> &W::Weight {
-        &self.router
+    /// The router, its bias and experts (the layer runs it together with the norm before it).
+    pub fn router(&self) -> MoeRouter<'_, W> {
+        MoeRouter {
+            weight: &self.router,
+            correction_bias: self.correction_bias.as_ref(),
+            experts: &self.experts,
+            dims: &self.dims,
+        }
     }
 
     /// The shared experts' MLP where the model runs it (through the workspace's `gate_up`,
@@ -65,7 +70,7 @@ impl<W: Weights> MoeBlock<W> {
 
 impl<B: Backend> MoeBlock<B> {
     /// `ws.proj = moe(ws.normed)` for t rows, the router's logits already in
-    /// `ws.router_logits`.
+    /// `ws.router_logits` (`Workspace::norm_router`: perhaps the routing too).
     pub fn forward(&self, be: &B, t: usize, ws: &mut Workspace<B>) -> Result<()> {
         let Workspace {
             normed,
