@@ -47,10 +47,11 @@ __device__ __forceinline__ void gemv_store(float* acc, T* out, int rows, int n, 
 // The one-row GEMV over an input each block first computes whole into shared memory (k values
 // of T, the launch's dynamic shared memory): `fill(xn)` writes it, the threads of the block
 // together, then out[j] = w[j] · xn as `row_dot` at DEPTH 4 sums it. Each lane's first weight
-// loads are issued before `fill`, so that its reads overlap the weights' first trip to memory.
+// loads, then `ahead()` (loads of what no kernel writes), are issued before the wait for the
+// kernel before, so that `fill`'s reads overlap their trip to memory.
 // W = e4m3 codes with `s` (bk a multiple of 16) or T; k a multiple of 16 (the host checks).
-template <typename T, typename W, typename Fill>
-__device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* out, int n, int k, int split) {
+template <typename T, typename W, typename Ahead, typename Fill>
+__device__ void gemv_staged(Ahead ahead, Fill fill, const W* w, const float* s, int bk, T* out, int n, int k, int split) {
     constexpr int V = 16 / sizeof(W), DEPTH = 4, STEP = DEPTH * 32 * V;
     DYNAMIC_SHARED(smem);
     T* xn = reinterpret_cast<T*>(smem);
@@ -73,6 +74,7 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
         }
     };
     if (j < n) load(V * lane);
+    ahead();
     wait_for_dependencies();  // the weights' first loads out; the input is the kernel before's
     fill(xn);
     __syncthreads();
@@ -103,9 +105,20 @@ __device__ void gemv_staged(Fill fill, const W* w, const float* s, int bk, T* ou
 // for Qwen3-30B-A3B's QKV; the norm in shared memory with 2-byte loads, 9.5 against 8.2. So
 // did `silu_mul` staged this way in front of the 8B's down projection: 52.2 µs against 47.1,
 // each block reading the 57 KB of gate/up, a token 6.18 against 5.92 ms.)
+#define NORM_AHEAD 2
 template <typename T, typename W>
 __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const W* w, const float* s,
                           int bk, T* out, int n, int k, int split) {
+    // the norm's weight: a thread's first NORM_AHEAD pieces of it loaded before the wait (all
+    // of it at k <= 4096; loaded after the sum of squares, it was one more memory trip)
+    uint4 g_ahead[NORM_AHEAD];
+    auto ahead = [&] {
+#pragma unroll
+        for (int p = 0; p < NORM_AHEAD; p++) {
+            const int c = threadIdx.x + p * blockDim.x;
+            if (c < k / 8) g_ahead[p] = *reinterpret_cast<const uint4*>(g + 8 * c);
+        }
+    };
     auto fill = [&](T* xn) {
         float ss = 0.f;
         const int k8 = k / 8;
@@ -125,11 +138,10 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
         }
         const float inv = rsqrtf(block_sum(ss) / k + eps);
         const int per = (k8 + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(k8, lo + per);
-#pragma unroll 4
-        for (int c = threadIdx.x; c < k8; c += blockDim.x) {
+        auto piece = [&](int c, const uint4& graw) {
             float v[8], gv[8], nv[8];
             load16_f32(xn + 8 * c, v);
-            load16_f32(g + 8 * c, gv);
+            decode16(graw, g, gv);
 #pragma unroll
             for (int e = 0; e < 8; e++) nv[e] = gv[e] * round_to<T>(v[e] * inv);
             store16(xn + 8 * c, nv);
@@ -137,7 +149,15 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
                 if (y) store16(sum + 8 * c, v);
                 store16(normed + 8 * c, nv);
             }
+        };
+#pragma unroll
+        for (int p = 0; p < NORM_AHEAD; p++) {
+            const int c = threadIdx.x + p * blockDim.x;
+            if (c < k8) piece(c, g_ahead[p]);
         }
+#pragma unroll 4
+        for (int c = threadIdx.x + NORM_AHEAD * blockDim.x; c < k8; c += blockDim.x)
+            piece(c, *reinterpret_cast<const uint4*>(g + 8 * c));
     };
-    gemv_staged<T, W>(fill, w, s, bk, out, n, k, split);
+    gemv_staged<T, W>(ahead, fill, w, s, bk, out, n, k, split);
 }

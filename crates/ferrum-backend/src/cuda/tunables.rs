@@ -81,6 +81,10 @@ pub(super) struct Tunables {
     /// layer fewer; `FERRUM_CUDA_ROUTE_FUSED=0` runs `moe_route` after the router. Not yet
     /// measured on a GPU.
     pub route_fused: bool,
+    /// The fused router's last block asks the L2 for the chosen experts' weights as it ends
+    /// (`prefetch_experts` in moe_route.cu): `FERRUM_CUDA_ROUTE_PREFETCH=1` their gate/up, `=2`
+    /// their down too; off by default. Not yet measured on a GPU.
+    pub route_prefetch: usize,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -180,6 +184,10 @@ impl Tunables {
                 RouteTopk::Rank
             },
             route_fused: !env_is("FERRUM_CUDA_ROUTE_FUSED", "0"),
+            route_prefetch: std::env::var("FERRUM_CUDA_ROUTE_PREFETCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
