@@ -207,6 +207,8 @@ bench_dense() {
     # without programmatic dependent launch (each kernel's launch, and its weight loads,
     # overlapping the one before it: the default on Hopper)
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
+    # the norm-fused GEMVs loading the norm's weight after their wait (by default before)
+    FERRUM_CUDA_NORM_EARLY=0 step bench_decode_8b_norm_late "$dev/ferrum" "${b1[@]}"
     # what each kernel costs inside the decode graph, as ablate_qwen3moe_fp8_* (8 layers, batch
     # 1, FERRUM_CUDA_SKIP; timing only): the decode attention, the rotary + cache write, silu_mul,
     # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head)
@@ -275,14 +277,12 @@ bench_moe() {
         --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_PDL=0 step bench_decode_qwen3moe_fp8_no_pdl "$dev/ferrum" "${fp8[@]}" --batch-size 1 \
         --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    # the norm-fused router loading the norm's weight after its wait (by default before)
+    FERRUM_CUDA_NORM_EARLY=0 step bench_decode_qwen3moe_fp8_norm_late "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     # the routing as its own kernel after the router (by default the router's GEMV routes too)
     FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_qwen3moe_fp8_route_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the router's last block asking the L2 for the chosen experts' gate/up (1), and down (2)
-    for p in 1 2; do
-        FERRUM_CUDA_ROUTE_PREFETCH=$p step bench_decode_qwen3moe_fp8_route_prefetch$p "$dev/ferrum" \
-            "${fp8[@]}" --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    done
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the
     # difference from `none` over 8 is their time a layer (gemv_fp8_row: QKV and o_proj, the
@@ -402,7 +402,7 @@ bench_moe() {
     FERRUM_CUDA_MOE_SHARED_FOLD=0 step ablate_glm45air_fp8_none_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     FERRUM_CUDA_ROUTE_FUSED=0 step ablate_glm45air_fp8_none_route_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_glm45air_fp8_24l_route_apart "$dev/ferrum" "${glm[@]}" "${l24[@]}"
-    FERRUM_CUDA_ROUTE_PREFETCH=1 step bench_decode_glm45air_fp8_24l_route_prefetch1 "$dev/ferrum" "${glm[@]}" "${l24[@]}"
+    FERRUM_CUDA_NORM_EARLY=0 step bench_decode_glm45air_fp8_24l_norm_late "$dev/ferrum" "${glm[@]}" "${l24[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

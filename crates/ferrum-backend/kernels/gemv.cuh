@@ -107,14 +107,16 @@ __device__ void gemv_staged(Ahead ahead, Fill fill, const W* w, const float* s, 
 // each block reading the 57 KB of gate/up, a token 6.18 against 5.92 ms.)
 #define NORM_AHEAD 2
 template <typename T, typename W>
-__device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const W* w, const float* s,
-                          int bk, T* out, int n, int k, int split) {
-    // the norm's weight: a thread's first NORM_AHEAD pieces of it loaded before the wait (all
-    // of it at k <= 4096; loaded after the sum of squares, it was one more memory trip)
+__device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, int g_early, const W* w,
+                          const float* s, int bk, T* out, int n, int k, int split) {
+    // the norm's weight (g_early): a thread's first NORM_AHEAD pieces of it loaded before the
+    // wait (all of it at k <= 4096; loaded after the sum of squares, it was one more memory trip)
     uint4 g_ahead[NORM_AHEAD];
+    const int ahead_n = g_early ? NORM_AHEAD : 0;
     auto ahead = [&] {
 #pragma unroll
         for (int p = 0; p < NORM_AHEAD; p++) {
+            if (p >= ahead_n) break;
             const int c = threadIdx.x + p * blockDim.x;
             if (c < k / 8) g_ahead[p] = *reinterpret_cast<const uint4*>(g + 8 * c);
         }
@@ -153,10 +155,10 @@ __device__ void gemv_norm(const T* x, const T* y, const T* g, float eps, T* sum,
 #pragma unroll
         for (int p = 0; p < NORM_AHEAD; p++) {
             const int c = threadIdx.x + p * blockDim.x;
-            if (c < k8) piece(c, g_ahead[p]);
+            if (p < ahead_n && c < k8) piece(c, g_ahead[p]);
         }
 #pragma unroll 4
-        for (int c = threadIdx.x + NORM_AHEAD * blockDim.x; c < k8; c += blockDim.x)
+        for (int c = threadIdx.x + ahead_n * blockDim.x; c < k8; c += blockDim.x)
             piece(c, *reinterpret_cast<const uint4*>(g + 8 * c));
     };
     gemv_staged<T, W>(ahead, fill, w, s, bk, out, n, k, split);

@@ -279,15 +279,16 @@ __device__ void quant_fp8_grouped(const T* x, const u32* src, fp8* q, float* s, 
         gemv_swiglu<T, fp8>(x, w, s, act, inter, k, bk);                                                   \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_half_##S(const T* x, const T* y, const T* g, float eps, T* sum,    \
-                                                  T* normed, const T* w, T* out, int n, int k, int split) { \
+                                                  T* normed, int g_early, const T* w, T* out, int n, int k, \
+                                                  int split) {                                             \
         launch_dependents();                                                                               \
-        gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, out, n, k, split);                      \
+        gemv_norm<T, T>(x, y, g, eps, sum, normed, g_early, w, nullptr, 16, out, n, k, split);             \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_fp8_##S(const T* x, const T* y, const T* g, float eps, T* sum,     \
-                                                 T* normed, const fp8* w, const float* s, int bk, T* out,  \
-                                                 int n, int k, int split) {                                \
+                                                 T* normed, int g_early, const fp8* w, const float* s,     \
+                                                 int bk, T* out, int n, int k, int split) {                \
         launch_dependents();                                                                               \
-        gemv_norm<T, fp8>(x, y, g, eps, sum, normed, w, s, bk, out, n, k, split);                          \
+        gemv_norm<T, fp8>(x, y, g, eps, sum, normed, g_early, w, s, bk, out, n, k, split);                 \
     }                                                                                                      \
     extern "C" __global__ void dequant_fp8_##S(const fp8* w, const float* s, T* out, i64 n, int k,         \
                                                int bk) {                                                   \

@@ -297,37 +297,11 @@ __device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, u32* ids, f
 // block's fence orders its logits before its count, and the last block's before its reads.
 // (Apart, the routing kernel between the router and the experts cost 8.9 µs a layer on an H100
 // by ablation, twentieth session: mostly the launch and the waits on either side of it.)
-// The L2 asked for `bytes` at p (a multiple of 16 at a 16-byte address), a megabyte an
-// instruction (Hopper's bulk prefetch; nothing elsewhere).
-__device__ __forceinline__ void prefetch_l2(const unsigned char* p, long long bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    for (long long o = 0; o < bytes; o += 1 << 20) {
-        const unsigned n = (unsigned)min(bytes - o, 1ll << 20);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + o), "r"(n) : "memory");
-    }
-#endif
-}
-
-// The chosen experts' weights the next kernels read, asked of the L2 while this kernel ends and
-// the next starts (the memory otherwise idle): expert e's `bytes[q]` at pf[q] + e·bytes[q], q < 2
-// (gate/up, then down; a null pointer: none). Thread j < top_k takes the token's j-th choice.
-struct ExpertPrefetch {
-    const unsigned char* pf[2];
-    long long bytes[2];
-};
-__device__ __forceinline__ void prefetch_experts(const ExpertPrefetch& x, const u32* ids, int top_k) {
-    if ((int)threadIdx.x >= top_k) return;
-    const u32 e = ids[threadIdx.x];  // this thread's own write (`route_token`)
-#pragma unroll
-    for (int q = 0; q < 2; q++)
-        if (x.pf[q]) prefetch_l2(x.pf[q] + (long long)e * x.bytes[q], x.bytes[q]);
-}
-
 template <typename T>
-__device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const T* w, int k,
-                                int split, T* logits, const RouteArgs<T>& r, int slots, u32* ids, float* wts,
-                                u32* done, const ExpertPrefetch& pf) {
-    gemv_norm<T, T>(x, y, g, eps, sum, normed, w, nullptr, 16, logits, r.n_experts, k, split);
+__device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, int g_early,
+                                const T* w, int k, int split, T* logits, const RouteArgs<T>& r, int slots, u32* ids,
+                                float* wts, u32* done) {
+    gemv_norm<T, T>(x, y, g, eps, sum, normed, g_early, w, nullptr, 16, logits, r.n_experts, k, split);
     __shared__ bool last;
     __threadfence();
     __syncthreads();
@@ -337,7 +311,6 @@ __device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T
     __threadfence();
     route_token<T>(r, 0, slots, ids, wts);
     if (threadIdx.x == 0) *done = 0;
-    prefetch_experts(pf, ids, r.top_k);
 }
 
 // `moe_route_S`: ids and weights, `slots` a token, a block a token (`route_token`).
@@ -352,13 +325,13 @@ __device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T
         if ((int)blockIdx.x < tokens) route_token<T>(r, blockIdx.x, slots, ids, w);                        \
     }                                                                                                      \
     extern "C" __global__ void gemv_norm_route_##S(                                                        \
-        const T* x, const T* y, const T* g, float eps, T* sum, T* normed, const T* w, int k, int split,    \
+        const T* x, const T* y, const T* g, float eps, T* sum, T* normed, int g_early, const T* w, int k,  \
+        int split,                                                                                         \
         T* logits, const T* bias, int n_experts, int top_k, int kind, int n_group, int topk_group,         \
-        int norm, float scaling, int method, int slots, u32* ids, float* wts, u32* done,                   \
-        const unsigned char* pf0, long long pf0_bytes, const unsigned char* pf1, long long pf1_bytes) {    \
+        int norm, float scaling, int method, int slots, u32* ids, float* wts, u32* done) {                 \
         launch_dependents();                                                                               \
         const RouteArgs<T> r{logits, bias, n_experts, top_k, kind, n_group, topk_group, norm, scaling, method}; \
-        const ExpertPrefetch pf{{pf0, pf1}, {pf0_bytes, pf1_bytes}};                                       \
-        gemv_norm_route<T>(x, y, g, eps, sum, normed, w, k, split, logits, r, slots, ids, wts, done, pf);  \
+        gemv_norm_route<T>(x, y, g, eps, sum, normed, g_early, w, k, split, logits, r, slots, ids, wts,    \
+                           done);                                                                          \
     }
 FOR_HALF_TYPES(MOE_ROUTE)

@@ -267,7 +267,8 @@ impl CudaBackend {
     }
 
     /// `gemv_norm`'s first arguments: the stream, the output to add, the norm's weight and
-    /// epsilon, and where the sum and the normed stream go.
+    /// epsilon, where the sum and the normed stream go, and whether the norm's weight loads
+    /// before the wait for the kernel before (`tune.norm_early`).
     pub(super) fn norm_args(
         &self,
         x: &CudaBuf,
@@ -276,8 +277,8 @@ impl CudaBackend {
         eps: f32,
         sum: &CudaBuf,
         normed: &CudaBuf,
-    ) -> [Arg; 6] {
-        use Arg::{F, P};
+    ) -> [Arg; 7] {
+        use Arg::{F, I, P};
         [
             P(self.ptr(&x.mem)),
             P(y.map_or(0, |y| self.ptr(&y.mem))),
@@ -285,6 +286,7 @@ impl CudaBackend {
             F(eps),
             P(self.ptr(&sum.mem)),
             P(self.ptr(&normed.mem)),
+            I(self.tune.norm_early as i32),
         ]
     }
 

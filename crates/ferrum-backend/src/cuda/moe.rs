@@ -60,13 +60,13 @@ fn grouped_rows(pairs: usize, experts: usize) -> usize {
 /// `[expert][hidden][inter]`, in the activations' half type or block-FP8; after them the block's
 /// shared expert where it is folded in (`shared`: every token takes it, weight 1).
 pub struct CudaExperts {
-    pub(super) gate_up: WeightData,
-    pub(super) down: WeightData,
+    gate_up: WeightData,
+    down: WeightData,
     /// Experts in the stack, the shared one included.
     pub(super) n: usize,
     pub(super) shared: usize,
-    pub(super) hidden: usize,
-    pub(super) inter: usize,
+    hidden: usize,
+    inter: usize,
 }
 
 /// Buffers for the largest step: ids and weights per (token, rank) pair, then each pair's gate/up

@@ -128,34 +128,11 @@ impl CudaBackend {
             P(self.ptr(&s.weights)),
             P(self.ptr(&s.route_done)),
         ]);
-        args.extend(self.expert_prefetch(r.experts));
         let label = || format!("norm + router + routing 1×{} · {}×{}ᵀ", w.k, w.rows, w.k);
         let cfg = Self::norm_gemv_cfg(w, split);
         self.timed(label, || self.launch_now("gemv_norm_route", cfg, &args))?;
         s.routed = Some(1);
         Ok(())
-    }
-
-    /// `gemv_norm_route`'s last arguments: where each expert's gate/up (and with
-    /// `tune.route_prefetch` 2 its down) weights start and their bytes, for the L2 to fetch the
-    /// chosen ones ahead (`ExpertPrefetch` in moe_route.cu); null pointers: no prefetch.
-    fn expert_prefetch(&self, ex: &CudaExperts) -> [Arg; 4] {
-        use Arg::{L, P};
-        let region = |w: &WeightData, rows: usize, k: usize, on: bool| {
-            let (ptr, size) = match w {
-                WeightData::Half(m) => (self.ptr(m), 2),
-                WeightData::Fp8 { codes, .. } => (self.ptr(codes), 1),
-            };
-            if on {
-                (ptr, (rows * k * size) as i64)
-            } else {
-                (0, 0)
-            }
-        };
-        let mode = self.tune.route_prefetch;
-        let (g, gb) = region(&ex.gate_up, 2 * ex.inter, ex.hidden, mode >= 1);
-        let (d, db) = region(&ex.down, ex.hidden, ex.inter, mode >= 2);
-        [P(g), L(gb), P(d), L(db)]
     }
 
     /// The router's arguments as `moe_route` takes them (`RouteArgs` in moe_route.cu), first.

@@ -81,10 +81,6 @@ pub(super) struct Tunables {
     /// layer fewer; `FERRUM_CUDA_ROUTE_FUSED=0` runs `moe_route` after the router. Not yet
     /// measured on a GPU.
     pub route_fused: bool,
-    /// The fused router's last block asks the L2 for the chosen experts' weights as it ends
-    /// (`prefetch_experts` in moe_route.cu): `FERRUM_CUDA_ROUTE_PREFETCH=1` their gate/up, `=2`
-    /// their down too; off by default. Not yet measured on a GPU.
-    pub route_prefetch: usize,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
     /// took 5.06 µs against 5.33, its router 1.91 against 2.23, a batch-1 token 3.52 against
@@ -108,6 +104,11 @@ pub(super) struct Tunables {
     /// GLM-4.5-Air-FP8 (24 layers) 4.41 / 4.38 against 4.49 / 4.50 (twelfth session, one
     /// machine, two rounds).
     pub norm_gemv_fp8: bool,
+    /// The norm-fused GEMVs load the norm's weight ahead of their wait for the kernel before
+    /// (`gemv_norm`); `FERRUM_CUDA_NORM_EARLY=0` after the sum of squares, one memory trip
+    /// later. On an H100 (21st session, one machine, two rounds) the 8B at batch 1 took 5.53 /
+    /// 5.53 ms against 5.60 / 5.62 for the commit before.
+    pub norm_early: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
     /// `CudaBackend::new`. Not measured on a GPU yet (`serve_8b_cold*` in gpu-check).
@@ -184,14 +185,11 @@ impl Tunables {
                 RouteTopk::Rank
             },
             route_fused: !env_is("FERRUM_CUDA_ROUTE_FUSED", "0"),
-            route_prefetch: std::env::var("FERRUM_CUDA_ROUTE_PREFETCH")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
             gemv_split: !env_is("FERRUM_CUDA_GEMV_SPLIT", "0"),
             gemv_swiglu: env_is("FERRUM_CUDA_GEMV_SWIGLU", "1"),
             norm_gemv: !env_is("FERRUM_CUDA_NORM_GEMV", "0"),
             norm_gemv_fp8: env_is("FERRUM_CUDA_NORM_GEMV", "all"),
+            norm_early: !env_is("FERRUM_CUDA_NORM_EARLY", "0"),
             compile_async: !env_is("FERRUM_CUDA_COMPILE_ASYNC", "0"),
             skip: skipped(),
         }
@@ -257,6 +255,12 @@ impl CudaBackend {
     pub fn set_norm_gemv(&mut self, on: bool) {
         self.tune.norm_gemv = on;
         self.tune.norm_gemv_fp8 = on;
+    }
+
+    /// Whether the norm-fused GEMVs load the norm's weight before their wait (the default) or
+    /// after the sum of squares (`FERRUM_CUDA_NORM_EARLY=0`); the op tests check both.
+    pub fn set_norm_early(&mut self, on: bool) {
+        self.tune.norm_early = on;
     }
 
     /// Whether prefill attention of head sizes 64 and 128 runs on the tensor cores (the default)

@@ -289,6 +289,14 @@ pub fn linear_ops(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rng)
             }
             compare(&format!("norm_linear's {op} {kind}"), &na, &nb, 2e-2);
             compare(&format!("norm_linear {kind}"), &oa, &ob, 2e-2);
+            // the norm's weight loaded after the sum of squares: the same values
+            g.set_norm_early(false);
+            let late = norm_lin(&*g, &x, yr, &gw, &w, rows, k, n);
+            g.set_norm_early(true);
+            assert!(
+                [sb, nb, ob] == late,
+                "norm_linear {kind}: the norm's weight loaded late changes the outputs"
+            );
         }
         g.set_norm_gemv(false);
         g.set_gemv_split(false);
