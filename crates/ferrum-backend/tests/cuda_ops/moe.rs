@@ -191,27 +191,18 @@ pub fn router_fused(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rn
         let tokens: Vec<[Vec<f32>; 2]> = (0..3)
             .map(|_| [rand_vec(rng, hidden, 1.0), rand_vec(rng, hidden, 1.0)])
             .collect();
-        let cpu = routed_tokens(
-            c,
-            &d,
-            &gates,
-            shared.as_ref(),
-            &router,
-            &norm,
-            &bias,
-            &tokens,
-        );
+        let case = RouterCase {
+            d: &d,
+            gates: &gates,
+            shared: shared.as_ref(),
+            router: &router,
+            norm: &norm,
+            bias: &bias,
+            tokens: &tokens,
+        };
+        let cpu = routed_tokens(c, &case);
         g.set_route_fused(false);
-        let apart = routed_tokens(
-            g,
-            &d,
-            &gates,
-            shared.as_ref(),
-            &router,
-            &norm,
-            &bias,
-            &tokens,
-        );
+        let apart = routed_tokens(g, &case);
         g.set_route_fused(true);
         let (gw, gv) = (
             g.upload_linear(router.host("router", n_experts, hidden))
@@ -220,16 +211,7 @@ pub fn router_fused(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rn
                 .unwrap(),
         );
         assert!(g.router_fuses(&gv, 1, &gw), "the router fuses at one token");
-        let fused = routed_tokens(
-            g,
-            &d,
-            &gates,
-            shared.as_ref(),
-            &router,
-            &norm,
-            &bias,
-            &tokens,
-        );
+        let fused = routed_tokens(g, &case);
         let name = format!("{n_experts} experts top {top_k}, {n_shared} shared");
         for (t, ((a, b), f)) in cpu.iter().zip(&apart).zip(&fused).enumerate() {
             assert!(
@@ -247,20 +229,31 @@ pub fn router_fused(c: &mut CpuBackend, g: &mut CudaBackend, rng: &mut ChaCha8Rn
     g.set_norm_gemv(false);
 }
 
+/// The inputs of `router_fused`'s runs: the block, its experts (and shared expert), router and
+/// norm weights, the sigmoid router's bias, and each token's stream and attention output.
+struct RouterCase<'a> {
+    d: &'a MoeDims,
+    gates: &'a [[W; 3]],
+    shared: Option<&'a [W; 3]>,
+    router: &'a W,
+    norm: &'a [f32],
+    bias: &'a [f32],
+    tokens: &'a [[Vec<f32>; 2]],
+}
+
 /// Each token's MoE output on `be`, the tokens one at a time as a decode step runs them:
 /// `norm_router` over the stream `x` plus the attention's output `y`, then `moe` over its logits
 /// (and the shared expert's MLP where the backend left it apart).
-#[allow(clippy::too_many_arguments)]
-fn routed_tokens<B: Up>(
-    be: &mut B,
-    d: &MoeDims,
-    gates: &[[W; 3]],
-    shared: Option<&[W; 3]>,
-    router: &W,
-    norm: &[f32],
-    bias: &[f32],
-    tokens: &[[Vec<f32>; 2]],
-) -> Vec<Vec<f32>> {
+fn routed_tokens<B: Up>(be: &mut B, c: &RouterCase) -> Vec<Vec<f32>> {
+    let RouterCase {
+        d,
+        gates,
+        shared,
+        router,
+        norm,
+        bias,
+        tokens,
+    } = *c;
     let (h, i, n) = (d.hidden, d.inter, d.n_experts);
     let (experts, apart) = upload_experts_shared(be, gates, shared, d);
     let weight = be.upload_linear(router.host("router", n, h)).unwrap();
