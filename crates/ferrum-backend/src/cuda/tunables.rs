@@ -78,8 +78,10 @@ pub(super) struct Tunables {
     pub route_topk: RouteTopk,
     /// At one token the MoE router's GEMV (with its pre-norm) routes the token too, its last
     /// block to finish taking the routing (`gemv_norm_route` in moe_route.cu), one launch a
-    /// layer fewer; `FERRUM_CUDA_ROUTE_FUSED=0` runs `moe_route` after the router. Not yet
-    /// measured on a GPU.
+    /// layer fewer; `FERRUM_CUDA_ROUTE_FUSED=0` runs `moe_route` after the router. On an H100
+    /// (21st session) Qwen3-30B-A3B FP8 at batch 1 took 2.97 ms against 3.03 (one machine),
+    /// 2.99 / 3.02 against 3.06 / 3.08 (another); GLM-4.5-Air-FP8's 24 layers 3.82 against
+    /// 3.82, 3.72 against 3.78.
     pub route_fused: bool,
     /// GEMVs of few rows take several warps a row (`gemv_split` in linear.rs);
     /// `FERRUM_CUDA_GEMV_SPLIT=0` takes one warp a row. On an H100 Qwen3-30B-A3B FP8's o_proj
@@ -107,7 +109,9 @@ pub(super) struct Tunables {
     /// The norm-fused GEMVs load the norm's weight ahead of their wait for the kernel before
     /// (`gemv_norm`); `FERRUM_CUDA_NORM_EARLY=0` after the sum of squares, one memory trip
     /// later. On an H100 (21st session, one machine, two rounds) the 8B at batch 1 took 5.53 /
-    /// 5.53 ms against 5.60 / 5.62 for the commit before.
+    /// 5.53 ms against 5.60 / 5.62 for the commit before; Qwen3-30B-A3B FP8 2.99 / 3.02
+    /// against 2.94 / 2.94, with the removed L2 prefetch's extra read in the router (see
+    /// docs/BENCHMARKS.md): this A/B is not measured yet.
     pub norm_early: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
