@@ -295,8 +295,9 @@ __device__ void route_token(const RouteArgs<T>& r, i64 t, int slots, u32* ids, f
 // the router's logits (`r.logits`, n_experts rows of `w`), then the block that finishes last
 // (counted in `done`, which it sets back to 0 for the next launch) routes the token. Each
 // block's fence orders its logits before its count, and the last block's before its reads.
-// (Apart, the routing kernel between the router and the experts cost 8.9 µs a layer on an H100
-// by ablation, twentieth session: mostly the launch and the waits on either side of it.)
+// (On an H100, 21st session, this saved about 1.2 µs of the 8.9 µs a layer the routing kernel
+// cost by ablation: Qwen3-30B-A3B FP8 2.97 against 3.03 ms a token. The rest is the routing's
+// own chain of memory trips, which this tail pays as the kernel did.)
 template <typename T>
 __device__ void gemv_norm_route(const T* x, const T* y, const T* g, float eps, T* sum, T* normed, int g_early,
                                 const T* w, int k, int split, T* logits, const RouteArgs<T>& r, int slots, u32* ids,
