@@ -165,47 +165,68 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 // keys used (`slices_used` of `slice_keys(keys, splits, unit, min_keys)`, as the split kernel
 // took them); a slice that saw no key (l = 0) weighs nothing. `direct`: the split kernel wrote
 // the output of a token whose keys filled one slice (the per-group one), nothing to merge.
-// Block (t, h): the slices' weights e^(m_s - M) first, one thread a slice, into shared memory (at
-// most MERGE_MAX_SPLITS; the host checks), then each output dimension's sum over them with loads
-// that wait on nothing (a loop deciding each slice on its own loaded sum waited on one memory
-// round trip a slice).
+// One warp a head (`merge_head`), ATTN_WARPS heads a block.
 #define MERGE_MAX_SPLITS 1024
+
+// One (token, head)'s merge by one warp, from its slices' partials `p` (`used` of them, `stride`
+// floats apart): every slice's max and sum loaded at once (lanes over the slices) into
+// `scratch` (2 · used floats), their weights e^(m_s - M) and the total, then each output
+// dimension's sum over the slices in slice order (lanes over the dimensions), loads that wait on
+// nothing. The split kernels' `attention_merge` and the per-group kernel's last slice both take
+// it, so a merge gives the same bits in either. The partials are other blocks' writes: loaded
+// from L2 (`__ldcg`), past this multiprocessor's L1. Head sizes up to 32 · PER_LANE.
+template <typename T, int PER_LANE>
+__device__ void merge_head(const float* p, int stride, int used, int head_dim, float* scratch, T* orow) {
+    const int lane = threadIdx.x & 31;
+    float* ms = scratch;
+    float* ls = scratch + used;
+    float big = NEG_INF;
+    for (int s = lane; s < used; s += 32) {
+        const float m = __ldcg(p + (i64)s * stride), l = __ldcg(p + (i64)s * stride + 1);
+        ms[s] = m;
+        ls[s] = l;
+        if (l > 0.f) big = fmaxf(big, m);
+    }
+    big = warp_max(big);
+    float total = 0.f;
+    for (int s = lane; s < used; s += 32) {
+        const float l = ls[s], w = l > 0.f ? __expf(ms[s] - big) : 0.f;
+        ms[s] = w;
+        total += l * w;
+    }
+    total = warp_sum(total);
+    __syncwarp();  // every weight in `scratch`
+    float v[PER_LANE];
+#pragma unroll
+    for (int i = 0; i < PER_LANE; i++) v[i] = 0.f;
+#pragma unroll 4
+    for (int s = 0; s < used; s++) {
+        const float w = ms[s];
+        const float* o = p + (i64)s * stride + 2;
+#pragma unroll
+        for (int i = 0; i < PER_LANE; i++)
+            if (lane + 32 * i < head_dim) v[i] += w * __ldcg(o + lane + 32 * i);
+    }
+#pragma unroll
+    for (int i = 0; i < PER_LANE; i++)
+        if (lane + 32 * i < head_dim) orow[lane + 32 * i] = from_f32<T>(v[i] / total);
+    __syncwarp();  // `scratch` read before the warp's next head writes it
+}
+
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
                                 int splits, int unit, int min_keys, int direct) {
-    __shared__ float wgt[MERGE_MAX_SPLITS];
-    __shared__ float red[32];
+    __shared__ float scratch[ATTN_WARPS][2 * MERGE_MAX_SPLITS];
     const i64 t = blockIdx.x;
-    const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warp = threadIdx.x >> 5, h = blockIdx.y * ATTN_WARPS + warp;
     const int stride = 2 + head_dim;
-    const float* p = part + (t * n_heads + h) * splits * (i64)stride;
     const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
     // the step's metadata read; the partials (or, direct, the output) are the kernel before's:
     // every block waits for it, so that this kernel ends after it
     wait_for_dependencies();
-    if (direct && used == 1) return;
-    float big = NEG_INF;
-    for (int s = threadIdx.x; s < used; s += blockDim.x)
-        if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
-    big = warp_max(big);
-    if (lane == 0) red[warp] = big;
-    __syncthreads();
-    big = NEG_INF;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
-    float total = 0.f;
-    for (int s = threadIdx.x; s < used; s += blockDim.x) {
-        const float l = p[s * stride + 1];
-        wgt[s] = l > 0.f ? __expf(p[s * stride] - big) : 0.f;
-        total += l * wgt[s];
-    }
-    total = block_sum(total);  // its barriers also publish wgt
-    T* orow = out + (t * n_heads + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float v = 0.f;
-#pragma unroll 4
-        for (int s = 0; s < used; s++) v += wgt[s] * p[s * stride + 2 + d];
-        orow[d] = from_f32<T>(v / total);
-    }
+    if (direct && used == 1 || h >= n_heads) return;
+    merge_head<T, ATTN_PER_LANE>(part + (t * n_heads + h) * splits * (i64)stride, stride, used, head_dim,
+                                 scratch[warp], out + (t * n_heads + h) * head_dim);
 }
 
 // Prefill (any step with a sequence of two or more query tokens): paged attention tiled so
@@ -361,10 +382,13 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
 // `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
+// The most slices the per-group kernel merges itself (`done` non-null; the host checks): what
+// a warp's tiles hold as the merge's scratch at head size 64.
+#define MERGE_FUSED_MAX_SPLITS 512
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
-                                      int n_heads, int n_kv_heads, int block_size, float scale,
+                                      u32* done, int n_heads, int n_kv_heads, int block_size, float scale,
                                       float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
@@ -560,6 +584,26 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             out[(t * n_heads + h) * D + d] = from_f32<T>(acc / sum);
         }
     }
+    if (!part || !done) return;
+    // the merge in the token's slice that finishes last (counted in `done`, a count a (token, kv
+    // head), which it sets back to 0 for the next launch), instead of a kernel of its own: each
+    // block's fence orders its partials before its count, and the last block's before its reads.
+    // Its warps take the group's heads, each warp's tiles its scratch.
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    u32* count = done + t * n_kv_heads + kvh;
+    if (threadIdx.x == 0) last = atomicAdd(count, 1u) == (u32)used - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    static_assert(sizeof(Warp) >= 2 * MERGE_FUSED_MAX_SPLITS * sizeof(float), "a warp's scratch holds the slices");
+    for (int g = warp; g < group; g += ATTN_WARPS) {
+        const i64 h = (i64)kvh * group + g;
+        merge_head<T, D / 32>(part + (t * n_heads + h) * gridDim.z * (2 + D), 2 + D, used, D,
+                              reinterpret_cast<float*>(&ws), out + (t * n_heads + h) * D);
+    }
+    if (threadIdx.x == 0) *count = 0;
 }
 
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
@@ -612,11 +656,13 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
-                                            int n_heads, int n_kv_heads, int head_dim, int block_size,     \
-                                            float scale, float k_scale, float v_scale, int min_keys) {     \
+                                            u32* done, int n_heads, int n_kv_heads, int head_dim,          \
+                                            int block_size, float scale, float k_scale, float v_scale,     \
+                                            int min_keys) {                                                \
         launch_dependents();                                                                               \
-        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
-                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
+        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, done,      \
+                                       n_heads, n_kv_heads, block_size, scale, k_scale, v_scale,           \
+                                       min_keys);                                                          \
     }
 #else
 #define ATTENTION_GROUP(T, C, NAME, D)

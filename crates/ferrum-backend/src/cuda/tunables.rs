@@ -31,6 +31,10 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
+    /// The per-group split kernel's slices merged by the token's last slice to finish
+    /// (`paged_attention_group`'s tail), no `attention_merge` launch after it;
+    /// `FERRUM_CUDA_ATTN_MERGE_FUSED=0` launches the merge. Not measured yet.
+    pub attn_merge_fused: bool,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -170,6 +174,7 @@ impl Tunables {
                 sm_count
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
+            attn_merge_fused: !env_is("FERRUM_CUDA_ATTN_MERGE_FUSED", "0"),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -234,6 +239,12 @@ impl CudaBackend {
     /// How the MoE routers take their top-k.
     pub fn route_topk(&self) -> RouteTopk {
         self.tune.route_topk
+    }
+
+    /// Whether the per-group split decode kernel merges its slices itself
+    /// (`FERRUM_CUDA_ATTN_MERGE_FUSED`); the op tests check both.
+    pub fn set_attn_merge_fused(&mut self, on: bool) {
+        self.tune.attn_merge_fused = on;
     }
 
     /// Whether a one-token MoE router's GEMV routes the token too (`FERRUM_CUDA_ROUTE_FUSED`);
