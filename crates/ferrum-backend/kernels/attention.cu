@@ -165,68 +165,105 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 // keys used (`slices_used` of `slice_keys(keys, splits, unit, min_keys)`, as the split kernel
 // took them); a slice that saw no key (l = 0) weighs nothing. `direct`: the split kernel wrote
 // the output of a token whose keys filled one slice (the per-group one), nothing to merge.
-// One warp a head (`merge_head`), ATTN_WARPS heads a block.
+// Block (t, h): the slices' weights e^(m_s - M) first, one thread a slice, into shared memory (at
+// most MERGE_MAX_SPLITS; the host checks), then each output dimension's sum over them with loads
+// that wait on nothing (a loop deciding each slice on its own loaded sum waited on one memory
+// round trip a slice). Both sums run in slice order, one thread each (`merge_weight`,
+// `merge_add`), as in the per-group kernel's own merge (`merge_group`): the same bits.
 #define MERGE_MAX_SPLITS 1024
-
-// One (token, head)'s merge by one warp, from its slices' partials `p` (`used` of them, `stride`
-// floats apart): every slice's max and sum loaded at once (lanes over the slices) into
-// `scratch` (2 · used floats), their weights e^(m_s - M) and the total, then each output
-// dimension's sum over the slices in slice order (lanes over the dimensions), loads that wait on
-// nothing. The split kernels' `attention_merge` and the per-group kernel's last slice both take
-// it, so a merge gives the same bits in either. The partials are other blocks' writes: loaded
-// from L2 (`__ldcg`), past this multiprocessor's L1. Head sizes up to 32 · PER_LANE.
-template <typename T, int PER_LANE>
-__device__ void merge_head(const float* p, int stride, int used, int head_dim, float* scratch, T* orow) {
-    const int lane = threadIdx.x & 31;
-    float* ms = scratch;
-    float* ls = scratch + used;
-    float big = NEG_INF;
-    for (int s = lane; s < used; s += 32) {
-        const float m = __ldcg(p + (i64)s * stride), l = __ldcg(p + (i64)s * stride + 1);
-        ms[s] = m;
-        ls[s] = l;
-        if (l > 0.f) big = fmaxf(big, m);
-    }
-    big = warp_max(big);
-    float total = 0.f;
-    for (int s = lane; s < used; s += 32) {
-        const float l = ls[s], w = l > 0.f ? __expf(ms[s] - big) : 0.f;
-        ms[s] = w;
-        total += l * w;
-    }
-    total = warp_sum(total);
-    __syncwarp();  // every weight in `scratch`
-    float v[PER_LANE];
-#pragma unroll
-    for (int i = 0; i < PER_LANE; i++) v[i] = 0.f;
-#pragma unroll 4
-    for (int s = 0; s < used; s++) {
-        const float w = ms[s];
-        const float* o = p + (i64)s * stride + 2;
-#pragma unroll
-        for (int i = 0; i < PER_LANE; i++)
-            if (lane + 32 * i < head_dim) v[i] += w * __ldcg(o + lane + 32 * i);
-    }
-#pragma unroll
-    for (int i = 0; i < PER_LANE; i++)
-        if (lane + 32 * i < head_dim) orow[lane + 32 * i] = from_f32<T>(v[i] / total);
-    __syncwarp();  // `scratch` read before the warp's next head writes it
-}
+__device__ __forceinline__ float merge_weight(float m, float l, float big) { return l > 0.f ? __expf(m - big) : 0.f; }
+__device__ __forceinline__ float merge_add(float acc, float w, float x) { return fmaf(w, x, acc); }
 
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
                                 int splits, int unit, int min_keys, int direct) {
-    __shared__ float scratch[ATTN_WARPS][2 * MERGE_MAX_SPLITS];
+    __shared__ float wgt[MERGE_MAX_SPLITS], lsum[MERGE_MAX_SPLITS];
+    __shared__ float red[32];
     const i64 t = blockIdx.x;
-    const int warp = threadIdx.x >> 5, h = blockIdx.y * ATTN_WARPS + warp;
+    const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int stride = 2 + head_dim;
+    const float* p = part + (t * n_heads + h) * splits * (i64)stride;
     const int all = tok_keys[t], used = slices_used(all, slice_keys(all, splits, unit, min_keys));
     // the step's metadata read; the partials (or, direct, the output) are the kernel before's:
     // every block waits for it, so that this kernel ends after it
     wait_for_dependencies();
-    if (direct && used == 1 || h >= n_heads) return;
-    merge_head<T, ATTN_PER_LANE>(part + (t * n_heads + h) * splits * (i64)stride, stride, used, head_dim,
-                                 scratch[warp], out + (t * n_heads + h) * head_dim);
+    if (direct && used == 1) return;
+    float big = NEG_INF;
+    for (int s = threadIdx.x; s < used; s += blockDim.x)
+        if (p[s * stride + 1] > 0.f) big = fmaxf(big, p[s * stride]);
+    big = warp_max(big);
+    if (lane == 0) red[warp] = big;
+    __syncthreads();
+    big = NEG_INF;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
+    for (int s = threadIdx.x; s < used; s += blockDim.x) {
+        lsum[s] = p[s * stride + 1];
+        wgt[s] = merge_weight(p[s * stride], lsum[s], big);
+    }
+    __syncthreads();
+    float total = 0.f;
+    for (int s = 0; s < used; s++) total = merge_add(total, wgt[s], lsum[s]);
+    T* orow = out + (t * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float v = 0.f;
+#pragma unroll 4
+        for (int s = 0; s < used; s++) v = merge_add(v, wgt[s], p[s * stride + 2 + d]);
+        orow[d] = from_f32<T>(v / total);
+    }
+}
+
+// `attention_merge` for the `group` heads [h0, h0 + group) of token t at once, by the whole
+// block, D-wide heads (group ≤ 16), `scratch` 2 · group · used floats of shared memory: every
+// slice's max and sum loaded at once (a thread a (head, slice)), each head's weights and total
+// by a thread of its own, then each thread's (head, dim) outputs summed slice by slice, all of
+// their loads of a slice in flight together. The partials are other blocks' writes, read past
+// this multiprocessor's L1 (`__ldcg`).
+template <typename T, int D>
+__device__ void merge_group(const float* part, T* out, i64 t, int n_heads, int h0, int group, int splits, int used,
+                            float* scratch) {
+    constexpr int STRIDE = 2 + D, PER_T = 16 * D / (ATTN_WARPS * 32);  // outputs a thread, at most
+    const float* p = part + (t * n_heads + h0) * splits * (i64)STRIDE;
+    float* ws = scratch;                 // [group][used]: each slice's max, then its weight
+    float* ls = scratch + group * used;  // [group][used]: each slice's sum
+    __shared__ float total[16];
+    const int pairs = group * used;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+        const float* ps = p + ((i64)(i / used) * splits + i % used) * STRIDE;
+        ws[i] = __ldcg(ps);
+        ls[i] = __ldcg(ps + 1);
+    }
+    __syncthreads();
+    if ((int)threadIdx.x < group) {
+        float* w = ws + threadIdx.x * used;
+        const float* l = ls + threadIdx.x * used;
+        float big = NEG_INF;
+        for (int s = 0; s < used; s++)
+            if (l[s] > 0.f) big = fmaxf(big, w[s]);
+        float sum = 0.f;
+        for (int s = 0; s < used; s++) {
+            w[s] = merge_weight(w[s], l[s], big);
+            sum = merge_add(sum, w[s], l[s]);
+        }
+        total[threadIdx.x] = sum;
+    }
+    __syncthreads();
+    float v[PER_T];
+#pragma unroll
+    for (int j = 0; j < PER_T; j++) v[j] = 0.f;
+#pragma unroll 2
+    for (int s = 0; s < used; s++) {
+#pragma unroll
+        for (int j = 0; j < PER_T; j++) {
+            const int e = threadIdx.x + j * ATTN_WARPS * 32, g = e / D;
+            if (g < group) v[j] = merge_add(v[j], ws[g * used + s], __ldcg(p + ((i64)g * splits + s) * STRIDE + 2 + e % D));
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < PER_T; j++) {
+        const int e = threadIdx.x + j * ATTN_WARPS * 32, g = e / D;
+        if (g < group) out[(t * n_heads + h0 + g) * D + e % D] = from_f32<T>(v[j] / total[g]);
+    }
 }
 
 // Prefill (any step with a sequence of two or more query tokens): paged attention tiled so
@@ -382,9 +419,9 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
 // `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
-// The most slices the per-group kernel merges itself (`done` non-null; the host checks): what
-// a warp's tiles hold as the merge's scratch at head size 64.
-#define MERGE_FUSED_MAX_SPLITS 512
+// The most (head, slice) pairs of a token's kv head that the per-group kernel merges itself
+// (`done` non-null; the host checks), two floats each in its warps' tiles.
+#define MERGE_FUSED_MAX_PAIRS 3072
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
@@ -588,7 +625,7 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     // the merge in the token's slice that finishes last (counted in `done`, a count a (token, kv
     // head), which it sets back to 0 for the next launch), instead of a kernel of its own: each
     // block's fence orders its partials before its count, and the last block's before its reads.
-    // Its warps take the group's heads, each warp's tiles its scratch.
+    // The warps' tiles are its scratch (the host checks that 2 · group · slices floats fit).
     __shared__ bool last;
     __threadfence();
     __syncthreads();
@@ -597,12 +634,8 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     __syncthreads();
     if (!last) return;
     __threadfence();
-    static_assert(sizeof(Warp) >= 2 * MERGE_FUSED_MAX_SPLITS * sizeof(float), "a warp's scratch holds the slices");
-    for (int g = warp; g < group; g += ATTN_WARPS) {
-        const i64 h = (i64)kvh * group + g;
-        merge_head<T, D / 32>(part + (t * n_heads + h) * gridDim.z * (2 + D), 2 + D, used, D,
-                              reinterpret_cast<float*>(&ws), out + (t * n_heads + h) * D);
-    }
+    static_assert(sizeof(wsm) >= 2 * MERGE_FUSED_MAX_PAIRS * sizeof(float), "the tiles hold the merge's scratch");
+    merge_group<T, D>(part, out, t, n_heads, kvh * group, group, gridDim.z, used, reinterpret_cast<float*>(wsm));
     if (threadIdx.x == 0) *count = 0;
 }
 

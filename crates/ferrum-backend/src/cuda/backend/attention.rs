@@ -65,9 +65,9 @@ fn flash_smem_bytes(head_dim: usize, fp8: bool) -> usize {
 /// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
 const MERGE_MAX_SPLITS: usize = 1024;
 
-/// The most slices the per-group kernel merges itself (`MERGE_FUSED_MAX_SPLITS` in
-/// attention.cu); more take `attention_merge`.
-const MERGE_FUSED_MAX_SPLITS: usize = 512;
+/// The most (head, slice) pairs of a token's kv head that the per-group kernel merges itself
+/// (`MERGE_FUSED_MAX_PAIRS` in attention.cu); more take `attention_merge`.
+const MERGE_FUSED_MAX_PAIRS: usize = 3072;
 
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
@@ -167,7 +167,8 @@ impl CudaBackend {
             };
             // the slices merged by the kernel's last one for each (token, kv head), or by
             // `attention_merge` after it
-            let fused = part != 0 && self.tune.attn_merge_fused && splits <= MERGE_FUSED_MAX_SPLITS;
+            let fused =
+                part != 0 && self.tune.attn_merge_fused && group * splits <= MERGE_FUSED_MAX_PAIRS;
             let done = if fused { self.attn_counts(blocks)? } else { 0 };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
@@ -269,9 +270,8 @@ impl CudaBackend {
             I(slicing.min_keys as i32),
             I(slicing.direct as i32),
         ];
-        // a warp a head (`merge_head`), four a block
         let cfg = LaunchConfig {
-            grid_dim: (self.step.n_tokens as u32, heads.div_ceil(4) as u32, 1),
+            grid_dim: (self.step.n_tokens as u32, heads as u32, 1),
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
