@@ -212,6 +212,10 @@ bench_dense() {
     # the split decode attention's slices merged by attention_merge after it (by default the
     # token's last slice merges them)
     FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_8b_merge_apart "$dev/ferrum" "${b1[@]}"
+    # slices of at least 128 or 256 keys (by default 64): fewer to merge, longer each
+    for n in 128 256; do
+        FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_8b_slice$n "$dev/ferrum" "${b1[@]}"
+    done
     # what each kernel costs inside the decode graph, as ablate_qwen3moe_fp8_* (8 layers, batch
     # 1, FERRUM_CUDA_SKIP; timing only): the decode attention, the rotary + cache write, silu_mul,
     # the one-row GEMVs after them (o_proj, down; gemv_half_row also the LM head)
@@ -291,6 +295,13 @@ bench_moe() {
     FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_qwen3moe_fp8_merge_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
     FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_qwen3moe_fp8_8k_merge_apart "$dev/ferrum" "${fp8[@]}" \
+        --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
+    # slices of at least 128 or 256 keys (by default 64): fewer to merge, longer each
+    for n in 128 256; do
+        FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_qwen3moe_fp8_slice$n "$dev/ferrum" "${fp8[@]}" \
+            --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
+    done
+    FERRUM_CUDA_GROUP_SLICE_KEYS=256 step bench_decode_qwen3moe_fp8_8k_slice256 "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
     # what each kernel costs inside the decode graph: the model cut to 8 layers, batch 1, run
     # without some kernels (FERRUM_CUDA_SKIP: timing only, the outputs are wrong); the

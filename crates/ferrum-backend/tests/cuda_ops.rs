@@ -375,6 +375,11 @@ fn cuda_ops_match_the_cpu_backend() {
                         .all(|(b, a)| b.to_bits() == a.to_bits()),
                     "{name}: the split kernel's own merge differs from attention_merge's"
                 );
+                // fewer, longer slices (at least 144 keys: nine tiles, odd per warp)
+                g.set_group_slice_keys(144);
+                let long = attn(&mut g, &fill, &meta, blocks, kv, &q, &dims, fp8);
+                g.set_group_slice_keys(64);
+                compare(&format!("{name}, slices of 144 keys"), &a, &long, 2e-2);
             }
         }
         g.set_mma_attention(true);

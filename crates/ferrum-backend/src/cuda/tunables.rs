@@ -35,6 +35,11 @@ pub(super) struct Tunables {
     /// (`paged_attention_group`'s tail), no `attention_merge` launch after it;
     /// `FERRUM_CUDA_ATTN_MERGE_FUSED=0` launches the merge. Not measured yet.
     pub attn_merge_fused: bool,
+    /// The fewest keys a slice of the per-group split decode takes: 64 by default, a 16-key
+    /// tile for each of a block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu);
+    /// `FERRUM_CUDA_GROUP_SLICE_KEYS=N` (a multiple of 16) for the A/B: fewer, longer slices
+    /// leave a short context fewer slices to merge, each warp more tiles in turn.
+    pub group_slice_keys: usize,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
     /// compare the paths.
@@ -175,6 +180,11 @@ impl Tunables {
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
             attn_merge_fused: !env_is("FERRUM_CUDA_ATTN_MERGE_FUSED", "0"),
+            group_slice_keys: std::env::var("FERRUM_CUDA_GROUP_SLICE_KEYS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n >= 16 && n.is_multiple_of(16))
+                .unwrap_or(64),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -245,6 +255,16 @@ impl CudaBackend {
     /// (`FERRUM_CUDA_ATTN_MERGE_FUSED`); the op tests check both.
     pub fn set_attn_merge_fused(&mut self, on: bool) {
         self.tune.attn_merge_fused = on;
+    }
+
+    /// The fewest keys a slice of the per-group split decode takes (a multiple of 16;
+    /// `FERRUM_CUDA_GROUP_SLICE_KEYS`); the op tests check another.
+    pub fn set_group_slice_keys(&mut self, keys: usize) {
+        assert!(
+            keys >= 16 && keys.is_multiple_of(16),
+            "slices of whole 16-key tiles, not {keys}"
+        );
+        self.tune.group_slice_keys = keys;
     }
 
     /// Whether a one-token MoE router's GEMV routes the token too (`FERRUM_CUDA_ROUTE_FUSED`);

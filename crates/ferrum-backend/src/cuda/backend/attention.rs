@@ -9,10 +9,6 @@ use super::Arg::{F, I, P};
 use super::{CudaBackend, CudaBuf, CudaKv, CudaRope, CudaVector, TILE_TOKENS};
 use crate::backend::AttnDims;
 
-/// The fewest keys a slice of the per-group split-KV decode takes: a 16-key tile for each of its
-/// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
-const GROUP_SLICE_KEYS: usize = 64;
-
 /// The per-head split-KV decode cuts the step's longest context into slices of at least this
 /// many keys ([`CudaBackend::kv_splits`]).
 const HEAD_SLICE_KEYS: usize = 512;
@@ -27,13 +23,6 @@ struct Slicing {
     /// The split kernel writes the output of a token whose keys fill one slice itself.
     direct: bool,
 }
-
-/// The per-group kernel's slices: whole 16-key tiles (`GQ_KEYS` in attention.cu).
-const GROUP_SLICING: Slicing = Slicing {
-    unit: 16,
-    min_keys: GROUP_SLICE_KEYS,
-    direct: true,
-};
 
 /// The per-head split kernel's slices: equal shares of each token's keys, every slice used (as
 /// before the per-group kernel's slicing; whether fewer, longer slices would serve a graph's
@@ -173,7 +162,8 @@ impl CudaBackend {
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
             args.insert(8, P(done));
-            args.push(I(GROUP_SLICING.min_keys as i32));
+            let slicing = self.group_slicing();
+            args.push(I(slicing.min_keys as i32));
             let grouped = LaunchConfig {
                 grid_dim: (tokens as u32, d.n_kv_heads as u32, splits as u32),
                 ..cfg(1)
@@ -188,7 +178,7 @@ impl CudaBackend {
             };
             self.launch(name, grouped, &args)?;
             return if splits > 1 && !fused {
-                self.attention_merge(part, out, heads, d.head_dim, splits, &GROUP_SLICING)
+                self.attention_merge(part, out, heads, d.head_dim, splits, &slicing)
             } else {
                 Ok(())
             };
@@ -337,8 +327,18 @@ impl CudaBackend {
         self.launch(name, cfg, &args)
     }
 
+    /// The per-group kernel's slices: whole 16-key tiles (`GQ_KEYS` in attention.cu), at least
+    /// `tune.group_slice_keys` keys each.
+    fn group_slicing(&self) -> Slicing {
+        Slicing {
+            unit: 16,
+            min_keys: self.tune.group_slice_keys,
+            direct: true,
+        }
+    }
+
     /// Slices of the keys for the per-group decode kernel at `blocks` (token, kv head) blocks:
-    /// enough for two waves of the GPU's multiprocessors, at least [`GROUP_SLICE_KEYS`] keys
+    /// enough for two waves of the GPU's multiprocessors, at least `tune.group_slice_keys` keys
     /// (a tile for each of a block's warps) each; 1 at two waves or more.
     fn group_splits(&self, blocks: usize) -> usize {
         let waves = 2 * self.sm_count;
@@ -347,7 +347,7 @@ impl CudaBackend {
         }
         waves
             .div_ceil(blocks)
-            .min(self.step.max_keys.div_ceil(GROUP_SLICE_KEYS))
+            .min(self.step.max_keys.div_ceil(self.tune.group_slice_keys))
             .max(1)
     }
 
