@@ -256,7 +256,8 @@ __device__ void merge_group(const float* part, T* out, i64 t, int n_heads, int h
 #pragma unroll
         for (int j = 0; j < PER_T; j++) {
             const int e = threadIdx.x + j * ATTN_WARPS * 32, g = e / D;
-            if (g < group) v[j] = merge_add(v[j], ws[g * used + s], __ldcg(p + ((i64)g * splits + s) * STRIDE + 2 + e % D));
+            const float* o = p + ((i64)g * splits + s) * STRIDE + 2;
+            if (g < group) v[j] = merge_add(v[j], ws[g * used + s], __ldcg(o + e % D));
         }
     }
 #pragma unroll
