@@ -209,9 +209,6 @@ bench_dense() {
     FERRUM_CUDA_PDL=0 step bench_decode_8b_no_pdl "$dev/ferrum" "${b1[@]}"
     # the norm-fused GEMVs loading the norm's weight after their wait (by default before)
     FERRUM_CUDA_NORM_EARLY=0 step bench_decode_8b_norm_late "$dev/ferrum" "${b1[@]}"
-    # the split decode attention's slices merged by attention_merge after it (by default the
-    # token's last slice merges them)
-    FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_8b_merge_apart "$dev/ferrum" "${b1[@]}"
     # slices of at least 128 or 256 keys (by default 64): fewer to merge, longer each
     for n in 128 256; do
         FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_8b_slice$n "$dev/ferrum" "${b1[@]}"
@@ -290,12 +287,6 @@ bench_moe() {
     # the routing as its own kernel after the router (by default the router's GEMV routes too)
     FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_qwen3moe_fp8_route_apart "$dev/ferrum" "${fp8[@]}" \
         --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    # the split decode attention's slices merged by attention_merge after it (by default the
-    # token's last slice merges them); at 1 and at 8000 tokens of context
-    FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_qwen3moe_fp8_merge_apart "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 1 --output-len 128 --num-iters 3 --num-iters-warmup 1
-    FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_qwen3moe_fp8_8k_merge_apart "$dev/ferrum" "${fp8[@]}" \
-        --batch-size 1 --input-len 8000 --output-len 128 --num-iters 2 --num-iters-warmup 1
     # slices of at least 128 or 256 keys (by default 64): fewer to merge, longer each
     for n in 128 256; do
         FERRUM_CUDA_GROUP_SLICE_KEYS=$n step bench_decode_qwen3moe_fp8_slice$n "$dev/ferrum" "${fp8[@]}" \
@@ -423,8 +414,6 @@ bench_moe() {
     FERRUM_CUDA_ROUTE_FUSED=0 step ablate_glm45air_fp8_none_route_apart "$dev/ferrum" "${glm[@]}" "${glm8[@]}"
     FERRUM_CUDA_ROUTE_FUSED=0 step bench_decode_glm45air_fp8_24l_route_apart "$dev/ferrum" "${glm[@]}" "${l24[@]}"
     FERRUM_CUDA_NORM_EARLY=0 step bench_decode_glm45air_fp8_24l_norm_late "$dev/ferrum" "${glm[@]}" "${l24[@]}"
-    FERRUM_CUDA_ATTN_MERGE_FUSED=0 step bench_decode_glm45air_fp8_24l_merge_apart "$dev/ferrum" "${glm[@]}" \
-        "${l24[@]}"
     step ncu_decode_glm45air_fp8 "${NCU[@]}" "$dev/ferrum" "${glm[@]}" --enforce-eager \
         --num-gpu-blocks-override 520 --hf-overrides '{"num_hidden_layers": 4}' --output-len 4 \
         --num-iters 1 --num-iters-warmup 0

@@ -271,25 +271,20 @@ fn main() -> Result<()> {
 
     // decode attention, Qwen3-30B-A3B's heads (32 query, 4 kv, 128 wide) over an fp8 cache: one
     // token over a short and a long context, 16 over 8000 keys (per head, split-KV past 1024
-    // keys; and per GQA group over slices of the keys, merged by the last slice or by
-    // `attention_merge` after), 128 tokens over 512 keys (per GQA group)
+    // keys; and per GQA group over slices of the keys), 128 tokens over 512 keys (per GQA group)
     let dims = AttnDims::new(32, 4, 128);
     let kv_dim = dims.n_kv_heads * dims.head_dim;
     let shapes = [
-        (1usize, 128usize, false, true),
-        (1, 128, true, true),
-        (1, 128, true, false),
-        (1, 8192, false, true),
-        (1, 8192, true, true),
-        (1, 8192, true, false),
-        (16, 8000, false, true),
-        (16, 8000, true, true),
-        (16, 8000, true, false),
-        (128, 512, false, true),
+        (1usize, 128usize, false),
+        (1, 128, true),
+        (1, 8192, false),
+        (1, 8192, true),
+        (16, 8000, false),
+        (16, 8000, true),
+        (128, 512, false),
     ];
-    for (rows, ctx, group_split, merge_fused) in shapes {
+    for (rows, ctx, group_split) in shapes {
         b.be.set_decode_group_split(group_split);
-        b.be.set_attn_merge_fused(merge_fused);
         let ctx = ctx.div_ceil(div);
         let meta = decode_meta(rows, ctx);
         let spec = KvSpec {
@@ -303,10 +298,10 @@ fn main() -> Result<()> {
         let q_len = rows * dims.n_heads * dims.head_dim;
         let q = b.be.up(&rand_vec(&mut rng, q_len, 1.0));
         let mut out = b.be.up(&vec![0.0; q_len]);
-        let how = match (group_split, merge_fused) {
-            (true, true) => ", per group, split",
-            (true, false) => ", per group, split, merge apart",
-            (false, _) => "",
+        let how = if group_split {
+            ", per group, split"
+        } else {
+            ""
         };
         let label =
             format!("decode attention fp8 KV, {rows} tokens × {ctx} keys, 32/4 heads of 128{how}");

@@ -168,16 +168,12 @@ __device__ void paged_attention_split(const T* q, const C* kc, const C* vc, cons
 // Block (t, h): the slices' weights e^(m_s - M) first, one thread a slice, into shared memory (at
 // most MERGE_MAX_SPLITS; the host checks), then each output dimension's sum over them with loads
 // that wait on nothing (a loop deciding each slice on its own loaded sum waited on one memory
-// round trip a slice). Both sums run in slice order, one thread each (`merge_weight`,
-// `merge_add`), as in the per-group kernel's own merge (`merge_group`): the same bits.
+// round trip a slice).
 #define MERGE_MAX_SPLITS 1024
-__device__ __forceinline__ float merge_weight(float m, float l, float big) { return l > 0.f ? __expf(m - big) : 0.f; }
-__device__ __forceinline__ float merge_add(float acc, float w, float x) { return fmaf(w, x, acc); }
-
 template <typename T>
 __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, int n_heads, int head_dim,
                                 int splits, int unit, int min_keys, int direct) {
-    __shared__ float wgt[MERGE_MAX_SPLITS], lsum[MERGE_MAX_SPLITS];
+    __shared__ float wgt[MERGE_MAX_SPLITS];
     __shared__ float red[32];
     const i64 t = blockIdx.x;
     const int h = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -196,74 +192,19 @@ __device__ void attention_merge(const float* part, T* out, const u32* tok_keys, 
     __syncthreads();
     big = NEG_INF;
     for (int w = 0; w < (int)(blockDim.x >> 5); w++) big = fmaxf(big, red[w]);
-    for (int s = threadIdx.x; s < used; s += blockDim.x) {
-        lsum[s] = p[s * stride + 1];
-        wgt[s] = merge_weight(p[s * stride], lsum[s], big);
-    }
-    __syncthreads();
     float total = 0.f;
-    for (int s = 0; s < used; s++) total = merge_add(total, wgt[s], lsum[s]);
+    for (int s = threadIdx.x; s < used; s += blockDim.x) {
+        const float l = p[s * stride + 1];
+        wgt[s] = l > 0.f ? __expf(p[s * stride] - big) : 0.f;
+        total += l * wgt[s];
+    }
+    total = block_sum(total);  // its barriers also publish wgt
     T* orow = out + (t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float v = 0.f;
 #pragma unroll 4
-        for (int s = 0; s < used; s++) v = merge_add(v, wgt[s], p[s * stride + 2 + d]);
+        for (int s = 0; s < used; s++) v += wgt[s] * p[s * stride + 2 + d];
         orow[d] = from_f32<T>(v / total);
-    }
-}
-
-// `attention_merge` for the `group` heads [h0, h0 + group) of token t at once, by the whole
-// block, D-wide heads (group ≤ 16), `scratch` 2 · group · used floats of shared memory: every
-// slice's max and sum loaded at once (a thread a (head, slice)), each head's weights and total
-// by a thread of its own, then each thread's (head, dim) outputs summed slice by slice, all of
-// their loads of a slice in flight together. The partials are other blocks' writes, read past
-// this multiprocessor's L1 (`__ldcg`).
-template <typename T, int D>
-__device__ void merge_group(const float* part, T* out, i64 t, int n_heads, int h0, int group, int splits, int used,
-                            float* scratch) {
-    constexpr int STRIDE = 2 + D, PER_T = 16 * D / (ATTN_WARPS * 32);  // outputs a thread, at most
-    const float* p = part + (t * n_heads + h0) * splits * (i64)STRIDE;
-    float* ws = scratch;                 // [group][used]: each slice's max, then its weight
-    float* ls = scratch + group * used;  // [group][used]: each slice's sum
-    __shared__ float total[16];
-    const int pairs = group * used;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-        const float* ps = p + ((i64)(i / used) * splits + i % used) * STRIDE;
-        ws[i] = __ldcg(ps);
-        ls[i] = __ldcg(ps + 1);
-    }
-    __syncthreads();
-    if ((int)threadIdx.x < group) {
-        float* w = ws + threadIdx.x * used;
-        const float* l = ls + threadIdx.x * used;
-        float big = NEG_INF;
-        for (int s = 0; s < used; s++)
-            if (l[s] > 0.f) big = fmaxf(big, w[s]);
-        float sum = 0.f;
-        for (int s = 0; s < used; s++) {
-            w[s] = merge_weight(w[s], l[s], big);
-            sum = merge_add(sum, w[s], l[s]);
-        }
-        total[threadIdx.x] = sum;
-    }
-    __syncthreads();
-    float v[PER_T];
-#pragma unroll
-    for (int j = 0; j < PER_T; j++) v[j] = 0.f;
-#pragma unroll 2
-    for (int s = 0; s < used; s++) {
-#pragma unroll
-        for (int j = 0; j < PER_T; j++) {
-            const int e = threadIdx.x + j * ATTN_WARPS * 32, g = e / D;
-            const float* o = p + ((i64)g * splits + s) * STRIDE + 2;
-            if (g < group) v[j] = merge_add(v[j], ws[g * used + s], __ldcg(o + e % D));
-        }
-    }
-#pragma unroll
-    for (int j = 0; j < PER_T; j++) {
-        const int e = threadIdx.x + j * ATTN_WARPS * 32, g = e / D;
-        if (g < group) out[(t * n_heads + h0 + g) * D + e % D] = from_f32<T>(v[j] / total[g]);
     }
 }
 
@@ -420,13 +361,10 @@ __device__ __forceinline__ void tile_load8(T* dst, const fp8* src, float scale) 
 // (`slice_keys`, whole tiles) and writes each head's unnormalized partial (max, sum, output) to
 // `part` as `paged_attention_split` does, for `attention_merge`.
 #define GQ_KEYS 16
-// The most (head, slice) pairs of a token's kv head that the per-group kernel merges itself
-// (`done` non-null; the host checks), two floats each in its warps' tiles.
-#define MERGE_FUSED_MAX_PAIRS 3072
 template <typename T, typename C, int D>
 __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, const u32* block_tables,
                                       const u32* tok_table, const u32* tok_keys, T* out, float* part,
-                                      u32* done, int n_heads, int n_kv_heads, int block_size, float scale,
+                                      int n_heads, int n_kv_heads, int block_size, float scale,
                                       float k_scale, float v_scale, int min_keys) {
     using namespace nvcuda;
     constexpr int LD = D + 8, SLD = GQ_KEYS + 4, PLD = GQ_KEYS + 8, OLD = D + 4;
@@ -622,22 +560,6 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
             out[(t * n_heads + h) * D + d] = from_f32<T>(acc / sum);
         }
     }
-    if (!part || !done) return;
-    // the merge in the token's slice that finishes last (counted in `done`, a count a (token, kv
-    // head), which it sets back to 0 for the next launch), instead of a kernel of its own: each
-    // block's fence orders its partials before its count, and the last block's before its reads.
-    // The warps' tiles are its scratch (the host checks that 2 · group · slices floats fit).
-    __shared__ bool last;
-    __threadfence();
-    __syncthreads();
-    u32* count = done + t * n_kv_heads + kvh;
-    if (threadIdx.x == 0) last = atomicAdd(count, 1u) == (u32)used - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    static_assert(sizeof(wsm) >= 2 * MERGE_FUSED_MAX_PAIRS * sizeof(float), "the tiles hold the merge's scratch");
-    merge_group<T, D>(part, out, t, n_heads, kvh * group, group, gridDim.z, used, reinterpret_cast<float*>(wsm));
-    if (threadIdx.x == 0) *count = 0;
 }
 
 // Each part of this file (`KernelFile::parts`, `IN_PART` in the prelude) is a program of its own
@@ -690,13 +612,11 @@ __device__ void paged_attention_group(const T* q, const C* kc, const C* vc, cons
     extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32, 3)                                       \
         paged_attention_group_d##D##_##NAME(const T* q, const C* kc, const C* vc, const u32* block_tables, \
                                             const u32* tok_table, const u32* tok_keys, T* out, float* part,\
-                                            u32* done, int n_heads, int n_kv_heads, int head_dim,          \
-                                            int block_size, float scale, float k_scale, float v_scale,     \
-                                            int min_keys) {                                                \
+                                            int n_heads, int n_kv_heads, int head_dim, int block_size,     \
+                                            float scale, float k_scale, float v_scale, int min_keys) {     \
         launch_dependents();                                                                               \
-        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, done,      \
-                                       n_heads, n_kv_heads, block_size, scale, k_scale, v_scale,           \
-                                       min_keys);                                                          \
+        paged_attention_group<T, C, D>(q, kc, vc, block_tables, tok_table, tok_keys, out, part, n_heads,   \
+                                       n_kv_heads, block_size, scale, k_scale, v_scale, min_keys);         \
     }
 #else
 #define ATTENTION_GROUP(T, C, NAME, D)

@@ -7,7 +7,7 @@
 //! sticky error for those too. Kernel arguments are raw device pointers: one stream orders every
 //! use, so cudarc's per-buffer event tracking is switched off.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -155,11 +155,6 @@ pub struct CudaBackend {
     staging: RefCell<Option<Staging>>,
     /// Split-KV attention's partial results (allocated at first use, at their largest size).
     attn_part: RefCell<Option<CudaSlice<f32>>>,
-    /// The per-group split kernel's counts of finished slices, one a (token, kv head), zeros
-    /// between launches (allocated with `attn_part`).
-    attn_done: RefCell<Option<CudaSlice<u32>>>,
-    /// `attention_merge` launches so far (the op tests see which merge ran).
-    merges: Cell<usize>,
     /// Captured forwards (CUDA graphs), by key (the decode batch size).
     graphs: HashMap<usize, CudaGraph>,
     /// Streaming multiprocessors (split-KV decode fills two waves of them).
@@ -216,8 +211,6 @@ impl CudaBackend {
             tune,
             sampling: DeviceSampling::default(),
             attn_part: RefCell::new(None),
-            attn_done: RefCell::new(None),
-            merges: Cell::new(0),
             graphs: HashMap::new(),
             sm_count,
             error: RefCell::new(None),

@@ -31,17 +31,13 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
-    /// The per-group split kernel's slices merged by the token's last slice to finish
-    /// (`paged_attention_group`'s tail), no `attention_merge` launch after it;
-    /// `FERRUM_CUDA_ATTN_MERGE_FUSED=0` launches the merge. On an H100 (22nd session, a first
-    /// version whose tail merged a head a warp) the 8B at batch 1 took 5.51 ms a token against
-    /// 5.59, GLM-4.5-Air-FP8's 24 layers 3.68 against 3.78, Qwen3-30B-A3B FP8 2.96 against
-    /// 2.97.
-    pub attn_merge_fused: bool,
     /// The fewest keys a slice of the per-group split decode takes: 64 by default, a 16-key
     /// tile for each of a block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu);
     /// `FERRUM_CUDA_GROUP_SLICE_KEYS=N` (a multiple of 16) for the A/B: fewer, longer slices
-    /// leave a short context fewer slices to merge, each warp more tiles in turn.
+    /// leave a short context fewer slices to merge, each warp more tiles in turn. (On an H100,
+    /// 22nd session, with a merge inside the split kernel since removed: Qwen3-30B-A3B FP8 at
+    /// batch 1, 1–129 keys, 2.94 ms a token with 128 against 3.12 with 64, where the merge
+    /// kernel after it took 3.00; not yet measured with the merge kernel.)
     pub group_slice_keys: usize,
     /// MoE steps of up to this many tokens group their pairs by expert on the device (`moe.rs`);
     /// `MOE_DEVICE_GROUPED_MAX_TOKENS` by default, `FERRUM_CUDA_MOE_DEVICE_GROUPED=N` to
@@ -182,7 +178,6 @@ impl Tunables {
                 sm_count
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
-            attn_merge_fused: !env_is("FERRUM_CUDA_ATTN_MERGE_FUSED", "0"),
             group_slice_keys: std::env::var("FERRUM_CUDA_GROUP_SLICE_KEYS")
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
@@ -252,12 +247,6 @@ impl CudaBackend {
     /// How the MoE routers take their top-k.
     pub fn route_topk(&self) -> RouteTopk {
         self.tune.route_topk
-    }
-
-    /// Whether the per-group split decode kernel merges its slices itself
-    /// (`FERRUM_CUDA_ATTN_MERGE_FUSED`); the op tests check both.
-    pub fn set_attn_merge_fused(&mut self, on: bool) {
-        self.tune.attn_merge_fused = on;
     }
 
     /// The fewest keys a slice of the per-group split decode takes (a multiple of 16;

@@ -54,10 +54,6 @@ fn flash_smem_bytes(head_dim: usize, fp8: bool) -> usize {
 /// The most slices `attention_merge` takes (`MERGE_MAX_SPLITS` in attention.cu).
 const MERGE_MAX_SPLITS: usize = 1024;
 
-/// The most (head, slice) pairs of a token's kv head that the per-group kernel merges itself
-/// (`MERGE_FUSED_MAX_PAIRS` in attention.cu); more take `attention_merge`.
-const MERGE_FUSED_MAX_PAIRS: usize = 3072;
-
 impl CudaBackend {
     /// Paged attention over `layer`'s cache. A step with a prefill (a sequence of two or more
     /// query tokens) takes a tiled kernel, which reads each K/V tile once per 16 tokens and
@@ -154,14 +150,8 @@ impl CudaBackend {
             } else {
                 0
             };
-            // the slices merged by the kernel's last one for each (token, kv head), or by
-            // `attention_merge` after it
-            let fused =
-                part != 0 && self.tune.attn_merge_fused && group * splits <= MERGE_FUSED_MAX_PAIRS;
-            let done = if fused { self.attn_counts(blocks)? } else { 0 };
             args[6] = P(self.ptr(&out.mem));
             args.insert(7, P(part));
-            args.insert(8, P(done));
             let slicing = self.group_slicing();
             args.push(I(slicing.min_keys as i32));
             let grouped = LaunchConfig {
@@ -177,7 +167,7 @@ impl CudaBackend {
                 )
             };
             self.launch(name, grouped, &args)?;
-            return if splits > 1 && !fused {
+            return if splits > 1 {
                 self.attention_merge(part, out, heads, d.head_dim, splits, &slicing)
             } else {
                 Ok(())
@@ -218,23 +208,6 @@ impl CudaBackend {
         Ok(self.ptr(part.as_ref().unwrap()))
     }
 
-    /// The per-group split kernel's counts of finished slices, one a (token, kv head) of its
-    /// `blocks`: allocated once, zeros (each launch's last slice sets its count back), never
-    /// moved (captured graphs hold them). Splitting only happens below two waves of blocks.
-    fn attn_counts(&self, blocks: usize) -> Result<u64> {
-        let cap = 2 * self.sm_count;
-        if blocks > cap {
-            bail!(
-                "split-KV attention over {blocks} (token, kv head) blocks, more than its {cap} counts"
-            );
-        }
-        let mut done = self.attn_done.borrow_mut();
-        if done.is_none() {
-            *done = Some(self.stream.alloc_zeros::<u32>(cap)?);
-        }
-        Ok(self.ptr(done.as_ref().unwrap()))
-    }
-
     /// `attention_merge`: each (token, head)'s slices of `part` into `out`, as many as its keys
     /// used when cut `splits` ways as the split kernel cut them (`slicing`).
     fn attention_merge(
@@ -265,14 +238,7 @@ impl CudaBackend {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.merges.set(self.merges.get() + 1);
         self.launch("attention_merge", cfg, &merge)
-    }
-
-    /// How many `attention_merge` launches this backend has made (the op tests check that the
-    /// per-group split kernel merged its own slices).
-    pub fn attention_merges(&self) -> usize {
-        self.merges.get()
     }
 
     /// `qkv_to_cache` in cache_write.cu: the QKV split, q/k norms, rotary and K/V write of
