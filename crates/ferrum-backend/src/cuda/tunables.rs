@@ -31,8 +31,8 @@ pub(super) struct Tunables {
     /// layer against 182, 16 over 8000 in 109 against 2100 (Qwen3-30B-A3B FP8 at 8k context:
     /// 5.16 against 16.4 ms a token).
     pub decode_group_split: bool,
-    /// The fewest keys a slice of the per-group split decode takes: 64 by default, a 16-key
-    /// tile for each of a block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu);
+    /// The fewest keys a slice of the per-group split decode takes: [`GROUP_SLICE_KEYS`] by
+    /// default;
     /// `FERRUM_CUDA_GROUP_SLICE_KEYS=N` (a multiple of 16) for the A/B: fewer, longer slices
     /// leave a short context fewer slices to merge, each warp more tiles in turn. (On an H100,
     /// 22nd session, with a merge inside the split kernel since removed: Qwen3-30B-A3B FP8 at
@@ -117,9 +117,9 @@ pub(super) struct Tunables {
     /// The norm-fused GEMVs load the norm's weight ahead of their wait for the kernel before
     /// (`gemv_norm`); `FERRUM_CUDA_NORM_EARLY=0` after the sum of squares, one memory trip
     /// later. On an H100 (21st session, one machine, two rounds) the 8B at batch 1 took 5.53 /
-    /// 5.53 ms against 5.60 / 5.62 for the commit before; Qwen3-30B-A3B FP8 2.99 / 3.02
-    /// against 2.94 / 2.94, with the removed L2 prefetch's extra read in the router (see
-    /// docs/BENCHMARKS.md): this A/B is not measured yet.
+    /// 5.53 ms against 5.60 / 5.62 for the commit before; this A/B on another (22nd session):
+    /// the 8B 5.51 against 5.59, Qwen3-30B-A3B FP8 2.96 against 2.97, GLM-4.5-Air-FP8's 24
+    /// layers 3.68 against 3.70.
     pub norm_early: bool,
     /// The kernels compiled on a thread of their own while the weights load, loaded at the
     /// first launch (`backend/modules.rs`); `FERRUM_CUDA_COMPILE_ASYNC=0` waits for them in
@@ -166,6 +166,28 @@ fn skipped() -> Vec<String> {
     skip
 }
 
+/// The per-group split decode's fewest keys a slice by default: a 16-key tile for each of a
+/// block's four warps (`GQ_KEYS`, `ATTN_WARPS` in attention.cu).
+const GROUP_SLICE_KEYS: usize = 64;
+
+/// `FERRUM_CUDA_GROUP_SLICE_KEYS`: a multiple of 16 (whole tiles); anything else is refused with
+/// a warning and the default kept.
+fn group_slice_keys_from_env() -> usize {
+    let Ok(v) = std::env::var("FERRUM_CUDA_GROUP_SLICE_KEYS") else {
+        return GROUP_SLICE_KEYS;
+    };
+    match v.parse::<usize>() {
+        Ok(n) if n >= 16 && n.is_multiple_of(16) => n,
+        _ => {
+            tracing::warn!(
+                "FERRUM_CUDA_GROUP_SLICE_KEYS={v:?} is not a multiple of 16: slices of at least \
+                 {GROUP_SLICE_KEYS} keys"
+            );
+            GROUP_SLICE_KEYS
+        }
+    }
+}
+
 impl Tunables {
     pub(super) fn from_env(sm_count: usize, capability: (i32, i32)) -> Tunables {
         Tunables {
@@ -178,11 +200,7 @@ impl Tunables {
                 sm_count
             },
             decode_group_split: !env_is("FERRUM_CUDA_DECODE_SPLIT", "head"),
-            group_slice_keys: std::env::var("FERRUM_CUDA_GROUP_SLICE_KEYS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|&n| n >= 16 && n.is_multiple_of(16))
-                .unwrap_or(64),
+            group_slice_keys: group_slice_keys_from_env(),
             moe_device_grouped_max: std::env::var("FERRUM_CUDA_MOE_DEVICE_GROUPED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -249,8 +267,12 @@ impl CudaBackend {
         self.tune.route_topk
     }
 
-    /// The fewest keys a slice of the per-group split decode takes (a multiple of 16;
-    /// `FERRUM_CUDA_GROUP_SLICE_KEYS`); the op tests check another.
+    /// The fewest keys a slice of the per-group split decode takes.
+    pub fn group_slice_keys(&self) -> usize {
+        self.tune.group_slice_keys
+    }
+
+    /// Sets it (a multiple of 16; `FERRUM_CUDA_GROUP_SLICE_KEYS`); the op tests check another.
     pub fn set_group_slice_keys(&mut self, keys: usize) {
         assert!(
             keys >= 16 && keys.is_multiple_of(16),
